@@ -1,0 +1,351 @@
+//! The `Backend` trait: one flat trait, one method per primitive, and the params structs
+//! that carry each primitive's shape arithmetic. Both the CPU reference backend and the
+//! wgpu backend implement it; `#[repr(C)]` params mirror the WGSL uniform structs.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::Result;
+
+/// A backend's opaque buffer of `len` f32 values. Cloning shares the buffer: tensors are
+/// immutable, so views such as `reshape` share storage freely.
+#[derive(Clone)]
+pub struct Storage {
+    len: usize,
+    inner: Arc<dyn Any + Send + Sync>,
+}
+
+impl Storage {
+    /// Wraps a backend's buffer type.
+    pub fn new<T: Any + Send + Sync>(len: usize, buffer: T) -> Self {
+        Storage {
+            len,
+            inner: Arc::new(buffer),
+        }
+    }
+
+    /// Number of f32 elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the storage holds no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The backend's buffer, if it is of type `T`.
+    pub fn downcast<T: Any>(&self) -> Option<&T> {
+        self.inner.downcast_ref::<T>()
+    }
+
+    /// True when both handles share one buffer.
+    pub fn same_buffer(&self, other: &Storage) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl fmt::Debug for Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Storage({} f32)", self.len)
+    }
+}
+
+/// Elementwise one-input operations.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UnaryOp {
+    /// `-x`
+    Neg,
+    /// `e^x`
+    Exp,
+    /// natural log
+    Log,
+    /// square root
+    Sqrt,
+    /// `|x|`
+    Abs,
+    /// `max(x, 0)`
+    Relu,
+    /// `x` if positive else `slope * x`
+    LeakyRelu(f32),
+    /// `1 / (1 + e^-x)`
+    Sigmoid,
+    /// hyperbolic tangent
+    Tanh,
+    /// `mul * x + add`
+    Affine {
+        /// factor
+        mul: f32,
+        /// offset
+        add: f32,
+    },
+    /// `x^p` for a scalar exponent
+    Powf(f32),
+    /// `1` where `x > 0`, else `0` (the derivative of relu)
+    Step,
+    /// `-1`, `0` or `1` by the sign of `x`
+    Sign,
+    /// `1 / x`
+    Recip,
+    /// `c / x` where c is the scalar: used for `scalar / tensor`
+    RDiv(f32),
+}
+
+/// Elementwise two-input operations with broadcasting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryOp {
+    /// `a + b`
+    Add,
+    /// `a - b`
+    Sub,
+    /// `a * b`
+    Mul,
+    /// `a / b`
+    Div,
+    /// `max(a, b)`
+    Maximum,
+    /// `min(a, b)`
+    Minimum,
+    /// `a^b`
+    Pow,
+    /// `1` where `a >= b`, else `0`
+    Ge,
+    /// `1` where `a == b`, else `0`
+    Eq,
+}
+
+/// Reductions over one axis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReduceOp {
+    /// sum
+    Sum,
+    /// maximum
+    Max,
+}
+
+/// The largest rank the broadcasting and strided-copy primitives accept.
+pub const MAX_RANK: usize = 8;
+
+/// Broadcast binary op: both inputs are read with per-dimension strides (0 where broadcast)
+/// against the output shape.
+#[derive(Clone, Debug)]
+pub struct BinaryParams {
+    /// Output shape.
+    pub shape: Vec<usize>,
+    /// Strides of `a` against the output shape.
+    pub a_strides: Vec<usize>,
+    /// Strides of `b` against the output shape.
+    pub b_strides: Vec<usize>,
+}
+
+/// Reduction of the middle axis of a `[outer, len, inner]` view.
+#[derive(Clone, Copy, Debug)]
+pub struct ReduceParams {
+    /// product of the dimensions before the reduced one
+    pub outer: usize,
+    /// length of the reduced dimension
+    pub len: usize,
+    /// product of the dimensions after it
+    pub inner: usize,
+}
+
+/// Reads `shape` elements from a source at `offset` with arbitrary strides (0 for
+/// broadcast): covers permute, narrow/slice and expand.
+#[derive(Clone, Debug)]
+pub struct StridedView {
+    /// Output shape.
+    pub shape: Vec<usize>,
+    /// Source strides per output dimension.
+    pub strides: Vec<usize>,
+    /// Source offset of the first element.
+    pub offset: usize,
+}
+
+/// Constant padding: `before[d]` and `after[d]` elements around each dimension.
+#[derive(Clone, Debug)]
+pub struct PadParams {
+    /// Input shape.
+    pub shape: Vec<usize>,
+    /// Elements added before each dimension.
+    pub before: Vec<usize>,
+    /// Elements added after each dimension.
+    pub after: Vec<usize>,
+    /// The fill value.
+    pub value: f32,
+}
+
+/// Concatenation of tensors viewed as `[outer, part_len_i]`.
+#[derive(Clone, Debug)]
+pub struct CatParams {
+    /// product of the dimensions before the cat dimension
+    pub outer: usize,
+    /// per part: its cat-dimension size times the product of the dimensions after it
+    pub part_lens: Vec<usize>,
+}
+
+/// Batched matmul `C[b] = op(A[b]) · op(B[b])` with `op` an optional transpose.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+pub struct MatmulParams {
+    /// batch count
+    pub batch: usize,
+    /// rows of `C`
+    pub m: usize,
+    /// shared dimension
+    pub k: usize,
+    /// columns of `C`
+    pub n: usize,
+    /// A is stored `[k, m]` per batch instead of `[m, k]`
+    pub trans_a: bool,
+    /// B is stored `[n, k]` per batch instead of `[k, n]`
+    pub trans_b: bool,
+    /// A is one matrix shared by every batch (batch stride 0)
+    pub a_shared: bool,
+    /// B is one matrix shared by every batch (batch stride 0)
+    pub b_shared: bool,
+}
+
+/// The full shape arithmetic of a 2-D convolution (PyTorch semantics). Transposed
+/// convolution reuses it: its forward is this conv's input gradient.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Conv2dParams {
+    /// batch
+    pub n: usize,
+    /// input channels
+    pub c_in: usize,
+    /// input height
+    pub h: usize,
+    /// input width
+    pub w: usize,
+    /// output channels
+    pub c_out: usize,
+    /// output height
+    pub oh: usize,
+    /// output width
+    pub ow: usize,
+    /// kernel `[kh, kw]`
+    pub kernel: [usize; 2],
+    /// stride `[sh, sw]`
+    pub stride: [usize; 2],
+    /// zero padding `[ph, pw]`
+    pub padding: [usize; 2],
+    /// dilation `[dh, dw]`
+    pub dilation: [usize; 2],
+    /// groups (`c_in` and `c_out` are multiples of it)
+    pub groups: usize,
+}
+
+impl Conv2dParams {
+    /// Elements of the input tensor.
+    pub fn input_len(&self) -> usize {
+        self.n * self.c_in * self.h * self.w
+    }
+    /// Elements of the output tensor.
+    pub fn output_len(&self) -> usize {
+        self.n * self.c_out * self.oh * self.ow
+    }
+    /// Elements of the weight tensor `[c_out, c_in / groups, kh, kw]`.
+    pub fn weight_len(&self) -> usize {
+        self.c_out * (self.c_in / self.groups) * self.kernel[0] * self.kernel[1]
+    }
+    /// Multiply-accumulates of the forward pass.
+    pub fn macs(&self) -> usize {
+        self.output_len() * (self.c_in / self.groups) * self.kernel[0] * self.kernel[1]
+    }
+}
+
+/// Shape arithmetic of a 2-D pooling window over `[n, c, h, w]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pool2dParams {
+    /// batch × channels (pooling treats each plane alike)
+    pub planes: usize,
+    /// input height
+    pub h: usize,
+    /// input width
+    pub w: usize,
+    /// output height
+    pub oh: usize,
+    /// output width
+    pub ow: usize,
+    /// window `[kh, kw]`
+    pub kernel: [usize; 2],
+    /// stride
+    pub stride: [usize; 2],
+    /// implicit padding (−∞ for max, 0 for average)
+    pub padding: [usize; 2],
+    /// average pooling: count padded cells in the divisor
+    pub count_include_pad: bool,
+}
+
+/// Planes resized from `[h, w]` to `[oh, ow]` (adaptive pooling, nearest upsampling).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Resize2dParams {
+    /// batch × channels
+    pub planes: usize,
+    /// input height
+    pub h: usize,
+    /// input width
+    pub w: usize,
+    /// output height
+    pub oh: usize,
+    /// output width
+    pub ow: usize,
+}
+
+/// The primitives every backend provides. Ops in `crate::ops` check shapes and build the
+/// params; a backend may assume they are valid and consistent with the storages' lengths.
+pub trait Backend: Send + Sync {
+    /// A human-readable name (`cpu`, or the GPU adapter's name).
+    fn name(&self) -> String;
+    /// True for backends that run on a GPU.
+    fn is_gpu(&self) -> bool {
+        false
+    }
+    /// Copies host data into a new storage.
+    fn upload(&self, data: &[f32]) -> Result<Storage>;
+    /// Copies a storage back to the host (synchronising pending work).
+    fn download(&self, x: &Storage) -> Result<Vec<f32>>;
+    /// Waits until all recorded work has finished.
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+    /// A storage of `len` copies of `value`.
+    fn fill(&self, len: usize, value: f32) -> Result<Storage>;
+    /// Elementwise unary op.
+    fn unary(&self, x: &Storage, op: UnaryOp) -> Result<Storage>;
+    /// Elementwise binary op with broadcasting.
+    fn binary(&self, a: &Storage, b: &Storage, p: &BinaryParams, op: BinaryOp) -> Result<Storage>;
+    /// Reduction of the middle axis of `[outer, len, inner]` to `[outer, inner]`.
+    fn reduce(&self, x: &Storage, p: &ReduceParams, op: ReduceOp) -> Result<Storage>;
+    /// Contiguous copy of a strided view of `x`.
+    fn strided_copy(&self, x: &Storage, view: &StridedView) -> Result<Storage>;
+    /// Constant padding.
+    fn pad(&self, x: &Storage, p: &PadParams) -> Result<Storage>;
+    /// Concatenation.
+    fn cat(&self, parts: &[&Storage], p: &CatParams) -> Result<Storage>;
+    /// Batched matrix multiply.
+    fn matmul(&self, a: &Storage, b: &Storage, p: &MatmulParams) -> Result<Storage>;
+    /// Convolution forward (no bias): `[n, c_in, h, w] * [c_out, c_in/g, kh, kw]`.
+    fn conv2d(&self, x: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage>;
+    /// Gradient of the convolution with respect to its input, from the output gradient.
+    fn conv2d_grad_input(&self, gy: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage>;
+    /// Gradient of the convolution with respect to its weight.
+    fn conv2d_grad_weight(&self, x: &Storage, gy: &Storage, p: &Conv2dParams) -> Result<Storage>;
+    /// Max pooling forward.
+    fn max_pool2d(&self, x: &Storage, p: &Pool2dParams) -> Result<Storage>;
+    /// Max pooling backward: routes each output gradient to its window's arg-max.
+    fn max_pool2d_backward(&self, x: &Storage, gy: &Storage, p: &Pool2dParams) -> Result<Storage>;
+    /// Average pooling forward.
+    fn avg_pool2d(&self, x: &Storage, p: &Pool2dParams) -> Result<Storage>;
+    /// Average pooling backward.
+    fn avg_pool2d_backward(&self, gy: &Storage, p: &Pool2dParams) -> Result<Storage>;
+    /// Adaptive average pooling forward (PyTorch's floor/ceil window bounds).
+    fn adaptive_avg_pool2d(&self, x: &Storage, p: &Resize2dParams) -> Result<Storage>;
+    /// Adaptive average pooling backward.
+    fn adaptive_avg_pool2d_backward(&self, gy: &Storage, p: &Resize2dParams) -> Result<Storage>;
+    /// Nearest-neighbour upsampling forward.
+    fn upsample_nearest2d(&self, x: &Storage, p: &Resize2dParams) -> Result<Storage>;
+    /// Nearest-neighbour upsampling backward (sums the copies).
+    fn upsample_nearest2d_backward(&self, gy: &Storage, p: &Resize2dParams) -> Result<Storage>;
+}

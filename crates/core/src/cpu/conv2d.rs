@@ -1,0 +1,335 @@
+//! Convolution on the CPU: im2col over chunks of output rows (bounded scratch memory)
+//! followed by GEMM, one image per rayon task; a direct loop for depthwise forward, where
+//! a GEMM with one output row would waste the kernel.
+
+use rayon::prelude::*;
+
+use super::gemm::{gemm, Layout};
+use crate::backend::Conv2dParams;
+
+/// Floats in one im2col scratch buffer (4 MiB): large enough for long GEMMs, small enough
+/// to stay in cache-friendly territory and not to balloon memory on big images.
+const COL_BUDGET: usize = 1 << 20;
+
+#[derive(Clone, Copy)]
+struct Geo {
+    cg: usize,
+    og: usize,
+    kdim: usize,
+    hw: usize,
+    ohw: usize,
+    rows_per_chunk: usize,
+}
+
+fn geo(p: &Conv2dParams) -> Geo {
+    let cg = p.c_in / p.groups;
+    let kdim = cg * p.kernel[0] * p.kernel[1];
+    Geo {
+        cg,
+        og: p.c_out / p.groups,
+        kdim,
+        hw: p.h * p.w,
+        ohw: p.oh * p.ow,
+        rows_per_chunk: (COL_BUDGET / (kdim * p.ow).max(1)).clamp(1, p.oh.max(1)),
+    }
+}
+
+/// A 1×1 conv whose output grid is its input grid: the input planes are the im2col
+/// matrix already. (A transposed conv's output_padding can make the grids differ.)
+fn is_pointwise(p: &Conv2dParams) -> bool {
+    p.kernel == [1, 1] && p.stride == [1, 1] && p.padding == [0, 0] && p.oh == p.h && p.ow == p.w
+}
+
+/// Input column of output column `oj` for kernel column `kj`, if inside the image.
+#[inline]
+fn in_col(p: &Conv2dParams, oj: usize, kj: usize) -> Option<usize> {
+    let iw = (oj * p.stride[1] + kj * p.dilation[1]).checked_sub(p.padding[1])?;
+    (iw < p.w).then_some(iw)
+}
+
+#[inline]
+fn in_row(p: &Conv2dParams, oi: usize, ki: usize) -> Option<usize> {
+    let ih = (oi * p.stride[0] + ki * p.dilation[0]).checked_sub(p.padding[0])?;
+    (ih < p.h).then_some(ih)
+}
+
+/// Fills `col` (`kdim × (r1 − r0)·ow`) from one group's input planes for output rows
+/// `r0..r1`.
+fn im2col(x_g: &[f32], p: &Conv2dParams, g: &Geo, r0: usize, r1: usize, col: &mut [f32]) {
+    let cols = (r1 - r0) * p.ow;
+    let [kh, kw] = p.kernel;
+    for c in 0..g.cg {
+        let plane = &x_g[c * g.hw..(c + 1) * g.hw];
+        for ki in 0..kh {
+            for kj in 0..kw {
+                let row = &mut col[((c * kh + ki) * kw + kj) * cols..][..cols];
+                for r in r0..r1 {
+                    let dst = &mut row[(r - r0) * p.ow..(r - r0 + 1) * p.ow];
+                    let Some(ih) = in_row(p, r, ki) else {
+                        dst.fill(0.0);
+                        continue;
+                    };
+                    let src = &plane[ih * p.w..(ih + 1) * p.w];
+                    for (oj, d) in dst.iter_mut().enumerate() {
+                        *d = in_col(p, oj, kj).map_or(0.0, |iw| src[iw]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: adds `col` back into the group's input-gradient planes.
+fn col2im(col: &[f32], p: &Conv2dParams, g: &Geo, r0: usize, r1: usize, gx_g: &mut [f32]) {
+    let cols = (r1 - r0) * p.ow;
+    let [kh, kw] = p.kernel;
+    for c in 0..g.cg {
+        let plane = &mut gx_g[c * g.hw..(c + 1) * g.hw];
+        for ki in 0..kh {
+            for kj in 0..kw {
+                let row = &col[((c * kh + ki) * kw + kj) * cols..][..cols];
+                for r in r0..r1 {
+                    let Some(ih) = in_row(p, r, ki) else { continue };
+                    let src = &row[(r - r0) * p.ow..(r - r0 + 1) * p.ow];
+                    let dst = &mut plane[ih * p.w..(ih + 1) * p.w];
+                    for (oj, &v) in src.iter().enumerate() {
+                        if let Some(iw) = in_col(p, oj, kj) {
+                            dst[iw] += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs `f(image, chunk)` over per-image chunks of `out`: in parallel across images when
+/// there are enough of them, otherwise one after another so each GEMM can use the pool.
+fn per_image(out: &mut [f32], chunk: usize, n: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    if chunk == 0 {
+        return;
+    }
+    if n >= rayon::current_num_threads() {
+        out.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
+    } else {
+        out.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+    }
+}
+
+fn depthwise_forward(x: &[f32], w: &[f32], p: &Conv2dParams, g: &Geo) -> Vec<f32> {
+    let mut out = vec![0.0; p.output_len()];
+    if g.ohw == 0 {
+        return out;
+    }
+    let [kh, kw] = p.kernel;
+    out.par_chunks_mut(g.ohw)
+        .enumerate()
+        .for_each(|(plane, y)| {
+            let (ni, o) = (plane / p.c_out, plane % p.c_out);
+            let xp = &x[(ni * p.c_in + o / g.og) * g.hw..][..g.hw];
+            let wp = &w[o * kh * kw..][..kh * kw];
+            for ki in 0..kh {
+                for oi in 0..p.oh {
+                    let Some(ih) = in_row(p, oi, ki) else {
+                        continue;
+                    };
+                    let src = &xp[ih * p.w..(ih + 1) * p.w];
+                    let dst = &mut y[oi * p.ow..(oi + 1) * p.ow];
+                    for kj in 0..kw {
+                        let wv = wp[ki * kw + kj];
+                        for (oj, d) in dst.iter_mut().enumerate() {
+                            if let Some(iw) = in_col(p, oj, kj) {
+                                *d += wv * src[iw];
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    out
+}
+
+pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Vec<f32> {
+    let g = geo(p);
+    if g.cg == 1 && p.groups > 1 {
+        return depthwise_forward(x, w, p, &g);
+    }
+    let mut out = vec![0.0; p.output_len()];
+    per_image(&mut out, p.c_out * g.ohw, p.n, |ni, y_n| {
+        let mut col = Vec::new();
+        for gi in 0..p.groups {
+            let x_g = &x[(ni * p.c_in + gi * g.cg) * g.hw..][..g.cg * g.hw];
+            let w_g = &w[gi * g.og * g.kdim..][..g.og * g.kdim];
+            let y_g = &mut y_n[gi * g.og * g.ohw..][..g.og * g.ohw];
+            if is_pointwise(p) {
+                gemm(
+                    g.og,
+                    g.cg,
+                    g.ohw,
+                    w_g,
+                    Layout::rows(g.cg),
+                    x_g,
+                    Layout::rows(g.hw),
+                    0.0,
+                    y_g,
+                    Layout::rows(g.ohw),
+                );
+                continue;
+            }
+            for r0 in (0..p.oh).step_by(g.rows_per_chunk) {
+                let r1 = (r0 + g.rows_per_chunk).min(p.oh);
+                let cols = (r1 - r0) * p.ow;
+                col.resize(g.kdim * cols, 0.0);
+                im2col(x_g, p, &g, r0, r1, &mut col);
+                let y = &mut y_g[r0 * p.ow..];
+                gemm(
+                    g.og,
+                    g.kdim,
+                    cols,
+                    w_g,
+                    Layout::rows(g.kdim),
+                    &col,
+                    Layout::rows(cols),
+                    0.0,
+                    y,
+                    Layout { rs: g.ohw, cs: 1 },
+                );
+            }
+        }
+    });
+    out
+}
+
+pub fn grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams) -> Vec<f32> {
+    let g = geo(p);
+    let mut gx = vec![0.0; p.input_len()];
+    per_image(&mut gx, p.c_in * g.hw, p.n, |ni, gx_n| {
+        let mut col = Vec::new();
+        for gi in 0..p.groups {
+            let gy_g = &gy[(ni * p.c_out + gi * g.og) * g.ohw..][..g.og * g.ohw];
+            let w_g = &w[gi * g.og * g.kdim..][..g.og * g.kdim];
+            let gx_g = &mut gx_n[gi * g.cg * g.hw..][..g.cg * g.hw];
+            if is_pointwise(p) {
+                gemm(
+                    g.cg,
+                    g.og,
+                    g.hw,
+                    w_g,
+                    Layout::trans(g.cg),
+                    gy_g,
+                    Layout::rows(g.ohw),
+                    0.0,
+                    gx_g,
+                    Layout::rows(g.hw),
+                );
+                continue;
+            }
+            for r0 in (0..p.oh).step_by(g.rows_per_chunk) {
+                let r1 = (r0 + g.rows_per_chunk).min(p.oh);
+                let cols = (r1 - r0) * p.ow;
+                col.resize(g.kdim * cols, 0.0);
+                let gy_rows = &gy_g[r0 * p.ow..];
+                gemm(
+                    g.kdim,
+                    g.og,
+                    cols,
+                    w_g,
+                    Layout::trans(g.kdim),
+                    gy_rows,
+                    Layout { rs: g.ohw, cs: 1 },
+                    0.0,
+                    &mut col,
+                    Layout::rows(cols),
+                );
+                col2im(&col, p, &g, r0, r1, gx_g);
+            }
+        }
+    });
+    gx
+}
+
+/// Adds image `ni`'s contribution to the weight gradient into `acc`.
+fn grad_weight_image(
+    x: &[f32],
+    gy: &[f32],
+    p: &Conv2dParams,
+    g: &Geo,
+    ni: usize,
+    acc: &mut [f32],
+    col: &mut Vec<f32>,
+) {
+    for gi in 0..p.groups {
+        let x_g = &x[(ni * p.c_in + gi * g.cg) * g.hw..][..g.cg * g.hw];
+        let gy_g = &gy[(ni * p.c_out + gi * g.og) * g.ohw..][..g.og * g.ohw];
+        let gw_g = &mut acc[gi * g.og * g.kdim..][..g.og * g.kdim];
+        if is_pointwise(p) {
+            gemm(
+                g.og,
+                g.ohw,
+                g.cg,
+                gy_g,
+                Layout::rows(g.ohw),
+                x_g,
+                Layout::trans(g.hw),
+                1.0,
+                gw_g,
+                Layout::rows(g.cg),
+            );
+            continue;
+        }
+        for r0 in (0..p.oh).step_by(g.rows_per_chunk) {
+            let r1 = (r0 + g.rows_per_chunk).min(p.oh);
+            let cols = (r1 - r0) * p.ow;
+            col.resize(g.kdim * cols, 0.0);
+            im2col(x_g, p, g, r0, r1, col);
+            let gy_rows = &gy_g[r0 * p.ow..];
+            gemm(
+                g.og,
+                cols,
+                g.kdim,
+                gy_rows,
+                Layout { rs: g.ohw, cs: 1 },
+                col,
+                Layout::trans(cols),
+                1.0,
+                gw_g,
+                Layout::rows(g.kdim),
+            );
+        }
+    }
+}
+
+pub fn grad_weight(x: &[f32], gy: &[f32], p: &Conv2dParams) -> Vec<f32> {
+    let g = geo(p);
+    let len = p.weight_len();
+    if g.ohw == 0 {
+        return vec![0.0; len];
+    }
+    if p.n >= rayon::current_num_threads() {
+        (0..p.n)
+            .into_par_iter()
+            .fold(
+                || (vec![0.0; len], Vec::new()),
+                |(mut acc, mut col), ni| {
+                    grad_weight_image(x, gy, p, &g, ni, &mut acc, &mut col);
+                    (acc, col)
+                },
+            )
+            .map(|(acc, _)| acc)
+            .reduce(
+                || vec![0.0; len],
+                |mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                    a
+                },
+            )
+    } else {
+        let (mut acc, mut col) = (vec![0.0; len], Vec::new());
+        for ni in 0..p.n {
+            grad_weight_image(x, gy, p, &g, ni, &mut acc, &mut col);
+        }
+        acc
+    }
+}

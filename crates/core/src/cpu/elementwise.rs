@@ -1,0 +1,42 @@
+//! Elementwise unary ops.
+
+use rayon::prelude::*;
+
+use super::PAR_CHUNK;
+use crate::backend::UnaryOp;
+
+fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
+    let mut out = vec![0.0; x.len()];
+    out.par_chunks_mut(PAR_CHUNK)
+        .zip(x.par_chunks(PAR_CHUNK))
+        .for_each(|(o, i)| o.iter_mut().zip(i).for_each(|(o, &v)| *o = f(v)));
+    out
+}
+
+pub fn unary(x: &[f32], op: UnaryOp) -> Vec<f32> {
+    match op {
+        UnaryOp::Neg => map(x, |v| -v),
+        UnaryOp::Exp => map(x, f32::exp),
+        UnaryOp::Log => map(x, f32::ln),
+        UnaryOp::Sqrt => map(x, f32::sqrt),
+        UnaryOp::Abs => map(x, f32::abs),
+        UnaryOp::Relu => map(x, |v| if v > 0.0 { v } else { 0.0 }),
+        UnaryOp::LeakyRelu(s) => map(x, move |v| if v > 0.0 { v } else { s * v }),
+        UnaryOp::Sigmoid => map(x, |v| 1.0 / (1.0 + (-v).exp())),
+        UnaryOp::Tanh => map(x, f32::tanh),
+        UnaryOp::Affine { mul, add } => map(x, move |v| mul * v + add),
+        UnaryOp::Powf(p) => map(x, move |v| v.powf(p)),
+        UnaryOp::Step => map(x, |v| if v > 0.0 { 1.0 } else { 0.0 }),
+        UnaryOp::Sign => map(x, |v| {
+            if v > 0.0 {
+                1.0
+            } else if v < 0.0 {
+                -1.0
+            } else {
+                0.0
+            }
+        }),
+        UnaryOp::Recip => map(x, |v| 1.0 / v),
+        UnaryOp::RDiv(c) => map(x, move |v| c / v),
+    }
+}

@@ -1,0 +1,155 @@
+//! A thin, bounds-checked layer over `matrixmultiply::sgemm` that spreads one large
+//! product over the rayon pool when the caller is not already running in parallel.
+
+/// A matrix view: row stride and column stride in elements.
+#[derive(Clone, Copy, Debug)]
+pub struct Layout {
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl Layout {
+    /// Row-major with `cols` columns.
+    pub fn rows(cols: usize) -> Layout {
+        Layout { rs: cols, cs: 1 }
+    }
+    /// The transpose of a row-major matrix with `cols` columns.
+    pub fn trans(cols: usize) -> Layout {
+        Layout { rs: 1, cs: cols }
+    }
+    fn span(&self, rows: usize, cols: usize) -> usize {
+        (rows - 1) * self.rs + (cols - 1) * self.cs + 1
+    }
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: the parts handed to different threads write disjoint rows or columns of C.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    // A method, so closures capture the whole (Sync) wrapper rather than the raw field.
+    fn get(&self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// `C = A·B + beta·C` with `A: m×k`, `B: k×n`, `C: m×n`.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    la: Layout,
+    b: &[f32],
+    lb: Layout,
+    beta: f32,
+    c: &mut [f32],
+    lc: Layout,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(c.len() >= lc.span(m, n), "gemm: C too short");
+    if k == 0 {
+        for i in 0..m {
+            for j in 0..n {
+                let v = &mut c[i * lc.rs + j * lc.cs];
+                *v = if beta == 0.0 { 0.0 } else { *v * beta };
+            }
+        }
+        return;
+    }
+    assert!(
+        a.len() >= la.span(m, k) && b.len() >= lb.span(k, n),
+        "gemm: operand too short: {m}x{k}x{n} a {} {la:?} b {} {lb:?}",
+        a.len(),
+        b.len()
+    );
+    let threads = rayon::current_num_threads();
+    let nested = rayon::current_thread_index().is_some();
+    let cp = SendPtr(c.as_mut_ptr());
+    let run = |i0: usize, i1: usize, j0: usize, j1: usize| {
+        // SAFETY: bounds were checked above for the whole matrices; the sub-blocks lie
+        // inside them and blocks given to different threads do not overlap in C.
+        unsafe {
+            matrixmultiply::sgemm(
+                i1 - i0,
+                k,
+                j1 - j0,
+                1.0,
+                a.as_ptr().add(i0 * la.rs),
+                la.rs as isize,
+                la.cs as isize,
+                b.as_ptr().add(j0 * lb.cs),
+                lb.rs as isize,
+                lb.cs as isize,
+                beta,
+                cp.get().add(i0 * lc.rs + j0 * lc.cs),
+                lc.rs as isize,
+                lc.cs as isize,
+            )
+        }
+    };
+    if nested || threads == 1 || m * n * k < (1 << 21) {
+        run(0, m, 0, n);
+        return;
+    }
+    let split_cols = n >= m;
+    let len = if split_cols { n } else { m };
+    let step = len.div_ceil(threads).next_multiple_of(16).min(len);
+    rayon::scope(|s| {
+        let mut start = 0;
+        while start < len {
+            let end = (start + step).min(len);
+            let run = &run;
+            s.spawn(move |_| {
+                if split_cols {
+                    run(0, m, start, end)
+                } else {
+                    run(start, end, 0, n)
+                }
+            });
+            start = end;
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(m: usize, k: usize, n: usize, a: &[f32], b: &[f32]) -> Vec<f32> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn split_product_matches_naive() {
+        for &(m, k, n) in &[(3, 5, 7), (130, 129, 257), (257, 64, 33), (1, 1, 1)] {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 5) % 11) as f32 - 5.0).collect();
+            let mut c = vec![1.0; m * n];
+            gemm(
+                m,
+                k,
+                n,
+                &a,
+                Layout::rows(k),
+                &b,
+                Layout::rows(n),
+                0.0,
+                &mut c,
+                Layout::rows(n),
+            );
+            assert_eq!(c, naive(m, k, n, &a, &b), "{m}x{k}x{n}");
+        }
+    }
+}

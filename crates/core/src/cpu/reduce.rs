@@ -1,0 +1,66 @@
+//! Reductions of the middle axis of `[outer, len, inner]`. Sums accumulate in f64 so that
+//! batch-norm statistics over large batches stay accurate.
+
+use rayon::prelude::*;
+
+use crate::backend::{ReduceOp, ReduceParams};
+
+fn sum_contiguous(x: &[f32]) -> f64 {
+    if x.len() >= 1 << 16 {
+        x.par_chunks(1 << 14)
+            .map(|c| c.iter().map(|&v| v as f64).sum::<f64>())
+            .sum()
+    } else {
+        x.iter().map(|&v| v as f64).sum()
+    }
+}
+
+fn max_contiguous(x: &[f32]) -> f32 {
+    x.iter().fold(
+        f32::NEG_INFINITY,
+        |m, &v| if v > m || v.is_nan() { v } else { m },
+    )
+}
+
+pub fn reduce(x: &[f32], p: &ReduceParams, op: ReduceOp) -> Vec<f32> {
+    let ReduceParams { outer, len, inner } = *p;
+    let mut out = vec![0.0f32; outer * inner];
+    if out.is_empty() {
+        return out;
+    }
+    if inner == 1 {
+        out.par_iter_mut().enumerate().for_each(|(o, v)| {
+            let row = &x[o * len..(o + 1) * len];
+            *v = match op {
+                ReduceOp::Sum => sum_contiguous(row) as f32,
+                ReduceOp::Max => max_contiguous(row),
+            };
+        });
+        return out;
+    }
+    out.par_chunks_mut(inner).enumerate().for_each(|(o, orow)| {
+        let base = o * len * inner;
+        match op {
+            ReduceOp::Sum => {
+                let mut acc = vec![0.0f64; inner];
+                for l in 0..len {
+                    let row = &x[base + l * inner..base + (l + 1) * inner];
+                    acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v as f64);
+                }
+                orow.iter_mut().zip(&acc).for_each(|(o, &a)| *o = a as f32);
+            }
+            ReduceOp::Max => {
+                orow.fill(f32::NEG_INFINITY);
+                for l in 0..len {
+                    let row = &x[base + l * inner..base + (l + 1) * inner];
+                    orow.iter_mut().zip(row).for_each(|(m, &v)| {
+                        if v > *m || v.is_nan() {
+                            *m = v
+                        }
+                    });
+                }
+            }
+        }
+    });
+    out
+}

@@ -1,0 +1,66 @@
+//! `Device`: where tensors live and which backend runs their ops.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use crate::backend::Backend;
+use crate::cpu::CpuBackend;
+use crate::Result;
+
+/// A handle on a backend. Cheap to clone; two handles are the same device when they share
+/// the backend instance. Dynamic dispatch keeps user code and models free of generics.
+#[derive(Clone)]
+pub struct Device {
+    backend: Arc<dyn Backend>,
+}
+
+impl Device {
+    /// The CPU reference backend (one shared instance per process).
+    pub fn cpu() -> Device {
+        static CPU: OnceLock<Device> = OnceLock::new();
+        CPU.get_or_init(|| Device::from_backend(Arc::new(CpuBackend::new())))
+            .clone()
+    }
+
+    /// Wraps any backend (the wgpu backend constructs its devices this way).
+    pub fn from_backend(backend: Arc<dyn Backend>) -> Device {
+        Device { backend }
+    }
+
+    /// The backend that runs this device's ops.
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+
+    /// The backend's human-readable name.
+    pub fn name(&self) -> String {
+        self.backend.name()
+    }
+
+    /// True when the device is a GPU.
+    pub fn is_gpu(&self) -> bool {
+        self.backend.is_gpu()
+    }
+
+    /// Waits until all work recorded on this device has finished.
+    pub fn sync(&self) -> Result<()> {
+        self.backend.sync()
+    }
+
+    /// True when both handles refer to the same backend instance.
+    pub fn same(&self, other: &Device) -> bool {
+        Arc::ptr_eq(&self.backend, &other.backend)
+    }
+}
+
+impl PartialEq for Device {
+    fn eq(&self, other: &Self) -> bool {
+        self.same(other)
+    }
+}
+
+impl fmt::Debug for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Device({})", self.name())
+    }
+}

@@ -1,0 +1,90 @@
+//! The one error type of fovea's library crates.
+
+use std::fmt;
+
+/// Everything a fovea operation can fail with. Messages name the op and the offending
+/// shapes or values so that a user can find the bad call without a debugger.
+#[derive(Debug)]
+pub enum Error {
+    /// An op was given shapes or parameters it cannot work with.
+    Op {
+        /// The op's name as the user called it (`conv2d`, `add`, …).
+        op: &'static str,
+        /// What was wrong, with the shapes and values involved.
+        msg: String,
+    },
+    /// Autodiff was asked for something the graph cannot give.
+    Autograd(String),
+    /// Tensors on two different devices met in one op.
+    DeviceMismatch {
+        /// The op's name.
+        op: &'static str,
+        /// The two devices' names.
+        devices: (String, String),
+    },
+    /// The backend (CPU or GPU) failed to run an op.
+    Backend(String),
+    /// Reading or writing a file failed.
+    Io {
+        /// The file involved.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A file was read but its contents are malformed.
+    Format {
+        /// The file involved.
+        path: String,
+        /// What is malformed.
+        msg: String,
+    },
+}
+
+impl Error {
+    /// Shorthand for an [`Error::Op`].
+    pub fn op(op: &'static str, msg: impl Into<String>) -> Self {
+        Error::Op {
+            op,
+            msg: msg.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Op { op, msg } => write!(f, "{op}: {msg}"),
+            Error::Autograd(msg) => write!(f, "autograd: {msg}"),
+            Error::DeviceMismatch { op, devices } => write!(
+                f,
+                "{op}: tensors live on different devices ({} and {}); move one with .to_device()",
+                devices.0, devices.1
+            ),
+            Error::Backend(msg) => write!(f, "backend: {msg}"),
+            Error::Io { path, source } => write!(f, "{path}: {source}"),
+            Error::Format { path, msg } => write!(f, "{path}: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// fovea's result type.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Returns `Err(Error::Op)` from the enclosing function when `cond` is false.
+#[macro_export]
+macro_rules! ensure {
+    ($cond:expr, $op:expr, $($fmt:tt)+) => {
+        if !$cond {
+            return Err($crate::Error::op($op, format!($($fmt)+)));
+        }
+    };
+}

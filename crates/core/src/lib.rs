@@ -1,0 +1,19 @@
+//! fovea-core: tensors, reverse-mode autodiff, the `Backend` trait and the CPU reference
+//! backend. The wgpu backend lives in `fovea-kernels`; users normally depend on the
+//! `fovea` facade crate.
+#![warn(missing_docs)]
+
+mod autograd;
+pub mod backend;
+pub mod cpu;
+mod device;
+mod error;
+pub mod ops;
+pub mod rng;
+pub mod shape;
+mod tensor;
+
+pub use autograd::{is_grad_enabled, no_grad, NoGradGuard};
+pub use device::Device;
+pub use error::{Error, Result};
+pub use tensor::Tensor;

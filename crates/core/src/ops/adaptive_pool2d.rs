@@ -1,0 +1,52 @@
+//! Adaptive average pooling (PyTorch's `F.adaptive_avg_pool2d`).
+
+use super::check_rank;
+use crate::backend::Resize2dParams;
+use crate::{Error, Result, Tensor};
+
+/// Checks an NCHW input and a target size, giving the resize params.
+pub(crate) fn resize_params(
+    op: &'static str,
+    x: &Tensor,
+    size: [usize; 2],
+) -> Result<Resize2dParams> {
+    check_rank(op, "input", x, 4)?;
+    let s = x.shape();
+    if size[0] == 0 || size[1] == 0 || s[2] == 0 || s[3] == 0 {
+        return Err(Error::op(
+            op,
+            format!(
+                "needs a non-empty input and output size, got input {s:?} and output size {size:?}"
+            ),
+        ));
+    }
+    Ok(Resize2dParams {
+        planes: s[0] * s[1],
+        h: s[2],
+        w: s[3],
+        oh: size[0],
+        ow: size[1],
+    })
+}
+
+impl Tensor {
+    /// Averages `[N, C, H, W]` into `[N, C, oh, ow]` cells (`[1, 1]` is global average
+    /// pooling).
+    pub fn adaptive_avg_pool2d(&self, output_size: [usize; 2]) -> Result<Tensor> {
+        let p = resize_params("adaptive_avg_pool2d", self, output_size)?;
+        let s = self.backend().adaptive_avg_pool2d(&self.storage(), &p)?;
+        let shape = vec![self.shape()[0], self.shape()[1], p.oh, p.ow];
+        let in_shape = self.shape().to_vec();
+        Ok(Tensor::from_op(
+            s,
+            shape,
+            self.device(),
+            "adaptive_avg_pool2d",
+            &[self],
+            move |g| {
+                let s = g.backend().adaptive_avg_pool2d_backward(&g.storage(), &p)?;
+                Ok(vec![Some(Tensor::leaf(s, in_shape.clone(), g.device()))])
+            },
+        ))
+    }
+}

@@ -1,0 +1,123 @@
+//! Batch normalisation (PyTorch's `F.batch_norm`), composed from differentiable ops so
+//! its gradient comes from autodiff.
+
+use crate::autograd::no_grad;
+use crate::{Error, Result, Tensor};
+
+/// Options of [`Tensor::batch_norm`]; `Default` is PyTorch's (eval mode, momentum 0.1,
+/// eps 1e-5).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchNormOptions {
+    /// use batch statistics (and update the running ones) instead of the running ones
+    pub training: bool,
+    /// weight of the new batch statistic in the running average
+    pub momentum: f32,
+    /// added to the variance for stability
+    pub eps: f32,
+}
+
+impl Default for BatchNormOptions {
+    fn default() -> Self {
+        BatchNormOptions {
+            training: false,
+            momentum: 0.1,
+            eps: 1e-5,
+        }
+    }
+}
+
+impl Tensor {
+    /// Normalises each channel (dimension 1) of an `[N, C, …]` input. In training the
+    /// batch statistics are used (biased variance) and the running statistics, when
+    /// given, are updated in place with the unbiased variance; in eval the running
+    /// statistics are used. `weight` and `bias` are the optional `[C]` affine parameters.
+    pub fn batch_norm(
+        &self,
+        running_mean: Option<&Tensor>,
+        running_var: Option<&Tensor>,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        opts: BatchNormOptions,
+    ) -> Result<Tensor> {
+        const OP: &str = "batch_norm";
+        if self.rank() < 2 {
+            return Err(Error::op(
+                OP,
+                format!("needs an input of shape [N, C, …], got {:?}", self.shape()),
+            ));
+        }
+        let c = self.shape()[1];
+        for (name, t) in [
+            ("running_mean", running_mean),
+            ("running_var", running_var),
+            ("weight", weight),
+            ("bias", bias),
+        ] {
+            if let Some(t) = t {
+                super::check_device(OP, &[self, t])?;
+                if t.shape() != [c] {
+                    return Err(Error::op(
+                        OP,
+                        format!(
+                            "{name} must have shape [{c}] for input {:?}, got {:?}",
+                            self.shape(),
+                            t.shape()
+                        ),
+                    ));
+                }
+            }
+        }
+        let mut stat_shape = vec![1; self.rank()];
+        stat_shape[1] = c;
+        let dims: Vec<isize> = (0..self.rank() as isize).filter(|&d| d != 1).collect();
+        let count = self.numel() / c.max(1);
+        let (mean, var) = if opts.training {
+            if count <= 1 {
+                return Err(Error::op(
+                    OP,
+                    format!(
+                        "training needs more than one value per channel, got input {:?}",
+                        self.shape()
+                    ),
+                ));
+            }
+            let mean = self.mean_dims(&dims, true)?;
+            let var = self.sub(&mean)?.square().mean_dims(&dims, true)?;
+            if let (Some(rm), Some(rv)) = (running_mean, running_var) {
+                no_grad(|| -> Result<()> {
+                    let m = opts.momentum;
+                    let unbiased = var
+                        .reshape(&[c])?
+                        .mul_scalar(count as f32 / (count - 1) as f32);
+                    rm.assign(
+                        &rm.mul_scalar(1.0 - m)
+                            .add(&mean.reshape(&[c])?.mul_scalar(m))?,
+                    )?;
+                    rv.assign(&rv.mul_scalar(1.0 - m).add(&unbiased.mul_scalar(m))?)
+                })?;
+            }
+            (mean, var)
+        } else {
+            match (running_mean, running_var) {
+                (Some(rm), Some(rv)) => (
+                    rm.detach().reshape(&stat_shape)?,
+                    rv.detach().reshape(&stat_shape)?,
+                ),
+                _ => {
+                    return Err(Error::op(
+                        OP,
+                        "eval mode needs running_mean and running_var",
+                    ))
+                }
+            }
+        };
+        let mut y = self.sub(&mean)?.div(&var.add_scalar(opts.eps).sqrt())?;
+        if let Some(w) = weight {
+            y = y.mul(&w.reshape(&stat_shape)?)?;
+        }
+        if let Some(b) = bias {
+            y = y.add(&b.reshape(&stat_shape)?)?;
+        }
+        Ok(y)
+    }
+}

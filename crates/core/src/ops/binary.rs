@@ -1,0 +1,139 @@
+//! Broadcasting binary ops and `sum_to_shape`, the adjoint of broadcasting.
+
+use super::check_device;
+use crate::backend::{BinaryOp, BinaryParams, ReduceOp};
+use crate::shape::{broadcast_shapes, broadcast_strides};
+use crate::{Result, Tensor};
+
+impl Tensor {
+    /// Raw broadcast op, no graph.
+    pub(crate) fn zip_raw(
+        &self,
+        other: &Tensor,
+        op: BinaryOp,
+        name: &'static str,
+    ) -> Result<Tensor> {
+        check_device(name, &[self, other])?;
+        let shape = broadcast_shapes(name, self.shape(), other.shape())?;
+        let p = BinaryParams {
+            a_strides: broadcast_strides(self.shape(), &shape),
+            b_strides: broadcast_strides(other.shape(), &shape),
+            shape: shape.clone(),
+        };
+        let s = self
+            .backend()
+            .binary(&self.storage(), &other.storage(), &p, op)?;
+        Ok(Tensor::leaf(s, shape, self.device()))
+    }
+
+    fn binary(
+        &self,
+        other: &Tensor,
+        op: BinaryOp,
+        name: &'static str,
+        grad: impl Fn(&Tensor, &Tensor, &Tensor) -> Result<(Tensor, Tensor)> + Send + Sync + 'static,
+    ) -> Result<Tensor> {
+        let out = self.zip_raw(other, op, name)?;
+        let (a, b) = (self.clone(), other.clone());
+        Ok(Tensor::from_op(
+            out.storage(),
+            out.shape().to_vec(),
+            self.device(),
+            name,
+            &[self, other],
+            move |g| {
+                let (ga, gb) = grad(&a, &b, g)?;
+                Ok(vec![
+                    Some(ga.sum_to_shape(a.shape())?),
+                    Some(gb.sum_to_shape(b.shape())?),
+                ])
+            },
+        ))
+    }
+
+    /// `a + b` with broadcasting.
+    pub fn add(&self, other: &Tensor) -> Result<Tensor> {
+        self.binary(other, BinaryOp::Add, "add", |_, _, g| {
+            Ok((g.clone(), g.clone()))
+        })
+    }
+    /// `a - b` with broadcasting.
+    pub fn sub(&self, other: &Tensor) -> Result<Tensor> {
+        self.binary(other, BinaryOp::Sub, "sub", |_, _, g| {
+            Ok((g.clone(), g.neg()))
+        })
+    }
+    /// `a · b` elementwise with broadcasting.
+    pub fn mul(&self, other: &Tensor) -> Result<Tensor> {
+        self.binary(other, BinaryOp::Mul, "mul", |a, b, g| {
+            Ok((g.mul(b)?, g.mul(a)?))
+        })
+    }
+    /// `a / b` with broadcasting.
+    pub fn div(&self, other: &Tensor) -> Result<Tensor> {
+        self.binary(other, BinaryOp::Div, "div", |a, b, g| {
+            let ga = g.div(b)?;
+            Ok((ga.clone(), ga.mul(a)?.div(b)?.neg()))
+        })
+    }
+    /// Elementwise maximum; at ties each side gets half the gradient (as in PyTorch).
+    pub fn maximum(&self, other: &Tensor) -> Result<Tensor> {
+        self.binary(other, BinaryOp::Maximum, "maximum", |a, b, g| {
+            let share = a
+                .zip_raw(b, BinaryOp::Ge, "maximum")?
+                .sub(&a.zip_raw(b, BinaryOp::Eq, "maximum")?.mul_scalar(0.5))?;
+            Ok((g.mul(&share)?, g.mul(&share.affine(-1.0, 1.0))?))
+        })
+    }
+    /// Elementwise minimum; ties split the gradient.
+    pub fn minimum(&self, other: &Tensor) -> Result<Tensor> {
+        self.binary(other, BinaryOp::Minimum, "minimum", |a, b, g| {
+            let share = b
+                .zip_raw(a, BinaryOp::Ge, "minimum")?
+                .sub(&a.zip_raw(b, BinaryOp::Eq, "minimum")?.mul_scalar(0.5))?;
+            Ok((g.mul(&share)?, g.mul(&share.affine(-1.0, 1.0))?))
+        })
+    }
+    /// `a^b` elementwise with broadcasting (the gradient in `b` needs `a > 0`).
+    pub fn pow(&self, other: &Tensor) -> Result<Tensor> {
+        self.binary(other, BinaryOp::Pow, "pow", |a, b, g| {
+            let y = a.zip_raw(b, BinaryOp::Pow, "pow")?;
+            let ga = g
+                .mul(b)?
+                .mul(&a.zip_raw(&b.sub_scalar(1.0), BinaryOp::Pow, "pow")?)?;
+            let gb = g.mul(&y)?.mul(&a.log())?;
+            Ok((ga, gb))
+        })
+    }
+
+    /// Sums a broadcast gradient back to `shape` (the adjoint of broadcasting to this
+    /// tensor's shape).
+    pub fn sum_to_shape(&self, shape: &[usize]) -> Result<Tensor> {
+        if self.shape() == shape {
+            return Ok(self.clone());
+        }
+        let lead = self.rank().checked_sub(shape.len()).ok_or_else(|| {
+            crate::Error::op(
+                "sum_to_shape",
+                format!(
+                    "cannot sum shape {:?} to the longer shape {shape:?}",
+                    self.shape()
+                ),
+            )
+        })?;
+        let mut t = self.clone();
+        for d in (0..self.rank()).rev() {
+            let target = if d < lead { 1 } else { shape[d - lead] };
+            if t.shape()[d] != target {
+                if target != 1 {
+                    return Err(crate::Error::op(
+                        "sum_to_shape",
+                        format!("shape {:?} does not broadcast to {shape:?}", self.shape()),
+                    ));
+                }
+                t = t.reduce_dim(d, ReduceOp::Sum);
+            }
+        }
+        t.reshape(shape)
+    }
+}

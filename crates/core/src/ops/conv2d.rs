@@ -1,0 +1,157 @@
+//! 2-D convolution (PyTorch's `F.conv2d`): NCHW input, `[out, in/groups, kh, kw]` weight.
+
+use super::{check_device, check_positive, check_rank};
+use crate::backend::Conv2dParams;
+use crate::shape::conv_out_len;
+use crate::{Error, Result, Tensor};
+
+/// Options of [`Tensor::conv2d`]; `Default` gives PyTorch's defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dOptions {
+    /// step of the window `[sh, sw]`
+    pub stride: [usize; 2],
+    /// zeros added on each side `[ph, pw]`
+    pub padding: [usize; 2],
+    /// spacing of kernel taps `[dh, dw]`
+    pub dilation: [usize; 2],
+    /// channel groups (`groups == in_channels` is depthwise)
+    pub groups: usize,
+}
+
+impl Default for Conv2dOptions {
+    fn default() -> Self {
+        Conv2dOptions {
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+            groups: 1,
+        }
+    }
+}
+
+/// Checks the parts shared by conv2d and conv_transpose2d.
+pub(crate) fn check_conv_common(
+    op: &'static str,
+    x: &Tensor,
+    w: &Tensor,
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    groups: usize,
+) -> Result<()> {
+    check_device(op, &[x, w])?;
+    check_rank(op, "input", x, 4)?;
+    check_rank(op, "weight", w, 4)?;
+    check_positive(op, "stride", stride)?;
+    check_positive(op, "dilation", dilation)?;
+    check_positive(op, "kernel size", [w.shape()[2], w.shape()[3]])?;
+    if groups == 0 {
+        return Err(Error::op(op, "groups must be positive, got 0"));
+    }
+    Ok(())
+}
+
+/// Adds a `[c]` bias over dimension 1 of an NCHW tensor.
+pub(crate) fn add_channel_bias(
+    op: &'static str,
+    y: Tensor,
+    bias: Option<&Tensor>,
+) -> Result<Tensor> {
+    let Some(b) = bias else { return Ok(y) };
+    let c = y.shape()[1];
+    if b.shape() != [c] {
+        return Err(Error::op(
+            op,
+            format!("bias must have shape [{c}], got {:?}", b.shape()),
+        ));
+    }
+    y.add(&b.reshape(&[1, c, 1, 1])?)
+}
+
+impl Tensor {
+    /// 2-D convolution of an `[N, C, H, W]` input with an `[O, C/groups, kh, kw]` weight
+    /// and an optional `[O]` bias.
+    pub fn conv2d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        opts: Conv2dOptions,
+    ) -> Result<Tensor> {
+        const OP: &str = "conv2d";
+        check_conv_common(OP, self, weight, opts.stride, opts.dilation, opts.groups)?;
+        let (x, w) = (self.shape(), weight.shape());
+        let g = opts.groups;
+        if x[1] % g != 0 || w[0] % g != 0 {
+            return Err(Error::op(
+                OP,
+                format!("groups={g} must divide input channels {} and output channels {} (input {x:?}, weight {w:?})", x[1], w[0]),
+            ));
+        }
+        if w[1] * g != x[1] {
+            return Err(Error::op(
+                OP,
+                format!("weight {w:?} expects {} input channels (in/groups={} × groups={g}), input {x:?} has {}", w[1] * g, w[1], x[1]),
+            ));
+        }
+        let out = |axis: usize| {
+            conv_out_len(
+                x[2 + axis],
+                w[2 + axis],
+                opts.stride[axis],
+                opts.padding[axis],
+                opts.dilation[axis],
+            )
+        };
+        let (Some(oh), Some(ow)) = (out(0), out(1)) else {
+            return Err(Error::op(
+                OP,
+                format!(
+                    "kernel {:?} with dilation {:?} is larger than the padded input {:?} (input {x:?}, padding {:?})",
+                    [w[2], w[3]],
+                    opts.dilation,
+                    [x[2] + 2 * opts.padding[0], x[3] + 2 * opts.padding[1]],
+                    opts.padding
+                ),
+            ));
+        };
+        let p = Conv2dParams {
+            n: x[0],
+            c_in: x[1],
+            h: x[2],
+            w: x[3],
+            c_out: w[0],
+            oh,
+            ow,
+            kernel: [w[2], w[3]],
+            stride: opts.stride,
+            padding: opts.padding,
+            dilation: opts.dilation,
+            groups: g,
+        };
+        let s = self
+            .backend()
+            .conv2d(&self.storage(), &weight.storage(), &p)?;
+        let (xc, wc) = (self.clone(), weight.clone());
+        let y = Tensor::from_op(
+            s,
+            vec![p.n, p.c_out, oh, ow],
+            self.device(),
+            OP,
+            &[self, weight],
+            move |g| {
+                let be = g.backend();
+                let gx = xc
+                    .tracks_grad()
+                    .then(|| be.conv2d_grad_input(&g.storage(), &wc.storage(), &p))
+                    .transpose()?
+                    .map(|s| Tensor::leaf(s, xc.shape().to_vec(), g.device()));
+                let gw = wc
+                    .tracks_grad()
+                    .then(|| be.conv2d_grad_weight(&xc.storage(), &g.storage(), &p))
+                    .transpose()?
+                    .map(|s| Tensor::leaf(s, wc.shape().to_vec(), g.device()));
+                Ok(vec![gx, gw])
+            },
+        );
+        add_channel_bias(OP, y, bias)
+    }
+}

@@ -1,0 +1,132 @@
+//! Transposed 2-D convolution (PyTorch's `F.conv_transpose2d`): weight `[in, out/groups,
+//! kh, kw]`. Its forward is the input gradient of the conv2d it transposes, and its
+//! gradients are that conv2d's forward and weight gradient, so it shares those kernels.
+
+use super::conv2d::{add_channel_bias, check_conv_common};
+use crate::backend::Conv2dParams;
+use crate::{Error, Result, Tensor};
+
+/// Options of [`Tensor::conv_transpose2d`]; `Default` gives PyTorch's defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvTranspose2dOptions {
+    /// stride `[sh, sw]`
+    pub stride: [usize; 2],
+    /// implicit padding removed from each side of the output `[ph, pw]`
+    pub padding: [usize; 2],
+    /// extra rows/columns added to one side of the output (< max(stride, dilation))
+    pub output_padding: [usize; 2],
+    /// spacing of kernel taps
+    pub dilation: [usize; 2],
+    /// channel groups
+    pub groups: usize,
+}
+
+impl Default for ConvTranspose2dOptions {
+    fn default() -> Self {
+        ConvTranspose2dOptions {
+            stride: [1, 1],
+            padding: [0, 0],
+            output_padding: [0, 0],
+            dilation: [1, 1],
+            groups: 1,
+        }
+    }
+}
+
+impl Tensor {
+    /// Transposed convolution of an `[N, C_in, H, W]` input with a `[C_in, C_out/groups,
+    /// kh, kw]` weight and an optional `[C_out]` bias.
+    pub fn conv_transpose2d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        opts: ConvTranspose2dOptions,
+    ) -> Result<Tensor> {
+        const OP: &str = "conv_transpose2d";
+        check_conv_common(OP, self, weight, opts.stride, opts.dilation, opts.groups)?;
+        let (x, w) = (self.shape(), weight.shape());
+        let g = opts.groups;
+        if x[1] % g != 0 || w[0] != x[1] {
+            return Err(Error::op(
+                OP,
+                format!("weight {w:?} must have the input's {} channels first, divisible by groups={g} (input {x:?})", x[1]),
+            ));
+        }
+        for a in 0..2 {
+            if opts.output_padding[a] >= opts.stride[a].max(opts.dilation[a]) {
+                return Err(Error::op(
+                    OP,
+                    format!(
+                        "output_padding {:?} must be smaller than max(stride, dilation) = {:?}",
+                        opts.output_padding,
+                        [
+                            opts.stride[0].max(opts.dilation[0]),
+                            opts.stride[1].max(opts.dilation[1])
+                        ]
+                    ),
+                ));
+            }
+        }
+        let out_len = |a: usize| -> Option<usize> {
+            let full = (x[2 + a] - 1) * opts.stride[a]
+                + opts.dilation[a] * (w[2 + a] - 1)
+                + opts.output_padding[a]
+                + 1;
+            full.checked_sub(2 * opts.padding[a]).filter(|&v| v > 0)
+        };
+        let (Some(oh), Some(ow)) = (if x[2] == 0 || x[3] == 0 {
+            (None, None)
+        } else {
+            (out_len(0), out_len(1))
+        }) else {
+            return Err(Error::op(
+                OP,
+                format!(
+                    "input {x:?} with weight {w:?} and padding {:?} leaves an empty output",
+                    opts.padding
+                ),
+            ));
+        };
+        // The conv2d whose input gradient this is: it maps [N, C_out, oh, ow] to x's shape.
+        let p = Conv2dParams {
+            n: x[0],
+            c_in: w[1] * g,
+            h: oh,
+            w: ow,
+            c_out: x[1],
+            oh: x[2],
+            ow: x[3],
+            kernel: [w[2], w[3]],
+            stride: opts.stride,
+            padding: opts.padding,
+            dilation: opts.dilation,
+            groups: g,
+        };
+        let s = self
+            .backend()
+            .conv2d_grad_input(&self.storage(), &weight.storage(), &p)?;
+        let (xc, wc) = (self.clone(), weight.clone());
+        let y = Tensor::from_op(
+            s,
+            vec![p.n, p.c_in, oh, ow],
+            self.device(),
+            OP,
+            &[self, weight],
+            move |g| {
+                let be = g.backend();
+                let gx = xc
+                    .tracks_grad()
+                    .then(|| be.conv2d(&g.storage(), &wc.storage(), &p))
+                    .transpose()?
+                    .map(|s| Tensor::leaf(s, xc.shape().to_vec(), g.device()));
+                let gw = wc
+                    .tracks_grad()
+                    .then(|| be.conv2d_grad_weight(&g.storage(), &xc.storage(), &p))
+                    .transpose()?
+                    .map(|s| Tensor::leaf(s, wc.shape().to_vec(), g.device()));
+                Ok(vec![gx, gw])
+            },
+        );
+        add_channel_bias(OP, y, bias)
+    }
+}

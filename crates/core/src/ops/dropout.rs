@@ -1,0 +1,31 @@
+//! Dropout with a seeded, counter-based mask (the same on every backend).
+
+use crate::backend::BinaryOp;
+use crate::{Error, Result, Tensor};
+
+impl Tensor {
+    /// In training, zeroes each element with probability `p` and scales the rest by
+    /// `1 / (1 − p)`; in eval, returns the input unchanged.
+    pub fn dropout(&self, p: f32, training: bool, seed: u64) -> Result<Tensor> {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(Error::op(
+                "dropout",
+                format!("probability must be in [0, 1], got {p}"),
+            ));
+        }
+        if !training || p == 0.0 {
+            return Ok(self.clone());
+        }
+        if p == 1.0 {
+            return self.mul_scalar(0.0).pipe_ok();
+        }
+        let keep = Tensor::rand(self.shape(), seed, self.device())
+            .zip_raw(&Tensor::scalar(p, self.device()), BinaryOp::Ge, "dropout")?
+            .mul_scalar(1.0 / (1.0 - p));
+        self.mul(&keep)
+    }
+
+    fn pipe_ok(self) -> Result<Tensor> {
+        Ok(self)
+    }
+}

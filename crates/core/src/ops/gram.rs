@@ -1,0 +1,40 @@
+//! Gram matrices of feature maps (the style representation of neural style transfer).
+
+use super::matmul::mm;
+use crate::{Error, Result, Tensor};
+
+impl Tensor {
+    /// For `[N, C, H, W]` features, the unnormalised `[N, C, C]` Gram matrices
+    /// `G[n, k, k'] = Σ_ij F[n, k, i, j] · F[n, k', i, j]`.
+    pub fn gram(&self) -> Result<Tensor> {
+        if self.rank() != 4 {
+            return Err(Error::op(
+                "gram",
+                format!("needs [N, C, H, W] features, got shape {:?}", self.shape()),
+            ));
+        }
+        let [n, c, h, w] = [
+            self.shape()[0],
+            self.shape()[1],
+            self.shape()[2],
+            self.shape()[3],
+        ];
+        let f = self.detach().reshape(&[n, c, h * w])?;
+        let g = mm(&f, &f, false, true, &[n])?;
+        let in_shape = self.shape().to_vec();
+        Ok(Tensor::from_op(
+            g.storage(),
+            vec![n, c, c],
+            self.device(),
+            "gram",
+            &[self],
+            move |gy| {
+                // dG/dF = (gy + gyᵀ) · F
+                let sym = gy.add(&gy.transpose(1, 2)?)?;
+                Ok(vec![Some(
+                    mm(&sym, &f, false, false, &[n])?.reshape(&in_shape)?,
+                )])
+            },
+        ))
+    }
+}

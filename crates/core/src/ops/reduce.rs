@@ -1,0 +1,125 @@
+//! Sum, mean and max over dimensions (with keepdim) or over everything.
+
+use super::on_device;
+use crate::backend::{BinaryOp, ReduceOp, ReduceParams};
+use crate::shape::{numel, resolve_dim};
+use crate::{Error, Result, Tensor};
+
+impl Tensor {
+    /// Reduces dimension `d` to size 1 (keepdim), recording the graph.
+    pub(crate) fn reduce_dim(&self, d: usize, op: ReduceOp) -> Tensor {
+        let shape = self.shape();
+        let p = ReduceParams {
+            outer: numel(&shape[..d]),
+            len: shape[d],
+            inner: numel(&shape[d + 1..]),
+        };
+        let storage = on_device(self.backend().reduce(&self.storage(), &p, op), "reduce");
+        let mut out_shape = shape.to_vec();
+        out_shape[d] = 1;
+        let x = self.clone();
+        let y = Tensor::leaf(storage.clone(), out_shape.clone(), self.device());
+        Tensor::from_op(
+            storage,
+            out_shape,
+            self.device(),
+            "reduce",
+            &[self],
+            move |g| {
+                let g = g.expand(x.shape())?;
+                Ok(vec![Some(match op {
+                    ReduceOp::Sum => g,
+                    ReduceOp::Max => {
+                        // Ties share the gradient evenly (torch.amax semantics).
+                        let mask = x.zip_raw(&y, BinaryOp::Eq, "max")?;
+                        let count = mask.reduce_dim(d, ReduceOp::Sum);
+                        g.mul(&mask)?.div(&count)?
+                    }
+                })])
+            },
+        )
+    }
+
+    fn reduce_dims(
+        &self,
+        name: &'static str,
+        dims: &[isize],
+        keepdim: bool,
+        op: ReduceOp,
+    ) -> Result<Tensor> {
+        let mut resolved = Vec::with_capacity(dims.len());
+        for &d in dims {
+            let d = resolve_dim(name, d, self.rank())?;
+            if resolved.contains(&d) {
+                return Err(Error::op(
+                    name,
+                    format!("dimension {d} appears twice in {dims:?}"),
+                ));
+            }
+            resolved.push(d);
+        }
+        if self.rank() == 0 {
+            return Ok(self.clone());
+        }
+        if op == ReduceOp::Max && resolved.iter().any(|&d| self.shape()[d] == 0) {
+            return Err(Error::op(
+                name,
+                format!(
+                    "cannot take the max over an empty dimension of shape {:?}",
+                    self.shape()
+                ),
+            ));
+        }
+        let mut t = self.clone();
+        for &d in &resolved {
+            t = t.reduce_dim(d, op);
+        }
+        if keepdim {
+            return Ok(t);
+        }
+        let shape: Vec<usize> = (0..self.rank())
+            .filter(|d| !resolved.contains(d))
+            .map(|d| self.shape()[d])
+            .collect();
+        t.reshape(&shape)
+    }
+
+    fn flat(&self) -> Tensor {
+        on_device(self.reshape(&[self.numel()]), "reshape")
+    }
+
+    /// Sum of all elements, as a 0-dimensional tensor.
+    pub fn sum(&self) -> Tensor {
+        on_device(self.flat().reduce_dim(0, ReduceOp::Sum).reshape(&[]), "sum")
+    }
+
+    /// Mean of all elements, as a 0-dimensional tensor.
+    pub fn mean(&self) -> Tensor {
+        self.sum().div_scalar(self.numel().max(1) as f32)
+    }
+
+    /// Sum over `dims` (negative counts from the end); `keepdim` keeps them as size 1.
+    pub fn sum_dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
+        self.reduce_dims("sum", dims, keepdim, ReduceOp::Sum)
+    }
+
+    /// Mean over `dims`.
+    pub fn mean_dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
+        let s = self.reduce_dims("mean", dims, keepdim, ReduceOp::Sum)?;
+        let count = (self.numel() / s.numel().max(1)).max(1);
+        Ok(s.div_scalar(count as f32))
+    }
+
+    /// Maximum over `dims`; ties share the gradient.
+    pub fn max_dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
+        self.reduce_dims("max", dims, keepdim, ReduceOp::Max)
+    }
+
+    /// Maximum of all elements (an error for an empty tensor).
+    pub fn max(&self) -> Result<Tensor> {
+        if self.numel() == 0 {
+            return Err(Error::op("max", "cannot take the max of an empty tensor"));
+        }
+        self.flat().reduce_dim(0, ReduceOp::Max).reshape(&[])
+    }
+}

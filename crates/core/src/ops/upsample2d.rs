@@ -1,0 +1,39 @@
+//! Nearest-neighbour upsampling (PyTorch's `F.interpolate(mode='nearest')`).
+
+use super::adaptive_pool2d::resize_params;
+use crate::{Error, Result, Tensor};
+
+impl Tensor {
+    /// Resizes `[N, C, H, W]` to `[N, C, oh, ow]` by nearest neighbour.
+    pub fn upsample_nearest2d(&self, size: [usize; 2]) -> Result<Tensor> {
+        let p = resize_params("upsample_nearest2d", self, size)?;
+        let s = self.backend().upsample_nearest2d(&self.storage(), &p)?;
+        let shape = vec![self.shape()[0], self.shape()[1], p.oh, p.ow];
+        let in_shape = self.shape().to_vec();
+        Ok(Tensor::from_op(
+            s,
+            shape,
+            self.device(),
+            "upsample_nearest2d",
+            &[self],
+            move |g| {
+                let s = g.backend().upsample_nearest2d_backward(&g.storage(), &p)?;
+                Ok(vec![Some(Tensor::leaf(s, in_shape.clone(), g.device()))])
+            },
+        ))
+    }
+
+    /// Nearest upsampling by an integer factor in both directions.
+    pub fn upsample2d(&self, scale: usize) -> Result<Tensor> {
+        if scale == 0 || self.rank() != 4 {
+            return Err(Error::op(
+                "upsample2d",
+                format!(
+                    "needs an NCHW input and a positive scale, got shape {:?} and scale {scale}",
+                    self.shape()
+                ),
+            ));
+        }
+        self.upsample_nearest2d([self.shape()[2] * scale, self.shape()[3] * scale])
+    }
+}

@@ -1,0 +1,386 @@
+//! `Tensor`: an immutable n-d array of f32 on a device, with an optional autodiff node.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::autograd::{self, BackwardFn, Node};
+use crate::backend::{Backend, Storage};
+use crate::shape::numel;
+use crate::{rng, Device, Error, Result};
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+pub(crate) struct Inner {
+    pub(crate) id: u64,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) device: Device,
+    // A lock so that optimizers and running statistics can swap a parameter's data in
+    // place while every clone of the handle sees the update.
+    storage: RwLock<Storage>,
+    requires_grad: AtomicBool,
+    pub(crate) grad_fn: Option<Node>,
+    grad: Mutex<Option<Tensor>>,
+}
+
+/// An n-dimensional array of f32 values (NCHW for images) on a [`Device`].
+///
+/// Cloning is cheap and shares data and gradient. Ops return new tensors; when an input
+/// requires grad (and grad mode is on), the result records how to propagate gradients.
+#[derive(Clone)]
+pub struct Tensor(pub(crate) Arc<Inner>);
+
+impl Tensor {
+    pub(crate) fn build(
+        storage: Storage,
+        shape: Vec<usize>,
+        device: Device,
+        grad_fn: Option<Node>,
+    ) -> Tensor {
+        debug_assert_eq!(storage.len(), numel(&shape));
+        Tensor(Arc::new(Inner {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            shape,
+            device,
+            storage: RwLock::new(storage),
+            requires_grad: AtomicBool::new(false),
+            grad_fn,
+            grad: Mutex::new(None),
+        }))
+    }
+
+    /// A tensor that records no graph (a constant or a fresh leaf).
+    pub(crate) fn leaf(storage: Storage, shape: Vec<usize>, device: &Device) -> Tensor {
+        Tensor::build(storage, shape, device.clone(), None)
+    }
+
+    /// The result of an op: records a graph node when grad mode is on and any input
+    /// tracks gradients. `backward` maps the output gradient to one optional gradient per
+    /// input, in order.
+    pub(crate) fn from_op(
+        storage: Storage,
+        shape: Vec<usize>,
+        device: &Device,
+        name: &'static str,
+        inputs: &[&Tensor],
+        backward: impl Fn(&Tensor) -> Result<Vec<Option<Tensor>>> + Send + Sync + 'static,
+    ) -> Tensor {
+        let track = autograd::is_grad_enabled() && inputs.iter().any(|t| t.tracks_grad());
+        let node = track.then(|| Node {
+            name,
+            inputs: inputs.iter().map(|&t| t.clone()).collect(),
+            backward: Box::new(backward) as BackwardFn,
+        });
+        Tensor::build(storage, shape, device.clone(), node)
+    }
+
+    /// A tensor from host data in row-major order; fails when `data.len()` does not match
+    /// the shape.
+    pub fn from_vec(data: Vec<f32>, shape: &[usize], device: &Device) -> Result<Tensor> {
+        Tensor::from_slice(&data, shape, device)
+    }
+
+    /// Like [`Tensor::from_vec`] from a borrowed slice.
+    pub fn from_slice(data: &[f32], shape: &[usize], device: &Device) -> Result<Tensor> {
+        if data.len() != numel(shape) {
+            return Err(Error::op(
+                "from_vec",
+                format!(
+                    "{} values do not fill shape {shape:?} ({} elements)",
+                    data.len(),
+                    numel(shape)
+                ),
+            ));
+        }
+        let storage = device.backend().upload(data)?;
+        Ok(Tensor::leaf(storage, shape.to_vec(), device))
+    }
+
+    /// A 0-dimensional tensor holding `value`.
+    pub fn scalar(value: f32, device: &Device) -> Tensor {
+        Tensor::full(&[], value, device)
+    }
+
+    /// A tensor of `value` everywhere.
+    pub fn full(shape: &[usize], value: f32, device: &Device) -> Tensor {
+        let storage = device
+            .backend()
+            .fill(numel(shape), value)
+            .unwrap_or_else(|e| panic!("full{shape:?}: the device failed to allocate: {e}"));
+        Tensor::leaf(storage, shape.to_vec(), device)
+    }
+
+    /// A tensor of zeros.
+    pub fn zeros(shape: &[usize], device: &Device) -> Tensor {
+        Tensor::full(shape, 0.0, device)
+    }
+
+    /// A tensor of ones.
+    pub fn ones(shape: &[usize], device: &Device) -> Tensor {
+        Tensor::full(shape, 1.0, device)
+    }
+
+    /// Zeros with this tensor's shape and device.
+    pub fn zeros_like(&self) -> Tensor {
+        Tensor::zeros(self.shape(), self.device())
+    }
+
+    /// Ones with this tensor's shape and device.
+    pub fn ones_like(&self) -> Tensor {
+        Tensor::ones(self.shape(), self.device())
+    }
+
+    fn from_host_infallible(
+        data: Vec<f32>,
+        shape: &[usize],
+        device: &Device,
+        what: &str,
+    ) -> Tensor {
+        let storage = device
+            .backend()
+            .upload(&data)
+            .unwrap_or_else(|e| panic!("{what}{shape:?}: the device failed to allocate: {e}"));
+        Tensor::leaf(storage, shape.to_vec(), device)
+    }
+
+    /// Uniform values in `[0, 1)` from a counter-based stream: the same seed gives the
+    /// same values on every backend and thread count.
+    pub fn rand(shape: &[usize], seed: u64, device: &Device) -> Tensor {
+        Tensor::from_host_infallible(rng::uniform(numel(shape), seed), shape, device, "rand")
+    }
+
+    /// Standard normal values from a counter-based stream (see [`Tensor::rand`]).
+    pub fn randn(shape: &[usize], seed: u64, device: &Device) -> Tensor {
+        Tensor::from_host_infallible(rng::normal(numel(shape), seed), shape, device, "randn")
+    }
+
+    /// `[start, start + step, …]` up to but excluding `end`, like `torch.arange`.
+    pub fn arange(start: f32, end: f32, step: f32, device: &Device) -> Result<Tensor> {
+        if step == 0.0 || !step.is_finite() || !start.is_finite() || !end.is_finite() {
+            return Err(Error::op(
+                "arange",
+                format!("needs finite bounds and a non-zero step, got start {start}, end {end}, step {step}"),
+            ));
+        }
+        let n = ((end - start) / step).ceil().max(0.0) as usize;
+        let data: Vec<f32> = (0..n).map(|i| start + i as f32 * step).collect();
+        Tensor::from_vec(data, &[n], device)
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.0.shape
+    }
+
+    /// The shape (alias of [`Tensor::shape`]).
+    pub fn dims(&self) -> &[usize] {
+        &self.0.shape
+    }
+
+    /// Number of dimensions.
+    pub fn rank(&self) -> usize {
+        self.0.shape.len()
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        numel(&self.0.shape)
+    }
+
+    /// The device the tensor lives on.
+    pub fn device(&self) -> &Device {
+        &self.0.device
+    }
+
+    pub(crate) fn backend(&self) -> &dyn Backend {
+        self.0.device.backend()
+    }
+
+    /// The backend storage currently behind this tensor.
+    pub fn storage(&self) -> Storage {
+        self.0
+            .storage
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A process-unique id (stable for the tensor's lifetime).
+    pub fn id(&self) -> u64 {
+        self.0.id
+    }
+
+    /// Copies the values to the host in row-major order.
+    pub fn to_vec(&self) -> Result<Vec<f32>> {
+        self.backend().download(&self.storage())
+    }
+
+    /// The single value of a one-element tensor.
+    pub fn item(&self) -> Result<f32> {
+        if self.numel() != 1 {
+            return Err(Error::op(
+                "item",
+                format!(
+                    "needs a tensor with one element, got shape {:?}",
+                    self.shape()
+                ),
+            ));
+        }
+        Ok(self.to_vec()?[0])
+    }
+
+    /// A copy on another device (differentiable: gradients flow back to this device).
+    pub fn to_device(&self, device: &Device) -> Result<Tensor> {
+        if device.same(self.device()) {
+            return Ok(self.clone());
+        }
+        let data = self.to_vec()?;
+        let storage = device.backend().upload(&data)?;
+        let back = self.device().clone();
+        Ok(Tensor::from_op(
+            storage,
+            self.shape().to_vec(),
+            device,
+            "to_device",
+            &[self],
+            move |g| Ok(vec![Some(g.to_device(&back)?)]),
+        ))
+    }
+
+    /// Marks a leaf tensor as a parameter whose gradient is wanted; returns it.
+    pub fn requires_grad(self) -> Tensor {
+        self.set_requires_grad(true);
+        self
+    }
+
+    /// Turns gradient tracking of a leaf on or off in place (off freezes a parameter: it
+    /// gets no gradient and optimizers leave it alone). Every clone of the handle sees it.
+    pub fn set_requires_grad(&self, on: bool) {
+        self.0.requires_grad.store(on, Ordering::Relaxed);
+    }
+
+    /// True for a leaf that accumulates gradients.
+    pub fn is_requires_grad(&self) -> bool {
+        self.0.requires_grad.load(Ordering::Relaxed)
+    }
+
+    /// True when gradients flow through this tensor (a parameter or an op result that
+    /// depends on one).
+    pub fn tracks_grad(&self) -> bool {
+        self.is_requires_grad() || self.0.grad_fn.is_some()
+    }
+
+    /// True for tensors not produced by a recorded op.
+    pub fn is_leaf(&self) -> bool {
+        self.0.grad_fn.is_none()
+    }
+
+    /// The accumulated gradient of a leaf, if any backward pass reached it.
+    pub fn grad(&self) -> Option<Tensor> {
+        self.0
+            .grad
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Forgets the accumulated gradient.
+    pub fn zero_grad(&self) {
+        *self.0.grad.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    pub(crate) fn accumulate_grad(&self, g: Tensor) -> Result<()> {
+        let mut slot = self.0.grad.lock().unwrap_or_else(|e| e.into_inner());
+        let sum = match slot.take() {
+            Some(prev) => prev.add(&g)?,
+            None => g,
+        };
+        *slot = Some(sum);
+        Ok(())
+    }
+
+    /// The same data, cut from the graph (no gradient flows through it).
+    pub fn detach(&self) -> Tensor {
+        Tensor::leaf(self.storage(), self.shape().to_vec(), self.device())
+    }
+
+    /// Replaces this tensor's data with `src`'s, in place and outside the graph: how
+    /// optimizers update parameters and batch norm its running statistics.
+    pub fn assign(&self, src: &Tensor) -> Result<()> {
+        if src.shape() != self.shape() {
+            return Err(Error::op(
+                "assign",
+                format!(
+                    "source shape {:?} differs from target shape {:?}",
+                    src.shape(),
+                    self.shape()
+                ),
+            ));
+        }
+        let storage = if src.device().same(self.device()) {
+            src.storage()
+        } else {
+            self.backend().upload(&src.to_vec()?)?
+        };
+        *self.0.storage.write().unwrap_or_else(|e| e.into_inner()) = storage;
+        Ok(())
+    }
+
+    /// Backpropagates from this one-element tensor (a loss): every leaf that requires grad
+    /// and contributed to it accumulates its gradient.
+    pub fn backward(&self) -> Result<()> {
+        if self.numel() != 1 {
+            return Err(Error::Autograd(format!(
+                "backward() needs a one-element tensor (a loss), got shape {:?}; use backward_with(grad) to pass the upstream gradient",
+                self.shape()
+            )));
+        }
+        self.backward_with(&self.ones_like())
+    }
+
+    /// Backpropagates with an explicit upstream gradient of this tensor's shape.
+    pub fn backward_with(&self, grad: &Tensor) -> Result<()> {
+        if grad.shape() != self.shape() {
+            return Err(Error::Autograd(format!(
+                "backward_with: gradient shape {:?} differs from tensor shape {:?}",
+                grad.shape(),
+                self.shape()
+            )));
+        }
+        if !grad.device().same(self.device()) {
+            return Err(Error::DeviceMismatch {
+                op: "backward_with",
+                devices: (self.device().name(), grad.device().name()),
+            });
+        }
+        autograd::run_backward(self, grad.detach())
+    }
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tensor{:?} on {}", self.shape(), self.device().name())?;
+        if let Some(node) = &self.0.grad_fn {
+            write!(f, " (grad_fn: {})", node.name)?;
+        } else if self.is_requires_grad() {
+            write!(f, " (requires_grad)")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self:?}")?;
+        if let Ok(values) = self.to_vec() {
+            let shown: Vec<String> = values.iter().take(16).map(|v| format!("{v:.4}")).collect();
+            write!(
+                f,
+                " [{}{}]",
+                shown.join(", "),
+                if values.len() > 16 { ", …" } else { "" }
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,4 @@
+//! fovea-models: classic convolutional networks (LeNet-5, AlexNet, VGG, ResNet, …) built
+//! only from `fovea_core`'s public API, so they run on any device.
+
+pub use fovea_core::{Device, Tensor};

@@ -1,0 +1,159 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use fovea::{Device, Result, Tensor};
+
+/// ‖a − b‖ / ‖b‖ (or ‖a − b‖ when b is all zeros), in f64.
+pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    let diff: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+        .sum();
+    let norm: f64 = b.iter().map(|&y| (y as f64).powi(2)).sum();
+    if norm == 0.0 {
+        diff.sqrt()
+    } else {
+        (diff / norm).sqrt()
+    }
+}
+
+/// A small deterministic generator for shapes and parameters (SplitMix64).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next() % (hi - lo + 1) as u64) as usize
+    }
+    pub fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+        xs[self.range(0, xs.len() - 1)]
+    }
+    pub fn chance(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 > 1.0 - p
+    }
+}
+
+/// A per-run seed (fresh each run, printed so a failure can be replayed with FOVEA_SEED).
+pub fn run_seed(test: &str) -> u64 {
+    let seed = std::env::var("FOVEA_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0)
+        });
+    eprintln!("{test}: seed {seed} (replay with FOVEA_SEED={seed})");
+    seed
+}
+
+/// Values in `(-1, 1)` whose magnitude is at least `gap`: keeps finite differences away
+/// from the kinks of relu/abs/max at 0.
+pub fn away_from_zero(shape: &[usize], seed: u64, gap: f32, dev: &Device) -> Tensor {
+    let u = Tensor::rand(shape, seed, dev).to_vec().unwrap();
+    let v: Vec<f32> = u
+        .iter()
+        .map(|&u| {
+            let s = if u < 0.5 { -1.0 } else { 1.0 };
+            s * (gap + (1.0 - gap) * (2.0 * (u - 0.5)).abs())
+        })
+        .collect();
+    Tensor::from_vec(v, shape, dev).unwrap()
+}
+
+/// Distinct values (a shuffled ramp): max pooling then has a unique arg-max per window,
+/// separated by more than any finite-difference step.
+pub fn distinct(shape: &[usize], seed: u64, dev: &Device) -> Tensor {
+    let n: usize = shape.iter().product();
+    let keys = Tensor::rand(&[n], seed, dev).to_vec().unwrap();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| keys[a].total_cmp(&keys[b]));
+    let mut v = vec![0.0; n];
+    for (rank, &i) in order.iter().enumerate() {
+        v[i] = rank as f32 * 0.1 - n as f32 * 0.05;
+    }
+    Tensor::from_vec(v, shape, dev).unwrap()
+}
+
+/// Checks the analytic gradient of `sum(f(inputs) · gy)` against central differences
+/// (loss values accumulated in f64) for every input that `check[i]` selects. Elements are
+/// sampled when an input is large.
+pub fn gradcheck(
+    name: &str,
+    inputs: &[Tensor],
+    check: &[bool],
+    f: &dyn Fn(&[Tensor]) -> Result<Tensor>,
+) {
+    let dev = Device::cpu();
+    let leaves: Vec<Tensor> = inputs
+        .iter()
+        .zip(check)
+        .map(|(t, &c)| {
+            let t = t.detach();
+            if c {
+                t.requires_grad()
+            } else {
+                t
+            }
+        })
+        .collect();
+    let y = f(&leaves).unwrap_or_else(|e| panic!("{name}: forward failed: {e}"));
+    let gy = Tensor::randn(y.shape(), 99, &dev);
+    let gy_host = gy.to_vec().unwrap();
+    y.mul(&gy).unwrap().sum().backward().unwrap();
+    let loss = |xs: &[Tensor]| -> f64 {
+        let out = fovea::no_grad(|| f(xs)).unwrap().to_vec().unwrap();
+        out.iter()
+            .zip(&gy_host)
+            .map(|(&a, &b)| a as f64 * b as f64)
+            .sum()
+    };
+    let eps = 1e-2f32;
+    for (i, leaf) in leaves.iter().enumerate() {
+        if !check[i] {
+            continue;
+        }
+        let analytic = leaf
+            .grad()
+            .unwrap_or_else(|| panic!("{name}: input {i} got no gradient"))
+            .to_vec()
+            .unwrap();
+        let base = leaf.to_vec().unwrap();
+        let n = base.len();
+        let picks: Vec<usize> = if n <= 64 {
+            (0..n).collect()
+        } else {
+            (0..64).map(|j| (j * 7919 + 13) % n).collect()
+        };
+        let (mut num, mut ana) = (Vec::new(), Vec::new());
+        for &j in &picks {
+            let eval = |delta: f32| {
+                let mut v = base.clone();
+                v[j] += delta;
+                let mut xs = leaves.clone();
+                xs[i] = Tensor::from_vec(v, leaf.shape(), &dev).unwrap();
+                loss(&xs)
+            };
+            num.push(((eval(eps) - eval(-eps)) / (2.0 * eps as f64)) as f32);
+            ana.push(analytic[j]);
+        }
+        let err = rel_err(&ana, &num);
+        assert!(
+            err < 1e-2,
+            "{name}: gradient of input {i} (shape {:?}) differs from finite differences: rel. error {err:.2e}\n analytic {:?}\n numeric  {:?}",
+            leaf.shape(),
+            &ana[..ana.len().min(8)],
+            &num[..num.len().min(8)]
+        );
+    }
+}
