@@ -14,7 +14,8 @@
 //! ```
 
 pub use fovea_core::{
-    backend, cpu, no_grad, ops, rng, shape, Device, Error, NoGradGuard, Result, Tensor,
+    backend, cpu, is_grad_enabled, no_grad, ops, rng, shape, Device, Error, NoGradGuard, Result,
+    Tensor,
 };
 /// The wgpu backend.
 pub use fovea_kernels as kernels;

@@ -71,8 +71,9 @@ pub fn away_from_zero(shape: &[usize], seed: u64, gap: f32, dev: &Device) -> Ten
     Tensor::from_vec(v, shape, dev).unwrap()
 }
 
-/// Distinct values (a shuffled ramp): max pooling then has a unique arg-max per window,
-/// separated by more than any finite-difference step.
+/// Distinct values on a 0.1 grid (a shuffled ramp): max pooling then has a unique arg-max
+/// per window, separated by more than any finite-difference step. Adding 0.05 to one of
+/// two such tensors keeps every pair of their elements at least 0.05 apart.
 pub fn distinct(shape: &[usize], seed: u64, dev: &Device) -> Tensor {
     let n: usize = shape.iter().product();
     let keys = Tensor::rand(&[n], seed, dev).to_vec().unwrap();
@@ -80,7 +81,7 @@ pub fn distinct(shape: &[usize], seed: u64, dev: &Device) -> Tensor {
     order.sort_by(|&a, &b| keys[a].total_cmp(&keys[b]));
     let mut v = vec![0.0; n];
     for (rank, &i) in order.iter().enumerate() {
-        v[i] = rank as f32 * 0.1 - n as f32 * 0.05;
+        v[i] = (rank as f32 - (n / 2) as f32) * 0.1;
     }
     Tensor::from_vec(v, shape, dev).unwrap()
 }

@@ -23,6 +23,36 @@ pub(crate) struct Inner {
     grad: Mutex<Option<Tensor>>,
 }
 
+impl Drop for Inner {
+    // Dropping a long chain of nodes recursively would overflow the stack (a 20,000-op
+    // graph is ordinary in an unrolled loop), so unlink the graph iteratively: whenever
+    // this is the last handle on an input, take its node before it drops.
+    fn drop(&mut self) {
+        let Some(node) = self.grad_fn.take() else {
+            return;
+        };
+        let mut pending = Vec::new();
+        let mut next = Some(node);
+        while let Some(Node {
+            inputs, backward, ..
+        }) = next.take()
+        {
+            // The closure may hold clones of the inputs; release them first so that the
+            // `inputs` list holds the last references.
+            drop(backward);
+            pending.extend(inputs);
+            while let Some(t) = pending.pop() {
+                if let Ok(mut inner) = Arc::try_unwrap(t.0) {
+                    if let Some(n) = inner.grad_fn.take() {
+                        next = Some(n);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// An n-dimensional array of f32 values (NCHW for images) on a [`Device`].
 ///
 /// Cloning is cheap and shares data and gradient. Ops return new tensors; when an input

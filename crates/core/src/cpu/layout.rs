@@ -44,6 +44,9 @@ pub fn pad(x: &[f32], p: &PadParams) -> Vec<f32> {
         .map(|d| p.before[d] + p.shape[d] + p.after[d])
         .collect();
     let n = numel(&out_shape);
+    if rank == 0 {
+        return x.to_vec();
+    }
     let mut out = vec![p.value; n];
     if n == 0 || x.is_empty() {
         return out;

@@ -1,0 +1,96 @@
+//! Autodiff semantics: accumulation, zero_grad, detach, no_grad, frozen parameters,
+//! explicit upstream gradients and the errors for misuse.
+
+use fovea::{no_grad, Device, Tensor};
+
+fn t(v: &[f32], s: &[usize]) -> Tensor {
+    Tensor::from_vec(v.to_vec(), s, &Device::cpu()).unwrap()
+}
+
+#[test]
+fn gradients_accumulate_until_zeroed() {
+    let x = t(&[1.0, 2.0, 3.0], &[3]).requires_grad();
+    x.square().sum().backward().unwrap();
+    assert_eq!(x.grad().unwrap().to_vec().unwrap(), vec![2.0, 4.0, 6.0]);
+    x.square().sum().backward().unwrap();
+    assert_eq!(x.grad().unwrap().to_vec().unwrap(), vec![4.0, 8.0, 12.0]);
+    x.zero_grad();
+    assert!(x.grad().is_none());
+    x.mul_scalar(3.0).sum().backward().unwrap();
+    assert_eq!(x.grad().unwrap().to_vec().unwrap(), vec![3.0; 3]);
+}
+
+#[test]
+fn shared_subexpressions_sum_their_paths() {
+    // y = x·x + x → dy/dx = 2x + 1, with x reaching the output by three paths.
+    let x = t(&[0.5, -2.0], &[2]).requires_grad();
+    let y = x.mul(&x).unwrap().add(&x).unwrap();
+    y.sum().backward().unwrap();
+    assert_eq!(x.grad().unwrap().to_vec().unwrap(), vec![2.0, -3.0]);
+}
+
+#[test]
+fn detach_and_no_grad_cut_the_graph() {
+    let x = t(&[1.0, 2.0], &[2]).requires_grad();
+    let y = x.detach().mul_scalar(2.0).add(&x).unwrap();
+    y.sum().backward().unwrap();
+    assert_eq!(x.grad().unwrap().to_vec().unwrap(), vec![1.0, 1.0]);
+    let z = no_grad(|| x.square());
+    assert!(!z.tracks_grad());
+    assert!(z.sum().backward().is_err());
+    assert!(fovea::is_grad_enabled());
+}
+
+#[test]
+fn frozen_parameters_get_no_gradient() {
+    let w = t(&[1.0, 2.0], &[2]).requires_grad();
+    let b = t(&[0.5, 0.5], &[2]).requires_grad();
+    w.set_requires_grad(false);
+    let loss = w.mul(&b).unwrap().sum();
+    loss.backward().unwrap();
+    assert!(
+        w.grad().is_none(),
+        "a frozen parameter must not receive a gradient"
+    );
+    assert_eq!(b.grad().unwrap().to_vec().unwrap(), vec![1.0, 2.0]);
+    // Freezing after the graph was built still keeps the gradient away.
+    let w2 = t(&[3.0], &[1]).requires_grad();
+    let loss = w2.square().sum();
+    w2.set_requires_grad(false);
+    assert!(loss.backward().is_err() || w2.grad().is_none());
+}
+
+#[test]
+fn backward_needs_a_scalar_or_an_explicit_gradient() {
+    let x = t(&[1.0, 2.0, 3.0], &[3]).requires_grad();
+    let y = x.mul_scalar(2.0);
+    let err = y.backward().unwrap_err().to_string();
+    assert!(
+        err.contains("[3]") && err.contains("backward_with"),
+        "{err}"
+    );
+    assert!(y.backward_with(&t(&[1.0], &[1])).is_err());
+    y.backward_with(&t(&[1.0, 0.0, -1.0], &[3])).unwrap();
+    assert_eq!(x.grad().unwrap().to_vec().unwrap(), vec![2.0, 0.0, -2.0]);
+}
+
+#[test]
+fn assign_updates_every_handle_outside_the_graph() {
+    let p = t(&[1.0, 2.0], &[2]).requires_grad();
+    let alias = p.clone();
+    no_grad(|| p.assign(&p.sub_scalar(1.0))).unwrap();
+    assert_eq!(alias.to_vec().unwrap(), vec![0.0, 1.0]);
+    assert!(p.assign(&t(&[1.0], &[1])).is_err());
+    assert!(p.is_requires_grad());
+}
+
+#[test]
+fn deep_graphs_do_not_overflow_the_stack() {
+    let x = t(&[1.0], &[1]).requires_grad();
+    let mut y = x.clone();
+    for _ in 0..20_000 {
+        y = y.add_scalar(0.0);
+    }
+    y.sum().backward().unwrap();
+    assert_eq!(x.grad().unwrap().to_vec().unwrap(), vec![1.0]);
+}
