@@ -40,11 +40,37 @@ fn is_pointwise(p: &Conv2dParams) -> bool {
     p.kernel == [1, 1] && p.stride == [1, 1] && p.padding == [0, 0] && p.oh == p.h && p.ow == p.w
 }
 
-/// Input column of output column `oj` for kernel column `kj`, if inside the image.
+/// For kernel column `kj`: the output columns `lo..hi` whose input column
+/// `oj·sw + kj·dw − pw` lies inside the image. Hoisting the bounds out of the inner
+/// loops lets them vectorise.
 #[inline]
-fn in_col(p: &Conv2dParams, oj: usize, kj: usize) -> Option<usize> {
-    let iw = (oj * p.stride[1] + kj * p.dilation[1]).checked_sub(p.padding[1])?;
-    (iw < p.w).then_some(iw)
+fn col_range(p: &Conv2dParams, kj: usize) -> (usize, usize) {
+    let (sw, off) = (p.stride[1], kj * p.dilation[1]);
+    let lo = p.padding[1].saturating_sub(off).div_ceil(sw);
+    let hi = if p.w + p.padding[1] > off {
+        (p.w + p.padding[1] - off - 1) / sw + 1
+    } else {
+        0
+    };
+    (lo.min(p.ow), hi.min(p.ow).max(lo.min(p.ow)))
+}
+
+/// For stride-1 columns: the valid output range `lo..hi` and the input column of `lo`, or
+/// `None` when no column is valid.
+#[inline]
+fn unit_stride_span(p: &Conv2dParams, kj: usize) -> Option<(usize, usize, usize)> {
+    let (lo, hi) = col_range(p, kj);
+    (lo < hi).then(|| (lo, hi, lo + kj * p.dilation[1] - p.padding[1]))
+}
+
+/// `dst[oj] (op)= src[oj·sw + kj·dw − pw]` for the valid columns.
+#[inline]
+fn for_cols(p: &Conv2dParams, kj: usize, mut f: impl FnMut(usize, usize)) {
+    let (lo, hi) = col_range(p, kj);
+    let base = kj * p.dilation[1];
+    for oj in lo..hi {
+        f(oj, oj * p.stride[1] + base - p.padding[1]);
+    }
 }
 
 #[inline]
@@ -70,8 +96,15 @@ fn im2col(x_g: &[f32], p: &Conv2dParams, g: &Geo, r0: usize, r1: usize, col: &mu
                         continue;
                     };
                     let src = &plane[ih * p.w..(ih + 1) * p.w];
-                    for (oj, d) in dst.iter_mut().enumerate() {
-                        *d = in_col(p, oj, kj).map_or(0.0, |iw| src[iw]);
+                    if p.stride[1] != 1 {
+                        dst.fill(0.0);
+                        for_cols(p, kj, |oj, iw| dst[oj] = src[iw]);
+                    } else if let Some((lo, hi, s0)) = unit_stride_span(p, kj) {
+                        dst[..lo].fill(0.0);
+                        dst[hi..].fill(0.0);
+                        dst[lo..hi].copy_from_slice(&src[s0..s0 + hi - lo]);
+                    } else {
+                        dst.fill(0.0);
                     }
                 }
             }
@@ -92,11 +125,7 @@ fn col2im(col: &[f32], p: &Conv2dParams, g: &Geo, r0: usize, r1: usize, gx_g: &m
                     let Some(ih) = in_row(p, r, ki) else { continue };
                     let src = &row[(r - r0) * p.ow..(r - r0 + 1) * p.ow];
                     let dst = &mut plane[ih * p.w..(ih + 1) * p.w];
-                    for (oj, &v) in src.iter().enumerate() {
-                        if let Some(iw) = in_col(p, oj, kj) {
-                            dst[iw] += v;
-                        }
-                    }
+                    for_cols(p, kj, |oj, iw| dst[iw] += src[oj]);
                 }
             }
         }
@@ -139,10 +168,13 @@ fn depthwise_forward(x: &[f32], w: &[f32], p: &Conv2dParams, g: &Geo) -> Vec<f32
                     let dst = &mut y[oi * p.ow..(oi + 1) * p.ow];
                     for kj in 0..kw {
                         let wv = wp[ki * kw + kj];
-                        for (oj, d) in dst.iter_mut().enumerate() {
-                            if let Some(iw) = in_col(p, oj, kj) {
-                                *d += wv * src[iw];
-                            }
+                        if p.stride[1] != 1 {
+                            for_cols(p, kj, |oj, iw| dst[oj] += wv * src[iw]);
+                        } else if let Some((lo, hi, s0)) = unit_stride_span(p, kj) {
+                            dst[lo..hi]
+                                .iter_mut()
+                                .zip(&src[s0..s0 + hi - lo])
+                                .for_each(|(d, &x)| *d += wv * x);
                         }
                     }
                 }

@@ -1,0 +1,63 @@
+//! Smoke runs of the examples at tiny sizes, asserting what each one promises. `cargo
+//! test` builds the examples next to the test binaries, so the tests run the real
+//! programs.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn example(name: &str) -> PathBuf {
+    // target/<profile>/deps/<test binary> → target/<profile>/examples/<name>
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let path = profile_dir.join("examples").join(name);
+    if !path.exists() {
+        // A filtered run (`cargo test --test examples`) does not build the examples.
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--example", name]);
+        if profile_dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        assert!(
+            cmd.status().unwrap().success(),
+            "building example {name} failed"
+        );
+    }
+    assert!(path.exists(), "example binary {} missing", path.display());
+    path
+}
+
+#[test]
+fn edge_detection_learns_the_sobel_filter() {
+    let out = std::env::temp_dir().join(format!("fovea-edge-{}", std::process::id()));
+    let run = Command::new(example("edge_detection"))
+        .args(["--size", "64", "--steps", "200", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "edge_detection failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    for f in [
+        "sobel_magnitude.png",
+        "scharr_vertical_edges.png",
+        "learned_vertical_edges.png",
+    ] {
+        let img = image::open(out.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert_eq!(img.width(), 64, "{f} has the requested size");
+    }
+    let diff: f32 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("largest difference to Sobel: "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no summary line in:\n{stdout}"));
+    assert!(
+        diff < 0.1,
+        "the learned filter is {diff} away from Sobel:\n{stdout}"
+    );
+    std::fs::remove_dir_all(&out).ok();
+}
