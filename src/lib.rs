@@ -19,5 +19,7 @@ pub use fovea_core::{
 };
 /// The wgpu backend.
 pub use fovea_kernels as kernels;
+/// `Device::gpu()`, `Device::gpu_with(..)` and `Device::best()`.
+pub use fovea_kernels::DeviceExt;
 /// Classic networks.
 pub use fovea_models as models;

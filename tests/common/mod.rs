@@ -1,7 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use fovea::{Device, Result, Tensor};
+pub mod fixtures;
+
+use fovea::{Device, DeviceExt, Result, Tensor};
 
 /// ‖a − b‖ / ‖b‖ (or ‖a − b‖ when b is all zeros), in f64.
 pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
@@ -156,5 +158,23 @@ pub fn gradcheck(
             &ana[..ana.len().min(8)],
             &num[..num.len().min(8)]
         );
+    }
+}
+
+/// The GPU device, or `None` with the reason printed. With `FOVEA_REQUIRE_GPU=1` (CI sets
+/// it) a missing adapter fails the test instead.
+pub fn gpu(test: &str) -> Option<Device> {
+    match Device::gpu() {
+        Ok(d) => {
+            eprintln!("{test}: running on {}", d.name());
+            Some(d)
+        }
+        Err(e) if std::env::var("FOVEA_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
+            panic!("{test}: FOVEA_REQUIRE_GPU=1 but no GPU device: {e}")
+        }
+        Err(e) => {
+            eprintln!("{test}: SKIPPED, no GPU device: {e}");
+            None
+        }
     }
 }

@@ -293,6 +293,21 @@ pub struct Resize2dParams {
     pub ow: usize,
 }
 
+/// Counters a backend may report (the CPU backend reports none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackendStats {
+    /// Device buffers created so far.
+    pub buffers_allocated: usize,
+    /// Bytes of device memory held by buffers (in use or cached for reuse).
+    pub bytes_allocated: u64,
+    /// Largest `bytes_allocated` seen.
+    pub peak_bytes: u64,
+    /// Buffers cached for reuse.
+    pub buffers_cached: usize,
+    /// Command buffers submitted.
+    pub submissions: usize,
+}
+
 /// The primitives every backend provides. Ops in `crate::ops` check shapes and build the
 /// params; a backend may assume they are valid and consistent with the storages' lengths.
 pub trait Backend: Send + Sync {
@@ -309,6 +324,10 @@ pub trait Backend: Send + Sync {
     /// Waits until all recorded work has finished.
     fn sync(&self) -> Result<()> {
         Ok(())
+    }
+    /// Memory and submission counters.
+    fn stats(&self) -> BackendStats {
+        BackendStats::default()
     }
     /// A storage of `len` copies of `value`.
     fn fill(&self, len: usize, value: f32) -> Result<Storage>;

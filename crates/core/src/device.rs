@@ -47,6 +47,11 @@ impl Device {
         self.backend.sync()
     }
 
+    /// The backend's memory and submission counters.
+    pub fn stats(&self) -> crate::backend::BackendStats {
+        self.backend.stats()
+    }
+
     /// True when both handles refer to the same backend instance.
     pub fn same(&self, other: &Device) -> bool {
         Arc::ptr_eq(&self.backend, &other.backend)

@@ -1,5 +1,232 @@
-//! fovea-kernels: the wgpu backend. It implements `fovea_core::backend::Backend` with
-//! WGSL compute shaders from the repository's `shaders/` folder. This crate holds only its
-//! skeleton until the GPU backend lands; `Device::cpu()` runs everything meanwhile.
+//! fovea-kernels: the wgpu backend. It implements `fovea_core::backend::Backend` with the
+//! WGSL compute shaders of the repository's `shaders/` folder (one host file here per
+//! shader, same name), records work into one pending command encoder, caches pipelines
+//! and pools buffers.
+//!
+//! ```no_run
+//! use fovea_core::{Device, Tensor};
+//! use fovea_kernels::DeviceExt;
+//! let dev = Device::best(); // the GPU if there is one, else the CPU
+//! let x = Tensor::randn(&[2, 3], 0, &dev);
+//! ```
 
-pub use fovea_core::backend::Backend;
+mod adaptive_pool2d;
+mod binary;
+mod context;
+mod conv2d;
+mod elementwise;
+mod layout;
+mod matmul;
+mod pool;
+mod pool2d;
+mod reduce;
+pub mod source;
+mod upsample2d;
+
+use std::sync::{Arc, OnceLock};
+
+use fovea_core::backend::*;
+use fovea_core::{Device, Error, Result};
+
+pub use context::Ctx;
+pub use pool::PoolStats;
+
+/// The wgpu backend on one adapter.
+pub struct WgpuBackend {
+    ctx: Ctx,
+    name: String,
+}
+
+impl WgpuBackend {
+    /// Opens the adapter whose name or backend contains `filter` (case-insensitive), or the
+    /// highest-performance adapter when `filter` is `None`. The device is created with the
+    /// adapter's real limits, not wgpu's conservative defaults.
+    pub fn open(filter: Option<&str>) -> Result<WgpuBackend> {
+        // Vulkan/Metal/DX12 first; GL only where none of those exists (even creating a GL
+        // instance probes EGL and prints warnings on headless machines).
+        let enumerate = |backends: wgpu::Backends| {
+            let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+            desc.backends = backends;
+            pollster::block_on(wgpu::Instance::new(desc).enumerate_adapters(backends))
+        };
+        let mut adapters = enumerate(wgpu::Backends::PRIMARY);
+        if adapters.is_empty() {
+            adapters = enumerate(wgpu::Backends::SECONDARY);
+        }
+        let describe = |a: &wgpu::Adapter| {
+            let i = a.get_info();
+            format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
+        };
+        let rank = |a: &wgpu::Adapter| match a.get_info().device_type {
+            wgpu::DeviceType::DiscreteGpu => 0,
+            wgpu::DeviceType::IntegratedGpu => 1,
+            wgpu::DeviceType::VirtualGpu => 2,
+            wgpu::DeviceType::Cpu => 3,
+            wgpu::DeviceType::Other => 4,
+        };
+        let mut candidates: Vec<wgpu::Adapter> = adapters
+            .into_iter()
+            .filter(|a| {
+                a.get_downlevel_capabilities()
+                    .flags
+                    .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
+            })
+            .filter(|a| {
+                filter.is_none_or(|f| describe(a).to_lowercase().contains(&f.to_lowercase()))
+            })
+            .collect();
+        candidates.sort_by_key(rank);
+        let adapter = candidates.into_iter().next().ok_or_else(|| {
+            Error::Backend(match filter {
+                Some(f) => format!("no GPU adapter with compute shaders matches {f:?}"),
+                None => "no GPU adapter with compute shaders was found (on Linux without a GPU, install Mesa's software driver: apt-get install mesa-vulkan-drivers)".into(),
+            })
+        })?;
+        let name = describe(&adapter);
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("fovea"),
+            required_limits: adapter.limits(),
+            ..Default::default()
+        }))
+        .map_err(|e| Error::Backend(format!("cannot open {name}: {e}")))?;
+        Ok(WgpuBackend {
+            ctx: Ctx::new(&adapter, device, queue),
+            name,
+        })
+    }
+
+    /// The execution context (pool and submission counters).
+    pub fn ctx(&self) -> &Ctx {
+        &self.ctx
+    }
+}
+
+impl Backend for WgpuBackend {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn is_gpu(&self) -> bool {
+        true
+    }
+    fn upload(&self, data: &[f32]) -> Result<Storage> {
+        self.ctx.upload(data)
+    }
+    fn download(&self, x: &Storage) -> Result<Vec<f32>> {
+        self.ctx.download(x)
+    }
+    fn sync(&self) -> Result<()> {
+        self.ctx.sync()
+    }
+    fn stats(&self) -> BackendStats {
+        let p = self.ctx.pool_stats();
+        BackendStats {
+            buffers_allocated: p.allocated,
+            bytes_allocated: p.allocated_bytes,
+            peak_bytes: p.peak_bytes,
+            buffers_cached: p.cached,
+            submissions: self.ctx.submissions(),
+        }
+    }
+    fn fill(&self, len: usize, value: f32) -> Result<Storage> {
+        elementwise::fill(&self.ctx, len, value)
+    }
+    fn unary(&self, x: &Storage, op: UnaryOp) -> Result<Storage> {
+        elementwise::unary(&self.ctx, x, op)
+    }
+    fn binary(&self, a: &Storage, b: &Storage, p: &BinaryParams, op: BinaryOp) -> Result<Storage> {
+        binary::binary(&self.ctx, a, b, p, op)
+    }
+    fn reduce(&self, x: &Storage, p: &ReduceParams, op: ReduceOp) -> Result<Storage> {
+        reduce::reduce(&self.ctx, x, p, op)
+    }
+    fn strided_copy(&self, x: &Storage, view: &StridedView) -> Result<Storage> {
+        layout::strided_copy(&self.ctx, x, view)
+    }
+    fn pad(&self, x: &Storage, p: &PadParams) -> Result<Storage> {
+        layout::pad(&self.ctx, x, p)
+    }
+    fn cat(&self, parts: &[&Storage], p: &CatParams) -> Result<Storage> {
+        layout::cat(&self.ctx, parts, p)
+    }
+    fn matmul(&self, a: &Storage, b: &Storage, p: &MatmulParams) -> Result<Storage> {
+        matmul::matmul(&self.ctx, a, b, p)
+    }
+    fn conv2d(&self, x: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage> {
+        conv2d::forward(&self.ctx, x, w, p)
+    }
+    fn conv2d_grad_input(&self, gy: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage> {
+        conv2d::grad_input(&self.ctx, gy, w, p)
+    }
+    fn conv2d_grad_weight(&self, x: &Storage, gy: &Storage, p: &Conv2dParams) -> Result<Storage> {
+        conv2d::grad_weight(&self.ctx, x, gy, p)
+    }
+    fn max_pool2d(&self, x: &Storage, p: &Pool2dParams) -> Result<Storage> {
+        pool2d::max_forward(&self.ctx, x, p)
+    }
+    fn max_pool2d_backward(&self, x: &Storage, gy: &Storage, p: &Pool2dParams) -> Result<Storage> {
+        pool2d::max_backward(&self.ctx, x, gy, p)
+    }
+    fn avg_pool2d(&self, x: &Storage, p: &Pool2dParams) -> Result<Storage> {
+        pool2d::avg_forward(&self.ctx, x, p)
+    }
+    fn avg_pool2d_backward(&self, gy: &Storage, p: &Pool2dParams) -> Result<Storage> {
+        pool2d::avg_backward(&self.ctx, gy, p)
+    }
+    fn adaptive_avg_pool2d(&self, x: &Storage, p: &Resize2dParams) -> Result<Storage> {
+        adaptive_pool2d::forward(&self.ctx, x, p)
+    }
+    fn adaptive_avg_pool2d_backward(&self, gy: &Storage, p: &Resize2dParams) -> Result<Storage> {
+        adaptive_pool2d::backward(&self.ctx, gy, p)
+    }
+    fn upsample_nearest2d(&self, x: &Storage, p: &Resize2dParams) -> Result<Storage> {
+        upsample2d::forward(&self.ctx, x, p)
+    }
+    fn upsample_nearest2d_backward(&self, gy: &Storage, p: &Resize2dParams) -> Result<Storage> {
+        upsample2d::backward(&self.ctx, gy, p)
+    }
+}
+
+/// GPU constructors for [`Device`] (bring into scope with `use fovea::DeviceExt`).
+pub trait DeviceExt: Sized {
+    /// The process-wide default GPU device: the highest-performance adapter, or the one
+    /// `FOVEA_ADAPTER` names (a substring of its name or backend, e.g. `vulkan`,
+    /// `llvmpipe`). `Err` with the reason when there is none.
+    fn gpu() -> Result<Self>;
+    /// A new GPU device on the adapter whose name or backend contains `filter`.
+    fn gpu_with(filter: &str) -> Result<Self>;
+    /// The GPU when one is available, else the CPU; prints its choice once.
+    fn best() -> Self;
+}
+
+impl DeviceExt for Device {
+    fn gpu() -> Result<Device> {
+        static GPU: OnceLock<std::result::Result<Device, String>> = OnceLock::new();
+        GPU.get_or_init(|| {
+            let filter = std::env::var("FOVEA_ADAPTER").ok();
+            WgpuBackend::open(filter.as_deref())
+                .map(|b| Device::from_backend(Arc::new(b)))
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(Error::Backend)
+    }
+
+    fn gpu_with(filter: &str) -> Result<Device> {
+        Ok(Device::from_backend(Arc::new(WgpuBackend::open(Some(
+            filter,
+        ))?)))
+    }
+
+    fn best() -> Device {
+        static SAID: OnceLock<()> = OnceLock::new();
+        let (dev, note) = match Device::gpu() {
+            Ok(d) => {
+                let n = format!("fovea: using the GPU {}", d.name());
+                (d, n)
+            }
+            Err(e) => (Device::cpu(), format!("fovea: no GPU ({e}); using the CPU")),
+        };
+        SAID.get_or_init(|| eprintln!("{note}"));
+        dev
+    }
+}

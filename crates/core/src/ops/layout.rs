@@ -250,7 +250,7 @@ impl Tensor {
     /// Constant padding in PyTorch's `F.pad` order: `[left, right, top, bottom, …]`, pairs
     /// starting from the last dimension.
     pub fn pad(&self, pads: &[usize], value: f32) -> Result<Tensor> {
-        if pads.len() % 2 != 0 || pads.len() / 2 > self.rank() {
+        if !pads.len().is_multiple_of(2) || pads.len() / 2 > self.rank() {
             return Err(Error::op(
                 "pad",
                 format!("needs an even number of pads, at most two per dimension; got {pads:?} for shape {:?}", self.shape()),

@@ -1,0 +1,295 @@
+//! The GPU context: device and queue, cached pipelines, the buffer pool and the pending
+//! command encoder. Ops record compute passes into the pending encoder; it is submitted
+//! on read-back, on sync, before a host upload, or after `SUBMIT_EVERY` dispatches.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use fovea_core::backend::Storage;
+use fovea_core::{Error, Result};
+use wgpu::util::DeviceExt;
+
+use crate::pool::{GpuBuffer, Pool, PoolStats};
+use crate::source::Shader;
+
+/// Dispatches recorded before the encoder is submitted without being asked: bounds the
+/// memory held by in-flight bind groups while keeping submissions rare.
+const SUBMIT_EVERY: usize = 256;
+
+/// Threads per workgroup of the one-thread-per-element kernels (`WG` in the shaders).
+pub const WG: u32 = 256;
+
+struct Pending {
+    encoder: Option<wgpu::CommandEncoder>,
+    dispatches: usize,
+}
+
+/// Device, queue and the execution state shared by every op.
+pub struct Ctx {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    /// The adapter this context runs on.
+    pub info: wgpu::AdapterInfo,
+    pub(crate) limits: wgpu::Limits,
+    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<(&'static str, &'static str), wgpu::ComputePipeline>>,
+    pending: Mutex<Pending>,
+    pool: Arc<Pool>,
+    error: Arc<Mutex<Option<String>>>,
+    submissions: Mutex<usize>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The GPU buffer behind a storage made by this backend.
+pub(crate) fn buf(s: &Storage) -> &wgpu::Buffer {
+    s.downcast::<GpuBuffer>()
+        .expect("internal error: a non-GPU storage reached the wgpu backend")
+        .buffer()
+}
+
+impl Ctx {
+    pub(crate) fn new(adapter: &wgpu::Adapter, device: wgpu::Device, queue: wgpu::Queue) -> Ctx {
+        let error = Arc::new(Mutex::new(None::<String>));
+        let sink = error.clone();
+        // wgpu's default handler panics; keep the first error and report it as an Err
+        // from the next read-back or sync instead.
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut slot = lock(&sink);
+            if slot.is_none() {
+                *slot = Some(e.to_string());
+            }
+        }));
+        Ctx {
+            limits: device.limits(),
+            info: adapter.get_info(),
+            device,
+            queue,
+            modules: Mutex::default(),
+            pipelines: Mutex::default(),
+            pending: Mutex::new(Pending {
+                encoder: None,
+                dispatches: 0,
+            }),
+            pool: Arc::new(Pool::default()),
+            error,
+            submissions: Mutex::new(0),
+        }
+    }
+
+    /// Pool counters (allocations, cached buffers, peak bytes).
+    pub fn pool_stats(&self) -> PoolStats {
+        self.pool.stats()
+    }
+
+    /// Command buffers submitted so far.
+    pub fn submissions(&self) -> usize {
+        *lock(&self.submissions)
+    }
+
+    fn check_error(&self) -> Result<()> {
+        match lock(&self.error).take() {
+            Some(e) => Err(Error::Backend(format!("wgpu: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// A new storage of `len` f32 values (contents undefined until written).
+    pub(crate) fn alloc(&self, len: usize) -> Result<Storage> {
+        let bytes = (len as u64) * 4;
+        let max = self
+            .limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size);
+        if bytes > max {
+            return Err(Error::Backend(format!(
+                "a tensor of {len} elements ({bytes} bytes) exceeds this adapter's largest storage binding ({max} bytes); split the batch"
+            )));
+        }
+        Ok(Storage::new(len, self.pool.get(&self.device, bytes)))
+    }
+
+    fn pipeline(&self, shader: Shader, entry: &'static str) -> wgpu::ComputePipeline {
+        let key = (shader.name, entry);
+        if let Some(p) = lock(&self.pipelines).get(&key) {
+            return p.clone();
+        }
+        let module = lock(&self.modules)
+            .entry(shader.name)
+            .or_insert_with(|| {
+                self.device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(shader.name),
+                        source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+                    })
+            })
+            .clone();
+        let p = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        lock(&self.pipelines).insert(key, p.clone());
+        p
+    }
+
+    /// Records one dispatch of `shader::entry` with `params` as the uniform at binding 0
+    /// and `buffers` at the given bindings.
+    pub(crate) fn dispatch(
+        &self,
+        shader: Shader,
+        entry: &'static str,
+        params: &[u8],
+        buffers: &[(u32, &wgpu::Buffer)],
+        groups: [u32; 3],
+    ) -> Result<()> {
+        if groups.contains(&0) {
+            return Ok(());
+        }
+        let max = self.limits.max_compute_workgroups_per_dimension;
+        if groups.iter().any(|&g| g > max) {
+            return Err(Error::Backend(format!("dispatch {groups:?} of {}::{entry} exceeds the adapter's {max} workgroups per dimension", shader.name)));
+        }
+        let pipeline = self.pipeline(shader, entry);
+        // A uniform buffer per dispatch, filled at creation: a queue write into a reused
+        // buffer would land before earlier, still unsubmitted, dispatches read it.
+        let mut padded = params.to_vec();
+        padded.resize(params.len().next_multiple_of(16).max(16), 0);
+        let uniform = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("fovea params"),
+                contents: &padded,
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: uniform.as_entire_binding(),
+        }];
+        entries.extend(buffers.iter().map(|(b, buffer)| wgpu::BindGroupEntry {
+            binding: *b,
+            resource: buffer.as_entire_binding(),
+        }));
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(entry),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let mut pending = lock(&self.pending);
+        let encoder = pending.encoder.get_or_insert_with(|| {
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("fovea"),
+                })
+        });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(entry),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        }
+        pending.dispatches += 1;
+        if pending.dispatches >= SUBMIT_EVERY {
+            self.submit_locked(&mut pending);
+        }
+        Ok(())
+    }
+
+    /// Workgroups for `n` threads of `WG`, folded into 2-D when one dimension is too small.
+    pub(crate) fn groups_1d(&self, n: usize) -> [u32; 3] {
+        let g = n.div_ceil(WG as usize);
+        let max = self.limits.max_compute_workgroups_per_dimension as usize;
+        if g <= max {
+            [g as u32, 1, 1]
+        } else {
+            [max as u32, g.div_ceil(max) as u32, 1]
+        }
+    }
+
+    fn submit_locked(&self, pending: &mut Pending) {
+        if let Some(enc) = pending.encoder.take() {
+            self.queue.submit([enc.finish()]);
+            *lock(&self.submissions) += 1;
+        }
+        pending.dispatches = 0;
+    }
+
+    /// Submits the pending encoder.
+    pub(crate) fn flush(&self) {
+        self.submit_locked(&mut lock(&self.pending));
+    }
+
+    /// Submits and waits for all work.
+    pub(crate) fn sync(&self) -> Result<()> {
+        self.flush();
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Backend(format!("wgpu poll: {e}")))?;
+        self.check_error()
+    }
+
+    pub(crate) fn upload(&self, data: &[f32]) -> Result<Storage> {
+        let s = self.alloc(data.len())?;
+        if !data.is_empty() {
+            // Queue writes run before the next submission's commands: submit what is
+            // pending first, so a recycled buffer is not overwritten under a pending read.
+            self.flush();
+            self.queue
+                .write_buffer(buf(&s), 0, bytemuck::cast_slice(data));
+        }
+        Ok(s)
+    }
+
+    pub(crate) fn download(&self, s: &Storage) -> Result<Vec<f32>> {
+        let bytes = s.len() as u64 * 4;
+        if bytes == 0 {
+            self.check_error()?;
+            return Ok(Vec::new());
+        }
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("fovea read-back"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        {
+            let mut pending = lock(&self.pending);
+            let encoder = pending.encoder.get_or_insert_with(|| {
+                self.device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("fovea"),
+                    })
+            });
+            encoder.copy_buffer_to_buffer(buf(s), 0, &staging, 0, bytes);
+            self.submit_locked(&mut pending);
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Backend(format!("wgpu poll: {e}")))?;
+        self.check_error()?;
+        rx.recv()
+            .map_err(|_| Error::Backend("read-back was never mapped".into()))?
+            .map_err(|e| Error::Backend(format!("read-back mapping failed: {e}")))?;
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| Error::Backend(format!("read-back mapping failed: {e}")))?;
+        let out = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
+        drop(view);
+        staging.unmap();
+        Ok(out)
+    }
+}

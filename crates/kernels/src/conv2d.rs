@@ -1,0 +1,109 @@
+//! Host side of `shaders/conv2d.wgsl`: forward, input gradient and weight gradient as
+//! three modes of one implicit-GEMM kernel.
+
+use bytemuck::{Pod, Zeroable};
+use fovea_core::backend::{Conv2dParams, Storage};
+use fovea_core::Result;
+
+use crate::context::{buf, Ctx};
+use crate::source::CONV2D;
+
+const TILE: usize = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    n: u32,
+    c_in: u32,
+    h: u32,
+    w: u32,
+    c_out: u32,
+    oh: u32,
+    ow: u32,
+    groups: u32,
+    kh: u32,
+    kw: u32,
+    sh: u32,
+    sw: u32,
+    ph: u32,
+    pw: u32,
+    dh: u32,
+    dw: u32,
+    mode: u32,
+    gm: u32,
+    gn: u32,
+    gk: u32,
+}
+
+#[derive(Clone, Copy)]
+enum Mode {
+    Forward = 0,
+    GradInput = 1,
+    GradWeight = 2,
+}
+
+fn run(
+    ctx: &Ctx,
+    mode: Mode,
+    lhs: &Storage,
+    rhs: &Storage,
+    cp: &Conv2dParams,
+    out_len: usize,
+) -> Result<Storage> {
+    let y = ctx.alloc(out_len)?;
+    let (cg, og) = (cp.c_in / cp.groups, cp.c_out / cp.groups);
+    let kk = cp.kernel[0] * cp.kernel[1];
+    let (gm, gn, gk) = match mode {
+        Mode::Forward => (og, cp.n * cp.oh * cp.ow, cg * kk),
+        Mode::GradInput => (cg, cp.n * cp.h * cp.w, og * kk),
+        Mode::GradWeight => (og, cg * kk, cp.n * cp.oh * cp.ow),
+    };
+    let u = |v: usize| v as u32;
+    let p = Params {
+        n: u(cp.n),
+        c_in: u(cp.c_in),
+        h: u(cp.h),
+        w: u(cp.w),
+        c_out: u(cp.c_out),
+        oh: u(cp.oh),
+        ow: u(cp.ow),
+        groups: u(cp.groups),
+        kh: u(cp.kernel[0]),
+        kw: u(cp.kernel[1]),
+        sh: u(cp.stride[0]),
+        sw: u(cp.stride[1]),
+        ph: u(cp.padding[0]),
+        pw: u(cp.padding[1]),
+        dh: u(cp.dilation[0]),
+        dw: u(cp.dilation[1]),
+        mode: mode as u32,
+        gm: u(gm),
+        gn: u(gn),
+        gk: u(gk),
+    };
+    if gk == 0 {
+        // An empty reduction (no input channels or no pixels): the result is all zeros.
+        return crate::elementwise::fill(ctx, out_len, 0.0);
+    }
+    let groups = [u(gn.div_ceil(TILE)), u(gm.div_ceil(TILE)), u(cp.groups)];
+    ctx.dispatch(
+        CONV2D,
+        "conv2d",
+        bytemuck::bytes_of(&p),
+        &[(1, buf(lhs)), (2, buf(rhs)), (3, buf(&y))],
+        groups,
+    )?;
+    Ok(y)
+}
+
+pub fn forward(ctx: &Ctx, x: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage> {
+    run(ctx, Mode::Forward, w, x, p, p.output_len())
+}
+
+pub fn grad_input(ctx: &Ctx, gy: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage> {
+    run(ctx, Mode::GradInput, w, gy, p, p.input_len())
+}
+
+pub fn grad_weight(ctx: &Ctx, x: &Storage, gy: &Storage, p: &Conv2dParams) -> Result<Storage> {
+    run(ctx, Mode::GradWeight, gy, x, p, p.weight_len())
+}

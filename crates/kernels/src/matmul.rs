@@ -1,0 +1,58 @@
+//! Host side of `shaders/matmul.wgsl`.
+
+use bytemuck::{Pod, Zeroable};
+use fovea_core::backend::{MatmulParams, Storage};
+use fovea_core::Result;
+
+use crate::context::{buf, Ctx};
+use crate::source::MATMUL;
+
+/// Output tile edge of the kernel.
+const TILE: usize = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    trans_a: u32,
+    trans_b: u32,
+    a_stride: u32,
+    b_stride: u32,
+    batch_offset: u32,
+}
+
+pub fn matmul(ctx: &Ctx, a: &Storage, b: &Storage, mp: &MatmulParams) -> Result<Storage> {
+    let y = ctx.alloc(mp.batch * mp.m * mp.n)?;
+    let max_z = ctx.limits.max_compute_workgroups_per_dimension as usize;
+    let mut start = 0;
+    // Batches beyond the dispatch limit go in several dispatches.
+    while start < mp.batch {
+        let count = (mp.batch - start).min(max_z);
+        let p = Params {
+            m: mp.m as u32,
+            n: mp.n as u32,
+            k: mp.k as u32,
+            trans_a: mp.trans_a as u32,
+            trans_b: mp.trans_b as u32,
+            a_stride: if mp.a_shared { 0 } else { (mp.m * mp.k) as u32 },
+            b_stride: if mp.b_shared { 0 } else { (mp.k * mp.n) as u32 },
+            batch_offset: start as u32,
+        };
+        let groups = [
+            mp.n.div_ceil(TILE) as u32,
+            mp.m.div_ceil(TILE) as u32,
+            count as u32,
+        ];
+        ctx.dispatch(
+            MATMUL,
+            "matmul",
+            bytemuck::bytes_of(&p),
+            &[(1, buf(a)), (2, buf(b)), (3, buf(&y))],
+            groups,
+        )?;
+        start += count;
+    }
+    Ok(y)
+}

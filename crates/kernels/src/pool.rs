@@ -1,0 +1,117 @@
+//! Buffers pooled by size class. A tensor's buffer returns to the pool when the last
+//! storage handle drops, so a training loop reaches a steady state instead of allocating
+//! every step.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Smallest buffer handed out: also the size of empty tensors' buffers (wgpu cannot bind
+/// a zero-sized range).
+const MIN_BYTES: u64 = 256;
+
+/// Rounds up to one of four classes per power of two (≤ 25% waste).
+pub fn size_class(bytes: u64) -> u64 {
+    let b = bytes.max(MIN_BYTES);
+    let pow = 1u64 << (63 - b.leading_zeros());
+    if b == pow {
+        return b;
+    }
+    let quarter = pow / 4;
+    b.div_ceil(quarter) * quarter
+}
+
+/// Counters for tests and memory reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Buffers created over the pool's lifetime.
+    pub allocated: usize,
+    /// Bytes in all buffers created (live or cached).
+    pub allocated_bytes: u64,
+    /// Buffers waiting in the pool for reuse.
+    pub cached: usize,
+    /// Largest number of bytes held at once.
+    pub peak_bytes: u64,
+}
+
+/// The pool: free buffers by size class.
+#[derive(Default)]
+pub struct Pool {
+    free: Mutex<(HashMap<u64, Vec<wgpu::Buffer>>, PoolStats)>,
+}
+
+/// A pooled storage buffer holding a tensor's f32 values.
+pub struct GpuBuffer {
+    buffer: Option<wgpu::Buffer>,
+    pool: Arc<Pool>,
+}
+
+impl GpuBuffer {
+    /// The wgpu buffer (its size is the size class, at least the tensor's bytes).
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        self.buffer.as_ref().expect("buffer present until drop")
+    }
+}
+
+impl Drop for GpuBuffer {
+    fn drop(&mut self) {
+        if let Some(b) = self.buffer.take() {
+            let mut g = self.pool.free.lock().unwrap_or_else(|e| e.into_inner());
+            g.0.entry(b.size()).or_default().push(b);
+            g.1.cached += 1;
+        }
+    }
+}
+
+impl Pool {
+    /// A buffer of at least `bytes`, reused when one of its class is free.
+    pub fn get(self: &Arc<Self>, device: &wgpu::Device, bytes: u64) -> GpuBuffer {
+        let class = size_class(bytes);
+        let mut g = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        let reused = g.0.get_mut(&class).and_then(|v| v.pop());
+        let buffer = match reused {
+            Some(b) => {
+                g.1.cached -= 1;
+                b
+            }
+            None => {
+                g.1.allocated += 1;
+                g.1.allocated_bytes += class;
+                g.1.peak_bytes = g.1.peak_bytes.max(g.1.allocated_bytes);
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("fovea tensor"),
+                    size: class,
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            }
+        };
+        GpuBuffer {
+            buffer: Some(buffer),
+            pool: self.clone(),
+        }
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> PoolStats {
+        self.free.lock().unwrap_or_else(|e| e.into_inner()).1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size_class;
+
+    #[test]
+    fn classes_round_up_by_at_most_a_quarter() {
+        assert_eq!(size_class(1), 256);
+        assert_eq!(size_class(1024), 1024);
+        assert_eq!(size_class(1025), 1280);
+        assert_eq!(size_class(1900), 2048);
+        for b in [300u64, 5000, 123_456, 9_999_999] {
+            let c = size_class(b);
+            assert!(c >= b && (c as f64) <= b as f64 * 1.25 + 1.0, "{b} -> {c}");
+        }
+    }
+}

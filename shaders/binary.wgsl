@@ -1,0 +1,82 @@
+// Broadcasting binary ops: one thread per output element; each input is read through
+// per-dimension strides (0 on broadcast dimensions). Op codes mirror `BinaryOp` in
+// crates/kernels/src/binary.rs.
+
+struct Params {
+    n: u32,
+    rank: u32,
+    op: u32,
+    _pad: u32,
+    shape: array<vec4<u32>, 2>,
+    a_strides: array<vec4<u32>, 2>,
+    b_strides: array<vec4<u32>, 2>,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+
+fn flat_index(wid: vec3<u32>, lid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return (wid.y * nwg.x + wid.x) * 256u + lid.x;
+}
+
+fn nan() -> f32 {
+    return bitcast<f32>(0x7fc00000u);
+}
+
+fn powf(v: f32, e: f32) -> f32 {
+    if (e == 0.0) {
+        return 1.0;
+    }
+    let r = pow(abs(v), e);
+    if (v >= 0.0) {
+        return r;
+    }
+    if (fract(e) != 0.0) {
+        return nan();
+    }
+    if (fract(e * 0.5) != 0.0) {
+        return -r;
+    }
+    return r;
+}
+
+fn is_nan(v: f32) -> bool {
+    return v != v;
+}
+
+fn apply(x: f32, z: f32) -> f32 {
+    switch p.op {
+        case 0u: { return x + z; }
+        case 1u: { return x - z; }
+        case 2u: { return x * z; }
+        case 3u: { return x / z; }
+        case 4u: { return select(z, x, x >= z || is_nan(x)); }
+        case 5u: { return select(z, x, x <= z || is_nan(x)); }
+        case 6u: { return powf(x, z); }
+        case 7u: { return select(0.0, 1.0, x >= z); }
+        case 8u: { return select(0.0, 1.0, x == z); }
+        default: { return nan(); }
+    }
+}
+
+@compute @workgroup_size(256)
+fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(wid, lid, nwg);
+    if (i >= p.n) {
+        return;
+    }
+    var rem = i;
+    var ia = 0u;
+    var ib = 0u;
+    for (var d = i32(p.rank) - 1; d >= 0; d--) {
+        let u = u32(d);
+        let size = p.shape[u / 4u][u % 4u];
+        let c = rem % size;
+        rem = rem / size;
+        ia += c * p.a_strides[u / 4u][u % 4u];
+        ib += c * p.b_strides[u / 4u][u % 4u];
+    }
+    y[i] = apply(a[ia], b[ib]);
+}

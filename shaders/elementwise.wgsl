@@ -1,0 +1,84 @@
+// Elementwise unary ops and fill: one thread per element. Op codes mirror
+// `UnaryOp` in crates/kernels/src/elementwise.rs.
+
+struct Params {
+    n: u32,
+    op: u32,
+    a: f32,
+    b: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+
+fn flat_index(wid: vec3<u32>, lid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return (wid.y * nwg.x + wid.x) * 256u + lid.x;
+}
+
+fn nan() -> f32 {
+    return bitcast<f32>(0x7fc00000u);
+}
+
+// x^e with Rust's `powf` semantics for negative bases and integer exponents (WGSL's
+// pow is undefined for x < 0).
+fn powf(v: f32, e: f32) -> f32 {
+    if (e == 0.0) {
+        return 1.0;
+    }
+    let r = pow(abs(v), e);
+    if (v >= 0.0) {
+        return r;
+    }
+    if (fract(e) != 0.0) {
+        return nan();
+    }
+    if (fract(e * 0.5) != 0.0) {
+        return -r;
+    }
+    return r;
+}
+
+fn apply(v: f32) -> f32 {
+    switch p.op {
+        case 0u: { return -v; }
+        case 1u: { return exp(v); }
+        case 2u: { return log(v); }
+        case 3u: { return sqrt(v); }
+        case 4u: { return abs(v); }
+        case 5u: { return max(v, 0.0); }
+        case 6u: { return select(p.a * v, v, v > 0.0); }
+        case 7u: { return 1.0 / (1.0 + exp(-v)); }
+        case 8u: {
+            // exp(2|v|) would overflow for |v| > 44; this form stays finite.
+            let e = exp(-2.0 * abs(v));
+            let t = (1.0 - e) / (1.0 + e);
+            return select(t, -t, v < 0.0);
+        }
+        case 9u: { return p.a * v + p.b; }
+        case 10u: { return powf(v, p.a); }
+        case 11u: { return select(0.0, 1.0, v > 0.0); }
+        case 12u: { return sign(v); }
+        case 13u: { return 1.0 / v; }
+        case 14u: { return p.a / v; }
+        default: { return nan(); }
+    }
+}
+
+@compute @workgroup_size(256)
+fn unary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(wid, lid, nwg);
+    if (i >= p.n) {
+        return;
+    }
+    y[i] = apply(x[i]);
+}
+
+@compute @workgroup_size(256)
+fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(wid, lid, nwg);
+    if (i >= p.n) {
+        return;
+    }
+    y[i] = p.a;
+}

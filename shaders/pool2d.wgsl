@@ -1,0 +1,157 @@
+// Max and average pooling, forward (one thread per output) and backward in gather form
+// (one thread per input cell, summing the windows that contain it: no atomics).
+// Window and divisor rules match PyTorch and crates/core/src/cpu/pool2d.rs.
+
+struct Params {
+    planes: u32,
+    h: u32,
+    w: u32,
+    oh: u32,
+    ow: u32,
+    kh: u32,
+    kw: u32,
+    sh: u32,
+    sw: u32,
+    ph: u32,
+    pw: u32,
+    count_include_pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> gy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+
+fn flat_index(wid: vec3<u32>, lid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return (wid.y * nwg.x + wid.x) * 256u + lid.x;
+}
+
+// [start, end) clipped to the input, and the length clipped to input + padding.
+fn window(o: u32, s: u32, pad: u32, k: u32, len: u32) -> vec3<i32> {
+    let start = i32(o * s) - i32(pad);
+    let end_padded = min(start + i32(k), i32(len + pad));
+    let lo = max(start, 0);
+    let hi = max(min(end_padded, i32(len)), lo);
+    return vec3<i32>(lo, hi, end_padded - start);
+}
+
+// Flat in-plane index of the window's maximum (first in scan order; a NaN wins), or −1.
+fn argmax(base: u32, oi: u32, oj: u32) -> i32 {
+    let wh = window(oi, p.sh, p.ph, p.kh, p.h);
+    let ww = window(oj, p.sw, p.pw, p.kw, p.w);
+    var best = -1;
+    var best_v = 0.0;
+    for (var i = wh.x; i < wh.y; i++) {
+        for (var j = ww.x; j < ww.y; j++) {
+            let idx = i * i32(p.w) + j;
+            let v = x[base + u32(idx)];
+            if (best < 0 || v > best_v || (v != v && best_v == best_v)) {
+                best = idx;
+                best_v = v;
+            }
+        }
+    }
+    return best;
+}
+
+fn divisor(oi: u32, oj: u32) -> f32 {
+    let wh = window(oi, p.sh, p.ph, p.kh, p.h);
+    let ww = window(oj, p.sw, p.pw, p.kw, p.w);
+    if (p.count_include_pad != 0u) {
+        return f32(max(wh.z * ww.z, 1));
+    }
+    return f32(max((wh.y - wh.x) * (ww.y - ww.x), 1));
+}
+
+// Outputs whose window along one axis contains input index i: [lo, hi].
+fn covering(i: u32, s: u32, pad: u32, k: u32, out_len: u32) -> vec2<i32> {
+    let t = i32(i + pad);
+    let lo = max((t - i32(k) + i32(s)) / i32(s), 0);
+    let hi = min(t / i32(s), i32(out_len) - 1);
+    return vec2<i32>(select(lo, 0, t - i32(k) + 1 <= 0), hi);
+}
+
+@compute @workgroup_size(256)
+fn max_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let o = flat_index(wid, lid, nwg);
+    let ohw = p.oh * p.ow;
+    if (o >= p.planes * ohw) {
+        return;
+    }
+    let base = (o / ohw) * p.h * p.w;
+    let a = argmax(base, (o % ohw) / p.ow, (o % ohw) % p.ow);
+    y[o] = select(-bitcast<f32>(0x7f800000u), x[base + u32(max(a, 0))], a >= 0);
+}
+
+@compute @workgroup_size(256)
+fn max_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let q = flat_index(wid, lid, nwg);
+    let hw = p.h * p.w;
+    if (q >= p.planes * hw) {
+        return;
+    }
+    let plane = q / hw;
+    let ih = (q % hw) / p.w;
+    let iw = (q % hw) % p.w;
+    let rh = covering(ih, p.sh, p.ph, p.kh, p.oh);
+    let rw = covering(iw, p.sw, p.pw, p.kw, p.ow);
+    var acc = 0.0;
+    for (var oi = rh.x; oi <= rh.y; oi++) {
+        for (var oj = rw.x; oj <= rw.y; oj++) {
+            if (argmax(plane * hw, u32(oi), u32(oj)) == i32(q % hw)) {
+                acc += gy[(plane * p.oh + u32(oi)) * p.ow + u32(oj)];
+            }
+        }
+    }
+    y[q] = acc;
+}
+
+@compute @workgroup_size(256)
+fn avg_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let o = flat_index(wid, lid, nwg);
+    let ohw = p.oh * p.ow;
+    if (o >= p.planes * ohw) {
+        return;
+    }
+    let base = (o / ohw) * p.h * p.w;
+    let oi = (o % ohw) / p.ow;
+    let oj = (o % ohw) % p.ow;
+    let wh = window(oi, p.sh, p.ph, p.kh, p.h);
+    let ww = window(oj, p.sw, p.pw, p.kw, p.w);
+    var s = 0.0;
+    for (var i = wh.x; i < wh.y; i++) {
+        for (var j = ww.x; j < ww.y; j++) {
+            s += x[base + u32(i) * p.w + u32(j)];
+        }
+    }
+    y[o] = s / divisor(oi, oj);
+}
+
+@compute @workgroup_size(256)
+fn avg_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let q = flat_index(wid, lid, nwg);
+    let hw = p.h * p.w;
+    if (q >= p.planes * hw) {
+        return;
+    }
+    let plane = q / hw;
+    let ih = i32((q % hw) / p.w);
+    let iw = i32((q % hw) % p.w);
+    let rh = covering(u32(ih), p.sh, p.ph, p.kh, p.oh);
+    let rw = covering(u32(iw), p.sw, p.pw, p.kw, p.ow);
+    var acc = 0.0;
+    for (var oi = rh.x; oi <= rh.y; oi++) {
+        let wh = window(u32(oi), p.sh, p.ph, p.kh, p.h);
+        if (ih < wh.x || ih >= wh.y) {
+            continue;
+        }
+        for (var oj = rw.x; oj <= rw.y; oj++) {
+            let ww = window(u32(oj), p.sw, p.pw, p.kw, p.w);
+            if (iw < ww.x || iw >= ww.y) {
+                continue;
+            }
+            acc += gy[(plane * p.oh + u32(oi)) * p.ow + u32(oj)] / divisor(u32(oi), u32(oj));
+        }
+    }
+    y[q] = acc;
+}

@@ -1,0 +1,66 @@
+// Sum or max over the middle axis of an [outer, len, inner] view.
+//   reduce_cols: one thread per output, for many outputs or short axes;
+//   reduce_rows: one workgroup per output with a shared-memory tree, for long axes.
+
+struct Params {
+    outer: u32,
+    len: u32,
+    inner: u32,
+    op: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+
+var<workgroup> partial: array<f32, 256>;
+
+fn combine(acc: f32, v: f32) -> f32 {
+    if (p.op == 0u) {
+        return acc + v;
+    }
+    return select(acc, v, v > acc || v != v);
+}
+
+fn identity() -> f32 {
+    return select(-bitcast<f32>(0x7f800000u), 0.0, p.op == 0u);
+}
+
+@compute @workgroup_size(256)
+fn reduce_cols(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let o = (wid.y * nwg.x + wid.x) * 256u + lid.x;
+    if (o >= p.outer * p.inner) {
+        return;
+    }
+    let base = (o / p.inner) * p.len * p.inner + o % p.inner;
+    var acc = identity();
+    for (var l = 0u; l < p.len; l++) {
+        acc = combine(acc, x[base + l * p.inner]);
+    }
+    y[o] = acc;
+}
+
+@compute @workgroup_size(256)
+fn reduce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let o = wid.y * nwg.x + wid.x;
+    // Every thread of the workgroup takes part in the barriers, even past the end.
+    let live = o < p.outer * p.inner;
+    let base = (o / p.inner) * p.len * p.inner + o % p.inner;
+    var acc = identity();
+    if (live) {
+        for (var l = lid.x; l < p.len; l += 256u) {
+            acc = combine(acc, x[base + l * p.inner]);
+        }
+    }
+    partial[lid.x] = acc;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if (lid.x < s) {
+            partial[lid.x] = combine(partial[lid.x], partial[lid.x + s]);
+        }
+        workgroupBarrier();
+    }
+    if (lid.x == 0u && live) {
+        y[o] = partial[0];
+    }
+}

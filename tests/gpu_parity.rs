@@ -1,0 +1,408 @@
+//! Every op, forward and backward, on the wgpu backend against the CPU reference, on random
+//! shapes that are not multiples of the tile sizes (fresh inputs each run; the seed is
+//! printed and FOVEA_SEED replays it): forward ≤ 1e-4, gradients ≤ 1e-3 relative error.
+
+// Inputs are handed over by clone for readability.
+#![allow(clippy::cloned_ref_to_slice_refs)]
+
+mod common;
+
+use common::{distinct, rel_err, run_seed, Rng};
+use fovea::ops::{BatchNormOptions, Conv2dOptions, ConvTranspose2dOptions, Pool2dOptions};
+use fovea::{Device, Result, Tensor};
+
+/// Runs `f` on CPU and GPU copies of `inputs` (all requiring grad) and compares the
+/// outputs and every input's gradient.
+fn parity(gpu: &Device, name: &str, inputs: &[Tensor], f: &dyn Fn(&[Tensor]) -> Result<Tensor>) {
+    let cpu = Device::cpu();
+    let on = |dev: &Device| -> Vec<Tensor> {
+        inputs
+            .iter()
+            .map(|t| t.to_device(dev).unwrap().detach().requires_grad())
+            .collect()
+    };
+    let (xc, xg) = (on(&cpu), on(gpu));
+    let yc = f(&xc).unwrap_or_else(|e| panic!("{name} on cpu: {e}"));
+    let yg = f(&xg).unwrap_or_else(|e| panic!("{name} on gpu: {e}"));
+    assert_eq!(yc.shape(), yg.shape(), "{name}: output shapes");
+    let err = rel_err(&yg.to_vec().unwrap(), &yc.to_vec().unwrap());
+    assert!(
+        err <= 1e-4,
+        "{name}: forward rel. error {err:.2e} (shape {:?})",
+        yc.shape()
+    );
+    let gy = Tensor::randn(yc.shape(), 17, &cpu);
+    yc.backward_with(&gy).unwrap();
+    yg.backward_with(&gy.to_device(gpu).unwrap()).unwrap();
+    for (i, (c, g)) in xc.iter().zip(&xg).enumerate() {
+        let (gc, gg) = (c.grad(), g.grad());
+        assert_eq!(
+            gc.is_some(),
+            gg.is_some(),
+            "{name}: input {i} gradient presence"
+        );
+        if let (Some(gc), Some(gg)) = (gc, gg) {
+            let err = rel_err(&gg.to_vec().unwrap(), &gc.to_vec().unwrap());
+            assert!(
+                err <= 1e-3,
+                "{name}: gradient of input {i} (shape {:?}) rel. error {err:.2e}",
+                c.shape()
+            );
+        }
+    }
+}
+
+fn randn(s: &[usize], seed: u64) -> Tensor {
+    Tensor::randn(s, seed, &Device::cpu())
+}
+
+macro_rules! gpu_or_skip {
+    ($name:expr) => {
+        match common::gpu($name) {
+            Some(g) => g,
+            None => return,
+        }
+    };
+}
+
+#[test]
+fn elementwise_and_broadcasting() {
+    let gpu = gpu_or_skip!("elementwise_and_broadcasting");
+    let mut r = Rng(run_seed("elementwise_and_broadcasting"));
+    let s = [r.range(1, 5), r.range(1, 7), r.range(1, 300)];
+    let x = randn(&s, r.next());
+    let pos = Tensor::rand(&s, r.next(), &Device::cpu()).affine(2.0, 0.1);
+    for (name, f) in [
+        ("neg", Tensor::neg as fn(&Tensor) -> Tensor),
+        ("exp", Tensor::exp),
+        ("abs", Tensor::abs),
+        ("relu", Tensor::relu),
+        ("sigmoid", Tensor::sigmoid),
+        ("tanh", Tensor::tanh),
+        ("square", Tensor::square),
+    ] {
+        parity(&gpu, name, &[x.clone()], &|t| Ok(f(&t[0])));
+    }
+    parity(&gpu, "log sqrt recip powf", &[pos.clone()], &|t| {
+        Ok(t[0]
+            .log()
+            .add(&t[0].sqrt())?
+            .add(&t[0].recip())?
+            .add(&t[0].powf(1.7))?)
+    });
+    parity(&gpu, "leaky_relu affine", &[x.clone()], &|t| {
+        Ok(t[0].leaky_relu(0.2).affine(-3.0, 0.5))
+    });
+    let b = randn(&[s[1], 1], r.next());
+    let c = randn(&[s[2]], r.next());
+    parity(
+        &gpu,
+        "add sub mul div",
+        &[x.clone(), b.clone(), c.clone()],
+        &|t| {
+            t[0].add(&t[1])?
+                .mul(&t[2])?
+                .sub(&t[1])?
+                .div(&t[2].abs().add_scalar(0.5))
+        },
+    );
+    let (d1, d2) = (
+        distinct(&s, r.next(), &Device::cpu()),
+        distinct(&[s[2]], r.next(), &Device::cpu()).add_scalar(0.05),
+    );
+    parity(&gpu, "maximum minimum", &[d1, d2], &|t| {
+        t[0].maximum(&t[1])?.add(&t[0].minimum(&t[1])?)
+    });
+    parity(&gpu, "pow", &[pos, b], &|t| t[0].pow(&t[1]));
+    // Large values: tanh must stay finite where exp(2x) overflows.
+    let big =
+        Tensor::from_vec(vec![-100.0, -20.0, 0.0, 20.0, 100.0], &[5], &Device::cpu()).unwrap();
+    parity(&gpu, "tanh saturation", &[big], &|t| {
+        Ok(t[0].tanh().add(&t[0].sigmoid())?)
+    });
+}
+
+#[test]
+fn reductions_and_softmax() {
+    let gpu = gpu_or_skip!("reductions_and_softmax");
+    let mut r = Rng(run_seed("reductions_and_softmax"));
+    let s = [r.range(1, 4), r.range(1, 9), r.range(1, 40), r.range(1, 33)];
+    let x = randn(&s, r.next());
+    let d = distinct(&s, r.next(), &Device::cpu());
+    parity(&gpu, "sum (long axis)", &[x.clone()], &|t| Ok(t[0].sum()));
+    parity(&gpu, "mean_dims", &[x.clone()], &|t| {
+        t[0].mean_dims(&[0, 2, 3], true)
+    });
+    parity(&gpu, "sum_dims", &[x.clone()], &|t| {
+        t[0].sum_dims(&[1], false)
+    });
+    parity(&gpu, "max_dims", &[d.clone()], &|t| {
+        t[0].max_dims(&[-1], false)
+    });
+    parity(&gpu, "max", &[d], &|t| t[0].max());
+    parity(&gpu, "softmax", &[x.clone()], &|t| t[0].softmax(1));
+    parity(&gpu, "log_softmax", &[x.clone()], &|t| t[0].log_softmax(-1));
+    let big = randn(&[3, 70_001], r.next());
+    parity(&gpu, "sum over 70k", &[big], &|t| {
+        t[0].sum_dims(&[1], false)
+    });
+}
+
+#[test]
+fn layout_ops() {
+    let gpu = gpu_or_skip!("layout_ops");
+    let mut r = Rng(run_seed("layout_ops"));
+    let s = [r.range(1, 4), r.range(1, 5), r.range(1, 9), r.range(1, 7)];
+    let x = randn(&s, r.next());
+    parity(&gpu, "permute", &[x.clone()], &|t| {
+        t[0].permute(&[3, 1, 0, 2])
+    });
+    parity(&gpu, "narrow", &[x.clone()], &|t| {
+        t[0].narrow(2, s[2] / 2, s[2] - s[2] / 2)
+    });
+    parity(&gpu, "pad", &[x.clone()], &|t| {
+        t[0].pad(&[1, 2, 3, 0], -1.0)
+    });
+    parity(&gpu, "expand", &[x.clone()], &|t| {
+        t[0].narrow(1, 0, 1)?.expand(&[2, s[0], 3, s[2], s[3]])
+    });
+    let y = randn(&[s[0], r.range(1, 4), s[2], s[3]], r.next());
+    parity(&gpu, "cat", &[x.clone(), y], &|t| {
+        Tensor::cat(&[&t[0], &t[1], &t[0]], 1)
+    });
+    parity(&gpu, "stack", &[x.clone(), x.clone()], &|t| {
+        Tensor::stack(&[&t[0], &t[1]], 2)
+    });
+}
+
+#[test]
+fn matmul_and_linear() {
+    let gpu = gpu_or_skip!("matmul_and_linear");
+    let mut r = Rng(run_seed("matmul_and_linear"));
+    let (m, k, n, b) = (
+        r.range(1, 130),
+        r.range(1, 100),
+        r.range(1, 70),
+        r.range(1, 3),
+    );
+    parity(
+        &gpu,
+        "matmul 2d",
+        &[randn(&[m, k], r.next()), randn(&[k, n], r.next())],
+        &|t| t[0].matmul(&t[1]),
+    );
+    parity(
+        &gpu,
+        "matmul batched",
+        &[randn(&[b, m, k], r.next()), randn(&[b, k, n], r.next())],
+        &|t| t[0].matmul(&t[1]),
+    );
+    parity(
+        &gpu,
+        "matmul shared",
+        &[randn(&[b, m, k], r.next()), randn(&[k, n], r.next())],
+        &|t| t[0].matmul(&t[1]),
+    );
+    parity(
+        &gpu,
+        "linear",
+        &[
+            randn(&[m, k], r.next()),
+            randn(&[n, k], r.next()),
+            randn(&[n], r.next()),
+        ],
+        &|t| t[0].linear(&t[1], Some(&t[2])),
+    );
+    parity(
+        &gpu,
+        "gram",
+        &[randn(
+            &[b, r.range(1, 70), r.range(1, 9), r.range(1, 9)],
+            r.next(),
+        )],
+        &|t| t[0].gram(),
+    );
+}
+
+#[test]
+fn convolutions() {
+    let gpu = gpu_or_skip!("convolutions");
+    let mut r = Rng(run_seed("convolutions"));
+    for round in 0..6 {
+        let groups = [1, 1, 2, 3, 5, 1][round];
+        let cin = groups * r.range(1, 3);
+        let cout = groups * r.range(1, 3);
+        let k = [r.range(1, 5), r.range(1, 4)];
+        let opts = Conv2dOptions {
+            stride: [r.range(1, 3), r.range(1, 2)],
+            padding: [r.range(0, 2), r.range(0, 2)],
+            dilation: [r.range(1, 2), r.range(1, 3)],
+            groups,
+        };
+        let x = randn(
+            &[r.range(1, 3), cin, r.range(9, 19), r.range(9, 17)],
+            r.next(),
+        );
+        let w = randn(&[cout, cin / groups, k[0], k[1]], r.next());
+        let b = randn(&[cout], r.next());
+        parity(
+            &gpu,
+            &format!("conv2d {opts:?} k{k:?}"),
+            &[x.clone(), w, b],
+            &|t| t[0].conv2d(&t[1], Some(&t[2]), opts),
+        );
+        let wt = randn(&[cin, cout / groups, k[0], k[1]], r.next());
+        let stride = [r.range(1, 3), r.range(1, 2)];
+        let topts = ConvTranspose2dOptions {
+            stride,
+            padding: [r.range(0, 1), 0],
+            output_padding: [r.range(0, stride[0] - 1), 0],
+            dilation: [1, r.range(1, 2)],
+            groups,
+        };
+        parity(
+            &gpu,
+            &format!("conv_transpose2d {topts:?}"),
+            &[x, wt],
+            &|t| t[0].conv_transpose2d(&t[1], None, topts),
+        );
+    }
+    // Larger than one 64×64 tile in every GEMM dimension.
+    let x = randn(&[2, 70, 11, 13], r.next());
+    let w = randn(&[67, 70, 3, 3], r.next());
+    let opts = Conv2dOptions {
+        padding: [1, 1],
+        ..Default::default()
+    };
+    parity(&gpu, "conv2d 70->67", &[x, w], &|t| {
+        t[0].conv2d(&t[1], None, opts)
+    });
+    let x = randn(&[2, 24, 15, 14], r.next());
+    let w = randn(&[24, 1, 3, 3], r.next());
+    let dw = Conv2dOptions {
+        stride: [2, 2],
+        padding: [1, 1],
+        groups: 24,
+        ..Default::default()
+    };
+    parity(&gpu, "depthwise", &[x, w], &|t| {
+        t[0].conv2d(&t[1], None, dw)
+    });
+}
+
+#[test]
+fn pooling_resizing_and_normalisation() {
+    let gpu = gpu_or_skip!("pooling_resizing_and_normalisation");
+    let mut r = Rng(run_seed("pooling_resizing_and_normalisation"));
+    for _ in 0..4 {
+        let kernel = [r.range(1, 4), r.range(1, 3)];
+        let opts = Pool2dOptions {
+            kernel,
+            stride: [r.range(1, 3), r.range(1, 3)],
+            padding: [r.range(0, kernel[0] / 2), r.range(0, kernel[1] / 2)],
+            ceil_mode: r.chance(0.5),
+        };
+        let s = [
+            r.range(1, 3),
+            r.range(1, 4),
+            r.range(kernel[0], 13),
+            r.range(kernel[1], 11),
+        ];
+        parity(
+            &gpu,
+            &format!("max_pool2d {opts:?}"),
+            &[distinct(&s, r.next(), &Device::cpu())],
+            &|t| t[0].max_pool2d(opts),
+        );
+        let include = r.chance(0.5);
+        parity(
+            &gpu,
+            &format!("avg_pool2d {opts:?} {include}"),
+            &[randn(&s, r.next())],
+            &|t| t[0].avg_pool2d_with(opts, include),
+        );
+        let out = [r.range(1, 6), r.range(1, 6)];
+        parity(
+            &gpu,
+            &format!("adaptive_avg_pool2d {out:?}"),
+            &[randn(&s, r.next())],
+            &|t| t[0].adaptive_avg_pool2d(out),
+        );
+        let up = [r.range(1, 25), r.range(1, 25)];
+        parity(
+            &gpu,
+            &format!("upsample_nearest2d {up:?}"),
+            &[randn(&s, r.next())],
+            &|t| t[0].upsample_nearest2d(up),
+        );
+    }
+    let c = r.range(1, 6);
+    let s = [r.range(2, 4), c, r.range(2, 9), r.range(1, 9)];
+    let bn = BatchNormOptions {
+        training: true,
+        ..Default::default()
+    };
+    parity(
+        &gpu,
+        "batch_norm",
+        &[
+            randn(&s, r.next()),
+            randn(&[c], r.next()),
+            randn(&[c], r.next()),
+        ],
+        &|t| t[0].batch_norm(None, None, Some(&t[1]), Some(&t[2]), bn),
+    );
+    parity(&gpu, "dropout", &[randn(&s, r.next())], &|t| {
+        t[0].dropout(0.4, true, 11)
+    });
+    let targets: Vec<usize> = (0..5).map(|_| r.range(0, 6)).collect();
+    parity(&gpu, "cross_entropy", &[randn(&[5, 7], r.next())], &|t| {
+        t[0].cross_entropy(&targets)
+    });
+    parity(
+        &gpu,
+        "mse_loss",
+        &[randn(&s, r.next()), randn(&s, r.next())],
+        &|t| t[0].mse_loss(&t[1]),
+    );
+}
+
+#[test]
+fn running_statistics_and_pool_reach_a_steady_state() {
+    let shared = gpu_or_skip!("running_statistics_and_pool_reach_a_steady_state");
+    // A private device: the other tests of this binary run in parallel on the shared one
+    // and would move its counters.
+    let filter = std::env::var("FOVEA_ADAPTER").ok();
+    let backend = fovea::kernels::WgpuBackend::open(filter.as_deref())
+        .expect("the shared GPU device opened, so this one does");
+    let gpu = Device::from_backend(std::sync::Arc::new(backend));
+    assert_eq!(gpu.name(), shared.name());
+    let w = Tensor::randn(&[4, 3, 3, 3], 1, &gpu).requires_grad();
+    let step = |i: u64| {
+        let x = Tensor::randn(&[2, 3, 8, 8], i, &gpu);
+        let y = x
+            .conv2d(&w, None, Conv2dOptions::default())
+            .unwrap()
+            .relu()
+            .mean();
+        y.backward().unwrap();
+        fovea::no_grad(|| w.assign(&w.sub(&w.grad().unwrap().mul_scalar(0.01)).unwrap())).unwrap();
+        w.zero_grad();
+        y.item().unwrap()
+    };
+    for i in 0..3 {
+        step(i);
+    }
+    let after_warmup = gpu.stats();
+    for i in 3..40 {
+        step(i);
+    }
+    let later = gpu.stats();
+    assert_eq!(
+        later.buffers_allocated, after_warmup.buffers_allocated,
+        "a training loop must reuse pooled buffers: {after_warmup:?} -> {later:?}"
+    );
+    // Ops are recorded, not submitted one by one: a step is a handful of submissions.
+    let per_step = (later.submissions - after_warmup.submissions) as f64 / 37.0;
+    assert!(per_step <= 6.0, "{per_step} submissions per training step");
+}
