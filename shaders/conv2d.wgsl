@@ -5,6 +5,9 @@
 //   1 grad input:  gx[n,g·cg+m,q]    = Σ_k  w[g·og+o, m, ki, kj] · gy gathered (k = o,ki,kj)
 //   2 grad weight: gw[g·og+m, col]   = Σ_k  gy[n,g·og+m,pix]     · x gathered (k = n,pix)
 // lhs is w (modes 0, 1) or gy (mode 2); rhs is x (modes 0, 2) or gy (mode 1).
+// Split-K: workgroup z = group · splits + split; each split sums k in its own range and
+// writes its partial result to out[split · out_len + …] (the host then sums the splits).
+// The weight gradient needs it: its K (batch × pixels) is long and its M × N small.
 
 struct Params {
     n: u32,
@@ -27,6 +30,9 @@ struct Params {
     gm: u32,
     gn: u32,
     gk: u32,
+    splits: u32,
+    k_per_split: u32,
+    out_len: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -115,27 +121,31 @@ fn load_b(g: u32, k: u32, col: u32) -> f32 {
     }
 }
 
-fn store(g: u32, m: u32, col: u32, v: f32) {
+fn store(g: u32, split: u32, m: u32, col: u32, v: f32) {
     let cg = p.c_in / p.groups;
     let og = p.c_out / p.groups;
+    let base = split * p.out_len;
     switch p.mode {
         case 0u: {
             let ohw = p.oh * p.ow;
-            out[((col / ohw) * p.c_out + g * og + m) * ohw + col % ohw] = v;
+            out[base + ((col / ohw) * p.c_out + g * og + m) * ohw + col % ohw] = v;
         }
         case 1u: {
             let hw = p.h * p.w;
-            out[((col / hw) * p.c_in + g * cg + m) * hw + col % hw] = v;
+            out[base + ((col / hw) * p.c_in + g * cg + m) * hw + col % hw] = v;
         }
         default: {
-            out[(g * og + m) * p.gn + col] = v;
+            out[base + (g * og + m) * p.gn + col] = v;
         }
     }
 }
 
 @compute @workgroup_size(16, 16)
 fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let g = wid.z;
+    let g = wid.z / p.splits;
+    let split = wid.z % p.splits;
+    let k_begin = split * p.k_per_split;
+    let k_end = min(k_begin + p.k_per_split, p.gk);
     let row0 = wid.y * TM;
     let col0 = wid.x * TN;
     let t = lid.y * 16u + lid.x;
@@ -143,15 +153,17 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
-    for (var k0 = 0u; k0 < p.gk; k0 += TK) {
+    for (var k0 = k_begin; k0 < k_end; k0 += TK) {
         for (var q = 0u; q < 4u; q++) {
             let e = t + 256u * q;
             let i = e / TK;
             let ka = e % TK;
-            As[ka * TM + i] = load_a(g, row0 + i, k0 + ka);
+            let kga = k0 + ka;
+            As[ka * TM + i] = select(0.0, load_a(g, row0 + i, kga), kga < k_end);
             let j = e % TN;
             let kb = e / TN;
-            Bs[kb * TN + j] = load_b(g, k0 + kb, col0 + j);
+            let kgb = k0 + kb;
+            Bs[kb * TN + j] = select(0.0, load_b(g, kgb, col0 + j), kgb < k_end);
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
@@ -173,7 +185,7 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
         if (r0 + r < p.gm) {
             for (var q = 0u; q < 4u; q++) {
                 if (c0 + q < p.gn) {
-                    store(g, r0 + r, c0 + q, rows[r][q]);
+                    store(g, split, r0 + r, c0 + q, rows[r][q]);
                 }
             }
         }

@@ -5,33 +5,51 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use fovea::DeviceExt;
+
 fn example(name: &str) -> PathBuf {
     // target/<profile>/deps/<test binary> → target/<profile>/examples/<name>
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap();
     let path = profile_dir.join("examples").join(name);
-    if !path.exists() {
-        // A filtered run (`cargo test --test examples`) does not build the examples.
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--example", name]);
-        if profile_dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        assert!(
-            cmd.status().unwrap().success(),
-            "building example {name} failed"
-        );
+    // Build (or confirm up to date) even when it exists: a filtered run
+    // (`cargo test --test examples`) does not rebuild examples and would run a stale one.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "--example", name]);
+    if profile_dir.ends_with("release") {
+        cmd.arg("--release");
     }
+    assert!(
+        cmd.status().unwrap().success(),
+        "building example {name} failed"
+    );
     assert!(path.exists(), "example binary {} missing", path.display());
     path
 }
 
 #[test]
 fn edge_detection_learns_the_sobel_filter() {
-    let out = std::env::temp_dir().join(format!("fovea-edge-{}", std::process::id()));
+    edge_detection_on("cpu");
+}
+
+#[test]
+fn edge_detection_learns_the_sobel_filter_on_the_gpu() {
+    if std::env::var("FOVEA_REQUIRE_GPU").is_ok_and(|v| v == "1")
+        || fovea::Device::by_name("gpu").is_ok()
+    {
+        edge_detection_on("gpu");
+    } else {
+        eprintln!("edge_detection_learns_the_sobel_filter_on_the_gpu: SKIPPED, no GPU device");
+    }
+}
+
+fn edge_detection_on(device: &str) {
+    let out = std::env::temp_dir().join(format!("fovea-edge-{device}-{}", std::process::id()));
     let run = Command::new(example("edge_detection"))
-        .args(["--size", "64", "--steps", "200", "--out"])
+        .args([
+            "--device", device, "--size", "64", "--steps", "200", "--out",
+        ])
         .arg(&out)
         .output()
         .unwrap();

@@ -4,19 +4,20 @@
 //! its response matches the vertical Sobel response.
 //!
 //! `cargo run --release --example edge_detection -- [--image PATH] [--size N]
-//!  [--steps N] [--out DIR]`
+//!  [--steps N] [--out DIR] [--device cpu|gpu|best]`
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use fovea::ops::Conv2dOptions;
-use fovea::{no_grad, Device, Tensor};
+use fovea::{no_grad, Device, DeviceExt, Tensor};
 
 struct Args {
     image: PathBuf,
     size: u32,
     steps: usize,
     out: PathBuf,
+    device: String,
 }
 
 fn parse_args() -> Result<Args> {
@@ -25,6 +26,7 @@ fn parse_args() -> Result<Args> {
         size: 256,
         steps: 300,
         out: PathBuf::from("out/edge_detection"),
+        device: "best".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -38,8 +40,9 @@ fn parse_args() -> Result<Args> {
             }
             "--steps" => args.steps = value()?.parse().context("--steps takes a number")?,
             "--out" => args.out = value()?.into(),
+            "--device" => args.device = value()?,
             "-h" | "--help" => {
-                println!("usage: edge_detection [--image PATH] [--size N] [--steps N] [--out DIR]");
+                println!("usage: edge_detection [--image PATH] [--size N] [--steps N] [--out DIR] [--device cpu|gpu|best]");
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other} (try --help)"),
@@ -92,7 +95,7 @@ fn print_kernel(name: &str, k: &[f32]) {
 
 fn main() -> Result<()> {
     let args = parse_args()?;
-    let dev = Device::cpu();
+    let dev = Device::by_name(&args.device)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let x = load_gray(&args.image, args.size, &dev)?;
@@ -140,8 +143,9 @@ fn main() -> Result<()> {
         w.zero_grad();
         let loss = xs.conv2d(&w, None, same)?.mse_loss(&target)?;
         loss.backward()?;
-        loss_value = loss.item()?;
+        // Reading the loss back waits for the device: only when it is printed.
         if step % 50 == 0 || step == args.steps {
+            loss_value = loss.item()?;
             println!("step {step:4}  loss {loss_value:.6}");
         }
         no_grad(|| -> Result<()> {

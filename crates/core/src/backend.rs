@@ -317,6 +317,11 @@ pub trait Backend: Send + Sync {
     fn is_gpu(&self) -> bool {
         false
     }
+    /// True for a GPU API implemented on the CPU (lavapipe, WARP): slower than the CPU
+    /// backend, so `Device::best()` passes it over.
+    fn is_software(&self) -> bool {
+        false
+    }
     /// Copies host data into a new storage.
     fn upload(&self, data: &[f32]) -> Result<Storage>;
     /// Copies a storage back to the host (synchronising pending work).

@@ -42,6 +42,11 @@ impl Device {
         self.backend.is_gpu()
     }
 
+    /// True when the device is a GPU API running on the CPU (lavapipe, WARP).
+    pub fn is_software(&self) -> bool {
+        self.backend.is_software()
+    }
+
     /// Waits until all work recorded on this device has finished.
     pub fn sync(&self) -> Result<()> {
         self.backend.sync()

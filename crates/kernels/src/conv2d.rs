@@ -2,13 +2,19 @@
 //! three modes of one implicit-GEMM kernel.
 
 use bytemuck::{Pod, Zeroable};
-use fovea_core::backend::{Conv2dParams, Storage};
+use fovea_core::backend::{Conv2dParams, ReduceOp, ReduceParams, Storage};
 use fovea_core::Result;
 
 use crate::context::{buf, Ctx};
 use crate::source::CONV2D;
 
 const TILE: usize = 64;
+
+/// Aim for at least this many workgroups before splitting K.
+const TARGET_WORKGROUPS: usize = 256;
+
+/// Shortest K range one split handles (keeps the partial sums few and the reduce cheap).
+const MIN_K_PER_SPLIT: usize = 256;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -33,6 +39,9 @@ struct Params {
     gm: u32,
     gn: u32,
     gk: u32,
+    splits: u32,
+    k_per_split: u32,
+    out_len: u32,
 }
 
 #[derive(Clone, Copy)]
@@ -50,7 +59,6 @@ fn run(
     cp: &Conv2dParams,
     out_len: usize,
 ) -> Result<Storage> {
-    let y = ctx.alloc(out_len)?;
     let (cg, og) = (cp.c_in / cp.groups, cp.c_out / cp.groups);
     let kk = cp.kernel[0] * cp.kernel[1];
     let (gm, gn, gk) = match mode {
@@ -58,6 +66,19 @@ fn run(
         Mode::GradInput => (cg, cp.n * cp.h * cp.w, og * kk),
         Mode::GradWeight => (og, cg * kk, cp.n * cp.oh * cp.ow),
     };
+    let tiles = gn.div_ceil(TILE) * gm.div_ceil(TILE) * cp.groups;
+    let max_z = ctx.limits.max_compute_workgroups_per_dimension as usize;
+    let splits = if tiles >= TARGET_WORKGROUPS {
+        1
+    } else {
+        TARGET_WORKGROUPS
+            .div_ceil(tiles)
+            .min(gk.div_ceil(MIN_K_PER_SPLIT))
+            .min(max_z / cp.groups)
+            .max(1)
+    };
+    let k_per_split = gk.div_ceil(splits).next_multiple_of(16);
+    let splits = gk.div_ceil(k_per_split).max(1);
     let u = |v: usize| v as u32;
     let p = Params {
         n: u(cp.n),
@@ -80,20 +101,31 @@ fn run(
         gm: u(gm),
         gn: u(gn),
         gk: u(gk),
+        splits: u(splits),
+        k_per_split: u(k_per_split),
+        out_len: u(out_len),
     };
     if gk == 0 {
         // An empty reduction (no input channels or no pixels): the result is all zeros.
         return crate::elementwise::fill(ctx, out_len, 0.0);
     }
-    let groups = [u(gn.div_ceil(TILE)), u(gm.div_ceil(TILE)), u(cp.groups)];
-    ctx.dispatch(
-        CONV2D,
-        "conv2d",
-        bytemuck::bytes_of(&p),
-        &[(1, buf(lhs)), (2, buf(rhs)), (3, buf(&y))],
-        groups,
-    )?;
-    Ok(y)
+    let partial = ctx.alloc(out_len * splits)?;
+    let groups = [
+        u(gn.div_ceil(TILE)),
+        u(gm.div_ceil(TILE)),
+        u(cp.groups * splits),
+    ];
+    let bindings = [(1, buf(lhs)), (2, buf(rhs)), (3, buf(&partial))];
+    ctx.dispatch(CONV2D, "conv2d", bytemuck::bytes_of(&p), &bindings, groups)?;
+    if splits == 1 {
+        return Ok(partial);
+    }
+    let sum = ReduceParams {
+        outer: 1,
+        len: splits,
+        inner: out_len,
+    };
+    crate::reduce::reduce(ctx, &partial, &sum, ReduceOp::Sum)
 }
 
 pub fn forward(ctx: &Ctx, x: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage> {

@@ -35,6 +35,7 @@ pub use pool::PoolStats;
 pub struct WgpuBackend {
     ctx: Ctx,
     name: String,
+    software: bool,
 }
 
 impl WgpuBackend {
@@ -90,6 +91,7 @@ impl WgpuBackend {
         }))
         .map_err(|e| Error::Backend(format!("cannot open {name}: {e}")))?;
         Ok(WgpuBackend {
+            software: adapter.get_info().device_type == wgpu::DeviceType::Cpu,
             ctx: Ctx::new(&adapter, device, queue),
             name,
         })
@@ -107,6 +109,9 @@ impl Backend for WgpuBackend {
     }
     fn is_gpu(&self) -> bool {
         true
+    }
+    fn is_software(&self) -> bool {
+        self.software
     }
     fn upload(&self, data: &[f32]) -> Result<Storage> {
         self.ctx.upload(data)
@@ -194,8 +199,10 @@ pub trait DeviceExt: Sized {
     fn gpu() -> Result<Self>;
     /// A new GPU device on the adapter whose name or backend contains `filter`.
     fn gpu_with(filter: &str) -> Result<Self>;
-    /// The GPU when one is available, else the CPU; prints its choice once.
+    /// The GPU when a hardware one is available, else the CPU; prints its choice once.
     fn best() -> Self;
+    /// `cpu`, `gpu` or `best`, as command-line flags spell them.
+    fn by_name(name: &str) -> Result<Self>;
 }
 
 impl DeviceExt for Device {
@@ -220,6 +227,15 @@ impl DeviceExt for Device {
     fn best() -> Device {
         static SAID: OnceLock<()> = OnceLock::new();
         let (dev, note) = match Device::gpu() {
+            // A software rasteriser (lavapipe, WARP) is slower than the CPU backend; use it
+            // only when FOVEA_ADAPTER asks for it.
+            Ok(d) if d.is_software() && std::env::var("FOVEA_ADAPTER").is_err() => (
+                Device::cpu(),
+                format!(
+                    "fovea: the only GPU adapter is a software one ({}); using the CPU backend",
+                    d.name()
+                ),
+            ),
             Ok(d) => {
                 let n = format!("fovea: using the GPU {}", d.name());
                 (d, n)
@@ -228,5 +244,16 @@ impl DeviceExt for Device {
         };
         SAID.get_or_init(|| eprintln!("{note}"));
         dev
+    }
+
+    fn by_name(name: &str) -> Result<Device> {
+        match name {
+            "cpu" => Ok(Device::cpu()),
+            "gpu" => Device::gpu(),
+            "best" => Ok(Device::best()),
+            other => Err(Error::Backend(format!(
+                "unknown device {other:?}: use cpu, gpu or best"
+            ))),
+        }
     }
 }
