@@ -1,0 +1,210 @@
+//! GPU (or CPU) timing harness: `cargo run --release --bin fovea-bench -- --json`.
+//!
+//! Times the issue's workloads with a warm-up and the median of repeats; every timed region
+//! ends with a device sync. `--batch N` caps every batch and `--matmul N` sets the matmul
+//! size, so the same rows can run on a software driver (lavapipe) in reasonable time.
+//! `benches/torch_bench.py` times the same rows in PyTorch for a side-by-side ratio.
+
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use fovea::ops::{Conv2dOptions, ConvTranspose2dOptions, Pool2dOptions};
+use fovea::{no_grad, Device, DeviceExt, Tensor};
+
+struct Opts {
+    device: String,
+    batch_cap: usize,
+    matmul: usize,
+    repeats: usize,
+    json: bool,
+}
+
+fn parse() -> Result<Opts> {
+    let mut o = Opts {
+        device: "gpu".into(),
+        batch_cap: usize::MAX,
+        matmul: 4096,
+        repeats: 5,
+        json: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut v = || it.next().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--device" => o.device = v()?,
+            "--batch" => o.batch_cap = v()?.parse()?,
+            "--matmul" => o.matmul = v()?.parse()?,
+            "--repeats" => o.repeats = v()?.parse()?,
+            "--json" => o.json = true,
+            _ => bail!("usage: fovea-bench [--device cpu|gpu|best] [--batch N] [--matmul N] [--repeats N] [--json]"),
+        }
+    }
+    Ok(o)
+}
+
+/// Median milliseconds of `f` after one warm-up run, each run closed by a device sync.
+fn time(dev: &Device, repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    dev.sync()?;
+    let mut ms = Vec::with_capacity(repeats);
+    for _ in 0..repeats {
+        let t = Instant::now();
+        f()?;
+        dev.sync()?;
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    ms.sort_by(f64::total_cmp);
+    Ok(ms[ms.len() / 2])
+}
+
+struct Row {
+    name: String,
+    ms: f64,
+    flop: f64,
+}
+
+fn main() -> Result<()> {
+    let o = parse()?;
+    let dev = Device::by_name(&o.device)?;
+    let mut rows = Vec::new();
+    // (N, Cin, H, W, Cout, k, stride, pad, groups) from the issue.
+    let convs = [
+        (8, 64, 224, 224, 64, 3, 1, 1, 1),
+        (64, 128, 28, 28, 128, 3, 1, 1, 1),
+        (64, 256, 28, 28, 256, 3, 2, 1, 1),
+        (32, 256, 56, 56, 64, 1, 1, 0, 1),
+        (32, 256, 56, 56, 256, 3, 1, 1, 256),
+        (256, 6, 14, 14, 16, 5, 1, 0, 1),
+    ];
+    for (n, cin, h, w, cout, k, s, p, g) in convs {
+        let n = n.min(o.batch_cap);
+        let x = Tensor::randn(&[n, cin, h, w], 1, &dev).requires_grad();
+        let wt = Tensor::randn(&[cout, cin / g, k, k], 2, &dev)
+            .mul_scalar(0.05)
+            .detach()
+            .requires_grad();
+        let opts = Conv2dOptions {
+            stride: [s, s],
+            padding: [p, p],
+            groups: g,
+            ..Default::default()
+        };
+        let y = no_grad(|| x.conv2d(&wt, None, opts))?;
+        let flop = 2.0 * (y.numel() * (cin / g) * k * k) as f64;
+        let gy = Tensor::randn(y.shape(), 3, &dev);
+        let name = format!("conv2d n{n} c{cin} {h}x{w} -> {cout} k{k} s{s} p{p} g{g}");
+        let ms = time(&dev, o.repeats, || {
+            no_grad(|| x.conv2d(&wt, None, opts))?;
+            Ok(())
+        })?;
+        rows.push(Row {
+            name: format!("{name} fwd"),
+            ms,
+            flop,
+        });
+        let ms = time(&dev, o.repeats, || {
+            x.zero_grad();
+            wt.zero_grad();
+            x.conv2d(&wt, None, opts)?.backward_with(&gy)?;
+            Ok(())
+        })?;
+        rows.push(Row {
+            name: format!("{name} fwd+bwd"),
+            ms,
+            flop: 3.0 * flop,
+        });
+    }
+    {
+        let n = 16.min(o.batch_cap);
+        let x = Tensor::randn(&[n, 512, 32, 32], 4, &dev);
+        let w = Tensor::randn(&[512, 256, 2, 2], 5, &dev);
+        let opts = ConvTranspose2dOptions {
+            stride: [2, 2],
+            ..Default::default()
+        };
+        let ms = time(&dev, o.repeats, || {
+            x.conv_transpose2d(&w, None, opts)?;
+            Ok(())
+        })?;
+        let flop = 2.0 * (n * 512 * 32 * 32 * 256 * 4) as f64;
+        rows.push(Row {
+            name: format!("conv_transpose2d n{n} 512 32x32 -> 256 k2 s2 fwd"),
+            ms,
+            flop,
+        });
+    }
+    {
+        let n = 64.min(o.batch_cap);
+        let x = Tensor::randn(&[n, 64, 112, 112], 6, &dev);
+        let opts = Pool2dOptions {
+            kernel: [3, 3],
+            stride: [2, 2],
+            padding: [1, 1],
+            ceil_mode: false,
+        };
+        let ms = time(&dev, o.repeats, || {
+            x.max_pool2d(opts)?;
+            Ok(())
+        })?;
+        rows.push(Row {
+            name: format!("max_pool2d n{n} 64 112x112 k3 s2 p1 fwd"),
+            ms,
+            flop: (n * 64 * 56 * 56 * 9) as f64,
+        });
+    }
+    {
+        let f = Tensor::randn(&[1, 256, 128, 128], 7, &dev);
+        let ms = time(&dev, o.repeats, || {
+            f.gram()?;
+            Ok(())
+        })?;
+        rows.push(Row {
+            name: "gram 1x256x128x128".into(),
+            ms,
+            flop: 2.0 * (256 * 256 * 128 * 128) as f64,
+        });
+    }
+    {
+        let m = o.matmul;
+        let a = Tensor::randn(&[m, m], 8, &dev);
+        let b = Tensor::randn(&[m, m], 9, &dev);
+        let ms = time(&dev, o.repeats, || {
+            a.matmul(&b)?;
+            Ok(())
+        })?;
+        rows.push(Row {
+            name: format!("matmul {m}^3"),
+            ms,
+            flop: 2.0 * (m * m * m) as f64,
+        });
+    }
+    if o.json {
+        let body: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "    {{\"name\": \"{}\", \"ms\": {:.4}, \"tflops\": {:.4}}}",
+                    r.name,
+                    r.ms,
+                    r.flop / r.ms / 1e9
+                )
+            })
+            .collect();
+        println!(
+            "{{\n  \"device\": \"{}\",\n  \"rows\": [\n{}\n  ]\n}}",
+            dev.name().replace('"', "'"),
+            body.join(",\n")
+        );
+    } else {
+        println!("device: {}", dev.name());
+        for r in &rows {
+            println!(
+                "{:60} {:10.3} ms {:8.3} TFLOP/s",
+                r.name,
+                r.ms,
+                r.flop / r.ms / 1e9
+            );
+        }
+    }
+    Ok(())
+}
