@@ -23,7 +23,19 @@ fn matmul(c: &mut Criterion) {
 }
 
 /// (name, N, Cin, H, Cout, k, stride, pad, groups)
-const CONVS: &[(&str, usize, usize, usize, usize, usize, usize, usize, usize)] = &[
+type ConvRow = (
+    &'static str,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+);
+
+const CONVS: &[ConvRow] = &[
     ("3x3 128-128 28x28 n8", 8, 128, 28, 128, 3, 1, 1, 1),
     ("3x3 64-64 56x56 n1", 1, 64, 56, 64, 3, 1, 1, 1),
     ("1x1 256-64 28x28 n8", 8, 256, 28, 64, 1, 1, 0, 1),

@@ -10,6 +10,8 @@
 //! let x = Tensor::randn(&[2, 3], 0, &dev);
 //! ```
 
+#![warn(missing_docs)]
+
 mod adaptive_pool2d;
 mod binary;
 mod context;

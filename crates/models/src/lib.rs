@@ -1,4 +1,6 @@
 //! fovea-models: classic convolutional networks (LeNet-5, AlexNet, VGG, ResNet, …) built
 //! only from `fovea_core`'s public API, so they run on any device.
 
+#![warn(missing_docs)]
+
 pub use fovea_core::{Device, Tensor};
