@@ -350,6 +350,8 @@ pub trait Backend: Send + Sync {
     fn cat(&self, parts: &[&Storage], p: &CatParams) -> Result<Storage>;
     /// Batched matrix multiply.
     fn matmul(&self, a: &Storage, b: &Storage, p: &MatmulParams) -> Result<Storage>;
+    /// Per-image Gram matrices `F·Fᵀ` of `[n, c, hw]` features, giving `[n, c, c]`.
+    fn gram(&self, f: &Storage, n: usize, c: usize, hw: usize) -> Result<Storage>;
     /// Convolution forward (no bias): `[n, c_in, h, w] * [c_out, c_in/g, kh, kw]`.
     fn conv2d(&self, x: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage>;
     /// Gradient of the convolution with respect to its input, from the output gradient.

@@ -17,6 +17,7 @@ mod binary;
 mod context;
 mod conv2d;
 mod elementwise;
+mod gram;
 mod layout;
 mod matmul;
 mod pool;
@@ -157,6 +158,9 @@ impl Backend for WgpuBackend {
     }
     fn matmul(&self, a: &Storage, b: &Storage, p: &MatmulParams) -> Result<Storage> {
         matmul::matmul(&self.ctx, a, b, p)
+    }
+    fn gram(&self, f: &Storage, n: usize, c: usize, hw: usize) -> Result<Storage> {
+        gram::gram(&self.ctx, f, n, c, hw)
     }
     fn conv2d(&self, x: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage> {
         conv2d::forward(&self.ctx, x, w, p)

@@ -33,6 +33,7 @@ shaders! {
     POOL2D = "pool2d";
     ADAPTIVE_POOL2D = "adaptive_pool2d";
     UPSAMPLE2D = "upsample2d";
+    GRAM = "gram";
 }
 
 #[cfg(test)]

@@ -75,6 +75,19 @@ impl Backend for CpuBackend {
     fn matmul(&self, a: &Storage, b: &Storage, p: &MatmulParams) -> Result<Storage> {
         store(matmul::matmul(data(a), data(b), p))
     }
+    fn gram(&self, f: &Storage, n: usize, c: usize, hw: usize) -> Result<Storage> {
+        // F·Fᵀ through the GEMM with B read transposed; symmetry is not worth exploiting
+        // on the CPU, where the GEMM is already near peak.
+        let p = MatmulParams {
+            batch: n,
+            m: c,
+            k: hw,
+            n: c,
+            trans_b: true,
+            ..Default::default()
+        };
+        store(matmul::matmul(data(f), data(f), &p))
+    }
     fn conv2d(&self, x: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage> {
         store(conv2d::forward(data(x), data(w), p))
     }

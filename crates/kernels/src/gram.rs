@@ -1,0 +1,76 @@
+//! Host side of `shaders/gram.wgsl`.
+
+use bytemuck::{Pod, Zeroable};
+use fovea_core::backend::{ReduceOp, ReduceParams, Storage};
+use fovea_core::Result;
+
+use crate::context::{buf, Ctx};
+use crate::source::GRAM;
+
+const TILE: usize = 64;
+/// Split K until about this many workgroups run (counting the upper triangle only).
+const TARGET_WORKGROUPS: usize = 256;
+/// Shortest K range one split sums.
+const MIN_K_PER_SPLIT: usize = 512;
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    n: u32,
+    c: u32,
+    hw: u32,
+    splits: u32,
+    k_per_split: u32,
+    _pad: [u32; 3],
+}
+
+pub fn gram(ctx: &Ctx, f: &Storage, n: usize, c: usize, hw: usize) -> Result<Storage> {
+    let out_len = n * c * c;
+    if hw == 0 {
+        return crate::elementwise::fill(ctx, out_len, 0.0);
+    }
+    let tiles = c.div_ceil(TILE);
+    let upper = tiles * (tiles + 1) / 2 * n;
+    let max_z = ctx.limits.max_compute_workgroups_per_dimension as usize;
+    let splits = if upper >= TARGET_WORKGROUPS {
+        1
+    } else {
+        TARGET_WORKGROUPS
+            .div_ceil(upper)
+            .min(hw.div_ceil(MIN_K_PER_SPLIT))
+            .min(max_z / n.max(1))
+            .max(1)
+    };
+    let k_per_split = hw.div_ceil(splits).next_multiple_of(16);
+    let splits = hw.div_ceil(k_per_split);
+    let p = Params {
+        n: n as u32,
+        c: c as u32,
+        hw: hw as u32,
+        splits: splits as u32,
+        k_per_split: k_per_split as u32,
+        _pad: [0; 3],
+    };
+    let partial = ctx.alloc(out_len * splits)?;
+    let groups = [tiles as u32, tiles as u32, (n * splits) as u32];
+    ctx.dispatch(
+        GRAM,
+        "gram",
+        bytemuck::bytes_of(&p),
+        &[(1, buf(f)), (2, buf(&partial))],
+        groups,
+    )?;
+    if splits == 1 {
+        return Ok(partial);
+    }
+    crate::reduce::reduce(
+        ctx,
+        &partial,
+        &ReduceParams {
+            outer: 1,
+            len: splits,
+            inner: out_len,
+        },
+        ReduceOp::Sum,
+    )
+}
