@@ -17,6 +17,7 @@ struct Opts {
     matmul: usize,
     repeats: usize,
     json: bool,
+    only: Option<String>,
 }
 
 fn parse() -> Result<Opts> {
@@ -26,6 +27,7 @@ fn parse() -> Result<Opts> {
         matmul: 4096,
         repeats: 5,
         json: false,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -36,7 +38,8 @@ fn parse() -> Result<Opts> {
             "--matmul" => o.matmul = v()?.parse()?,
             "--repeats" => o.repeats = v()?.parse()?,
             "--json" => o.json = true,
-            _ => bail!("usage: fovea-bench [--device cpu|gpu|best] [--batch N] [--matmul N] [--repeats N] [--json]"),
+            "--only" => o.only = Some(v()?),
+            _ => bail!("usage: fovea-bench [--device cpu|gpu|best] [--batch N] [--matmul N] [--repeats N] [--only SUBSTRING] [--json]"),
         }
     }
     Ok(o)
@@ -67,6 +70,8 @@ fn main() -> Result<()> {
     let o = parse()?;
     let dev = Device::by_name(&o.device)?;
     let mut rows = Vec::new();
+    // `--only gram` runs just the rows whose name contains "gram".
+    let wanted = |name: &str| o.only.as_ref().is_none_or(|s| name.contains(s.as_str()));
     // (N, Cin, H, W, Cout, k, stride, pad, groups) from the issue.
     let convs = [
         (8, 64, 224, 224, 64, 3, 1, 1, 1),
@@ -93,6 +98,9 @@ fn main() -> Result<()> {
         let flop = 2.0 * (y.numel() * (cin / g) * k * k) as f64;
         let gy = Tensor::randn(y.shape(), 3, &dev);
         let name = format!("conv2d n{n} c{cin} {h}x{w} -> {cout} k{k} s{s} p{p} g{g}");
+        if !wanted(&name) {
+            continue;
+        }
         let ms = time(&dev, o.repeats, || {
             no_grad(|| x.conv2d(&wt, None, opts))?;
             Ok(())
@@ -114,7 +122,7 @@ fn main() -> Result<()> {
             flop: 3.0 * flop,
         });
     }
-    {
+    if wanted("conv_transpose2d") {
         let n = 16.min(o.batch_cap);
         let x = Tensor::randn(&[n, 512, 32, 32], 4, &dev);
         let w = Tensor::randn(&[512, 256, 2, 2], 5, &dev);
@@ -133,7 +141,7 @@ fn main() -> Result<()> {
             flop,
         });
     }
-    {
+    if wanted("max_pool2d") {
         let n = 64.min(o.batch_cap);
         let x = Tensor::randn(&[n, 64, 112, 112], 6, &dev);
         let opts = Pool2dOptions {
@@ -152,7 +160,7 @@ fn main() -> Result<()> {
             flop: (n * 64 * 56 * 56 * 9) as f64,
         });
     }
-    {
+    if wanted("gram") {
         let f = Tensor::randn(&[1, 256, 128, 128], 7, &dev);
         let ms = time(&dev, o.repeats, || {
             f.gram()?;
@@ -164,7 +172,7 @@ fn main() -> Result<()> {
             flop: 2.0 * (256 * 256 * 128 * 128) as f64,
         });
     }
-    {
+    if wanted("matmul") {
         let m = o.matmul;
         let a = Tensor::randn(&[m, m], 8, &dev);
         let b = Tensor::randn(&[m, m], 9, &dev);
