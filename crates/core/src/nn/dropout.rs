@@ -1,0 +1,44 @@
+//! Dropout layer.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use super::Module;
+use crate::{Result, Tensor};
+
+/// `nn.Dropout(p)`: a fresh mask on every training call (seeded: seed, seed + 1, …), the
+/// identity in eval mode.
+pub struct Dropout {
+    /// drop probability
+    pub p: f32,
+    calls: AtomicU64,
+    seed: u64,
+    training: AtomicBool,
+}
+
+impl Dropout {
+    /// A dropout layer in training mode.
+    pub fn new(p: f32, seed: u64) -> Dropout {
+        Dropout {
+            p,
+            calls: AtomicU64::new(0),
+            seed,
+            training: AtomicBool::new(true),
+        }
+    }
+}
+
+impl Module for Dropout {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let training = self.training.load(Ordering::Relaxed);
+        let call = if training {
+            self.calls.fetch_add(1, Ordering::Relaxed)
+        } else {
+            0
+        };
+        x.dropout(self.p, training, self.seed.wrapping_add(call))
+    }
+    fn visit_parameters(&self, _: &str, _: &mut dyn FnMut(&str, &Tensor)) {}
+    fn set_training(&self, training: bool) {
+        self.training.store(training, Ordering::Relaxed);
+    }
+}

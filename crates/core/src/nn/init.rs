@@ -1,0 +1,21 @@
+//! PyTorch's default initialisations, seeded.
+
+use crate::{Device, Tensor};
+
+/// Uniform values in `[-bound, bound)` from a counter-based stream.
+pub fn uniform(shape: &[usize], bound: f32, seed: u64, device: &Device) -> Tensor {
+    Tensor::rand(shape, seed, device)
+        .affine(2.0 * bound, -bound)
+        .detach()
+}
+
+/// PyTorch's default for conv and linear weights, `kaiming_uniform_(a = √5)`: the bound
+/// works out to `1 / √fan_in`. Biases use the same bound.
+pub fn default_bound(fan_in: usize) -> f32 {
+    1.0 / (fan_in.max(1) as f32).sqrt()
+}
+
+/// Kaiming (He) uniform for ReLU networks: bound `√(6 / fan_in)`.
+pub fn kaiming_uniform(shape: &[usize], fan_in: usize, seed: u64, device: &Device) -> Tensor {
+    uniform(shape, (6.0 / fan_in.max(1) as f32).sqrt(), seed, device)
+}

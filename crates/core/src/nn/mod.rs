@@ -1,0 +1,107 @@
+//! Layers as modules: parameters and buffers with PyTorch `state_dict` names
+//! (`conv1.weight`, `features.0.bias`, `layer1.0.bn1.running_mean`), train/eval mode and
+//! freezing. Modules take `&self` in `forward`; mode flags use interior mutability so a
+//! model can be shared across threads.
+
+mod activation;
+mod batch_norm;
+mod conv;
+mod dropout;
+pub mod init;
+mod linear;
+mod pool;
+mod sequential;
+
+pub use activation::{Flatten, LeakyRelu, Relu, Sigmoid, Tanh};
+pub use batch_norm::BatchNorm2d;
+pub use conv::{Conv2d, ConvTranspose2d};
+pub use dropout::Dropout;
+pub use linear::Linear;
+pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
+pub use sequential::Sequential;
+
+use crate::{Result, Tensor};
+
+/// Joins a parent prefix and a child name with a dot (`""` + `"weight"` = `"weight"`).
+pub fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+/// A network layer or a whole network.
+pub trait Module: Send + Sync {
+    /// Applies the module.
+    fn forward(&self, x: &Tensor) -> Result<Tensor>;
+
+    /// Calls `f` with every trainable parameter and its dotted name under `prefix`.
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor));
+
+    /// Calls `f` with every buffer (state that is saved but not trained, such as batch
+    /// norm's running statistics).
+    fn visit_buffers(&self, _prefix: &str, _f: &mut dyn FnMut(&str, &Tensor)) {}
+
+    /// Switches training behaviour (dropout, batch statistics) on or off, recursively.
+    fn set_training(&self, _training: bool) {}
+
+    /// Parameters with their names, in registration order.
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        self.visit_parameters("", &mut |n, t| out.push((n.to_string(), t.clone())));
+        out
+    }
+
+    /// Parameters, in registration order.
+    fn parameters(&self) -> Vec<Tensor> {
+        self.named_parameters()
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect()
+    }
+
+    /// Parameters and buffers with their names, as PyTorch's `state_dict()` orders them
+    /// (each module's parameters, then its buffers).
+    fn state_dict(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        self.visit_state("", &mut |n, t| out.push((n.to_string(), t.clone())));
+        out
+    }
+
+    /// Visits parameters and buffers module by module (the `state_dict` order). Containers
+    /// override it to recurse; leaves keep this default.
+    fn visit_state(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        self.visit_parameters(prefix, f);
+        self.visit_buffers(prefix, f);
+    }
+
+    /// Number of scalar parameters.
+    fn num_parameters(&self) -> usize {
+        self.parameters().iter().map(Tensor::numel).sum()
+    }
+
+    /// Training mode.
+    fn train(&self) {
+        self.set_training(true);
+    }
+
+    /// Evaluation mode.
+    fn eval(&self) {
+        self.set_training(false);
+    }
+
+    /// Freezes every parameter (no gradient, optimizers skip them): transfer learning.
+    fn freeze(&self) {
+        self.parameters()
+            .iter()
+            .for_each(|p| p.set_requires_grad(false));
+    }
+
+    /// Makes every parameter trainable again.
+    fn unfreeze(&self) {
+        self.parameters()
+            .iter()
+            .for_each(|p| p.set_requires_grad(true));
+    }
+}

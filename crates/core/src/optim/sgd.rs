@@ -1,0 +1,85 @@
+//! Stochastic gradient descent with momentum, Nesterov and L2 weight decay (PyTorch's
+//! `torch.optim.SGD` update rule).
+
+use super::{grad_of, Optimizer};
+use crate::{no_grad, Result, Tensor};
+
+/// SGD hyper-parameters; `Default` is plain SGD at lr 0.01.
+#[derive(Clone, Copy, Debug)]
+pub struct SgdOptions {
+    /// learning rate
+    pub lr: f32,
+    /// momentum factor (0 disables)
+    pub momentum: f32,
+    /// Nesterov momentum
+    pub nesterov: bool,
+    /// L2 penalty added to the gradient
+    pub weight_decay: f32,
+}
+
+impl Default for SgdOptions {
+    fn default() -> Self {
+        SgdOptions {
+            lr: 0.01,
+            momentum: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// SGD over a set of parameters.
+pub struct Sgd {
+    params: Vec<Tensor>,
+    opts: SgdOptions,
+    velocity: Vec<Option<Tensor>>,
+}
+
+impl Sgd {
+    /// An optimizer for `params`.
+    pub fn new(params: Vec<Tensor>, opts: SgdOptions) -> Sgd {
+        let velocity = vec![None; params.len()];
+        Sgd {
+            params,
+            opts,
+            velocity,
+        }
+    }
+}
+
+impl Optimizer for Sgd {
+    fn step(&mut self) -> Result<()> {
+        let o = self.opts;
+        no_grad(|| {
+            for (p, v) in self.params.iter().zip(self.velocity.iter_mut()) {
+                let Some(mut g) = grad_of(p) else { continue };
+                if o.weight_decay != 0.0 {
+                    g = g.add(&p.mul_scalar(o.weight_decay))?;
+                }
+                if o.momentum != 0.0 {
+                    let buf = match v.take() {
+                        Some(prev) => prev.mul_scalar(o.momentum).add(&g)?,
+                        None => g.clone(),
+                    };
+                    g = if o.nesterov {
+                        g.add(&buf.mul_scalar(o.momentum))?
+                    } else {
+                        buf.clone()
+                    };
+                    *v = Some(buf);
+                }
+                p.assign(&p.sub(&g.mul_scalar(o.lr))?)?;
+            }
+            Ok(())
+        })
+    }
+    fn zero_grad(&self) {
+        self.params.iter().for_each(Tensor::zero_grad);
+    }
+    fn lr(&self) -> f32 {
+        self.opts.lr
+    }
+    fn set_lr(&mut self, lr: f32) {
+        self.opts.lr = lr;
+    }
+}
