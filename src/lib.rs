@@ -14,8 +14,8 @@
 //! ```
 
 pub use fovea_core::{
-    backend, cpu, is_grad_enabled, no_grad, ops, rng, shape, Device, Error, NoGradGuard, Result,
-    Tensor,
+    backend, checkpoint, cpu, data, is_grad_enabled, nn, no_grad, ops, optim, rng, shape, Device,
+    Error, NoGradGuard, Result, Tensor,
 };
 /// The wgpu backend.
 pub use fovea_kernels as kernels;

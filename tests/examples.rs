@@ -79,3 +79,37 @@ fn edge_detection_on(device: &str) {
     );
     std::fs::remove_dir_all(&out).ok();
 }
+
+#[test]
+fn train_lenet_learns_and_writes_a_checkpoint() {
+    let out = std::env::temp_dir()
+        .join(format!("fovea-lenet-{}", std::process::id()))
+        .join("lenet.safetensors");
+    let run = Command::new(example("train_lenet"))
+        .args([
+            "--device", "cpu", "--epochs", "2", "--limit", "1500", "--lr", "2e-3", "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "train_lenet failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let acc: f64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("final test accuracy "))
+        .and_then(|l| l.split('%').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no final accuracy in:\n{stdout}"));
+    assert!(
+        acc > 60.0, // chance is 10%; two epochs of shifted digits land near 80%
+        "accuracy {acc}% after 2 epochs on 1,500 digits:\n{stdout}"
+    );
+    let model = fovea::models::LeNet5::new(10, 0.0, 0, &fovea::Device::cpu()).unwrap();
+    fovea::checkpoint::load_module(&model, &out)
+        .expect("the checkpoint loads into a fresh LeNet-5");
+    std::fs::remove_dir_all(out.parent().unwrap()).ok();
+}

@@ -5,7 +5,9 @@
 
 mod autograd;
 pub mod backend;
+pub mod checkpoint;
 pub mod cpu;
+pub mod data;
 mod device;
 mod error;
 pub mod nn;

@@ -3,4 +3,7 @@
 
 #![warn(missing_docs)]
 
+mod lenet;
+
 pub use fovea_core::{Device, Tensor};
+pub use lenet::LeNet5;

@@ -26,7 +26,11 @@ impl Conv2d {
         device: &Device,
     ) -> Result<Conv2d> {
         let g = opts.groups;
-        if g == 0 || in_channels % g != 0 || out_channels % g != 0 || kernel.contains(&0) {
+        if g == 0
+            || !in_channels.is_multiple_of(g)
+            || !out_channels.is_multiple_of(g)
+            || kernel.contains(&0)
+        {
             return Err(Error::op(
                 "Conv2d::new",
                 format!("groups {g} must divide in {in_channels} and out {out_channels}, kernel {kernel:?} must be positive"),
@@ -84,7 +88,11 @@ impl ConvTranspose2d {
         device: &Device,
     ) -> Result<ConvTranspose2d> {
         let g = opts.groups;
-        if g == 0 || in_channels % g != 0 || out_channels % g != 0 || kernel.contains(&0) {
+        if g == 0
+            || !in_channels.is_multiple_of(g)
+            || !out_channels.is_multiple_of(g)
+            || kernel.contains(&0)
+        {
             return Err(Error::op(
                 "ConvTranspose2d::new",
                 format!("groups {g} must divide in {in_channels} and out {out_channels}, kernel {kernel:?} must be positive"),

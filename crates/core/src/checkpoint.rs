@@ -1,0 +1,157 @@
+//! Checkpoints: a module's state_dict as safetensors. Writes are atomic (a temporary file
+//! in the same folder, then a rename), so a crash never leaves a half-written checkpoint;
+//! loading checks every name, shape and dtype and reports every mismatch at once, and
+//! leaves the module untouched when anything is wrong.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use crate::nn::Module;
+use crate::{Error, Result, Tensor};
+
+fn path_str(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// Writes named tensors to `path` as safetensors (f32), atomically.
+pub fn save(tensors: &[(String, Tensor)], path: &Path) -> Result<()> {
+    let host: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, t)| {
+            Ok((
+                n.clone(),
+                t.shape().to_vec(),
+                t.to_vec()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let views: Vec<(String, TensorView<'_>)> = host
+        .iter()
+        .map(|(n, s, d)| {
+            Ok((
+                n.clone(),
+                TensorView::new(Dtype::F32, s.clone(), d).map_err(|e| Error::Format {
+                    path: path_str(path),
+                    msg: e.to_string(),
+                })?,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let bytes = safetensors::serialize(views, None).map_err(|e| Error::Format {
+        path: path_str(path),
+        msg: e.to_string(),
+    })?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("checkpoint"),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, &bytes).map_err(|source| Error::Io {
+        path: path_str(&tmp),
+        source,
+    })?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::Io {
+            path: path_str(path),
+            source: e,
+        }
+    })
+}
+
+/// Saves a module's state_dict.
+pub fn save_module(module: &dyn Module, path: &Path) -> Result<()> {
+    save(&module.state_dict(), path)
+}
+
+/// Tensors by name: shape and f32 values.
+pub type NamedArrays = HashMap<String, (Vec<usize>, Vec<f32>)>;
+
+/// Reads every tensor of a safetensors file as f32 (f16 and bf16 are converted).
+pub fn load(path: &Path) -> Result<NamedArrays> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path_str(path),
+        source,
+    })?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::Format {
+        path: path_str(path),
+        msg: format!("not a valid safetensors file: {e}"),
+    })?;
+    let mut out = HashMap::new();
+    for (name, view) in st.tensors() {
+        let d = view.data();
+        let values: Vec<f32> = match view.dtype() {
+            Dtype::F32 => d
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::F16 => d
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => d
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            other => {
+                return Err(Error::Format {
+                    path: path_str(path),
+                    msg: format!(
+                        "tensor {name} has dtype {other:?}; fovea loads F32, F16 and BF16"
+                    ),
+                })
+            }
+        };
+        out.insert(name, (view.shape().to_vec(), values));
+    }
+    Ok(out)
+}
+
+/// Loads a state_dict into `module` by name. Every missing, unexpected or misshaped tensor
+/// is listed in one error, and nothing is changed unless everything matches.
+pub fn load_module(module: &dyn Module, path: &Path) -> Result<()> {
+    let file = load(path)?;
+    let state = module.state_dict();
+    let mut problems = Vec::new();
+    for (name, t) in &state {
+        match file.get(name) {
+            None => problems.push(format!("missing {name} {:?}", t.shape())),
+            Some((shape, _)) if shape != t.shape() => problems.push(format!(
+                "{name}: file has shape {shape:?}, the model {:?}",
+                t.shape()
+            )),
+            Some(_) => {}
+        }
+    }
+    let known: std::collections::HashSet<&str> = state.iter().map(|(n, _)| n.as_str()).collect();
+    let mut extra: Vec<&String> = file
+        .keys()
+        .filter(|k| !known.contains(k.as_str()))
+        .collect();
+    extra.sort();
+    problems.extend(extra.iter().map(|k| format!("unexpected {k}")));
+    if !problems.is_empty() {
+        return Err(Error::Format {
+            path: path_str(path),
+            msg: format!(
+                "state_dict does not match the model:\n  {}",
+                problems.join("\n  ")
+            ),
+        });
+    }
+    crate::no_grad(|| {
+        for (name, t) in &state {
+            let (shape, values) = &file[name];
+            t.assign(&Tensor::from_slice(values, shape, t.device())?)?;
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,259 @@
+//! Datasets and a batching, shuffling loader.
+
+use std::path::Path;
+
+use super::idx::read_idx;
+use crate::{rng, Device, Error, Result, Tensor};
+
+/// Items addressable by index: an image (`C×H×W` values) and a class label.
+pub trait Dataset: Send + Sync {
+    /// Number of items.
+    fn len(&self) -> usize;
+    /// True when empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Shape of one item (`[C, H, W]`).
+    fn item_shape(&self) -> Vec<usize>;
+    /// Writes item `i`'s values into `out` (of the item's size) and returns its label.
+    fn get(&self, i: usize, out: &mut [f32]) -> usize;
+    /// The value of an empty pixel after normalisation (what shifted-in borders hold).
+    fn background(&self) -> f32 {
+        0.0
+    }
+}
+
+/// Images and labels held in memory as f32.
+#[derive(Clone, Debug)]
+pub struct InMemoryDataset {
+    /// `[C, H, W]` of one item
+    pub shape: Vec<usize>,
+    /// all items' values, item after item
+    pub values: Vec<f32>,
+    /// one label per item
+    pub labels: Vec<usize>,
+    /// number of classes (labels are below it)
+    pub classes: usize,
+    /// the normalised value of a black pixel
+    pub background: f32,
+}
+
+impl InMemoryDataset {
+    /// Loads an IDX image file (`[N, H, W]` bytes) and its label file, scaling pixels to
+    /// [0, 1] and then normalising with `(v − mean) / std`. Mismatched counts and labels
+    /// of `classes` or more are errors naming the files.
+    pub fn from_idx(
+        images: &Path,
+        labels: &Path,
+        classes: usize,
+        mean: f32,
+        std: f32,
+    ) -> Result<Self> {
+        let img = read_idx(images)?;
+        let lab = read_idx(labels)?;
+        if img.dims.len() != 3 {
+            return Err(Error::Format {
+                path: images.display().to_string(),
+                msg: format!("expected [N, H, W] images, got dimensions {:?}", img.dims),
+            });
+        }
+        if lab.dims.len() != 1 || lab.dims[0] != img.dims[0] {
+            return Err(Error::Format {
+                path: labels.display().to_string(),
+                msg: format!(
+                    "expected {} labels to match {}, got dimensions {:?}",
+                    img.dims[0],
+                    images.display(),
+                    lab.dims
+                ),
+            });
+        }
+        if let Some((i, &l)) = lab
+            .data
+            .iter()
+            .enumerate()
+            .find(|&(_, &l)| l as usize >= classes)
+        {
+            return Err(Error::Format {
+                path: labels.display().to_string(),
+                msg: format!("label {l} at index {i} is out of range for {classes} classes"),
+            });
+        }
+        Ok(InMemoryDataset {
+            shape: vec![1, img.dims[1], img.dims[2]],
+            values: img
+                .data
+                .iter()
+                .map(|&b| (b as f32 / 255.0 - mean) / std)
+                .collect(),
+            labels: lab.data.iter().map(|&l| l as usize).collect(),
+            classes,
+            background: -mean / std,
+        })
+    }
+
+    /// The first `n` items (for quick runs and tests).
+    pub fn take(&self, n: usize) -> InMemoryDataset {
+        let n = n.min(self.labels.len());
+        let size: usize = self.shape.iter().product();
+        InMemoryDataset {
+            shape: self.shape.clone(),
+            values: self.values[..n * size].to_vec(),
+            labels: self.labels[..n].to_vec(),
+            classes: self.classes,
+            background: self.background,
+        }
+    }
+}
+
+impl Dataset for InMemoryDataset {
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+    fn item_shape(&self) -> Vec<usize> {
+        self.shape.clone()
+    }
+    fn get(&self, i: usize, out: &mut [f32]) -> usize {
+        let size = out.len();
+        out.copy_from_slice(&self.values[i * size..(i + 1) * size]);
+        self.labels[i]
+    }
+    fn background(&self) -> f32 {
+        self.background
+    }
+}
+
+/// Moves a `[C, H, W]` item by `(dy, dx)` pixels, filling the uncovered border with `fill`
+/// (random translation: the random crop of a padded image).
+fn shift(item: &mut [f32], shape: &[usize], dy: isize, dx: isize, fill: f32) {
+    let (h, w) = (
+        shape[shape.len() - 2] as isize,
+        shape[shape.len() - 1] as isize,
+    );
+    let src = item.to_vec();
+    for (c, plane) in item.chunks_mut((h * w) as usize).enumerate() {
+        let sp = &src[c * (h * w) as usize..(c + 1) * (h * w) as usize];
+        for y in 0..h {
+            for x in 0..w {
+                let (sy, sx) = (y - dy, x - dx);
+                plane[(y * w + x) as usize] = if sy >= 0 && sy < h && sx >= 0 && sx < w {
+                    sp[(sy * w + sx) as usize]
+                } else {
+                    fill
+                };
+            }
+        }
+    }
+}
+
+/// One batch: `[B, C, H, W]` inputs and their labels.
+pub struct Batch {
+    /// the inputs
+    pub images: Tensor,
+    /// the labels
+    pub labels: Vec<usize>,
+}
+
+/// Yields batches of a dataset in an order shuffled per epoch from a seed.
+pub struct DataLoader<'a> {
+    dataset: &'a dyn Dataset,
+    batch_size: usize,
+    order: Vec<usize>,
+    next: usize,
+    device: Device,
+    drop_last: bool,
+    shift: Option<(usize, u64)>,
+}
+
+impl<'a> DataLoader<'a> {
+    /// Batches of `batch_size` for one epoch; `shuffle_seed` `Some(s)` shuffles (the same
+    /// seed gives the same order), `None` keeps the dataset order.
+    pub fn new(
+        dataset: &'a dyn Dataset,
+        batch_size: usize,
+        shuffle_seed: Option<u64>,
+        device: &Device,
+    ) -> Result<Self> {
+        if batch_size == 0 {
+            return Err(Error::op("DataLoader", "batch_size must be positive"));
+        }
+        let mut order: Vec<usize> = (0..dataset.len()).collect();
+        if let Some(seed) = shuffle_seed {
+            // Fisher–Yates with the counter-based stream.
+            let u = rng::uniform(order.len(), seed);
+            for i in (1..order.len()).rev() {
+                let j = ((u[i] as f64) * (i + 1) as f64) as usize;
+                order.swap(i, j.min(i));
+            }
+        }
+        Ok(DataLoader {
+            dataset,
+            batch_size,
+            order,
+            next: 0,
+            device: device.clone(),
+            drop_last: false,
+            shift: None,
+        })
+    }
+
+    /// Skips a last batch smaller than `batch_size`.
+    pub fn drop_last(mut self) -> Self {
+        self.drop_last = true;
+        self
+    }
+
+    /// Augments every item with a random translation of up to `max` pixels in each
+    /// direction (seeded; a different shift per item and epoch when the seed changes).
+    pub fn random_shift(mut self, max: usize, seed: u64) -> Self {
+        self.shift = Some((max, seed));
+        self
+    }
+
+    /// Number of batches this epoch yields.
+    pub fn batches(&self) -> usize {
+        if self.drop_last {
+            self.order.len() / self.batch_size
+        } else {
+            self.order.len().div_ceil(self.batch_size)
+        }
+    }
+}
+
+impl Iterator for DataLoader<'_> {
+    type Item = Result<Batch>;
+    fn next(&mut self) -> Option<Result<Batch>> {
+        let end = (self.next + self.batch_size).min(self.order.len());
+        if self.next >= end || (self.drop_last && end - self.next < self.batch_size) {
+            return None;
+        }
+        let shape = self.dataset.item_shape();
+        let size: usize = shape.iter().product();
+        let ids = &self.order[self.next..end];
+        self.next = end;
+        let mut values = vec![0.0; ids.len() * size];
+        let labels: Vec<usize> = ids
+            .iter()
+            .zip(values.chunks_mut(size))
+            .map(|(&i, out)| self.dataset.get(i, out))
+            .collect();
+        if let Some((max, seed)) = self.shift.filter(|&(m, _)| m > 0 && shape.len() >= 2) {
+            let u = rng::uniform(
+                2 * ids.len(),
+                seed ^ (self.next as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            );
+            let span = 2 * max + 1;
+            for (k, item) in values.chunks_mut(size).enumerate() {
+                let dy = (u[2 * k] * span as f32) as isize - max as isize;
+                let dx = (u[2 * k + 1] * span as f32) as isize - max as isize;
+                shift(item, &shape, dy, dx, self.dataset.background());
+            }
+        }
+        let mut batch_shape = vec![ids.len()];
+        batch_shape.extend(shape);
+        Some(
+            Tensor::from_vec(values, &batch_shape, &self.device)
+                .map(|images| Batch { images, labels }),
+        )
+    }
+}
