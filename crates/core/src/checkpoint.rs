@@ -115,6 +115,53 @@ pub fn load(path: &Path) -> Result<NamedArrays> {
     Ok(out)
 }
 
+/// Loads the tensors `module` has from a file that may hold more (a backbone inside a
+/// bigger checkpoint): every tensor of the module must be present with its shape, as in
+/// [`load_module`]; the file's other tensors are left alone and their names returned.
+pub fn load_module_subset(module: &dyn Module, path: &Path) -> Result<Vec<String>> {
+    let file = load(path)?;
+    let state = module.state_dict();
+    let problems: Vec<String> = state
+        .iter()
+        .filter_map(|(name, t)| match file.get(name) {
+            None => Some(format!("missing {name} {:?}", t.shape())),
+            Some((shape, _)) if shape != t.shape() => Some(format!(
+                "{name}: file has shape {shape:?}, the model {:?}",
+                t.shape()
+            )),
+            Some(_) => None,
+        })
+        .collect();
+    if !problems.is_empty() {
+        return Err(Error::Format {
+            path: path_str(path),
+            msg: format!(
+                "state_dict does not match the model:\n  {}",
+                problems.join("\n  ")
+            ),
+        });
+    }
+    assign_all(&state, &file)?;
+    let known: std::collections::HashSet<&str> = state.iter().map(|(n, _)| n.as_str()).collect();
+    let mut extra: Vec<String> = file
+        .keys()
+        .filter(|k| !known.contains(k.as_str()))
+        .cloned()
+        .collect();
+    extra.sort();
+    Ok(extra)
+}
+
+fn assign_all(state: &[(String, Tensor)], file: &NamedArrays) -> Result<()> {
+    crate::no_grad(|| {
+        for (name, t) in state {
+            let (shape, values) = &file[name];
+            t.assign(&Tensor::from_slice(values, shape, t.device())?)?;
+        }
+        Ok(())
+    })
+}
+
 /// Loads a state_dict into `module` by name. Every missing, unexpected or misshaped tensor
 /// is listed in one error, and nothing is changed unless everything matches.
 pub fn load_module(module: &dyn Module, path: &Path) -> Result<()> {
@@ -147,11 +194,5 @@ pub fn load_module(module: &dyn Module, path: &Path) -> Result<()> {
             ),
         });
     }
-    crate::no_grad(|| {
-        for (name, t) in &state {
-            let (shape, values) = &file[name];
-            t.assign(&Tensor::from_slice(values, shape, t.device())?)?;
-        }
-        Ok(())
-    })
+    assign_all(&state, &file)
 }

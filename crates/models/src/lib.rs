@@ -4,6 +4,9 @@
 #![warn(missing_docs)]
 
 mod lenet;
+pub mod style;
+mod vgg;
 
 pub use fovea_core::{Device, Tensor};
 pub use lenet::LeNet5;
+pub use vgg::{Vgg, VggConfig};
