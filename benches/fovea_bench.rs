@@ -186,6 +186,47 @@ fn main() -> Result<()> {
             flop: 2.0 * (m * m * m) as f64,
         });
     }
+    if wanted("style") {
+        // One style-transfer step at 512×512 on VGG19's trunk: features to relu5_1, content
+        // and Gram style costs, backward to the image, an Adam update.
+        let vgg =
+            fovea::models::Vgg::features_only(fovea::models::VggConfig::Vgg19, false, 0, &dev)?;
+        fovea::nn::Module::freeze(&vgg);
+        let layers = [
+            "relu4_2", "relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1",
+        ];
+        let target = Tensor::randn(&[1, 3, 512, 512], 10, &dev).mul_scalar(50.0);
+        let (a_c, grams) = no_grad(|| -> Result<_> {
+            let f = vgg.extract(&target, &layers)?;
+            let grams = f[1..]
+                .iter()
+                .map(|t| t.gram())
+                .collect::<fovea::Result<Vec<_>>>()?;
+            Ok((f[0].clone(), grams))
+        })?;
+        let g = Tensor::randn(&[1, 3, 512, 512], 11, &dev)
+            .mul_scalar(50.0)
+            .detach()
+            .requires_grad();
+        let mut opt = fovea::optim::Adam::new(vec![g.clone()], Default::default());
+        let ms = time(&dev, o.repeats, || {
+            use fovea::optim::Optimizer;
+            opt.zero_grad();
+            let f = vgg.extract(&g, &layers)?;
+            let mut j = fovea::models::style::content_cost(&a_c, &f[0])?;
+            for (gram, a) in grams.iter().zip(&f[1..]) {
+                j = j.add(&fovea::models::style::style_layer_cost(gram, a)?.mul_scalar(1e4))?;
+            }
+            j.backward()?;
+            opt.step()?;
+            Ok(())
+        })?;
+        rows.push(Row {
+            name: "style transfer step 512x512 vgg19 (relu4_2 + 5 style layers)".into(),
+            ms,
+            flop: f64::NAN,
+        });
+    }
     if o.json {
         let body: Vec<String> = rows
             .iter()

@@ -113,3 +113,40 @@ fn train_lenet_learns_and_writes_a_checkpoint() {
         .expect("the checkpoint loads into a fresh LeNet-5");
     std::fs::remove_dir_all(out.parent().unwrap()).ok();
 }
+
+#[test]
+fn style_transfer_lowers_its_cost_and_writes_the_pictures() {
+    let dir = std::env::temp_dir().join(format!("fovea-style-{}", std::process::id()));
+    let out = dir.join("result.png");
+    let run = Command::new(example("style_transfer"))
+        .args(["--device", "cpu", "--size", "32", "--steps", "20", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "style_transfer failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    // Progress lines are "step N/M  J <total> …", separated by carriage returns.
+    let totals: Vec<f64> = stdout
+        .split(['\r', '\n'])
+        .filter_map(|l| l.split("  J ").nth(1))
+        .filter_map(|r| r.split_whitespace().next())
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    assert!(totals.len() >= 2, "no progress lines in:\n{stdout}");
+    let (first, last) = (totals[0], *totals.last().unwrap());
+    assert!(last < 0.5 * first, "total cost {first:e} -> {last:e}");
+    for f in ["result.png", "result_side_by_side.png"] {
+        let img = image::open(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(
+            img.width() >= 32 && img.height() >= 16,
+            "{f} is {}x{}",
+            img.width(),
+            img.height()
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
