@@ -78,4 +78,16 @@ impl Module for LeNet5 {
         self.features.set_training(training);
         self.classifier.set_training(training);
     }
+    fn summarize(
+        &self,
+        name: &str,
+        x: &Tensor,
+        rows: &mut Vec<fovea_core::nn::SummaryRow>,
+    ) -> Result<Tensor> {
+        let h = self
+            .features
+            .summarize(&fovea_core::nn::join(name, "features"), x, rows)?;
+        self.classifier
+            .summarize(&fovea_core::nn::join(name, "classifier"), &h, rows)
+    }
 }

@@ -196,4 +196,18 @@ impl Module for Vgg {
         self.features.set_training(training);
         self.classifier.set_training(training);
     }
+    fn summarize(
+        &self,
+        name: &str,
+        x: &Tensor,
+        rows: &mut Vec<fovea_core::nn::SummaryRow>,
+    ) -> Result<Tensor> {
+        let h = self.features.summarize(&join(name, "features"), x, rows)?;
+        if self.classifier.is_empty() {
+            return Ok(h);
+        }
+        let h = self.avgpool.summarize(&join(name, "avgpool"), &h, rows)?;
+        self.classifier
+            .summarize(&join(name, "classifier"), &Flatten.forward(&h)?, rows)
+    }
 }

@@ -58,6 +58,10 @@ impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.conv2d(&self.weight, self.bias.as_ref(), self.opts)
     }
+    fn macs(&self, _input: &[usize], output: &[usize]) -> usize {
+        let w = self.weight.shape();
+        output.iter().product::<usize>() * w[1] * w[2] * w[3]
+    }
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         f(&join(prefix, "weight"), &self.weight);
         if let Some(b) = &self.bias {
@@ -119,6 +123,10 @@ impl ConvTranspose2d {
 impl Module for ConvTranspose2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.conv_transpose2d(&self.weight, self.bias.as_ref(), self.opts)
+    }
+    fn macs(&self, input: &[usize], _output: &[usize]) -> usize {
+        let w = self.weight.shape();
+        input.iter().product::<usize>() * w[1] * w[2] * w[3]
     }
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         f(&join(prefix, "weight"), &self.weight);

@@ -35,6 +35,9 @@ impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.linear(&self.weight, self.bias.as_ref())
     }
+    fn macs(&self, _input: &[usize], output: &[usize]) -> usize {
+        output.iter().product::<usize>() * self.weight.shape()[1]
+    }
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         f(&join(prefix, "weight"), &self.weight);
         if let Some(b) = &self.bias {

@@ -11,6 +11,7 @@ pub mod init;
 mod linear;
 mod pool;
 mod sequential;
+mod summary;
 
 pub use activation::{Flatten, LeakyRelu, Relu, Sigmoid, Tanh};
 pub use batch_norm::BatchNorm2d;
@@ -19,6 +20,7 @@ pub use dropout::Dropout;
 pub use linear::Linear;
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 pub use sequential::Sequential;
+pub use summary::{summary, Summary, SummaryRow};
 
 use crate::{Result, Tensor};
 
@@ -45,6 +47,31 @@ pub trait Module: Send + Sync {
 
     /// Switches training behaviour (dropout, batch statistics) on or off, recursively.
     fn set_training(&self, _training: bool) {}
+
+    /// Multiply-accumulates of one forward pass from `input` to `output` shape (0 for
+    /// layers whose arithmetic is negligible next to convolutions and matmuls).
+    fn macs(&self, _input: &[usize], _output: &[usize]) -> usize {
+        0
+    }
+
+    /// The layer's type name, for summaries.
+    fn kind(&self) -> String {
+        summary::short_name(std::any::type_name::<Self>())
+    }
+
+    /// Runs the module, appending one summary row per leaf layer. Containers override it
+    /// to recurse with their children's names; leaves keep this default.
+    fn summarize(&self, name: &str, x: &Tensor, rows: &mut Vec<SummaryRow>) -> Result<Tensor> {
+        let y = self.forward(x)?;
+        rows.push(SummaryRow {
+            name: name.to_string(),
+            kind: self.kind(),
+            output: y.shape().to_vec(),
+            params: self.num_parameters(),
+            macs: self.macs(x.shape(), y.shape()),
+        });
+        Ok(y)
+    }
 
     /// Parameters with their names, in registration order.
     fn named_parameters(&self) -> Vec<(String, Tensor)> {

@@ -79,4 +79,16 @@ impl Module for Sequential {
             .iter()
             .for_each(|(_, m)| m.set_training(training));
     }
+    fn summarize(
+        &self,
+        name: &str,
+        x: &Tensor,
+        rows: &mut Vec<super::SummaryRow>,
+    ) -> Result<Tensor> {
+        let mut h = x.clone();
+        for (child, m) in &self.children {
+            h = m.summarize(&join(name, child), &h, rows)?;
+        }
+        Ok(h)
+    }
 }

@@ -1,0 +1,86 @@
+//! `summary()` against the numbers the course notes derive by hand.
+
+use fovea::models::LeNet5;
+use fovea::nn::{summary, Conv2d, Module, Sequential};
+use fovea::ops::Conv2dOptions;
+use fovea::Device;
+
+fn conv(cin: usize, cout: usize, k: usize, pad: usize, groups: usize) -> Conv2d {
+    let opts = Conv2dOptions {
+        padding: [pad, pad],
+        groups,
+        ..Default::default()
+    };
+    Conv2d::new(cin, cout, [k, k], opts, false, 0, &Device::cpu()).unwrap()
+}
+
+#[test]
+fn convolution_costs_match_the_course() {
+    let dev = Device::cpu();
+    // A 5×5 'same' conv from 192 to 32 channels on 28×28: 28·28·32 outputs × 5·5·192.
+    let plain = summary(&conv(192, 32, 5, 2, 1), &[1, 192, 28, 28], &dev).unwrap();
+    assert_eq!(plain.macs(), 120_422_400);
+    // Through a 1×1 bottleneck of 16 channels first: about a tenth.
+    let bottleneck = Sequential::new()
+        .push(conv(192, 16, 1, 0, 1))
+        .push(conv(16, 32, 5, 2, 1));
+    let s = summary(&bottleneck, &[1, 192, 28, 28], &dev).unwrap();
+    assert_eq!(s.macs(), 12_443_648);
+    assert_eq!(
+        s.rows.iter().map(|r| r.macs).collect::<Vec<_>>(),
+        [2_408_448, 10_035_200]
+    );
+}
+
+#[test]
+fn depthwise_separable_cost_ratio_is_one_over_cout_plus_one_over_f_squared() {
+    let dev = Device::cpu();
+    for (cin, cout, f, n) in [(3, 5, 3, 6), (16, 32, 5, 9), (8, 64, 3, 14)] {
+        let standard = summary(&conv(cin, cout, f, f / 2, 1), &[1, cin, n, n], &dev)
+            .unwrap()
+            .macs() as f64;
+        let separable = Sequential::new()
+            .push(conv(cin, cin, f, f / 2, cin))
+            .push(conv(cin, cout, 1, 0, 1));
+        let sep = summary(&separable, &[1, cin, n, n], &dev).unwrap().macs() as f64;
+        let expected = 1.0 / cout as f64 + 1.0 / (f * f) as f64;
+        assert!(
+            (sep / standard - expected).abs() < 1e-12,
+            "cin {cin} cout {cout} f {f}: {} vs {expected}",
+            sep / standard
+        );
+    }
+}
+
+#[test]
+fn lenet5_summary_lists_every_layer() {
+    let model = LeNet5::new(10, 0.5, 0, &Device::cpu()).unwrap();
+    let s = summary(&model, &[1, 1, 28, 28], &Device::cpu()).unwrap();
+    let params: Vec<(&str, usize)> = s
+        .rows
+        .iter()
+        .filter(|r| r.params > 0)
+        .map(|r| (r.name.as_str(), r.params))
+        .collect();
+    // C1 156, C3 (fully connected to S2's 6 maps) 2416, C5/F5 48120, F6 10164, output 850.
+    assert_eq!(
+        params,
+        [
+            ("features.0", 156),
+            ("features.3", 2416),
+            ("classifier.1", 48_120),
+            ("classifier.4", 10_164),
+            ("classifier.6", 850)
+        ]
+    );
+    assert_eq!(s.params(), model.num_parameters());
+    assert_eq!(s.row("features.2").unwrap().output, [1, 6, 14, 14]);
+    assert_eq!(s.row("features.5").unwrap().output, [1, 16, 5, 5]);
+    assert_eq!(s.row("features.0").unwrap().kind, "Conv2d");
+    assert_eq!(s.row("features.0").unwrap().macs, 28 * 28 * 6 * 25);
+    let table = s.to_string();
+    assert!(
+        table.contains("classifier.6") && table.contains("61706"),
+        "{table}"
+    );
+}
