@@ -1,6 +1,6 @@
 //! `summary()` against the numbers the course notes derive by hand.
 
-use fovea::models::LeNet5;
+use fovea::models::{LeNet5, LeNet5Classic};
 use fovea::nn::{summary, Conv2d, Module, Sequential};
 use fovea::ops::Conv2dOptions;
 use fovea::Device;
@@ -82,5 +82,46 @@ fn lenet5_summary_lists_every_layer() {
     assert!(
         table.contains("classifier.6") && table.contains("61706"),
         "{table}"
+    );
+}
+
+#[test]
+fn classic_lenet5_has_the_published_parameter_counts() {
+    let model = LeNet5Classic::new(0, &Device::cpu()).unwrap();
+    let s = summary(&model, &[1, 1, 28, 28], &Device::cpu()).unwrap();
+    let params: Vec<(&str, usize)> = s.rows.iter().map(|r| (r.name.as_str(), r.params)).collect();
+    assert_eq!(
+        params,
+        [
+            ("c1", 156),
+            ("s2", 12),
+            ("c3", 1516),
+            ("s4", 32),
+            ("c5", 48_120),
+            ("f6", 10_164),
+            ("output", 0)
+        ]
+    );
+    let shapes: Vec<&[usize]> = s.rows.iter().map(|r| r.output.as_slice()).collect();
+    assert_eq!(
+        shapes,
+        [
+            &[1, 6, 28, 28][..],
+            &[1, 6, 14, 14],
+            &[1, 16, 10, 10],
+            &[1, 16, 5, 5],
+            &[1, 120, 1, 1],
+            &[1, 84],
+            &[1, 10]
+        ]
+    );
+    // The RBF centres are saved with the model but not trained.
+    let state: Vec<String> = model.state_dict().into_iter().map(|(n, _)| n).collect();
+    assert!(
+        state.contains(&"output.centres".to_string())
+            && !model
+                .named_parameters()
+                .iter()
+                .any(|(n, _)| n.starts_with("output"))
     );
 }

@@ -3,7 +3,7 @@
 //! checkpoint.
 //!
 //! `cargo run --release --example train_lenet -- [--epochs N] [--batch N] [--lr F]
-//!  [--limit N] [--data DIR] [--device cpu|gpu|best] [--out FILE]`
+//!  [--limit N] [--data DIR] [--device cpu|gpu|best] [--out FILE] [--model modern|classic]`
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use fovea::data::{DataLoader, InMemoryDataset};
-use fovea::models::LeNet5;
+use fovea::models::{LeNet5, LeNet5Classic};
 use fovea::nn::Module;
 use fovea::optim::{Adam, AdamOptions, CosineAnnealing, LrSchedule, Optimizer};
 use fovea::{no_grad, Device, DeviceExt};
@@ -24,6 +24,7 @@ struct Args {
     limit: usize,
     device: String,
     out: PathBuf,
+    model: String,
 }
 
 fn parse() -> Result<Args> {
@@ -35,6 +36,7 @@ fn parse() -> Result<Args> {
         limit: usize::MAX,
         device: "best".into(),
         out: PathBuf::from("out/train_lenet/lenet5.safetensors"),
+        model: "modern".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -47,7 +49,8 @@ fn parse() -> Result<Args> {
             "--limit" => a.limit = v()?.parse()?,
             "--device" => a.device = v()?,
             "--out" => a.out = v()?.into(),
-            _ => bail!("usage: train_lenet [--epochs N] [--batch N] [--lr F] [--limit N] [--data DIR] [--device cpu|gpu|best] [--out FILE]"),
+            "--model" => a.model = v()?,
+            _ => bail!("usage: train_lenet [--epochs N] [--batch N] [--lr F] [--limit N] [--data DIR] [--device cpu|gpu|best] [--out FILE] [--model modern|classic]"),
         }
     }
     Ok(a)
@@ -64,7 +67,7 @@ fn load(dir: &Path, split: &str) -> Result<InMemoryDataset> {
 }
 
 /// Accuracy of `model` in eval mode.
-fn accuracy(model: &LeNet5, data: &InMemoryDataset, dev: &Device) -> Result<f64> {
+fn accuracy(model: &dyn Module, data: &InMemoryDataset, dev: &Device) -> Result<f64> {
     model.eval();
     let mut correct = 0;
     for batch in DataLoader::new(data, 500, None, dev)? {
@@ -98,8 +101,20 @@ fn main() -> Result<()> {
         a.data.display(),
         dev.name()
     );
-    let model = LeNet5::new(10, 0.1, 0, &dev)?;
-    println!("LeNet-5: {} parameters", model.num_parameters());
+    let model: Box<dyn Module> = match a.model.as_str() {
+        "modern" => Box::new(LeNet5::new(10, 0.1, 0, &dev)?),
+        "classic" => Box::new(LeNet5Classic::new(0, &dev)?),
+        other => bail!("--model takes modern or classic, got {other}"),
+    };
+    println!(
+        "LeNet-5 ({}): {} parameters",
+        a.model,
+        model.num_parameters()
+    );
+    println!(
+        "{}",
+        fovea::nn::summary(model.as_ref(), &[1, 1, 28, 28], &dev)?
+    );
     let mut opt = Adam::new(
         model.parameters(),
         AdamOptions {
@@ -140,7 +155,7 @@ fn main() -> Result<()> {
                 std::io::stdout().flush().ok();
             }
         }
-        last_acc = accuracy(&model, &test, &dev)?;
+        last_acc = accuracy(model.as_ref(), &test, &dev)?;
         println!(
             "  test accuracy {:.2}%  ({:.1} s)",
             100.0 * last_acc,
@@ -150,7 +165,7 @@ fn main() -> Result<()> {
     if let Some(dir) = a.out.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    fovea::checkpoint::save_module(&model, &a.out)?;
+    fovea::checkpoint::save_module(model.as_ref(), &a.out)?;
     println!(
         "final test accuracy {:.2}%; checkpoint written to {}",
         100.0 * last_acc,

@@ -4,9 +4,11 @@
 #![warn(missing_docs)]
 
 mod lenet;
+mod lenet_classic;
 pub mod style;
 mod vgg;
 
 pub use fovea_core::{Device, Tensor};
 pub use lenet::LeNet5;
+pub use lenet_classic::{LeNet5Classic, PartialConv, RbfOutput, Subsampling, C3_TABLE};
 pub use vgg::{Vgg, VggConfig};
