@@ -186,6 +186,27 @@ fn main() -> Result<()> {
             flop: 2.0 * (m * m * m) as f64,
         });
     }
+    if wanted("lenet") {
+        // One LeNet-5 training step at batch 256 (forward, cross-entropy, backward, Adam):
+        // small enough that launches and submissions, not kernels, set its time.
+        use fovea::nn::Module;
+        use fovea::optim::Optimizer;
+        let model = fovea::models::LeNet5::new(10, 0.1, 0, &dev)?;
+        let mut opt = fovea::optim::Adam::new(model.parameters(), Default::default());
+        let x = Tensor::randn(&[256, 1, 28, 28], 12, &dev);
+        let labels: Vec<usize> = (0..256).map(|i| i % 10).collect();
+        let ms = time(&dev, o.repeats, || {
+            opt.zero_grad();
+            model.forward(&x)?.cross_entropy(&labels)?.backward()?;
+            opt.step()?;
+            Ok(())
+        })?;
+        rows.push(Row {
+            name: "lenet5 training step batch 256".into(),
+            ms,
+            flop: f64::NAN,
+        });
+    }
     if wanted("style") {
         // One style-transfer step at 512×512 on VGG19's trunk: features to relu5_1, content
         // and Gram style costs, backward to the image, an Adam update.
@@ -231,11 +252,15 @@ fn main() -> Result<()> {
         let body: Vec<String> = rows
             .iter()
             .map(|r| {
+                // JSON has no NaN: rows without a FLOP count report null.
+                let tflops = if r.flop.is_nan() {
+                    "null".to_string()
+                } else {
+                    format!("{:.4}", r.flop / r.ms / 1e9)
+                };
                 format!(
-                    "    {{\"name\": \"{}\", \"ms\": {:.4}, \"tflops\": {:.4}}}",
-                    r.name,
-                    r.ms,
-                    r.flop / r.ms / 1e9
+                    "    {{\"name\": \"{}\", \"ms\": {:.4}, \"tflops\": {tflops}}}",
+                    r.name, r.ms
                 )
             })
             .collect();
@@ -247,12 +272,16 @@ fn main() -> Result<()> {
     } else {
         println!("device: {}", dev.name());
         for r in &rows {
-            println!(
-                "{:60} {:10.3} ms {:8.3} TFLOP/s",
-                r.name,
-                r.ms,
-                r.flop / r.ms / 1e9
-            );
+            if r.flop.is_nan() {
+                println!("{:60} {:10.3} ms", r.name, r.ms);
+            } else {
+                println!(
+                    "{:60} {:10.3} ms {:8.3} TFLOP/s",
+                    r.name,
+                    r.ms,
+                    r.flop / r.ms / 1e9
+                );
+            }
         }
     }
     Ok(())

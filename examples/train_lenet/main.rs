@@ -89,6 +89,46 @@ fn accuracy(model: &dyn Module, data: &InMemoryDataset, dev: &Device) -> Result<
     Ok(correct as f64 / data.labels.len().max(1) as f64)
 }
 
+/// Writes a 640×360 PNG with the per-epoch mean training loss (red, scaled to its maximum)
+/// and the test accuracy (blue, 0–100% bottom to top), gridlines every 10%.
+fn plot(losses: &[f64], accuracies: &[f64], path: &Path) -> Result<()> {
+    let (w, h, m) = (640u32, 360u32, 20u32);
+    let mut img = image::RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
+    for i in 0..=10 {
+        let y = m + (h - 2 * m) * i / 10;
+        for x in m..w - m {
+            img.put_pixel(x, y, image::Rgb([225, 225, 225]));
+        }
+    }
+    let max_loss = losses.iter().cloned().fold(f64::MIN_POSITIVE, f64::max);
+    let mut line = |values: &[f64], scale: f64, colour: [u8; 3]| {
+        let point = |i: usize| {
+            let x = m as f64 + (w - 2 * m) as f64 * i as f64 / (values.len().max(2) - 1) as f64;
+            let y = (h - m) as f64 - (h - 2 * m) as f64 * (values[i] / scale).clamp(0.0, 1.0);
+            (x, y)
+        };
+        for i in 1..values.len() {
+            let ((x0, y0), (x1, y1)) = (point(i - 1), point(i));
+            let steps = ((x1 - x0).abs().max((y1 - y0).abs()) as usize).max(1);
+            for k in 0..=steps {
+                let t = k as f64 / steps as f64;
+                let (x, y) = (x0 + (x1 - x0) * t, y0 + (y1 - y0) * t);
+                for (dx, dy) in [(0, 0), (1, 0), (0, 1)] {
+                    img.put_pixel(
+                        (x as u32 + dx).min(w - 1),
+                        (y as u32 + dy).min(h - 1),
+                        image::Rgb(colour),
+                    );
+                }
+            }
+        }
+    };
+    line(losses, max_loss, [200, 40, 40]);
+    line(accuracies, 1.0, [40, 80, 200]);
+    img.save(path)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
 fn main() -> Result<()> {
     let a = parse()?;
     let dev = Device::by_name(&a.device)?;
@@ -128,6 +168,7 @@ fn main() -> Result<()> {
         t_max: a.epochs,
     };
     let mut last_acc = 0.0;
+    let (mut losses, mut accuracies) = (Vec::new(), Vec::new());
     for epoch in 0..a.epochs {
         opt.set_lr(schedule.lr_at(epoch));
         let start = Instant::now();
@@ -136,12 +177,15 @@ fn main() -> Result<()> {
             .random_shift(2, 1000 + epoch as u64);
         let batches = loader.batches();
         let mut seen = 0usize;
+        let mut epoch_loss = Vec::new();
         for (i, batch) in loader.enumerate() {
             let batch = batch?;
             opt.zero_grad();
             let loss = model.forward(&batch.images)?.cross_entropy(&batch.labels)?;
             loss.backward()?;
             opt.step()?;
+            // Detached: the value only, not the step's whole graph.
+            epoch_loss.push(loss.detach());
             seen += batch.labels.len();
             if i % 25 == 0 || i + 1 == batches {
                 let value = loss.item()?;
@@ -156,6 +200,13 @@ fn main() -> Result<()> {
             }
         }
         last_acc = accuracy(model.as_ref(), &test, &dev)?;
+        // The epoch's losses are read back once, here, not after every step.
+        let values: Vec<f64> = epoch_loss
+            .iter()
+            .map(|l| l.item().map(f64::from))
+            .collect::<fovea::Result<_>>()?;
+        losses.push(values.iter().sum::<f64>() / values.len().max(1) as f64);
+        accuracies.push(last_acc);
         println!(
             "  test accuracy {:.2}%  ({:.1} s)",
             100.0 * last_acc,
@@ -166,6 +217,12 @@ fn main() -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     fovea::checkpoint::save_module(model.as_ref(), &a.out)?;
+    let curves = a.out.with_extension("png");
+    plot(&losses, &accuracies, &curves)?;
+    println!(
+        "training curves (red: mean loss per epoch, blue: test accuracy) in {}",
+        curves.display()
+    );
     println!(
         "final test accuracy {:.2}%; checkpoint written to {}",
         100.0 * last_acc,
