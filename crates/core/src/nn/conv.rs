@@ -14,6 +14,59 @@ pub struct Conv2d {
     pub opts: Conv2dOptions,
 }
 
+/// `nn.ConvTranspose2d`: weight `[in, out/groups, kh, kw]`, optional bias `[out]`.
+pub struct ConvTranspose2d {
+    /// `[in, out/groups, kh, kw]`
+    pub weight: Tensor,
+    /// `[out]`
+    pub bias: Option<Tensor>,
+    /// stride, padding, output_padding, dilation, groups
+    pub opts: ConvTranspose2dOptions,
+}
+
+/// The shared shape of both layers: a weight of `weight_shape` and an optional `[out]` bias,
+/// both uniform in ±1/√`fan_in` (PyTorch's default), after checking the channel counts.
+#[allow(clippy::too_many_arguments)]
+fn init_weights(
+    layer: &'static str,
+    (in_channels, out_channels, groups): (usize, usize, usize),
+    kernel: [usize; 2],
+    weight_shape: [usize; 4],
+    fan_in: usize,
+    bias: bool,
+    seed: u64,
+    device: &Device,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let g = groups;
+    if g == 0
+        || !in_channels.is_multiple_of(g)
+        || !out_channels.is_multiple_of(g)
+        || kernel.contains(&0)
+    {
+        return Err(Error::op(
+            layer,
+            format!("groups {g} must divide in {in_channels} and out {out_channels}, kernel {kernel:?} must be positive"),
+        ));
+    }
+    let bound = init::default_bound(fan_in);
+    let weight = init::uniform(&weight_shape, bound, seed, device).requires_grad();
+    let bias =
+        bias.then(|| init::uniform(&[out_channels], bound, seed ^ 0x5eed, device).requires_grad());
+    Ok((weight, bias))
+}
+
+fn visit_weight_bias(
+    prefix: &str,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    f: &mut dyn FnMut(&str, &Tensor),
+) {
+    f(&join(prefix, "weight"), weight);
+    if let Some(b) = bias {
+        f(&join(prefix, "bias"), b);
+    }
+}
+
 impl Conv2d {
     /// A conv layer with PyTorch's default initialisation from `seed`.
     pub fn new(
@@ -25,59 +78,21 @@ impl Conv2d {
         seed: u64,
         device: &Device,
     ) -> Result<Conv2d> {
-        let g = opts.groups;
-        if g == 0
-            || !in_channels.is_multiple_of(g)
-            || !out_channels.is_multiple_of(g)
-            || kernel.contains(&0)
-        {
-            return Err(Error::op(
-                "Conv2d::new",
-                format!("groups {g} must divide in {in_channels} and out {out_channels}, kernel {kernel:?} must be positive"),
-            ));
-        }
+        let g = opts.groups.max(1);
+        let shape = [out_channels, in_channels / g, kernel[0], kernel[1]];
         let fan_in = in_channels / g * kernel[0] * kernel[1];
-        let bound = init::default_bound(fan_in);
-        Ok(Conv2d {
-            weight: init::uniform(
-                &[out_channels, in_channels / g, kernel[0], kernel[1]],
-                bound,
-                seed,
-                device,
-            )
-            .requires_grad(),
-            bias: bias.then(|| {
-                init::uniform(&[out_channels], bound, seed ^ 0x5eed, device).requires_grad()
-            }),
-            opts,
-        })
+        let (weight, bias) = init_weights(
+            "Conv2d::new",
+            (in_channels, out_channels, opts.groups),
+            kernel,
+            shape,
+            fan_in,
+            bias,
+            seed,
+            device,
+        )?;
+        Ok(Conv2d { weight, bias, opts })
     }
-}
-
-impl Module for Conv2d {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.conv2d(&self.weight, self.bias.as_ref(), self.opts)
-    }
-    fn macs(&self, _input: &[usize], output: &[usize]) -> usize {
-        let w = self.weight.shape();
-        output.iter().product::<usize>() * w[1] * w[2] * w[3]
-    }
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        f(&join(prefix, "weight"), &self.weight);
-        if let Some(b) = &self.bias {
-            f(&join(prefix, "bias"), b);
-        }
-    }
-}
-
-/// `nn.ConvTranspose2d`: weight `[in, out/groups, kh, kw]`, optional bias `[out]`.
-pub struct ConvTranspose2d {
-    /// `[in, out/groups, kh, kw]`
-    pub weight: Tensor,
-    /// `[out]`
-    pub bias: Option<Tensor>,
-    /// stride, padding, output_padding, dilation, groups
-    pub opts: ConvTranspose2dOptions,
 }
 
 impl ConvTranspose2d {
@@ -91,32 +106,34 @@ impl ConvTranspose2d {
         seed: u64,
         device: &Device,
     ) -> Result<ConvTranspose2d> {
-        let g = opts.groups;
-        if g == 0
-            || !in_channels.is_multiple_of(g)
-            || !out_channels.is_multiple_of(g)
-            || kernel.contains(&0)
-        {
-            return Err(Error::op(
-                "ConvTranspose2d::new",
-                format!("groups {g} must divide in {in_channels} and out {out_channels}, kernel {kernel:?} must be positive"),
-            ));
-        }
+        let g = opts.groups.max(1);
+        let shape = [in_channels, out_channels / g, kernel[0], kernel[1]];
         // PyTorch computes fan_in from weight.size(1) here: out/groups · kh · kw.
-        let bound = init::default_bound(out_channels / g * kernel[0] * kernel[1]);
-        Ok(ConvTranspose2d {
-            weight: init::uniform(
-                &[in_channels, out_channels / g, kernel[0], kernel[1]],
-                bound,
-                seed,
-                device,
-            )
-            .requires_grad(),
-            bias: bias.then(|| {
-                init::uniform(&[out_channels], bound, seed ^ 0x5eed, device).requires_grad()
-            }),
-            opts,
-        })
+        let fan_in = out_channels / g * kernel[0] * kernel[1];
+        let (weight, bias) = init_weights(
+            "ConvTranspose2d::new",
+            (in_channels, out_channels, opts.groups),
+            kernel,
+            shape,
+            fan_in,
+            bias,
+            seed,
+            device,
+        )?;
+        Ok(ConvTranspose2d { weight, bias, opts })
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.conv2d(&self.weight, self.bias.as_ref(), self.opts)
+    }
+    fn macs(&self, _input: &[usize], output: &[usize]) -> usize {
+        let w = self.weight.shape();
+        output.iter().product::<usize>() * w[1] * w[2] * w[3]
+    }
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        visit_weight_bias(prefix, &self.weight, self.bias.as_ref(), f);
     }
 }
 
@@ -129,9 +146,6 @@ impl Module for ConvTranspose2d {
         input.iter().product::<usize>() * w[1] * w[2] * w[3]
     }
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        f(&join(prefix, "weight"), &self.weight);
-        if let Some(b) = &self.bias {
-            f(&join(prefix, "bias"), b);
-        }
+        visit_weight_bias(prefix, &self.weight, self.bias.as_ref(), f);
     }
 }
