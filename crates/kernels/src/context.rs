@@ -182,14 +182,7 @@ impl Ctx {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        let mut pending = lock(&self.pending);
-        let encoder = pending.encoder.get_or_insert_with(|| {
-            self.device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("fovea"),
-                })
-        });
-        {
+        self.record(|encoder| {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(entry),
                 timestamp_writes: None,
@@ -197,12 +190,28 @@ impl Ctx {
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-        }
+        });
+        Ok(())
+    }
+
+    /// Records commands into the pending encoder, submitting it once `SUBMIT_EVERY`
+    /// recordings have piled up (their uniforms and staging buffers stay alive until then).
+    fn record(&self, f: impl FnOnce(&mut wgpu::CommandEncoder)) {
+        let mut pending = lock(&self.pending);
+        f(self.encoder(&mut pending));
         pending.dispatches += 1;
         if pending.dispatches >= SUBMIT_EVERY {
             self.submit_locked(&mut pending);
         }
-        Ok(())
+    }
+
+    fn encoder<'a>(&self, pending: &'a mut Pending) -> &'a mut wgpu::CommandEncoder {
+        pending.encoder.get_or_insert_with(|| {
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("fovea"),
+                })
+        })
     }
 
     /// Workgroups for `n` threads of `WG`, folded into 2-D when one dimension is too small.
@@ -241,11 +250,18 @@ impl Ctx {
     pub(crate) fn upload(&self, data: &[f32]) -> Result<Storage> {
         let s = self.alloc(data.len())?;
         if !data.is_empty() {
-            // Queue writes run before the next submission's commands: submit what is
-            // pending first, so a recycled buffer is not overwritten under a pending read.
-            self.flush();
-            self.queue
-                .write_buffer(buf(&s), 0, bytemuck::cast_slice(data));
+            // Copied inside the pending encoder: it lands in order with the recorded work
+            // without a submission. (A queue write would run before the pending commands
+            // and could overwrite a recycled buffer that one of them still reads.)
+            let staging = self
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("fovea upload"),
+                    contents: bytemuck::cast_slice(data),
+                    usage: wgpu::BufferUsages::COPY_SRC,
+                });
+            let bytes = staging.size();
+            self.record(|encoder| encoder.copy_buffer_to_buffer(&staging, 0, buf(&s), 0, bytes));
         }
         Ok(s)
     }
@@ -264,12 +280,7 @@ impl Ctx {
         });
         {
             let mut pending = lock(&self.pending);
-            let encoder = pending.encoder.get_or_insert_with(|| {
-                self.device
-                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                        label: Some("fovea"),
-                    })
-            });
+            let encoder = self.encoder(&mut pending);
             encoder.copy_buffer_to_buffer(buf(s), 0, &staging, 0, bytes);
             self.submit_locked(&mut pending);
         }
