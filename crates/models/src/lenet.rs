@@ -56,38 +56,10 @@ impl Module for LeNet5 {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.classifier.forward(&self.features.forward(x)?)
     }
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.features
-            .visit_parameters(&fovea_core::nn::join(prefix, "features"), f);
-        self.classifier
-            .visit_parameters(&fovea_core::nn::join(prefix, "classifier"), f);
-    }
-    fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.features
-            .visit_buffers(&fovea_core::nn::join(prefix, "features"), f);
-        self.classifier
-            .visit_buffers(&fovea_core::nn::join(prefix, "classifier"), f);
-    }
-    fn visit_state(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.features
-            .visit_state(&fovea_core::nn::join(prefix, "features"), f);
-        self.classifier
-            .visit_state(&fovea_core::nn::join(prefix, "classifier"), f);
-    }
-    fn set_training(&self, training: bool) {
-        self.features.set_training(training);
-        self.classifier.set_training(training);
-    }
-    fn summarize(
-        &self,
-        name: &str,
-        x: &Tensor,
-        rows: &mut Vec<fovea_core::nn::SummaryRow>,
-    ) -> Result<Tensor> {
-        let h = self
-            .features
-            .summarize(&fovea_core::nn::join(name, "features"), x, rows)?;
-        self.classifier
-            .summarize(&fovea_core::nn::join(name, "classifier"), &h, rows)
+    fn children(&self) -> Vec<(&str, &dyn Module)> {
+        vec![
+            ("features", &self.features),
+            ("classifier", &self.classifier),
+        ]
     }
 }

@@ -184,7 +184,6 @@ impl Module for RbfOutput {
         let xc = x.linear(&self.centres, None)?;
         Ok(xx.sub(&xc.mul_scalar(2.0))?.add(&cc)?.neg())
     }
-    fn visit_parameters(&self, _: &str, _: &mut dyn FnMut(&str, &Tensor)) {}
     fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         f(&join(prefix, "centres"), &self.centres);
     }
@@ -264,20 +263,8 @@ impl Module for LeNet5Classic {
         let mut rows = Vec::new();
         self.summarize("", x, &mut rows)
     }
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.layers()
-            .iter()
-            .for_each(|(n, m)| m.visit_parameters(&join(prefix, n), f));
-    }
-    fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.layers()
-            .iter()
-            .for_each(|(n, m)| m.visit_buffers(&join(prefix, n), f));
-    }
-    fn visit_state(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.layers()
-            .iter()
-            .for_each(|(n, m)| m.visit_state(&join(prefix, n), f));
+    fn children(&self) -> Vec<(&str, &dyn Module)> {
+        self.layers().to_vec()
     }
     fn summarize(&self, name: &str, x: &Tensor, rows: &mut Vec<SummaryRow>) -> Result<Tensor> {
         let h = self.c1.summarize(&join(name, "c1"), x, rows)?;

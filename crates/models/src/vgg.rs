@@ -180,21 +180,11 @@ impl Module for Vgg {
         let h = self.avgpool.forward(&self.features.forward(x)?)?;
         self.classifier.forward(&Flatten.forward(&h)?)
     }
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.features.visit_parameters(&join(prefix, "features"), f);
-        self.classifier
-            .visit_parameters(&join(prefix, "classifier"), f);
-    }
-    fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.features.visit_buffers(&join(prefix, "features"), f);
-    }
-    fn visit_state(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.features.visit_state(&join(prefix, "features"), f);
-        self.classifier.visit_state(&join(prefix, "classifier"), f);
-    }
-    fn set_training(&self, training: bool) {
-        self.features.set_training(training);
-        self.classifier.set_training(training);
+    fn children(&self) -> Vec<(&str, &dyn Module)> {
+        vec![
+            ("features", &self.features),
+            ("classifier", &self.classifier),
+        ]
     }
     fn summarize(
         &self,

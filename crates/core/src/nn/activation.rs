@@ -21,7 +21,6 @@ macro_rules! stateless {
                 let $s = self;
                 $body
             }
-            fn visit_parameters(&self, _: &str, _: &mut dyn FnMut(&str, &Tensor)) {}
         }
     };
 }

@@ -37,7 +37,6 @@ impl Module for Dropout {
         };
         x.dropout(self.p, training, self.seed.wrapping_add(call))
     }
-    fn visit_parameters(&self, _: &str, _: &mut dyn FnMut(&str, &Tensor)) {}
     fn set_training(&self, training: bool) {
         self.training.store(training, Ordering::Relaxed);
     }

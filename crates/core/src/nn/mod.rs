@@ -38,15 +38,36 @@ pub trait Module: Send + Sync {
     /// Applies the module.
     fn forward(&self, x: &Tensor) -> Result<Tensor>;
 
+    /// The named sub-modules of a container, in `state_dict` and execution order. Leaves
+    /// return none; containers list their children and inherit the recursive defaults
+    /// below (names, state, mode, summary) instead of writing them out.
+    fn children(&self) -> Vec<(&str, &dyn Module)> {
+        Vec::new()
+    }
+
     /// Calls `f` with every trainable parameter and its dotted name under `prefix`.
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor));
+    /// Leaves with parameters override it; the default recurses into the children.
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        for (name, child) in self.children() {
+            child.visit_parameters(&join(prefix, name), f);
+        }
+    }
 
     /// Calls `f` with every buffer (state that is saved but not trained, such as batch
-    /// norm's running statistics).
-    fn visit_buffers(&self, _prefix: &str, _f: &mut dyn FnMut(&str, &Tensor)) {}
+    /// norm's running statistics). The default recurses into the children.
+    fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        for (name, child) in self.children() {
+            child.visit_buffers(&join(prefix, name), f);
+        }
+    }
 
-    /// Switches training behaviour (dropout, batch statistics) on or off, recursively.
-    fn set_training(&self, _training: bool) {}
+    /// Switches training behaviour (dropout, batch statistics) on or off. Leaves with a
+    /// mode override it; the default recurses into the children.
+    fn set_training(&self, training: bool) {
+        self.children()
+            .iter()
+            .for_each(|(_, c)| c.set_training(training));
+    }
 
     /// Multiply-accumulates of one forward pass from `input` to `output` shape (0 for
     /// layers whose arithmetic is negligible next to convolutions and matmuls).
@@ -59,9 +80,18 @@ pub trait Module: Send + Sync {
         summary::short_name(std::any::type_name::<Self>())
     }
 
-    /// Runs the module, appending one summary row per leaf layer. Containers override it
-    /// to recurse with their children's names; leaves keep this default.
+    /// Runs the module, appending one summary row per leaf layer. A container's default
+    /// runs its children one after another; containers whose forward pass is not that
+    /// chain override it.
     fn summarize(&self, name: &str, x: &Tensor, rows: &mut Vec<SummaryRow>) -> Result<Tensor> {
+        let children = self.children();
+        if !children.is_empty() {
+            let mut h = x.clone();
+            for (child_name, child) in children {
+                h = child.summarize(&join(name, child_name), &h, rows)?;
+            }
+            return Ok(h);
+        }
         let y = self.forward(x)?;
         rows.push(SummaryRow {
             name: name.to_string(),
@@ -96,11 +126,17 @@ pub trait Module: Send + Sync {
         out
     }
 
-    /// Visits parameters and buffers module by module (the `state_dict` order). Containers
-    /// override it to recurse; leaves keep this default.
+    /// Visits parameters and buffers module by module (the `state_dict` order: each
+    /// leaf's parameters, then its buffers).
     fn visit_state(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.visit_parameters(prefix, f);
-        self.visit_buffers(prefix, f);
+        let children = self.children();
+        if children.is_empty() {
+            self.visit_parameters(prefix, f);
+            self.visit_buffers(prefix, f);
+        }
+        for (name, child) in children {
+            child.visit_state(&join(prefix, name), f);
+        }
     }
 
     /// Number of scalar parameters.

@@ -17,19 +17,16 @@ impl Module for MaxPool2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.max_pool2d(self.0)
     }
-    fn visit_parameters(&self, _: &str, _: &mut dyn FnMut(&str, &Tensor)) {}
 }
 
 impl Module for AvgPool2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.avg_pool2d_with(self.0, self.1)
     }
-    fn visit_parameters(&self, _: &str, _: &mut dyn FnMut(&str, &Tensor)) {}
 }
 
 impl Module for AdaptiveAvgPool2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.adaptive_avg_pool2d(self.0)
     }
-    fn visit_parameters(&self, _: &str, _: &mut dyn FnMut(&str, &Tensor)) {}
 }

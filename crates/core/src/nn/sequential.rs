@@ -1,6 +1,6 @@
 //! `nn.Sequential`: children named `0`, `1`, … (or explicitly), applied in order.
 
-use super::{join, Module};
+use super::Module;
 use crate::{Result, Tensor};
 
 /// Modules applied one after another.
@@ -59,36 +59,10 @@ impl Module for Sequential {
         }
         Ok(h)
     }
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        for (name, m) in &self.children {
-            m.visit_parameters(&join(prefix, name), f);
-        }
-    }
-    fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        for (name, m) in &self.children {
-            m.visit_buffers(&join(prefix, name), f);
-        }
-    }
-    fn visit_state(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        for (name, m) in &self.children {
-            m.visit_state(&join(prefix, name), f);
-        }
-    }
-    fn set_training(&self, training: bool) {
+    fn children(&self) -> Vec<(&str, &dyn Module)> {
         self.children
             .iter()
-            .for_each(|(_, m)| m.set_training(training));
-    }
-    fn summarize(
-        &self,
-        name: &str,
-        x: &Tensor,
-        rows: &mut Vec<super::SummaryRow>,
-    ) -> Result<Tensor> {
-        let mut h = x.clone();
-        for (child, m) in &self.children {
-            h = m.summarize(&join(name, child), &h, rows)?;
-        }
-        Ok(h)
+            .map(|(n, m)| (n.as_str(), m.as_ref()))
+            .collect()
     }
 }
