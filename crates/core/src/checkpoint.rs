@@ -115,13 +115,9 @@ pub fn load(path: &Path) -> Result<NamedArrays> {
     Ok(out)
 }
 
-/// Loads the tensors `module` has from a file that may hold more (a backbone inside a
-/// bigger checkpoint): every tensor of the module must be present with its shape, as in
-/// [`load_module`]; the file's other tensors are left alone and their names returned.
-pub fn load_module_subset(module: &dyn Module, path: &Path) -> Result<Vec<String>> {
-    let file = load(path)?;
-    let state = module.state_dict();
-    let problems: Vec<String> = state
+/// Missing or misshaped tensors of `state` in `file`, one line each.
+fn mismatches(state: &[(String, Tensor)], file: &NamedArrays) -> Vec<String> {
+    state
         .iter()
         .filter_map(|(name, t)| match file.get(name) {
             None => Some(format!("missing {name} {:?}", t.shape())),
@@ -131,17 +127,11 @@ pub fn load_module_subset(module: &dyn Module, path: &Path) -> Result<Vec<String
             )),
             Some(_) => None,
         })
-        .collect();
-    if !problems.is_empty() {
-        return Err(Error::Format {
-            path: path_str(path),
-            msg: format!(
-                "state_dict does not match the model:\n  {}",
-                problems.join("\n  ")
-            ),
-        });
-    }
-    assign_all(&state, &file)?;
+        .collect()
+}
+
+/// The file's tensors that `state` does not have, sorted.
+fn extras(state: &[(String, Tensor)], file: &NamedArrays) -> Vec<String> {
     let known: std::collections::HashSet<&str> = state.iter().map(|(n, _)| n.as_str()).collect();
     let mut extra: Vec<String> = file
         .keys()
@@ -149,7 +139,31 @@ pub fn load_module_subset(module: &dyn Module, path: &Path) -> Result<Vec<String
         .cloned()
         .collect();
     extra.sort();
-    Ok(extra)
+    extra
+}
+
+fn refuse(path: &Path, problems: Vec<String>) -> Result<()> {
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Format {
+        path: path_str(path),
+        msg: format!(
+            "state_dict does not match the model:\n  {}",
+            problems.join("\n  ")
+        ),
+    })
+}
+
+/// Loads the tensors `module` has from a file that may hold more (a backbone inside a
+/// bigger checkpoint): every tensor of the module must be present with its shape, as in
+/// [`load_module`]; the file's other tensors are left alone and their names returned.
+pub fn load_module_subset(module: &dyn Module, path: &Path) -> Result<Vec<String>> {
+    let file = load(path)?;
+    let state = module.state_dict();
+    refuse(path, mismatches(&state, &file))?;
+    assign_all(&state, &file)?;
+    Ok(extras(&state, &file))
 }
 
 fn assign_all(state: &[(String, Tensor)], file: &NamedArrays) -> Result<()> {
@@ -167,32 +181,12 @@ fn assign_all(state: &[(String, Tensor)], file: &NamedArrays) -> Result<()> {
 pub fn load_module(module: &dyn Module, path: &Path) -> Result<()> {
     let file = load(path)?;
     let state = module.state_dict();
-    let mut problems = Vec::new();
-    for (name, t) in &state {
-        match file.get(name) {
-            None => problems.push(format!("missing {name} {:?}", t.shape())),
-            Some((shape, _)) if shape != t.shape() => problems.push(format!(
-                "{name}: file has shape {shape:?}, the model {:?}",
-                t.shape()
-            )),
-            Some(_) => {}
-        }
-    }
-    let known: std::collections::HashSet<&str> = state.iter().map(|(n, _)| n.as_str()).collect();
-    let mut extra: Vec<&String> = file
-        .keys()
-        .filter(|k| !known.contains(k.as_str()))
-        .collect();
-    extra.sort();
-    problems.extend(extra.iter().map(|k| format!("unexpected {k}")));
-    if !problems.is_empty() {
-        return Err(Error::Format {
-            path: path_str(path),
-            msg: format!(
-                "state_dict does not match the model:\n  {}",
-                problems.join("\n  ")
-            ),
-        });
-    }
+    let mut problems = mismatches(&state, &file);
+    problems.extend(
+        extras(&state, &file)
+            .iter()
+            .map(|k| format!("unexpected {k}")),
+    );
+    refuse(path, problems)?;
     assign_all(&state, &file)
 }

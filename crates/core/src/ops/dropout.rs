@@ -17,15 +17,11 @@ impl Tensor {
             return Ok(self.clone());
         }
         if p == 1.0 {
-            return self.mul_scalar(0.0).pipe_ok();
+            return Ok(self.mul_scalar(0.0));
         }
         let keep = Tensor::rand(self.shape(), seed, self.device())
             .zip_raw(&Tensor::scalar(p, self.device()), BinaryOp::Ge, "dropout")?
             .mul_scalar(1.0 / (1.0 - p));
         self.mul(&keep)
-    }
-
-    fn pipe_ok(self) -> Result<Tensor> {
-        Ok(self)
     }
 }
