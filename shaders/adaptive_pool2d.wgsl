@@ -13,10 +13,6 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
-fn flat_index(wid: vec3<u32>, lid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return (wid.y * nwg.x + wid.x) * 256u + lid.x;
-}
-
 fn bounds(i: u32, len: u32, out: u32) -> vec2<u32> {
     return vec2<u32>(i * len / out, ((i + 1u) * len + out - 1u) / out);
 }

@@ -17,31 +17,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
-fn flat_index(wid: vec3<u32>, lid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return (wid.y * nwg.x + wid.x) * 256u + lid.x;
-}
-
-fn nan() -> f32 {
-    return bitcast<f32>(0x7fc00000u);
-}
-
-fn powf(v: f32, e: f32) -> f32 {
-    if (e == 0.0) {
-        return 1.0;
-    }
-    let r = pow(abs(v), e);
-    if (v >= 0.0) {
-        return r;
-    }
-    if (fract(e) != 0.0) {
-        return nan();
-    }
-    if (fract(e * 0.5) != 0.0) {
-        return -r;
-    }
-    return r;
-}
-
 fn is_nan(v: f32) -> bool {
     return v != v;
 }

@@ -22,10 +22,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read> gy: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
-fn flat_index(wid: vec3<u32>, lid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return (wid.y * nwg.x + wid.x) * 256u + lid.x;
-}
-
 // [start, end) clipped to the input, and the length clipped to input + padding.
 fn window(o: u32, s: u32, pad: u32, k: u32, len: u32) -> vec3<i32> {
     let start = i32(o * s) - i32(pad);

@@ -1,4 +1,6 @@
 //! Every WGSL kernel, embedded at compile time so nothing is read from disk at run time.
+//! Each shader's source is `shaders/common.wgsl` (shared helpers; WGSL has no include)
+//! followed by the shader's own file.
 
 /// A shader file: its name (the file stem) and source.
 #[derive(Clone, Copy, Debug)]
@@ -15,7 +17,10 @@ macro_rules! shaders {
             #[doc = concat!("`shaders/", $file, ".wgsl`")]
             pub const $konst: Shader = Shader {
                 name: $file,
-                source: include_str!(concat!("../../../shaders/", $file, ".wgsl")),
+                source: concat!(
+                    include_str!("../../../shaders/common.wgsl"),
+                    include_str!(concat!("../../../shaders/", $file, ".wgsl"))
+                ),
             };
         )*
         /// All shaders, for validation.
@@ -54,9 +59,10 @@ mod tests {
                     .is_some_and(|x| x == "wgsl")
             })
             .count();
+        // common.wgsl is the prelude of every shader, not a shader of its own.
         assert_eq!(
             on_disk,
-            ALL.len(),
+            ALL.len() + 1,
             "every shaders/*.wgsl must be listed in source.rs"
         );
         for s in ALL {
