@@ -336,3 +336,112 @@ fn loader_shuffles_by_seed_and_covers_every_item() {
         10
     );
 }
+
+/// Trains from `(epoch, batch)` up to (not including) `until`, returning each step's loss
+/// as bits. Every source of randomness (init, shuffling, shifts, dropout) is seeded.
+fn train_span(
+    model: &LeNet5,
+    opt: &mut dyn Optimizer,
+    data: &InMemoryDataset,
+    from: (usize, usize),
+    until: (usize, usize),
+) -> Vec<u32> {
+    let dev = Device::cpu();
+    let mut losses = Vec::new();
+    for epoch in from.0..=until.0 {
+        let start = if epoch == from.0 { from.1 } else { 0 };
+        let loader = DataLoader::new(data, 100, Some(epoch as u64), &dev)
+            .unwrap()
+            .random_shift(2, 77 + epoch as u64)
+            .start_at(start);
+        for (i, batch) in loader.enumerate() {
+            if (epoch, start + i) >= until {
+                break;
+            }
+            let batch = batch.unwrap();
+            opt.zero_grad();
+            let loss = model
+                .forward(&batch.images)
+                .unwrap()
+                .cross_entropy(&batch.labels)
+                .unwrap();
+            loss.backward().unwrap();
+            opt.step().unwrap();
+            losses.push(loss.item().unwrap().to_bits());
+        }
+    }
+    losses
+}
+
+#[test]
+fn resuming_from_a_training_checkpoint_repeats_the_run_bit_for_bit() {
+    let dev = Device::cpu();
+    let data = mnist("train").take(600);
+    let adam = |m: &LeNet5| {
+        Adam::new(
+            m.parameters(),
+            AdamOptions {
+                lr: 2e-3,
+                weight_decay: 1e-4,
+                ..Default::default()
+            },
+        )
+    };
+    // The uninterrupted run: two epochs of six batches, dropout on.
+    let whole = LeNet5::new(10, 0.3, 5, &dev).unwrap();
+    let mut opt = adam(&whole);
+    let expected = train_span(&whole, &mut opt, &data, (0, 0), (2, 0));
+    assert_eq!(expected.len(), 12);
+
+    // The same run stopped part-way through the second epoch and saved.
+    let first = LeNet5::new(10, 0.3, 5, &dev).unwrap();
+    let mut opt = adam(&first);
+    let mut losses = train_span(&first, &mut opt, &data, (0, 0), (1, 2));
+    let path = tmp("resume.safetensors");
+    checkpoint::save_training(&first, &opt, &[("epoch", 1), ("batch", 2)], &path).unwrap();
+    drop((first, opt));
+
+    // A fresh process would build a differently initialised model; loading replaces it all.
+    let resumed = LeNet5::new(10, 0.3, 999, &dev).unwrap();
+    let mut opt = adam(&resumed);
+    let progress = checkpoint::load_training(&resumed, &mut opt, &path).unwrap();
+    let at = (progress["epoch"] as usize, progress["batch"] as usize);
+    assert_eq!(at, (1, 2));
+    losses.extend(train_span(&resumed, &mut opt, &data, at, (2, 0)));
+    assert_eq!(
+        losses, expected,
+        "resumed losses differ from the uninterrupted run"
+    );
+}
+
+#[test]
+fn a_training_checkpoint_for_another_optimizer_or_model_is_refused_untouched() {
+    let dev = Device::cpu();
+    let model = LeNet5::new(10, 0.3, 5, &dev).unwrap();
+    let mut adam = Adam::new(model.parameters(), AdamOptions::default());
+    let data = mnist("train").take(200);
+    train_span(&model, &mut adam, &data, (0, 0), (0, 1));
+    let path = tmp("adam-state.safetensors");
+    checkpoint::save_training(&model, &adam, &[("epoch", 0)], &path).unwrap();
+
+    let other = LeNet5::new(10, 0.3, 6, &dev).unwrap();
+    let before: Vec<Vec<f32>> = other
+        .parameters()
+        .iter()
+        .map(|p| p.to_vec().unwrap())
+        .collect();
+    let mut sgd = Sgd::new(other.parameters(), SgdOptions::default());
+    let err = checkpoint::load_training(&other, &mut sgd, &path).unwrap_err();
+    assert!(err.to_string().contains("Adam"), "{err}");
+    let after: Vec<Vec<f32>> = other
+        .parameters()
+        .iter()
+        .map(|p| p.to_vec().unwrap())
+        .collect();
+    assert_eq!(before, after, "a refused checkpoint changed the model");
+
+    let classic = fovea::models::LeNet5Classic::new(0, &dev).unwrap();
+    let mut opt = Adam::new(classic.parameters(), AdamOptions::default());
+    let err = checkpoint::load_training(&classic, &mut opt, &path).unwrap_err();
+    assert!(err.to_string().contains("missing"), "{err}");
+}

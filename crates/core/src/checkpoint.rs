@@ -8,7 +8,10 @@ use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
+use std::sync::atomic::Ordering;
+
 use crate::nn::Module;
+use crate::optim::Optimizer;
 use crate::{Error, Result, Tensor};
 
 fn path_str(path: &Path) -> String {
@@ -17,6 +20,15 @@ fn path_str(path: &Path) -> String {
 
 /// Writes named tensors to `path` as safetensors (f32), atomically.
 pub fn save(tensors: &[(String, Tensor)], path: &Path) -> Result<()> {
+    save_with_metadata(tensors, HashMap::new(), path)
+}
+
+/// [`save`] with string metadata in the file's header (exact counters, settings).
+pub fn save_with_metadata(
+    tensors: &[(String, Tensor)],
+    metadata: HashMap<String, String>,
+    path: &Path,
+) -> Result<()> {
     let host: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(n, t)| {
@@ -39,22 +51,27 @@ pub fn save(tensors: &[(String, Tensor)], path: &Path) -> Result<()> {
             ))
         })
         .collect::<Result<_>>()?;
-    let bytes = safetensors::serialize(views, None).map_err(|e| Error::Format {
+    let metadata = (!metadata.is_empty()).then_some(metadata);
+    let bytes = safetensors::serialize(views, metadata).map_err(|e| Error::Format {
         path: path_str(path),
         msg: e.to_string(),
     })?;
+    write_atomically(path, &bytes)
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`: readers
+/// see the old file or the new one, never half of one. Errors name the path that failed.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("checkpoint"),
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
         std::process::id()
     ));
-    std::fs::write(&tmp, &bytes).map_err(|source| Error::Io {
+    std::fs::write(&tmp, bytes).map_err(|source| Error::Io {
         path: path_str(&tmp),
         source,
     })?;
@@ -77,6 +94,11 @@ pub type NamedArrays = HashMap<String, (Vec<usize>, Vec<f32>)>;
 
 /// Reads every tensor of a safetensors file as f32 (f16 and bf16 are converted).
 pub fn load(path: &Path) -> Result<NamedArrays> {
+    load_with_metadata(path).map(|(tensors, _)| tensors)
+}
+
+/// [`load`], plus the header's string metadata (empty when it has none).
+pub fn load_with_metadata(path: &Path) -> Result<(NamedArrays, HashMap<String, String>)> {
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path_str(path),
         source,
@@ -112,7 +134,11 @@ pub fn load(path: &Path) -> Result<NamedArrays> {
         };
         out.insert(name, (view.shape().to_vec(), values));
     }
-    Ok(out)
+    let metadata = SafeTensors::read_metadata(&bytes)
+        .ok()
+        .and_then(|(_, m)| m.metadata().clone())
+        .unwrap_or_default();
+    Ok((out, metadata))
 }
 
 /// Missing or misshaped tensors of `state` in `file`, one line each.
@@ -189,4 +215,105 @@ pub fn load_module(module: &dyn Module, path: &Path) -> Result<()> {
     );
     refuse(path, problems)?;
     assign_all(&state, &file)
+}
+
+/// Saves everything a run needs to continue exactly where it stopped: the module's
+/// state_dict (`model.*`), the optimizer's state (`optimizer.*`), the module's random
+/// counters and the caller's progress counters (epoch, step, …) as exact integers.
+pub fn save_training(
+    module: &dyn Module,
+    optimizer: &dyn Optimizer,
+    progress: &[(&str, u64)],
+    path: &Path,
+) -> Result<()> {
+    let mut tensors: Vec<(String, Tensor)> = module
+        .state_dict()
+        .into_iter()
+        .map(|(n, t)| (format!("model.{n}"), t))
+        .collect();
+    let opt = optimizer.state();
+    tensors.extend(
+        opt.tensors
+            .into_iter()
+            .map(|(n, t)| (format!("optimizer.{n}"), t)),
+    );
+    let mut meta: HashMap<String, String> = opt
+        .values
+        .into_iter()
+        .map(|(k, v)| (format!("optimizer.{k}"), v))
+        .collect();
+    module.visit_counters("", &mut |n, c| {
+        meta.insert(
+            format!("counter.{n}"),
+            c.load(Ordering::Relaxed).to_string(),
+        );
+    });
+    for (k, v) in progress {
+        meta.insert(format!("progress.{k}"), v.to_string());
+    }
+    save_with_metadata(&tensors, meta, path)
+}
+
+/// Restores a [`save_training`] file into `module` and `optimizer` and returns the
+/// progress counters. Everything is checked first; on any error neither is changed.
+pub fn load_training(
+    module: &dyn Module,
+    optimizer: &mut dyn Optimizer,
+    path: &Path,
+) -> Result<HashMap<String, u64>> {
+    let (file, meta) = load_with_metadata(path)?;
+    let mut model = NamedArrays::new();
+    let mut opt = NamedArrays::new();
+    for (name, value) in file {
+        if let Some(n) = name.strip_prefix("model.") {
+            model.insert(n.to_string(), value);
+        } else if let Some(n) = name.strip_prefix("optimizer.") {
+            opt.insert(n.to_string(), value);
+        }
+    }
+    let state = module.state_dict();
+    let mut problems = mismatches(&state, &model);
+    problems.extend(
+        extras(&state, &model)
+            .iter()
+            .map(|k| format!("unexpected {k}")),
+    );
+    let mut counters = Vec::new();
+    module.visit_counters("", &mut |n, _| match meta
+        .get(&format!("counter.{n}"))
+        .map(|v| v.parse::<u64>())
+    {
+        Some(Ok(v)) => counters.push((n.to_string(), v)),
+        _ => problems.push(format!("missing counter {n}")),
+    });
+    refuse(path, problems)?;
+    let section = |prefix: &str| -> HashMap<String, String> {
+        meta.iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.to_string(), v.clone())))
+            .collect()
+    };
+    let progress = section("progress.")
+        .into_iter()
+        .map(|(k, v)| {
+            v.parse()
+                .map(|v| (k.clone(), v))
+                .map_err(|_| Error::Format {
+                    path: path_str(path),
+                    msg: format!("progress counter {k} is not an integer: {v}"),
+                })
+        })
+        .collect::<Result<HashMap<String, u64>>>()?;
+    optimizer
+        .load_state(&opt, &section("optimizer."))
+        .map_err(|e| Error::Format {
+            path: path_str(path),
+            msg: e.to_string(),
+        })?;
+    assign_all(&state, &model)?;
+    module.visit_counters("", &mut |n, c| {
+        if let Some(&(_, v)) = counters.iter().find(|(name, _)| name == n) {
+            c.store(v, Ordering::Relaxed);
+        }
+    });
+    Ok(progress)
 }

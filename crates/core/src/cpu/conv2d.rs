@@ -339,24 +339,27 @@ pub fn grad_weight(x: &[f32], gy: &[f32], p: &Conv2dParams) -> Vec<f32> {
     if g.ohw == 0 {
         return vec![0.0; len];
     }
-    if p.n >= rayon::current_num_threads() {
-        (0..p.n)
+    let threads = rayon::current_num_threads();
+    if p.n >= threads {
+        // One accumulator per fixed span of images, summed in order afterwards, so the
+        // result is the same on every run (rayon's fold/reduce groups by work stealing).
+        let span = p.n.div_ceil(threads);
+        let partial: Vec<Vec<f32>> = (0..p.n.div_ceil(span))
             .into_par_iter()
-            .fold(
-                || (vec![0.0; len], Vec::new()),
-                |(mut acc, mut col), ni| {
+            .map(|s| {
+                let (mut acc, mut col) = (vec![0.0; len], Vec::new());
+                for ni in s * span..((s + 1) * span).min(p.n) {
                     grad_weight_image(x, gy, p, &g, ni, &mut acc, &mut col);
-                    (acc, col)
-                },
-            )
-            .map(|(acc, _)| acc)
-            .reduce(
-                || vec![0.0; len],
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                    a
-                },
-            )
+                }
+                acc
+            })
+            .collect();
+        let mut parts = partial.into_iter();
+        let mut total = parts.next().unwrap_or_else(|| vec![0.0; len]);
+        for part in parts {
+            total.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
+        }
+        total
     } else {
         let (mut acc, mut col) = (vec![0.0; len], Vec::new());
         for ni in 0..p.n {

@@ -7,9 +7,13 @@ use crate::backend::{ReduceOp, ReduceParams};
 
 fn sum_contiguous(x: &[f32]) -> f64 {
     if x.len() >= 1 << 16 {
-        x.par_chunks(1 << 14)
+        // Partial sums collected in order and added in order: rayon's own `sum` groups
+        // them by work stealing, which makes the result differ from run to run.
+        let partial: Vec<f64> = x
+            .par_chunks(1 << 14)
             .map(|c| c.iter().map(|&v| v as f64).sum::<f64>())
-            .sum()
+            .collect();
+        partial.iter().sum()
     } else {
         x.iter().map(|&v| v as f64).sum()
     }

@@ -146,6 +146,12 @@ fn shift(item: &mut [f32], shape: &[usize], dy: isize, dx: isize, fill: f32) {
     }
 }
 
+/// The augmentation stream of the batch that ends at item `end`: the same whichever
+/// batch the epoch started from.
+fn batch_seed(seed: u64, end: usize) -> u64 {
+    seed ^ (end as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
 /// One batch: `[B, C, H, W]` inputs and their labels.
 pub struct Batch {
     /// the inputs
@@ -163,6 +169,7 @@ pub struct DataLoader<'a> {
     device: Device,
     drop_last: bool,
     shift: Option<(usize, u64)>,
+    flip: Option<u64>,
 }
 
 impl<'a> DataLoader<'a> {
@@ -194,6 +201,7 @@ impl<'a> DataLoader<'a> {
             device: device.clone(),
             drop_last: false,
             shift: None,
+            flip: None,
         })
     }
 
@@ -207,6 +215,20 @@ impl<'a> DataLoader<'a> {
     /// direction (seeded; a different shift per item and epoch when the seed changes).
     pub fn random_shift(mut self, max: usize, seed: u64) -> Self {
         self.shift = Some((max, seed));
+        self
+    }
+
+    /// Augments every item with a horizontal flip, with probability ½ (seeded like
+    /// [`DataLoader::random_shift`]). For natural images, not digits.
+    pub fn random_flip(mut self, seed: u64) -> Self {
+        self.flip = Some(seed);
+        self
+    }
+
+    /// Starts the epoch at batch `index` (resuming a run part-way through an epoch: the
+    /// batches and their augmentation are those the whole epoch would have yielded).
+    pub fn start_at(mut self, index: usize) -> Self {
+        self.next = index.saturating_mul(self.batch_size).min(self.order.len());
         self
     }
 
@@ -238,15 +260,21 @@ impl Iterator for DataLoader<'_> {
             .map(|(&i, out)| self.dataset.get(i, out))
             .collect();
         if let Some((max, seed)) = self.shift.filter(|&(m, _)| m > 0 && shape.len() >= 2) {
-            let u = rng::uniform(
-                2 * ids.len(),
-                seed ^ (self.next as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
-            );
+            let u = rng::uniform(2 * ids.len(), batch_seed(seed, self.next));
             let span = 2 * max + 1;
             for (k, item) in values.chunks_mut(size).enumerate() {
                 let dy = (u[2 * k] * span as f32) as isize - max as isize;
                 let dx = (u[2 * k + 1] * span as f32) as isize - max as isize;
                 shift(item, &shape, dy, dx, self.dataset.background());
+            }
+        }
+        if let Some(seed) = self.flip.filter(|_| !shape.is_empty()) {
+            let u = rng::uniform(ids.len(), batch_seed(seed, self.next));
+            let w = shape[shape.len() - 1];
+            for (item, &coin) in values.chunks_mut(size).zip(&u) {
+                if coin < 0.5 {
+                    item.chunks_mut(w).for_each(<[f32]>::reverse);
+                }
             }
         }
         let mut batch_shape = vec![ids.len()];

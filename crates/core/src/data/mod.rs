@@ -1,8 +1,10 @@
 //! Data: the IDX format (MNIST, Fashion-MNIST), datasets held in memory and a loader that
-//! shuffles with a seed and batches into NCHW tensors.
+//! shuffles with a seed and batches into NCHW tensors, and image files to and from tensors.
 
 mod idx;
+mod image;
 mod loader;
 
 pub use idx::{read_idx, Idx};
+pub use image::{load_image, save_image, Resize};
 pub use loader::{Batch, DataLoader, Dataset, InMemoryDataset};

@@ -11,7 +11,7 @@ pub struct Dropout {
     /// drop probability
     pub p: f32,
     calls: AtomicU64,
-    seed: u64,
+    seed: AtomicU64,
     training: AtomicBool,
 }
 
@@ -21,7 +21,7 @@ impl Dropout {
         Dropout {
             p,
             calls: AtomicU64::new(0),
-            seed,
+            seed: AtomicU64::new(seed),
             training: AtomicBool::new(true),
         }
     }
@@ -35,7 +35,16 @@ impl Module for Dropout {
         } else {
             0
         };
-        x.dropout(self.p, training, self.seed.wrapping_add(call))
+        x.dropout(
+            self.p,
+            training,
+            self.seed.load(Ordering::Relaxed).wrapping_add(call),
+        )
+    }
+    fn visit_counters(&self, prefix: &str, f: &mut dyn FnMut(&str, &AtomicU64)) {
+        // The mask stream is (seed, calls): a resumed run restores both.
+        f(&super::join(prefix, "seed"), &self.seed);
+        f(&super::join(prefix, "calls"), &self.calls);
     }
     fn set_training(&self, training: bool) {
         self.training.store(training, Ordering::Relaxed);

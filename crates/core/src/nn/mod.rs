@@ -22,6 +22,8 @@ pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 pub use sequential::Sequential;
 pub use summary::{summary, Summary, SummaryRow};
 
+use std::sync::atomic::AtomicU64;
+
 use crate::{Result, Tensor};
 
 /// Joins a parent prefix and a child name with a dot (`""` + `"weight"` = `"weight"`).
@@ -58,6 +60,15 @@ pub trait Module: Send + Sync {
     fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         for (name, child) in self.children() {
             child.visit_buffers(&join(prefix, name), f);
+        }
+    }
+
+    /// Calls `f` with every random-stream counter (dropout's call count): state that is
+    /// neither parameter nor buffer but that a resumed run needs to continue exactly. The
+    /// default recurses into the children.
+    fn visit_counters(&self, prefix: &str, f: &mut dyn FnMut(&str, &AtomicU64)) {
+        for (name, child) in self.children() {
+            child.visit_counters(&join(prefix, name), f);
         }
     }
 

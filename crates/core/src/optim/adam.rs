@@ -1,7 +1,10 @@
 //! Adam and AdamW (PyTorch's `torch.optim.Adam` / `AdamW` update rules).
 
-use super::{grad_of, Optimizer};
-use crate::{no_grad, Result, Tensor};
+use std::collections::HashMap;
+
+use super::{grad_of, saved_buffer, saved_count, value, Optimizer, OptimizerState};
+use crate::checkpoint::NamedArrays;
+use crate::{no_grad, Error, Result, Tensor};
 
 /// Adam hyper-parameters; `Default` is PyTorch's (lr 1e-3, betas 0.9/0.999, eps 1e-8).
 #[derive(Clone, Copy, Debug)]
@@ -108,5 +111,49 @@ impl Optimizer for Adam {
     }
     fn set_lr(&mut self, lr: f32) {
         self.opts.lr = lr;
+    }
+    fn state(&self) -> OptimizerState {
+        let mut st = OptimizerState::default();
+        for (i, state) in self.moments.iter().enumerate() {
+            if let Some((m, v)) = state {
+                st.tensors.push((format!("state.{i}.exp_avg"), m.clone()));
+                st.tensors
+                    .push((format!("state.{i}.exp_avg_sq"), v.clone()));
+            }
+        }
+        st.values.insert("step".into(), self.t.to_string());
+        st.values.insert("lr".into(), self.opts.lr.to_string());
+        st.values
+            .insert("params".into(), self.params.len().to_string());
+        st.values.insert("optimizer".into(), "Adam".into());
+        st
+    }
+    fn load_state(
+        &mut self,
+        tensors: &NamedArrays,
+        values: &HashMap<String, String>,
+    ) -> Result<()> {
+        let n = saved_count(values, "Adam", self.params.len())?;
+        let t: i32 = value(values, "Adam", "step")?;
+        let lr: f32 = value(values, "Adam", "lr")?;
+        let mut moments = Vec::with_capacity(n);
+        for (i, p) in self.params.iter().enumerate() {
+            let m = saved_buffer(tensors, "Adam", i, "exp_avg", p)?;
+            let v = saved_buffer(tensors, "Adam", i, "exp_avg_sq", p)?;
+            moments.push(match (m, v) {
+                (Some(m), Some(v)) => Some((m, v)),
+                (None, None) => None,
+                _ => {
+                    return Err(Error::op(
+                        "Adam",
+                        format!("saved state has only one of parameter {i}'s two moments"),
+                    ))
+                }
+            });
+        }
+        self.moments = moments;
+        self.t = t;
+        self.opts.lr = lr;
+        Ok(())
     }
 }

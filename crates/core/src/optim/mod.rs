@@ -3,14 +3,29 @@
 //! gradient are skipped.
 
 mod adam;
+mod lbfgs;
 mod schedule;
 mod sgd;
 
 pub use adam::{Adam, AdamOptions};
+pub use lbfgs::{Lbfgs, LbfgsOptions, LineSearch};
 pub use schedule::{CosineAnnealing, LrSchedule, StepLr};
 pub use sgd::{Sgd, SgdOptions};
 
-use crate::{Result, Tensor};
+use std::collections::HashMap;
+
+use crate::checkpoint::NamedArrays;
+use crate::{Error, Result, Tensor};
+
+/// An optimizer's saved state: per-parameter tensors (PyTorch's names,
+/// `state.{i}.exp_avg`) and exact scalars (`step`, `lr`) as text.
+#[derive(Default)]
+pub struct OptimizerState {
+    /// per-parameter buffers by name
+    pub tensors: Vec<(String, Tensor)>,
+    /// counters and settings, written so they read back bit for bit
+    pub values: HashMap<String, String>,
+}
 
 /// What every optimizer offers.
 pub trait Optimizer {
@@ -22,6 +37,70 @@ pub trait Optimizer {
     fn lr(&self) -> f32;
     /// Sets the learning rate (schedules call this).
     fn set_lr(&mut self, lr: f32);
+    /// The state a resumed run needs to continue exactly (moments, step, lr).
+    fn state(&self) -> OptimizerState;
+    /// Restores [`Optimizer::state`]. Every problem is checked before anything changes:
+    /// on error the optimizer is untouched.
+    fn load_state(&mut self, tensors: &NamedArrays, values: &HashMap<String, String>)
+        -> Result<()>;
+}
+
+/// Reads `key` of an optimizer's saved values.
+pub(crate) fn value<T: std::str::FromStr>(
+    values: &HashMap<String, String>,
+    op: &'static str,
+    key: &str,
+) -> Result<T> {
+    values
+        .get(key)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| Error::op(op, format!("saved state has no valid `{key}`")))
+}
+
+/// Checks that saved state is `op`'s and for `n` parameters, and returns `n`.
+pub(crate) fn saved_count(
+    values: &HashMap<String, String>,
+    op: &'static str,
+    n: usize,
+) -> Result<usize> {
+    let kind: String = value(values, op, "optimizer")?;
+    if kind != op {
+        return Err(Error::op(
+            op,
+            format!("saved state is {kind}'s, not {op}'s"),
+        ));
+    }
+    let saved: usize = value(values, op, "params")?;
+    if saved != n {
+        return Err(Error::op(
+            op,
+            format!("saved state is for {saved} parameters, this optimizer has {n}"),
+        ));
+    }
+    Ok(n)
+}
+
+/// The saved buffer `state.{i}.{name}` for parameter `i`, checked against its shape;
+/// `Ok(None)` when the file has none (the parameter had no step yet).
+pub(crate) fn saved_buffer(
+    tensors: &NamedArrays,
+    op: &'static str,
+    i: usize,
+    name: &str,
+    param: &Tensor,
+) -> Result<Option<Tensor>> {
+    let key = format!("state.{i}.{name}");
+    match tensors.get(&key) {
+        None => Ok(None),
+        Some((shape, _)) if shape.as_slice() != param.shape() => Err(Error::op(
+            op,
+            format!(
+                "saved {key} has shape {shape:?}, parameter {i} has {:?}",
+                param.shape()
+            ),
+        )),
+        Some((shape, v)) => Tensor::from_slice(v, shape, param.device()).map(Some),
+    }
 }
 
 /// The gradient to use for `p`, or `None` when the parameter is frozen or got none.

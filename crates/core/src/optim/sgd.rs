@@ -1,7 +1,10 @@
 //! Stochastic gradient descent with momentum, Nesterov and L2 weight decay (PyTorch's
 //! `torch.optim.SGD` update rule).
 
-use super::{grad_of, Optimizer};
+use std::collections::HashMap;
+
+use super::{grad_of, saved_buffer, saved_count, value, Optimizer, OptimizerState};
+use crate::checkpoint::NamedArrays;
 use crate::{no_grad, Result, Tensor};
 
 /// SGD hyper-parameters; `Default` is plain SGD at lr 0.01.
@@ -81,5 +84,36 @@ impl Optimizer for Sgd {
     }
     fn set_lr(&mut self, lr: f32) {
         self.opts.lr = lr;
+    }
+    fn state(&self) -> OptimizerState {
+        let mut st = OptimizerState::default();
+        for (i, v) in self.velocity.iter().enumerate() {
+            if let Some(v) = v {
+                st.tensors
+                    .push((format!("state.{i}.momentum_buffer"), v.clone()));
+            }
+        }
+        st.values.insert("lr".into(), self.opts.lr.to_string());
+        st.values
+            .insert("params".into(), self.params.len().to_string());
+        st.values.insert("optimizer".into(), "SGD".into());
+        st
+    }
+    fn load_state(
+        &mut self,
+        tensors: &NamedArrays,
+        values: &HashMap<String, String>,
+    ) -> Result<()> {
+        saved_count(values, "SGD", self.params.len())?;
+        let lr: f32 = value(values, "SGD", "lr")?;
+        let velocity = self
+            .params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| saved_buffer(tensors, "SGD", i, "momentum_buffer", p))
+            .collect::<Result<Vec<_>>>()?;
+        self.velocity = velocity;
+        self.opts.lr = lr;
+        Ok(())
     }
 }
