@@ -213,18 +213,15 @@ fn main() -> Result<()> {
         let vgg =
             fovea::models::Vgg::features_only(fovea::models::VggConfig::Vgg19, false, 0, &dev)?;
         fovea::nn::Module::freeze(&vgg);
-        let layers = [
-            "relu4_2", "relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1",
-        ];
-        let target = Tensor::randn(&[1, 3, 512, 512], 10, &dev).mul_scalar(50.0);
-        let (a_c, grams) = no_grad(|| -> Result<_> {
-            let f = vgg.extract(&target, &layers)?;
-            let grams = f[1..]
-                .iter()
-                .map(|t| t.gram())
-                .collect::<fovea::Result<Vec<_>>>()?;
-            Ok((f[0].clone(), grams))
-        })?;
+        let content = Tensor::randn(&[1, 3, 512, 512], 10, &dev).mul_scalar(50.0);
+        let style = Tensor::randn(&[1, 3, 512, 512], 12, &dev).mul_scalar(50.0);
+        let problem = fovea::models::style::StyleTransfer::new(
+            vgg,
+            &content,
+            &style,
+            "relu4_2",
+            &["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"],
+        )?;
         let g = Tensor::randn(&[1, 3, 512, 512], 11, &dev)
             .mul_scalar(50.0)
             .detach()
@@ -233,12 +230,7 @@ fn main() -> Result<()> {
         let ms = time(&dev, o.repeats, || {
             use fovea::optim::Optimizer;
             opt.zero_grad();
-            let f = vgg.extract(&g, &layers)?;
-            let mut j = fovea::models::style::content_cost(&a_c, &f[0])?;
-            for (gram, a) in grams.iter().zip(&f[1..]) {
-                j = j.add(&fovea::models::style::style_layer_cost(gram, a)?.mul_scalar(1e4))?;
-            }
-            j.backward()?;
+            problem.costs(&g)?.total.backward()?;
             opt.step()?;
             Ok(())
         })?;

@@ -1,22 +1,29 @@
 //! Neural style transfer: paints a content photo in the style of a painting by gradient
-//! descent on the image, through VGG16 features (bundled pretrained weights, nothing to
+//! descent on the image, through VGG features (bundled pretrained VGG16 weights, nothing to
 //! download). With no arguments it uses a bundled photo and Starry Night.
 //!
 //! `cargo run --release --example style_transfer -- [--content P] [--style P] [--size N]
-//!  [--steps N] [--content-weight A] [--style-weight B] [--style-layers relu1_1,…]
-//!  [--content-layer relu4_2] [--init content|noise] [--optimizer adam|sgd] [--lr F]
-//!  [--device cpu|gpu|best] [--weights P] [--out P] [--save-every N]`
+//!  [--steps N] [--content-weight A] [--style-weight B] [--tv-weight G]
+//!  [--style-layers relu1_1,…] [--content-layer relu4_2] [--init content|noise]
+//!  [--optimizer adam|sgd|lbfgs] [--lr F] [--device cpu|gpu|best] [--weights P]
+//!  [--vgg 16|19] [--preprocess caffe|imagenet] [--out P] [--save-every N]`
+//!
+//! `--weights` takes the bundled HED VGG16 (Caffe BGR input, the default) or a torchvision
+//! VGG16/VGG19 export in safetensors (ImageNet RGB normalisation, assumed for any other
+//! file unless `--preprocess` says otherwise).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use fovea::models::style::{
-    content_cost, deprocess_bgr, preprocess_bgr, pretrained_vgg16, style_layer_cost,
+use fovea::data::{load_image, save_image, Resize};
+use fovea::models::style::{pretrained_vgg, Preprocess, StyleTransfer};
+use fovea::models::VggConfig;
+use fovea::optim::{
+    Adam, AdamOptions, Lbfgs, LbfgsOptions, LineSearch, Optimizer, Sgd, SgdOptions,
 };
-use fovea::optim::{Adam, AdamOptions, Optimizer, Sgd, SgdOptions};
-use fovea::{no_grad, Device, DeviceExt, Tensor};
+use fovea::{Device, DeviceExt, Tensor};
+use indicatif::{ProgressBar, ProgressStyle};
 
 struct Args {
     content: PathBuf,
@@ -25,13 +32,16 @@ struct Args {
     steps: usize,
     alpha: f32,
     beta: f32,
+    tv_weight: f32,
     style_layers: Vec<String>,
     content_layer: String,
     init: String,
     optimizer: String,
-    lr: f32,
+    lr: Option<f32>,
     device: String,
     weights: PathBuf,
+    vgg: VggConfig,
+    preprocess: Option<Preprocess>,
     out: PathBuf,
     save_every: usize,
 }
@@ -45,15 +55,18 @@ fn parse() -> Result<Args> {
         steps: 200,
         alpha: 1.0,
         beta: 1e4,
+        tv_weight: 0.0,
         style_layers: ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
             .map(String::from)
             .to_vec(),
         content_layer: "relu4_2".into(),
         init: "content".into(),
         optimizer: "adam".into(),
-        lr: 4.0,
+        lr: None,
         device: "best".into(),
         weights: assets.join("weights/vgg16_hed_bsds500.safetensors"),
+        vgg: VggConfig::Vgg16,
+        preprocess: None,
         out: PathBuf::from("out/style_transfer/result.png"),
         save_every: 0,
     };
@@ -67,13 +80,31 @@ fn parse() -> Result<Args> {
             "--steps" => a.steps = v()?.parse()?,
             "--content-weight" => a.alpha = v()?.parse()?,
             "--style-weight" => a.beta = v()?.parse()?,
+            "--tv-weight" => a.tv_weight = v()?.parse()?,
             "--style-layers" => a.style_layers = v()?.split(',').map(String::from).collect(),
             "--content-layer" => a.content_layer = v()?,
             "--init" => a.init = v()?,
             "--optimizer" => a.optimizer = v()?,
-            "--lr" => a.lr = v()?.parse()?,
+            "--lr" => a.lr = Some(v()?.parse()?),
             "--device" => a.device = v()?,
-            "--weights" => a.weights = v()?.into(),
+            "--weights" => {
+                a.weights = v()?.into();
+                a.preprocess = a.preprocess.or(Some(Preprocess::ImageNetRgb));
+            }
+            "--vgg" => {
+                a.vgg = match v()?.as_str() {
+                    "16" => VggConfig::Vgg16,
+                    "19" => VggConfig::Vgg19,
+                    other => bail!("--vgg takes 16 or 19, got {other}"),
+                }
+            }
+            "--preprocess" => {
+                a.preprocess = Some(match v()?.as_str() {
+                    "caffe" => Preprocess::CaffeBgr,
+                    "imagenet" => Preprocess::ImageNetRgb,
+                    other => bail!("--preprocess takes caffe or imagenet, got {other}"),
+                })
+            }
             "--out" => a.out = v()?.into(),
             "--save-every" => a.save_every = v()?.parse()?,
             _ => {
@@ -87,32 +118,12 @@ fn parse() -> Result<Args> {
     Ok(a)
 }
 
-/// An image as `[1, 3, h, w]` RGB in [0, 1], resized to exactly `w × h`.
-fn load_rgb(path: &Path, w: u32, h: u32, dev: &Device) -> Result<Tensor> {
-    let img = image::open(path).with_context(|| format!("cannot read image {}", path.display()))?;
-    let img = img
-        .resize_exact(w, h, image::imageops::FilterType::Triangle)
-        .to_rgb32f();
-    let (w, h) = (w as usize, h as usize);
-    let hwc = img.into_raw();
-    let mut chw = vec![0.0; 3 * h * w];
-    for (i, px) in hwc.chunks(3).enumerate() {
-        for c in 0..3 {
-            chw[c * h * w + i] = px[c];
-        }
-    }
-    Ok(Tensor::from_vec(chw, &[1, 3, h, w], dev)?)
-}
-
-fn save(x: &Tensor, path: &Path) -> Result<()> {
-    let (h, w, rgb) = deprocess_bgr(x)?;
+/// Writes the network input `x` as a picture, creating its folder.
+fn save(x: &Tensor, pre: Preprocess, path: &Path) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    image::RgbImage::from_raw(w as u32, h as u32, rgb)
-        .context("image size")?
-        .save(path)
-        .with_context(|| format!("cannot write {}", path.display()))
+    Ok(save_image(&pre.invert(x)?, path)?)
 }
 
 fn main() -> Result<()> {
@@ -136,81 +147,127 @@ fn main() -> Result<()> {
         dev.name()
     );
 
-    let vgg = pretrained_vgg16(&a.weights, &dev)?;
-    let content = preprocess_bgr(&load_rgb(&a.content, w, h, &dev)?)?;
-    let style = preprocess_bgr(&load_rgb(&a.style, w, h, &dev)?)?;
+    let pre = a.preprocess.unwrap_or(Preprocess::CaffeBgr);
+    let vgg = pretrained_vgg(a.vgg, &a.weights, &dev)?;
+    let exact = Resize::Exact {
+        width: w,
+        height: h,
+    };
+    let content = pre.apply(&load_image(&a.content, 3, exact, &dev)?)?;
+    let style = pre.apply(&load_image(&a.style, 3, exact, &dev)?)?;
     let style_refs: Vec<&str> = a.style_layers.iter().map(String::as_str).collect();
-    let weights = vec![1.0 / style_refs.len() as f32; style_refs.len()];
-    let (a_c, grams_s) = no_grad(|| -> Result<_> {
-        let a_c = vgg.extract(&content, &[&a.content_layer])?.remove(0);
-        let grams = vgg
-            .extract(&style, &style_refs)?
-            .iter()
-            .map(|f| f.gram())
-            .collect::<fovea::Result<Vec<_>>>()?;
-        Ok((a_c, grams))
-    })?;
+    let mut problem = StyleTransfer::new(vgg, &content, &style, &a.content_layer, &style_refs)?;
+    problem.alpha = a.alpha;
+    problem.beta = a.beta;
+    problem.tv_weight = a.tv_weight;
 
     let start = if a.init == "noise" {
-        Tensor::randn(&[1, 3, h as usize, w as usize], 0, &dev).mul_scalar(40.0)
+        Tensor::randn(&[1, 3, h as usize, w as usize], 0, &dev).mul_scalar(40.0 * pre.level())
     } else {
         content.clone()
     };
     let g = start.detach().requires_grad();
-    let mut opt: Box<dyn Optimizer> = match a.optimizer.as_str() {
-        "adam" => Box::new(Adam::new(
+    // Step sizes in 8-bit intensity levels, so they mean the same under both conventions.
+    let level_lr = |levels: f32| a.lr.unwrap_or(levels * pre.level());
+    enum Opt {
+        First(Box<dyn Optimizer>),
+        Lbfgs(Lbfgs),
+    }
+    let mut opt = match a.optimizer.as_str() {
+        "adam" => Opt::First(Box::new(Adam::new(
             vec![g.clone()],
             AdamOptions {
-                lr: a.lr,
+                lr: level_lr(4.0),
                 ..Default::default()
             },
-        )),
-        "sgd" | "gd" => Box::new(Sgd::new(
+        ))),
+        "sgd" | "gd" => Opt::First(Box::new(Sgd::new(
             vec![g.clone()],
             SgdOptions {
-                lr: a.lr,
+                lr: a.lr.unwrap_or(1e-3),
                 ..Default::default()
             },
-        )),
-        other => {
-            bail!("--optimizer takes adam or sgd, got {other} (L-BFGS is not implemented yet)")
+        ))),
+        // Ten iterations per call (one loss evaluation each), so the bar moves.
+        "lbfgs" => Opt::Lbfgs(Lbfgs::new(
+            vec![g.clone()],
+            LbfgsOptions {
+                lr: a.lr.unwrap_or(1.0),
+                max_iter: 10,
+                // Never accepts a step that raises the cost, and grows PyTorch's tiny first
+                // step to the scale of a cost measured on 0..255 pixels.
+                line_search: Some(LineSearch::Armijo),
+                ..Default::default()
+            },
+        )?),
+        other => bail!("--optimizer takes adam, sgd or lbfgs, got {other}"),
+    };
+    let bar = ProgressBar::new(a.steps as u64).with_style(
+        ProgressStyle::with_template("step {pos}/{len} [{bar:30}] {msg} ({elapsed}, eta {eta})")?
+            .progress_chars("=> "),
+    );
+    // indicatif hides itself when stderr is not a terminal, and its println with it.
+    let say = |line: String| {
+        if bar.is_hidden() {
+            println!("{line}");
+        } else {
+            bar.println(line);
         }
     };
-    let mut layers: Vec<&str> = vec![&a.content_layer];
-    layers.extend(&style_refs);
     let timer = Instant::now();
-    for step in 0..=a.steps {
-        opt.zero_grad();
-        let feats = vgg.extract(&g, &layers)?;
-        let j_content = content_cost(&a_c, &feats[0])?;
-        let mut j_style = Tensor::zeros(&[], &dev);
-        for ((gram_s, a_g), lambda) in grams_s.iter().zip(&feats[1..]).zip(&weights) {
-            j_style = j_style.add(&style_layer_cost(gram_s, a_g)?.mul_scalar(*lambda))?;
+    let report = |step: usize, c: &fovea::models::style::Costs| -> Result<String> {
+        let line = format!(
+            "step {step:4}/{}  J {:11.4e}  content {:10.4e}  style {:10.4e}  tv {:9.3e}  {:5.1} s",
+            a.steps,
+            c.total.item()?,
+            c.content.item()?,
+            c.style.item()?,
+            c.tv.item()?,
+            timer.elapsed().as_secs_f32()
+        );
+        Ok(line)
+    };
+    let mut step = 0;
+    while step < a.steps {
+        match &mut opt {
+            Opt::First(opt) => {
+                opt.zero_grad();
+                let c = problem.costs(&g)?;
+                // Only every tenth step reads the losses back; the rest stays on the device.
+                if step % 10 == 0 {
+                    say(report(step, &c)?);
+                }
+                c.total.backward()?;
+                opt.step()?;
+                step += 1;
+            }
+            Opt::Lbfgs(opt) => {
+                let mut closure = || {
+                    g.zero_grad();
+                    let c = problem.costs(&g)?;
+                    c.total.backward()?;
+                    Ok(c.total)
+                };
+                let before = opt.func_evals();
+                opt.step(&mut closure)?;
+                step += (opt.func_evals() - before).max(1);
+                if step < a.steps {
+                    say(report(step, &fovea::no_grad(|| problem.costs(&g))?)?);
+                }
+            }
         }
-        let total = j_content
-            .mul_scalar(a.alpha)
-            .add(&j_style.mul_scalar(a.beta))?;
-        // Only the printed steps read the losses back; the rest stays on the device.
-        if step % 10 == 0 || step == a.steps {
-            let (jc, js, jt) = (j_content.item()?, j_style.item()?, total.item()?);
-            print!(
-                "\rstep {step:4}/{}  J {jt:11.4e}  content {jc:10.4e}  style {js:10.4e}  {:5.1} s",
-                a.steps,
-                timer.elapsed().as_secs_f32()
-            );
-            std::io::stdout().flush().ok();
-        }
-        if step == a.steps {
-            break;
-        }
-        total.backward()?;
-        opt.step()?;
+        bar.set_position(step.min(a.steps) as u64);
         if a.save_every > 0 && step % a.save_every == 0 {
-            save(&g, &a.out.with_file_name(format!("frame_{step:05}.png")))?;
+            save(
+                &g,
+                pre,
+                &a.out.with_file_name(format!("frame_{step:05}.png")),
+            )?;
         }
     }
-    println!();
-    save(&g, &a.out)?;
+    bar.finish_and_clear();
+    println!("{}", report(a.steps, &problem.costs(&g)?)?);
+    save(&g, pre, &a.out)?;
     // Content | style | result, side by side, for a quick look.
     let side = a.out.with_file_name(format!(
         "{}_side_by_side.png",
@@ -220,7 +277,7 @@ fn main() -> Result<()> {
             .unwrap_or("result")
     ));
     let row = Tensor::cat(&[&content, &style, &g.detach()], 3)?;
-    save(&row, &side)?;
+    save(&row, pre, &side)?;
     let stats = dev.stats();
     if dev.is_gpu() {
         println!(
