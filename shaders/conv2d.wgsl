@@ -1,6 +1,7 @@
-// Convolution as implicit GEMM (no im2col buffer): the same 64×64-tile, 4×4-per-thread
-// GEMM as matmul.wgsl, with operands gathered from the tensors on the fly. One dispatch
-// covers every group (workgroup z = group). Three modes share the tiles:
+// Convolution as implicit GEMM (no im2col buffer): the generated register-tiled loop of
+// crates/kernels/src/gemm_gen.rs (appended to this file, as for matmul), with operands
+// gathered from the tensors on the fly. One dispatch covers every group (workgroup z =
+// group). Three modes share the tiles:
 //   0 forward:     y[n,g·og+m,pix]   = Σ_k  w[g·og+m, k]         · x gathered (k = c,ki,kj)
 //   1 grad input:  gx[n,g·cg+m,q]    = Σ_k  w[g·og+o, m, ki, kj] · gy gathered (k = o,ki,kj)
 //   2 grad weight: gw[g·og+m, col]   = Σ_k  gy[n,g·og+m,pix]     · x gathered (k = n,pix)
@@ -39,13 +40,6 @@ struct Params {
 @group(0) @binding(1) var<storage, read> lhs: array<f32>;
 @group(0) @binding(2) var<storage, read> rhs: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-
-const TM: u32 = 64u;
-const TN: u32 = 64u;
-const TK: u32 = 16u;
-
-var<workgroup> As: array<f32, 1024>;
-var<workgroup> Bs: array<f32, 1024>;
 
 fn load_a(g: u32, m: u32, k: u32) -> f32 {
     if (m >= p.gm || k >= p.gk) {
@@ -140,54 +134,22 @@ fn store(g: u32, split: u32, m: u32, col: u32, v: f32) {
     }
 }
 
-@compute @workgroup_size(16, 16)
-fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let g = wid.z / p.splits;
-    let split = wid.z % p.splits;
-    let k_begin = split * p.k_per_split;
-    let k_end = min(k_begin + p.k_per_split, p.gk);
-    let row0 = wid.y * TM;
-    let col0 = wid.x * TN;
-    let t = lid.y * 16u + lid.x;
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
-    for (var k0 = k_begin; k0 < k_end; k0 += TK) {
-        for (var q = 0u; q < 4u; q++) {
-            let e = t + 256u * q;
-            let i = e / TK;
-            let ka = e % TK;
-            let kga = k0 + ka;
-            As[ka * TM + i] = select(0.0, load_a(g, row0 + i, kga), kga < k_end);
-            let j = e % TN;
-            let kb = e / TN;
-            let kgb = k0 + kb;
-            Bs[kb * TN + j] = select(0.0, load_b(g, kgb, col0 + j), kgb < k_end);
-        }
-        workgroupBarrier();
-        for (var kk = 0u; kk < TK; kk++) {
-            let ar = kk * TM + lid.y * 4u;
-            let br = kk * TN + lid.x * 4u;
-            let av = vec4<f32>(As[ar], As[ar + 1u], As[ar + 2u], As[ar + 3u]);
-            let bv = vec4<f32>(Bs[br], Bs[br + 1u], Bs[br + 2u], Bs[br + 3u]);
-            acc0 += av.x * bv;
-            acc1 += av.y * bv;
-            acc2 += av.z * bv;
-            acc3 += av.w * bv;
-        }
-        workgroupBarrier();
-    }
-    let r0 = row0 + lid.y * 4u;
-    let c0 = col0 + lid.x * 4u;
-    let rows = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
-    for (var r = 0u; r < 4u; r++) {
-        if (r0 + r < p.gm) {
-            for (var q = 0u; q < 4u; q++) {
-                if (c0 + q < p.gn) {
-                    store(g, split, r0 + r, c0 + q, rows[r][q]);
-                }
-            }
-        }
+// The interface of the generated GEMM: z = group · splits + split.
+fn gemm_k_range(z: u32) -> vec2<u32> {
+    let begin = (z % p.splits) * p.k_per_split;
+    return vec2<u32>(begin, min(begin + p.k_per_split, p.gk));
+}
+
+fn gemm_load_a(z: u32, m: u32, k: u32) -> f32 {
+    return load_a(z / p.splits, m, k);
+}
+
+fn gemm_load_b(z: u32, k: u32, col: u32) -> f32 {
+    return load_b(z / p.splits, k, col);
+}
+
+fn gemm_store(z: u32, m: u32, col: u32, v: f32) {
+    if (m < p.gm && col < p.gn) {
+        store(z / p.splits, z % p.splits, m, col, v);
     }
 }

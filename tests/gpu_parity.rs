@@ -202,6 +202,18 @@ fn matmul_and_linear() {
         &[randn(&[b, m, k], r.next()), randn(&[k, n], r.next())],
         &|t| t[0].matmul(&t[1]),
     );
+    // Enough 128×128 tiles for the big-tile kernels, forward and both transposed
+    // products of the backward pass; edges that are not multiples of the tile.
+    let (bm, bk, bn) = (r.range(129, 140), r.range(1, 40), r.range(129, 140));
+    parity(
+        &gpu,
+        "matmul big tiles",
+        &[
+            randn(&[32, bm, bk], r.next()),
+            randn(&[32, bk, bn], r.next()),
+        ],
+        &|t| t[0].matmul(&t[1]),
+    );
     parity(
         &gpu,
         "linear",
@@ -287,6 +299,44 @@ fn convolutions() {
     parity(&gpu, "depthwise", &[x, w], &|t| {
         t[0].conv2d(&t[1], None, dw)
     });
+    // The direct depthwise kernel: channel multipliers, dilation, uneven kernels and
+    // strides, a batch and pixel count past one workgroup's 256 threads, and the
+    // transposed form (its grad-input path).
+    for (mult, k, stride, dil) in [
+        (1, [3, 3], [1, 1], [1, 1]),
+        (2, [5, 2], [2, 3], [2, 1]),
+        (3, [1, 4], [1, 2], [1, 2]),
+    ] {
+        let c = r.range(3, 9);
+        let x = randn(&[3, c, r.range(9, 17), r.range(9, 15)], r.next());
+        let w = randn(&[c * mult, 1, k[0], k[1]], r.next());
+        let b = randn(&[c * mult], r.next());
+        let opts = Conv2dOptions {
+            stride,
+            padding: [k[0] / 2, k[1] / 2],
+            dilation: dil,
+            groups: c,
+        };
+        parity(
+            &gpu,
+            &format!("depthwise ×{mult} {opts:?} k{k:?}"),
+            &[x.clone(), w, b],
+            &|t| t[0].conv2d(&t[1], Some(&t[2]), opts),
+        );
+        let wt = randn(&[c, mult, k[0], k[1]], r.next());
+        let topts = ConvTranspose2dOptions {
+            stride,
+            dilation: dil,
+            groups: c,
+            ..Default::default()
+        };
+        parity(
+            &gpu,
+            &format!("depthwise transposed ×{mult} {topts:?}"),
+            &[x, wt],
+            &|t| t[0].conv_transpose2d(&t[1], None, topts),
+        );
+    }
 }
 
 #[test]

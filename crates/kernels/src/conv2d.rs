@@ -6,9 +6,10 @@ use fovea_core::backend::{Conv2dParams, ReduceOp, ReduceParams, Storage};
 use fovea_core::Result;
 
 use crate::context::{buf, Ctx};
-use crate::source::CONV2D;
+use crate::source::{CONV2D, CONV2D_ENTRIES};
 
-const TILE: usize = 64;
+/// Fewest 128×128 tiles (over all groups) for which the big tile beats the 64×64 one.
+const MIN_BIG_TILES: usize = 64;
 
 /// Aim for at least this many workgroups before splitting K.
 const TARGET_WORKGROUPS: usize = 256;
@@ -66,7 +67,11 @@ fn run(
         Mode::GradInput => (cg, cp.n * cp.h * cp.w, og * kk),
         Mode::GradWeight => (og, cg * kk, cp.n * cp.oh * cp.ow),
     };
-    let tiles = gn.div_ceil(TILE) * gm.div_ceil(TILE) * cp.groups;
+    let big =
+        gm > 64 && gn > 64 && gn.div_ceil(128) * gm.div_ceil(128) * cp.groups >= MIN_BIG_TILES;
+    let entry = &CONV2D_ENTRIES[big as usize * 3 + mode as usize];
+    let tile = entry.tile();
+    let tiles = gn.div_ceil(tile) * gm.div_ceil(tile) * cp.groups;
     let max_z = ctx.limits.max_compute_workgroups_per_dimension as usize;
     let splits = if tiles >= TARGET_WORKGROUPS {
         1
@@ -77,7 +82,7 @@ fn run(
             .min(max_z / cp.groups)
             .max(1)
     };
-    let k_per_split = gk.div_ceil(splits).next_multiple_of(16);
+    let k_per_split = gk.div_ceil(splits).next_multiple_of(entry.depth());
     let splits = gk.div_ceil(k_per_split).max(1);
     let u = |v: usize| v as u32;
     let p = Params {
@@ -111,12 +116,18 @@ fn run(
     }
     let partial = ctx.alloc(out_len * splits)?;
     let groups = [
-        u(gn.div_ceil(TILE)),
-        u(gm.div_ceil(TILE)),
+        u(gn.div_ceil(tile)),
+        u(gm.div_ceil(tile)),
         u(cp.groups * splits),
     ];
     let bindings = [(1, buf(lhs)), (2, buf(rhs)), (3, buf(&partial))];
-    ctx.dispatch(CONV2D, "conv2d", bytemuck::bytes_of(&p), &bindings, groups)?;
+    ctx.dispatch(
+        CONV2D,
+        entry.name,
+        bytemuck::bytes_of(&p),
+        &bindings,
+        groups,
+    )?;
     if splits == 1 {
         return Ok(partial);
     }

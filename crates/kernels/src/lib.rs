@@ -16,7 +16,9 @@ mod adaptive_pool2d;
 mod binary;
 mod context;
 mod conv2d;
+mod conv2d_depthwise;
 mod elementwise;
+mod gemm_gen;
 mod gram;
 mod layout;
 mod matmul;
@@ -163,12 +165,21 @@ impl Backend for WgpuBackend {
         gram::gram(&self.ctx, f, n, c, hw)
     }
     fn conv2d(&self, x: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage> {
+        if conv2d_depthwise::applies(p) {
+            return conv2d_depthwise::forward(&self.ctx, x, w, p);
+        }
         conv2d::forward(&self.ctx, x, w, p)
     }
     fn conv2d_grad_input(&self, gy: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage> {
+        if conv2d_depthwise::applies(p) {
+            return conv2d_depthwise::grad_input(&self.ctx, gy, w, p);
+        }
         conv2d::grad_input(&self.ctx, gy, w, p)
     }
     fn conv2d_grad_weight(&self, x: &Storage, gy: &Storage, p: &Conv2dParams) -> Result<Storage> {
+        if conv2d_depthwise::applies(p) {
+            return conv2d_depthwise::grad_weight(&self.ctx, x, gy, p);
+        }
         conv2d::grad_weight(&self.ctx, x, gy, p)
     }
     fn max_pool2d(&self, x: &Storage, p: &Pool2dParams) -> Result<Storage> {

@@ -5,10 +5,10 @@ use fovea_core::backend::{MatmulParams, Storage};
 use fovea_core::Result;
 
 use crate::context::{buf, Ctx};
-use crate::source::MATMUL;
+use crate::source::{MATMUL, MATMUL_ENTRIES};
 
-/// Output tile edge of the kernel.
-const TILE: usize = 64;
+/// Below this many big (128×128) tiles the small ones keep more of the GPU busy.
+const MIN_BIG_TILES: usize = 64;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -26,6 +26,10 @@ struct Params {
 pub fn matmul(ctx: &Ctx, a: &Storage, b: &Storage, mp: &MatmulParams) -> Result<Storage> {
     let y = ctx.alloc(mp.batch * mp.m * mp.n)?;
     let max_z = ctx.limits.max_compute_workgroups_per_dimension as usize;
+    let big = mp.m.div_ceil(128) * mp.n.div_ceil(128) * mp.batch >= MIN_BIG_TILES;
+    let index = (big as usize) * 4 + (mp.trans_a as usize) * 2 + mp.trans_b as usize;
+    let entry = &MATMUL_ENTRIES[index];
+    let tile = entry.tile();
     let mut start = 0;
     // Batches beyond the dispatch limit go in several dispatches.
     while start < mp.batch {
@@ -41,13 +45,13 @@ pub fn matmul(ctx: &Ctx, a: &Storage, b: &Storage, mp: &MatmulParams) -> Result<
             batch_offset: start as u32,
         };
         let groups = [
-            mp.n.div_ceil(TILE) as u32,
-            mp.m.div_ceil(TILE) as u32,
+            mp.n.div_ceil(tile) as u32,
+            mp.m.div_ceil(tile) as u32,
             count as u32,
         ];
         ctx.dispatch(
             MATMUL,
-            "matmul",
+            entry.name,
             bytemuck::bytes_of(&p),
             &[(1, buf(a)), (2, buf(b)), (3, buf(&y))],
             groups,

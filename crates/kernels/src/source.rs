@@ -2,25 +2,81 @@
 //! Each shader's source is `shaders/common.wgsl` (shared helpers; WGSL has no include)
 //! followed by the shader's own file.
 
+use std::borrow::Cow;
+
+use crate::gemm_gen::{self, Contiguous, GemmEntry};
+
 /// A shader file: its name (the file stem) and source.
 #[derive(Clone, Copy, Debug)]
 pub struct Shader {
     /// File stem in `shaders/`.
     pub name: &'static str,
-    /// WGSL source.
-    pub source: &'static str,
+    /// WGSL source of the file (with the common prelude).
+    pub file: &'static str,
+    /// GEMM entry points generated after the file's text (see `gemm_gen`).
+    pub gemm: &'static [GemmEntry],
+}
+
+impl Shader {
+    /// The complete WGSL: the file, then any generated entry points.
+    pub fn source(&self) -> Cow<'static, str> {
+        if self.gemm.is_empty() {
+            Cow::Borrowed(self.file)
+        } else {
+            Cow::Owned(format!("{}\n{}", self.file, gemm_gen::source(self.gemm)))
+        }
+    }
+}
+
+const fn entry(name: &'static str, bands: u32, a: Contiguous, b: Contiguous) -> GemmEntry {
+    GemmEntry { name, bands, a, b }
+}
+
+/// Convolution's entry points: `conv2d_{1,2}_{fwd,gin,gw}` (tile bands, then the mode:
+/// forward, input gradient, weight gradient), each with its operands' memory order.
+pub const CONV2D_ENTRIES: &[GemmEntry] = &[
+    entry("conv2d_1_fwd", 1, Contiguous::K, Contiguous::Outer),
+    entry("conv2d_1_gin", 1, Contiguous::K, Contiguous::Outer),
+    entry("conv2d_1_gw", 1, Contiguous::K, Contiguous::K),
+    entry("conv2d_2_fwd", 2, Contiguous::K, Contiguous::Outer),
+    entry("conv2d_2_gin", 2, Contiguous::K, Contiguous::Outer),
+    entry("conv2d_2_gw", 2, Contiguous::K, Contiguous::K),
+];
+
+/// Matmul's entry points: `matmul_{1,2}_{n,t}{n,t}` (tile bands, then A's and B's transpose
+/// flags).
+pub const MATMUL_ENTRIES: &[GemmEntry] = &[
+    entry("matmul_1_nn", 1, Contiguous::K, Contiguous::Outer),
+    entry("matmul_1_nt", 1, Contiguous::K, Contiguous::K),
+    entry("matmul_1_tn", 1, Contiguous::Outer, Contiguous::Outer),
+    entry("matmul_1_tt", 1, Contiguous::Outer, Contiguous::K),
+    entry("matmul_2_nn", 2, Contiguous::K, Contiguous::Outer),
+    entry("matmul_2_nt", 2, Contiguous::K, Contiguous::K),
+    entry("matmul_2_tn", 2, Contiguous::Outer, Contiguous::Outer),
+    entry("matmul_2_tt", 2, Contiguous::Outer, Contiguous::K),
+];
+
+/// The generated entry points named in `shaders!`, or none.
+macro_rules! or_none {
+    () => {
+        &[]
+    };
+    ($gemm:ident) => {
+        $gemm
+    };
 }
 
 macro_rules! shaders {
-    ($($konst:ident = $file:literal;)*) => {
+    ($($konst:ident = $file:literal $(+ $gemm:ident)?;)*) => {
         $(
             #[doc = concat!("`shaders/", $file, ".wgsl`")]
             pub const $konst: Shader = Shader {
                 name: $file,
-                source: concat!(
+                file: concat!(
                     include_str!("../../../shaders/common.wgsl"),
                     include_str!(concat!("../../../shaders/", $file, ".wgsl"))
                 ),
+                gemm: or_none!($($gemm)?),
             };
         )*
         /// All shaders, for validation.
@@ -33,8 +89,9 @@ shaders! {
     BINARY = "binary";
     REDUCE = "reduce";
     LAYOUT = "layout";
-    MATMUL = "matmul";
-    CONV2D = "conv2d";
+    MATMUL = "matmul" + MATMUL_ENTRIES;
+    CONV2D = "conv2d" + CONV2D_ENTRIES;
+    CONV2D_DEPTHWISE = "conv2d_depthwise";
     POOL2D = "pool2d";
     ADAPTIVE_POOL2D = "adaptive_pool2d";
     UPSAMPLE2D = "upsample2d";
@@ -66,14 +123,15 @@ mod tests {
             "every shaders/*.wgsl must be listed in source.rs"
         );
         for s in ALL {
-            let module = naga::front::wgsl::parse_str(s.source)
-                .unwrap_or_else(|e| panic!("{}.wgsl: {}", s.name, e.emit_to_string(s.source)));
+            let source = s.source();
+            let module = naga::front::wgsl::parse_str(&source)
+                .unwrap_or_else(|e| panic!("{}.wgsl: {}", s.name, e.emit_to_string(&source)));
             naga::valid::Validator::new(
                 naga::valid::ValidationFlags::all(),
                 naga::valid::Capabilities::empty(),
             )
             .validate(&module)
-            .unwrap_or_else(|e| panic!("{}.wgsl: {}", s.name, e.emit_to_string(s.source)));
+            .unwrap_or_else(|e| panic!("{}.wgsl: {}", s.name, e.emit_to_string(&source)));
         }
     }
 }
