@@ -135,6 +135,10 @@ fn store(g: u32, split: u32, m: u32, col: u32, v: f32) {
 }
 
 // The interface of the generated GEMM: z = group · splits + split.
+fn gemm_skip(z: u32, tile: vec3<u32>) -> bool {
+    return false;
+}
+
 fn gemm_k_range(z: u32) -> vec2<u32> {
     let begin = (z % p.splits) * p.k_per_split;
     return vec2<u32>(begin, min(begin + p.k_per_split, p.gk));

@@ -19,6 +19,10 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 
+fn gemm_skip(z: u32, tile: vec3<u32>) -> bool {
+    return false;
+}
+
 fn gemm_k_range(z: u32) -> vec2<u32> {
     return vec2<u32>(0u, p.k);
 }

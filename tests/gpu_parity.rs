@@ -233,6 +233,15 @@ fn matmul_and_linear() {
         )],
         &|t| t[0].gram(),
     );
+    parity(
+        &gpu,
+        "gram big tiles",
+        &[randn(
+            &[2, r.range(128, 200), r.range(1, 9), r.range(1, 9)],
+            r.next(),
+        )],
+        &|t| t[0].gram(),
+    );
 }
 
 #[test]

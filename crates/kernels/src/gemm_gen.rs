@@ -14,7 +14,8 @@
 //! thread and BK = 8 from the issue; G = 1 is a 64×64 tile for small matrices.
 //!
 //! The shader that includes the generated text supplies, for a workgroup `z`:
-//! `gemm_k_range(z) -> vec2<u32>` (the K range this workgroup sums), `gemm_load_a(z, row,
+//! `gemm_skip(z, wid) -> bool` (true: the workgroup has nothing to do; it must be uniform
+//! across the workgroup), `gemm_k_range(z) -> vec2<u32>` (the K range this workgroup sums), `gemm_load_a(z, row,
 //! k)`, `gemm_load_b(z, k, col)` (each 0 outside the matrix) and `gemm_store(z, row, col,
 //! v)` (which ignores cells outside the matrix).
 
@@ -126,7 +127,7 @@ pub fn entry_source(e: &GemmEntry) -> String {
     );
     let _ = writeln!(
         s,
-        "    let z = wid.z;\n    let kr = gemm_k_range(z);\n    let k_end = kr.y;\n    let row0 = wid.y * {edge}u;\n    let col0 = wid.x * {edge}u;\n    let t = lid.y * 16u + lid.x;"
+        "    let z = wid.z;\n    if (gemm_skip(z, wid)) {{\n        return;\n    }}\n    let kr = gemm_k_range(z);\n    let k_end = kr.y;\n    let row0 = wid.y * {edge}u;\n    let col0 = wid.x * {edge}u;\n    let t = lid.y * 16u + lid.x;"
     );
     for r in 0..4 * g {
         for h in 0..g {

@@ -5,9 +5,11 @@ use fovea_core::backend::{ReduceOp, ReduceParams, Storage};
 use fovea_core::Result;
 
 use crate::context::{buf, Ctx};
-use crate::source::GRAM;
+use crate::source::{GRAM, GRAM_ENTRIES};
 
-const TILE: usize = 64;
+/// Channels from which the 128×128 tile is used: split-K keeps the GPU busy however few
+/// tiles there are, so the only cost of the big tile is its unused edge.
+const MIN_BIG_CHANNELS: usize = 128;
 /// Split K until about this many workgroups run (counting the upper triangle only).
 const TARGET_WORKGROUPS: usize = 256;
 /// Shortest K range one split sums.
@@ -29,7 +31,8 @@ pub fn gram(ctx: &Ctx, f: &Storage, n: usize, c: usize, hw: usize) -> Result<Sto
     if hw == 0 {
         return crate::elementwise::fill(ctx, out_len, 0.0);
     }
-    let tiles = c.div_ceil(TILE);
+    let entry = &GRAM_ENTRIES[(c >= MIN_BIG_CHANNELS) as usize];
+    let tiles = c.div_ceil(entry.tile());
     let upper = tiles * (tiles + 1) / 2 * n;
     let max_z = ctx.limits.max_compute_workgroups_per_dimension as usize;
     let splits = if upper >= TARGET_WORKGROUPS {
@@ -41,7 +44,7 @@ pub fn gram(ctx: &Ctx, f: &Storage, n: usize, c: usize, hw: usize) -> Result<Sto
             .min(max_z / n.max(1))
             .max(1)
     };
-    let k_per_split = hw.div_ceil(splits).next_multiple_of(16);
+    let k_per_split = hw.div_ceil(splits).next_multiple_of(entry.depth());
     let splits = hw.div_ceil(k_per_split);
     let p = Params {
         n: n as u32,
@@ -55,7 +58,7 @@ pub fn gram(ctx: &Ctx, f: &Storage, n: usize, c: usize, hw: usize) -> Result<Sto
     let groups = [tiles as u32, tiles as u32, (n * splits) as u32];
     ctx.dispatch(
         GRAM,
-        "gram",
+        entry.name,
         bytemuck::bytes_of(&p),
         &[(1, buf(f)), (2, buf(&partial))],
         groups,

@@ -43,6 +43,12 @@ pub const CONV2D_ENTRIES: &[GemmEntry] = &[
     entry("conv2d_2_gw", 2, Contiguous::K, Contiguous::K),
 ];
 
+/// The Gram kernel's entry points (tile bands 1 and 2); both operands are rows of F.
+pub const GRAM_ENTRIES: &[GemmEntry] = &[
+    entry("gram_1", 1, Contiguous::K, Contiguous::K),
+    entry("gram_2", 2, Contiguous::K, Contiguous::K),
+];
+
 /// Matmul's entry points: `matmul_{1,2}_{n,t}{n,t}` (tile bands, then A's and B's transpose
 /// flags).
 pub const MATMUL_ENTRIES: &[GemmEntry] = &[
@@ -95,7 +101,7 @@ shaders! {
     POOL2D = "pool2d";
     ADAPTIVE_POOL2D = "adaptive_pool2d";
     UPSAMPLE2D = "upsample2d";
-    GRAM = "gram";
+    GRAM = "gram" + GRAM_ENTRIES;
 }
 
 #[cfg(test)]

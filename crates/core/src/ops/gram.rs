@@ -20,10 +20,11 @@ impl Tensor {
             self.shape()[3],
         ];
         let f = self.detach().reshape(&[n, c, h * w])?;
-        let g = mm(&f, &f, false, true, &[n])?;
+        // The backend's Gram kernel: on the GPU it computes only the upper triangle.
+        let g = self.backend().gram(&f.storage(), n, c, h * w)?;
         let in_shape = self.shape().to_vec();
         Ok(Tensor::from_op(
-            g.storage(),
+            g,
             vec![n, c, c],
             self.device(),
             "gram",
