@@ -129,3 +129,38 @@ fn bad_image_files_and_shapes_are_clear_errors() {
     assert!(err.to_string().contains("x.unknownext"), "{err}");
     assert_eq!(std::fs::read(&ok).unwrap(), before);
 }
+
+#[test]
+fn an_image_folder_loads_as_a_labelled_dataset() {
+    let dev = Device::cpu();
+    let root = tmp("folder");
+    for (class, shade) in [("cats", 0.2f32), ("dogs", 0.8)] {
+        std::fs::create_dir_all(root.join(class)).unwrap();
+        for i in 0..3 {
+            let img = Tensor::full(&[1, 3, 6, 4], shade + 0.01 * i as f32, &dev);
+            save_image(&img, &root.join(class).join(format!("{i}.png"))).unwrap();
+        }
+    }
+    std::fs::write(root.join("cats").join("notes.txt"), "not an image").unwrap();
+    let (mut data, names) = InMemoryDataset::from_image_folder(&root, 2, 3, 3).unwrap();
+    assert_eq!(names, ["cats", "dogs"]);
+    assert_eq!(data.labels, [0, 0, 0, 1, 1, 1]);
+    assert_eq!(data.shape, [3, 3, 2]);
+    let first = data.values[0];
+    assert!((first - 0.2).abs() < 0.01, "{first}");
+    data.normalize(&[0.5, 0.5, 0.5], &[0.25, 0.25, 0.25])
+        .unwrap();
+    assert!((data.values[0] - (first - 0.5) / 0.25).abs() < 1e-6);
+    assert!(
+        data.normalize(&[0.5], &[1.0]).is_err(),
+        "one mean for three channels"
+    );
+
+    std::fs::write(root.join("dogs").join("broken.png"), b"\x89PNG garbage").unwrap();
+    let err = InMemoryDataset::from_image_folder(&root, 2, 3, 3).unwrap_err();
+    assert!(err.to_string().contains("broken.png"), "{err}");
+    std::fs::create_dir_all(root.join("empty")).unwrap();
+    std::fs::remove_file(root.join("dogs").join("broken.png")).unwrap();
+    let err = InMemoryDataset::from_image_folder(&root, 2, 3, 3).unwrap_err();
+    assert!(err.to_string().contains("empty"), "{err}");
+}

@@ -92,6 +92,99 @@ impl InMemoryDataset {
         })
     }
 
+    /// Loads an image classification folder: one sub-folder per class (classes sorted by
+    /// name, labels in that order), every PNG or JPEG inside resized to `width × height`
+    /// with `channels` 1 or 3, values in [0, 1]. Returns the dataset and the class names.
+    /// An unreadable image is an error naming it; an empty class folder is an error too.
+    pub fn from_image_folder(
+        root: &Path,
+        width: u32,
+        height: u32,
+        channels: usize,
+    ) -> Result<(Self, Vec<String>)> {
+        let io = |path: &Path, source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let listing = |dir: &Path| -> Result<Vec<std::path::PathBuf>> {
+            let mut entries = std::fs::read_dir(dir)
+                .map_err(|e| io(dir, e))?
+                .map(|e| e.map(|e| e.path()).map_err(|e| io(dir, e)))
+                .collect::<Result<Vec<_>>>()?;
+            entries.sort();
+            Ok(entries)
+        };
+        let class_dirs: Vec<_> = listing(root)?.into_iter().filter(|p| p.is_dir()).collect();
+        if class_dirs.is_empty() {
+            return Err(Error::Format {
+                path: root.display().to_string(),
+                msg: "no class sub-folders".into(),
+            });
+        }
+        let cpu = Device::cpu();
+        let size = super::Resize::Exact { width, height };
+        let (mut values, mut labels, mut names) = (Vec::new(), Vec::new(), Vec::new());
+        for (label, dir) in class_dirs.iter().enumerate() {
+            let images: Vec<_> = listing(dir)?
+                .into_iter()
+                .filter(|p| {
+                    p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                        ["png", "jpg", "jpeg"].contains(&e.to_ascii_lowercase().as_str())
+                    })
+                })
+                .collect();
+            if images.is_empty() {
+                return Err(Error::Format {
+                    path: dir.display().to_string(),
+                    msg: "class folder holds no PNG or JPEG images".into(),
+                });
+            }
+            for path in images {
+                values.extend(super::load_image(&path, channels, size, &cpu)?.to_vec()?);
+                labels.push(label);
+            }
+            names.push(
+                dir.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            );
+        }
+        let dataset = InMemoryDataset {
+            shape: vec![channels, height as usize, width as usize],
+            values,
+            labels,
+            classes: names.len(),
+            background: 0.0,
+        };
+        Ok((dataset, names))
+    }
+
+    /// Normalises every channel `c` in place: `(v − mean[c]) / std[c]` (torchvision's
+    /// `Normalize`). The fill value of shifted-in borders follows channel 0.
+    pub fn normalize(&mut self, mean: &[f32], std: &[f32]) -> Result<()> {
+        let c = self.shape.first().copied().unwrap_or(0);
+        if mean.len() != c || std.len() != c || std.iter().any(|&s| s == 0.0) {
+            return Err(Error::op(
+                "InMemoryDataset::normalize",
+                format!(
+                    "needs one mean and one non-zero std per channel ({c}), got {} and {:?}",
+                    mean.len(),
+                    std
+                ),
+            ));
+        }
+        let plane: usize = self.shape[1..].iter().product();
+        for item in self.values.chunks_mut(c * plane) {
+            for (ch, values) in item.chunks_mut(plane).enumerate() {
+                values
+                    .iter_mut()
+                    .for_each(|v| *v = (*v - mean[ch]) / std[ch]);
+            }
+        }
+        self.background = (self.background - mean[0]) / std[0];
+        Ok(())
+    }
+
     /// The first `n` items (for quick runs and tests).
     pub fn take(&self, n: usize) -> InMemoryDataset {
         let n = n.min(self.labels.len());
