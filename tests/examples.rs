@@ -150,3 +150,49 @@ fn style_transfer_lowers_its_cost_and_writes_the_pictures() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn train_lenet_resumes_exactly_where_it_stopped() {
+    let dir = std::env::temp_dir().join(format!("fovea-resume-{}", std::process::id()));
+    let run = |extra: &[&str], out: &str| -> String {
+        let out = dir.join(out);
+        let r = Command::new(example("train_lenet"))
+            .args([
+                "--device", "cpu", "--epochs", "3", "--limit", "600", "--out",
+            ])
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&r.stdout).to_string();
+        assert!(
+            r.status.success(),
+            "train_lenet {extra:?} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        stdout
+    };
+    // The epoch-3 line up to its accuracy (the rest is timing): loss and accuracy must match.
+    let epoch3 = |out: &str| -> String {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("epoch  3/3"))
+            .unwrap_or_else(|| panic!("no epoch 3 in:\n{out}"));
+        line[..=line.find('%').expect("an accuracy")].to_string()
+    };
+    let whole = run(&[], "whole.safetensors");
+    let first = run(&["--stop-after", "2"], "part.safetensors");
+    assert!(
+        !first.contains("epoch  3/3"),
+        "--stop-after 2 ran a third epoch:\n{first}"
+    );
+    let state = dir.join("part.train.safetensors");
+    let rest = run(&["--resume", state.to_str().unwrap()], "part.safetensors");
+    assert!(rest.contains("resumed from"), "{rest}");
+    assert_eq!(
+        epoch3(&rest),
+        epoch3(&whole),
+        "resumed:\n{rest}\nwhole:\n{whole}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -4,11 +4,12 @@
 //!
 //! `cargo run --release --example train_lenet -- [--epochs N] [--batch N] [--lr F]
 //!  [--limit N] [--data DIR] [--device cpu|gpu|best] [--out FILE] [--model modern|classic]
-//!  [--seed N] [--resume FILE]`
+//!  [--seed N] [--resume FILE] [--stop-after N]`
 //!
 //! After every epoch it writes the model (`FILE`, PyTorch state_dict names) and the whole
 //! training state (`FILE` with `.train.safetensors`: optimizer moments, dropout stream,
 //! epoch); `--resume` continues from the latter exactly as if never stopped.
+//! `--stop-after N` ends the run after epoch N (of `--epochs`, whose schedule it keeps).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -28,6 +29,7 @@ struct Args {
     lr: Option<f32>,
     seed: u64,
     resume: Option<PathBuf>,
+    stop_after: Option<usize>,
     limit: usize,
     device: String,
     out: PathBuf,
@@ -42,6 +44,7 @@ fn parse() -> Result<Args> {
         lr: None,
         seed: 0,
         resume: None,
+        stop_after: None,
         limit: usize::MAX,
         device: "best".into(),
         out: PathBuf::from("out/train_lenet/lenet5.safetensors"),
@@ -57,11 +60,12 @@ fn parse() -> Result<Args> {
             "--lr" => a.lr = Some(v()?.parse()?),
             "--seed" => a.seed = v()?.parse()?,
             "--resume" => a.resume = Some(v()?.into()),
+            "--stop-after" => a.stop_after = Some(v()?.parse()?),
             "--limit" => a.limit = v()?.parse()?,
             "--device" => a.device = v()?,
             "--out" => a.out = v()?.into(),
             "--model" => a.model = v()?,
-            _ => bail!("usage: train_lenet [--epochs N] [--batch N] [--lr F] [--limit N] [--data DIR] [--device cpu|gpu|best] [--out FILE] [--model modern|classic] [--seed N] [--resume FILE]"),
+            _ => bail!("usage: train_lenet [--epochs N] [--batch N] [--lr F] [--limit N] [--data DIR] [--device cpu|gpu|best] [--out FILE] [--model modern|classic] [--seed N] [--resume FILE] [--stop-after N]"),
         }
     }
     Ok(a)
@@ -183,23 +187,32 @@ fn main() -> Result<()> {
     };
     let state_path = a.out.with_extension("train.safetensors");
     let mut first_epoch = 0;
+    let (mut losses, mut accuracies) = (Vec::new(), Vec::new());
     if let Some(path) = &a.resume {
         let progress = fovea::checkpoint::load_training(model.as_ref(), &mut opt, path)?;
         first_epoch = *progress
             .get("epochs_done")
             .with_context(|| format!("{} has no epochs_done counter", path.display()))?
             as usize;
+        // The curves so far travel in the state file as f64 bit patterns.
+        for e in 0..first_epoch {
+            let value = |key: String| progress.get(&key).map(|&b| f64::from_bits(b));
+            if let (Some(l), Some(acc)) = (value(format!("loss{e}")), value(format!("acc{e}"))) {
+                losses.push(l);
+                accuracies.push(acc);
+            }
+        }
         println!("resumed from {} after epoch {first_epoch}", path.display());
     }
     if let Some(dir) = a.out.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let mut last_acc = 0.0;
-    let (mut losses, mut accuracies) = (Vec::new(), Vec::new());
     let style =
         ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed})")?
             .progress_chars("=> ");
-    for epoch in first_epoch..a.epochs {
+    let last = a.stop_after.unwrap_or(a.epochs).min(a.epochs);
+    for epoch in first_epoch..last {
         opt.set_lr(schedule.lr_at(epoch));
         let start = Instant::now();
         // Random shifts of up to 2 pixels: 8,000 digits overfit without them.
@@ -245,12 +258,20 @@ fn main() -> Result<()> {
             start.elapsed().as_secs_f64()
         );
         fovea::checkpoint::save_module(model.as_ref(), &a.out)?;
-        fovea::checkpoint::save_training(
-            model.as_ref(),
-            &opt,
-            &[("epochs_done", epoch as u64 + 1)],
-            &state_path,
-        )?;
+        let keys: Vec<(String, u64)> = losses
+            .iter()
+            .zip(&accuracies)
+            .enumerate()
+            .flat_map(|(e, (l, acc))| {
+                [
+                    (format!("loss{e}"), l.to_bits()),
+                    (format!("acc{e}"), acc.to_bits()),
+                ]
+            })
+            .chain([("epochs_done".to_string(), epoch as u64 + 1)])
+            .collect();
+        let progress: Vec<(&str, u64)> = keys.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        fovea::checkpoint::save_training(model.as_ref(), &opt, &progress, &state_path)?;
     }
 
     let curves = a.out.with_extension("png");
