@@ -46,9 +46,14 @@ fn parse() -> Result<Opts> {
 }
 
 /// Median milliseconds of `f` after one warm-up run, each run closed by a device sync.
+/// With `repeats` 0 the warm-up run itself is timed (for slow software drivers).
 fn time(dev: &Device, repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    let t = Instant::now();
     f()?;
     dev.sync()?;
+    if repeats == 0 {
+        return Ok(t.elapsed().as_secs_f64() * 1e3);
+    }
     let mut ms = Vec::with_capacity(repeats);
     for _ in 0..repeats {
         let t = Instant::now();
@@ -240,6 +245,9 @@ fn main() -> Result<()> {
             flop: f64::NAN,
         });
     }
+    // The most the device held at once over the whole run (run one row with --only to
+    // see that row's footprint; the CPU backend does not track it).
+    let peak_mib = dev.stats().peak_bytes as f64 / (1u64 << 20) as f64;
     if o.json {
         let body: Vec<String> = rows
             .iter()
@@ -257,12 +265,13 @@ fn main() -> Result<()> {
             })
             .collect();
         println!(
-            "{{\n  \"device\": \"{}\",\n  \"rows\": [\n{}\n  ]\n}}",
+            "{{\n  \"device\": \"{}\",\n  \"peak_mib\": {:.1},\n  \"rows\": [\n{}\n  ]\n}}",
             dev.name().replace('"', "'"),
+            peak_mib,
             body.join(",\n")
         );
     } else {
-        println!("device: {}", dev.name());
+        println!("device: {}  (peak memory {peak_mib:.1} MiB)", dev.name());
         for r in &rows {
             if r.flop.is_nan() {
                 println!("{:60} {:10.3} ms", r.name, r.ms);

@@ -163,7 +163,7 @@ impl InMemoryDataset {
     /// `Normalize`). The fill value of shifted-in borders follows channel 0.
     pub fn normalize(&mut self, mean: &[f32], std: &[f32]) -> Result<()> {
         let c = self.shape.first().copied().unwrap_or(0);
-        if mean.len() != c || std.len() != c || std.iter().any(|&s| s == 0.0) {
+        if mean.len() != c || std.len() != c || std.contains(&0.0) {
             return Err(Error::op(
                 "InMemoryDataset::normalize",
                 format!(
