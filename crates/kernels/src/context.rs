@@ -16,12 +16,19 @@ use crate::source::Shader;
 /// memory held by in-flight bind groups while keeping submissions rare.
 const SUBMIT_EVERY: usize = 256;
 
+/// Bytes per dispatch in the uniform arena (at least; the adapter's offset alignment may
+/// ask for more). Every shader's `Params` fits.
+const UNIFORM_SLOT: usize = 256;
+
 /// Threads per workgroup of the one-thread-per-element kernels (`WG` in the shaders).
 pub const WG: u32 = 256;
 
 struct Pending {
     encoder: Option<wgpu::CommandEncoder>,
     dispatches: usize,
+    /// The uniforms of the recorded dispatches, one slot each, written to the arena
+    /// buffer just before the encoder is submitted.
+    uniforms: Vec<u8>,
 }
 
 /// Device, queue and the execution state shared by every op.
@@ -34,6 +41,11 @@ pub struct Ctx {
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<(&'static str, &'static str), wgpu::ComputePipeline>>,
     pending: Mutex<Pending>,
+    /// Every dispatch's parameters live in one slot of this buffer (instead of a buffer
+    /// created per dispatch); a queue write fills it before each submission, which wgpu
+    /// orders after the previous submission's reads.
+    arena: wgpu::Buffer,
+    slot: usize,
     pool: Arc<Pool>,
     error: Arc<Mutex<Option<String>>>,
     submissions: Mutex<usize>,
@@ -62,8 +74,16 @@ impl Ctx {
                 *slot = Some(e.to_string());
             }
         }));
+        let limits = device.limits();
+        let slot = (limits.min_uniform_buffer_offset_alignment as usize).max(UNIFORM_SLOT);
+        let arena = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("fovea uniforms"),
+            size: (slot * SUBMIT_EVERY) as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
         Ctx {
-            limits: device.limits(),
+            limits,
             info: adapter.get_info(),
             device,
             queue,
@@ -72,7 +92,10 @@ impl Ctx {
             pending: Mutex::new(Pending {
                 encoder: None,
                 dispatches: 0,
+                uniforms: Vec::with_capacity(slot * SUBMIT_EVERY),
             }),
+            arena,
+            slot,
             pool: Arc::new(Pool::default()),
             error,
             submissions: Mutex::new(0),
@@ -157,21 +180,26 @@ impl Ctx {
         if groups.iter().any(|&g| g > max) {
             return Err(Error::Backend(format!("dispatch {groups:?} of {}::{entry} exceeds the adapter's {max} workgroups per dimension", shader.name)));
         }
+        if params.len() > self.slot {
+            return Err(Error::Backend(format!(
+                "{}::{entry} parameters take {} bytes, more than a uniform slot ({})",
+                shader.name,
+                params.len(),
+                self.slot
+            )));
+        }
         let pipeline = self.pipeline(shader, entry);
-        // A uniform buffer per dispatch, filled at creation: a queue write into a reused
-        // buffer would land before earlier, still unsubmitted, dispatches read it.
-        let mut padded = params.to_vec();
-        padded.resize(params.len().next_multiple_of(16).max(16), 0);
-        let uniform = self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("fovea params"),
-                contents: &padded,
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
+        let mut pending = lock(&self.pending);
+        let offset = pending.uniforms.len();
+        pending.uniforms.extend_from_slice(params);
+        pending.uniforms.resize(offset + self.slot, 0);
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
-            resource: uniform.as_entire_binding(),
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &self.arena,
+                offset: offset as u64,
+                size: wgpu::BufferSize::new(params.len().next_multiple_of(16).max(16) as u64),
+            }),
         }];
         entries.extend(buffers.iter().map(|(b, buffer)| wgpu::BindGroupEntry {
             binding: *b,
@@ -182,20 +210,26 @@ impl Ctx {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        self.record(|encoder| {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(entry),
-                timestamp_writes: None,
-            });
+        {
+            let mut pass =
+                self.encoder(&mut pending)
+                    .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some(entry),
+                        timestamp_writes: None,
+                    });
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-        });
+        }
+        pending.dispatches += 1;
+        if pending.dispatches >= SUBMIT_EVERY {
+            self.submit_locked(&mut pending);
+        }
         Ok(())
     }
 
     /// Records commands into the pending encoder, submitting it once `SUBMIT_EVERY`
-    /// recordings have piled up (their uniforms and staging buffers stay alive until then).
+    /// recordings have piled up (their staging buffers stay alive until then).
     fn record(&self, f: impl FnOnce(&mut wgpu::CommandEncoder)) {
         let mut pending = lock(&self.pending);
         f(self.encoder(&mut pending));
@@ -226,6 +260,10 @@ impl Ctx {
     }
 
     fn submit_locked(&self, pending: &mut Pending) {
+        if !pending.uniforms.is_empty() {
+            self.queue.write_buffer(&self.arena, 0, &pending.uniforms);
+            pending.uniforms.clear();
+        }
         if let Some(enc) = pending.encoder.take() {
             self.queue.submit([enc.finish()]);
             *lock(&self.submissions) += 1;
