@@ -98,3 +98,21 @@ fn deep_graphs_do_not_overflow_the_stack() {
     y.sum().backward().unwrap();
     assert_eq!(x.grad().unwrap().to_vec().unwrap(), vec![1.0]);
 }
+
+#[test]
+fn a_second_backward_needs_the_graph_retained() {
+    let x = t(&[1.0, 2.0], &[2]).requires_grad();
+    let y = x.square().sum();
+    y.backward().unwrap();
+    let err = y.backward().unwrap_err().to_string();
+    assert!(
+        err.contains("second time") && err.contains("backward_retain_graph"),
+        "{err}"
+    );
+    assert_eq!(x.grad().unwrap().to_vec().unwrap(), vec![2.0, 4.0]);
+
+    let z = x.square().sum();
+    z.backward_retain_graph().unwrap();
+    z.backward().unwrap();
+    assert_eq!(x.grad().unwrap().to_vec().unwrap(), vec![6.0, 12.0]);
+}

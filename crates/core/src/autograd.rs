@@ -2,6 +2,7 @@
 
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 
 use crate::{Error, Result, Tensor};
 
@@ -10,8 +11,29 @@ pub(crate) type BackwardFn = Box<dyn Fn(&Tensor) -> Result<Vec<Option<Tensor>>> 
 /// How an op's output gradient maps to its inputs' gradients.
 pub(crate) struct Node {
     pub(crate) name: &'static str,
+    /// The inputs and the rule, which hold the tensors backward needs. A backward pass
+    /// takes them as it goes (PyTorch's `retain_graph=False`), so activations are freed
+    /// layer by layer instead of all at the end; `None` afterwards.
+    pub(crate) saved: Mutex<Option<Saved>>,
+}
+
+/// What a node keeps for its backward rule.
+pub(crate) struct Saved {
     pub(crate) inputs: Vec<Tensor>,
     pub(crate) backward: BackwardFn,
+}
+
+impl Node {
+    pub(crate) fn new(name: &'static str, inputs: Vec<Tensor>, backward: BackwardFn) -> Node {
+        Node {
+            name,
+            saved: Mutex::new(Some(Saved { inputs, backward })),
+        }
+    }
+
+    pub(crate) fn saved(&self) -> std::sync::MutexGuard<'_, Option<Saved>> {
+        self.saved.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 thread_local! {
@@ -67,9 +89,11 @@ fn topological_order(root: &Tensor) -> Vec<Tensor> {
         }
         stack.push((t.clone(), true));
         if let Some(node) = &t.0.grad_fn {
-            for input in &node.inputs {
-                if input.0.grad_fn.is_some() && !visited.contains(&input.id()) {
-                    stack.push((input.clone(), false));
+            if let Some(saved) = node.saved().as_ref() {
+                for input in &saved.inputs {
+                    if input.0.grad_fn.is_some() && !visited.contains(&input.id()) {
+                        stack.push((input.clone(), false));
+                    }
                 }
             }
         }
@@ -77,7 +101,9 @@ fn topological_order(root: &Tensor) -> Vec<Tensor> {
     order
 }
 
-pub(crate) fn run_backward(root: &Tensor, seed: Tensor) -> Result<()> {
+/// Backpropagates `seed` from `root`. Unless `retain`, every node's saved tensors are
+/// released once used, and a second backward through them is an error.
+pub(crate) fn run_backward(root: &Tensor, seed: Tensor, retain: bool) -> Result<()> {
     if !root.tracks_grad() {
         return Err(Error::Autograd(format!(
             "backward: the tensor {:?} does not require grad (it was computed under no_grad, or from tensors of which none requires grad)",
@@ -95,8 +121,21 @@ pub(crate) fn run_backward(root: &Tensor, seed: Tensor) -> Result<()> {
             continue;
         };
         let node = t.0.grad_fn.as_ref().expect("ordered tensors have nodes");
-        let input_grads = (node.backward)(&g)?;
-        for (input, grad) in node.inputs.iter().zip(input_grads) {
+        let mut slot = node.saved();
+        let taken = if retain { None } else { slot.take() };
+        let saved = if retain {
+            slot.as_ref()
+        } else {
+            taken.as_ref()
+        };
+        let Some(Saved { inputs, backward }) = saved else {
+            return Err(Error::Autograd(format!(
+                "backward through {} a second time: the first backward released the tensors it saved (use backward_retain_graph() for the first pass when a graph is used twice)",
+                node.name
+            )));
+        };
+        let input_grads = backward(&g)?;
+        for (input, grad) in inputs.iter().zip(input_grads) {
             let Some(grad) = grad else { continue };
             if grad.shape() != input.shape() {
                 return Err(Error::Autograd(format!(

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use crate::autograd::{self, BackwardFn, Node};
+use crate::autograd::{self, BackwardFn, Node, Saved};
 use crate::backend::{Backend, Storage};
 use crate::shape::numel;
 use crate::{rng, Device, Error, Result};
@@ -33,14 +33,14 @@ impl Drop for Inner {
         };
         let mut pending = Vec::new();
         let mut next = Some(node);
-        while let Some(Node {
-            inputs, backward, ..
-        }) = next.take()
-        {
-            // The closure may hold clones of the inputs; release them first so that the
-            // `inputs` list holds the last references.
-            drop(backward);
-            pending.extend(inputs);
+        while let Some(node) = next.take() {
+            let saved = node.saved.into_inner().unwrap_or_else(|e| e.into_inner());
+            if let Some(Saved { inputs, backward }) = saved {
+                // The closure may hold clones of the inputs; release them first so that
+                // the `inputs` list holds the last references.
+                drop(backward);
+                pending.extend(inputs);
+            }
             while let Some(t) = pending.pop() {
                 if let Ok(mut inner) = Arc::try_unwrap(t.0) {
                     if let Some(n) = inner.grad_fn.take() {
@@ -96,10 +96,12 @@ impl Tensor {
         backward: impl Fn(&Tensor) -> Result<Vec<Option<Tensor>>> + Send + Sync + 'static,
     ) -> Tensor {
         let track = autograd::is_grad_enabled() && inputs.iter().any(|t| t.tracks_grad());
-        let node = track.then(|| Node {
-            name,
-            inputs: inputs.iter().map(|&t| t.clone()).collect(),
-            backward: Box::new(backward) as BackwardFn,
+        let node = track.then(|| {
+            Node::new(
+                name,
+                inputs.iter().map(|&t| t.clone()).collect(),
+                Box::new(backward) as BackwardFn,
+            )
         });
         Tensor::build(storage, shape, device.clone(), node)
     }
@@ -383,7 +385,20 @@ impl Tensor {
                 devices: (self.device().name(), grad.device().name()),
             });
         }
-        autograd::run_backward(self, grad.detach())
+        autograd::run_backward(self, grad.detach(), false)
+    }
+
+    /// [`Tensor::backward`] that keeps the graph's saved tensors, so that another backward
+    /// can run through the same graph (PyTorch's `retain_graph=True`). Memory stays held
+    /// until the graph is dropped.
+    pub fn backward_retain_graph(&self) -> Result<()> {
+        if self.numel() != 1 {
+            return Err(Error::Autograd(format!(
+                "backward_retain_graph() needs a one-element tensor (a loss), got shape {:?}",
+                self.shape()
+            )));
+        }
+        autograd::run_backward(self, self.ones_like().detach(), true)
     }
 }
 

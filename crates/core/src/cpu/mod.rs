@@ -12,6 +12,8 @@ mod pool2d;
 mod reduce;
 mod upsample2d;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::backend::*;
 use crate::Result;
 
@@ -26,15 +28,41 @@ impl CpuBackend {
     }
 }
 
+/// Bytes held by live CPU tensors, and the most held at once: what a program's tensors
+/// need, before any GPU pooling (a process-wide count; every CPU device shares it).
+static LIVE_BYTES: AtomicU64 = AtomicU64::new(0);
+static PEAK_BYTES: AtomicU64 = AtomicU64::new(0);
+static BUFFERS: AtomicU64 = AtomicU64::new(0);
+
+/// A CPU tensor's values, counted in [`LIVE_BYTES`] while alive.
+struct HostBuffer(Vec<f32>);
+
+impl HostBuffer {
+    fn new(v: Vec<f32>) -> HostBuffer {
+        let bytes = (v.len() * 4) as u64;
+        let live = LIVE_BYTES.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        PEAK_BYTES.fetch_max(live, Ordering::Relaxed);
+        BUFFERS.fetch_add(1, Ordering::Relaxed);
+        HostBuffer(v)
+    }
+}
+
+impl Drop for HostBuffer {
+    fn drop(&mut self) {
+        LIVE_BYTES.fetch_sub((self.0.len() * 4) as u64, Ordering::Relaxed);
+    }
+}
+
 /// The host slice behind a CPU storage. Ops check devices before calling a backend, so
 /// a foreign storage here is a bug in fovea, not in user code.
 pub(crate) fn data(s: &Storage) -> &[f32] {
-    s.downcast::<Vec<f32>>()
+    &s.downcast::<HostBuffer>()
         .expect("internal error: a non-CPU storage reached the CPU backend")
+        .0
 }
 
 fn store(v: Vec<f32>) -> Result<Storage> {
-    Ok(Storage::new(v.len(), v))
+    Ok(Storage::new(v.len(), HostBuffer::new(v)))
 }
 
 /// Slices at least this long are split across threads.
@@ -43,6 +71,15 @@ pub(crate) const PAR_CHUNK: usize = 1 << 14;
 impl Backend for CpuBackend {
     fn name(&self) -> String {
         "cpu".into()
+    }
+    fn stats(&self) -> BackendStats {
+        BackendStats {
+            buffers_allocated: BUFFERS.load(Ordering::Relaxed) as usize,
+            bytes_allocated: LIVE_BYTES.load(Ordering::Relaxed),
+            peak_bytes: PEAK_BYTES.load(Ordering::Relaxed),
+            buffers_cached: 0,
+            submissions: 0,
+        }
     }
     fn upload(&self, d: &[f32]) -> Result<Storage> {
         store(d.to_vec())

@@ -1,7 +1,7 @@
 //! 2-D convolution (PyTorch's `F.conv2d`): NCHW input, `[out, in/groups, kh, kw]` weight.
 
 use super::{check_device, check_positive, check_rank};
-use crate::backend::Conv2dParams;
+use crate::backend::{BinaryOp, Conv2dParams};
 use crate::shape::conv_out_len;
 use crate::{Error, Result, Tensor};
 
@@ -50,21 +50,47 @@ pub(crate) fn check_conv_common(
     Ok(())
 }
 
-/// Adds a `[c]` bias over dimension 1 of an NCHW tensor.
-pub(crate) fn add_channel_bias(
+/// One graph node for a convolution and its optional `[c]` bias: the output `y` (the
+/// backend's result, no node yet) plus the bias over dimension 1. A separate add node would
+/// keep the pre-bias tensor alive until backward, a third of a conv layer's activation
+/// memory. `grads(g)` returns the input's and the weight's gradients.
+pub(crate) fn conv_node(
     op: &'static str,
     y: Tensor,
+    x: &Tensor,
+    weight: &Tensor,
     bias: Option<&Tensor>,
+    grads: impl Fn(&Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> + Send + Sync + 'static,
 ) -> Result<Tensor> {
-    let Some(b) = bias else { return Ok(y) };
     let c = y.shape()[1];
-    if b.shape() != [c] {
-        return Err(Error::op(
-            op,
-            format!("bias must have shape [{c}], got {:?}", b.shape()),
-        ));
-    }
-    y.add(&b.reshape(&[1, c, 1, 1])?)
+    let out = match bias {
+        Some(b) if b.shape() != [c] => {
+            return Err(Error::op(
+                op,
+                format!("bias must have shape [{c}], got {:?}", b.shape()),
+            ))
+        }
+        Some(b) => y.zip_raw(&b.reshape(&[1, c, 1, 1])?, BinaryOp::Add, op)?,
+        None => y,
+    };
+    let mut inputs = vec![x, weight];
+    inputs.extend(bias);
+    let bias_grad = bias.map(Tensor::tracks_grad);
+    Ok(Tensor::from_op(
+        out.storage(),
+        out.shape().to_vec(),
+        out.device(),
+        op,
+        &inputs,
+        move |g| {
+            let (gx, gw) = grads(g)?;
+            let mut all = vec![gx, gw];
+            if let Some(track) = bias_grad {
+                all.push(track.then(|| g.sum_dims(&[0, 2, 3], false)).transpose()?);
+            }
+            Ok(all)
+        },
+    ))
 }
 
 impl Tensor {
@@ -131,27 +157,20 @@ impl Tensor {
             .backend()
             .conv2d(&self.storage(), &weight.storage(), &p)?;
         let (xc, wc) = (self.clone(), weight.clone());
-        let y = Tensor::from_op(
-            s,
-            vec![p.n, p.c_out, oh, ow],
-            self.device(),
-            OP,
-            &[self, weight],
-            move |g| {
-                let be = g.backend();
-                let gx = xc
-                    .tracks_grad()
-                    .then(|| be.conv2d_grad_input(&g.storage(), &wc.storage(), &p))
-                    .transpose()?
-                    .map(|s| Tensor::leaf(s, xc.shape().to_vec(), g.device()));
-                let gw = wc
-                    .tracks_grad()
-                    .then(|| be.conv2d_grad_weight(&xc.storage(), &g.storage(), &p))
-                    .transpose()?
-                    .map(|s| Tensor::leaf(s, wc.shape().to_vec(), g.device()));
-                Ok(vec![gx, gw])
-            },
-        );
-        add_channel_bias(OP, y, bias)
+        let y = Tensor::leaf(s, vec![p.n, p.c_out, oh, ow], self.device());
+        conv_node(OP, y, self, weight, bias, move |g| {
+            let be = g.backend();
+            let gx = xc
+                .tracks_grad()
+                .then(|| be.conv2d_grad_input(&g.storage(), &wc.storage(), &p))
+                .transpose()?
+                .map(|s| Tensor::leaf(s, xc.shape().to_vec(), g.device()));
+            let gw = wc
+                .tracks_grad()
+                .then(|| be.conv2d_grad_weight(&xc.storage(), &g.storage(), &p))
+                .transpose()?
+                .map(|s| Tensor::leaf(s, wc.shape().to_vec(), g.device()));
+            Ok((gx, gw))
+        })
     }
 }

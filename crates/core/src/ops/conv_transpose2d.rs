@@ -2,7 +2,7 @@
 //! kh, kw]`. Its forward is the input gradient of the conv2d it transposes, and its
 //! gradients are that conv2d's forward and weight gradient, so it shares those kernels.
 
-use super::conv2d::{add_channel_bias, check_conv_common};
+use super::conv2d::{check_conv_common, conv_node};
 use crate::backend::Conv2dParams;
 use crate::{Error, Result, Tensor};
 
@@ -106,27 +106,20 @@ impl Tensor {
             .backend()
             .conv2d_grad_input(&self.storage(), &weight.storage(), &p)?;
         let (xc, wc) = (self.clone(), weight.clone());
-        let y = Tensor::from_op(
-            s,
-            vec![p.n, p.c_in, oh, ow],
-            self.device(),
-            OP,
-            &[self, weight],
-            move |g| {
-                let be = g.backend();
-                let gx = xc
-                    .tracks_grad()
-                    .then(|| be.conv2d(&g.storage(), &wc.storage(), &p))
-                    .transpose()?
-                    .map(|s| Tensor::leaf(s, xc.shape().to_vec(), g.device()));
-                let gw = wc
-                    .tracks_grad()
-                    .then(|| be.conv2d_grad_weight(&g.storage(), &xc.storage(), &p))
-                    .transpose()?
-                    .map(|s| Tensor::leaf(s, wc.shape().to_vec(), g.device()));
-                Ok(vec![gx, gw])
-            },
-        );
-        add_channel_bias(OP, y, bias)
+        let y = Tensor::leaf(s, vec![p.n, p.c_in, oh, ow], self.device());
+        conv_node(OP, y, self, weight, bias, move |g| {
+            let be = g.backend();
+            let gx = xc
+                .tracks_grad()
+                .then(|| be.conv2d(&g.storage(), &wc.storage(), &p))
+                .transpose()?
+                .map(|s| Tensor::leaf(s, xc.shape().to_vec(), g.device()));
+            let gw = wc
+                .tracks_grad()
+                .then(|| be.conv2d_grad_weight(&g.storage(), &xc.storage(), &p))
+                .transpose()?
+                .map(|s| Tensor::leaf(s, wc.shape().to_vec(), g.device()));
+            Ok((gx, gw))
+        })
     }
 }
