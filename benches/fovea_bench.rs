@@ -18,6 +18,7 @@ struct Opts {
     repeats: usize,
     json: bool,
     only: Option<String>,
+    style_size: usize,
 }
 
 fn parse() -> Result<Opts> {
@@ -28,6 +29,7 @@ fn parse() -> Result<Opts> {
         repeats: 5,
         json: false,
         only: None,
+        style_size: 512,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -39,7 +41,8 @@ fn parse() -> Result<Opts> {
             "--repeats" => o.repeats = v()?.parse()?,
             "--json" => o.json = true,
             "--only" => o.only = Some(v()?),
-            _ => bail!("usage: fovea-bench [--device cpu|gpu|best] [--batch N] [--matmul N] [--repeats N] [--only SUBSTRING] [--json]"),
+            "--style-size" => o.style_size = v()?.parse()?,
+            _ => bail!("usage: fovea-bench [--device cpu|gpu|best] [--batch N] [--matmul N] [--repeats N] [--only SUBSTRING] [--style-size N] [--json]"),
         }
     }
     Ok(o)
@@ -191,6 +194,23 @@ fn main() -> Result<()> {
             flop: 2.0 * (m * m * m) as f64,
         });
     }
+    if wanted("dispatch") {
+        // 1,000 dependent one-element ops: the cost of recording and running one dispatch,
+        // which bounds small-batch training steps such as LeNet's.
+        let one = Tensor::ones(&[1], &dev);
+        let ms = time(&dev, o.repeats, || {
+            let mut x = one.clone();
+            for _ in 0..1000 {
+                x = x.add_scalar(1.0);
+            }
+            Ok(())
+        })?;
+        rows.push(Row {
+            name: "dispatch: 1000 one-element ops (ms = us per op)".into(),
+            ms,
+            flop: f64::NAN,
+        });
+    }
     if wanted("lenet") {
         // One LeNet-5 training step at batch 256 (forward, cross-entropy, backward, Adam):
         // small enough that launches and submissions, not kernels, set its time.
@@ -218,8 +238,9 @@ fn main() -> Result<()> {
         let vgg =
             fovea::models::Vgg::features_only(fovea::models::VggConfig::Vgg19, false, 0, &dev)?;
         fovea::nn::Module::freeze(&vgg);
-        let content = Tensor::randn(&[1, 3, 512, 512], 10, &dev).mul_scalar(50.0);
-        let style = Tensor::randn(&[1, 3, 512, 512], 12, &dev).mul_scalar(50.0);
+        let side = o.style_size;
+        let content = Tensor::randn(&[1, 3, side, side], 10, &dev).mul_scalar(50.0);
+        let style = Tensor::randn(&[1, 3, side, side], 12, &dev).mul_scalar(50.0);
         let problem = fovea::models::style::StyleTransfer::new(
             vgg,
             &content,
@@ -227,7 +248,7 @@ fn main() -> Result<()> {
             "relu4_2",
             &["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"],
         )?;
-        let g = Tensor::randn(&[1, 3, 512, 512], 11, &dev)
+        let g = Tensor::randn(&[1, 3, side, side], 11, &dev)
             .mul_scalar(50.0)
             .detach()
             .requires_grad();
@@ -240,13 +261,13 @@ fn main() -> Result<()> {
             Ok(())
         })?;
         rows.push(Row {
-            name: "style transfer step 512x512 vgg19 (relu4_2 + 5 style layers)".into(),
+            name: format!("style transfer step {side}x{side} vgg19 (relu4_2 + 5 style layers)"),
             ms,
             flop: f64::NAN,
         });
     }
     // The most the device held at once over the whole run (run one row with --only to
-    // see that row's footprint; the CPU backend does not track it).
+    // see that row's footprint; on the CPU it counts live tensors, on a GPU the pool).
     let peak_mib = dev.stats().peak_bytes as f64 / (1u64 << 20) as f64;
     if o.json {
         let body: Vec<String> = rows

@@ -59,4 +59,75 @@ m = a.matmul
 A = torch.randn(m, m, device=dev); B = torch.randn(m, m, device=dev)
 ms = timed(lambda: A @ B)
 rows.append({"name": f"matmul {m}^3", "ms": ms, "tflops": 2.0 * m ** 3 / ms / 1e9})
+x = torch.ones(1, device=dev)
+def tiny():
+    y = x
+    for _ in range(1000):
+        y = y + 1.0
+ms = timed(tiny)
+rows.append({"name": "dispatch: 1000 one-element ops (ms = us per op)", "ms": ms, "tflops": None})
+
+# One LeNet-5 training step at batch 256 (fovea's modern LeNet: the same layers and Adam).
+lenet = torch.nn.Sequential(
+    torch.nn.Conv2d(1, 6, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+    torch.nn.Conv2d(6, 16, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+    torch.nn.Linear(400, 120), torch.nn.ReLU(), torch.nn.Dropout(0.1),
+    torch.nn.Linear(120, 84), torch.nn.ReLU(), torch.nn.Linear(84, 10)).to(dev)
+opt = torch.optim.Adam(lenet.parameters())
+xb = torch.randn(256, 1, 28, 28, device=dev); yb = torch.randint(0, 10, (256,), device=dev)
+def lenet_step():
+    opt.zero_grad()
+    F.cross_entropy(lenet(xb), yb).backward()
+    opt.step()
+ms = timed(lenet_step)
+rows.append({"name": "lenet5 training step batch 256", "ms": ms, "tflops": None})
+
+# One style-transfer step at 512x512 on VGG19's trunk (random weights: the time does not
+# depend on them): relu4_2 content, relu1_1..relu5_1 Gram style costs, Adam on the image.
+cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512]
+layers, cin = [], 3
+for v in cfg:
+    if v == "M":
+        layers.append(torch.nn.MaxPool2d(2))
+    else:
+        layers += [torch.nn.Conv2d(cin, v, 3, padding=1), torch.nn.ReLU()]
+        cin = v
+vgg = torch.nn.Sequential(*layers).to(dev).eval()
+for q in vgg.parameters():
+    q.requires_grad_(False)
+# Indices of relu1_1, relu2_1, relu3_1, relu4_1, relu4_2, relu5_1 in torchvision's VGG19.
+style_idx, content_idx = [1, 6, 11, 20, 29], 22
+def features(img):
+    out = {}
+    h = img
+    for i, layer in enumerate(vgg):
+        h = layer(h)
+        if i in style_idx or i == content_idx:
+            out[i] = h
+        if i == max(style_idx):
+            break
+    return out
+def gram(f):
+    n, c, hh, ww = f.shape
+    f = f.reshape(n, c, hh * ww)
+    return f @ f.transpose(1, 2)
+with torch.no_grad():
+    target = features(torch.randn(1, 3, 512, 512, device=dev) * 50)
+    grams = {i: gram(target[i]) for i in style_idx}
+g = (torch.randn(1, 3, 512, 512, device=dev) * 50).requires_grad_()
+gopt = torch.optim.Adam([g])
+def style_step():
+    gopt.zero_grad()
+    f = features(g)
+    j = 0.5 * ((f[content_idx] - target[content_idx]) ** 2).sum()
+    for i in style_idx:
+        c, hw = f[i].shape[1], f[i].shape[2] * f[i].shape[3]
+        j = j + 1e4 / 5 * ((gram(f[i]) - grams[i]) ** 2).sum() / (4.0 * c * c * hw * hw)
+    j.backward()
+    gopt.step()
+ms = timed(style_step)
+rows.append({"name": "style transfer step 512x512 vgg19 (relu4_2 + 5 style layers)", "ms": ms, "tflops": None})
+if dev == "cuda":
+    rows.append({"name": "peak memory after the style rows (MiB)", "ms": torch.cuda.max_memory_allocated() / 2**20, "tflops": None})
+
 print(json.dumps({"device": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "rows": rows}, indent=2))
