@@ -1,6 +1,8 @@
 //! Buffers pooled by size class. A tensor's buffer returns to the pool when the last
 //! storage handle drops, so a training loop reaches a steady state instead of allocating
-//! every step.
+//! every step. Idle buffers are released when keeping them would grow the pool past
+//! `SLACK` times the most ever in use: without that, every class keeps as many buffers as
+//! it once needed at the same time, and a 512×512 style step held twice its live bytes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,6 +10,10 @@ use std::sync::{Arc, Mutex};
 /// Smallest buffer handed out: also the size of empty tensors' buffers (wgpu cannot bind
 /// a zero-sized range).
 const MIN_BYTES: u64 = 256;
+
+/// How far the pool may grow beyond the most bytes ever in use before idle buffers are
+/// released to make room.
+const SLACK: f64 = 1.5;
 
 /// Rounds up to one of four classes per power of two (≤ 25% waste).
 pub fn size_class(bytes: u64) -> u64 {
@@ -31,6 +37,12 @@ pub struct PoolStats {
     pub cached: usize,
     /// Largest number of bytes held at once.
     pub peak_bytes: u64,
+    /// Bytes in buffers that tensors hold now.
+    pub in_use_bytes: u64,
+    /// Most bytes tensors held at once.
+    pub in_use_peak: u64,
+    /// Idle buffers released to keep the pool within its slack.
+    pub released: usize,
 }
 
 /// The pool: free buffers by size class.
@@ -56,6 +68,7 @@ impl Drop for GpuBuffer {
     fn drop(&mut self) {
         if let Some(b) = self.buffer.take() {
             let mut g = self.pool.free.lock().unwrap_or_else(|e| e.into_inner());
+            g.1.in_use_bytes -= b.size();
             g.0.entry(b.size()).or_default().push(b);
             g.1.cached += 1;
         }
@@ -68,15 +81,34 @@ impl Pool {
         let class = size_class(bytes);
         let mut g = self.free.lock().unwrap_or_else(|e| e.into_inner());
         let reused = g.0.get_mut(&class).and_then(|v| v.pop());
+        let (free, stats) = &mut *g;
+        stats.in_use_bytes += class;
+        stats.in_use_peak = stats.in_use_peak.max(stats.in_use_bytes);
         let buffer = match reused {
             Some(b) => {
-                g.1.cached -= 1;
+                stats.cached -= 1;
                 b
             }
             None => {
-                g.1.allocated += 1;
-                g.1.allocated_bytes += class;
-                g.1.peak_bytes = g.1.peak_bytes.max(g.1.allocated_bytes);
+                // Release idle buffers, largest class first, while the pool would outgrow
+                // its slack over the peak in use. (wgpu frees them once the GPU is done.)
+                let cap = (stats.in_use_peak as f64 * SLACK) as u64;
+                while stats.allocated_bytes + class > cap {
+                    let Some((&size, list)) = free
+                        .iter_mut()
+                        .filter(|(_, l)| !l.is_empty())
+                        .max_by_key(|(&size, _)| size)
+                    else {
+                        break;
+                    };
+                    list.pop();
+                    stats.cached -= 1;
+                    stats.released += 1;
+                    stats.allocated_bytes -= size;
+                }
+                stats.allocated += 1;
+                stats.allocated_bytes += class;
+                stats.peak_bytes = stats.peak_bytes.max(stats.allocated_bytes);
                 device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("fovea tensor"),
                     size: class,
