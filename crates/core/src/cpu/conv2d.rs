@@ -1,6 +1,6 @@
 //! Convolution on the CPU: im2col over chunks of output rows (bounded scratch memory)
-//! followed by GEMM, one image per rayon task; a direct loop for depthwise forward, where
-//! a GEMM with one output row would waste the kernel.
+//! followed by GEMM, one image per rayon task; direct loops for depthwise (forward and both
+//! gradients), where a GEMM with one output row would waste the kernel.
 
 use rayon::prelude::*;
 
@@ -168,19 +168,102 @@ fn depthwise_forward(x: &[f32], w: &[f32], p: &Conv2dParams, g: &Geo) -> Vec<f32
                     let dst = &mut y[oi * p.ow..(oi + 1) * p.ow];
                     for kj in 0..kw {
                         let wv = wp[ki * kw + kj];
-                        if p.stride[1] != 1 {
-                            for_cols(p, kj, |oj, iw| dst[oj] += wv * src[iw]);
-                        } else if let Some((lo, hi, s0)) = unit_stride_span(p, kj) {
-                            dst[lo..hi]
+                        tap_spans(p, kj, |oj, iw, len| {
+                            dst[oj..oj + len]
                                 .iter_mut()
-                                .zip(&src[s0..s0 + hi - lo])
+                                .zip(&src[iw..iw + len])
                                 .for_each(|(d, &x)| *d += wv * x);
-                        }
+                        });
                     }
                 }
             }
         });
     out
+}
+
+/// Calls `f(oj, iw, len)` for the valid output columns `oj..oj + len` of tap `kj` in one
+/// row and the input columns `iw..iw + len` they read: one contiguous span at unit stride
+/// (so the loops vectorise), single columns otherwise.
+#[inline]
+fn tap_spans(p: &Conv2dParams, kj: usize, mut f: impl FnMut(usize, usize, usize)) {
+    if p.stride[1] != 1 {
+        for_cols(p, kj, |oj, iw| f(oj, iw, 1));
+    } else if let Some((lo, hi, s0)) = unit_stride_span(p, kj) {
+        f(lo, s0, hi - lo);
+    }
+}
+
+/// Input gradient of a depthwise convolution, directly: each input plane gathers from the
+/// `og` output planes it feeds (the adjoint of [`depthwise_forward`]).
+fn depthwise_grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams, g: &Geo) -> Vec<f32> {
+    let mut gx = vec![0.0; p.input_len()];
+    if g.hw == 0 {
+        return gx;
+    }
+    let [kh, kw] = p.kernel;
+    gx.par_chunks_mut(g.hw)
+        .enumerate()
+        .for_each(|(plane, gxp)| {
+            let (ni, ci) = (plane / p.c_in, plane % p.c_in);
+            for o in ci * g.og..(ci + 1) * g.og {
+                let gyp = &gy[(ni * p.c_out + o) * g.ohw..][..g.ohw];
+                for ki in 0..kh {
+                    for oi in 0..p.oh {
+                        let Some(ih) = in_row(p, oi, ki) else {
+                            continue;
+                        };
+                        let src = &gyp[oi * p.ow..(oi + 1) * p.ow];
+                        let dst = &mut gxp[ih * p.w..(ih + 1) * p.w];
+                        for kj in 0..kw {
+                            let wv = w[(o * kh + ki) * kw + kj];
+                            tap_spans(p, kj, |oj, iw, len| {
+                                dst[iw..iw + len]
+                                    .iter_mut()
+                                    .zip(&src[oj..oj + len])
+                                    .for_each(|(d, &g)| *d += wv * g);
+                            });
+                        }
+                    }
+                }
+            }
+        });
+    gx
+}
+
+/// Weight gradient of a depthwise convolution, directly: one task per output channel, its
+/// taps summed over images and rows in a fixed order.
+fn depthwise_grad_weight(x: &[f32], gy: &[f32], p: &Conv2dParams, g: &Geo) -> Vec<f32> {
+    let [kh, kw] = p.kernel;
+    let mut gw = vec![0.0; p.weight_len()];
+    gw.par_chunks_mut(kh * kw)
+        .enumerate()
+        .for_each(|(o, taps)| {
+            for ni in 0..p.n {
+                let xp = &x[(ni * p.c_in + o / g.og) * g.hw..][..g.hw];
+                let gyp = &gy[(ni * p.c_out + o) * g.ohw..][..g.ohw];
+                for ki in 0..kh {
+                    for oi in 0..p.oh {
+                        let Some(ih) = in_row(p, oi, ki) else {
+                            continue;
+                        };
+                        let src = &xp[ih * p.w..(ih + 1) * p.w];
+                        let grow = &gyp[oi * p.ow..(oi + 1) * p.ow];
+                        for kj in 0..kw {
+                            let mut acc = 0.0;
+                            tap_spans(p, kj, |oj, iw, len| {
+                                acc += grow[oj..oj + len]
+                                    .iter()
+                                    .zip(&src[iw..iw + len])
+                                    .map(|(a, b)| a * b)
+                                    .sum::<f32>();
+                            });
+                            taps[ki * kw + kj] += acc;
+                        }
+                    }
+                }
+            }
+        });
+    gw
 }
 
 pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Vec<f32> {
@@ -236,6 +319,9 @@ pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Vec<f32> {
 
 pub fn grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams) -> Vec<f32> {
     let g = geo(p);
+    if g.cg == 1 && p.groups > 1 {
+        return depthwise_grad_input(gy, w, p, &g);
+    }
     let mut gx = vec![0.0; p.input_len()];
     per_image(&mut gx, p.c_in * g.hw, p.n, |ni, gx_n| {
         let mut col = Vec::new();
@@ -338,6 +424,9 @@ pub fn grad_weight(x: &[f32], gy: &[f32], p: &Conv2dParams) -> Vec<f32> {
     let len = p.weight_len();
     if g.ohw == 0 {
         return vec![0.0; len];
+    }
+    if g.cg == 1 && p.groups > 1 {
+        return depthwise_grad_weight(x, gy, p, &g);
     }
     let threads = rayon::current_num_threads();
     if p.n >= threads {
