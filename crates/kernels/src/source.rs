@@ -1,5 +1,6 @@
 //! Every WGSL kernel, embedded at compile time so nothing is read from disk at run time.
-//! Each shader's source is `shaders/common.wgsl` (shared helpers; WGSL has no include)
+//! Each shader's source is `shaders/include/common.wgsl` (shared helpers; WGSL has no
+//! include; it lives apart because it is a prelude, not an op family with a host file)
 //! followed by the shader's own file.
 
 use std::borrow::Cow;
@@ -79,7 +80,7 @@ macro_rules! shaders {
             pub const $konst: Shader = Shader {
                 name: $file,
                 file: concat!(
-                    include_str!("../../../shaders/common.wgsl"),
+                    include_str!("../../../shaders/include/common.wgsl"),
                     include_str!(concat!("../../../shaders/", $file, ".wgsl"))
                 ),
                 gemm: or_none!($($gemm)?),
@@ -122,12 +123,20 @@ mod tests {
                     .is_some_and(|x| x == "wgsl")
             })
             .count();
-        // common.wgsl is the prelude of every shader, not a shader of its own.
+        // include/common.wgsl, the prelude, sits below and is not counted.
         assert_eq!(
             on_disk,
-            ALL.len() + 1,
+            ALL.len(),
             "every shaders/*.wgsl must be listed in source.rs"
         );
+        for s in ALL {
+            let host = concat!(env!("CARGO_MANIFEST_DIR"), "/src/").to_string() + s.name + ".rs";
+            assert!(
+                std::path::Path::new(&host).exists(),
+                "shaders/{}.wgsl has no host file {host}",
+                s.name
+            );
+        }
         for s in ALL {
             let source = s.source();
             let module = naga::front::wgsl::parse_str(&source)
