@@ -1,4 +1,4 @@
-// Depthwise convolution (groups = c_in, one input channel per group, `mult` outputs per
+// Depthwise convolution (groups = c_in, one input channel per group, `mult()` outputs per
 // channel) computed directly: the implicit GEMM of conv2d.wgsl would have one row per
 // group and leave 63 of its 64 tile rows idle. Three entry points, matching conv2d:
 //   forward:     one thread per output,  y[n,co,oi,oj]  = Σ_taps w[co,tap] · x[n,co/mult,…]
@@ -15,7 +15,7 @@ struct Params {
     c_out: u32,
     oh: u32,
     ow: u32,
-    mult: u32,
+    groups: u32,
     kh: u32,
     kw: u32,
     sh: u32,
@@ -27,6 +27,11 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
+
+// Outputs per input channel (the channel multiplier).
+fn mult() -> u32 {
+    return p.c_out / p.groups;
+}
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
@@ -43,7 +48,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     let oi = (o / p.ow) % p.oh;
     let co = (o / ohw) % p.c_out;
     let ni = o / (ohw * p.c_out);
-    let plane = (ni * p.c_in + co / p.mult) * p.h * p.w;
+    let plane = (ni * p.c_in + co / mult()) * p.h * p.w;
     let kk = p.kh * p.kw;
     var acc = 0.0;
     for (var ki = 0u; ki < p.kh; ki++) {
@@ -75,8 +80,8 @@ fn grad_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     let ni = q / (hw * p.c_in);
     let kk = p.kh * p.kw;
     var acc = 0.0;
-    for (var m = 0u; m < p.mult; m++) {
-        let co = ci * p.mult + m;
+    for (var m = 0u; m < mult(); m++) {
+        let co = ci * mult() + m;
         let plane = (ni * p.c_out + co) * p.oh * p.ow;
         for (var ki = 0u; ki < p.kh; ki++) {
             // oi · sh = ih + ph − ki · dh exactly, or this tap misses every output.
@@ -109,7 +114,7 @@ fn grad_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     let co = idx / kk;
     let ki = (idx % kk) / p.kw;
     let kj = idx % p.kw;
-    let ci = co / p.mult;
+    let ci = co / mult();
     let ohw = p.oh * p.ow;
     var acc = 0.0;
     if (live) {

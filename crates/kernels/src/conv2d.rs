@@ -17,9 +17,11 @@ const TARGET_WORKGROUPS: usize = 256;
 /// Shortest K range one split handles (keeps the partial sums few and the reduce cheap).
 const MIN_K_PER_SPLIT: usize = 256;
 
+/// The convolution's geometry as the shaders read it: the first 16 fields of both
+/// `conv2d.wgsl`'s and `conv2d_depthwise.wgsl`'s `Params`.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
+pub(crate) struct ConvShape {
     n: u32,
     c_in: u32,
     h: u32,
@@ -36,6 +38,36 @@ struct Params {
     pw: u32,
     dh: u32,
     dw: u32,
+}
+
+impl ConvShape {
+    pub(crate) fn new(cp: &Conv2dParams) -> ConvShape {
+        let u = |v: usize| v as u32;
+        ConvShape {
+            n: u(cp.n),
+            c_in: u(cp.c_in),
+            h: u(cp.h),
+            w: u(cp.w),
+            c_out: u(cp.c_out),
+            oh: u(cp.oh),
+            ow: u(cp.ow),
+            groups: u(cp.groups),
+            kh: u(cp.kernel[0]),
+            kw: u(cp.kernel[1]),
+            sh: u(cp.stride[0]),
+            sw: u(cp.stride[1]),
+            ph: u(cp.padding[0]),
+            pw: u(cp.padding[1]),
+            dh: u(cp.dilation[0]),
+            dw: u(cp.dilation[1]),
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    shape: ConvShape,
     mode: u32,
     gm: u32,
     gn: u32,
@@ -86,22 +118,7 @@ fn run(
     let splits = gk.div_ceil(k_per_split).max(1);
     let u = |v: usize| v as u32;
     let p = Params {
-        n: u(cp.n),
-        c_in: u(cp.c_in),
-        h: u(cp.h),
-        w: u(cp.w),
-        c_out: u(cp.c_out),
-        oh: u(cp.oh),
-        ow: u(cp.ow),
-        groups: u(cp.groups),
-        kh: u(cp.kernel[0]),
-        kw: u(cp.kernel[1]),
-        sh: u(cp.stride[0]),
-        sw: u(cp.stride[1]),
-        ph: u(cp.padding[0]),
-        pw: u(cp.padding[1]),
-        dh: u(cp.dilation[0]),
-        dw: u(cp.dilation[1]),
+        shape: ConvShape::new(cp),
         mode: mode as u32,
         gm: u(gm),
         gn: u(gn),

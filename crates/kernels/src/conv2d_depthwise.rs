@@ -1,33 +1,12 @@
 //! Host side of `shaders/conv2d_depthwise.wgsl`: convolutions with one input channel per
 //! group (depthwise, MobileNet's 3×3 stage), computed directly instead of as a GEMM.
 
-use bytemuck::{Pod, Zeroable};
 use fovea_core::backend::{Conv2dParams, Storage};
 use fovea_core::Result;
 
 use crate::context::{buf, Ctx, WG};
+use crate::conv2d::ConvShape;
 use crate::source::CONV2D_DEPTHWISE;
-
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
-    n: u32,
-    c_in: u32,
-    h: u32,
-    w: u32,
-    c_out: u32,
-    oh: u32,
-    ow: u32,
-    mult: u32,
-    kh: u32,
-    kw: u32,
-    sh: u32,
-    sw: u32,
-    ph: u32,
-    pw: u32,
-    dh: u32,
-    dw: u32,
-}
 
 /// Whether `p` is a depthwise convolution this kernel handles.
 pub fn applies(p: &Conv2dParams) -> bool {
@@ -43,25 +22,7 @@ fn run(
     out_len: usize,
     threads: usize,
 ) -> Result<Storage> {
-    let u = |v: usize| v as u32;
-    let p = Params {
-        n: u(cp.n),
-        c_in: u(cp.c_in),
-        h: u(cp.h),
-        w: u(cp.w),
-        c_out: u(cp.c_out),
-        oh: u(cp.oh),
-        ow: u(cp.ow),
-        mult: u(cp.c_out / cp.groups),
-        kh: u(cp.kernel[0]),
-        kw: u(cp.kernel[1]),
-        sh: u(cp.stride[0]),
-        sw: u(cp.stride[1]),
-        ph: u(cp.padding[0]),
-        pw: u(cp.padding[1]),
-        dh: u(cp.dilation[0]),
-        dw: u(cp.dilation[1]),
-    };
+    let p = ConvShape::new(cp);
     let out = ctx.alloc(out_len)?;
     let bindings = [(1, buf(a)), (2, buf(b)), (3, buf(&out))];
     ctx.dispatch(
