@@ -204,7 +204,7 @@ fn matmul_and_linear() {
     );
     // Enough 128×128 tiles for the big-tile kernels, forward and both transposed
     // products of the backward pass; edges that are not multiples of the tile.
-    let (bm, bk, bn) = (r.range(129, 140), r.range(1, 40), r.range(129, 140));
+    let (bm, bk, bn) = (r.range(129, 140), r.range(65, 80), r.range(129, 140));
     parity(
         &gpu,
         "matmul big tiles",

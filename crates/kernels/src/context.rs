@@ -221,10 +221,7 @@ impl Ctx {
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
         }
-        pending.dispatches += 1;
-        if pending.dispatches >= SUBMIT_EVERY {
-            self.submit_locked(&mut pending);
-        }
+        self.count_recording(&mut pending);
         Ok(())
     }
 
@@ -233,9 +230,14 @@ impl Ctx {
     fn record(&self, f: impl FnOnce(&mut wgpu::CommandEncoder)) {
         let mut pending = lock(&self.pending);
         f(self.encoder(&mut pending));
+        self.count_recording(&mut pending);
+    }
+
+    /// Counts one recording and submits once `SUBMIT_EVERY` have piled up.
+    fn count_recording(&self, pending: &mut Pending) {
         pending.dispatches += 1;
         if pending.dispatches >= SUBMIT_EVERY {
-            self.submit_locked(&mut pending);
+            self.submit_locked(pending);
         }
     }
 

@@ -8,9 +8,6 @@ use fovea_core::Result;
 use crate::context::{buf, Ctx};
 use crate::source::{CONV2D, CONV2D_ENTRIES};
 
-/// Fewest 128×128 tiles (over all groups) for which the big tile beats the 64×64 one.
-const MIN_BIG_TILES: usize = 64;
-
 /// Aim for at least this many workgroups before splitting K.
 const TARGET_WORKGROUPS: usize = 256;
 
@@ -99,9 +96,8 @@ fn run(
         Mode::GradInput => (cg, cp.n * cp.h * cp.w, og * kk),
         Mode::GradWeight => (og, cg * kk, cp.n * cp.oh * cp.ow),
     };
-    let big =
-        gm > 64 && gn > 64 && gn.div_ceil(128) * gm.div_ceil(128) * cp.groups >= MIN_BIG_TILES;
-    let entry = &CONV2D_ENTRIES[big as usize * 3 + mode as usize];
+    let bands = crate::gemm_gen::bands_for(gm, gn, cp.groups);
+    let entry = &CONV2D_ENTRIES[(bands - 1) * 3 + mode as usize];
     let tile = entry.tile();
     let tiles = gn.div_ceil(tile) * gm.div_ceil(tile) * cp.groups;
     let max_z = ctx.limits.max_compute_workgroups_per_dimension as usize;

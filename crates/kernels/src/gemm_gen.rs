@@ -55,6 +55,17 @@ impl GemmEntry {
     }
 }
 
+/// Fewest 128×128 tiles (over every matrix of a dispatch) for which the big tile beats
+/// the 64×64 one: below it, the small tile keeps more of the GPU busy.
+const MIN_BIG_TILES: usize = 64;
+
+/// Tile bands for `count` output matrices of `m × n`: 2 (128×128) when both edges exceed a
+/// small tile and there are enough big tiles, else 1 (64×64).
+pub fn bands_for(m: usize, n: usize, count: usize) -> usize {
+    let big = m > 64 && n > 64 && m.div_ceil(128) * n.div_ceil(128) * count >= MIN_BIG_TILES;
+    1 + big as usize
+}
+
 /// Code that fills `tile` (a `array<vec4<f32>, 256>` laid out `[k][outer / 4]`) for one
 /// operand: `load(outer, k)` is the WGSL call that reads one value.
 fn load_tile(

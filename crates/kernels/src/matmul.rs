@@ -7,9 +7,6 @@ use fovea_core::Result;
 use crate::context::{buf, Ctx};
 use crate::source::{MATMUL, MATMUL_ENTRIES};
 
-/// Below this many big (128×128) tiles the small ones keep more of the GPU busy.
-const MIN_BIG_TILES: usize = 64;
-
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct Params {
@@ -26,8 +23,8 @@ struct Params {
 pub fn matmul(ctx: &Ctx, a: &Storage, b: &Storage, mp: &MatmulParams) -> Result<Storage> {
     let y = ctx.alloc(mp.batch * mp.m * mp.n)?;
     let max_z = ctx.limits.max_compute_workgroups_per_dimension as usize;
-    let big = mp.m.div_ceil(128) * mp.n.div_ceil(128) * mp.batch >= MIN_BIG_TILES;
-    let index = (big as usize) * 4 + (mp.trans_a as usize) * 2 + mp.trans_b as usize;
+    let bands = crate::gemm_gen::bands_for(mp.m, mp.n, mp.batch);
+    let index = (bands - 1) * 4 + (mp.trans_a as usize) * 2 + mp.trans_b as usize;
     let entry = &MATMUL_ENTRIES[index];
     let tile = entry.tile();
     let mut start = 0;
