@@ -77,6 +77,17 @@ fn setup(dev: &Device, layers: &[&str]) -> (StyleTransfer, Tensor) {
     (problem, content)
 }
 
+/// Adam on the image, 4 intensity levels per step (the example's default).
+fn adam(g: &Tensor) -> Adam {
+    Adam::new(
+        vec![g.clone()],
+        AdamOptions {
+            lr: 4.0,
+            ..Default::default()
+        },
+    )
+}
+
 /// Total and style cost of `g`, read back.
 fn values(problem: &StyleTransfer, g: &Tensor) -> (f32, f32) {
     let c = no_grad(|| problem.costs(g)).unwrap();
@@ -89,13 +100,7 @@ fn total_and_style_costs_fall_on_a_tiny_image() {
     let layers = ["relu4_2", "relu1_1", "relu2_1", "relu3_1", "relu4_1"];
     let (problem, content) = setup(&dev, &layers);
     let g = content.detach().requires_grad();
-    let mut opt = Adam::new(
-        vec![g.clone()],
-        AdamOptions {
-            lr: 4.0,
-            ..Default::default()
-        },
-    );
+    let mut opt = adam(&g);
     let (j0, s0) = values(&problem, &g);
     for _ in 0..15 {
         opt.zero_grad();
@@ -117,13 +122,7 @@ fn one_style_step_agrees_between_gpu_and_cpu() {
     let step = |dev: &Device| -> Vec<f32> {
         let (problem, content) = setup(dev, &layers);
         let g = content.detach().requires_grad();
-        let mut opt = Adam::new(
-            vec![g.clone()],
-            AdamOptions {
-                lr: 4.0,
-                ..Default::default()
-            },
-        );
+        let mut opt = adam(&g);
         problem.costs(&g).unwrap().total.backward().unwrap();
         opt.step().unwrap();
         g.to_vec().unwrap()

@@ -354,6 +354,12 @@ fn train_span(
             .unwrap()
             .random_shift(2, 77 + epoch as u64)
             .start_at(start);
+        let all = data.labels.len().div_ceil(100);
+        assert_eq!(
+            loader.batches(),
+            all - start,
+            "batches left after start_at({start})"
+        );
         for (i, batch) in loader.enumerate() {
             if (epoch, start + i) >= until {
                 break;

@@ -325,12 +325,14 @@ impl<'a> DataLoader<'a> {
         self
     }
 
-    /// Number of batches this epoch yields.
+    /// Number of batches still to come this epoch (all of them before iterating, fewer
+    /// after [`DataLoader::start_at`]).
     pub fn batches(&self) -> usize {
+        let left = self.order.len() - self.next;
         if self.drop_last {
-            self.order.len() / self.batch_size
+            left / self.batch_size
         } else {
-            self.order.len().div_ceil(self.batch_size)
+            left.div_ceil(self.batch_size)
         }
     }
 }

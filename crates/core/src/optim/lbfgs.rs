@@ -239,6 +239,9 @@ impl Lbfgs {
         let mut loss = orig_loss;
         let mut evals = 1;
         let mut g = self.flat_grad()?;
+        // The parameters, read once per step and then tracked here (rounded as the f32
+        // parameters are), instead of a download per iteration.
+        let mut x = self.flat_params()?;
         if max_abs(&g) <= o.tolerance_grad {
             return Ok(orig_loss as f32);
         }
@@ -280,7 +283,7 @@ impl Lbfgs {
             if gtd > -o.tolerance_change {
                 break;
             }
-            let x0 = self.flat_params()?;
+            let x0 = std::mem::take(&mut x);
             let d = self.direction.clone();
             match o.line_search {
                 Some(LineSearch::Armijo) => {
@@ -305,6 +308,11 @@ impl Lbfgs {
                     }
                 }
             }
+            x = x0
+                .iter()
+                .zip(&d)
+                .map(|(a, b)| (a + self.t * b) as f32 as f64)
+                .collect();
             if iter == o.max_iter || evals >= max_eval {
                 break;
             }
