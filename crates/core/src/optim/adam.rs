@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::{grad_of, saved_buffer, saved_count, value, Optimizer, OptimizerState};
+use super::{grad_of, saved_buffer, saved_header, value, Optimizer, OptimizerState};
 use crate::checkpoint::NamedArrays;
 use crate::{no_grad, Error, Result, Tensor};
 
@@ -103,8 +103,8 @@ impl Optimizer for Adam {
             Ok(())
         })
     }
-    fn zero_grad(&self) {
-        self.params.iter().for_each(Tensor::zero_grad);
+    fn params(&self) -> &[Tensor] {
+        &self.params
     }
     fn lr(&self) -> f32 {
         self.opts.lr
@@ -113,7 +113,7 @@ impl Optimizer for Adam {
         self.opts.lr = lr;
     }
     fn state(&self) -> OptimizerState {
-        let mut st = OptimizerState::default();
+        let mut st = OptimizerState::new("Adam", self.params.len(), self.opts.lr);
         for (i, state) in self.moments.iter().enumerate() {
             if let Some((m, v)) = state {
                 st.tensors.push((format!("state.{i}.exp_avg"), m.clone()));
@@ -122,10 +122,6 @@ impl Optimizer for Adam {
             }
         }
         st.values.insert("step".into(), self.t.to_string());
-        st.values.insert("lr".into(), self.opts.lr.to_string());
-        st.values
-            .insert("params".into(), self.params.len().to_string());
-        st.values.insert("optimizer".into(), "Adam".into());
         st
     }
     fn load_state(
@@ -133,9 +129,9 @@ impl Optimizer for Adam {
         tensors: &NamedArrays,
         values: &HashMap<String, String>,
     ) -> Result<()> {
-        let n = saved_count(values, "Adam", self.params.len())?;
+        let n = self.params.len();
+        let lr = saved_header(values, "Adam", n)?;
         let t: i32 = value(values, "Adam", "step")?;
-        let lr: f32 = value(values, "Adam", "lr")?;
         let mut moments = Vec::with_capacity(n);
         for (i, p) in self.params.iter().enumerate() {
             let m = saved_buffer(tensors, "Adam", i, "exp_avg", p)?;

@@ -27,12 +27,34 @@ pub struct OptimizerState {
     pub values: HashMap<String, String>,
 }
 
+impl OptimizerState {
+    /// A state with the values every optimizer saves: its kind, parameter count and lr.
+    pub(crate) fn new(kind: &str, params: usize, lr: f32) -> OptimizerState {
+        let values = [
+            ("optimizer", kind.to_string()),
+            ("params", params.to_string()),
+            ("lr", lr.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        OptimizerState {
+            tensors: Vec::new(),
+            values,
+        }
+    }
+}
+
 /// What every optimizer offers.
 pub trait Optimizer {
     /// Applies one update from the parameters' current gradients.
     fn step(&mut self) -> Result<()>;
+    /// The parameters it updates.
+    fn params(&self) -> &[Tensor];
     /// Forgets every parameter's gradient.
-    fn zero_grad(&self);
+    fn zero_grad(&self) {
+        self.params().iter().for_each(Tensor::zero_grad);
+    }
     /// The learning rate.
     fn lr(&self) -> f32;
     /// Sets the learning rate (schedules call this).
@@ -57,12 +79,12 @@ pub(crate) fn value<T: std::str::FromStr>(
         .ok_or_else(|| Error::op(op, format!("saved state has no valid `{key}`")))
 }
 
-/// Checks that saved state is `op`'s and for `n` parameters, and returns `n`.
-pub(crate) fn saved_count(
+/// Checks that saved state is `op`'s and for `n` parameters, and returns its lr.
+pub(crate) fn saved_header(
     values: &HashMap<String, String>,
     op: &'static str,
     n: usize,
-) -> Result<usize> {
+) -> Result<f32> {
     let kind: String = value(values, op, "optimizer")?;
     if kind != op {
         return Err(Error::op(
@@ -77,7 +99,7 @@ pub(crate) fn saved_count(
             format!("saved state is for {saved} parameters, this optimizer has {n}"),
         ));
     }
-    Ok(n)
+    value(values, op, "lr")
 }
 
 /// The saved buffer `state.{i}.{name}` for parameter `i`, checked against its shape;

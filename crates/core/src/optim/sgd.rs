@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::{grad_of, saved_buffer, saved_count, value, Optimizer, OptimizerState};
+use super::{grad_of, saved_buffer, saved_header, Optimizer, OptimizerState};
 use crate::checkpoint::NamedArrays;
 use crate::{no_grad, Result, Tensor};
 
@@ -76,8 +76,8 @@ impl Optimizer for Sgd {
             Ok(())
         })
     }
-    fn zero_grad(&self) {
-        self.params.iter().for_each(Tensor::zero_grad);
+    fn params(&self) -> &[Tensor] {
+        &self.params
     }
     fn lr(&self) -> f32 {
         self.opts.lr
@@ -86,17 +86,13 @@ impl Optimizer for Sgd {
         self.opts.lr = lr;
     }
     fn state(&self) -> OptimizerState {
-        let mut st = OptimizerState::default();
+        let mut st = OptimizerState::new("SGD", self.params.len(), self.opts.lr);
         for (i, v) in self.velocity.iter().enumerate() {
             if let Some(v) = v {
                 st.tensors
                     .push((format!("state.{i}.momentum_buffer"), v.clone()));
             }
         }
-        st.values.insert("lr".into(), self.opts.lr.to_string());
-        st.values
-            .insert("params".into(), self.params.len().to_string());
-        st.values.insert("optimizer".into(), "SGD".into());
         st
     }
     fn load_state(
@@ -104,8 +100,7 @@ impl Optimizer for Sgd {
         tensors: &NamedArrays,
         values: &HashMap<String, String>,
     ) -> Result<()> {
-        saved_count(values, "SGD", self.params.len())?;
-        let lr: f32 = value(values, "SGD", "lr")?;
+        let lr = saved_header(values, "SGD", self.params.len())?;
         let velocity = self
             .params
             .iter()
