@@ -39,13 +39,13 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
 @compute @workgroup_size(256)
 fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let q = flat_index(wid, lid, nwg);
-    let hw = p.h * p.w;
-    if (q >= p.planes * hw) {
+    if (q >= p.planes * p.h * p.w) {
         return;
     }
-    let plane = q / hw;
-    let ih = (q % hw) / p.w;
-    let iw = (q % hw) % p.w;
+    let cell = plane_cell(q, p.h, p.w);
+    let plane = cell.x;
+    let ih = cell.y;
+    let iw = cell.z;
     // Windows overlap by at most one cell, so the candidates lie within one of i·OH/H.
     let oi0 = max(i32(ih * p.oh / p.h) - 1, 0);
     let oi1 = min(i32((ih + 1u) * p.oh / p.h) + 1, i32(p.oh) - 1);

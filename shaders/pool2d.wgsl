@@ -82,19 +82,19 @@ fn max_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
 @compute @workgroup_size(256)
 fn max_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let q = flat_index(wid, lid, nwg);
-    let hw = p.h * p.w;
-    if (q >= p.planes * hw) {
+    if (q >= p.planes * p.h * p.w) {
         return;
     }
-    let plane = q / hw;
-    let ih = (q % hw) / p.w;
-    let iw = (q % hw) % p.w;
+    let cell = plane_cell(q, p.h, p.w);
+    let plane = cell.x;
+    let ih = cell.y;
+    let iw = cell.z;
     let rh = covering(ih, p.sh, p.ph, p.kh, p.oh);
     let rw = covering(iw, p.sw, p.pw, p.kw, p.ow);
     var acc = 0.0;
     for (var oi = rh.x; oi <= rh.y; oi++) {
         for (var oj = rw.x; oj <= rw.y; oj++) {
-            if (argmax(plane * hw, u32(oi), u32(oj)) == i32(q % hw)) {
+            if (argmax(plane * p.h * p.w, u32(oi), u32(oj)) == i32(ih * p.w + iw)) {
                 acc += gy[(plane * p.oh + u32(oi)) * p.ow + u32(oj)];
             }
         }
@@ -126,13 +126,13 @@ fn avg_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
 @compute @workgroup_size(256)
 fn avg_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let q = flat_index(wid, lid, nwg);
-    let hw = p.h * p.w;
-    if (q >= p.planes * hw) {
+    if (q >= p.planes * p.h * p.w) {
         return;
     }
-    let plane = q / hw;
-    let ih = i32((q % hw) / p.w);
-    let iw = i32((q % hw) % p.w);
+    let cell = plane_cell(q, p.h, p.w);
+    let plane = cell.x;
+    let ih = i32(cell.y);
+    let iw = i32(cell.z);
     let rh = covering(u32(ih), p.sh, p.ph, p.kh, p.oh);
     let rw = covering(u32(iw), p.sw, p.pw, p.kw, p.ow);
     var acc = 0.0;

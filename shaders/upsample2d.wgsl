@@ -33,13 +33,13 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
 @compute @workgroup_size(256)
 fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let q = flat_index(wid, lid, nwg);
-    let hw = p.h * p.w;
-    if (q >= p.planes * hw) {
+    if (q >= p.planes * p.h * p.w) {
         return;
     }
-    let plane = q / hw;
-    let ih = (q % hw) / p.w;
-    let iw = (q % hw) % p.w;
+    let cell = plane_cell(q, p.h, p.w);
+    let plane = cell.x;
+    let ih = cell.y;
+    let iw = cell.z;
     // src(o) = i exactly for o in [⌈i·OH/H⌉, ⌈(i+1)·OH/H⌉).
     let oi0 = (ih * p.oh + p.h - 1u) / p.h;
     let oi1 = min(((ih + 1u) * p.oh + p.h - 1u) / p.h, p.oh);

@@ -7,6 +7,13 @@ fn flat_index(wid: vec3<u32>, lid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return (wid.y * nwg.x + wid.x) * 256u + lid.x;
 }
 
+// (plane, row, column) of flat index q over planes of h × w: the cell a gather-form
+// backward thread owns.
+fn plane_cell(q: u32, h: u32, w: u32) -> vec3<u32> {
+    let hw = h * w;
+    return vec3<u32>(q / hw, (q % hw) / w, (q % hw) % w);
+}
+
 fn nan() -> f32 {
     return bitcast<f32>(0x7fc00000u);
 }
