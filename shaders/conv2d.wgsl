@@ -1,14 +1,16 @@
 // Convolution as implicit GEMM (no im2col buffer): the generated register-tiled loop of
 // crates/kernels/src/gemm_gen.rs (appended to this file, as for matmul), with operands
-// gathered from the tensors on the fly. One dispatch covers every group (workgroup z =
-// group). Three modes share the tiles:
-//   0 forward:     y[n,g·og+m,pix]   = Σ_k  w[g·og+m, k]         · x gathered (k = c,ki,kj)
-//   1 grad input:  gx[n,g·cg+m,q]    = Σ_k  w[g·og+o, m, ki, kj] · gy gathered (k = o,ki,kj)
-//   2 grad weight: gw[g·og+m, col]   = Σ_k  gy[n,g·og+m,pix]     · x gathered (k = n,pix)
-// lhs is w (modes 0, 1) or gy (mode 2); rhs is x (modes 0, 2) or gy (mode 1).
+// gathered from the tensors on the fly. One dispatch covers every group. Three modes
+// share the tiles, each with its own loads and store (named in CONV2D_ENTRIES):
+//   fwd, forward:     y[n,g·og+m,pix]   = Σ_k  w[g·og+m, k]         · x gathered (k = c,ki,kj)
+//   gin, grad input:  gx[n,g·cg+m,q]    = Σ_k  w[g·og+o, m, ki, kj] · gy gathered (k = o,ki,kj)
+//   gw, grad weight:  gw[g·og+m, col]   = Σ_k  gy[n,g·og+m,pix]     · x gathered (k = n,pix)
+// lhs is w (fwd, gin) or gy (gw); rhs is x (fwd, gw) or gy (gin).
 // Split-K: workgroup z = group · splits + split; each split sums k in its own range and
 // writes its partial result to out[split · out_len + …] (the host then sums the splits).
 // The weight gradient needs it: its K (batch × pixels) is long and its M × N small.
+// Every `*_at` function runs once per thread: the divisions that locate a thread's
+// pixels happen there, not once per loaded value.
 
 struct Params {
     n: u32,
@@ -27,7 +29,6 @@ struct Params {
     pw: u32,
     dh: u32,
     dw: u32,
-    mode: u32,
     gm: u32,
     gn: u32,
     gk: u32,
@@ -41,100 +42,9 @@ struct Params {
 @group(0) @binding(2) var<storage, read> rhs: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-fn load_a(g: u32, m: u32, k: u32) -> f32 {
-    if (m >= p.gm || k >= p.gk) {
-        return 0.0;
-    }
-    let cg = p.c_in / p.groups;
-    let og = p.c_out / p.groups;
-    let kk = p.kh * p.kw;
-    switch p.mode {
-        case 0u: {
-            return lhs[(g * og + m) * cg * kk + k];
-        }
-        case 1u: {
-            return lhs[((g * og + k / kk) * cg + m) * kk + k % kk];
-        }
-        default: {
-            let ohw = p.oh * p.ow;
-            return lhs[((k / ohw) * p.c_out + g * og + m) * ohw + k % ohw];
-        }
-    }
-}
+// Marks a column outside the matrix: every window position computed from it is negative.
+const OUTSIDE: i32 = -1073741824;
 
-// x[ni, g·cg + c, oi·sh − ph + ki·dh, oj·sw − pw + kj·dw], or 0 in the padding.
-fn gather_x(g: u32, ni: u32, c: u32, r: u32, pix: u32) -> f32 {
-    let ki = r / p.kw;
-    let kj = r % p.kw;
-    let oi = pix / p.ow;
-    let oj = pix % p.ow;
-    let ih = i32(oi * p.sh + ki * p.dh) - i32(p.ph);
-    let iw = i32(oj * p.sw + kj * p.dw) - i32(p.pw);
-    if (ih < 0 || iw < 0 || ih >= i32(p.h) || iw >= i32(p.w)) {
-        return 0.0;
-    }
-    let cg = p.c_in / p.groups;
-    return rhs[((ni * p.c_in + g * cg + c) * p.h + u32(ih)) * p.w + u32(iw)];
-}
-
-fn load_b(g: u32, k: u32, col: u32) -> f32 {
-    if (k >= p.gk || col >= p.gn) {
-        return 0.0;
-    }
-    let kk = p.kh * p.kw;
-    let ohw = p.oh * p.ow;
-    switch p.mode {
-        case 0u: {
-            return gather_x(g, col / ohw, k / kk, k % kk, col % ohw);
-        }
-        case 1u: {
-            // gy[ni, g·og + o, oi, oj] where oi·sh = ih + ph − ki·dh exactly.
-            let o = k / kk;
-            let ki = (k % kk) / p.kw;
-            let kj = (k % kk) % p.kw;
-            let hw = p.h * p.w;
-            let ni = col / hw;
-            let ih = (col % hw) / p.w;
-            let iw = (col % hw) % p.w;
-            let th = i32(ih + p.ph) - i32(ki * p.dh);
-            let tw = i32(iw + p.pw) - i32(kj * p.dw);
-            if (th < 0 || tw < 0 || u32(th) % p.sh != 0u || u32(tw) % p.sw != 0u) {
-                return 0.0;
-            }
-            let oi = u32(th) / p.sh;
-            let oj = u32(tw) / p.sw;
-            if (oi >= p.oh || oj >= p.ow) {
-                return 0.0;
-            }
-            let og = p.c_out / p.groups;
-            return rhs[((ni * p.c_out + g * og + o) * p.oh + oi) * p.ow + oj];
-        }
-        default: {
-            return gather_x(g, k / ohw, col / kk, col % kk, k % ohw);
-        }
-    }
-}
-
-fn store(g: u32, split: u32, m: u32, col: u32, v: f32) {
-    let cg = p.c_in / p.groups;
-    let og = p.c_out / p.groups;
-    let base = split * p.out_len;
-    switch p.mode {
-        case 0u: {
-            let ohw = p.oh * p.ow;
-            out[base + ((col / ohw) * p.c_out + g * og + m) * ohw + col % ohw] = v;
-        }
-        case 1u: {
-            let hw = p.h * p.w;
-            out[base + ((col / hw) * p.c_in + g * cg + m) * hw + col % hw] = v;
-        }
-        default: {
-            out[base + (g * og + m) * p.gn + col] = v;
-        }
-    }
-}
-
-// The interface of the generated GEMM: z = group · splits + split.
 fn gemm_skip(z: u32, tile: vec3<u32>) -> bool {
     return false;
 }
@@ -144,16 +54,245 @@ fn gemm_k_range(z: u32) -> vec2<u32> {
     return vec2<u32>(begin, min(begin + p.k_per_split, p.gk));
 }
 
-fn gemm_load_a(z: u32, m: u32, k: u32) -> f32 {
-    return load_a(z / p.splits, m, k);
+fn lhs_or0(ok: bool, i: u32) -> f32 {
+    if (ok) {
+        return lhs[i];
+    }
+    return 0.0;
 }
 
-fn gemm_load_b(z: u32, k: u32, col: u32) -> f32 {
-    return load_b(z / p.splits, k, col);
+fn rhs_or0(ok: bool, i: u32) -> f32 {
+    if (ok) {
+        return rhs[i];
+    }
+    return 0.0;
 }
 
-fn gemm_store(z: u32, m: u32, col: u32, v: f32) {
-    if (m < p.gm && col < p.gn) {
-        store(z / p.splits, z % p.splits, m, col, v);
+// A row of lhs whose value k sits at base + (k / period) · step + k % period.
+struct Line {
+    base: u32,
+    step: u32,
+    period: u32,
+    ok: bool,
+}
+
+// (quotient, remainder) of the next k: a period may be 1, so every step carries alone.
+fn next_k(q: vec2<u32>, period: u32) -> vec2<u32> {
+    let wrap = q.y + 1u == period;
+    return vec2<u32>(q.x + u32(wrap), select(q.y + 1u, 0u, wrap));
+}
+
+// Which of k..k+4 lie inside the matrix's K.
+fn in_k(k: u32) -> vec4<bool> {
+    return vec4<u32>(k) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.gk);
+}
+
+// lhs at k..k+4 of a line: one division, then the remainder steps with a carry (written
+// out: drivers do not unroll naga's loops).
+fn line4(s: Line, k: u32) -> vec4<f32> {
+    let o = k / s.period;
+    let q0 = vec2<u32>(o, k - o * s.period);
+    let q1 = next_k(q0, s.period);
+    let q2 = next_k(q1, s.period);
+    let q3 = next_k(q2, s.period);
+    let idx = s.base + vec4<u32>(q0.x, q1.x, q2.x, q3.x) * s.step + vec4<u32>(q0.y, q1.y, q2.y, q3.y);
+    let ok = in_k(k) & vec4<bool>(s.ok);
+    return vec4<f32>(lhs_or0(ok.x, idx.x), lhs_or0(ok.y, idx.y), lhs_or0(ok.z, idx.z), lhs_or0(ok.w, idx.w));
+}
+
+fn og() -> u32 {
+    return p.c_out / p.groups;
+}
+
+fn cg() -> u32 {
+    return p.c_in / p.groups;
+}
+
+// Stores four consecutive columns of output row m, where column col is pixel col % plane
+// of image col / plane and the row is channel `ch` of `channels`.
+fn store4(z: u32, m: u32, col: u32, v: vec4<f32>, ch: u32, channels: u32, plane: u32) {
+    if (m >= p.gm) {
+        return;
+    }
+    let base = (z % p.splits) * p.out_len;
+    let ni = col / plane;
+    let pix = col - ni * plane;
+    if (pix + 4u <= plane && col + 4u <= p.gn) {
+        let o = base + (ni * channels + ch) * plane + pix;
+        out[o] = v.x;
+        out[o + 1u] = v.y;
+        out[o + 2u] = v.z;
+        out[o + 3u] = v.w;
+        return;
+    }
+    for (var d = 0u; d < 4u; d++) {
+        let c = col + d;
+        if (c < p.gn) {
+            let n = c / plane;
+            out[base + (n * channels + ch) * plane + c - n * plane] = v[d];
+        }
+    }
+}
+
+// Four consecutive GEMM columns that are pixels: where their data starts in rhs, and
+// their window's top-left position (forward) or own position (grad input) shifted by the
+// padding.
+struct Pix4 {
+    base: vec4<u32>,
+    i: vec4<i32>,
+    j: vec4<i32>,
+}
+
+// Column col + d is pixel (i, j) of image n in planes of rows × cols; rhs holds
+// `channels` planes of `plane` values per image, the group's first at `first`. The
+// position kept is (i · scale + shift.x, j · scale + shift.y), or OUTSIDE past the last
+// column.
+fn pix4(col: u32, rows: u32, cols: u32, channels: u32, first: u32, plane: u32, scale: vec2<i32>, shift: vec2<i32>) -> Pix4 {
+    var s: Pix4;
+    for (var d = 0u; d < 4u; d++) {
+        let c = col + d;
+        let n = c / (rows * cols);
+        let q = c - n * rows * cols;
+        let i = q / cols;
+        s.base[d] = (n * channels + first) * plane;
+        s.i[d] = select(OUTSIDE, i32(i) * scale.x + shift.x, c < p.gn);
+        s.j[d] = i32(q - i * cols) * scale.y + shift.y;
+    }
+    return s;
+}
+
+// Splits k = (channel, ki, kj) of the kernel window into (channel, ki · dh, kj · dw).
+fn window_tap(k: u32) -> vec3<u32> {
+    let kk = p.kh * p.kw;
+    let c = k / kk;
+    let r = k - c * kk;
+    let ki = r / p.kw;
+    return vec3<u32>(c, ki * p.dh, (r - ki * p.kw) * p.dw);
+}
+
+// ---- forward: A = w [og, cg·kh·kw] rows, B = x gathered at output pixels.
+
+fn fwd_a_at(z: u32, m: u32) -> Line {
+    return Line((z / p.splits * og() + m) * p.gk, 0u, p.gk, m < p.gm);
+}
+
+fn fwd_a(z: u32, s: Line, k: u32) -> vec4<f32> {
+    return line4(s, k);
+}
+
+fn fwd_b_at(z: u32, col: u32) -> Pix4 {
+    let stride = vec2<i32>(i32(p.sh), i32(p.sw));
+    return pix4(col, p.oh, p.ow, p.c_in, z / p.splits * cg(), p.h * p.w, stride, -vec2<i32>(i32(p.ph), i32(p.pw)));
+}
+
+fn fwd_b(z: u32, s: Pix4, k: u32) -> vec4<f32> {
+    let tap = window_tap(k);
+    let ih = s.i + i32(tap.y);
+    let iw = s.j + i32(tap.z);
+    let ok = (ih >= vec4<i32>(0)) & (iw >= vec4<i32>(0)) & (ih < vec4<i32>(i32(p.h))) & (iw < vec4<i32>(i32(p.w))) & vec4<bool>(k < p.gk);
+    let idx = s.base + tap.x * p.h * p.w + vec4<u32>(ih) * p.w + vec4<u32>(iw);
+    return vec4<f32>(rhs_or0(ok.x, idx.x), rhs_or0(ok.y, idx.y), rhs_or0(ok.z, idx.z), rhs_or0(ok.w, idx.w));
+}
+
+fn fwd_store(z: u32, m: u32, col: u32, v: vec4<f32>) {
+    store4(z, m, col, v, z / p.splits * og() + m, p.c_out, p.oh * p.ow);
+}
+
+// ---- grad input: A = w[g·og+o, m, ki, kj] over k = (o, ki, kj), B = gy gathered at
+// input pixels: gy[n, g·og+o, oi, oj] where oi·sh = ih + ph − ki·dh exactly.
+
+fn gin_a_at(z: u32, m: u32) -> Line {
+    let kk = p.kh * p.kw;
+    return Line((z / p.splits * og() * cg() + m) * kk, cg() * kk, kk, m < p.gm);
+}
+
+fn gin_a(z: u32, s: Line, k: u32) -> vec4<f32> {
+    return line4(s, k);
+}
+
+fn gin_b_at(z: u32, col: u32) -> Pix4 {
+    return pix4(col, p.h, p.w, p.c_out, z / p.splits * og(), p.oh * p.ow, vec2<i32>(1), vec2<i32>(i32(p.ph), i32(p.pw)));
+}
+
+fn gin_b(z: u32, s: Pix4, k: u32) -> vec4<f32> {
+    let tap = window_tap(k);
+    let th = s.i - i32(tap.y);
+    let tw = s.j - i32(tap.z);
+    var ok = (th >= vec4<i32>(0)) & (tw >= vec4<i32>(0)) & vec4<bool>(k < p.gk);
+    var oi = vec4<u32>(max(th, vec4<i32>(0)));
+    var oj = vec4<u32>(max(tw, vec4<i32>(0)));
+    if (p.sh != 1u || p.sw != 1u) {
+        ok = ok & (oi % p.sh == vec4<u32>(0u)) & (oj % p.sw == vec4<u32>(0u));
+        oi = oi / p.sh;
+        oj = oj / p.sw;
+    }
+    ok = ok & (oi < vec4<u32>(p.oh)) & (oj < vec4<u32>(p.ow));
+    let idx = s.base + tap.x * p.oh * p.ow + oi * p.ow + oj;
+    return vec4<f32>(rhs_or0(ok.x, idx.x), rhs_or0(ok.y, idx.y), rhs_or0(ok.z, idx.z), rhs_or0(ok.w, idx.w));
+}
+
+fn gin_store(z: u32, m: u32, col: u32, v: vec4<f32>) {
+    store4(z, m, col, v, z / p.splits * cg() + m, p.c_in, p.h * p.w);
+}
+
+// ---- grad weight: A = gy rows over k = (n, pix), B = x gathered at k for column
+// (c, ki, kj).
+
+fn gw_a_at(z: u32, m: u32) -> Line {
+    let ohw = p.oh * p.ow;
+    return Line((z / p.splits * og() + m) * ohw, p.c_out * ohw, ohw, m < p.gm);
+}
+
+fn gw_a(z: u32, s: Line, k: u32) -> vec4<f32> {
+    return line4(s, k);
+}
+
+// A column of the weight gradient: x's plane for channel c of the group (image 0) and
+// the tap's offset from an output pixel's scaled position.
+struct Tap {
+    base: u32,
+    di: i32,
+    dj: i32,
+    ok: bool,
+}
+
+fn gw_b_at(z: u32, col: u32) -> Tap {
+    let tap = window_tap(col);
+    return Tap((z / p.splits * cg() + tap.x) * p.h * p.w, i32(tap.y) - i32(p.ph), i32(tap.z) - i32(p.pw), col < p.gn);
+}
+
+// The output pixel after (n, oi, oj), in order.
+fn next_pixel(q: vec3<u32>) -> vec3<u32> {
+    let wrap_j = q.z + 1u == p.ow;
+    let wrap_i = wrap_j && q.y + 1u == p.oh;
+    return vec3<u32>(q.x + u32(wrap_i), select(q.y + u32(wrap_j), 0u, wrap_i), select(q.z + 1u, 0u, wrap_j));
+}
+
+// x at k..k+4 = (n, oi, oj): one set of divisions, then oj steps with carries into oi, n.
+fn gw_b(z: u32, s: Tap, k: u32) -> vec4<f32> {
+    let ohw = p.oh * p.ow;
+    let n = k / ohw;
+    let q = k - n * ohw;
+    let oi = q / p.ow;
+    let q0 = vec3<u32>(n, oi, q - oi * p.ow);
+    let q1 = next_pixel(q0);
+    let q2 = next_pixel(q1);
+    let q3 = next_pixel(q2);
+    let ih = vec4<i32>(vec4<u32>(q0.y, q1.y, q2.y, q3.y) * p.sh) + s.di;
+    let iw = vec4<i32>(vec4<u32>(q0.z, q1.z, q2.z, q3.z) * p.sw) + s.dj;
+    let ok = in_k(k) & vec4<bool>(s.ok) & (ih >= vec4<i32>(0)) & (iw >= vec4<i32>(0)) & (ih < vec4<i32>(i32(p.h))) & (iw < vec4<i32>(i32(p.w)));
+    let idx = s.base + vec4<u32>(q0.x, q1.x, q2.x, q3.x) * (p.c_in * p.h * p.w) + vec4<u32>(ih) * p.w + vec4<u32>(iw);
+    return vec4<f32>(rhs_or0(ok.x, idx.x), rhs_or0(ok.y, idx.y), rhs_or0(ok.z, idx.z), rhs_or0(ok.w, idx.w));
+}
+
+fn gw_store(z: u32, m: u32, col: u32, v: vec4<f32>) {
+    if (m >= p.gm) {
+        return;
+    }
+    let o = (z % p.splits) * p.out_len + (z / p.splits * og() + m) * p.gn + col;
+    for (var d = 0u; d < 4u; d++) {
+        if (col + d < p.gn) {
+            out[o + d] = v[d];
+        }
     }
 }

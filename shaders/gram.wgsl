@@ -30,27 +30,37 @@ fn gemm_k_range(z: u32) -> vec2<u32> {
     return vec2<u32>(begin, min(begin + p.k_per_split, p.hw));
 }
 
-fn load(img: u32, row: u32, k: u32) -> f32 {
-    if (row >= p.c || k >= p.hw) {
-        return 0.0;
+// Row `row` of image z / splits: its offset, or none past the channels.
+struct Row {
+    base: u32,
+    ok: bool,
+}
+
+fn rows_at(z: u32, row: u32) -> Row {
+    return Row(((z / p.splits) * p.c + row) * p.hw, row < p.c);
+}
+
+fn f_or0(ok: bool, i: u32) -> f32 {
+    if (ok) {
+        return f[i];
     }
-    return f[(img * p.c + row) * p.hw + k];
+    return 0.0;
 }
 
-fn gemm_load_a(z: u32, i: u32, k: u32) -> f32 {
-    return load(z / p.splits, i, k);
-}
-
-fn gemm_load_b(z: u32, k: u32, j: u32) -> f32 {
-    return load(z / p.splits, j, k);
+fn rows(z: u32, r: Row, k: u32) -> vec4<f32> {
+    let o = r.base + k;
+    return vec4<f32>(f_or0(r.ok && k < p.hw, o), f_or0(r.ok && k + 1u < p.hw, o + 1u), f_or0(r.ok && k + 2u < p.hw, o + 2u), f_or0(r.ok && k + 3u < p.hw, o + 3u));
 }
 
 // On diagonal tiles (i, j) and (j, i) both get computed, with the same products in the
 // same order, so the two writes agree.
-fn gemm_store(z: u32, i: u32, j: u32, v: f32) {
-    if (i < p.c && j < p.c && j >= i) {
-        let base = ((z % p.splits) * p.n + z / p.splits) * p.c * p.c;
-        g[base + i * p.c + j] = v;
-        g[base + j * p.c + i] = v;
+fn mirrored_store(z: u32, i: u32, j: u32, v: vec4<f32>) {
+    let base = ((z % p.splits) * p.n + z / p.splits) * p.c * p.c;
+    for (var d = 0u; d < 4u; d++) {
+        let jd = j + d;
+        if (i < p.c && jd < p.c && jd >= i) {
+            g[base + i * p.c + jd] = v[d];
+            g[base + jd * p.c + i] = v[d];
+        }
     }
 }

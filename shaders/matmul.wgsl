@@ -27,30 +27,101 @@ fn gemm_k_range(z: u32) -> vec2<u32> {
     return vec2<u32>(0u, p.k);
 }
 
-fn gemm_load_a(z: u32, i: u32, kk: u32) -> f32 {
-    if (i >= p.m || kk >= p.k) {
-        return 0.0;
-    }
-    let base = (z + p.batch_offset) * p.a_stride;
-    if (p.trans_a != 0u) {
-        return a[base + kk * p.m + i];
-    }
-    return a[base + i * p.k + kk];
+// A thread's operand: the offset of its first value and how many of its four outer
+// indices lie inside the matrix.
+struct Span {
+    base: u32,
+    live: u32,
 }
 
-fn gemm_load_b(z: u32, kk: u32, j: u32) -> f32 {
-    if (j >= p.n || kk >= p.k) {
-        return 0.0;
-    }
-    let base = (z + p.batch_offset) * p.b_stride;
-    if (p.trans_b != 0u) {
-        return b[base + j * p.k + kk];
-    }
-    return b[base + kk * p.n + j];
+fn span(base: u32, outer: u32, len: u32) -> Span {
+    return Span(base, select(0u, min(len - outer, 4u), outer < len));
 }
 
-fn gemm_store(z: u32, i: u32, j: u32, v: f32) {
-    if (i < p.m && j < p.n) {
-        c[(z + p.batch_offset) * p.m * p.n + i * p.n + j] = v;
+// Where four values of an operand sit, and which of them lie inside the matrix.
+struct Quad {
+    idx: vec4<u32>,
+    ok: vec4<bool>,
+}
+
+// Contiguous along K: the thread's one outer index at k..k+4.
+fn along_k(s: Span, k: u32) -> Quad {
+    let d = vec4<u32>(0u, 1u, 2u, 3u);
+    return Quad(s.base + k + d, vec4<bool>(s.live != 0u) & (k + d < vec4<u32>(p.k)));
+}
+
+// Contiguous along the outer index (`ld` values per k): its four outer indices at k.
+fn along_outer(s: Span, k: u32, ld: u32) -> Quad {
+    let d = vec4<u32>(0u, 1u, 2u, 3u);
+    return Quad(s.base + k * ld + d, vec4<bool>(k < p.k) & (d < vec4<u32>(s.live)));
+}
+
+fn a_or0(ok: bool, i: u32) -> f32 {
+    if (ok) {
+        return a[i];
+    }
+    return 0.0;
+}
+
+fn b_or0(ok: bool, i: u32) -> f32 {
+    if (ok) {
+        return b[i];
+    }
+    return 0.0;
+}
+
+fn from_a(q: Quad) -> vec4<f32> {
+    return vec4<f32>(a_or0(q.ok.x, q.idx.x), a_or0(q.ok.y, q.idx.y), a_or0(q.ok.z, q.idx.z), a_or0(q.ok.w, q.idx.w));
+}
+
+fn from_b(q: Quad) -> vec4<f32> {
+    return vec4<f32>(b_or0(q.ok.x, q.idx.x), b_or0(q.ok.y, q.idx.y), b_or0(q.ok.z, q.idx.z), b_or0(q.ok.w, q.idx.w));
+}
+
+// A stored [m, k]: row i, values k..k+4.
+fn a_n_at(z: u32, i: u32) -> Span {
+    return span((z + p.batch_offset) * p.a_stride + i * p.k, i, p.m);
+}
+
+fn a_n(z: u32, s: Span, k: u32) -> vec4<f32> {
+    return from_a(along_k(s, k));
+}
+
+// A stored [k, m]: rows i..i+4 at k.
+fn a_t_at(z: u32, i: u32) -> Span {
+    return span((z + p.batch_offset) * p.a_stride + i, i, p.m);
+}
+
+fn a_t(z: u32, s: Span, k: u32) -> vec4<f32> {
+    return from_a(along_outer(s, k, p.m));
+}
+
+// B stored [k, n]: columns j..j+4 at k.
+fn b_n_at(z: u32, j: u32) -> Span {
+    return span((z + p.batch_offset) * p.b_stride + j, j, p.n);
+}
+
+fn b_n(z: u32, s: Span, k: u32) -> vec4<f32> {
+    return from_b(along_outer(s, k, p.n));
+}
+
+// B stored [n, k]: column j, values k..k+4.
+fn b_t_at(z: u32, j: u32) -> Span {
+    return span((z + p.batch_offset) * p.b_stride + j * p.k, j, p.n);
+}
+
+fn b_t(z: u32, s: Span, k: u32) -> vec4<f32> {
+    return from_b(along_k(s, k));
+}
+
+fn store(z: u32, i: u32, j: u32, v: vec4<f32>) {
+    if (i >= p.m) {
+        return;
+    }
+    let o = (z + p.batch_offset) * p.m * p.n + i * p.n + j;
+    for (var d = 0u; d < 4u; d++) {
+        if (j + d < p.n) {
+            c[o + d] = v[d];
+        }
     }
 }

@@ -299,6 +299,13 @@ fn convolutions() {
     parity(&gpu, "conv2d 70->67", &[x, w], &|t| {
         t[0].conv2d(&t[1], None, opts)
     });
+    // Enough 128×128 tiles for the big-tile forward and input-gradient kernels (66 and
+    // 130 channels over 8,000-odd pixels); edges that are not multiples of the tile.
+    let x = randn(&[2, 66, 63, 65], r.next());
+    let w = randn(&[130, 66, 3, 3], r.next());
+    parity(&gpu, "conv2d big tiles 66->130", &[x, w], &|t| {
+        t[0].conv2d(&t[1], None, opts)
+    });
     let x = randn(&[2, 24, 15, 14], r.next());
     let w = randn(&[24, 1, 3, 3], r.next());
     let dw = Conv2dOptions {

@@ -65,7 +65,6 @@ impl ConvShape {
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct Params {
     shape: ConvShape,
-    mode: u32,
     gm: u32,
     gn: u32,
     gk: u32,
@@ -115,7 +114,6 @@ fn run(
     let u = |v: usize| v as u32;
     let p = Params {
         shape: ConvShape::new(cp),
-        mode: mode as u32,
         gm: u(gm),
         gn: u(gn),
         gk: u(gk),

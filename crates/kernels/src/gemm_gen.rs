@@ -1,4 +1,4 @@
-//! WGSL text for the register-tiled GEMM loop that matmul and convolution share.
+//! WGSL text for the register-tiled GEMM loop that matmul, convolution and Gram share.
 //!
 //! Why generated: GPU drivers do not unroll naga's loops, and a dynamically indexed
 //! accumulator array spills to memory. On an H100 the same 128×128-tile algorithm ran at
@@ -9,15 +9,27 @@
 //! The shape: 16×16 threads; each thread owns `G×4` rows and `G×4` columns of the output
 //! tile (in `G` bands of 64, so that neighbouring threads read neighbouring vec4s of
 //! workgroup memory), held in `G²·4` named `vec4` accumulators. The tile is `64G × 64G`
-//! and its K-slice `16/G` deep, so every slice is 1024 values of A and of B: one vec4
-//! (four scalar loads) per thread each. G = 2 is the 128×128 tile with 8×8 outputs per
-//! thread and BK = 8 from the issue; G = 1 is a 64×64 tile for small matrices.
+//! and its K-slice `16/G` deep, so every slice is 1024 values of A and of B: one vec4 per
+//! thread each. G = 2 is the 128×128 tile with 8×8 outputs per thread and BK = 8 from the
+//! issue; G = 1 is a 64×64 tile for small matrices. The next slice's values are fetched
+//! into registers while the current one is multiplied, so global latency overlaps the
+//! arithmetic.
 //!
 //! The shader that includes the generated text supplies, for a workgroup `z`:
-//! `gemm_skip(z, wid) -> bool` (true: the workgroup has nothing to do; it must be uniform
-//! across the workgroup), `gemm_k_range(z) -> vec2<u32>` (the K range this workgroup sums), `gemm_load_a(z, row,
-//! k)`, `gemm_load_b(z, k, col)` (each 0 outside the matrix) and `gemm_store(z, row, col,
-//! v)` (which ignores cells outside the matrix).
+//! - `gemm_skip(z, wid) -> bool`: true when the workgroup has nothing to do (uniform
+//!   across the workgroup);
+//! - `gemm_k_range(z) -> vec2<u32>`: the K range this workgroup sums; its start, and its
+//!   end unless it is the matrix's K, must be multiples of the slice depth;
+//! - for each operand, the pair of functions the entry names (`X` below):
+//!   `X_at(z, outer) -> S`, called once per thread before the K loop, computes whatever the
+//!   loads need about the thread's outer index (a row of A, a column of B; any type `S`),
+//!   so index arithmetic that does not change along K (divisions, above all) is done once
+//!   rather than per value; `X(z, s, k) -> vec4<f32>` returns four values: for an operand
+//!   contiguous along K, those at `k..k+4` of the one outer index; for an operand contiguous
+//!   along the outer index, those of `outer..outer+4` at `k`. Values outside the matrix must
+//!   be 0 (the last slice runs past K, and the prefetch one slice further);
+//! - the store the entry names: `S(z, row, col, v: vec4<f32>)` writes `v` to
+//!   `(row, col..col+4)`, skipping cells outside the matrix.
 
 use std::fmt::Write;
 
@@ -31,6 +43,15 @@ pub enum Contiguous {
     Outer,
 }
 
+/// How the generated loop reads one operand.
+#[derive(Clone, Copy, Debug)]
+pub struct Operand {
+    /// memory order, which decides how the threads share a slice
+    pub order: Contiguous,
+    /// the shader's load function (`{load}_at` is its per-thread set-up)
+    pub load: &'static str,
+}
+
 /// One generated entry point.
 #[derive(Clone, Copy, Debug)]
 pub struct GemmEntry {
@@ -38,10 +59,12 @@ pub struct GemmEntry {
     pub name: &'static str,
     /// bands per thread: 1 (64×64 tile) or 2 (128×128 tile)
     pub bands: u32,
-    /// memory order of A
-    pub a: Contiguous,
-    /// memory order of B
-    pub b: Contiguous,
+    /// the left operand (rows of the output)
+    pub a: Operand,
+    /// the right operand (columns of the output)
+    pub b: Operand,
+    /// the shader's store function
+    pub store: &'static str,
 }
 
 impl GemmEntry {
@@ -66,57 +89,41 @@ pub fn bands_for(m: usize, n: usize, count: usize) -> usize {
     1 + big as usize
 }
 
-/// Code that fills `tile` (a `array<vec4<f32>, 256>` laid out `[k][outer / 4]`) for one
-/// operand: `load(outer, k)` is the WGSL call that reads one value.
-fn load_tile(
-    out: &mut String,
-    tile: &str,
-    base: &str,
-    order: Contiguous,
-    edge: u32,
-    depth: u32,
-    load: &str,
-) {
+/// The per-thread part of one operand's slice load: which outer index and which K offset
+/// within the slice the thread reads, and how its vec4 lands in the workgroup tile.
+struct Fetch {
+    /// WGSL for the thread's first outer index within the tile
+    outer: String,
+    /// WGSL for the thread's K offset within the slice
+    k: String,
+    /// WGSL statements that store the fetched vec4 `v` into `tile`
+    put: String,
+}
+
+fn fetch(order: Contiguous, tile: &str, reg: &str, edge: u32, depth: u32) -> Fetch {
     let quads = edge / 4;
     match order {
-        Contiguous::Outer => {
-            // Thread t reads four consecutive outer indices at one k: one vec4 store.
-            let _ = writeln!(
-                out,
-                "        {{\n            let o = (t % {quads}u) * 4u;\n            let kk = t / {quads}u;\n            let kg = k0 + kk;\n            let ok = kg < k_end;"
-            );
-            let vals: Vec<String> = (0..4)
-                .map(|d| {
-                    format!(
-                        "select(0.0, {}, ok)",
-                        load.replace("OUTER", &format!("{base} + o + {d}u"))
-                            .replace("KIDX", "kg")
-                    )
-                })
-                .collect();
-            let _ = writeln!(
-                out,
-                "            {tile}[kk * {quads}u + o / 4u] = vec4<f32>({});\n        }}",
-                vals.join(", ")
-            );
-        }
+        // Thread t reads four consecutive outer indices at one k: one vec4 store.
+        Contiguous::Outer => Fetch {
+            outer: format!("(t % {quads}u) * 4u"),
+            k: format!("t / {quads}u"),
+            put: format!("        {tile}[(t / {quads}u) * {quads}u + t % {quads}u] = {reg};\n"),
+        },
+        // Thread t reads four consecutive k of one outer index: four component stores.
         Contiguous::K => {
-            // Thread t reads four consecutive k of one outer index: four component stores.
             let per_row = depth / 4;
-            let _ = writeln!(
-                out,
-                "        {{\n            let o = t / {per_row}u;\n            let kq = (t % {per_row}u) * 4u;"
-            );
-            for d in 0..4 {
-                let call = load
-                    .replace("OUTER", &format!("{base} + o"))
-                    .replace("KIDX", &format!("k0 + kq + {d}u"));
+            let mut put = String::new();
+            for (d, comp) in ["x", "y", "z", "w"].iter().enumerate() {
                 let _ = writeln!(
-                    out,
-                    "            {tile}[(kq + {d}u) * {quads}u + o / 4u][o % 4u] = select(0.0, {call}, k0 + kq + {d}u < k_end);"
+                    put,
+                    "        {tile}[((t % {per_row}u) * 4u + {d}u) * {quads}u + (t / {per_row}u) / 4u][(t / {per_row}u) % 4u] = {reg}.{comp};"
                 );
             }
-            let _ = writeln!(out, "        }}");
+            Fetch {
+                outer: format!("t / {per_row}u"),
+                k: format!("(t % {per_row}u) * 4u"),
+                put,
+            }
         }
     }
 }
@@ -126,6 +133,9 @@ pub fn entry_source(e: &GemmEntry) -> String {
     let g = e.bands;
     let (edge, depth, quads) = (64 * g, 16 / g, 16 * g);
     let (sa, sb) = (format!("{}_a", e.name), format!("{}_b", e.name));
+    let fa = fetch(e.a.order, &sa, "na", edge, depth);
+    let fb = fetch(e.b.order, &sb, "nb", edge, depth);
+    let (la, lb) = (e.a.load, e.b.load);
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -138,33 +148,28 @@ pub fn entry_source(e: &GemmEntry) -> String {
     );
     let _ = writeln!(
         s,
-        "    let z = wid.z;\n    if (gemm_skip(z, wid)) {{\n        return;\n    }}\n    let kr = gemm_k_range(z);\n    let k_end = kr.y;\n    let row0 = wid.y * {edge}u;\n    let col0 = wid.x * {edge}u;\n    let t = lid.y * 16u + lid.x;"
+        "    let z = wid.z;\n    if (gemm_skip(z, wid)) {{\n        return;\n    }}\n    let kr = gemm_k_range(z);\n    let row0 = wid.y * {edge}u;\n    let col0 = wid.x * {edge}u;\n    let t = lid.y * 16u + lid.x;"
+    );
+    let _ = writeln!(
+        s,
+        "    let sa = {la}_at(z, row0 + {});\n    let sb = {lb}_at(z, col0 + {});\n    let ka = {};\n    let kb = {};",
+        fa.outer, fb.outer, fa.k, fb.k
     );
     for r in 0..4 * g {
         for h in 0..g {
             let _ = writeln!(s, "    var c{r}_{h} = vec4<f32>(0.0);");
         }
     }
-    let _ = writeln!(s, "    for (var k0 = kr.x; k0 < k_end; k0 += {depth}u) {{");
-    load_tile(
-        &mut s,
-        &sa,
-        "row0",
-        e.a,
-        edge,
-        depth,
-        "gemm_load_a(z, OUTER, KIDX)",
+    let _ = writeln!(
+        s,
+        "    var na = {la}(z, sa, kr.x + ka);\n    var nb = {lb}(z, sb, kr.x + kb);\n    for (var k0 = kr.x; k0 < kr.y; k0 += {depth}u) {{"
     );
-    load_tile(
-        &mut s,
-        &sb,
-        "col0",
-        e.b,
-        edge,
-        depth,
-        "gemm_load_b(z, KIDX, OUTER)",
+    s.push_str(&fa.put);
+    s.push_str(&fb.put);
+    let _ = writeln!(
+        s,
+        "        workgroupBarrier();\n        na = {la}(z, sa, k0 + {depth}u + ka);\n        nb = {lb}(z, sb, k0 + {depth}u + kb);"
     );
-    let _ = writeln!(s, "        workgroupBarrier();");
     for kk in 0..depth {
         let _ = writeln!(s, "        {{");
         for band in 0..g {
@@ -193,14 +198,13 @@ pub fn entry_source(e: &GemmEntry) -> String {
         for r in 0..4 {
             let row = format!("row0 + {}u + lid.y * 4u + {r}u", band * 64);
             for h in 0..g {
-                for (q, comp) in ["x", "y", "z", "w"].iter().enumerate() {
-                    let _ = writeln!(
-                        s,
-                        "    gemm_store(z, {row}, col0 + {}u + lid.x * 4u + {q}u, c{}_{h}.{comp});",
-                        h * 64,
-                        band * 4 + r
-                    );
-                }
+                let _ = writeln!(
+                    s,
+                    "    {}(z, {row}, col0 + {}u + lid.x * 4u, c{}_{h});",
+                    e.store,
+                    h * 64,
+                    band * 4 + r
+                );
             }
         }
     }
@@ -223,19 +227,28 @@ mod tests {
 
     #[test]
     fn the_big_tile_is_unrolled_into_named_accumulators() {
+        let op = |order, load| Operand { order, load };
         let e = GemmEntry {
             name: "g",
             bands: 2,
-            a: Contiguous::K,
-            b: Contiguous::Outer,
+            a: op(Contiguous::K, "la"),
+            b: op(Contiguous::Outer, "lb"),
+            store: "st",
         };
         let src = entry_source(&e);
         // 8 rows × 2 column bands of vec4 accumulators, no loop inside the K slice, and
-        // 8 × 8 outputs stored per thread.
+        // 8 × 8 outputs stored per thread as 16 vec4s.
         assert_eq!(src.matches("var c").count(), 16);
         assert_eq!(src.matches("for (").count(), 1, "only the K loop remains");
         assert_eq!(src.matches(" += a").count(), 8 * 16);
-        assert_eq!(src.matches("gemm_store(").count(), 64);
+        assert_eq!(src.matches("st(z, ").count(), 16);
+        // The per-thread set-up runs once, outside the loop; each operand is fetched
+        // twice in the text (the first slice, then the prefetch inside the loop).
+        let (before, inside) = src.split_once("for (").unwrap();
+        assert!(before.contains("la_at(z, ") && before.contains("lb_at(z, "));
+        assert!(!inside.contains("_at(z, "));
+        assert_eq!(src.matches("la(z, sa, ").count(), 2);
+        assert_eq!(src.matches("lb(z, sb, ").count(), 2);
         assert_eq!((e.tile(), e.depth()), (128, 8));
     }
 }

@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use crate::gemm_gen::{self, Contiguous, GemmEntry};
+use crate::gemm_gen::{self, Contiguous, GemmEntry, Operand};
 
 /// A shader file: its name (the file stem) and source.
 #[derive(Clone, Copy, Debug)]
@@ -29,38 +29,83 @@ impl Shader {
     }
 }
 
-const fn entry(name: &'static str, bands: u32, a: Contiguous, b: Contiguous) -> GemmEntry {
-    GemmEntry { name, bands, a, b }
+const fn entry(
+    name: &'static str,
+    bands: u32,
+    a: (Contiguous, &'static str),
+    b: (Contiguous, &'static str),
+    store: &'static str,
+) -> GemmEntry {
+    GemmEntry {
+        name,
+        bands,
+        a: Operand {
+            order: a.0,
+            load: a.1,
+        },
+        b: Operand {
+            order: b.0,
+            load: b.1,
+        },
+        store,
+    }
 }
 
+use Contiguous::{Outer, K};
+
 /// Convolution's entry points: `conv2d_{1,2}_{fwd,gin,gw}` (tile bands, then the mode:
-/// forward, input gradient, weight gradient), each with its operands' memory order.
+/// forward, input gradient, weight gradient), each with its operands' memory order and
+/// the shader's functions for that mode.
 pub const CONV2D_ENTRIES: &[GemmEntry] = &[
-    entry("conv2d_1_fwd", 1, Contiguous::K, Contiguous::Outer),
-    entry("conv2d_1_gin", 1, Contiguous::K, Contiguous::Outer),
-    entry("conv2d_1_gw", 1, Contiguous::K, Contiguous::K),
-    entry("conv2d_2_fwd", 2, Contiguous::K, Contiguous::Outer),
-    entry("conv2d_2_gin", 2, Contiguous::K, Contiguous::Outer),
-    entry("conv2d_2_gw", 2, Contiguous::K, Contiguous::K),
+    entry(
+        "conv2d_1_fwd",
+        1,
+        (K, "fwd_a"),
+        (Outer, "fwd_b"),
+        "fwd_store",
+    ),
+    entry(
+        "conv2d_1_gin",
+        1,
+        (K, "gin_a"),
+        (Outer, "gin_b"),
+        "gin_store",
+    ),
+    entry("conv2d_1_gw", 1, (K, "gw_a"), (K, "gw_b"), "gw_store"),
+    entry(
+        "conv2d_2_fwd",
+        2,
+        (K, "fwd_a"),
+        (Outer, "fwd_b"),
+        "fwd_store",
+    ),
+    entry(
+        "conv2d_2_gin",
+        2,
+        (K, "gin_a"),
+        (Outer, "gin_b"),
+        "gin_store",
+    ),
+    entry("conv2d_2_gw", 2, (K, "gw_a"), (K, "gw_b"), "gw_store"),
 ];
 
 /// The Gram kernel's entry points (tile bands 1 and 2); both operands are rows of F.
 pub const GRAM_ENTRIES: &[GemmEntry] = &[
-    entry("gram_1", 1, Contiguous::K, Contiguous::K),
-    entry("gram_2", 2, Contiguous::K, Contiguous::K),
+    entry("gram_1", 1, (K, "rows"), (K, "rows"), "mirrored_store"),
+    entry("gram_2", 2, (K, "rows"), (K, "rows"), "mirrored_store"),
 ];
 
 /// Matmul's entry points: `matmul_{1,2}_{n,t}{n,t}` (tile bands, then A's and B's transpose
 /// flags).
 pub const MATMUL_ENTRIES: &[GemmEntry] = &[
-    entry("matmul_1_nn", 1, Contiguous::K, Contiguous::Outer),
-    entry("matmul_1_nt", 1, Contiguous::K, Contiguous::K),
-    entry("matmul_1_tn", 1, Contiguous::Outer, Contiguous::Outer),
-    entry("matmul_1_tt", 1, Contiguous::Outer, Contiguous::K),
-    entry("matmul_2_nn", 2, Contiguous::K, Contiguous::Outer),
-    entry("matmul_2_nt", 2, Contiguous::K, Contiguous::K),
-    entry("matmul_2_tn", 2, Contiguous::Outer, Contiguous::Outer),
-    entry("matmul_2_tt", 2, Contiguous::Outer, Contiguous::K),
+    entry("matmul_1_nn", 1, (K, "a_n"), (Outer, "b_n"), "store"),
+    entry("matmul_1_nt", 1, (K, "a_n"), (K, "b_t"), "store"),
+    entry("matmul_1_tn", 1, (Outer, "a_t"), (Outer, "b_n"), "store"),
+    entry("matmul_1_tt", 1, (Outer, "a_t"), (K, "b_t"), "store"),
+    entry("matmul_2_nn", 2, (K, "a_n"), (Outer, "b_n"), "store"),
+    entry("matmul_2_nt", 2, (K, "a_n"), (K, "b_t"), "store"),
+    entry("matmul_2_tn", 2, (Outer, "a_t"), (Outer, "b_n"), "store"),
+    entry("matmul_2_tt", 2, (Outer, "a_t"), (K, "b_t"), "store"),
 ];
 
 /// The generated entry points named in `shaders!`, or none.
