@@ -5,7 +5,9 @@
 //   grad_input:  one thread per input,   gx[n,ci,ih,iw] = Σ_{co of ci} Σ_taps w · gy (gather
 //                form: the outputs whose window holds the input, no atomics)
 //   grad_weight: one workgroup per (co, tap), its threads striding over batch × pixels,
-//                then a fixed-order tree sum in workgroup memory (deterministic).
+//                then a fixed-order tree sum in workgroup memory (deterministic). The
+//                taps of a channel are neighbouring workgroups, which tend to run together,
+//                so its planes mostly come from cache after the first read.
 
 struct Params {
     n: u32,
@@ -66,6 +68,16 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     out[o] = acc;
 }
 
+// The output row (or column) o with o · stride = t exactly, or -1 when there is none in
+// 0..len. Stride 1, the common case, needs no division (uniform across the dispatch).
+fn source_row(t: i32, stride: u32, len: u32) -> i32 {
+    if (stride == 1u) {
+        return select(-1, t, t >= 0 && t < i32(len));
+    }
+    let o = u32(t) / stride;
+    return select(-1, i32(o), t >= 0 && u32(t) % stride == 0u && o < len);
+}
+
 // grad_input: a = gy, b = w.
 @compute @workgroup_size(256)
 fn grad_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -84,18 +96,15 @@ fn grad_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         let co = ci * mult() + m;
         let plane = (ni * p.c_out + co) * p.oh * p.ow;
         for (var ki = 0u; ki < p.kh; ki++) {
-            // oi · sh = ih + ph − ki · dh exactly, or this tap misses every output.
-            let th = i32(ih + p.ph) - i32(ki * p.dh);
-            if (th < 0 || u32(th) % p.sh != 0u || u32(th) / p.sh >= p.oh) {
+            let oi = source_row(i32(ih + p.ph) - i32(ki * p.dh), p.sh, p.oh);
+            if (oi < 0) {
                 continue;
             }
-            let oi = u32(th) / p.sh;
             for (var kj = 0u; kj < p.kw; kj++) {
-                let tw = i32(iw + p.pw) - i32(kj * p.dw);
-                if (tw < 0 || u32(tw) % p.sw != 0u || u32(tw) / p.sw >= p.ow) {
-                    continue;
+                let oj = source_row(i32(iw + p.pw) - i32(kj * p.dw), p.sw, p.ow);
+                if (oj >= 0) {
+                    acc += b[co * kk + ki * p.kw + kj] * a[plane + u32(oi) * p.ow + u32(oj)];
                 }
-                acc += b[co * kk + ki * p.kw + kj] * a[plane + oi * p.ow + u32(tw) / p.sw];
             }
         }
     }
@@ -118,16 +127,30 @@ fn grad_weight(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     let ohw = p.oh * p.ow;
     var acc = 0.0;
     if (live) {
-        for (var e = lid.x; e < p.n * ohw; e += 256u) {
-            let ni = e / ohw;
-            let oi = (e % ohw) / p.ow;
-            let oj = e % p.ow;
-            let ih = i32(oi * p.sh + ki * p.dh) - i32(p.ph);
-            let iw = i32(oj * p.sw + kj * p.dw) - i32(p.pw);
+        // Thread lid.x visits pixels e = lid.x, lid.x + 256, … of the batch, kept as
+        // (ni, oi, oj) and advanced by 256 with carries: no division per pixel.
+        let sj = 256u % p.ow;
+        let si = (256u / p.ow) % p.oh;
+        let sn = 256u / ohw;
+        var ni = lid.x / ohw;
+        var oi = (lid.x % ohw) / p.ow;
+        var oj = lid.x % p.ow;
+        let dy = i32(ki * p.dh) - i32(p.ph);
+        let dx = i32(kj * p.dw) - i32(p.pw);
+        while (ni < p.n) {
+            let ih = i32(oi * p.sh) + dy;
+            let iw = i32(oj * p.sw) + dx;
             if (ih >= 0 && ih < i32(p.h) && iw >= 0 && iw < i32(p.w)) {
-                acc += a[(ni * p.c_out + co) * ohw + e % ohw]
+                acc += a[((ni * p.c_out + co) * p.oh + oi) * p.ow + oj]
                     * b[((ni * p.c_in + ci) * p.h + u32(ih)) * p.w + u32(iw)];
             }
+            oj += sj;
+            let wrap_j = oj >= p.ow;
+            oj = select(oj, oj - p.ow, wrap_j);
+            oi += si + u32(wrap_j);
+            let wrap_i = oi >= p.oh;
+            oi = select(oi, oi - p.oh, wrap_i);
+            ni += sn + u32(wrap_i);
         }
     }
     partial[lid.x] = acc;
