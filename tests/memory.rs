@@ -4,10 +4,17 @@
 
 mod common;
 
+use std::sync::Mutex;
+
+use fovea::ops::Conv2dOptions;
 use fovea::{Device, Tensor};
+
+/// The CPU counter is process-wide: its tests take turns.
+static CPU_COUNTER: Mutex<()> = Mutex::new(());
 
 #[test]
 fn backward_frees_what_the_forward_saved_while_the_loss_lives() {
+    let _turn = CPU_COUNTER.lock().unwrap_or_else(|e| e.into_inner());
     let dev = Device::cpu();
     let live = || dev.stats().bytes_allocated;
     let x = Tensor::randn(&[64, 1024], 0, &dev).requires_grad();
@@ -30,6 +37,49 @@ fn backward_frees_what_the_forward_saved_while_the_loss_lives() {
     );
     assert!(dev.stats().peak_bytes >= base + held);
     drop((loss, h));
+}
+
+#[test]
+fn a_conv_relu_stack_keeps_only_what_its_backward_needs() {
+    let _turn = CPU_COUNTER.lock().unwrap_or_else(|e| e.into_inner());
+    let dev = Device::cpu();
+    let live = || dev.stats().bytes_allocated;
+    let unit = 16 * 64 * 64 * 4; // one activation: 256 KiB
+    let same = Conv2dOptions {
+        padding: [1, 1],
+        ..Default::default()
+    };
+    for trainable in [false, true] {
+        let x = Tensor::randn(&[1, 16, 64, 64], 0, &dev).requires_grad();
+        let w1 = Tensor::randn(&[16, 16, 3, 3], 1, &dev).mul_scalar(0.1);
+        let w2 = Tensor::randn(&[16, 16, 3, 3], 2, &dev).mul_scalar(0.1);
+        let (w1, w2) = if trainable {
+            (w1.requires_grad(), w2.requires_grad())
+        } else {
+            (w1, w2)
+        };
+        let base = live();
+        // Each ReLU keeps its output; the conv outputs feeding them are not kept (nothing
+        // needs them), and the second conv's input is the first ReLU's output, kept
+        // already. Keeping the graph's tensors would hold four activations.
+        let loss = x
+            .conv2d(&w1, None, same)
+            .unwrap()
+            .relu()
+            .conv2d(&w2, None, same)
+            .unwrap()
+            .relu()
+            .sum();
+        let held = live() - base;
+        assert!(
+            (2 * unit..3 * unit).contains(&held),
+            "trainable {trainable}: the forward holds {held} bytes, {:.2} activations",
+            held as f64 / unit as f64
+        );
+        loss.backward().unwrap();
+        assert!(x.grad().is_some());
+        assert_eq!(w1.grad().is_some(), trainable);
+    }
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::{Error, Result, Tensor};
 
@@ -11,23 +11,54 @@ pub(crate) type BackwardFn = Box<dyn Fn(&Tensor) -> Result<Vec<Option<Tensor>>> 
 /// How an op's output gradient maps to its inputs' gradients.
 pub(crate) struct Node {
     pub(crate) name: &'static str,
-    /// The inputs and the rule, which hold the tensors backward needs. A backward pass
+    /// The output's shape, which its gradient must have.
+    pub(crate) shape: Vec<usize>,
+    /// The edges and the rule, which holds the tensors backward needs. A backward pass
     /// takes them as it goes (PyTorch's `retain_graph=False`), so activations are freed
     /// layer by layer instead of all at the end; `None` afterwards.
     pub(crate) saved: Mutex<Option<Saved>>,
 }
 
+/// Where an input's gradient goes. An edge to another op holds that op's node, not its
+/// output: an activation stays in memory only while some rule saved it (ReLU keeps its
+/// output, a convolution its input only when the weight needs a gradient), not because
+/// the graph passes through it.
+pub(crate) enum Edge {
+    /// an input computed by a recorded op
+    Op(Arc<Node>),
+    /// a leaf that requires grad: the gradient accumulates into it
+    Leaf(Tensor),
+    /// an input that takes no gradient
+    Skip,
+}
+
+impl Edge {
+    pub(crate) fn to(t: &Tensor) -> Edge {
+        match &t.0.grad_fn {
+            Some(node) => Edge::Op(node.clone()),
+            None if t.is_requires_grad() => Edge::Leaf(t.clone()),
+            None => Edge::Skip,
+        }
+    }
+}
+
 /// What a node keeps for its backward rule.
 pub(crate) struct Saved {
-    pub(crate) inputs: Vec<Tensor>,
+    pub(crate) edges: Vec<Edge>,
     pub(crate) backward: BackwardFn,
 }
 
 impl Node {
-    pub(crate) fn new(name: &'static str, inputs: Vec<Tensor>, backward: BackwardFn) -> Node {
+    pub(crate) fn new(
+        name: &'static str,
+        shape: Vec<usize>,
+        edges: Vec<Edge>,
+        backward: BackwardFn,
+    ) -> Node {
         Node {
             name,
-            saved: Mutex::new(Some(Saved { inputs, backward })),
+            shape,
+            saved: Mutex::new(Some(Saved { edges, backward })),
         }
     }
 
@@ -73,25 +104,25 @@ pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Tensors reachable from `root` through recorded nodes, inputs before their users.
-fn topological_order(root: &Tensor) -> Vec<Tensor> {
+/// Nodes reachable from `root`, inputs before their users.
+fn topological_order(root: &Arc<Node>) -> Vec<Arc<Node>> {
     let mut order = Vec::new();
     let mut visited = HashSet::new();
     // Iterative post-order DFS: deep networks would overflow a recursive one.
     let mut stack = vec![(root.clone(), false)];
-    while let Some((t, expanded)) = stack.pop() {
+    while let Some((node, expanded)) = stack.pop() {
         if expanded {
-            order.push(t);
+            order.push(node);
             continue;
         }
-        if !visited.insert(t.id()) {
+        if !visited.insert(Arc::as_ptr(&node)) {
             continue;
         }
-        stack.push((t.clone(), true));
-        if let Some(node) = &t.0.grad_fn {
-            if let Some(saved) = node.saved().as_ref() {
-                for input in &saved.inputs {
-                    if input.0.grad_fn.is_some() && !visited.contains(&input.id()) {
+        stack.push((node.clone(), true));
+        if let Some(saved) = node.saved().as_ref() {
+            for edge in &saved.edges {
+                if let Edge::Op(input) = edge {
+                    if !visited.contains(&Arc::as_ptr(input)) {
                         stack.push((input.clone(), false));
                     }
                 }
@@ -110,17 +141,16 @@ pub(crate) fn run_backward(root: &Tensor, seed: Tensor, retain: bool) -> Result<
             root.shape()
         )));
     }
-    if root.is_leaf() {
+    let Some(root_node) = root.0.grad_fn.clone() else {
         return root.accumulate_grad(seed);
-    }
+    };
     let _guard = NoGradGuard::new();
-    let mut grads: HashMap<u64, Tensor> = HashMap::new();
-    grads.insert(root.id(), seed);
-    for t in topological_order(root).into_iter().rev() {
-        let Some(g) = grads.remove(&t.id()) else {
+    let mut grads: HashMap<*const Node, Tensor> = HashMap::new();
+    grads.insert(Arc::as_ptr(&root_node), seed);
+    for node in topological_order(&root_node).into_iter().rev() {
+        let Some(g) = grads.remove(&Arc::as_ptr(&node)) else {
             continue;
         };
-        let node = t.0.grad_fn.as_ref().expect("ordered tensors have nodes");
         let mut slot = node.saved();
         let taken = if retain { None } else { slot.take() };
         let saved = if retain {
@@ -128,31 +158,40 @@ pub(crate) fn run_backward(root: &Tensor, seed: Tensor, retain: bool) -> Result<
         } else {
             taken.as_ref()
         };
-        let Some(Saved { inputs, backward }) = saved else {
+        let Some(Saved { edges, backward }) = saved else {
             return Err(Error::Autograd(format!(
                 "backward through {} a second time: the first backward released the tensors it saved (use backward_retain_graph() for the first pass when a graph is used twice)",
                 node.name
             )));
         };
         let input_grads = backward(&g)?;
-        for (input, grad) in inputs.iter().zip(input_grads) {
+        for (edge, grad) in edges.iter().zip(input_grads) {
             let Some(grad) = grad else { continue };
-            if grad.shape() != input.shape() {
+            let want = match edge {
+                Edge::Op(input) => &input.shape[..],
+                Edge::Leaf(t) => t.shape(),
+                Edge::Skip => continue,
+            };
+            if grad.shape() != want {
                 return Err(Error::Autograd(format!(
-                    "internal error: the backward rule of {} gave a gradient of shape {:?} for an input of shape {:?}",
+                    "internal error: the backward rule of {} gave a gradient of shape {:?} for an input of shape {want:?}",
                     node.name,
                     grad.shape(),
-                    input.shape()
                 )));
             }
-            if input.0.grad_fn.is_some() {
-                let sum = match grads.remove(&input.id()) {
-                    Some(prev) => prev.add(&grad)?,
-                    None => grad,
-                };
-                grads.insert(input.id(), sum);
-            } else if input.is_requires_grad() {
-                input.accumulate_grad(grad)?;
+            match edge {
+                Edge::Op(input) => {
+                    let key = Arc::as_ptr(input);
+                    let sum = match grads.remove(&key) {
+                        Some(prev) => prev.add(&grad)?,
+                        None => grad,
+                    };
+                    grads.insert(key, sum);
+                }
+                // Frozen after the forward pass: still no gradient.
+                Edge::Leaf(t) if !t.is_requires_grad() => {}
+                Edge::Leaf(t) => t.accumulate_grad(grad)?,
+                Edge::Skip => {}
             }
         }
     }

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use crate::autograd::{self, BackwardFn, Node, Saved};
+use crate::autograd::{self, BackwardFn, Edge, Node, Saved};
 use crate::backend::{Backend, Storage};
 use crate::shape::numel;
 use crate::{rng, Device, Error, Result};
@@ -19,33 +19,28 @@ pub(crate) struct Inner {
     // place while every clone of the handle sees the update.
     storage: RwLock<Storage>,
     requires_grad: AtomicBool,
-    pub(crate) grad_fn: Option<Node>,
+    pub(crate) grad_fn: Option<Arc<Node>>,
     grad: Mutex<Option<Tensor>>,
 }
 
 impl Drop for Inner {
     // Dropping a long chain of nodes recursively would overflow the stack (a 20,000-op
     // graph is ordinary in an unrolled loop), so unlink the graph iteratively: whenever
-    // this is the last handle on an input, take its node before it drops.
+    // this is the last handle on a node, take its edges before it drops.
     fn drop(&mut self) {
-        let Some(node) = self.grad_fn.take() else {
-            return;
-        };
-        let mut pending = Vec::new();
-        let mut next = Some(node);
-        while let Some(node) = next.take() {
+        let mut pending: Vec<Arc<Node>> = self.grad_fn.take().into_iter().collect();
+        while let Some(node) = pending.pop() {
+            let Ok(node) = Arc::try_unwrap(node) else {
+                continue;
+            };
             let saved = node.saved.into_inner().unwrap_or_else(|e| e.into_inner());
-            if let Some(Saved { inputs, backward }) = saved {
-                // The closure may hold clones of the inputs; release them first so that
-                // the `inputs` list holds the last references.
+            if let Some(Saved { edges, backward }) = saved {
+                // Tensors the rule saved go first; their nodes are still held by the
+                // edges, so this recurses no deeper than one level.
                 drop(backward);
-                pending.extend(inputs);
-            }
-            while let Some(t) = pending.pop() {
-                if let Ok(mut inner) = Arc::try_unwrap(t.0) {
-                    if let Some(n) = inner.grad_fn.take() {
-                        next = Some(n);
-                        break;
+                for edge in edges {
+                    if let Edge::Op(n) = edge {
+                        pending.push(n);
                     }
                 }
             }
@@ -65,7 +60,7 @@ impl Tensor {
         storage: Storage,
         shape: Vec<usize>,
         device: Device,
-        grad_fn: Option<Node>,
+        grad_fn: Option<Arc<Node>>,
     ) -> Tensor {
         debug_assert_eq!(storage.len(), numel(&shape));
         Tensor(Arc::new(Inner {
@@ -97,11 +92,12 @@ impl Tensor {
     ) -> Tensor {
         let track = autograd::is_grad_enabled() && inputs.iter().any(|t| t.tracks_grad());
         let node = track.then(|| {
-            Node::new(
+            Arc::new(Node::new(
                 name,
-                inputs.iter().map(|&t| t.clone()).collect(),
+                shape.clone(),
+                inputs.iter().map(|&t| Edge::to(t)).collect(),
                 Box::new(backward) as BackwardFn,
-            )
+            ))
         });
         Tensor::build(storage, shape, device.clone(), node)
     }

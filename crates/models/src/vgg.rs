@@ -160,12 +160,10 @@ impl Vgg {
             .iter()
             .map(|l| self.layer_index(l))
             .collect::<Result<Vec<_>>>()?;
-        let last = *idx
-            .iter()
-            .max()
-            .ok_or_else(|| Error::op("vgg", "extract needs at least one layer"))?;
-        let outs = self.features.forward_until(x, last)?;
-        Ok(idx.iter().map(|&i| outs[i].clone()).collect())
+        if idx.is_empty() {
+            return Err(Error::op("vgg", "extract needs at least one layer"));
+        }
+        self.features.forward_at(x, &idx)
     }
 }
 

@@ -38,16 +38,32 @@ impl Sequential {
         self.children.is_empty()
     }
 
-    /// Runs the children up to and including index `last`, returning every output: a
-    /// feature extractor stops early this way.
-    pub fn forward_until(&self, x: &Tensor, last: usize) -> Result<Vec<Tensor>> {
-        let mut outs = Vec::new();
-        let mut h = x.clone();
-        for (_, m) in self.children.iter().take(last + 1) {
-            h = m.forward(&h)?;
-            outs.push(h.clone());
+    /// The outputs of the children at `indices` (in that order), running the children
+    /// only up to the largest: a feature extractor stops early this way. Other outputs are
+    /// dropped as soon as the next child has used them, so the activations that stay in
+    /// memory are the ones backward needs.
+    pub fn forward_at(&self, x: &Tensor, indices: &[usize]) -> Result<Vec<Tensor>> {
+        let Some(&last) = indices.iter().max() else {
+            return Ok(Vec::new());
+        };
+        if last >= self.children.len() {
+            return Err(crate::Error::op(
+                "Sequential::forward_at",
+                format!(
+                    "index {last} is past the last of {} children",
+                    self.children.len()
+                ),
+            ));
         }
-        Ok(outs)
+        let mut kept: Vec<Option<Tensor>> = vec![None; indices.len()];
+        let mut h = x.clone();
+        for (i, (_, m)) in self.children.iter().enumerate().take(last + 1) {
+            h = m.forward(&h)?;
+            for (slot, _) in kept.iter_mut().zip(indices).filter(|(_, &j)| j == i) {
+                *slot = Some(h.clone());
+            }
+        }
+        Ok(kept.into_iter().flatten().collect())
     }
 }
 

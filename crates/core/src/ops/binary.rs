@@ -26,6 +26,8 @@ impl Tensor {
         Ok(Tensor::leaf(s, shape, self.device()))
     }
 
+    /// A differentiable broadcast op; `grad` maps (a, b, upstream grad) to both inputs'
+    /// (broadcast-shaped) gradients. Keeps detached copies of both inputs for backward.
     fn binary(
         &self,
         other: &Tensor,
@@ -33,8 +35,32 @@ impl Tensor {
         name: &'static str,
         grad: impl Fn(&Tensor, &Tensor, &Tensor) -> Result<(Tensor, Tensor)> + Send + Sync + 'static,
     ) -> Result<Tensor> {
+        let (a, b) = (self.detach(), other.detach());
+        self.binary_node(other, op, name, move |g| grad(&a, &b, g))
+    }
+
+    /// `a ± b`: the gradients are `g` and `±g`, so no input is kept (only shapes).
+    fn binary_linear(
+        &self,
+        other: &Tensor,
+        op: BinaryOp,
+        name: &'static str,
+        sign: f32,
+    ) -> Result<Tensor> {
+        self.binary_node(other, op, name, move |g| {
+            Ok((g.clone(), g.mul_scalar(sign)))
+        })
+    }
+
+    fn binary_node(
+        &self,
+        other: &Tensor,
+        op: BinaryOp,
+        name: &'static str,
+        grads: impl Fn(&Tensor) -> Result<(Tensor, Tensor)> + Send + Sync + 'static,
+    ) -> Result<Tensor> {
         let out = self.zip_raw(other, op, name)?;
-        let (a, b) = (self.clone(), other.clone());
+        let (a_shape, b_shape) = (self.shape().to_vec(), other.shape().to_vec());
         Ok(Tensor::from_op(
             out.storage(),
             out.shape().to_vec(),
@@ -42,10 +68,10 @@ impl Tensor {
             name,
             &[self, other],
             move |g| {
-                let (ga, gb) = grad(&a, &b, g)?;
+                let (ga, gb) = grads(g)?;
                 Ok(vec![
-                    Some(ga.sum_to_shape(a.shape())?),
-                    Some(gb.sum_to_shape(b.shape())?),
+                    Some(ga.sum_to_shape(&a_shape)?),
+                    Some(gb.sum_to_shape(&b_shape)?),
                 ])
             },
         ))
@@ -53,15 +79,11 @@ impl Tensor {
 
     /// `a + b` with broadcasting.
     pub fn add(&self, other: &Tensor) -> Result<Tensor> {
-        self.binary(other, BinaryOp::Add, "add", |_, _, g| {
-            Ok((g.clone(), g.clone()))
-        })
+        self.binary_linear(other, BinaryOp::Add, "add", 1.0)
     }
     /// `a - b` with broadcasting.
     pub fn sub(&self, other: &Tensor) -> Result<Tensor> {
-        self.binary(other, BinaryOp::Sub, "sub", |_, _, g| {
-            Ok((g.clone(), g.neg()))
-        })
+        self.binary_linear(other, BinaryOp::Sub, "sub", -1.0)
     }
     /// `a · b` elementwise with broadcasting.
     pub fn mul(&self, other: &Tensor) -> Result<Tensor> {

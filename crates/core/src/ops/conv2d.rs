@@ -1,7 +1,7 @@
 //! 2-D convolution (PyTorch's `F.conv2d`): NCHW input, `[out, in/groups, kh, kw]` weight.
 
 use super::{check_device, check_positive, check_rank};
-use crate::backend::{BinaryOp, Conv2dParams};
+use crate::backend::{Backend, BinaryOp, Conv2dParams, Storage};
 use crate::shape::conv_out_len;
 use crate::{Error, Result, Tensor};
 
@@ -53,14 +53,17 @@ pub(crate) fn check_conv_common(
 /// One graph node for a convolution and its optional `[c]` bias: the output `y` (the
 /// backend's result, no node yet) plus the bias over dimension 1. A separate add node would
 /// keep the pre-bias tensor alive until backward, a third of a conv layer's activation
-/// memory. `grads(g)` returns the input's and the weight's gradients.
+/// memory. `grad_x(backend, g, w)` and `grad_w(backend, g, x)` compute the two gradients from the output's;
+/// the input is kept only when the weight needs a gradient and the weight only when the
+/// input does, so a frozen network (style transfer) keeps no conv inputs for backward.
 pub(crate) fn conv_node(
     op: &'static str,
     y: Tensor,
     x: &Tensor,
     weight: &Tensor,
     bias: Option<&Tensor>,
-    grads: impl Fn(&Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> + Send + Sync + 'static,
+    grad_x: impl Fn(&dyn Backend, &Storage, &Storage) -> Result<Storage> + Send + Sync + 'static,
+    grad_w: impl Fn(&dyn Backend, &Storage, &Storage) -> Result<Storage> + Send + Sync + 'static,
 ) -> Result<Tensor> {
     let c = y.shape()[1];
     let out = match bias {
@@ -76,6 +79,9 @@ pub(crate) fn conv_node(
     let mut inputs = vec![x, weight];
     inputs.extend(bias);
     let bias_grad = bias.map(Tensor::tracks_grad);
+    let x_saved = weight.tracks_grad().then(|| x.detach());
+    let w_saved = x.tracks_grad().then(|| weight.detach());
+    let (x_shape, w_shape) = (x.shape().to_vec(), weight.shape().to_vec());
     Ok(Tensor::from_op(
         out.storage(),
         out.shape().to_vec(),
@@ -83,7 +89,17 @@ pub(crate) fn conv_node(
         op,
         &inputs,
         move |g| {
-            let (gx, gw) = grads(g)?;
+            let leaf = |s, shape: &[usize]| Tensor::leaf(s, shape.to_vec(), g.device());
+            let gx = w_saved
+                .as_ref()
+                .map(|w| grad_x(g.backend(), &g.storage(), &w.storage()))
+                .transpose()?
+                .map(|s| leaf(s, &x_shape));
+            let gw = x_saved
+                .as_ref()
+                .map(|x| grad_w(g.backend(), &g.storage(), &x.storage()))
+                .transpose()?
+                .map(|s| leaf(s, &w_shape));
             let mut all = vec![gx, gw];
             if let Some(track) = bias_grad {
                 all.push(track.then(|| g.sum_dims(&[0, 2, 3], false)).transpose()?);
@@ -156,21 +172,15 @@ impl Tensor {
         let s = self
             .backend()
             .conv2d(&self.storage(), &weight.storage(), &p)?;
-        let (xc, wc) = (self.clone(), weight.clone());
         let y = Tensor::leaf(s, vec![p.n, p.c_out, oh, ow], self.device());
-        conv_node(OP, y, self, weight, bias, move |g| {
-            let be = g.backend();
-            let gx = xc
-                .tracks_grad()
-                .then(|| be.conv2d_grad_input(&g.storage(), &wc.storage(), &p))
-                .transpose()?
-                .map(|s| Tensor::leaf(s, xc.shape().to_vec(), g.device()));
-            let gw = wc
-                .tracks_grad()
-                .then(|| be.conv2d_grad_weight(&xc.storage(), &g.storage(), &p))
-                .transpose()?
-                .map(|s| Tensor::leaf(s, wc.shape().to_vec(), g.device()));
-            Ok((gx, gw))
-        })
+        conv_node(
+            OP,
+            y,
+            self,
+            weight,
+            bias,
+            move |be, g, w| be.conv2d_grad_input(g, w, &p),
+            move |be, g, x| be.conv2d_grad_weight(x, g, &p),
+        )
     }
 }

@@ -105,21 +105,15 @@ impl Tensor {
         let s = self
             .backend()
             .conv2d_grad_input(&self.storage(), &weight.storage(), &p)?;
-        let (xc, wc) = (self.clone(), weight.clone());
         let y = Tensor::leaf(s, vec![p.n, p.c_in, oh, ow], self.device());
-        conv_node(OP, y, self, weight, bias, move |g| {
-            let be = g.backend();
-            let gx = xc
-                .tracks_grad()
-                .then(|| be.conv2d(&g.storage(), &wc.storage(), &p))
-                .transpose()?
-                .map(|s| Tensor::leaf(s, xc.shape().to_vec(), g.device()));
-            let gw = wc
-                .tracks_grad()
-                .then(|| be.conv2d_grad_weight(&g.storage(), &xc.storage(), &p))
-                .transpose()?
-                .map(|s| Tensor::leaf(s, wc.shape().to_vec(), g.device()));
-            Ok((gx, gw))
-        })
+        conv_node(
+            OP,
+            y,
+            self,
+            weight,
+            bias,
+            move |be, g, w| be.conv2d(g, w, &p),
+            move |be, g, x| be.conv2d_grad_weight(g, x, &p),
+        )
     }
 }

@@ -4,27 +4,61 @@ use super::on_device;
 use crate::backend::UnaryOp;
 use crate::{Result, Tensor};
 
+/// The one tensor a unary op's gradient is computed from, and so the only one kept for
+/// backward: a ReLU keeps its output, so the convolution output feeding it is freed as
+/// soon as nothing else holds it.
+#[derive(Clone, Copy)]
+enum Keep {
+    Input,
+    Output,
+}
+
 impl Tensor {
-    /// Applies `op`; `grad` maps (input, output, upstream grad) to the input's gradient.
-    fn unary(
+    /// Applies `op` and records the rule that `rule(input, output)` builds: the output is
+    /// a detached twin (same storage, no node), since the output must not own itself
+    /// through its own graph node.
+    fn unary_node<R>(
         &self,
         name: &'static str,
         op: UnaryOp,
-        grad: impl Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor> + Send + Sync + 'static,
-    ) -> Tensor {
+        rule: impl FnOnce(&Tensor, Tensor) -> R,
+    ) -> Tensor
+    where
+        R: Fn(&Tensor) -> Result<Tensor> + Send + Sync + 'static,
+    {
         let storage = on_device(self.backend().unary(&self.storage(), op), name);
-        // The node keeps a detached twin of the output (same storage, no node), so the
-        // output does not own itself through its own graph node.
         let y = Tensor::leaf(storage.clone(), self.shape().to_vec(), self.device());
-        let x = self.clone();
+        let rule = rule(self, y);
         Tensor::from_op(
             storage,
             self.shape().to_vec(),
             self.device(),
             name,
             &[self],
-            move |g| Ok(vec![Some(grad(&x, &y, g)?)]),
+            move |g| Ok(vec![Some(rule(g)?)]),
         )
+    }
+
+    /// Applies `op`; `grad` maps (the kept tensor, upstream grad) to the input's gradient.
+    fn unary(
+        &self,
+        name: &'static str,
+        op: UnaryOp,
+        keep: Keep,
+        grad: impl Fn(&Tensor, &Tensor) -> Result<Tensor> + Send + Sync + 'static,
+    ) -> Tensor {
+        self.unary_node(name, op, |x, y| {
+            let kept = match keep {
+                Keep::Input => x.detach(),
+                Keep::Output => y,
+            };
+            move |g: &Tensor| grad(&kept, g)
+        })
+    }
+
+    /// A unary op whose gradient is the upstream gradient times `factor`: keeps nothing.
+    fn scaled(&self, name: &'static str, op: UnaryOp, factor: f32) -> Tensor {
+        self.unary_node(name, op, |_, _| move |g: &Tensor| Ok(g.mul_scalar(factor)))
     }
 
     fn map(&self, op: UnaryOp) -> Tensor {
@@ -37,30 +71,33 @@ impl Tensor {
 
     /// `-x`
     pub fn neg(&self) -> Tensor {
-        self.unary("neg", UnaryOp::Neg, |_, _, g| Ok(g.neg()))
+        self.scaled("neg", UnaryOp::Neg, -1.0)
     }
     /// `e^x`
     pub fn exp(&self) -> Tensor {
-        self.unary("exp", UnaryOp::Exp, |_, y, g| g.mul(y))
+        self.unary("exp", UnaryOp::Exp, Keep::Output, |y, g| g.mul(y))
     }
     /// Natural logarithm.
     pub fn log(&self) -> Tensor {
-        self.unary("log", UnaryOp::Log, |x, _, g| g.div(x))
+        self.unary("log", UnaryOp::Log, Keep::Input, |x, g| g.div(x))
     }
     /// Square root.
     pub fn sqrt(&self) -> Tensor {
-        self.unary("sqrt", UnaryOp::Sqrt, |_, y, g| {
+        self.unary("sqrt", UnaryOp::Sqrt, Keep::Output, |y, g| {
             g.mul(&y.map(UnaryOp::RDiv(0.5)))
         })
     }
     /// Absolute value (gradient 0 at 0).
     pub fn abs(&self) -> Tensor {
-        self.unary("abs", UnaryOp::Abs, |x, _, g| g.mul(&x.map(UnaryOp::Sign)))
+        self.unary("abs", UnaryOp::Abs, Keep::Input, |x, g| {
+            g.mul(&x.map(UnaryOp::Sign))
+        })
     }
     /// `max(x, 0)` (gradient 0 at 0).
     pub fn relu(&self) -> Tensor {
-        self.unary("relu", UnaryOp::Relu, |x, _, g| {
-            g.mul(&x.map(UnaryOp::Step))
+        // y > 0 exactly where x > 0.
+        self.unary("relu", UnaryOp::Relu, Keep::Output, |y, g| {
+            g.mul(&y.map(UnaryOp::Step))
         })
     }
     /// `x` where positive, `negative_slope · x` elsewhere.
@@ -68,7 +105,9 @@ impl Tensor {
         self.unary(
             "leaky_relu",
             UnaryOp::LeakyRelu(negative_slope),
-            move |x, _, g| {
+            // The input: with a negative slope the output's sign does not tell the side.
+            Keep::Input,
+            move |x, g| {
                 let slope = x.map(UnaryOp::Step).map(UnaryOp::Affine {
                     mul: 1.0 - negative_slope,
                     add: negative_slope,
@@ -79,7 +118,7 @@ impl Tensor {
     }
     /// Logistic sigmoid.
     pub fn sigmoid(&self) -> Tensor {
-        self.unary("sigmoid", UnaryOp::Sigmoid, |_, y, g| {
+        self.unary("sigmoid", UnaryOp::Sigmoid, Keep::Output, |y, g| {
             g.mul(&y.mul(&y.map(UnaryOp::Affine {
                 mul: -1.0,
                 add: 1.0,
@@ -88,7 +127,7 @@ impl Tensor {
     }
     /// Hyperbolic tangent.
     pub fn tanh(&self) -> Tensor {
-        self.unary("tanh", UnaryOp::Tanh, |_, y, g| {
+        self.unary("tanh", UnaryOp::Tanh, Keep::Output, |y, g| {
             g.mul(&y.mul(y)?.map(UnaryOp::Affine {
                 mul: -1.0,
                 add: 1.0,
@@ -97,9 +136,7 @@ impl Tensor {
     }
     /// `mul · x + add` in one pass.
     pub fn affine(&self, mul: f32, add: f32) -> Tensor {
-        self.unary("affine", UnaryOp::Affine { mul, add }, move |_, _, g| {
-            Ok(g.mul_scalar(mul))
-        })
+        self.scaled("affine", UnaryOp::Affine { mul, add }, mul)
     }
     /// `x + s`
     pub fn add_scalar(&self, s: f32) -> Tensor {
@@ -119,7 +156,7 @@ impl Tensor {
     }
     /// `x^p` for a scalar exponent.
     pub fn powf(&self, p: f32) -> Tensor {
-        self.unary("powf", UnaryOp::Powf(p), move |x, _, g| {
+        self.unary("powf", UnaryOp::Powf(p), Keep::Input, move |x, g| {
             g.mul(
                 &x.map(UnaryOp::Powf(p - 1.0))
                     .map(UnaryOp::Affine { mul: p, add: 0.0 }),
@@ -132,6 +169,8 @@ impl Tensor {
     }
     /// `1 / x`
     pub fn recip(&self) -> Tensor {
-        self.unary("recip", UnaryOp::Recip, |_, y, g| g.mul(&y.mul(y)?.neg()))
+        self.unary("recip", UnaryOp::Recip, Keep::Output, |y, g| {
+            g.mul(&y.mul(y)?.neg())
+        })
     }
 }

@@ -17,8 +17,12 @@ impl Tensor {
         let storage = on_device(self.backend().reduce(&self.storage(), &p, op), "reduce");
         let mut out_shape = shape.to_vec();
         out_shape[d] = 1;
-        let x = self.clone();
-        let y = Tensor::leaf(storage.clone(), out_shape.clone(), self.device());
+        // A sum's gradient needs only the input's shape; a max's needs both values.
+        let in_shape = self.shape().to_vec();
+        let kept = (op == ReduceOp::Max).then(|| {
+            let y = Tensor::leaf(storage.clone(), out_shape.clone(), self.device());
+            (self.detach(), y)
+        });
         Tensor::from_op(
             storage,
             out_shape,
@@ -26,12 +30,12 @@ impl Tensor {
             "reduce",
             &[self],
             move |g| {
-                let g = g.expand(x.shape())?;
-                Ok(vec![Some(match op {
-                    ReduceOp::Sum => g,
-                    ReduceOp::Max => {
+                let g = g.expand(&in_shape)?;
+                Ok(vec![Some(match &kept {
+                    None => g,
+                    Some((x, y)) => {
                         // Ties share the gradient evenly (torch.amax semantics).
-                        let mask = x.zip_raw(&y, BinaryOp::Eq, "max")?;
+                        let mask = x.zip_raw(y, BinaryOp::Eq, "max")?;
                         let count = mask.reduce_dim(d, ReduceOp::Sum);
                         g.mul(&mask)?.div(&count)?
                     }
