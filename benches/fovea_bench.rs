@@ -3,11 +3,14 @@
 //! Times the workloads with a warm-up and the median of repeats; every timed region
 //! ends with a device sync. `--batch N` caps every batch and `--matmul N` sets the matmul
 //! size, so the same rows can run on a software driver (lavapipe) in reasonable time.
-//! `benches/torch_bench.py` times the same rows in PyTorch for a side-by-side ratio.
+//! `benches/torch_bench.py` times the same rows in PyTorch for a side-by-side ratio. With
+//! `FOVEA_PROFILE=1` every row also lists each kernel's GPU time per run (timestamps
+//! around every dispatch; each submission then waits, so wall times grow).
 
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use fovea::backend::KernelTime;
 use fovea::ops::{Conv2dOptions, ConvTranspose2dOptions, Pool2dOptions};
 use fovea::{no_grad, Device, DeviceExt, Tensor};
 
@@ -48,29 +51,54 @@ fn parse() -> Result<Opts> {
     Ok(o)
 }
 
+/// A row's wall time and, with kernel timing on (`FOVEA_PROFILE=1`), the GPU time of each
+/// kernel per run of the timed region.
+struct Timed {
+    ms: f64,
+    kernels: Vec<KernelTime>,
+}
+
 /// Median milliseconds of `f` after one warm-up run, each run closed by a device sync.
 /// With `repeats` 0 the warm-up run itself is timed (for slow software drivers).
-fn time(dev: &Device, repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+fn time(dev: &Device, repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<Timed> {
+    dev.sync()?;
+    dev.take_kernel_times();
     let t = Instant::now();
     f()?;
     dev.sync()?;
-    if repeats == 0 {
-        return Ok(t.elapsed().as_secs_f64() * 1e3);
+    let mut ms = vec![t.elapsed().as_secs_f64() * 1e3];
+    if repeats > 0 {
+        // The warm-up compiles pipelines and fills the pool: its kernel times are left out.
+        dev.take_kernel_times();
+        ms.clear();
+        for _ in 0..repeats {
+            let t = Instant::now();
+            f()?;
+            dev.sync()?;
+            ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
     }
-    let mut ms = Vec::with_capacity(repeats);
-    for _ in 0..repeats {
-        let t = Instant::now();
-        f()?;
-        dev.sync()?;
-        ms.push(t.elapsed().as_secs_f64() * 1e3);
-    }
+    let runs = ms.len() as f64;
+    let kernels = dev
+        .take_kernel_times()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|k| KernelTime {
+            ms: k.ms / runs,
+            dispatches: (k.dispatches as f64 / runs).round() as usize,
+            ..k
+        })
+        .collect();
     ms.sort_by(f64::total_cmp);
-    Ok(ms[ms.len() / 2])
+    Ok(Timed {
+        ms: ms[ms.len() / 2],
+        kernels,
+    })
 }
 
 struct Row {
     name: String,
-    ms: f64,
+    timed: Timed,
     flop: f64,
 }
 
@@ -110,16 +138,16 @@ fn main() -> Result<()> {
         let y = no_grad(|| x.conv2d(&wt, None, opts))?;
         let flop = 2.0 * (y.numel() * (cin / g) * k * k) as f64;
         let gy = Tensor::randn(y.shape(), 3, &dev);
-        let ms = time(&dev, o.repeats, || {
+        let timed = time(&dev, o.repeats, || {
             no_grad(|| x.conv2d(&wt, None, opts))?;
             Ok(())
         })?;
         rows.push(Row {
             name: format!("{name} fwd"),
-            ms,
+            timed,
             flop,
         });
-        let ms = time(&dev, o.repeats, || {
+        let timed = time(&dev, o.repeats, || {
             x.zero_grad();
             wt.zero_grad();
             x.conv2d(&wt, None, opts)?.backward_with(&gy)?;
@@ -127,7 +155,7 @@ fn main() -> Result<()> {
         })?;
         rows.push(Row {
             name: format!("{name} fwd+bwd"),
-            ms,
+            timed,
             flop: 3.0 * flop,
         });
     }
@@ -139,14 +167,14 @@ fn main() -> Result<()> {
             stride: [2, 2],
             ..Default::default()
         };
-        let ms = time(&dev, o.repeats, || {
+        let timed = time(&dev, o.repeats, || {
             x.conv_transpose2d(&w, None, opts)?;
             Ok(())
         })?;
         let flop = 2.0 * (n * 512 * 32 * 32 * 256 * 4) as f64;
         rows.push(Row {
             name: format!("conv_transpose2d n{n} 512 32x32 -> 256 k2 s2 fwd"),
-            ms,
+            timed,
             flop,
         });
     }
@@ -159,25 +187,25 @@ fn main() -> Result<()> {
             padding: [1, 1],
             ceil_mode: false,
         };
-        let ms = time(&dev, o.repeats, || {
+        let timed = time(&dev, o.repeats, || {
             x.max_pool2d(opts)?;
             Ok(())
         })?;
         rows.push(Row {
             name: format!("max_pool2d n{n} 64 112x112 k3 s2 p1 fwd"),
-            ms,
+            timed,
             flop: (n * 64 * 56 * 56 * 9) as f64,
         });
     }
     if wanted("gram") {
         let f = Tensor::randn(&[1, 256, 128, 128], 7, &dev);
-        let ms = time(&dev, o.repeats, || {
+        let timed = time(&dev, o.repeats, || {
             f.gram()?;
             Ok(())
         })?;
         rows.push(Row {
             name: "gram 1x256x128x128".into(),
-            ms,
+            timed,
             flop: 2.0 * (256 * 256 * 128 * 128) as f64,
         });
     }
@@ -185,13 +213,13 @@ fn main() -> Result<()> {
         let m = o.matmul;
         let a = Tensor::randn(&[m, m], 8, &dev);
         let b = Tensor::randn(&[m, m], 9, &dev);
-        let ms = time(&dev, o.repeats, || {
+        let timed = time(&dev, o.repeats, || {
             a.matmul(&b)?;
             Ok(())
         })?;
         rows.push(Row {
             name: format!("matmul {m}^3"),
-            ms,
+            timed,
             flop: 2.0 * (m * m * m) as f64,
         });
     }
@@ -199,7 +227,7 @@ fn main() -> Result<()> {
         // 1,000 dependent one-element ops: the cost of recording and running one dispatch,
         // which bounds small-batch training steps such as LeNet's.
         let one = Tensor::ones(&[1], &dev);
-        let ms = time(&dev, o.repeats, || {
+        let timed = time(&dev, o.repeats, || {
             let mut x = one.clone();
             for _ in 0..1000 {
                 x = x.add_scalar(1.0);
@@ -208,7 +236,7 @@ fn main() -> Result<()> {
         })?;
         rows.push(Row {
             name: "dispatch: 1000 one-element ops (ms = us per op)".into(),
-            ms,
+            timed,
             flop: f64::NAN,
         });
     }
@@ -221,7 +249,7 @@ fn main() -> Result<()> {
         let mut opt = fovea::optim::Adam::new(model.parameters(), Default::default());
         let x = Tensor::randn(&[256, 1, 28, 28], 12, &dev);
         let labels: Vec<usize> = (0..256).map(|i| i % 10).collect();
-        let ms = time(&dev, o.repeats, || {
+        let timed = time(&dev, o.repeats, || {
             opt.zero_grad();
             model.forward(&x)?.cross_entropy(&labels)?.backward()?;
             opt.step()?;
@@ -229,7 +257,7 @@ fn main() -> Result<()> {
         })?;
         rows.push(Row {
             name: "lenet5 training step batch 256".into(),
-            ms,
+            timed,
             flop: f64::NAN,
         });
     }
@@ -254,7 +282,7 @@ fn main() -> Result<()> {
             .detach()
             .requires_grad();
         let mut opt = fovea::optim::Adam::new(vec![g.clone()], Default::default());
-        let ms = time(&dev, o.repeats, || {
+        let timed = time(&dev, o.repeats, || {
             use fovea::optim::Optimizer;
             opt.zero_grad();
             problem.costs(&g)?.total.backward()?;
@@ -263,7 +291,7 @@ fn main() -> Result<()> {
         })?;
         rows.push(Row {
             name: format!("style transfer step {side}x{side} vgg19 (relu4_2 + 5 style layers)"),
-            ms,
+            timed,
             flop: f64::NAN,
         });
     }
@@ -275,14 +303,27 @@ fn main() -> Result<()> {
             .iter()
             .map(|r| {
                 // JSON has no NaN: rows without a FLOP count report null.
+                let ms = r.timed.ms;
                 let tflops = if r.flop.is_nan() {
                     "null".to_string()
                 } else {
-                    format!("{:.4}", r.flop / r.ms / 1e9)
+                    format!("{:.4}", r.flop / ms / 1e9)
                 };
+                let kernels: Vec<String> = r
+                    .timed
+                    .kernels
+                    .iter()
+                    .map(|k| {
+                        format!(
+                            "{{\"name\": \"{}\", \"dispatches\": {}, \"ms\": {:.4}}}",
+                            k.name, k.dispatches, k.ms
+                        )
+                    })
+                    .collect();
                 format!(
-                    "    {{\"name\": \"{}\", \"ms\": {:.4}, \"tflops\": {tflops}}}",
-                    r.name, r.ms
+                    "    {{\"name\": \"{}\", \"ms\": {ms:.4}, \"tflops\": {tflops}, \"kernels\": [{}]}}",
+                    r.name,
+                    kernels.join(", ")
                 )
             })
             .collect();
@@ -295,14 +336,20 @@ fn main() -> Result<()> {
     } else {
         println!("device: {}  (peak memory {peak_mib:.1} MiB)", dev.name());
         for r in &rows {
+            let ms = r.timed.ms;
             if r.flop.is_nan() {
-                println!("{:60} {:10.3} ms", r.name, r.ms);
+                println!("{:60} {ms:10.3} ms", r.name);
             } else {
                 println!(
-                    "{:60} {:10.3} ms {:8.3} TFLOP/s",
+                    "{:60} {ms:10.3} ms {:8.3} TFLOP/s",
                     r.name,
-                    r.ms,
-                    r.flop / r.ms / 1e9
+                    r.flop / ms / 1e9
+                );
+            }
+            for k in &r.timed.kernels {
+                println!(
+                    "    {:56} {:10.3} ms GPU  ({} dispatches)",
+                    k.name, k.ms, k.dispatches
                 );
             }
         }

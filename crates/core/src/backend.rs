@@ -308,6 +308,17 @@ pub struct BackendStats {
     pub submissions: usize,
 }
 
+/// GPU time spent in one kernel (an entry point) since the last read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelTime {
+    /// the entry point
+    pub name: String,
+    /// how many dispatches ran it
+    pub dispatches: usize,
+    /// their summed GPU time in milliseconds
+    pub ms: f64,
+}
+
 /// The primitives every backend provides. Ops in `crate::ops` check shapes and build the
 /// params; a backend may assume they are valid and consistent with the storages' lengths.
 pub trait Backend: Send + Sync {
@@ -333,6 +344,12 @@ pub trait Backend: Send + Sync {
     /// Memory and submission counters.
     fn stats(&self) -> BackendStats {
         BackendStats::default()
+    }
+    /// Per-kernel GPU times since the last call, slowest first, when this backend was
+    /// opened with kernel timing on (`FOVEA_PROFILE=1` for the wgpu backend); `None`
+    /// otherwise.
+    fn take_kernel_times(&self) -> Option<Vec<KernelTime>> {
+        None
     }
     /// A storage of `len` copies of `value`.
     fn fill(&self, len: usize, value: f32) -> Result<Storage>;

@@ -57,6 +57,12 @@ impl Device {
         self.backend.stats()
     }
 
+    /// Per-kernel GPU times since the last call (slowest first), when the backend times
+    /// its kernels: on the wgpu backend, set `FOVEA_PROFILE=1` before the device opens.
+    pub fn take_kernel_times(&self) -> Option<Vec<crate::backend::KernelTime>> {
+        self.backend.take_kernel_times()
+    }
+
     /// True when both handles refer to the same backend instance.
     pub fn same(&self, other: &Device) -> bool {
         Arc::ptr_eq(&self.backend, &other.backend)

@@ -10,6 +10,7 @@ use fovea_core::{Error, Result};
 use wgpu::util::DeviceExt;
 
 use crate::pool::{GpuBuffer, Pool, PoolStats};
+use crate::profile::Profiler;
 use crate::source::Shader;
 
 /// Dispatches recorded before the encoder is submitted without being asked: bounds the
@@ -49,6 +50,8 @@ pub struct Ctx {
     pool: Arc<Pool>,
     error: Arc<Mutex<Option<String>>>,
     submissions: Mutex<usize>,
+    /// Per-kernel timing, when the device was opened with it.
+    profiler: Option<Profiler>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -63,7 +66,14 @@ pub(crate) fn buf(s: &Storage) -> &wgpu::Buffer {
 }
 
 impl Ctx {
-    pub(crate) fn new(adapter: &wgpu::Adapter, device: wgpu::Device, queue: wgpu::Queue) -> Ctx {
+    /// A context on `device`; `profile` times every dispatch (the device must have been
+    /// created with `TIMESTAMP_QUERY`).
+    pub(crate) fn new(
+        adapter: &wgpu::Adapter,
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        profile: bool,
+    ) -> Ctx {
         let error = Arc::new(Mutex::new(None::<String>));
         let sink = error.clone();
         // wgpu's default handler panics; keep the first error and report it as an Err
@@ -82,7 +92,9 @@ impl Ctx {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        let profiler = profile.then(|| Profiler::new(&device, &queue, SUBMIT_EVERY as u32));
         Ctx {
+            profiler,
             limits,
             info: adapter.get_info(),
             device,
@@ -105,6 +117,11 @@ impl Ctx {
     /// Pool counters (allocations, cached buffers, peak bytes).
     pub fn pool_stats(&self) -> PoolStats {
         self.pool.stats()
+    }
+
+    /// Per-kernel GPU times since the last call, when timing is on.
+    pub fn take_kernel_times(&self) -> Option<Vec<fovea_core::backend::KernelTime>> {
+        self.profiler.as_ref().map(Profiler::take)
     }
 
     /// Command buffers submitted so far.
@@ -215,7 +232,7 @@ impl Ctx {
                 self.encoder(&mut pending)
                     .begin_compute_pass(&wgpu::ComputePassDescriptor {
                         label: Some(entry),
-                        timestamp_writes: None,
+                        timestamp_writes: self.profiler.as_ref().map(|p| p.pass(entry)),
                     });
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
@@ -266,9 +283,19 @@ impl Ctx {
             self.queue.write_buffer(&self.arena, 0, &pending.uniforms);
             pending.uniforms.clear();
         }
-        if let Some(enc) = pending.encoder.take() {
+        if let Some(mut enc) = pending.encoder.take() {
+            let timed = self.profiler.as_ref().is_some_and(|p| p.resolve(&mut enc));
             self.queue.submit([enc.finish()]);
             *lock(&self.submissions) += 1;
+            if timed {
+                if let Err(e) = self
+                    .profiler
+                    .as_ref()
+                    .map_or(Ok(()), |p| p.collect(&self.device))
+                {
+                    lock(&self.error).get_or_insert(e.to_string());
+                }
+            }
         }
         pending.dispatches = 0;
     }

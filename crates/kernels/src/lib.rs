@@ -24,6 +24,7 @@ mod layout;
 mod matmul;
 mod pool;
 mod pool2d;
+mod profile;
 mod reduce;
 pub mod source;
 mod upsample2d;
@@ -46,8 +47,17 @@ pub struct WgpuBackend {
 impl WgpuBackend {
     /// Opens the adapter whose name or backend contains `filter` (case-insensitive), or the
     /// highest-performance adapter when `filter` is `None`. The device is created with the
-    /// adapter's real limits, not wgpu's conservative defaults.
+    /// adapter's real limits, not wgpu's conservative defaults. `FOVEA_PROFILE=1` turns on
+    /// per-kernel timing (see [`WgpuBackend::open_with`]).
     pub fn open(filter: Option<&str>) -> Result<WgpuBackend> {
+        let profile = std::env::var("FOVEA_PROFILE").is_ok_and(|v| !v.is_empty() && v != "0");
+        WgpuBackend::open_with(filter, profile)
+    }
+
+    /// Like [`WgpuBackend::open`]; with `profile`, every dispatch is timed on the GPU and
+    /// `take_kernel_times` reports the sums per kernel (each submission then waits for the
+    /// GPU). `Err` when the adapter cannot write timestamps.
+    pub fn open_with(filter: Option<&str>, profile: bool) -> Result<WgpuBackend> {
         // Vulkan/Metal/DX12 first; GL only where none of those exists (even creating a GL
         // instance probes EGL and prints warnings on headless machines).
         let enumerate = |backends: wgpu::Backends| {
@@ -89,15 +99,26 @@ impl WgpuBackend {
             })
         })?;
         let name = describe(&adapter);
+        let timestamps = wgpu::Features::TIMESTAMP_QUERY;
+        if profile && !adapter.features().contains(timestamps) {
+            return Err(Error::Backend(format!(
+                "kernel timing needs timestamp queries, which {name} does not offer; unset FOVEA_PROFILE"
+            )));
+        }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("fovea"),
             required_limits: adapter.limits(),
+            required_features: if profile {
+                timestamps
+            } else {
+                wgpu::Features::empty()
+            },
             ..Default::default()
         }))
         .map_err(|e| Error::Backend(format!("cannot open {name}: {e}")))?;
         Ok(WgpuBackend {
             software: adapter.get_info().device_type == wgpu::DeviceType::Cpu,
-            ctx: Ctx::new(&adapter, device, queue),
+            ctx: Ctx::new(&adapter, device, queue, profile),
             name,
         })
     }
@@ -126,6 +147,9 @@ impl Backend for WgpuBackend {
     }
     fn sync(&self) -> Result<()> {
         self.ctx.sync()
+    }
+    fn take_kernel_times(&self) -> Option<Vec<KernelTime>> {
+        self.ctx.take_kernel_times()
     }
     fn stats(&self) -> BackendStats {
         let p = self.ctx.pool_stats();
