@@ -284,17 +284,11 @@ impl Ctx {
             pending.uniforms.clear();
         }
         if let Some(mut enc) = pending.encoder.take() {
-            let timed = self.profiler.as_ref().is_some_and(|p| p.resolve(&mut enc));
+            let timed = self.profiler.as_ref().filter(|p| p.resolve(&mut enc));
             self.queue.submit([enc.finish()]);
             *lock(&self.submissions) += 1;
-            if timed {
-                if let Err(e) = self
-                    .profiler
-                    .as_ref()
-                    .map_or(Ok(()), |p| p.collect(&self.device))
-                {
-                    lock(&self.error).get_or_insert(e.to_string());
-                }
+            if let Some(Err(e)) = timed.map(|p| p.collect(&self.device)) {
+                lock(&self.error).get_or_insert(e.to_string());
             }
         }
         pending.dispatches = 0;
