@@ -13,22 +13,7 @@
 // pixels happen there, not once per loaded value.
 
 struct Params {
-    n: u32,
-    c_in: u32,
-    h: u32,
-    w: u32,
-    c_out: u32,
-    oh: u32,
-    ow: u32,
-    groups: u32,
-    kh: u32,
-    kw: u32,
-    sh: u32,
-    sw: u32,
-    ph: u32,
-    pw: u32,
-    dh: u32,
-    dw: u32,
+    s: ConvShape,
     gm: u32,
     gn: u32,
     gk: u32,
@@ -68,6 +53,15 @@ fn rhs_or0(ok: bool, i: u32) -> f32 {
     return 0.0;
 }
 
+// The four values a quad names (0 where it is outside the matrix).
+fn lhs4(q: Quad) -> vec4<f32> {
+    return vec4<f32>(lhs_or0(q.ok.x, q.idx.x), lhs_or0(q.ok.y, q.idx.y), lhs_or0(q.ok.z, q.idx.z), lhs_or0(q.ok.w, q.idx.w));
+}
+
+fn rhs4(q: Quad) -> vec4<f32> {
+    return vec4<f32>(rhs_or0(q.ok.x, q.idx.x), rhs_or0(q.ok.y, q.idx.y), rhs_or0(q.ok.z, q.idx.z), rhs_or0(q.ok.w, q.idx.w));
+}
+
 // A row of lhs whose value k sits at base + (k / period) · step + k % period.
 struct Line {
     base: u32,
@@ -97,15 +91,15 @@ fn line4(s: Line, k: u32) -> vec4<f32> {
     let q3 = next_k(q2, s.period);
     let idx = s.base + vec4<u32>(q0.x, q1.x, q2.x, q3.x) * s.step + vec4<u32>(q0.y, q1.y, q2.y, q3.y);
     let ok = in_k(k) & vec4<bool>(s.ok);
-    return vec4<f32>(lhs_or0(ok.x, idx.x), lhs_or0(ok.y, idx.y), lhs_or0(ok.z, idx.z), lhs_or0(ok.w, idx.w));
+    return lhs4(Quad(idx, ok));
 }
 
 fn og() -> u32 {
-    return p.c_out / p.groups;
+    return p.s.c_out / p.s.groups;
 }
 
 fn cg() -> u32 {
-    return p.c_in / p.groups;
+    return p.s.c_in / p.s.groups;
 }
 
 // Stores four consecutive columns of output row m, where column col is pixel col % plane
@@ -163,11 +157,11 @@ fn pix4(col: u32, rows: u32, cols: u32, channels: u32, first: u32, plane: u32, s
 
 // Splits k = (channel, ki, kj) of the kernel window into (channel, ki · dh, kj · dw).
 fn window_tap(k: u32) -> vec3<u32> {
-    let kk = p.kh * p.kw;
+    let kk = p.s.kh * p.s.kw;
     let c = k / kk;
     let r = k - c * kk;
-    let ki = r / p.kw;
-    return vec3<u32>(c, ki * p.dh, (r - ki * p.kw) * p.dw);
+    let ki = r / p.s.kw;
+    return vec3<u32>(c, ki * p.s.dh, (r - ki * p.s.kw) * p.s.dw);
 }
 
 // ---- forward: A = w [og, cg·kh·kw] rows, B = x gathered at output pixels.
@@ -181,28 +175,28 @@ fn fwd_a(z: u32, s: Line, k: u32) -> vec4<f32> {
 }
 
 fn fwd_b_at(z: u32, col: u32) -> Pix4 {
-    let stride = vec2<i32>(i32(p.sh), i32(p.sw));
-    return pix4(col, p.oh, p.ow, p.c_in, z / p.splits * cg(), p.h * p.w, stride, -vec2<i32>(i32(p.ph), i32(p.pw)));
+    let stride = vec2<i32>(i32(p.s.sh), i32(p.s.sw));
+    return pix4(col, p.s.oh, p.s.ow, p.s.c_in, z / p.splits * cg(), p.s.h * p.s.w, stride, -vec2<i32>(i32(p.s.ph), i32(p.s.pw)));
 }
 
 fn fwd_b(z: u32, s: Pix4, k: u32) -> vec4<f32> {
     let tap = window_tap(k);
     let ih = s.i + i32(tap.y);
     let iw = s.j + i32(tap.z);
-    let ok = (ih >= vec4<i32>(0)) & (iw >= vec4<i32>(0)) & (ih < vec4<i32>(i32(p.h))) & (iw < vec4<i32>(i32(p.w))) & vec4<bool>(k < p.gk);
-    let idx = s.base + tap.x * p.h * p.w + vec4<u32>(ih) * p.w + vec4<u32>(iw);
-    return vec4<f32>(rhs_or0(ok.x, idx.x), rhs_or0(ok.y, idx.y), rhs_or0(ok.z, idx.z), rhs_or0(ok.w, idx.w));
+    let ok = (ih >= vec4<i32>(0)) & (iw >= vec4<i32>(0)) & (ih < vec4<i32>(i32(p.s.h))) & (iw < vec4<i32>(i32(p.s.w))) & vec4<bool>(k < p.gk);
+    let idx = s.base + tap.x * p.s.h * p.s.w + vec4<u32>(ih) * p.s.w + vec4<u32>(iw);
+    return rhs4(Quad(idx, ok));
 }
 
 fn fwd_store(z: u32, m: u32, col: u32, v: vec4<f32>) {
-    store4(z, m, col, v, z / p.splits * og() + m, p.c_out, p.oh * p.ow);
+    store4(z, m, col, v, z / p.splits * og() + m, p.s.c_out, p.s.oh * p.s.ow);
 }
 
 // ---- grad input: A = w[g·og+o, m, ki, kj] over k = (o, ki, kj), B = gy gathered at
 // input pixels: gy[n, g·og+o, oi, oj] where oi·sh = ih + ph − ki·dh exactly.
 
 fn gin_a_at(z: u32, m: u32) -> Line {
-    let kk = p.kh * p.kw;
+    let kk = p.s.kh * p.s.kw;
     return Line((z / p.splits * og() * cg() + m) * kk, cg() * kk, kk, m < p.gm);
 }
 
@@ -211,7 +205,7 @@ fn gin_a(z: u32, s: Line, k: u32) -> vec4<f32> {
 }
 
 fn gin_b_at(z: u32, col: u32) -> Pix4 {
-    return pix4(col, p.h, p.w, p.c_out, z / p.splits * og(), p.oh * p.ow, vec2<i32>(1), vec2<i32>(i32(p.ph), i32(p.pw)));
+    return pix4(col, p.s.h, p.s.w, p.s.c_out, z / p.splits * og(), p.s.oh * p.s.ow, vec2<i32>(1), vec2<i32>(i32(p.s.ph), i32(p.s.pw)));
 }
 
 fn gin_b(z: u32, s: Pix4, k: u32) -> vec4<f32> {
@@ -221,26 +215,26 @@ fn gin_b(z: u32, s: Pix4, k: u32) -> vec4<f32> {
     var ok = (th >= vec4<i32>(0)) & (tw >= vec4<i32>(0)) & vec4<bool>(k < p.gk);
     var oi = vec4<u32>(max(th, vec4<i32>(0)));
     var oj = vec4<u32>(max(tw, vec4<i32>(0)));
-    if (p.sh != 1u || p.sw != 1u) {
-        ok = ok & (oi % p.sh == vec4<u32>(0u)) & (oj % p.sw == vec4<u32>(0u));
-        oi = oi / p.sh;
-        oj = oj / p.sw;
+    if (p.s.sh != 1u || p.s.sw != 1u) {
+        ok = ok & (oi % p.s.sh == vec4<u32>(0u)) & (oj % p.s.sw == vec4<u32>(0u));
+        oi = oi / p.s.sh;
+        oj = oj / p.s.sw;
     }
-    ok = ok & (oi < vec4<u32>(p.oh)) & (oj < vec4<u32>(p.ow));
-    let idx = s.base + tap.x * p.oh * p.ow + oi * p.ow + oj;
-    return vec4<f32>(rhs_or0(ok.x, idx.x), rhs_or0(ok.y, idx.y), rhs_or0(ok.z, idx.z), rhs_or0(ok.w, idx.w));
+    ok = ok & (oi < vec4<u32>(p.s.oh)) & (oj < vec4<u32>(p.s.ow));
+    let idx = s.base + tap.x * p.s.oh * p.s.ow + oi * p.s.ow + oj;
+    return rhs4(Quad(idx, ok));
 }
 
 fn gin_store(z: u32, m: u32, col: u32, v: vec4<f32>) {
-    store4(z, m, col, v, z / p.splits * cg() + m, p.c_in, p.h * p.w);
+    store4(z, m, col, v, z / p.splits * cg() + m, p.s.c_in, p.s.h * p.s.w);
 }
 
 // ---- grad weight: A = gy rows over k = (n, pix), B = x gathered at k for column
 // (c, ki, kj).
 
 fn gw_a_at(z: u32, m: u32) -> Line {
-    let ohw = p.oh * p.ow;
-    return Line((z / p.splits * og() + m) * ohw, p.c_out * ohw, ohw, m < p.gm);
+    let ohw = p.s.oh * p.s.ow;
+    return Line((z / p.splits * og() + m) * ohw, p.s.c_out * ohw, ohw, m < p.gm);
 }
 
 fn gw_a(z: u32, s: Line, k: u32) -> vec4<f32> {
@@ -258,31 +252,31 @@ struct Tap {
 
 fn gw_b_at(z: u32, col: u32) -> Tap {
     let tap = window_tap(col);
-    return Tap((z / p.splits * cg() + tap.x) * p.h * p.w, i32(tap.y) - i32(p.ph), i32(tap.z) - i32(p.pw), col < p.gn);
+    return Tap((z / p.splits * cg() + tap.x) * p.s.h * p.s.w, i32(tap.y) - i32(p.s.ph), i32(tap.z) - i32(p.s.pw), col < p.gn);
 }
 
 // The output pixel after (n, oi, oj), in order.
 fn next_pixel(q: vec3<u32>) -> vec3<u32> {
-    let wrap_j = q.z + 1u == p.ow;
-    let wrap_i = wrap_j && q.y + 1u == p.oh;
+    let wrap_j = q.z + 1u == p.s.ow;
+    let wrap_i = wrap_j && q.y + 1u == p.s.oh;
     return vec3<u32>(q.x + u32(wrap_i), select(q.y + u32(wrap_j), 0u, wrap_i), select(q.z + 1u, 0u, wrap_j));
 }
 
 // x at k..k+4 = (n, oi, oj): one set of divisions, then oj steps with carries into oi, n.
 fn gw_b(z: u32, s: Tap, k: u32) -> vec4<f32> {
-    let ohw = p.oh * p.ow;
+    let ohw = p.s.oh * p.s.ow;
     let n = k / ohw;
     let q = k - n * ohw;
-    let oi = q / p.ow;
-    let q0 = vec3<u32>(n, oi, q - oi * p.ow);
+    let oi = q / p.s.ow;
+    let q0 = vec3<u32>(n, oi, q - oi * p.s.ow);
     let q1 = next_pixel(q0);
     let q2 = next_pixel(q1);
     let q3 = next_pixel(q2);
-    let ih = vec4<i32>(vec4<u32>(q0.y, q1.y, q2.y, q3.y) * p.sh) + s.di;
-    let iw = vec4<i32>(vec4<u32>(q0.z, q1.z, q2.z, q3.z) * p.sw) + s.dj;
-    let ok = in_k(k) & vec4<bool>(s.ok) & (ih >= vec4<i32>(0)) & (iw >= vec4<i32>(0)) & (ih < vec4<i32>(i32(p.h))) & (iw < vec4<i32>(i32(p.w)));
-    let idx = s.base + vec4<u32>(q0.x, q1.x, q2.x, q3.x) * (p.c_in * p.h * p.w) + vec4<u32>(ih) * p.w + vec4<u32>(iw);
-    return vec4<f32>(rhs_or0(ok.x, idx.x), rhs_or0(ok.y, idx.y), rhs_or0(ok.z, idx.z), rhs_or0(ok.w, idx.w));
+    let ih = vec4<i32>(vec4<u32>(q0.y, q1.y, q2.y, q3.y) * p.s.sh) + s.di;
+    let iw = vec4<i32>(vec4<u32>(q0.z, q1.z, q2.z, q3.z) * p.s.sw) + s.dj;
+    let ok = in_k(k) & vec4<bool>(s.ok) & (ih >= vec4<i32>(0)) & (iw >= vec4<i32>(0)) & (ih < vec4<i32>(i32(p.s.h))) & (iw < vec4<i32>(i32(p.s.w)));
+    let idx = s.base + vec4<u32>(q0.x, q1.x, q2.x, q3.x) * (p.s.c_in * p.s.h * p.s.w) + vec4<u32>(ih) * p.s.w + vec4<u32>(iw);
+    return rhs4(Quad(idx, ok));
 }
 
 fn gw_store(z: u32, m: u32, col: u32, v: vec4<f32>) {

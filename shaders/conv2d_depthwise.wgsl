@@ -9,26 +9,7 @@
 //                taps of a channel are neighbouring workgroups, which tend to run together,
 //                so its planes mostly come from cache after the first read.
 
-struct Params {
-    n: u32,
-    c_in: u32,
-    h: u32,
-    w: u32,
-    c_out: u32,
-    oh: u32,
-    ow: u32,
-    groups: u32,
-    kh: u32,
-    kw: u32,
-    sh: u32,
-    sw: u32,
-    ph: u32,
-    pw: u32,
-    dh: u32,
-    dw: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<uniform> p: ConvShape;
 
 // Outputs per input channel (the channel multiplier).
 fn mult() -> u32 {

@@ -1,6 +1,6 @@
 // Gram matrices G[n] = F[n] · F[n]ᵀ of [N, C, HW] features, through the generated tiled
-// GEMM. Only tiles on or above the diagonal compute (the others return at once) and each result is stored at (i, j) and
-// (j, i). Split-K: workgroup z = image · splits + split; split s sums k in its range into
+// GEMM. Only tiles on or above the diagonal compute (the others return at once) and each
+// result is stored at (i, j) and (j, i). Split-K: workgroup z = image · splits + split; split s sums k in its range into
 // its own partial [N, C, C] (the host sums the splits), because C × C is small next to
 // HW in style transfer.
 
@@ -48,8 +48,8 @@ fn f_or0(ok: bool, i: u32) -> f32 {
 }
 
 fn rows(z: u32, r: Row, k: u32) -> vec4<f32> {
-    let o = r.base + k;
-    return vec4<f32>(f_or0(r.ok && k < p.hw, o), f_or0(r.ok && k + 1u < p.hw, o + 1u), f_or0(r.ok && k + 2u < p.hw, o + 2u), f_or0(r.ok && k + 3u < p.hw, o + 3u));
+    let q = run4(r.base + k, r.ok, k, p.hw);
+    return vec4<f32>(f_or0(q.ok.x, q.idx.x), f_or0(q.ok.y, q.idx.y), f_or0(q.ok.z, q.idx.z), f_or0(q.ok.w, q.idx.w));
 }
 
 // On diagonal tiles (i, j) and (j, i) both get computed, with the same products in the

@@ -7,8 +7,6 @@ struct Params {
     m: u32,
     n: u32,
     k: u32,
-    trans_a: u32,
-    trans_b: u32,
     a_stride: u32,
     b_stride: u32,
     batch_offset: u32,
@@ -38,16 +36,9 @@ fn span(base: u32, outer: u32, len: u32) -> Span {
     return Span(base, select(0u, min(len - outer, 4u), outer < len));
 }
 
-// Where four values of an operand sit, and which of them lie inside the matrix.
-struct Quad {
-    idx: vec4<u32>,
-    ok: vec4<bool>,
-}
-
 // Contiguous along K: the thread's one outer index at k..k+4.
 fn along_k(s: Span, k: u32) -> Quad {
-    let d = vec4<u32>(0u, 1u, 2u, 3u);
-    return Quad(s.base + k + d, vec4<bool>(s.live != 0u) & (k + d < vec4<u32>(p.k)));
+    return run4(s.base + k, s.live != 0u, k, p.k);
 }
 
 // Contiguous along the outer index (`ld` values per k): its four outer indices at k.

@@ -1,5 +1,41 @@
 // Helpers shared by every shader: source.rs prepends this file to each one at compile time
-// (WGSL has no include). Keep it to pure functions; bindings belong to each shader.
+// (WGSL has no include). Keep it to pure functions and plain types; bindings belong to each
+// shader.
+
+// A convolution's geometry, the uniform of conv2d_depthwise.wgsl and the first member of
+// conv2d.wgsl's: mirrors `ConvShape` in crates/kernels/src/conv2d.rs, field for field.
+struct ConvShape {
+    n: u32,
+    c_in: u32,
+    h: u32,
+    w: u32,
+    c_out: u32,
+    oh: u32,
+    ow: u32,
+    groups: u32,
+    kh: u32,
+    kw: u32,
+    sh: u32,
+    sw: u32,
+    ph: u32,
+    pw: u32,
+    dh: u32,
+    dw: u32,
+}
+
+// Where four values of a GEMM operand sit and which of them lie inside the matrix (the
+// loads of crates/kernels/src/gemm_gen.rs return four values at a time).
+struct Quad {
+    idx: vec4<u32>,
+    ok: vec4<bool>,
+}
+
+// Four consecutive values from `first`, at k..k+4 of a K range of `len`; none when `live`
+// is false (the row or column is outside the matrix).
+fn run4(first: u32, live: bool, k: u32, len: u32) -> Quad {
+    let d = vec4<u32>(0u, 1u, 2u, 3u);
+    return Quad(first + d, vec4<bool>(live) & (k + d < vec4<u32>(len)));
+}
 
 // Index of this thread in a one-thread-per-element dispatch of 256-wide workgroups,
 // folded into 2-D when there are more workgroups than one dimension allows.

@@ -14,8 +14,9 @@ const TARGET_WORKGROUPS: usize = 256;
 /// Shortest K range one split handles (keeps the partial sums few and the reduce cheap).
 const MIN_K_PER_SPLIT: usize = 256;
 
-/// The convolution's geometry as the shaders read it: the first 16 fields of both
-/// `conv2d.wgsl`'s and `conv2d_depthwise.wgsl`'s `Params`.
+/// The convolution's geometry as the shaders read it: `ConvShape` of
+/// `shaders/include/common.wgsl`, the uniform of `conv2d_depthwise.wgsl` and the first
+/// member of `conv2d.wgsl`'s `Params`.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 pub(crate) struct ConvShape {
