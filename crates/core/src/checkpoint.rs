@@ -168,6 +168,17 @@ fn extras(state: &[(String, Tensor)], file: &NamedArrays) -> Vec<String> {
     extra
 }
 
+/// [`mismatches`] plus every tensor of the file that `state` lacks: an exact match.
+fn strict_mismatches(state: &[(String, Tensor)], file: &NamedArrays) -> Vec<String> {
+    let mut problems = mismatches(state, file);
+    problems.extend(
+        extras(state, file)
+            .iter()
+            .map(|k| format!("unexpected {k}")),
+    );
+    problems
+}
+
 fn refuse(path: &Path, problems: Vec<String>) -> Result<()> {
     if problems.is_empty() {
         return Ok(());
@@ -207,13 +218,7 @@ fn assign_all(state: &[(String, Tensor)], file: &NamedArrays) -> Result<()> {
 pub fn load_module(module: &dyn Module, path: &Path) -> Result<()> {
     let file = load(path)?;
     let state = module.state_dict();
-    let mut problems = mismatches(&state, &file);
-    problems.extend(
-        extras(&state, &file)
-            .iter()
-            .map(|k| format!("unexpected {k}")),
-    );
-    refuse(path, problems)?;
+    refuse(path, strict_mismatches(&state, &file))?;
     assign_all(&state, &file)
 }
 
@@ -272,12 +277,7 @@ pub fn load_training(
         }
     }
     let state = module.state_dict();
-    let mut problems = mismatches(&state, &model);
-    problems.extend(
-        extras(&state, &model)
-            .iter()
-            .map(|k| format!("unexpected {k}")),
-    );
+    let mut problems = strict_mismatches(&state, &model);
     let mut counters = Vec::new();
     module.visit_counters("", &mut |n, _| match meta
         .get(&format!("counter.{n}"))

@@ -25,19 +25,17 @@ pub struct ConvTranspose2d {
 }
 
 /// The shared shape of both layers: a weight of `weight_shape` and an optional `[out]` bias,
-/// both uniform in ±1/√`fan_in` (PyTorch's default), after checking the channel counts.
-#[allow(clippy::too_many_arguments)]
+/// both uniform in ±1/√fan_in with fan_in = `weight_shape[1] · kh · kw` (PyTorch's default
+/// for both), after checking the channel counts.
 fn init_weights(
     layer: &'static str,
     (in_channels, out_channels, groups): (usize, usize, usize),
-    kernel: [usize; 2],
     weight_shape: [usize; 4],
-    fan_in: usize,
     bias: bool,
     seed: u64,
     device: &Device,
 ) -> Result<(Tensor, Option<Tensor>)> {
-    let g = groups;
+    let (g, kernel) = (groups, [weight_shape[2], weight_shape[3]]);
     if g == 0
         || !in_channels.is_multiple_of(g)
         || !out_channels.is_multiple_of(g)
@@ -48,7 +46,7 @@ fn init_weights(
             format!("groups {g} must divide in {in_channels} and out {out_channels}, kernel {kernel:?} must be positive"),
         ));
     }
-    let bound = init::default_bound(fan_in);
+    let bound = init::default_bound(weight_shape[1..].iter().product());
     let weight = init::uniform(&weight_shape, bound, seed, device).requires_grad();
     let bias =
         bias.then(|| init::uniform(&[out_channels], bound, seed ^ 0x5eed, device).requires_grad());
@@ -79,14 +77,10 @@ impl Conv2d {
         device: &Device,
     ) -> Result<Conv2d> {
         let g = opts.groups.max(1);
-        let shape = [out_channels, in_channels / g, kernel[0], kernel[1]];
-        let fan_in = in_channels / g * kernel[0] * kernel[1];
         let (weight, bias) = init_weights(
             "Conv2d::new",
             (in_channels, out_channels, opts.groups),
-            kernel,
-            shape,
-            fan_in,
+            [out_channels, in_channels / g, kernel[0], kernel[1]],
             bias,
             seed,
             device,
@@ -107,15 +101,11 @@ impl ConvTranspose2d {
         device: &Device,
     ) -> Result<ConvTranspose2d> {
         let g = opts.groups.max(1);
-        let shape = [in_channels, out_channels / g, kernel[0], kernel[1]];
-        // PyTorch computes fan_in from weight.size(1) here: out/groups · kh · kw.
-        let fan_in = out_channels / g * kernel[0] * kernel[1];
+        // PyTorch computes fan_in from weight.size(1) here too: out/groups · kh · kw.
         let (weight, bias) = init_weights(
             "ConvTranspose2d::new",
             (in_channels, out_channels, opts.groups),
-            kernel,
-            shape,
-            fan_in,
+            [in_channels, out_channels / g, kernel[0], kernel[1]],
             bias,
             seed,
             device,

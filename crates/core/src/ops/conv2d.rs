@@ -53,9 +53,10 @@ pub(crate) fn check_conv_common(
 /// One graph node for a convolution and its optional `[c]` bias: the output `y` (the
 /// backend's result, no node yet) plus the bias over dimension 1. A separate add node would
 /// keep the pre-bias tensor alive until backward, a third of a conv layer's activation
-/// memory. `grad_x(backend, g, w)` and `grad_w(backend, g, x)` compute the two gradients from the output's;
-/// the input is kept only when the weight needs a gradient and the weight only when the
-/// input does, so a frozen network (style transfer) keeps no conv inputs for backward.
+/// memory. `grad_x(backend, g, w)` and `grad_w(backend, g, x)` compute the two gradients
+/// from the output's; the input is kept only when the weight needs a gradient and the
+/// weight only when the input does, so a frozen network (style transfer) keeps no conv
+/// inputs for backward.
 pub(crate) fn conv_node(
     op: &'static str,
     y: Tensor,
