@@ -2,6 +2,7 @@
 //! test` builds the examples next to the test binaries, so the tests run the real
 //! programs.
 
+use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -28,6 +29,19 @@ fn example(name: &str) -> PathBuf {
     path
 }
 
+/// Runs example `name` with `args`, asserts that it succeeded, and returns its stdout.
+fn run_example<S: AsRef<OsStr>>(name: &str, args: &[S]) -> String {
+    let run = Command::new(example(name)).args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout).to_string();
+    let args: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
+    assert!(
+        run.status.success(),
+        "{name} {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    stdout
+}
+
 #[test]
 fn edge_detection_learns_the_sobel_filter() {
     edge_detection_on("cpu");
@@ -46,19 +60,13 @@ fn edge_detection_learns_the_sobel_filter_on_the_gpu() {
 
 fn edge_detection_on(device: &str) {
     let out = std::env::temp_dir().join(format!("fovea-edge-{device}-{}", std::process::id()));
-    let run = Command::new(example("edge_detection"))
-        .args([
-            "--device", device, "--size", "64", "--steps", "200", "--out",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "edge_detection failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let mut args: Vec<&OsStr> = [
+        "--device", device, "--size", "64", "--steps", "200", "--out",
+    ]
+    .map(OsStr::new)
+    .to_vec();
+    args.push(out.as_os_str());
+    let stdout = run_example("edge_detection", &args);
     for f in [
         "sobel_magnitude.png",
         "scharr_vertical_edges.png",
@@ -85,19 +93,13 @@ fn train_lenet_learns_and_writes_a_checkpoint() {
     let out = std::env::temp_dir()
         .join(format!("fovea-lenet-{}", std::process::id()))
         .join("lenet.safetensors");
-    let run = Command::new(example("train_lenet"))
-        .args([
-            "--device", "cpu", "--epochs", "2", "--limit", "1500", "--lr", "2e-3", "--out",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "train_lenet failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let mut args: Vec<&OsStr> = [
+        "--device", "cpu", "--epochs", "2", "--limit", "1500", "--lr", "2e-3", "--out",
+    ]
+    .map(OsStr::new)
+    .to_vec();
+    args.push(out.as_os_str());
+    let stdout = run_example("train_lenet", &args);
     let acc: f64 = stdout
         .lines()
         .find_map(|l| l.strip_prefix("final test accuracy "))
@@ -118,17 +120,11 @@ fn train_lenet_learns_and_writes_a_checkpoint() {
 fn style_transfer_lowers_its_cost_and_writes_the_pictures() {
     let dir = std::env::temp_dir().join(format!("fovea-style-{}", std::process::id()));
     let out = dir.join("result.png");
-    let run = Command::new(example("style_transfer"))
-        .args(["--device", "cpu", "--size", "32", "--steps", "20", "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "style_transfer failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let mut args: Vec<&OsStr> = ["--device", "cpu", "--size", "32", "--steps", "20", "--out"]
+        .map(OsStr::new)
+        .to_vec();
+    args.push(out.as_os_str());
+    let stdout = run_example("style_transfer", &args);
     // Progress lines are "step N/M  J <total> …", separated by carriage returns.
     let totals: Vec<f64> = stdout
         .split(['\r', '\n'])
@@ -156,21 +152,12 @@ fn train_lenet_resumes_exactly_where_it_stopped() {
     let dir = std::env::temp_dir().join(format!("fovea-resume-{}", std::process::id()));
     let run = |extra: &[&str], out: &str| -> String {
         let out = dir.join(out);
-        let r = Command::new(example("train_lenet"))
-            .args([
-                "--device", "cpu", "--epochs", "3", "--limit", "600", "--out",
-            ])
-            .arg(&out)
-            .args(extra)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&r.stdout).to_string();
-        assert!(
-            r.status.success(),
-            "train_lenet {extra:?} failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&r.stderr)
-        );
-        stdout
+        let mut args: Vec<&OsStr> = ["--device", "cpu", "--epochs", "3", "--limit", "600"]
+            .map(OsStr::new)
+            .to_vec();
+        args.extend([OsStr::new("--out"), out.as_os_str()]);
+        args.extend(extra.iter().map(OsStr::new));
+        run_example("train_lenet", &args)
     };
     // The epoch-3 line up to its accuracy (the rest is timing): loss and accuracy must match.
     let epoch3 = |out: &str| -> String {
