@@ -1,27 +1,55 @@
 #!/usr/bin/env bash
-# Everything a session with a lent GPU needs to measure, in one device call.
+# Everything a session with a lent GPU needs to measure and check, in one device call.
 #
 # Here (the build machine), once per session:
 #   echo /.gl/ >>.git/info/exclude; mkdir -p .gl /tmp/amd64/partial
 #   o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
 #   apt-get $o update; (cd .gl && apt-get $o download libvulkan1 libegl1 libglvnd0 \
 #     libopengl0 libgl1 libglx0 libgles2)
-#   cargo build --release --bin fovea-bench && mkdir -p dist && cp target/release/fovea-bench dist/
+#   bash benches/device_pack.sh      # builds, strips and packs the binaries into dist/
 # Then the device call: command `bash benches/device_run.sh`, carry [".gl", "dist"].
 # It writes fovea.json, fovea_kernels.json (the same rows with each kernel's GPU time;
-# timing waits for the GPU at every submission, so take wall times from fovea.json) and
-# torch.json (and their stderr) under $OUT.
+# timing waits for the GPU at every submission, so take wall times from fovea.json),
+# torch.json, tests.txt (the GPU test binaries on the real GPU) and style.txt/style.png (the
+# example's default run) under $OUT. DEVICE_PARTS (default "bench kernels torch tests style")
+# picks the parts.
 set -uo pipefail
 for f in .gl/*.deb; do dpkg -x "$f" /; done
 ldconfig
 out=${OUT:-out/device}
 mkdir -p "$out"
+parts=" ${DEVICE_PARTS:-bench kernels torch tests style} "
+has() { [[ $parts == *" $1 "* ]]; }
+[ -f dist/bins.tar.xz ] && tar xJf dist/bins.tar.xz -C dist
+# The test and example binaries find their fixtures and assets through the build machine's
+# CARGO_MANIFEST_DIR, /work/main.
+[ -e /work/main ] || { mkdir -p /work && ln -s "$PWD" /work/main; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$out/gpu.txt" 2>&1
-./dist/fovea-bench --json ${FOVEA_BENCH_ARGS:-} >"$out/fovea.json" 2>"$out/fovea.err"
-echo "fovea-bench exit $?"
-FOVEA_PROFILE=1 ./dist/fovea-bench --json --repeats 2 ${FOVEA_BENCH_ARGS:-} >"$out/fovea_kernels.json" 2>"$out/fovea_kernels.err"
-echo "fovea-bench (kernel times) exit $?"
-python3 benches/torch_bench.py >"$out/torch.json" 2>"$out/torch.err"
-echo "torch_bench exit $?"
-cat "$out/gpu.txt" "$out/fovea.json" "$out/torch.json"
-tail -5 "$out/fovea.err" "$out/fovea_kernels.err" "$out/torch.err"
+cat "$out/gpu.txt"
+if has bench; then
+  timeout 240 ./dist/fovea-bench --json ${FOVEA_BENCH_ARGS:-} >"$out/fovea.json" 2>"$out/fovea.err"
+  echo "fovea-bench exit $?"; cat "$out/fovea.json"; tail -3 "$out/fovea.err"
+fi
+if has kernels; then
+  FOVEA_PROFILE=1 timeout 180 ./dist/fovea-bench --json --repeats 2 ${FOVEA_BENCH_ARGS:-} \
+    >"$out/fovea_kernels.json" 2>"$out/fovea_kernels.err"
+  echo "fovea-bench (kernel times) exit $?"; tail -3 "$out/fovea_kernels.err"
+fi
+if has torch; then
+  timeout 120 python3 benches/torch_bench.py >"$out/torch.json" 2>"$out/torch.err"
+  echo "torch_bench exit $?"; cat "$out/torch.json"; tail -3 "$out/torch.err"
+fi
+if has tests && [ -d dist/tests ]; then
+  for t in dist/tests/*; do
+    echo "== $t" >>"$out/tests.txt"
+    FOVEA_REQUIRE_GPU=1 timeout 150 "$t" >>"$out/tests.txt" 2>&1
+    echo "$t exit $?" | tee -a "$out/tests.txt"
+  done
+  grep -E '^test .*(FAILED|ignored)|test result|panicked' "$out/tests.txt" | head -40
+fi
+if has style && [ -x dist/style_transfer ]; then
+  start=$(date +%s%N)
+  timeout 150 ./dist/style_transfer --device gpu --out "$out/style.png" >"$out/style.txt" 2>&1
+  echo "style_transfer exit $? in $(( ($(date +%s%N) - start) / 1000000 )) ms"
+  tail -c 1500 "$out/style.txt"
+fi

@@ -19,6 +19,9 @@ struct Opts {
     batch_cap: usize,
     matmul: usize,
     repeats: usize,
+    /// Least milliseconds of back-to-back runs before timing (see `time`); None: 1000 on a
+    /// hardware GPU, 0 elsewhere.
+    warm_ms: Option<f64>,
     json: bool,
     only: Option<String>,
     style_size: usize,
@@ -30,6 +33,7 @@ fn parse() -> Result<Opts> {
         batch_cap: usize::MAX,
         matmul: 4096,
         repeats: 5,
+        warm_ms: None,
         json: false,
         only: None,
         style_size: 512,
@@ -42,10 +46,11 @@ fn parse() -> Result<Opts> {
             "--batch" => o.batch_cap = v()?.parse()?,
             "--matmul" => o.matmul = v()?.parse()?,
             "--repeats" => o.repeats = v()?.parse()?,
+            "--warm-ms" => o.warm_ms = Some(v()?.parse()?),
             "--json" => o.json = true,
             "--only" => o.only = Some(v()?),
             "--style-size" => o.style_size = v()?.parse()?,
-            _ => bail!("usage: fovea-bench [--device cpu|gpu|best] [--batch N] [--matmul N] [--repeats N] [--only SUBSTRING] [--style-size N] [--json]"),
+            _ => bail!("usage: fovea-bench [--device cpu|gpu|best] [--batch N] [--matmul N] [--repeats N] [--warm-ms MS] [--only SUBSTRING] [--style-size N] [--json]"),
         }
     }
     Ok(o)
@@ -58,15 +63,30 @@ struct Timed {
     kernels: Vec<KernelTime>,
 }
 
-/// Median milliseconds of `f` after one warm-up run, each run closed by a device sync.
-/// With `repeats` 0 the warm-up run itself is timed (for slow software drivers).
-fn time(dev: &Device, repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<Timed> {
+/// Median milliseconds of `f` after warming up, each run closed by a device sync. With
+/// `--repeats 0` the one warm-up run itself is timed (for slow software drivers).
+///
+/// The warm-up repeats `f` until `warm_ms` have passed, not once: an NVIDIA GPU under
+/// Vulkan drops to its idle clock (345 MHz on an H100, against 1980 MHz boost) while the
+/// host prepares the next row, and one short run does not bring it back, so rows after
+/// host-heavy set-up ran up to 5.7× slow (benches/RESULTS.md, session 4).
+fn time(dev: &Device, o: &Opts, mut f: impl FnMut() -> Result<()>) -> Result<Timed> {
+    let repeats = o.repeats;
+    let warm_ms = o.warm_ms.unwrap_or(if dev.is_gpu() && !dev.is_software() {
+        1000.0
+    } else {
+        0.0
+    });
     dev.sync()?;
     dev.take_kernel_times();
-    let t = Instant::now();
-    f()?;
-    dev.sync()?;
-    let mut ms = vec![t.elapsed().as_secs_f64() * 1e3];
+    let start = Instant::now();
+    let mut ms = Vec::new();
+    while ms.is_empty() || (repeats > 0 && start.elapsed().as_secs_f64() * 1e3 < warm_ms) {
+        let t = Instant::now();
+        f()?;
+        dev.sync()?;
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
     if repeats > 0 {
         // The warm-up compiles pipelines and fills the pool: its kernel times are left out.
         dev.take_kernel_times();
@@ -138,7 +158,7 @@ fn main() -> Result<()> {
         let y = no_grad(|| x.conv2d(&wt, None, opts))?;
         let flop = 2.0 * (y.numel() * (cin / g) * k * k) as f64;
         let gy = Tensor::randn(y.shape(), 3, &dev);
-        let timed = time(&dev, o.repeats, || {
+        let timed = time(&dev, &o, || {
             no_grad(|| x.conv2d(&wt, None, opts))?;
             Ok(())
         })?;
@@ -147,7 +167,7 @@ fn main() -> Result<()> {
             timed,
             flop,
         });
-        let timed = time(&dev, o.repeats, || {
+        let timed = time(&dev, &o, || {
             x.zero_grad();
             wt.zero_grad();
             x.conv2d(&wt, None, opts)?.backward_with(&gy)?;
@@ -167,7 +187,7 @@ fn main() -> Result<()> {
             stride: [2, 2],
             ..Default::default()
         };
-        let timed = time(&dev, o.repeats, || {
+        let timed = time(&dev, &o, || {
             x.conv_transpose2d(&w, None, opts)?;
             Ok(())
         })?;
@@ -187,7 +207,7 @@ fn main() -> Result<()> {
             padding: [1, 1],
             ceil_mode: false,
         };
-        let timed = time(&dev, o.repeats, || {
+        let timed = time(&dev, &o, || {
             x.max_pool2d(opts)?;
             Ok(())
         })?;
@@ -199,7 +219,7 @@ fn main() -> Result<()> {
     }
     if wanted("gram") {
         let f = Tensor::randn(&[1, 256, 128, 128], 7, &dev);
-        let timed = time(&dev, o.repeats, || {
+        let timed = time(&dev, &o, || {
             f.gram()?;
             Ok(())
         })?;
@@ -213,7 +233,7 @@ fn main() -> Result<()> {
         let m = o.matmul;
         let a = Tensor::randn(&[m, m], 8, &dev);
         let b = Tensor::randn(&[m, m], 9, &dev);
-        let timed = time(&dev, o.repeats, || {
+        let timed = time(&dev, &o, || {
             a.matmul(&b)?;
             Ok(())
         })?;
@@ -227,7 +247,7 @@ fn main() -> Result<()> {
         // 1,000 dependent one-element ops: the cost of recording and running one dispatch,
         // which bounds small-batch training steps such as LeNet's.
         let one = Tensor::ones(&[1], &dev);
-        let timed = time(&dev, o.repeats, || {
+        let timed = time(&dev, &o, || {
             let mut x = one.clone();
             for _ in 0..1000 {
                 x = x.add_scalar(1.0);
@@ -249,7 +269,7 @@ fn main() -> Result<()> {
         let mut opt = fovea::optim::Adam::new(model.parameters(), Default::default());
         let x = Tensor::randn(&[256, 1, 28, 28], 12, &dev);
         let labels: Vec<usize> = (0..256).map(|i| i % 10).collect();
-        let timed = time(&dev, o.repeats, || {
+        let timed = time(&dev, &o, || {
             opt.zero_grad();
             model.forward(&x)?.cross_entropy(&labels)?.backward()?;
             opt.step()?;
@@ -282,7 +302,7 @@ fn main() -> Result<()> {
             .detach()
             .requires_grad();
         let mut opt = fovea::optim::Adam::new(vec![g.clone()], Default::default());
-        let timed = time(&dev, o.repeats, || {
+        let timed = time(&dev, &o, || {
             use fovea::optim::Optimizer;
             opt.zero_grad();
             problem.costs(&g)?.total.backward()?;
