@@ -10,7 +10,8 @@
 // writes its partial result to out[split · out_len + …] (the host then sums the splits).
 // The weight gradient needs it: its K (batch × pixels) is long and its M × N small.
 // Every `*_at` function runs once per thread: the divisions that locate a thread's
-// pixels happen there, not once per loaded value.
+// pixels happen there, not once per loaded value. Positions along K are decomposed once
+// (`*_k`) and then stepped by GEMM_DEPTH with carries (`*_next`): the loop divides nothing.
 
 struct Params {
     s: ConvShape,
@@ -81,17 +82,40 @@ fn in_k(k: u32) -> vec4<bool> {
     return vec4<u32>(k) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.gk);
 }
 
-// lhs at k..k+4 of a line: one division, then the remainder steps with a carry (written
-// out: drivers do not unroll naga's loops).
-fn line4(s: Line, k: u32) -> vec4<f32> {
-    let o = k / s.period;
-    let q0 = vec2<u32>(o, k - o * s.period);
+// A line's position: k and its (quotient, remainder) by the line's period.
+fn line_pos(k: u32, period: u32) -> vec3<u32> {
+    let o = k / period;
+    return vec3<u32>(k, o, k - o * period);
+}
+
+fn line_step(q: vec3<u32>, period: u32) -> vec3<u32> {
+    let d = line_pos(GEMM_DEPTH, period);
+    let r = q.z + d.z;
+    let wrap = r >= period;
+    return vec3<u32>(q.x + GEMM_DEPTH, q.y + d.y + u32(wrap), select(r, r - period, wrap));
+}
+
+// lhs at k..k+4 of a line: the remainder steps with carries (written out: drivers do not
+// unroll naga's loops).
+fn line4(s: Line, q: vec3<u32>) -> vec4<f32> {
+    let q0 = q.yz;
     let q1 = next_k(q0, s.period);
     let q2 = next_k(q1, s.period);
     let q3 = next_k(q2, s.period);
     let idx = s.base + vec4<u32>(q0.x, q1.x, q2.x, q3.x) * s.step + vec4<u32>(q0.y, q1.y, q2.y, q3.y);
-    let ok = in_k(k) & vec4<bool>(s.ok);
+    let ok = in_k(q.x) & vec4<bool>(s.ok);
     return lhs4(Quad(idx, ok));
+}
+
+// Adds the digits d of GEMM_DEPTH to a position q = (k, high, middle, low) whose middle
+// and low digits count up to `mid` and `low`: each digit of d is below its radix, so each
+// carries at most once.
+fn mixed_step(q: vec4<u32>, d: vec4<u32>, mid: u32, low: u32) -> vec4<u32> {
+    let l = q.w + d.w;
+    let cl = l >= low;
+    let m = q.z + d.z + u32(cl);
+    let cm = m >= mid;
+    return vec4<u32>(q.x + GEMM_DEPTH, q.y + d.y + u32(cm), select(m, m - mid, cm), select(l, l - low, cl));
 }
 
 fn og() -> u32 {
@@ -155,13 +179,30 @@ fn pix4(col: u32, rows: u32, cols: u32, channels: u32, first: u32, plane: u32, s
     return s;
 }
 
-// Splits k = (channel, ki, kj) of the kernel window into (channel, ki · dh, kj · dw).
-fn window_tap(k: u32) -> vec3<u32> {
+// k = (channel, ki, kj) of the kernel window, as (k, channel, ki, kj).
+fn tap_k(z: u32, k: u32) -> vec4<u32> {
     let kk = p.s.kh * p.s.kw;
     let c = k / kk;
     let r = k - c * kk;
     let ki = r / p.s.kw;
-    return vec3<u32>(c, ki * p.s.dh, (r - ki * p.s.kw) * p.s.dw);
+    return vec4<u32>(k, c, ki, r - ki * p.s.kw);
+}
+
+fn tap_next(z: u32, q: vec4<u32>) -> vec4<u32> {
+    return mixed_step(q, tap_k(z, GEMM_DEPTH), p.s.kh, p.s.kw);
+}
+
+// k = (image, oi, oj) of the output pixels, as (k, image, oi, oj).
+fn pixel_k(z: u32, k: u32) -> vec4<u32> {
+    let ohw = p.s.oh * p.s.ow;
+    let n = k / ohw;
+    let q = k - n * ohw;
+    let oi = q / p.s.ow;
+    return vec4<u32>(k, n, oi, q - oi * p.s.ow);
+}
+
+fn pixel_next(z: u32, q: vec4<u32>) -> vec4<u32> {
+    return mixed_step(q, pixel_k(z, GEMM_DEPTH), p.s.oh, p.s.ow);
 }
 
 // ---- forward: A = w [og, cg·kh·kw] rows, B = x gathered at output pixels.
@@ -170,8 +211,16 @@ fn fwd_a_at(z: u32, m: u32) -> Line {
     return Line((z / p.splits * og() + m) * p.gk, 0u, p.gk, m < p.gm);
 }
 
-fn fwd_a(z: u32, s: Line, k: u32) -> vec4<f32> {
-    return line4(s, k);
+fn fwd_line_k(z: u32, k: u32) -> vec3<u32> {
+    return line_pos(k, p.gk);
+}
+
+fn fwd_line_next(z: u32, q: vec3<u32>) -> vec3<u32> {
+    return line_step(q, p.gk);
+}
+
+fn fwd_a(z: u32, s: Line, q: vec3<u32>) -> vec4<f32> {
+    return line4(s, q);
 }
 
 fn fwd_b_at(z: u32, col: u32) -> Pix4 {
@@ -179,12 +228,11 @@ fn fwd_b_at(z: u32, col: u32) -> Pix4 {
     return pix4(col, p.s.oh, p.s.ow, p.s.c_in, z / p.splits * cg(), p.s.h * p.s.w, stride, -vec2<i32>(i32(p.s.ph), i32(p.s.pw)));
 }
 
-fn fwd_b(z: u32, s: Pix4, k: u32) -> vec4<f32> {
-    let tap = window_tap(k);
-    let ih = s.i + i32(tap.y);
-    let iw = s.j + i32(tap.z);
-    let ok = (ih >= vec4<i32>(0)) & (iw >= vec4<i32>(0)) & (ih < vec4<i32>(i32(p.s.h))) & (iw < vec4<i32>(i32(p.s.w))) & vec4<bool>(k < p.gk);
-    let idx = s.base + tap.x * p.s.h * p.s.w + vec4<u32>(ih) * p.s.w + vec4<u32>(iw);
+fn fwd_b(z: u32, s: Pix4, q: vec4<u32>) -> vec4<f32> {
+    let ih = s.i + i32(q.z * p.s.dh);
+    let iw = s.j + i32(q.w * p.s.dw);
+    let ok = (ih >= vec4<i32>(0)) & (iw >= vec4<i32>(0)) & (ih < vec4<i32>(i32(p.s.h))) & (iw < vec4<i32>(i32(p.s.w))) & vec4<bool>(q.x < p.gk);
+    let idx = s.base + q.y * p.s.h * p.s.w + vec4<u32>(ih) * p.s.w + vec4<u32>(iw);
     return rhs4(Quad(idx, ok));
 }
 
@@ -200,19 +248,26 @@ fn gin_a_at(z: u32, m: u32) -> Line {
     return Line((z / p.splits * og() * cg() + m) * kk, cg() * kk, kk, m < p.gm);
 }
 
-fn gin_a(z: u32, s: Line, k: u32) -> vec4<f32> {
-    return line4(s, k);
+fn gin_line_k(z: u32, k: u32) -> vec3<u32> {
+    return line_pos(k, p.s.kh * p.s.kw);
+}
+
+fn gin_line_next(z: u32, q: vec3<u32>) -> vec3<u32> {
+    return line_step(q, p.s.kh * p.s.kw);
+}
+
+fn gin_a(z: u32, s: Line, q: vec3<u32>) -> vec4<f32> {
+    return line4(s, q);
 }
 
 fn gin_b_at(z: u32, col: u32) -> Pix4 {
     return pix4(col, p.s.h, p.s.w, p.s.c_out, z / p.splits * og(), p.s.oh * p.s.ow, vec2<i32>(1), vec2<i32>(i32(p.s.ph), i32(p.s.pw)));
 }
 
-fn gin_b(z: u32, s: Pix4, k: u32) -> vec4<f32> {
-    let tap = window_tap(k);
-    let th = s.i - i32(tap.y);
-    let tw = s.j - i32(tap.z);
-    var ok = (th >= vec4<i32>(0)) & (tw >= vec4<i32>(0)) & vec4<bool>(k < p.gk);
+fn gin_b(z: u32, s: Pix4, q: vec4<u32>) -> vec4<f32> {
+    let th = s.i - i32(q.z * p.s.dh);
+    let tw = s.j - i32(q.w * p.s.dw);
+    var ok = (th >= vec4<i32>(0)) & (tw >= vec4<i32>(0)) & vec4<bool>(q.x < p.gk);
     var oi = vec4<u32>(max(th, vec4<i32>(0)));
     var oj = vec4<u32>(max(tw, vec4<i32>(0)));
     if (p.s.sh != 1u || p.s.sw != 1u) {
@@ -221,7 +276,7 @@ fn gin_b(z: u32, s: Pix4, k: u32) -> vec4<f32> {
         oj = oj / p.s.sw;
     }
     ok = ok & (oi < vec4<u32>(p.s.oh)) & (oj < vec4<u32>(p.s.ow));
-    let idx = s.base + tap.x * p.s.oh * p.s.ow + oi * p.s.ow + oj;
+    let idx = s.base + q.y * p.s.oh * p.s.ow + oi * p.s.ow + oj;
     return rhs4(Quad(idx, ok));
 }
 
@@ -237,8 +292,16 @@ fn gw_a_at(z: u32, m: u32) -> Line {
     return Line((z / p.splits * og() + m) * ohw, p.s.c_out * ohw, ohw, m < p.gm);
 }
 
-fn gw_a(z: u32, s: Line, k: u32) -> vec4<f32> {
-    return line4(s, k);
+fn gw_line_k(z: u32, k: u32) -> vec3<u32> {
+    return line_pos(k, p.s.oh * p.s.ow);
+}
+
+fn gw_line_next(z: u32, q: vec3<u32>) -> vec3<u32> {
+    return line_step(q, p.s.oh * p.s.ow);
+}
+
+fn gw_a(z: u32, s: Line, q: vec3<u32>) -> vec4<f32> {
+    return line4(s, q);
 }
 
 // A column of the weight gradient: x's plane for channel c of the group (image 0) and
@@ -251,8 +314,8 @@ struct Tap {
 }
 
 fn gw_b_at(z: u32, col: u32) -> Tap {
-    let tap = window_tap(col);
-    return Tap((z / p.splits * cg() + tap.x) * p.s.h * p.s.w, i32(tap.y) - i32(p.s.ph), i32(tap.z) - i32(p.s.pw), col < p.gn);
+    let tap = tap_k(z, col);
+    return Tap((z / p.splits * cg() + tap.y) * p.s.h * p.s.w, i32(tap.z * p.s.dh) - i32(p.s.ph), i32(tap.w * p.s.dw) - i32(p.s.pw), col < p.gn);
 }
 
 // The output pixel after (n, oi, oj), in order.
@@ -262,19 +325,15 @@ fn next_pixel(q: vec3<u32>) -> vec3<u32> {
     return vec3<u32>(q.x + u32(wrap_i), select(q.y + u32(wrap_j), 0u, wrap_i), select(q.z + 1u, 0u, wrap_j));
 }
 
-// x at k..k+4 = (n, oi, oj): one set of divisions, then oj steps with carries into oi, n.
-fn gw_b(z: u32, s: Tap, k: u32) -> vec4<f32> {
-    let ohw = p.s.oh * p.s.ow;
-    let n = k / ohw;
-    let q = k - n * ohw;
-    let oi = q / p.s.ow;
-    let q0 = vec3<u32>(n, oi, q - oi * p.s.ow);
+// x at k..k+4 = (n, oi, oj): oj steps with carries into oi, n.
+fn gw_b(z: u32, s: Tap, q: vec4<u32>) -> vec4<f32> {
+    let q0 = q.yzw;
     let q1 = next_pixel(q0);
     let q2 = next_pixel(q1);
     let q3 = next_pixel(q2);
     let ih = vec4<i32>(vec4<u32>(q0.y, q1.y, q2.y, q3.y) * p.s.sh) + s.di;
     let iw = vec4<i32>(vec4<u32>(q0.z, q1.z, q2.z, q3.z) * p.s.sw) + s.dj;
-    let ok = in_k(k) & vec4<bool>(s.ok) & (ih >= vec4<i32>(0)) & (iw >= vec4<i32>(0)) & (ih < vec4<i32>(i32(p.s.h))) & (iw < vec4<i32>(i32(p.s.w)));
+    let ok = in_k(q.x) & vec4<bool>(s.ok) & (ih >= vec4<i32>(0)) & (iw >= vec4<i32>(0)) & (ih < vec4<i32>(i32(p.s.h))) & (iw < vec4<i32>(i32(p.s.w)));
     let idx = s.base + vec4<u32>(q0.x, q1.x, q2.x, q3.x) * (p.s.c_in * p.s.h * p.s.w) + vec4<u32>(ih) * p.s.w + vec4<u32>(iw);
     return rhs4(Quad(idx, ok));
 }

@@ -1,7 +1,7 @@
 // Batched matmul C[b] = op(A[b]) · op(B[b]). The tiled loop itself is generated
 // (crates/kernels/src/gemm_gen.rs, appended to this file): one entry point per transpose
-// combination and tile size, so loads stay coalesced for either memory order. This file
-// supplies the operands and the store for it; workgroup z is the batch.
+// combination, tile size and alignment, so loads stay coalesced for either memory order.
+// This file supplies the operands and the stores for it; workgroup z is the batch.
 
 struct Params {
     m: u32,
@@ -103,6 +103,68 @@ fn b_t_at(z: u32, j: u32) -> Span {
 
 fn b_t(z: u32, s: Span, k: u32) -> vec4<f32> {
     return from_b(along_k(s, k));
+}
+
+// ---- The `_v` entries: m, n and k are multiples of 4, so every group of four values lies
+// wholly inside or wholly outside its matrix, and one guard and one vec4 load or store
+// serve all four. The same buffers are bound as vec4 arrays (4, 5, 6) instead of 1, 2, 3.
+
+@group(0) @binding(4) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> b4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> c4: array<vec4<f32>>;
+
+// Four values of A from offset `first` (a multiple of 4), or zeros.
+fn a4_or0(ok: bool, first: u32) -> vec4<f32> {
+    if (ok) {
+        return a4[first / 4u];
+    }
+    return vec4<f32>(0.0);
+}
+
+fn b4_or0(ok: bool, first: u32) -> vec4<f32> {
+    if (ok) {
+        return b4[first / 4u];
+    }
+    return vec4<f32>(0.0);
+}
+
+// The set-ups are the scalar loads' own.
+fn a_n4_at(z: u32, i: u32) -> Span {
+    return a_n_at(z, i);
+}
+
+fn a_t4_at(z: u32, i: u32) -> Span {
+    return a_t_at(z, i);
+}
+
+fn b_n4_at(z: u32, j: u32) -> Span {
+    return b_n_at(z, j);
+}
+
+fn b_t4_at(z: u32, j: u32) -> Span {
+    return b_t_at(z, j);
+}
+
+fn a_n4(z: u32, s: Span, k: u32) -> vec4<f32> {
+    return a4_or0(s.live != 0u && k < p.k, s.base + k);
+}
+
+fn a_t4(z: u32, s: Span, k: u32) -> vec4<f32> {
+    return a4_or0(s.live != 0u && k < p.k, s.base + k * p.m);
+}
+
+fn b_n4(z: u32, s: Span, k: u32) -> vec4<f32> {
+    return b4_or0(s.live != 0u && k < p.k, s.base + k * p.n);
+}
+
+fn b_t4(z: u32, s: Span, k: u32) -> vec4<f32> {
+    return b4_or0(s.live != 0u && k < p.k, s.base + k);
+}
+
+fn store_v(z: u32, i: u32, j: u32, v: vec4<f32>) {
+    if (i < p.m && j < p.n) {
+        c4[((z + p.batch_offset) * p.m * p.n + i * p.n + j) / 4u] = v;
+    }
 }
 
 fn store(z: u32, i: u32, j: u32, v: vec4<f32>) {

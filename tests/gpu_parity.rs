@@ -214,6 +214,46 @@ fn matmul_and_linear() {
         ],
         &|t| t[0].matmul(&t[1]),
     );
+    // Tall and wide products: 64×128 and 128×64 tiles (one side at most 64, 96 tiles).
+    let (sm, sk) = (r.range(33, 65), r.range(17, 40));
+    parity(
+        &gpu,
+        "matmul 64-row tiles",
+        &[
+            randn(&[32, sm, sk], r.next()),
+            randn(&[32, sk, 300], r.next()),
+        ],
+        &|t| t[0].matmul(&t[1]),
+    );
+    parity(
+        &gpu,
+        "matmul 64-column tiles",
+        &[
+            randn(&[32, 300, sk], r.next()),
+            randn(&[32, sk, sm], r.next()),
+        ],
+        &|t| t[0].matmul(&t[1]),
+    );
+    // Every dimension a multiple of 4: the vec4 entries, in both tile sizes (their
+    // gradients run the transposed layouts).
+    parity(
+        &gpu,
+        "matmul aligned",
+        &[
+            randn(&[2, 68, 36], r.next()),
+            randn(&[2, 36, 132], r.next()),
+        ],
+        &|t| t[0].matmul(&t[1]),
+    );
+    parity(
+        &gpu,
+        "matmul aligned big tiles",
+        &[
+            randn(&[32, 132, 76], r.next()),
+            randn(&[32, 76, 136], r.next()),
+        ],
+        &|t| t[0].matmul(&t[1]),
+    );
     parity(
         &gpu,
         "linear",
@@ -304,6 +344,13 @@ fn convolutions() {
     let x = randn(&[2, 66, 63, 65], r.next());
     let w = randn(&[130, 66, 3, 3], r.next());
     parity(&gpu, "conv2d big tiles 66->130", &[x, w], &|t| {
+        t[0].conv2d(&t[1], None, opts)
+    });
+    // 64×128 tiles: at most 64 channels over 8,000-odd pixels, forward (60 outputs) and
+    // input gradient (5 inputs).
+    let x = randn(&[2, 5, 64, 66], r.next());
+    let w = randn(&[60, 5, 3, 3], r.next());
+    parity(&gpu, "conv2d 64x128 tiles 5->60", &[x, w], &|t| {
         t[0].conv2d(&t[1], None, opts)
     });
     let x = randn(&[2, 24, 15, 14], r.next());

@@ -6,7 +6,7 @@
 //! each with and without wgpu's runtime checks (bounds checks, loop bounding), and checks
 //! sampled outputs against the CPU. A variant uses matmul.wgsl's bindings (uniform
 //! `m n k a_stride b_stride batch_offset`, then `a`, `b`, `c`) and may name its entry point
-//! and tile edge on its first line: `// entry: NAME tile: 128` (default `matmul_2_nn`, 128).
+//! and tile edge on its first line: `// entry: NAME tile: 128` (default `matmul_22_nn`, 128).
 //! `benches/gemm_lab/variants.py DIR` writes the variants of session 4 (benches/RESULTS.md).
 //! `LAB_ONLY=SUBSTRING` times only the files whose path contains it; `LAB_REPS=N` sets the
 //! dispatches per timed submission (default 10).
@@ -112,7 +112,7 @@ fn run(dir: &str, n: usize) {
                 .nth(1)
                 .map(str::to_string)
         };
-        let entry = word("entry:").unwrap_or_else(|| "matmul_2_nn".into());
+        let entry = word("entry:").unwrap_or_else(|| "matmul_22_nn".into());
         let tile: u32 = word("tile:").map_or(128, |t| t.parse().unwrap());
         for checked in [true, false] {
             let label = format!(

@@ -96,10 +96,9 @@ fn run(
         Mode::GradInput => (cg, cp.n * cp.h * cp.w, og * kk),
         Mode::GradWeight => (og, cg * kk, cp.n * cp.oh * cp.ow),
     };
-    let bands = crate::gemm_gen::bands_for(gm, gn, cp.groups);
-    let entry = &CONV2D_ENTRIES[(bands - 1) * 3 + mode as usize];
-    let tile = entry.tile();
-    let tiles = gn.div_ceil(tile) * gm.div_ceil(tile) * cp.groups;
+    let entry = &CONV2D_ENTRIES[mode as usize * 4 + crate::gemm_gen::tile_for(gm, gn, cp.groups)];
+    let [tile_m, tile_n] = entry.tile();
+    let tiles = gn.div_ceil(tile_n) * gm.div_ceil(tile_m) * cp.groups;
     let max_z = ctx.limits.max_compute_workgroups_per_dimension as usize;
     let splits = if tiles >= TARGET_WORKGROUPS {
         1
@@ -110,7 +109,7 @@ fn run(
             .min(max_z / cp.groups)
             .max(1)
     };
-    let k_per_split = gk.div_ceil(splits).next_multiple_of(entry.depth());
+    let k_per_split = gk.div_ceil(splits).next_multiple_of(crate::gemm_gen::DEPTH);
     let splits = gk.div_ceil(k_per_split).max(1);
     let u = |v: usize| v as u32;
     let p = Params {
@@ -128,8 +127,8 @@ fn run(
     }
     let partial = ctx.alloc(out_len * splits)?;
     let groups = [
-        u(gn.div_ceil(tile)),
-        u(gm.div_ceil(tile)),
+        u(gn.div_ceil(tile_n)),
+        u(gm.div_ceil(tile_m)),
         u(cp.groups * splits),
     ];
     let bindings = [(1, buf(lhs)), (2, buf(rhs)), (3, buf(&partial))];

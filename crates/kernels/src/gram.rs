@@ -32,7 +32,7 @@ pub fn gram(ctx: &Ctx, f: &Storage, n: usize, c: usize, hw: usize) -> Result<Sto
         return crate::elementwise::fill(ctx, out_len, 0.0);
     }
     let entry = &GRAM_ENTRIES[(c >= MIN_BIG_CHANNELS) as usize];
-    let tiles = c.div_ceil(entry.tile());
+    let tiles = c.div_ceil(entry.tile()[0]);
     let upper = tiles * (tiles + 1) / 2 * n;
     let max_z = ctx.limits.max_compute_workgroups_per_dimension as usize;
     let splits = if upper >= TARGET_WORKGROUPS {
@@ -44,7 +44,7 @@ pub fn gram(ctx: &Ctx, f: &Storage, n: usize, c: usize, hw: usize) -> Result<Sto
             .min(max_z / n.max(1))
             .max(1)
     };
-    let k_per_split = hw.div_ceil(splits).next_multiple_of(entry.depth());
+    let k_per_split = hw.div_ceil(splits).next_multiple_of(crate::gemm_gen::DEPTH);
     let splits = hw.div_ceil(k_per_split);
     let p = Params {
         n: n as u32,

@@ -21,10 +21,12 @@ struct Params {
 pub fn matmul(ctx: &Ctx, a: &Storage, b: &Storage, mp: &MatmulParams) -> Result<Storage> {
     let y = ctx.alloc(mp.batch * mp.m * mp.n)?;
     let max_z = ctx.limits.max_compute_workgroups_per_dimension as usize;
-    let bands = crate::gemm_gen::bands_for(mp.m, mp.n, mp.batch);
-    let index = (bands - 1) * 4 + (mp.trans_a as usize) * 2 + mp.trans_b as usize;
-    let entry = &MATMUL_ENTRIES[index];
-    let tile = entry.tile();
+    // vec4 loads and stores need every row of every matrix to start on a multiple of 4.
+    let aligned = mp.m.is_multiple_of(4) && mp.n.is_multiple_of(4) && mp.k.is_multiple_of(4);
+    let layout = aligned as usize * 4 + (mp.trans_a as usize) * 2 + mp.trans_b as usize;
+    let first = if aligned { 4 } else { 1 };
+    let entry = &MATMUL_ENTRIES[layout * 4 + crate::gemm_gen::tile_for(mp.m, mp.n, mp.batch)];
+    let [tile_m, tile_n] = entry.tile();
     let mut start = 0;
     // Batches beyond the dispatch limit go in several dispatches.
     while start < mp.batch {
@@ -38,15 +40,15 @@ pub fn matmul(ctx: &Ctx, a: &Storage, b: &Storage, mp: &MatmulParams) -> Result<
             batch_offset: start as u32,
         };
         let groups = [
-            mp.n.div_ceil(tile) as u32,
-            mp.m.div_ceil(tile) as u32,
+            mp.n.div_ceil(tile_n) as u32,
+            mp.m.div_ceil(tile_m) as u32,
             count as u32,
         ];
         ctx.dispatch(
             MATMUL,
             entry.name,
             bytemuck::bytes_of(&p),
-            &[(1, buf(a)), (2, buf(b)), (3, buf(&y))],
+            &[(first, buf(a)), (first + 1, buf(b)), (first + 2, buf(&y))],
             groups,
         )?;
         start += count;

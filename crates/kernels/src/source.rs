@@ -29,84 +29,168 @@ impl Shader {
     }
 }
 
-const fn entry(
-    name: &'static str,
-    bands: u32,
-    a: (Contiguous, &'static str),
-    b: (Contiguous, &'static str),
-    store: &'static str,
-) -> GemmEntry {
-    GemmEntry {
-        name,
-        bands,
-        a: Operand {
-            order: a.0,
-            load: a.1,
-        },
-        b: Operand {
-            order: b.0,
-            load: b.1,
-        },
-        store,
+const fn operand(order: Contiguous, load: &'static str, state: &'static str) -> Operand {
+    Operand { order, load, state }
+}
+
+/// One entry point per tile shape of `gemm_gen::TILES`, in that order, named
+/// `{prefix}_{rows}{cols}{suffix}` (bands of 64: `conv2d_12_fwd` is a 64×128 tile).
+macro_rules! per_tile {
+    ($prefix:literal, $suffix:literal, $a:expr, $b:expr, $store:literal) => {
+        [
+            GemmEntry {
+                name: concat!($prefix, "_11", $suffix),
+                bands: [1, 1],
+                a: $a,
+                b: $b,
+                store: $store,
+            },
+            GemmEntry {
+                name: concat!($prefix, "_12", $suffix),
+                bands: [1, 2],
+                a: $a,
+                b: $b,
+                store: $store,
+            },
+            GemmEntry {
+                name: concat!($prefix, "_21", $suffix),
+                bands: [2, 1],
+                a: $a,
+                b: $b,
+                store: $store,
+            },
+            GemmEntry {
+                name: concat!($prefix, "_22", $suffix),
+                bands: [2, 2],
+                a: $a,
+                b: $b,
+                store: $store,
+            },
+        ]
+    };
+}
+
+/// Joins the per-tile rows of a table into one list (mode-major: `[mode · 4 + tile]`).
+const fn flatten<const M: usize, const N: usize>(rows: [[GemmEntry; 4]; M]) -> [GemmEntry; N] {
+    assert!(M * 4 == N);
+    let mut out = [rows[0][0]; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = rows[i / 4][i % 4];
+        i += 1;
     }
+    out
 }
 
 use Contiguous::{Outer, K};
 
-/// Convolution's entry points: `conv2d_{1,2}_{fwd,gin,gw}` (tile bands, then the mode:
-/// forward, input gradient, weight gradient), each with its operands' memory order and
-/// the shader's functions for that mode.
-pub const CONV2D_ENTRIES: &[GemmEntry] = &[
-    entry(
-        "conv2d_1_fwd",
-        1,
-        (K, "fwd_a"),
-        (Outer, "fwd_b"),
-        "fwd_store",
+/// Convolution's entry points, `[mode · 4 + tile]` with modes forward, input gradient and
+/// weight gradient, each with its operands' memory order and the shader's functions for
+/// that mode.
+pub const CONV2D_ENTRIES: &[GemmEntry] = &flatten::<3, 12>([
+    per_tile!(
+        "conv2d",
+        "_fwd",
+        operand(K, "fwd_a", "fwd_line"),
+        operand(Outer, "fwd_b", "tap"),
+        "fwd_store"
     ),
-    entry(
-        "conv2d_1_gin",
-        1,
-        (K, "gin_a"),
-        (Outer, "gin_b"),
-        "gin_store",
+    per_tile!(
+        "conv2d",
+        "_gin",
+        operand(K, "gin_a", "gin_line"),
+        operand(Outer, "gin_b", "tap"),
+        "gin_store"
     ),
-    entry("conv2d_1_gw", 1, (K, "gw_a"), (K, "gw_b"), "gw_store"),
-    entry(
-        "conv2d_2_fwd",
-        2,
-        (K, "fwd_a"),
-        (Outer, "fwd_b"),
-        "fwd_store",
+    per_tile!(
+        "conv2d",
+        "_gw",
+        operand(K, "gw_a", "gw_line"),
+        operand(K, "gw_b", "pixel"),
+        "gw_store"
     ),
-    entry(
-        "conv2d_2_gin",
-        2,
-        (K, "gin_a"),
-        (Outer, "gin_b"),
-        "gin_store",
-    ),
-    entry("conv2d_2_gw", 2, (K, "gw_a"), (K, "gw_b"), "gw_store"),
-];
+]);
 
-/// The Gram kernel's entry points (tile bands 1 and 2); both operands are rows of F.
+/// The Gram kernel's entry points (64×64 and 128×128 tiles: the triangle needs square
+/// ones); both operands are rows of F.
 pub const GRAM_ENTRIES: &[GemmEntry] = &[
-    entry("gram_1", 1, (K, "rows"), (K, "rows"), "mirrored_store"),
-    entry("gram_2", 2, (K, "rows"), (K, "rows"), "mirrored_store"),
+    GemmEntry {
+        name: "gram_11",
+        bands: [1, 1],
+        a: operand(K, "rows", "plain"),
+        b: operand(K, "rows", "plain"),
+        store: "mirrored_store",
+    },
+    GemmEntry {
+        name: "gram_22",
+        bands: [2, 2],
+        a: operand(K, "rows", "plain"),
+        b: operand(K, "rows", "plain"),
+        store: "mirrored_store",
+    },
 ];
 
-/// Matmul's entry points: `matmul_{1,2}_{n,t}{n,t}` (tile bands, then A's and B's transpose
-/// flags).
-pub const MATMUL_ENTRIES: &[GemmEntry] = &[
-    entry("matmul_1_nn", 1, (K, "a_n"), (Outer, "b_n"), "store"),
-    entry("matmul_1_nt", 1, (K, "a_n"), (K, "b_t"), "store"),
-    entry("matmul_1_tn", 1, (Outer, "a_t"), (Outer, "b_n"), "store"),
-    entry("matmul_1_tt", 1, (Outer, "a_t"), (K, "b_t"), "store"),
-    entry("matmul_2_nn", 2, (K, "a_n"), (Outer, "b_n"), "store"),
-    entry("matmul_2_nt", 2, (K, "a_n"), (K, "b_t"), "store"),
-    entry("matmul_2_tn", 2, (Outer, "a_t"), (Outer, "b_n"), "store"),
-    entry("matmul_2_tt", 2, (Outer, "a_t"), (K, "b_t"), "store"),
-];
+/// Matmul's entry points, `[layout · 4 + tile]` with layouts nn, nt, tn, tt (A's and B's
+/// transpose flags), then the same four with vec4 loads and stores (`_v`, for m, n and k
+/// that are multiples of 4).
+pub const MATMUL_ENTRIES: &[GemmEntry] = &flatten::<8, 32>([
+    per_tile!(
+        "matmul",
+        "_nn",
+        operand(K, "a_n", "plain"),
+        operand(Outer, "b_n", "plain"),
+        "store"
+    ),
+    per_tile!(
+        "matmul",
+        "_nt",
+        operand(K, "a_n", "plain"),
+        operand(K, "b_t", "plain"),
+        "store"
+    ),
+    per_tile!(
+        "matmul",
+        "_tn",
+        operand(Outer, "a_t", "plain"),
+        operand(Outer, "b_n", "plain"),
+        "store"
+    ),
+    per_tile!(
+        "matmul",
+        "_tt",
+        operand(Outer, "a_t", "plain"),
+        operand(K, "b_t", "plain"),
+        "store"
+    ),
+    per_tile!(
+        "matmul",
+        "_nn_v",
+        operand(K, "a_n4", "plain"),
+        operand(Outer, "b_n4", "plain"),
+        "store_v"
+    ),
+    per_tile!(
+        "matmul",
+        "_nt_v",
+        operand(K, "a_n4", "plain"),
+        operand(K, "b_t4", "plain"),
+        "store_v"
+    ),
+    per_tile!(
+        "matmul",
+        "_tn_v",
+        operand(Outer, "a_t4", "plain"),
+        operand(Outer, "b_n4", "plain"),
+        "store_v"
+    ),
+    per_tile!(
+        "matmul",
+        "_tt_v",
+        operand(Outer, "a_t4", "plain"),
+        operand(K, "b_t4", "plain"),
+        "store_v"
+    ),
+]);
 
 /// The generated entry points named in `shaders!`, or none.
 macro_rules! or_none {
