@@ -1,12 +1,18 @@
 // Sum or max over the middle axis of an [outer, len, inner] view.
 //   reduce_cols: one thread per output, for many outputs or short axes;
-//   reduce_rows: one workgroup per output with a shared-memory tree, for long axes.
+//   reduce_rows: one workgroup per output and chunk of the axis with a shared-memory tree,
+//   for long axes. With several chunks it writes [outer, chunks, inner] partial results
+//   that a second pass reduces: one workgroup alone on a 2M-value axis took 0.35 ms of an
+//   H100 (an eighth of a style step went on such sums).
 
 struct Params {
     outer: u32,
     len: u32,
     inner: u32,
     op: u32,
+    // reduce_rows: values per chunk of the axis, and chunks per output
+    chunk: u32,
+    chunks: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -42,13 +48,16 @@ fn reduce_cols(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
 
 @compute @workgroup_size(256)
 fn reduce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let o = wid.y * nwg.x + wid.x;
+    let w = wid.y * nwg.x + wid.x;
+    let o = w / p.chunks;
+    let c = w % p.chunks;
     // Every thread of the workgroup takes part in the barriers, even past the end.
     let live = o < p.outer * p.inner;
     let base = (o / p.inner) * p.len * p.inner + o % p.inner;
     var acc = identity();
     if (live) {
-        for (var l = lid.x; l < p.len; l += 256u) {
+        let end = min(p.len, (c + 1u) * p.chunk);
+        for (var l = c * p.chunk + lid.x; l < end; l += 256u) {
             acc = combine(acc, x[base + l * p.inner]);
         }
     }
@@ -61,6 +70,6 @@ fn reduce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         workgroupBarrier();
     }
     if (lid.x == 0u && live) {
-        y[o] = partial[0];
+        y[((o / p.inner) * p.chunks + c) * p.inner + o % p.inner] = partial[0];
     }
 }

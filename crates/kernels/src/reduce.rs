@@ -14,11 +14,21 @@ struct Params {
     len: u32,
     inner: u32,
     op: u32,
+    chunk: u32,
+    chunks: u32,
 }
+
+/// Values of a long axis one workgroup of `reduce_rows` sums (32 per thread).
+const CHUNK: usize = 8192;
 
 pub fn reduce(ctx: &Ctx, x: &Storage, rp: &ReduceParams, op: ReduceOp) -> Result<Storage> {
     let outputs = rp.outer * rp.inner;
-    let y = ctx.alloc(outputs)?;
+    // Few outputs over a long axis: a workgroup per output and chunk keeps the GPU busy
+    // (then a second pass over the chunks' results); otherwise a thread per output reads
+    // coalesced along `inner`.
+    let rows = outputs < 4096 && rp.len >= 256;
+    let chunks = if rows { rp.len.div_ceil(CHUNK) } else { 1 };
+    let y = ctx.alloc(outputs * chunks)?;
     let p = Params {
         outer: rp.outer as u32,
         len: rp.len as u32,
@@ -27,14 +37,15 @@ pub fn reduce(ctx: &Ctx, x: &Storage, rp: &ReduceParams, op: ReduceOp) -> Result
             ReduceOp::Sum => 0,
             ReduceOp::Max => 1,
         },
+        chunk: rp.len.min(CHUNK) as u32,
+        chunks: chunks as u32,
     };
     let bindings = [(1, buf(x)), (2, buf(&y))];
-    // Few outputs over a long axis: a workgroup per output keeps the GPU busy; otherwise
-    // a thread per output reads coalesced along `inner`.
-    if outputs < 4096 && rp.len >= 256 {
-        let mut groups = ctx.groups_1d(outputs * 256);
-        groups[0] = groups[0].min(outputs as u32).max(1);
-        groups[1] = (outputs as u32).div_ceil(groups[0]);
+    if rows {
+        let workgroups = outputs * chunks;
+        let mut groups = ctx.groups_1d(workgroups * 256);
+        groups[0] = groups[0].min(workgroups as u32).max(1);
+        groups[1] = (workgroups as u32).div_ceil(groups[0]);
         ctx.dispatch(
             REDUCE,
             "reduce_rows",
@@ -51,5 +62,13 @@ pub fn reduce(ctx: &Ctx, x: &Storage, rp: &ReduceParams, op: ReduceOp) -> Result
             ctx.groups_1d(outputs),
         )?;
     }
-    Ok(y)
+    if chunks == 1 {
+        return Ok(y);
+    }
+    let rest = ReduceParams {
+        outer: rp.outer,
+        len: chunks,
+        inner: rp.inner,
+    };
+    reduce(ctx, &y, &rest, op)
 }
