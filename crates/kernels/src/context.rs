@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use fovea_core::backend::Storage;
 use fovea_core::{Error, Result};
@@ -22,6 +23,11 @@ const SUBMIT_EVERY: usize = 32;
 /// Bytes per dispatch in the uniform arena (at least; the adapter's offset alignment may
 /// ask for more). Every shader's `Params` fits.
 const UNIFORM_SLOT: usize = 256;
+
+/// How long a wait for the GPU polls before it blocks. A blocked thread wakes some tens of
+/// microseconds after the GPU finishes, which a short step feels at every read-back; a
+/// software adapter never polls (it needs the host's cores itself).
+const SPIN: Duration = Duration::from_micros(1500);
 
 /// Threads per workgroup of the one-thread-per-element kernels (`WG` in the shaders).
 pub const WG: u32 = 256;
@@ -54,6 +60,8 @@ pub struct Ctx {
     submissions: Mutex<usize>,
     /// Per-kernel timing, when the device was opened with it.
     profiler: Option<Profiler>,
+    /// Waits poll for `SPIN` before blocking (hardware adapters only).
+    spin: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -97,6 +105,7 @@ impl Ctx {
         let profiler = profile.then(|| Profiler::new(&device, &queue, SUBMIT_EVERY as u32));
         Ctx {
             profiler,
+            spin: adapter.get_info().device_type != wgpu::DeviceType::Cpu,
             limits,
             info: adapter.get_info(),
             device,
@@ -304,10 +313,31 @@ impl Ctx {
     /// Submits and waits for all work.
     pub(crate) fn sync(&self) -> Result<()> {
         self.flush();
+        self.wait()?;
+        self.check_error()
+    }
+
+    /// Waits until every submission has run (and its callbacks have been called).
+    fn wait(&self) -> Result<()> {
+        let fail = |e: wgpu::PollError| Error::Backend(format!("wgpu poll: {e}"));
+        if self.spin {
+            let start = Instant::now();
+            while start.elapsed() < SPIN {
+                if self
+                    .device
+                    .poll(wgpu::PollType::Poll)
+                    .map_err(fail)?
+                    .is_queue_empty()
+                {
+                    return Ok(());
+                }
+                std::hint::spin_loop();
+            }
+        }
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Backend(format!("wgpu poll: {e}")))?;
-        self.check_error()
+            .map_err(fail)?;
+        Ok(())
     }
 
     pub(crate) fn upload(&self, data: &[f32]) -> Result<Storage> {
@@ -351,11 +381,19 @@ impl Ctx {
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);
         });
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Backend(format!("wgpu poll: {e}")))?;
+        self.wait()?;
         self.check_error()?;
-        rx.recv()
+        let mapped = match rx.try_recv() {
+            Ok(r) => Ok(r),
+            // Not called back yet: a blocking poll calls every callback that is due.
+            Err(_) => {
+                self.device
+                    .poll(wgpu::PollType::wait_indefinitely())
+                    .map_err(|e| Error::Backend(format!("wgpu poll: {e}")))?;
+                rx.recv()
+            }
+        };
+        mapped
             .map_err(|_| Error::Backend("read-back was never mapped".into()))?
             .map_err(|e| Error::Backend(format!("read-back mapping failed: {e}")))?;
         let view = staging
