@@ -6,9 +6,10 @@
 //   gin, grad input:  gx[n,g·cg+m,q]    = Σ_k  w[g·og+o, m, ki, kj] · gy gathered (k = o,ki,kj)
 //   gw, grad weight:  gw[g·og+m, col]   = Σ_k  gy[n,g·og+m,pix]     · x gathered (k = n,pix)
 // lhs is w (fwd, gin) or gy (gw); rhs is x (fwd, gw) or gy (gin).
-// Split-K: workgroup z = group · splits + split; each split sums k in its own range and
-// writes its partial result to out[split · out_len + …] (the host then sums the splits).
-// The weight gradient needs it: its K (batch × pixels) is long and its M × N small.
+// Split-K: workgroup z = (group · phases + phase) · splits + split; each split sums k in
+// its own range and writes its partial result to out[split · out_len + …] (the host then
+// sums the splits). The weight gradient needs it: its K (batch × pixels) is long and its
+// M × N small. Phases split a strided input gradient (below); other modes have one.
 // Every `*_at` function runs once per thread: the divisions that locate a thread's
 // pixels happen there, not once per loaded value. Positions along K are decomposed once
 // (`*_k`) and then stepped by GEMM_DEPTH with carries (`*_next`): the loop divides nothing.
@@ -21,6 +22,10 @@ struct Params {
     splits: u32,
     k_per_split: u32,
     out_len: u32,
+    phases: u32,
+    // a strided input gradient's most taps per phase along each axis (its K radices)
+    tap_rows: u32,
+    tap_cols: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -30,6 +35,10 @@ struct Params {
 
 // Marks a column outside the matrix: every window position computed from it is negative.
 const OUTSIDE: i32 = -1073741824;
+
+fn group(z: u32) -> u32 {
+    return z / p.splits / p.phases;
+}
 
 fn gemm_skip(z: u32, tile: vec3<u32>) -> bool {
     return false;
@@ -163,29 +172,35 @@ struct Pix4 {
 
 // Column col + d is pixel (i, j) of image n in planes of rows × cols; rhs holds
 // `channels` planes of `plane` values per image, the group's first at `first`. The
-// position kept is (i · scale + shift.x, j · scale + shift.y), or OUTSIDE past the last
-// column.
-fn pix4(col: u32, rows: u32, cols: u32, channels: u32, first: u32, plane: u32, scale: vec2<i32>, shift: vec2<i32>) -> Pix4 {
+// position kept is (i · scale + shift.x, j · scale + shift.y), or OUTSIDE from column
+// `count` on.
+fn pix4(col: u32, count: u32, rows: u32, cols: u32, channels: u32, first: u32, plane: u32, scale: vec2<i32>, shift: vec2<i32>) -> Pix4 {
     var s: Pix4;
+    let area = max(rows * cols, 1u);
     for (var d = 0u; d < 4u; d++) {
         let c = col + d;
-        let n = c / (rows * cols);
-        let q = c - n * rows * cols;
-        let i = q / cols;
+        let n = c / area;
+        let q = c - n * area;
+        let i = q / max(cols, 1u);
         s.base[d] = (n * channels + first) * plane;
-        s.i[d] = select(OUTSIDE, i32(i) * scale.x + shift.x, c < p.gn);
-        s.j[d] = i32(q - i * cols) * scale.y + shift.y;
+        s.i[d] = select(OUTSIDE, i32(i) * scale.x + shift.x, c < count);
+        s.j[d] = i32(q - i * max(cols, 1u)) * scale.y + shift.y;
     }
     return s;
 }
 
+// k in digits (high, middle, low) of radices (·, mid, low), as (k, high, middle, low).
+fn split3(k: u32, mid: u32, low: u32) -> vec4<u32> {
+    let area = mid * low;
+    let h = k / area;
+    let r = k - h * area;
+    let m = r / low;
+    return vec4<u32>(k, h, m, r - m * low);
+}
+
 // k = (channel, ki, kj) of the kernel window, as (k, channel, ki, kj).
 fn tap_k(z: u32, k: u32) -> vec4<u32> {
-    let kk = p.s.kh * p.s.kw;
-    let c = k / kk;
-    let r = k - c * kk;
-    let ki = r / p.s.kw;
-    return vec4<u32>(k, c, ki, r - ki * p.s.kw);
+    return split3(k, p.s.kh, p.s.kw);
 }
 
 fn tap_next(z: u32, q: vec4<u32>) -> vec4<u32> {
@@ -194,11 +209,7 @@ fn tap_next(z: u32, q: vec4<u32>) -> vec4<u32> {
 
 // k = (image, oi, oj) of the output pixels, as (k, image, oi, oj).
 fn pixel_k(z: u32, k: u32) -> vec4<u32> {
-    let ohw = p.s.oh * p.s.ow;
-    let n = k / ohw;
-    let q = k - n * ohw;
-    let oi = q / p.s.ow;
-    return vec4<u32>(k, n, oi, q - oi * p.s.ow);
+    return split3(k, p.s.oh, p.s.ow);
 }
 
 fn pixel_next(z: u32, q: vec4<u32>) -> vec4<u32> {
@@ -208,7 +219,7 @@ fn pixel_next(z: u32, q: vec4<u32>) -> vec4<u32> {
 // ---- forward: A = w [og, cg·kh·kw] rows, B = x gathered at output pixels.
 
 fn fwd_a_at(z: u32, m: u32) -> Line {
-    return Line((z / p.splits * og() + m) * p.gk, 0u, p.gk, m < p.gm);
+    return Line((group(z) * og() + m) * p.gk, 0u, p.gk, m < p.gm);
 }
 
 fn fwd_line_k(z: u32, k: u32) -> vec3<u32> {
@@ -225,7 +236,7 @@ fn fwd_a(z: u32, s: Line, q: vec3<u32>) -> vec4<f32> {
 
 fn fwd_b_at(z: u32, col: u32) -> Pix4 {
     let stride = vec2<i32>(i32(p.s.sh), i32(p.s.sw));
-    return pix4(col, p.s.oh, p.s.ow, p.s.c_in, z / p.splits * cg(), p.s.h * p.s.w, stride, -vec2<i32>(i32(p.s.ph), i32(p.s.pw)));
+    return pix4(col, p.gn, p.s.oh, p.s.ow, p.s.c_in, group(z) * cg(), p.s.h * p.s.w, stride, -vec2<i32>(i32(p.s.ph), i32(p.s.pw)));
 }
 
 fn fwd_b(z: u32, s: Pix4, q: vec4<u32>) -> vec4<f32> {
@@ -237,51 +248,191 @@ fn fwd_b(z: u32, s: Pix4, q: vec4<u32>) -> vec4<f32> {
 }
 
 fn fwd_store(z: u32, m: u32, col: u32, v: vec4<f32>) {
-    store4(z, m, col, v, z / p.splits * og() + m, p.s.c_out, p.s.oh * p.s.ow);
+    store4(z, m, col, v, group(z) * og() + m, p.s.c_out, p.s.oh * p.s.ow);
 }
 
-// ---- grad input: A = w[g·og+o, m, ki, kj] over k = (o, ki, kj), B = gy gathered at
-// input pixels: gy[n, g·og+o, oi, oj] where oi·sh = ih + ph − ki·dh exactly.
+// ---- grad input at stride 1: A = w[g·og+o, m, ki, kj] over k = (o, ki, kj), B = gy
+// gathered at input pixels: gy[n, g·og+o, ih + ph − ki·dh, iw + pw − kj·dw].
 
-fn gin_a_at(z: u32, m: u32) -> Line {
+fn gin1_a_at(z: u32, m: u32) -> Line {
     let kk = p.s.kh * p.s.kw;
-    return Line((z / p.splits * og() * cg() + m) * kk, cg() * kk, kk, m < p.gm);
+    return Line((group(z) * og() * cg() + m) * kk, cg() * kk, kk, m < p.gm);
 }
 
-fn gin_line_k(z: u32, k: u32) -> vec3<u32> {
+fn gin1_line_k(z: u32, k: u32) -> vec3<u32> {
     return line_pos(k, p.s.kh * p.s.kw);
 }
 
-fn gin_line_next(z: u32, q: vec3<u32>) -> vec3<u32> {
+fn gin1_line_next(z: u32, q: vec3<u32>) -> vec3<u32> {
     return line_step(q, p.s.kh * p.s.kw);
 }
 
-fn gin_a(z: u32, s: Line, q: vec3<u32>) -> vec4<f32> {
+fn gin1_a(z: u32, s: Line, q: vec3<u32>) -> vec4<f32> {
     return line4(s, q);
 }
 
-fn gin_b_at(z: u32, col: u32) -> Pix4 {
-    return pix4(col, p.s.h, p.s.w, p.s.c_out, z / p.splits * og(), p.s.oh * p.s.ow, vec2<i32>(1), vec2<i32>(i32(p.s.ph), i32(p.s.pw)));
+fn gin1_b_at(z: u32, col: u32) -> Pix4 {
+    return pix4(col, p.gn, p.s.h, p.s.w, p.s.c_out, group(z) * og(), p.s.oh * p.s.ow, vec2<i32>(1), vec2<i32>(i32(p.s.ph), i32(p.s.pw)));
 }
 
-fn gin_b(z: u32, s: Pix4, q: vec4<u32>) -> vec4<f32> {
-    let th = s.i - i32(q.z * p.s.dh);
-    let tw = s.j - i32(q.w * p.s.dw);
-    var ok = (th >= vec4<i32>(0)) & (tw >= vec4<i32>(0)) & vec4<bool>(q.x < p.gk);
-    var oi = vec4<u32>(max(th, vec4<i32>(0)));
-    var oj = vec4<u32>(max(tw, vec4<i32>(0)));
-    if (p.s.sh != 1u || p.s.sw != 1u) {
-        ok = ok & (oi % p.s.sh == vec4<u32>(0u)) & (oj % p.s.sw == vec4<u32>(0u));
-        oi = oi / p.s.sh;
-        oj = oj / p.s.sw;
-    }
-    ok = ok & (oi < vec4<u32>(p.s.oh)) & (oj < vec4<u32>(p.s.ow));
-    let idx = s.base + q.y * p.s.oh * p.s.ow + oi * p.s.ow + oj;
+fn gin1_b(z: u32, s: Pix4, q: vec4<u32>) -> vec4<f32> {
+    let oi = s.i - i32(q.z * p.s.dh);
+    let oj = s.j - i32(q.w * p.s.dw);
+    let ok = (oi >= vec4<i32>(0)) & (oj >= vec4<i32>(0)) & (oi < vec4<i32>(i32(p.s.oh))) & (oj < vec4<i32>(i32(p.s.ow))) & vec4<bool>(q.x < p.gk);
+    let idx = s.base + q.y * p.s.oh * p.s.ow + vec4<u32>(oi) * p.s.ow + vec4<u32>(oj);
     return rhs4(Quad(idx, ok));
 }
 
+// Its own store, so that the phased store's code does not weigh on this kernel's registers.
+fn gin1_store(z: u32, m: u32, col: u32, v: vec4<f32>) {
+    store4(z, m, col, v, group(z) * cg() + m, p.s.c_in, p.s.h * p.s.w);
+}
+
+// ---- grad input at larger strides, by phases: input pixels (ih, iw) ≡ (ri, rj) mod (sh, sw) are reached
+// only by the taps ki whose ih + ph − ki·dh is a multiple of sh (likewise kj), a fixed
+// progression per phase. Each phase sums over its own taps, so no product is spent on a
+// tap that lands between output pixels (at stride 2, three in four of them; stride 1 has
+// one phase with every tap and takes the plainer loads above). A = w[g·og+o, m, ki, kj]
+// over k = (o, ti, tj) (tap numbers
+// within the phase, in radices tap_rows × tap_cols: phases with fewer taps load zeros),
+// B = gy gathered at the phase's pixels.
+
+// One axis of phase r: positions r, r + s, … (`len` of them in `size`) take the taps
+// first, first + step, … (`taps` of them, below k) at output positions
+// (position − r) / s + e0 − t · de for tap number t.
+struct Axis {
+    first: u32,
+    step: u32,
+    taps: u32,
+    e0: i32,
+    de: i32,
+    len: u32,
+}
+
+fn phase_axis(r: u32, s: u32, pad: u32, d: u32, k: u32, size: u32) -> Axis {
+    // The least step > 0 with step · d a multiple of s.
+    var step = s;
+    for (var t = 1u; t < s; t++) {
+        if ((t * d) % s == 0u) {
+            step = t;
+            break;
+        }
+    }
+    // The first tap with r + pad − t·d ≡ 0 (mod s), kept unsigned: −t·d ≡ t·d·(s − 1).
+    var first = k;
+    for (var t = 0u; t < min(k, step); t++) {
+        if ((r + pad + t * d * (s - 1u)) % s == 0u) {
+            first = t;
+            break;
+        }
+    }
+    let taps = select(0u, (k - first + step - 1u) / step, first < k);
+    let e0 = (i32(r + pad) - i32(first * d)) / i32(s);
+    let len = select(0u, (size - r + s - 1u) / s, r < size);
+    return Axis(first, step, taps, e0, i32(step * d / s), len);
+}
+
+fn phase_rows(z: u32) -> Axis {
+    let ph = (z / p.splits) % p.phases;
+    return phase_axis(ph / p.s.sw, p.s.sh, p.s.ph, p.s.dh, p.s.kh, p.s.h);
+}
+
+fn phase_cols(z: u32) -> Axis {
+    let ph = (z / p.splits) % p.phases;
+    return phase_axis(ph % p.s.sw, p.s.sw, p.s.pw, p.s.dw, p.s.kw, p.s.w);
+}
+
+// Tap numbers: k = (o, ti, tj).
+fn gin_tap_k(z: u32, k: u32) -> vec4<u32> {
+    return split3(k, p.tap_rows, p.tap_cols);
+}
+
+fn gin_tap_next(z: u32, q: vec4<u32>) -> vec4<u32> {
+    return mixed_step(q, gin_tap_k(z, GEMM_DEPTH), p.tap_rows, p.tap_cols);
+}
+
+// The tap numbers after q = (o, ti, tj).
+fn next_tap(q: vec3<u32>) -> vec3<u32> {
+    let wrap_j = q.z + 1u == p.tap_cols;
+    let wrap_i = wrap_j && q.y + 1u == p.tap_rows;
+    return vec3<u32>(q.x + u32(wrap_i), select(q.y + u32(wrap_j), 0u, wrap_i), select(q.z + 1u, 0u, wrap_j));
+}
+
+// Row m of A in phase z: the offset of its first tap, the offset steps per output
+// channel and per tap number, and the phase's tap counts.
+struct GinRow {
+    base: u32,
+    step: vec3<u32>,
+    taps: vec2<u32>,
+    ok: bool,
+}
+
+fn gin_a_at(z: u32, m: u32) -> GinRow {
+    let kk = p.s.kh * p.s.kw;
+    let r = phase_rows(z);
+    let c = phase_cols(z);
+    let base = (group(z) * og() * cg() + m) * kk + r.first * p.s.kw + c.first;
+    return GinRow(base, vec3<u32>(cg() * kk, r.step * p.s.kw, c.step), vec2<u32>(r.taps, c.taps), m < p.gm);
+}
+
+fn gin_a(z: u32, s: GinRow, q: vec4<u32>) -> vec4<f32> {
+    let q0 = q.yzw;
+    let q1 = next_tap(q0);
+    let q2 = next_tap(q1);
+    let q3 = next_tap(q2);
+    let o = vec4<u32>(q0.x, q1.x, q2.x, q3.x);
+    let ti = vec4<u32>(q0.y, q1.y, q2.y, q3.y);
+    let tj = vec4<u32>(q0.z, q1.z, q2.z, q3.z);
+    let idx = s.base + o * s.step.x + ti * s.step.y + tj * s.step.z;
+    let ok = in_k(q.x) & vec4<bool>(s.ok) & (ti < vec4<u32>(s.taps.x)) & (tj < vec4<u32>(s.taps.y));
+    return lhs4(Quad(idx, ok));
+}
+
+// Four columns of B in phase z (their output positions for tap 0), the phase's tap
+// counts and the output step per tap number.
+struct GinCols {
+    px: Pix4,
+    taps: vec2<u32>,
+    de: vec2<i32>,
+}
+
+fn gin_b_at(z: u32, col: u32) -> GinCols {
+    let r = phase_rows(z);
+    let c = phase_cols(z);
+    let px = pix4(col, p.s.n * r.len * c.len, r.len, c.len, p.s.c_out, group(z) * og(), p.s.oh * p.s.ow, vec2<i32>(1), vec2<i32>(r.e0, c.e0));
+    return GinCols(px, vec2<u32>(r.taps, c.taps), vec2<i32>(r.de, c.de));
+}
+
+fn gin_b(z: u32, s: GinCols, q: vec4<u32>) -> vec4<f32> {
+    let oi = s.px.i - i32(q.z) * s.de.x;
+    let oj = s.px.j - i32(q.w) * s.de.y;
+    let ok = (oi >= vec4<i32>(0)) & (oj >= vec4<i32>(0)) & (oi < vec4<i32>(i32(p.s.oh))) & (oj < vec4<i32>(i32(p.s.ow))) & vec4<bool>(q.x < p.gk && q.z < s.taps.x && q.w < s.taps.y);
+    let idx = s.px.base + q.y * p.s.oh * p.s.ow + vec4<u32>(oi) * p.s.ow + vec4<u32>(oj);
+    return rhs4(Quad(idx, ok));
+}
+
+// Column (n, a, b) of the phase is input pixel (ri + sh·a, rj + sw·b).
 fn gin_store(z: u32, m: u32, col: u32, v: vec4<f32>) {
-    store4(z, m, col, v, z / p.splits * cg() + m, p.s.c_in, p.s.h * p.s.w);
+    let ch = group(z) * cg() + m;
+    let r = phase_rows(z);
+    let c = phase_cols(z);
+    let ph = (z / p.splits) % p.phases;
+    let area = r.len * c.len;
+    if (m >= p.gm || area == 0u) {
+        return;
+    }
+    let base = (z % p.splits) * p.out_len;
+    for (var d = 0u; d < 4u; d++) {
+        let col_d = col + d;
+        let n = col_d / area;
+        let q = col_d - n * area;
+        let a = q / c.len;
+        if (n < p.s.n) {
+            let ih = ph / p.s.sw + p.s.sh * a;
+            let iw = ph % p.s.sw + p.s.sw * (q - a * c.len);
+            out[base + (n * p.s.c_in + ch) * p.s.h * p.s.w + ih * p.s.w + iw] = v[d];
+        }
+    }
 }
 
 // ---- grad weight: A = gy rows over k = (n, pix), B = x gathered at k for column
@@ -289,7 +440,7 @@ fn gin_store(z: u32, m: u32, col: u32, v: vec4<f32>) {
 
 fn gw_a_at(z: u32, m: u32) -> Line {
     let ohw = p.s.oh * p.s.ow;
-    return Line((z / p.splits * og() + m) * ohw, p.s.c_out * ohw, ohw, m < p.gm);
+    return Line((group(z) * og() + m) * ohw, p.s.c_out * ohw, ohw, m < p.gm);
 }
 
 fn gw_line_k(z: u32, k: u32) -> vec3<u32> {
@@ -315,7 +466,7 @@ struct Tap {
 
 fn gw_b_at(z: u32, col: u32) -> Tap {
     let tap = tap_k(z, col);
-    return Tap((z / p.splits * cg() + tap.y) * p.s.h * p.s.w, i32(tap.z * p.s.dh) - i32(p.s.ph), i32(tap.w * p.s.dw) - i32(p.s.pw), col < p.gn);
+    return Tap((group(z) * cg() + tap.y) * p.s.h * p.s.w, i32(tap.z * p.s.dh) - i32(p.s.ph), i32(tap.w * p.s.dw) - i32(p.s.pw), col < p.gn);
 }
 
 // The output pixel after (n, oi, oj), in order.
@@ -342,7 +493,7 @@ fn gw_store(z: u32, m: u32, col: u32, v: vec4<f32>) {
     if (m >= p.gm) {
         return;
     }
-    let o = (z % p.splits) * p.out_len + (z / p.splits * og() + m) * p.gn + col;
+    let o = (z % p.splits) * p.out_len + (group(z) * og() + m) * p.gn + col;
     for (var d = 0u; d < 4u; d++) {
         if (col + d < p.gn) {
             out[o + d] = v[d];

@@ -145,6 +145,16 @@ fn reductions_and_softmax() {
     parity(&gpu, "sum over 70k", &[big], &|t| {
         t[0].sum_dims(&[1], false)
     });
+    // Axes of several 8,192-value chunks (two passes), with an inner axis, and a whole
+    // tensor at once.
+    let long = distinct(&[2, 20_001, 3], r.next(), &Device::cpu());
+    parity(&gpu, "sum over chunks", &[long.clone()], &|t| {
+        t[0].sum_dims(&[1], false)
+    });
+    parity(&gpu, "max over chunks", &[long.clone()], &|t| {
+        t[0].max_dims(&[1], false)
+    });
+    parity(&gpu, "sum of 120k", &[long], &|t| Ok(t[0].sum()));
 }
 
 #[test]
@@ -345,6 +355,40 @@ fn convolutions() {
     let w = randn(&[130, 66, 3, 3], r.next());
     parity(&gpu, "conv2d big tiles 66->130", &[x, w], &|t| {
         t[0].conv2d(&t[1], None, opts)
+    });
+    // Strided input gradients run one GEMM per stride phase: stride 2 with more than a
+    // tile of channels, and stride 3 with dilation 2 (phases with two, one and no taps).
+    let x = randn(&[2, 70, 33, 35], r.next());
+    let w = randn(&[66, 70, 3, 3], r.next());
+    let s2 = Conv2dOptions {
+        stride: [2, 2],
+        padding: [1, 1],
+        ..Default::default()
+    };
+    parity(&gpu, "conv2d stride-2 phases 70->66", &[x, w], &|t| {
+        t[0].conv2d(&t[1], None, s2)
+    });
+    let x = randn(&[2, 5, 14, 11], r.next());
+    let w = randn(&[6, 5, 4, 3], r.next());
+    let s3 = Conv2dOptions {
+        stride: [3, 2],
+        padding: [2, 1],
+        dilation: [2, 1],
+        ..Default::default()
+    };
+    parity(&gpu, "conv2d stride-3 dilated phases", &[x, w], &|t| {
+        t[0].conv2d(&t[1], None, s3)
+    });
+    // Stride 1 with dilation (the input gradient's single-phase loads).
+    let x = randn(&[2, 4, 13, 12], r.next());
+    let w = randn(&[5, 4, 3, 3], r.next());
+    let dil = Conv2dOptions {
+        padding: [2, 3],
+        dilation: [2, 3],
+        ..Default::default()
+    };
+    parity(&gpu, "conv2d dilated stride 1", &[x, w], &|t| {
+        t[0].conv2d(&t[1], None, dil)
     });
     // 64×128 tiles: at most 64 channels over 8,000-odd pixels, forward (60 outputs) and
     // input gradient (5 inputs).

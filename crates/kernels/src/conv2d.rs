@@ -72,6 +72,26 @@ struct Params {
     splits: u32,
     k_per_split: u32,
     out_len: u32,
+    phases: u32,
+    tap_rows: u32,
+    tap_cols: u32,
+}
+
+/// Taps of one axis (`k` of them, dilation `d`) that reach the input positions
+/// ≡ r (mod stride `s`) in the input gradient: those with r + pad − t·d a multiple of s.
+fn phase_taps(r: usize, s: usize, pad: usize, d: usize, k: usize) -> usize {
+    (0..k)
+        .filter(|&t| (r + pad + t * d * (s - 1)).is_multiple_of(s))
+        .count()
+}
+
+/// The most taps any phase of one axis takes (at least 1: a radix of the K index).
+fn most_taps(s: usize, pad: usize, d: usize, k: usize) -> usize {
+    (0..s)
+        .map(|r| phase_taps(r, s, pad, d, k))
+        .max()
+        .unwrap_or(0)
+        .max(1)
 }
 
 #[derive(Clone, Copy)]
@@ -79,6 +99,8 @@ enum Mode {
     Forward = 0,
     GradInput = 1,
     GradWeight = 2,
+    /// The input gradient at stride 1: one phase, every tap, plainer loads.
+    GradInput1 = 3,
 }
 
 fn run(
@@ -91,14 +113,36 @@ fn run(
 ) -> Result<Storage> {
     let (cg, og) = (cp.c_in / cp.groups, cp.c_out / cp.groups);
     let kk = cp.kernel[0] * cp.kernel[1];
+    let [sh, sw] = cp.stride;
+    // The input gradient runs one GEMM per stride phase (see conv2d.wgsl), each over its
+    // own taps and pixels; sized here by the largest.
+    let (phases, tap_rows, tap_cols) = match mode {
+        Mode::GradInput | Mode::GradInput1 => (
+            sh * sw,
+            most_taps(sh, cp.padding[0], cp.dilation[0], cp.kernel[0]),
+            most_taps(sw, cp.padding[1], cp.dilation[1], cp.kernel[1]),
+        ),
+        _ => (1, cp.kernel[0], cp.kernel[1]),
+    };
     let (gm, gn, gk) = match mode {
         Mode::Forward => (og, cp.n * cp.oh * cp.ow, cg * kk),
-        Mode::GradInput => (cg, cp.n * cp.h * cp.w, og * kk),
+        Mode::GradInput | Mode::GradInput1 => (
+            cg,
+            cp.n * cp.h.div_ceil(sh) * cp.w.div_ceil(sw),
+            og * tap_rows * tap_cols,
+        ),
         Mode::GradWeight => (og, cg * kk, cp.n * cp.oh * cp.ow),
     };
-    let entry = &CONV2D_ENTRIES[mode as usize * 4 + crate::gemm_gen::tile_for(gm, gn, cp.groups)];
+    let count = cp.groups * phases;
+    // The weight gradient splits its long K to fill the GPU, so it need not give up the
+    // big tile for want of tiles.
+    let units = match mode {
+        Mode::GradWeight => count * gk.div_ceil(MIN_K_PER_SPLIT).max(1),
+        _ => count,
+    };
+    let entry = &CONV2D_ENTRIES[mode as usize * 4 + crate::gemm_gen::tile_for(gm, gn, units)];
     let [tile_m, tile_n] = entry.tile();
-    let tiles = gn.div_ceil(tile_n) * gm.div_ceil(tile_m) * cp.groups;
+    let tiles = gn.div_ceil(tile_n) * gm.div_ceil(tile_m) * count;
     let max_z = ctx.limits.max_compute_workgroups_per_dimension as usize;
     let splits = if tiles >= TARGET_WORKGROUPS {
         1
@@ -106,7 +150,7 @@ fn run(
         TARGET_WORKGROUPS
             .div_ceil(tiles)
             .min(gk.div_ceil(MIN_K_PER_SPLIT))
-            .min(max_z / cp.groups)
+            .min(max_z / count)
             .max(1)
     };
     let k_per_split = gk.div_ceil(splits).next_multiple_of(crate::gemm_gen::DEPTH);
@@ -120,6 +164,9 @@ fn run(
         splits: u(splits),
         k_per_split: u(k_per_split),
         out_len: u(out_len),
+        phases: u(phases),
+        tap_rows: u(tap_rows),
+        tap_cols: u(tap_cols),
     };
     if gk == 0 {
         // An empty reduction (no input channels or no pixels): the result is all zeros.
@@ -129,7 +176,7 @@ fn run(
     let groups = [
         u(gn.div_ceil(tile_n)),
         u(gm.div_ceil(tile_m)),
-        u(cp.groups * splits),
+        u(count * splits),
     ];
     let bindings = [(1, buf(lhs)), (2, buf(rhs)), (3, buf(&partial))];
     ctx.dispatch(
@@ -155,7 +202,12 @@ pub fn forward(ctx: &Ctx, x: &Storage, w: &Storage, p: &Conv2dParams) -> Result<
 }
 
 pub fn grad_input(ctx: &Ctx, gy: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage> {
-    run(ctx, Mode::GradInput, w, gy, p, p.input_len())
+    let mode = if p.stride == [1, 1] {
+        Mode::GradInput1
+    } else {
+        Mode::GradInput
+    };
+    run(ctx, mode, w, gy, p, p.input_len())
 }
 
 pub fn grad_weight(ctx: &Ctx, x: &Storage, gy: &Storage, p: &Conv2dParams) -> Result<Storage> {

@@ -84,10 +84,10 @@ const fn flatten<const M: usize, const N: usize>(rows: [[GemmEntry; 4]; M]) -> [
 
 use Contiguous::{Outer, K};
 
-/// Convolution's entry points, `[mode · 4 + tile]` with modes forward, input gradient and
-/// weight gradient, each with its operands' memory order and the shader's functions for
-/// that mode.
-pub const CONV2D_ENTRIES: &[GemmEntry] = &flatten::<3, 12>([
+/// Convolution's entry points, `[mode · 4 + tile]` with modes forward, input gradient (by
+/// stride phases), weight gradient and input gradient at stride 1, each with its operands'
+/// memory order and the shader's functions for that mode.
+pub const CONV2D_ENTRIES: &[GemmEntry] = &flatten::<4, 16>([
     per_tile!(
         "conv2d",
         "_fwd",
@@ -98,8 +98,8 @@ pub const CONV2D_ENTRIES: &[GemmEntry] = &flatten::<3, 12>([
     per_tile!(
         "conv2d",
         "_gin",
-        operand(K, "gin_a", "gin_line"),
-        operand(Outer, "gin_b", "tap"),
+        operand(K, "gin_a", "gin_tap"),
+        operand(Outer, "gin_b", "gin_tap"),
         "gin_store"
     ),
     per_tile!(
@@ -108,6 +108,13 @@ pub const CONV2D_ENTRIES: &[GemmEntry] = &flatten::<3, 12>([
         operand(K, "gw_a", "gw_line"),
         operand(K, "gw_b", "pixel"),
         "gw_store"
+    ),
+    per_tile!(
+        "conv2d",
+        "_gin1",
+        operand(K, "gin1_a", "gin1_line"),
+        operand(Outer, "gin1_b", "tap"),
+        "gin1_store"
     ),
 ]);
 
