@@ -11,7 +11,8 @@
 # It writes fovea.json, fovea_kernels.json (the same rows with each kernel's GPU time;
 # timing waits for the GPU at every submission, so take wall times from fovea.json),
 # torch.json, tests.txt (the GPU test binaries on the real GPU) and style.txt/style.png (the
-# example's default run) under $OUT. DEVICE_PARTS (default "bench kernels torch tests style")
+# example's default run) under $OUT, then packs them all into $OUT/device.tgz (a device
+# call returns at most 8 files). DEVICE_PARTS (default "bench kernels torch tests style")
 # picks the parts.
 set -uo pipefail
 for f in .gl/*.deb; do dpkg -x "$f" /; done
@@ -53,3 +54,4 @@ if has style && [ -x dist/style_transfer ]; then
   echo "style_transfer exit $? in $(( ($(date +%s%N) - start) / 1000000 )) ms"
   tail -c 1500 "$out/style.txt"
 fi
+tar czf /tmp/device.tgz -C "$out" . && find "$out" -type f -delete && mv /tmp/device.tgz "$out/"
