@@ -26,6 +26,8 @@ struct Params {
     // a strided input gradient's most taps per phase along each axis (its K radices)
     tap_rows: u32,
     tap_cols: u32,
+    // 1: each phase sums exactly its own taps (the `ginx` entries)
+    exact: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -46,7 +48,11 @@ fn gemm_skip(z: u32, tile: vec3<u32>) -> bool {
 
 fn gemm_k_range(z: u32) -> vec2<u32> {
     let begin = (z % p.splits) * p.k_per_split;
-    return vec2<u32>(begin, min(begin + p.k_per_split, p.gk));
+    var len = p.gk;
+    if (p.exact != 0u) {
+        len = og() * phase_rows(z).taps * phase_cols(z).taps;
+    }
+    return vec2<u32>(begin, min(begin + p.k_per_split, len));
 }
 
 fn lhs_or0(ok: bool, i: u32) -> f32 {
@@ -380,12 +386,15 @@ fn gin_a(z: u32, s: GinRow, q: vec4<u32>) -> vec4<f32> {
     let q1 = next_tap(q0);
     let q2 = next_tap(q1);
     let q3 = next_tap(q2);
-    let o = vec4<u32>(q0.x, q1.x, q2.x, q3.x);
-    let ti = vec4<u32>(q0.y, q1.y, q2.y, q3.y);
     let tj = vec4<u32>(q0.z, q1.z, q2.z, q3.z);
+    return gin_row4(s, vec4<u32>(q0.x, q1.x, q2.x, q3.x), vec4<u32>(q0.y, q1.y, q2.y, q3.y), tj, in_k(q.x) & (tj < vec4<u32>(s.taps.y)));
+}
+
+// Weights at output channels o and tap numbers (ti, tj) of a row; zero past the phase's
+// taps along i (the callers check the rest).
+fn gin_row4(s: GinRow, o: vec4<u32>, ti: vec4<u32>, tj: vec4<u32>, ok: vec4<bool>) -> vec4<f32> {
     let idx = s.base + o * s.step.x + ti * s.step.y + tj * s.step.z;
-    let ok = in_k(q.x) & vec4<bool>(s.ok) & (ti < vec4<u32>(s.taps.x)) & (tj < vec4<u32>(s.taps.y));
-    return lhs4(Quad(idx, ok));
+    return lhs4(Quad(idx, ok & vec4<bool>(s.ok) & (ti < vec4<u32>(s.taps.x))));
 }
 
 // Four columns of B in phase z (their output positions for tap 0), the phase's tap
@@ -404,11 +413,17 @@ fn gin_b_at(z: u32, col: u32) -> GinCols {
 }
 
 fn gin_b(z: u32, s: GinCols, q: vec4<u32>) -> vec4<f32> {
-    let oi = s.px.i - i32(q.z) * s.de.x;
-    let oj = s.px.j - i32(q.w) * s.de.y;
-    let ok = (oi >= vec4<i32>(0)) & (oj >= vec4<i32>(0)) & (oi < vec4<i32>(i32(p.s.oh))) & (oj < vec4<i32>(i32(p.s.ow))) & vec4<bool>(q.x < p.gk && q.z < s.taps.x && q.w < s.taps.y);
-    let idx = s.px.base + q.y * p.s.oh * p.s.ow + vec4<u32>(oi) * p.s.ow + vec4<u32>(oj);
-    return rhs4(Quad(idx, ok));
+    return gin_cols4(s, q.y, q.z, q.w, q.x < p.gk && q.w < s.taps.y);
+}
+
+// gy at output channel o for tap numbers (ti, tj) of four columns; zero past the phase's
+// taps along i and outside the output (the callers check the rest).
+fn gin_cols4(s: GinCols, o: u32, ti: u32, tj: u32, ok: bool) -> vec4<f32> {
+    let oi = s.px.i - i32(ti) * s.de.x;
+    let oj = s.px.j - i32(tj) * s.de.y;
+    let inside = (oi >= vec4<i32>(0)) & (oj >= vec4<i32>(0)) & (oi < vec4<i32>(i32(p.s.oh))) & (oj < vec4<i32>(i32(p.s.ow)));
+    let idx = s.px.base + o * p.s.oh * p.s.ow + vec4<u32>(oi) * p.s.ow + vec4<u32>(oj);
+    return rhs4(Quad(idx, inside & vec4<bool>(ok && ti < s.taps.x)));
 }
 
 // Column (n, a, b) of the phase is input pixel (ri + sh·a, rj + sw·b).
@@ -433,6 +448,52 @@ fn gin_store(z: u32, m: u32, col: u32, v: vec4<f32>) {
             out[base + (n * p.s.c_in + ch) * p.s.h * p.s.w + ih * p.s.w + iw] = v[d];
         }
     }
+}
+
+// ---- grad input by phases, each over exactly its own taps (output channels og ≥
+// GEMM_DEPTH): k = (ti, tj, o) with o innermost, so a phase's K is og · its taps, and a
+// step of GEMM_DEPTH carries o at most once into tj. A position is (o, ti, tj, the
+// phase's taps along j); past the phase's K, ti reaches its tap count and loads zeros.
+
+fn ginx_pos_k(z: u32, k: u32) -> vec4<u32> {
+    let cols = max(phase_cols(z).taps, 1u);
+    let t = k / og();
+    return vec4<u32>(k - t * og(), t / cols, t % cols, cols);
+}
+
+fn ginx_pos_next(z: u32, q: vec4<u32>) -> vec4<u32> {
+    let o = q.x + GEMM_DEPTH % og();
+    let co = o >= og();
+    let tj = q.z + GEMM_DEPTH / og() + u32(co);
+    let cj = tj >= q.w;
+    return vec4<u32>(select(o, o - og(), co), q.y + u32(cj), select(tj, tj - q.w, cj), q.w);
+}
+
+// The position after q = (o, ti, tj) in a phase with `cols` taps along j.
+fn next_o(q: vec3<u32>, cols: u32) -> vec3<u32> {
+    let wo = q.x + 1u == og();
+    let wj = wo && q.z + 1u == cols;
+    return vec3<u32>(select(q.x + 1u, 0u, wo), q.y + u32(wj), select(q.z + u32(wo), 0u, wj));
+}
+
+fn ginx_a_at(z: u32, m: u32) -> GinRow {
+    return gin_a_at(z, m);
+}
+
+fn ginx_a(z: u32, s: GinRow, q: vec4<u32>) -> vec4<f32> {
+    let q0 = q.xyz;
+    let q1 = next_o(q0, q.w);
+    let q2 = next_o(q1, q.w);
+    let q3 = next_o(q2, q.w);
+    return gin_row4(s, vec4<u32>(q0.x, q1.x, q2.x, q3.x), vec4<u32>(q0.y, q1.y, q2.y, q3.y), vec4<u32>(q0.z, q1.z, q2.z, q3.z), vec4<bool>(true));
+}
+
+fn ginx_b_at(z: u32, col: u32) -> GinCols {
+    return gin_b_at(z, col);
+}
+
+fn ginx_b(z: u32, s: GinCols, q: vec4<u32>) -> vec4<f32> {
+    return gin_cols4(s, q.x, q.y, q.z, true);
 }
 
 // ---- grad weight: A = gy rows over k = (n, pix), B = x gathered at k for column

@@ -379,6 +379,25 @@ fn convolutions() {
     parity(&gpu, "conv2d stride-3 dilated phases", &[x, w], &|t| {
         t[0].conv2d(&t[1], None, s3)
     });
+    // At least 16 output channels per group: each phase over exactly its own taps. 18
+    // channels (positions that wrap inside a four-value load), exactly 16 (a step of 16
+    // carries straight into the taps), and two groups of 16.
+    let x = randn(&[2, 5, 14, 11], r.next());
+    let w = randn(&[18, 5, 4, 3], r.next());
+    parity(&gpu, "conv2d exact phases, 18 outputs", &[x, w], &|t| {
+        t[0].conv2d(&t[1], None, s3)
+    });
+    let x = randn(&[1, 3, 12, 13], r.next());
+    let w = randn(&[16, 3, 3, 3], r.next());
+    parity(&gpu, "conv2d exact phases, 16 outputs", &[x, w], &|t| {
+        t[0].conv2d(&t[1], None, s2)
+    });
+    let x = randn(&[1, 4, 9, 10], r.next());
+    let w = randn(&[32, 2, 3, 3], r.next());
+    let g2 = Conv2dOptions { groups: 2, ..s2 };
+    parity(&gpu, "conv2d exact phases, two groups", &[x, w], &|t| {
+        t[0].conv2d(&t[1], None, g2)
+    });
     // Stride 1 with dilation (the input gradient's single-phase loads).
     let x = randn(&[2, 4, 13, 12], r.next());
     let w = randn(&[5, 4, 3, 3], r.next());

@@ -75,6 +75,7 @@ struct Params {
     phases: u32,
     tap_rows: u32,
     tap_cols: u32,
+    exact: u32,
 }
 
 /// Taps of one axis (`k` of them, dilation `d`) that reach the input positions
@@ -101,6 +102,9 @@ enum Mode {
     GradWeight = 2,
     /// The input gradient at stride 1: one phase, every tap, plainer loads.
     GradInput1 = 3,
+    /// The input gradient by phases, each over exactly its own taps (needs at least
+    /// `DEPTH` output channels per group: see conv2d.wgsl).
+    GradInputExact = 4,
 }
 
 fn run(
@@ -117,7 +121,7 @@ fn run(
     // The input gradient runs one GEMM per stride phase (see conv2d.wgsl), each over its
     // own taps and pixels; sized here by the largest.
     let (phases, tap_rows, tap_cols) = match mode {
-        Mode::GradInput | Mode::GradInput1 => (
+        Mode::GradInput | Mode::GradInput1 | Mode::GradInputExact => (
             sh * sw,
             most_taps(sh, cp.padding[0], cp.dilation[0], cp.kernel[0]),
             most_taps(sw, cp.padding[1], cp.dilation[1], cp.kernel[1]),
@@ -126,7 +130,7 @@ fn run(
     };
     let (gm, gn, gk) = match mode {
         Mode::Forward => (og, cp.n * cp.oh * cp.ow, cg * kk),
-        Mode::GradInput | Mode::GradInput1 => (
+        Mode::GradInput | Mode::GradInput1 | Mode::GradInputExact => (
             cg,
             cp.n * cp.h.div_ceil(sh) * cp.w.div_ceil(sw),
             og * tap_rows * tap_cols,
@@ -167,6 +171,7 @@ fn run(
         phases: u(phases),
         tap_rows: u(tap_rows),
         tap_cols: u(tap_cols),
+        exact: matches!(mode, Mode::GradInputExact) as u32,
     };
     if gk == 0 {
         // An empty reduction (no input channels or no pixels): the result is all zeros.
@@ -204,6 +209,8 @@ pub fn forward(ctx: &Ctx, x: &Storage, w: &Storage, p: &Conv2dParams) -> Result<
 pub fn grad_input(ctx: &Ctx, gy: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage> {
     let mode = if p.stride == [1, 1] {
         Mode::GradInput1
+    } else if p.c_out / p.groups >= crate::gemm_gen::DEPTH {
+        Mode::GradInputExact
     } else {
         Mode::GradInput
     };

@@ -85,9 +85,10 @@ const fn flatten<const M: usize, const N: usize>(rows: [[GemmEntry; 4]; M]) -> [
 use Contiguous::{Outer, K};
 
 /// Convolution's entry points, `[mode · 4 + tile]` with modes forward, input gradient (by
-/// stride phases), weight gradient and input gradient at stride 1, each with its operands'
-/// memory order and the shader's functions for that mode.
-pub const CONV2D_ENTRIES: &[GemmEntry] = &flatten::<4, 16>([
+/// stride phases, padded to the widest), weight gradient, input gradient at stride 1 and
+/// input gradient by phases each over exactly its own taps, each with its operands' memory
+/// order and the shader's functions for that mode.
+pub const CONV2D_ENTRIES: &[GemmEntry] = &flatten::<5, 20>([
     per_tile!(
         "conv2d",
         "_fwd",
@@ -115,6 +116,13 @@ pub const CONV2D_ENTRIES: &[GemmEntry] = &flatten::<4, 16>([
         operand(K, "gin1_a", "gin1_line"),
         operand(Outer, "gin1_b", "tap"),
         "gin1_store"
+    ),
+    per_tile!(
+        "conv2d",
+        "_ginx",
+        operand(K, "ginx_a", "ginx_pos"),
+        operand(Outer, "ginx_b", "ginx_pos"),
+        "gin_store"
     ),
 ]);
 
