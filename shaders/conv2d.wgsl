@@ -13,6 +13,7 @@
 // Every `*_at` function runs once per thread: the divisions that locate a thread's
 // pixels happen there, not once per loaded value. Positions along K are decomposed once
 // (`*_k`) and then stepped by GEMM_DEPTH with carries (`*_next`): the loop divides nothing.
+// The gathered operand's loads all end in gather4.
 
 struct Params {
     s: ConvShape,
@@ -22,6 +23,8 @@ struct Params {
     splits: u32,
     k_per_split: u32,
     out_len: u32,
+    // the period of this mode's lhs lines (see Line)
+    line: u32,
     phases: u32,
     // a strided input gradient's most taps per phase along each axis (its K radices)
     tap_rows: u32,
@@ -78,11 +81,10 @@ fn rhs4(q: Quad) -> vec4<f32> {
     return vec4<f32>(rhs_or0(q.ok.x, q.idx.x), rhs_or0(q.ok.y, q.idx.y), rhs_or0(q.ok.z, q.idx.z), rhs_or0(q.ok.w, q.idx.w));
 }
 
-// A row of lhs whose value k sits at base + (k / period) · step + k % period.
+// A row of lhs whose value k sits at base + (k / p.line) · step + k % p.line.
 struct Line {
     base: u32,
     step: u32,
-    period: u32,
     ok: bool,
 }
 
@@ -97,26 +99,26 @@ fn in_k(k: u32) -> vec4<bool> {
     return vec4<u32>(k) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.gk);
 }
 
-// A line's position: k and its (quotient, remainder) by the line's period.
-fn line_pos(k: u32, period: u32) -> vec3<u32> {
-    let o = k / period;
-    return vec3<u32>(k, o, k - o * period);
+// A line's position: k and its (quotient, remainder) by the period.
+fn line_k(z: u32, k: u32) -> vec3<u32> {
+    let o = k / p.line;
+    return vec3<u32>(k, o, k - o * p.line);
 }
 
-fn line_step(q: vec3<u32>, period: u32) -> vec3<u32> {
-    let d = line_pos(GEMM_DEPTH, period);
+fn line_next(z: u32, q: vec3<u32>) -> vec3<u32> {
+    let d = line_k(z, GEMM_DEPTH);
     let r = q.z + d.z;
-    let wrap = r >= period;
-    return vec3<u32>(q.x + GEMM_DEPTH, q.y + d.y + u32(wrap), select(r, r - period, wrap));
+    let wrap = r >= p.line;
+    return vec3<u32>(q.x + GEMM_DEPTH, q.y + d.y + u32(wrap), select(r, r - p.line, wrap));
 }
 
 // lhs at k..k+4 of a line: the remainder steps with carries (written out: drivers do not
 // unroll naga's loops).
 fn line4(s: Line, q: vec3<u32>) -> vec4<f32> {
     let q0 = q.yz;
-    let q1 = next_k(q0, s.period);
-    let q2 = next_k(q1, s.period);
-    let q3 = next_k(q2, s.period);
+    let q1 = next_k(q0, p.line);
+    let q2 = next_k(q1, p.line);
+    let q3 = next_k(q2, p.line);
     let idx = s.base + vec4<u32>(q0.x, q1.x, q2.x, q3.x) * s.step + vec4<u32>(q0.y, q1.y, q2.y, q3.y);
     let ok = in_k(q.x) & vec4<bool>(s.ok);
     return lhs4(Quad(idx, ok));
@@ -182,17 +184,27 @@ struct Pix4 {
 // `count` on.
 fn pix4(col: u32, count: u32, rows: u32, cols: u32, channels: u32, first: u32, plane: u32, scale: vec2<i32>, shift: vec2<i32>) -> Pix4 {
     var s: Pix4;
+    // An empty phase has no columns (all OUTSIDE); the max only keeps the divisions defined.
+    let width = max(cols, 1u);
     let area = max(rows * cols, 1u);
     for (var d = 0u; d < 4u; d++) {
         let c = col + d;
         let n = c / area;
         let q = c - n * area;
-        let i = q / max(cols, 1u);
+        let i = q / width;
         s.base[d] = (n * channels + first) * plane;
         s.i[d] = select(OUTSIDE, i32(i) * scale.x + shift.x, c < count);
-        s.j[d] = i32(q - i * max(cols, 1u)) * scale.y + shift.y;
+        s.j[d] = i32(q - i * width) * scale.y + shift.y;
     }
     return s;
+}
+
+// rhs at rows i and columns j of plane `plane` in the four columns' images (planes of
+// rows × cols from `base`); zero outside the plane or where `ok` is false.
+fn gather4(base: vec4<u32>, plane: u32, i: vec4<i32>, j: vec4<i32>, rows: u32, cols: u32, ok: bool) -> vec4<f32> {
+    let inside = (i >= vec4<i32>(0)) & (j >= vec4<i32>(0)) & (i < vec4<i32>(i32(rows))) & (j < vec4<i32>(i32(cols)));
+    let idx = base + plane * rows * cols + vec4<u32>(i) * cols + vec4<u32>(j);
+    return rhs4(Quad(idx, inside & vec4<bool>(ok)));
 }
 
 // k in digits (high, middle, low) of radices (·, mid, low), as (k, high, middle, low).
@@ -225,15 +237,7 @@ fn pixel_next(z: u32, q: vec4<u32>) -> vec4<u32> {
 // ---- forward: A = w [og, cg·kh·kw] rows, B = x gathered at output pixels.
 
 fn fwd_a_at(z: u32, m: u32) -> Line {
-    return Line((group(z) * og() + m) * p.gk, 0u, p.gk, m < p.gm);
-}
-
-fn fwd_line_k(z: u32, k: u32) -> vec3<u32> {
-    return line_pos(k, p.gk);
-}
-
-fn fwd_line_next(z: u32, q: vec3<u32>) -> vec3<u32> {
-    return line_step(q, p.gk);
+    return Line((group(z) * og() + m) * p.gk, 0u, m < p.gm);
 }
 
 fn fwd_a(z: u32, s: Line, q: vec3<u32>) -> vec4<f32> {
@@ -246,11 +250,7 @@ fn fwd_b_at(z: u32, col: u32) -> Pix4 {
 }
 
 fn fwd_b(z: u32, s: Pix4, q: vec4<u32>) -> vec4<f32> {
-    let ih = s.i + i32(q.z * p.s.dh);
-    let iw = s.j + i32(q.w * p.s.dw);
-    let ok = (ih >= vec4<i32>(0)) & (iw >= vec4<i32>(0)) & (ih < vec4<i32>(i32(p.s.h))) & (iw < vec4<i32>(i32(p.s.w))) & vec4<bool>(q.x < p.gk);
-    let idx = s.base + q.y * p.s.h * p.s.w + vec4<u32>(ih) * p.s.w + vec4<u32>(iw);
-    return rhs4(Quad(idx, ok));
+    return gather4(s.base, q.y, s.i + i32(q.z * p.s.dh), s.j + i32(q.w * p.s.dw), p.s.h, p.s.w, q.x < p.gk);
 }
 
 fn fwd_store(z: u32, m: u32, col: u32, v: vec4<f32>) {
@@ -262,15 +262,7 @@ fn fwd_store(z: u32, m: u32, col: u32, v: vec4<f32>) {
 
 fn gin1_a_at(z: u32, m: u32) -> Line {
     let kk = p.s.kh * p.s.kw;
-    return Line((group(z) * og() * cg() + m) * kk, cg() * kk, kk, m < p.gm);
-}
-
-fn gin1_line_k(z: u32, k: u32) -> vec3<u32> {
-    return line_pos(k, p.s.kh * p.s.kw);
-}
-
-fn gin1_line_next(z: u32, q: vec3<u32>) -> vec3<u32> {
-    return line_step(q, p.s.kh * p.s.kw);
+    return Line((group(z) * og() * cg() + m) * kk, cg() * kk, m < p.gm);
 }
 
 fn gin1_a(z: u32, s: Line, q: vec3<u32>) -> vec4<f32> {
@@ -282,11 +274,7 @@ fn gin1_b_at(z: u32, col: u32) -> Pix4 {
 }
 
 fn gin1_b(z: u32, s: Pix4, q: vec4<u32>) -> vec4<f32> {
-    let oi = s.i - i32(q.z * p.s.dh);
-    let oj = s.j - i32(q.w * p.s.dw);
-    let ok = (oi >= vec4<i32>(0)) & (oj >= vec4<i32>(0)) & (oi < vec4<i32>(i32(p.s.oh))) & (oj < vec4<i32>(i32(p.s.ow))) & vec4<bool>(q.x < p.gk);
-    let idx = s.base + q.y * p.s.oh * p.s.ow + vec4<u32>(oi) * p.s.ow + vec4<u32>(oj);
-    return rhs4(Quad(idx, ok));
+    return gather4(s.base, q.y, s.i - i32(q.z * p.s.dh), s.j - i32(q.w * p.s.dw), p.s.oh, p.s.ow, q.x < p.gk);
 }
 
 // Its own store, so that the phased store's code does not weigh on this kernel's registers.
@@ -294,14 +282,15 @@ fn gin1_store(z: u32, m: u32, col: u32, v: vec4<f32>) {
     store4(z, m, col, v, group(z) * cg() + m, p.s.c_in, p.s.h * p.s.w);
 }
 
-// ---- grad input at larger strides, by phases: input pixels (ih, iw) ≡ (ri, rj) mod (sh, sw) are reached
-// only by the taps ki whose ih + ph − ki·dh is a multiple of sh (likewise kj), a fixed
-// progression per phase. Each phase sums over its own taps, so no product is spent on a
-// tap that lands between output pixels (at stride 2, three in four of them; stride 1 has
-// one phase with every tap and takes the plainer loads above). A = w[g·og+o, m, ki, kj]
-// over k = (o, ti, tj) (tap numbers
-// within the phase, in radices tap_rows × tap_cols: phases with fewer taps load zeros),
-// B = gy gathered at the phase's pixels.
+// ---- grad input at larger strides, by phases: input pixels (ih, iw) ≡ (ri, rj) mod
+// (sh, sw) are reached only by the taps ki whose ih + ph − ki·dh is a multiple of sh
+// (likewise kj), a fixed progression per phase. Each phase sums over its own taps, so no
+// product is spent on a tap that lands between output pixels (at stride 2, three in four
+// of them; stride 1 has one phase with every tap and takes the plainer loads above).
+// A = w[g·og+o, m, ki, kj] over k = (o, ti, tj) (tap numbers within the phase, in radices
+// tap_rows × tap_cols: phases with fewer taps load zeros), B = gy gathered at the phase's
+// pixels. With 16 or more output channels per group the `ginx` entries below sum each
+// phase over exactly its own taps instead.
 
 // One axis of phase r: positions r, r + s, … (`len` of them in `size`) take the taps
 // first, first + step, … (`taps` of them, below k) at output positions
@@ -419,11 +408,7 @@ fn gin_b(z: u32, s: GinCols, q: vec4<u32>) -> vec4<f32> {
 // gy at output channel o for tap numbers (ti, tj) of four columns; zero past the phase's
 // taps along i and outside the output (the callers check the rest).
 fn gin_cols4(s: GinCols, o: u32, ti: u32, tj: u32, ok: bool) -> vec4<f32> {
-    let oi = s.px.i - i32(ti) * s.de.x;
-    let oj = s.px.j - i32(tj) * s.de.y;
-    let inside = (oi >= vec4<i32>(0)) & (oj >= vec4<i32>(0)) & (oi < vec4<i32>(i32(p.s.oh))) & (oj < vec4<i32>(i32(p.s.ow)));
-    let idx = s.px.base + o * p.s.oh * p.s.ow + vec4<u32>(oi) * p.s.ow + vec4<u32>(oj);
-    return rhs4(Quad(idx, inside & vec4<bool>(ok && ti < s.taps.x)));
+    return gather4(s.px.base, o, s.px.i - i32(ti) * s.de.x, s.px.j - i32(tj) * s.de.y, p.s.oh, p.s.ow, ok && ti < s.taps.x);
 }
 
 // Column (n, a, b) of the phase is input pixel (ri + sh·a, rj + sw·b).
@@ -501,15 +486,7 @@ fn ginx_b(z: u32, s: GinCols, q: vec4<u32>) -> vec4<f32> {
 
 fn gw_a_at(z: u32, m: u32) -> Line {
     let ohw = p.s.oh * p.s.ow;
-    return Line((group(z) * og() + m) * ohw, p.s.c_out * ohw, ohw, m < p.gm);
-}
-
-fn gw_line_k(z: u32, k: u32) -> vec3<u32> {
-    return line_pos(k, p.s.oh * p.s.ow);
-}
-
-fn gw_line_next(z: u32, q: vec3<u32>) -> vec3<u32> {
-    return line_step(q, p.s.oh * p.s.ow);
+    return Line((group(z) * og() + m) * ohw, p.s.c_out * ohw, m < p.gm);
 }
 
 fn gw_a(z: u32, s: Line, q: vec3<u32>) -> vec4<f32> {

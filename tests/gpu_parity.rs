@@ -339,83 +339,86 @@ fn convolutions() {
             &|t| t[0].conv_transpose2d(&t[1], None, topts),
         );
     }
-    // Larger than one 64×64 tile in every GEMM dimension.
-    let x = randn(&[2, 70, 11, 13], r.next());
-    let w = randn(&[67, 70, 3, 3], r.next());
-    let opts = Conv2dOptions {
+    let pad1 = Conv2dOptions {
         padding: [1, 1],
         ..Default::default()
     };
-    parity(&gpu, "conv2d 70->67", &[x, w], &|t| {
-        t[0].conv2d(&t[1], None, opts)
-    });
-    // Enough 128×128 tiles for the big-tile forward and input-gradient kernels (66 and
-    // 130 channels over 8,000-odd pixels); edges that are not multiples of the tile.
-    let x = randn(&[2, 66, 63, 65], r.next());
-    let w = randn(&[130, 66, 3, 3], r.next());
-    parity(&gpu, "conv2d big tiles 66->130", &[x, w], &|t| {
-        t[0].conv2d(&t[1], None, opts)
-    });
-    // Strided input gradients run one GEMM per stride phase: stride 2 with more than a
-    // tile of channels, and stride 3 with dilation 2 (phases with two, one and no taps).
-    let x = randn(&[2, 70, 33, 35], r.next());
-    let w = randn(&[66, 70, 3, 3], r.next());
     let s2 = Conv2dOptions {
         stride: [2, 2],
-        padding: [1, 1],
-        ..Default::default()
+        ..pad1
     };
-    parity(&gpu, "conv2d stride-2 phases 70->66", &[x, w], &|t| {
-        t[0].conv2d(&t[1], None, s2)
-    });
-    let x = randn(&[2, 5, 14, 11], r.next());
-    let w = randn(&[6, 5, 4, 3], r.next());
     let s3 = Conv2dOptions {
         stride: [3, 2],
         padding: [2, 1],
         dilation: [2, 1],
         ..Default::default()
     };
-    parity(&gpu, "conv2d stride-3 dilated phases", &[x, w], &|t| {
-        t[0].conv2d(&t[1], None, s3)
-    });
-    // At least 16 output channels per group: each phase over exactly its own taps. 18
-    // channels (positions that wrap inside a four-value load), exactly 16 (a step of 16
-    // carries straight into the taps), and two groups of 16.
-    let x = randn(&[2, 5, 14, 11], r.next());
-    let w = randn(&[18, 5, 4, 3], r.next());
-    parity(&gpu, "conv2d exact phases, 18 outputs", &[x, w], &|t| {
-        t[0].conv2d(&t[1], None, s3)
-    });
-    let x = randn(&[1, 3, 12, 13], r.next());
-    let w = randn(&[16, 3, 3, 3], r.next());
-    parity(&gpu, "conv2d exact phases, 16 outputs", &[x, w], &|t| {
-        t[0].conv2d(&t[1], None, s2)
-    });
-    let x = randn(&[1, 4, 9, 10], r.next());
-    let w = randn(&[32, 2, 3, 3], r.next());
-    let g2 = Conv2dOptions { groups: 2, ..s2 };
-    parity(&gpu, "conv2d exact phases, two groups", &[x, w], &|t| {
-        t[0].conv2d(&t[1], None, g2)
-    });
-    // Stride 1 with dilation (the input gradient's single-phase loads).
-    let x = randn(&[2, 4, 13, 12], r.next());
-    let w = randn(&[5, 4, 3, 3], r.next());
     let dil = Conv2dOptions {
         padding: [2, 3],
         dilation: [2, 3],
         ..Default::default()
     };
-    parity(&gpu, "conv2d dilated stride 1", &[x, w], &|t| {
-        t[0].conv2d(&t[1], None, dil)
-    });
-    // 64×128 tiles: at most 64 channels over 8,000-odd pixels, forward (60 outputs) and
-    // input gradient (5 inputs).
-    let x = randn(&[2, 5, 64, 66], r.next());
-    let w = randn(&[60, 5, 3, 3], r.next());
-    parity(&gpu, "conv2d 64x128 tiles 5->60", &[x, w], &|t| {
-        t[0].conv2d(&t[1], None, opts)
-    });
+    // One case per kernel path: (what it reaches, x shape, w shape, options).
+    let cases = [
+        (
+            "larger than one 64×64 tile in every GEMM dimension",
+            [2, 70, 11, 13],
+            [67, 70, 3, 3],
+            pad1,
+        ),
+        // 66 and 130 channels over 8,000-odd pixels; edges not multiples of the tile.
+        (
+            "128×128 tiles, forward and input gradient",
+            [2, 66, 63, 65],
+            [130, 66, 3, 3],
+            pad1,
+        ),
+        // At most 64 channels over 8,000-odd pixels (60 outputs, 5 inputs).
+        ("64×128 tiles", [2, 5, 64, 66], [60, 5, 3, 3], pad1),
+        (
+            "stride-2 phases with more than a tile of channels",
+            [2, 70, 33, 35],
+            [66, 70, 3, 3],
+            s2,
+        ),
+        (
+            "stride-3 dilated phases with two, one and no taps",
+            [2, 5, 14, 11],
+            [6, 5, 4, 3],
+            s3,
+        ),
+        // 16 or more output channels per group: each phase over exactly its own taps.
+        (
+            "exact phases, 18 outputs (positions wrap inside a four-value load)",
+            [2, 5, 14, 11],
+            [18, 5, 4, 3],
+            s3,
+        ),
+        (
+            "exact phases, 16 outputs (a step of 16 carries straight into the taps)",
+            [1, 3, 12, 13],
+            [16, 3, 3, 3],
+            s2,
+        ),
+        (
+            "exact phases, two groups of 16",
+            [1, 4, 9, 10],
+            [32, 2, 3, 3],
+            Conv2dOptions { groups: 2, ..s2 },
+        ),
+        (
+            "dilated stride 1 (the single-phase input gradient)",
+            [2, 4, 13, 12],
+            [5, 4, 3, 3],
+            dil,
+        ),
+    ];
+    for (what, xs, ws, o) in cases {
+        let (x, w) = (randn(&xs, r.next()), randn(&ws, r.next()));
+        parity(&gpu, &format!("conv2d, {what}"), &[x, w], &|t| {
+            t[0].conv2d(&t[1], None, o)
+        });
+    }
     let x = randn(&[2, 24, 15, 14], r.next());
     let w = randn(&[24, 1, 3, 3], r.next());
     let dw = Conv2dOptions {

@@ -60,8 +60,6 @@ pub struct Ctx {
     submissions: Mutex<usize>,
     /// Per-kernel timing, when the device was opened with it.
     profiler: Option<Profiler>,
-    /// Waits poll for `SPIN` before blocking (hardware adapters only).
-    spin: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -105,7 +103,6 @@ impl Ctx {
         let profiler = profile.then(|| Profiler::new(&device, &queue, SUBMIT_EVERY as u32));
         Ctx {
             profiler,
-            spin: adapter.get_info().device_type != wgpu::DeviceType::Cpu,
             limits,
             info: adapter.get_info(),
             device,
@@ -133,6 +130,11 @@ impl Ctx {
     /// Per-kernel GPU times since the last call, when timing is on.
     pub fn take_kernel_times(&self) -> Option<Vec<fovea_core::backend::KernelTime>> {
         self.profiler.as_ref().map(Profiler::take)
+    }
+
+    /// Whether the adapter is a software rasteriser running on the host's cores.
+    pub fn software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
     }
 
     /// Command buffers submitted so far.
@@ -320,7 +322,7 @@ impl Ctx {
     /// Waits until every submission has run (and its callbacks have been called).
     fn wait(&self) -> Result<()> {
         let fail = |e: wgpu::PollError| Error::Backend(format!("wgpu poll: {e}"));
-        if self.spin {
+        if !self.software() {
             let start = Instant::now();
             while start.elapsed() < SPIN {
                 if self

@@ -72,6 +72,7 @@ struct Params {
     splits: u32,
     k_per_split: u32,
     out_len: u32,
+    line: u32,
     phases: u32,
     tap_rows: u32,
     tap_cols: u32,
@@ -128,14 +129,16 @@ fn run(
         ),
         _ => (1, cp.kernel[0], cp.kernel[1]),
     };
-    let (gm, gn, gk) = match mode {
-        Mode::Forward => (og, cp.n * cp.oh * cp.ow, cg * kk),
-        Mode::GradInput | Mode::GradInput1 | Mode::GradInputExact => (
-            cg,
-            cp.n * cp.h.div_ceil(sh) * cp.w.div_ceil(sw),
-            og * tap_rows * tap_cols,
-        ),
-        Mode::GradWeight => (og, cg * kk, cp.n * cp.oh * cp.ow),
+    // The GEMM's sizes, and the period of the lhs lines (k = (quotient, remainder) by
+    // it; see conv2d.wgsl's Line): the forward's weight rows are whole lines, the stride-1
+    // input gradient's repeat per output channel, the weight gradient's per image. The
+    // phased input gradients read no lines.
+    let phase_pixels = cp.n * cp.h.div_ceil(sh) * cp.w.div_ceil(sw);
+    let (gm, gn, gk, line) = match mode {
+        Mode::Forward => (og, cp.n * cp.oh * cp.ow, cg * kk, cg * kk),
+        Mode::GradInput1 => (cg, phase_pixels, og * kk, kk),
+        Mode::GradInput | Mode::GradInputExact => (cg, phase_pixels, og * tap_rows * tap_cols, 1),
+        Mode::GradWeight => (og, cg * kk, cp.n * cp.oh * cp.ow, cp.oh * cp.ow),
     };
     let count = cp.groups * phases;
     // The weight gradient splits its long K to fill the GPU, so it need not give up the
@@ -168,6 +171,7 @@ fn run(
         splits: u(splits),
         k_per_split: u(k_per_split),
         out_len: u(out_len),
+        line: u(line),
         phases: u(phases),
         tap_rows: u(tap_rows),
         tap_cols: u(tap_cols),

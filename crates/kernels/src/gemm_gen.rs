@@ -136,21 +136,6 @@ impl Spread {
             Contiguous::K => format!("(t % {}u) * 4u", DEPTH / 4),
         }
     }
-    /// Outer-index set-ups and K positions this thread keeps: one of one kind, `fetches`
-    /// of the other.
-    fn setups(&self) -> (u32, u32) {
-        match self.order {
-            Contiguous::Outer => (1, self.fetches),
-            Contiguous::K => (self.fetches, 1),
-        }
-    }
-    /// Which set-up and which K position fetch i uses.
-    fn uses(&self, i: u32) -> (u32, u32) {
-        match self.order {
-            Contiguous::Outer => (0, i),
-            Contiguous::K => (i, 0),
-        }
-    }
     /// Statements that store fetch i's vec4 `reg` into `tile`.
     fn put(&self, tile: &str, reg: &str, i: u32) -> String {
         let q = self.quads;
@@ -175,6 +160,20 @@ impl Spread {
             }
         }
     }
+}
+
+/// The distinct values in first-seen order, and the index among them of each value.
+fn distinct(values: impl Iterator<Item = String>) -> (Vec<String>, Vec<usize>) {
+    let mut kept: Vec<String> = Vec::new();
+    let index = values
+        .map(|v| {
+            kept.iter().position(|k| *k == v).unwrap_or_else(|| {
+                kept.push(v);
+                kept.len() - 1
+            })
+        })
+        .collect();
+    (kept, index)
 }
 
 /// The WGSL of one entry point (workgroup arrays included, named after the entry).
@@ -202,27 +201,26 @@ pub fn entry_source(e: &GemmEntry) -> String {
         s,
         "    let z = wid.z;\n    if (gemm_skip(z, wid)) {{\n        return;\n    }}\n    let kr = gemm_k_range(z);\n    let row0 = wid.y * {edge_m}u;\n    let col0 = wid.x * {edge_n}u;\n    let t = lid.y * 16u + lid.x;"
     );
-    // Per operand (a, b): set-ups s{x}{j}, K positions p{x}{j}, prefetch registers n{x}{i}.
+    // Per operand (a, b): a set-up s{x}{j} per distinct outer index and a K position
+    // p{x}{j} per distinct K offset among its fetches (fetches share one or the other),
+    // and prefetch registers n{x}{i}.
     let ops = [("a", &e.a, "row0"), ("b", &e.b, "col0")];
-    for ((x, op, origin), sp) in ops.iter().zip(&spread) {
-        let (outers, positions) = sp.setups();
-        for j in 0..outers {
-            let i = (0..sp.fetches).find(|&i| sp.uses(i).0 == j).unwrap();
+    let outers = spread
+        .each_ref()
+        .map(|sp| distinct((0..sp.fetches).map(|i| sp.outer(i))));
+    let offsets = spread
+        .each_ref()
+        .map(|sp| distinct((0..sp.fetches).map(|i| sp.k(i))));
+    for (o, (x, op, origin)) in ops.iter().enumerate() {
+        for (j, outer) in outers[o].0.iter().enumerate() {
             let _ = writeln!(
                 s,
-                "    let s{x}{j} = {}_at(z, {origin} + {});",
-                op.load,
-                sp.outer(i)
+                "    let s{x}{j} = {}_at(z, {origin} + {outer});",
+                op.load
             );
         }
-        for j in 0..positions {
-            let i = (0..sp.fetches).find(|&i| sp.uses(i).1 == j).unwrap();
-            let _ = writeln!(
-                s,
-                "    var p{x}{j} = {}_k(z, kr.x + {});",
-                op.state,
-                sp.k(i)
-            );
+        for (j, k) in offsets[o].0.iter().enumerate() {
+            let _ = writeln!(s, "    var p{x}{j} = {}_k(z, kr.x + {k});", op.state);
         }
     }
     for r in 0..4 * bm {
@@ -233,16 +231,16 @@ pub fn entry_source(e: &GemmEntry) -> String {
     // Load every fetch at the current positions, then step the positions one slice on.
     let fetch_all = |indent: &str, decl: &str| {
         let mut f = String::new();
-        for ((x, op, _), sp) in ops.iter().zip(&spread) {
-            for i in 0..sp.fetches {
-                let (j, q) = sp.uses(i);
+        for (o, (x, op, _)) in ops.iter().enumerate() {
+            for i in 0..spread[o].fetches as usize {
+                let (j, q) = (outers[o].1[i], offsets[o].1[i]);
                 let _ = writeln!(
                     f,
                     "{indent}{decl}n{x}{i} = {}(z, s{x}{j}, p{x}{q});",
                     op.load
                 );
             }
-            for q in 0..sp.setups().1 {
+            for q in 0..offsets[o].0.len() {
                 let _ = writeln!(f, "{indent}p{x}{q} = {}_next(z, p{x}{q});", op.state);
             }
         }
@@ -323,17 +321,28 @@ pub fn source(entries: &[GemmEntry]) -> String {
 mod tests {
     use super::*;
 
+    /// The source of an entry `g` with loads `la`/`lb`, positions `ka`/`kb`, store `st`.
+    fn source_of(bands: Bands, a: Contiguous, b: Contiguous) -> String {
+        entry_source(&GemmEntry {
+            name: "g",
+            bands,
+            a: Operand {
+                order: a,
+                load: "la",
+                state: "ka",
+            },
+            b: Operand {
+                order: b,
+                load: "lb",
+                state: "kb",
+            },
+            store: "st",
+        })
+    }
+
     #[test]
     fn the_big_tile_is_unrolled_into_named_accumulators() {
-        let op = |order, load, state| Operand { order, load, state };
-        let e = GemmEntry {
-            name: "g",
-            bands: [2, 2],
-            a: op(Contiguous::K, "la", "ka"),
-            b: op(Contiguous::Outer, "lb", "kb"),
-            store: "st",
-        };
-        let src = entry_source(&e);
+        let src = source_of([2, 2], Contiguous::K, Contiguous::Outer);
         // 8 rows × 2 column bands of vec4 accumulators, no loop inside the K slice, and
         // 8 × 8 outputs stored per thread as 16 vec4s.
         assert_eq!(src.matches("var c").count(), 16);
@@ -353,20 +362,17 @@ mod tests {
         assert_eq!(inside.matches("kb_next(z, ").count(), 2);
         assert_eq!(src.matches("= la(z, ").count(), 4);
         assert_eq!(src.matches("= lb(z, ").count(), 4);
-        assert_eq!(e.tile(), [128, 128]);
+        // A 128×128 tile: 128 rows and columns per workgroup, 128 × 16 values per slice.
+        assert!(src.contains("wid.y * 128u") && src.contains("wid.x * 128u"));
+        assert!(
+            src.contains("g_a: array<vec4<f32>, 512>")
+                && src.contains("g_b: array<vec4<f32>, 512>")
+        );
     }
 
     #[test]
     fn a_64_by_128_tile_fetches_one_vec4_of_a_and_two_of_b() {
-        let op = |order, load, state| Operand { order, load, state };
-        let e = GemmEntry {
-            name: "g",
-            bands: [1, 2],
-            a: op(Contiguous::K, "la", "ka"),
-            b: op(Contiguous::K, "lb", "kb"),
-            store: "st",
-        };
-        let src = entry_source(&e);
+        let src = source_of([1, 2], Contiguous::K, Contiguous::K);
         assert_eq!(src.matches("var c").count(), 8);
         assert_eq!(src.matches(" += a").count(), 8 * DEPTH);
         assert_eq!(src.matches("= la(z, ").count(), 2);

@@ -41,7 +41,6 @@ pub use pool::PoolStats;
 pub struct WgpuBackend {
     ctx: Ctx,
     name: String,
-    software: bool,
 }
 
 impl WgpuBackend {
@@ -117,7 +116,6 @@ impl WgpuBackend {
         }))
         .map_err(|e| Error::Backend(format!("cannot open {name}: {e}")))?;
         Ok(WgpuBackend {
-            software: adapter.get_info().device_type == wgpu::DeviceType::Cpu,
             ctx: Ctx::new(&adapter, device, queue, profile),
             name,
         })
@@ -137,7 +135,7 @@ impl Backend for WgpuBackend {
         true
     }
     fn is_software(&self) -> bool {
-        self.software
+        self.ctx.software()
     }
     fn upload(&self, data: &[f32]) -> Result<Storage> {
         self.ctx.upload(data)

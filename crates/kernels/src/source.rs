@@ -92,7 +92,7 @@ pub const CONV2D_ENTRIES: &[GemmEntry] = &flatten::<5, 20>([
     per_tile!(
         "conv2d",
         "_fwd",
-        operand(K, "fwd_a", "fwd_line"),
+        operand(K, "fwd_a", "line"),
         operand(Outer, "fwd_b", "tap"),
         "fwd_store"
     ),
@@ -106,14 +106,14 @@ pub const CONV2D_ENTRIES: &[GemmEntry] = &flatten::<5, 20>([
     per_tile!(
         "conv2d",
         "_gw",
-        operand(K, "gw_a", "gw_line"),
+        operand(K, "gw_a", "line"),
         operand(K, "gw_b", "pixel"),
         "gw_store"
     ),
     per_tile!(
         "conv2d",
         "_gin1",
-        operand(K, "gin1_a", "gin1_line"),
+        operand(K, "gin1_a", "line"),
         operand(Outer, "gin1_b", "tap"),
         "gin1_store"
     ),
