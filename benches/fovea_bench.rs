@@ -141,7 +141,8 @@ fn main() -> Result<()> {
         let n = n.min(o.batch_cap);
         // Filtered rows allocate and compute nothing.
         let name = format!("conv2d n{n} c{cin} {h}x{w} -> {cout} k{k} s{s} p{p} g{g}");
-        if !wanted(&name) {
+        let (fwd, both) = (format!("{name} fwd"), format!("{name} fwd+bwd"));
+        if !wanted(&fwd) && !wanted(&both) {
             continue;
         }
         let x = Tensor::randn(&[n, cin, h, w], 1, &dev).requires_grad();
@@ -158,26 +159,30 @@ fn main() -> Result<()> {
         let y = no_grad(|| x.conv2d(&wt, None, opts))?;
         let flop = 2.0 * (y.numel() * (cin / g) * k * k) as f64;
         let gy = Tensor::randn(y.shape(), 3, &dev);
-        let timed = time(&dev, &o, || {
-            no_grad(|| x.conv2d(&wt, None, opts))?;
-            Ok(())
-        })?;
-        rows.push(Row {
-            name: format!("{name} fwd"),
-            timed,
-            flop,
-        });
-        let timed = time(&dev, &o, || {
-            x.zero_grad();
-            wt.zero_grad();
-            x.conv2d(&wt, None, opts)?.backward_with(&gy)?;
-            Ok(())
-        })?;
-        rows.push(Row {
-            name: format!("{name} fwd+bwd"),
-            timed,
-            flop: 3.0 * flop,
-        });
+        if wanted(&fwd) {
+            let timed = time(&dev, &o, || {
+                no_grad(|| x.conv2d(&wt, None, opts))?;
+                Ok(())
+            })?;
+            rows.push(Row {
+                name: fwd,
+                timed,
+                flop,
+            });
+        }
+        if wanted(&both) {
+            let timed = time(&dev, &o, || {
+                x.zero_grad();
+                wt.zero_grad();
+                x.conv2d(&wt, None, opts)?.backward_with(&gy)?;
+                Ok(())
+            })?;
+            rows.push(Row {
+                name: both,
+                timed,
+                flop: 3.0 * flop,
+            });
+        }
     }
     if wanted("conv_transpose2d") {
         let n = 16.min(o.batch_cap);
