@@ -1,5 +1,7 @@
 // Sum or max over the middle axis of an [outer, len, inner] view.
-//   reduce_cols: one thread per output, for many outputs or short axes;
+//   reduce_cols: one thread per output and chunk of the axis, for many outputs or short
+//   axes, with four sums in flight: a thread per output alone summed 100 split-K
+//   partials of a LeNet weight gradient in 26 µs of an H100, waiting on each load;
 //   reduce_rows: one workgroup per output and chunk of the axis with a shared-memory tree,
 //   for long axes. With several chunks it writes [outer, chunks, inner] partial results
 //   that a second pass reduces: one workgroup alone on a 2M-value axis took 0.35 ms of an
@@ -10,7 +12,7 @@ struct Params {
     len: u32,
     inner: u32,
     op: u32,
-    // reduce_rows: values per chunk of the axis, and chunks per output
+    // values per chunk of the axis, and chunks per output
     chunk: u32,
     chunks: u32,
 }
@@ -34,16 +36,32 @@ fn identity() -> f32 {
 
 @compute @workgroup_size(256)
 fn reduce_cols(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let o = (wid.y * nwg.x + wid.x) * 256u + lid.x;
-    if (o >= p.outer * p.inner) {
+    // w runs over the [outer, chunks, inner] results, which are the outputs themselves
+    // when there is one chunk.
+    let w = (wid.y * nwg.x + wid.x) * 256u + lid.x;
+    if (w >= p.outer * p.chunks * p.inner) {
         return;
     }
-    let base = (o / p.inner) * p.len * p.inner + o % p.inner;
-    var acc = identity();
-    for (var l = 0u; l < p.len; l++) {
-        acc = combine(acc, x[base + l * p.inner]);
+    let i = w % p.inner;
+    let c = (w / p.inner) % p.chunks;
+    let o = w / (p.inner * p.chunks);
+    let base = o * p.len * p.inner + i;
+    let end = min(p.len, (c + 1u) * p.chunk);
+    var l = c * p.chunk;
+    var a0 = identity();
+    var a1 = a0;
+    var a2 = a0;
+    var a3 = a0;
+    for (; l + 4u <= end; l += 4u) {
+        a0 = combine(a0, x[base + l * p.inner]);
+        a1 = combine(a1, x[base + (l + 1u) * p.inner]);
+        a2 = combine(a2, x[base + (l + 2u) * p.inner]);
+        a3 = combine(a3, x[base + (l + 3u) * p.inner]);
     }
-    y[o] = acc;
+    for (; l < end; l++) {
+        a0 = combine(a0, x[base + l * p.inner]);
+    }
+    y[w] = combine(combine(a0, a1), combine(a2, a3));
 }
 
 @compute @workgroup_size(256)

@@ -155,6 +155,15 @@ fn reductions_and_softmax() {
         t[0].max_dims(&[1], false)
     });
     parity(&gpu, "sum of 120k", &[long], &|t| Ok(t[0].sum()));
+    // Few outputs over a middle axis under 256 long: threads per output and chunk of 17
+    // values (four at a time, then the rest), then a second pass over the 12 chunks.
+    let cols = distinct(&[3, 203, 50], r.next(), &Device::cpu());
+    parity(&gpu, "sum over column chunks", &[cols.clone()], &|t| {
+        t[0].sum_dims(&[1], false)
+    });
+    parity(&gpu, "max over column chunks", &[cols], &|t| {
+        t[0].max_dims(&[1], false)
+    });
 }
 
 #[test]
@@ -235,6 +244,22 @@ fn matmul_and_linear() {
         ],
         &|t| t[0].matmul(&t[1]),
     );
+    // Few rows: 8×512, 16×256 and 32×256 tiles (the gradients run the transposed
+    // layouts, with few columns), and the vec4 loads of a short tile.
+    for (what, m, n) in [
+        ("8-row tiles", r.range(1, 9), 600),
+        ("16-row tiles", r.range(9, 17), 600),
+        ("32-row tiles", r.range(17, 33), 600),
+        ("16-row tiles aligned", 12, 520),
+    ] {
+        let k = if m == 12 { 36 } else { sk };
+        parity(
+            &gpu,
+            &format!("matmul {what}"),
+            &[randn(&[32, m, k], r.next()), randn(&[32, k, n], r.next())],
+            &|t| t[0].matmul(&t[1]),
+        );
+    }
     parity(
         &gpu,
         "matmul 64-column tiles",
@@ -373,8 +398,14 @@ fn convolutions() {
             [130, 66, 3, 3],
             pad1,
         ),
-        // At most 64 channels over 8,000-odd pixels (60 outputs, 5 inputs).
+        // At most 64 channels over 8,000-odd pixels (60 outputs, 5 inputs: the input
+        // gradient's 5 rows take 8×512 tiles).
         ("64×128 tiles", [2, 5, 64, 66], [60, 5, 3, 3], pad1),
+        // 24 channels over 16,000 pixels: 32×256 tiles, the input gradient in 8×512 ones.
+        ("32×256 tiles", [1, 3, 128, 130], [24, 3, 3, 3], pad1),
+        // 9 to 16 channels each way: 16×256 tiles, forward and both gradients (the
+        // weight gradient's 108 columns in one tile, split along K).
+        ("16×256 tiles", [2, 12, 20, 21], [13, 12, 3, 3], pad1),
         (
             "stride-2 phases with more than a tile of channels",
             [2, 70, 33, 35],

@@ -46,7 +46,7 @@ fn a_timed_device_reports_each_kernel_it_ran() {
         .take_kernel_times()
         .expect("a timed device reports times");
     let find = |name: &str| times.iter().find(|k| k.name == name);
-    let conv = find("conv2d_11_fwd").unwrap_or_else(|| panic!("no conv kernel in {times:?}"));
+    let conv = find("conv2d_64x64_fwd").unwrap_or_else(|| panic!("no conv kernel in {times:?}"));
     assert_eq!(conv.dispatches, 1);
     assert!(conv.ms > 0.0 && conv.ms.is_finite(), "{conv:?}");
     let dispatches = times.iter().map(|k| k.dispatches).sum::<usize>();

@@ -6,7 +6,7 @@ use fovea_core::backend::{Conv2dParams, ReduceOp, ReduceParams, Storage};
 use fovea_core::Result;
 
 use crate::context::{buf, Ctx};
-use crate::source::{CONV2D, CONV2D_ENTRIES};
+use crate::source::{CONV2D, CONV2D_ENTRIES, TILE_COUNT};
 
 /// Aim for at least this many workgroups before splitting K.
 const TARGET_WORKGROUPS: usize = 256;
@@ -147,8 +147,9 @@ fn run(
         Mode::GradWeight => count * gk.div_ceil(MIN_K_PER_SPLIT).max(1),
         _ => count,
     };
-    let entry = &CONV2D_ENTRIES[mode as usize * 4 + crate::gemm_gen::tile_for(gm, gn, units)];
-    let [tile_m, tile_n] = entry.tile();
+    let entry =
+        &CONV2D_ENTRIES[mode as usize * TILE_COUNT + crate::gemm_gen::tile_for(gm, gn, units)];
+    let [tile_m, tile_n] = entry.edges();
     let tiles = gn.div_ceil(tile_n) * gm.div_ceil(tile_m) * count;
     let max_z = ctx.limits.max_compute_workgroups_per_dimension as usize;
     let splits = if tiles >= TARGET_WORKGROUPS {

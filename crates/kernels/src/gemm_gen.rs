@@ -6,11 +6,12 @@
 //! accumulators (issue 3). Unrolled by hand the kernel would be hundreds of near-identical
 //! lines; here it is one loop in Rust.
 //!
-//! The shape: 16×16 threads; each thread owns `4·bm` rows and `4·bn` columns of the
-//! output tile (in bands of 64, so that neighbouring threads read neighbouring vec4s of
-//! workgroup memory), held in `bm·bn·4` named `vec4` accumulators. The tile is
-//! `64·bm × 64·bn` (bm, bn ∈ {1, 2}: 64-channel layers get 64×128 rather than 64×64) and
-//! its K-slice `DEPTH` (16) deep, so each operand's slice is one or two vec4s per thread.
+//! The shape: 256 threads stand as a grid of `ty × tx`; each owns `4·bm` rows and `4·bn`
+//! columns of the output tile (in bands of `4·ty` rows and `4·tx` columns, so that
+//! neighbouring threads read neighbouring vec4s of workgroup memory), held in `bm·bn·4`
+//! named `vec4` accumulators. The tile is `4·ty·bm × 4·tx·bn` (see [`TILES`]: square
+//! 16×16 grids for most layers, short wide ones for layers of few channels) and its
+//! K-slice `DEPTH` (16) deep, so each operand's slice is at most a few vec4s per thread.
 //! The next slice's values are fetched into registers while the current one is multiplied,
 //! so global latency overlaps the arithmetic.
 //!
@@ -58,16 +59,37 @@ pub struct Operand {
     pub state: &'static str,
 }
 
-/// Output tile shape in bands of 64: `[rows, columns]`, each 1 or 2.
-pub type Bands = [u32; 2];
+/// An output tile: the 256 threads as a grid of `threads = [rows, columns]`, each thread
+/// holding `bands` bands of 4 outputs along each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tile {
+    /// thread grid `[ty, tx]`, `ty · tx` = 256
+    pub threads: [u32; 2],
+    /// bands of outputs per thread `[bm, bn]`
+    pub bands: [u32; 2],
+}
+
+impl Tile {
+    /// Output tile edges: rows, columns.
+    pub const fn edges(&self) -> [usize; 2] {
+        [
+            4 * (self.threads[0] * self.bands[0]) as usize,
+            4 * (self.threads[1] * self.bands[1]) as usize,
+        ]
+    }
+}
+
+const fn tile(threads: [u32; 2], bands: [u32; 2]) -> Tile {
+    Tile { threads, bands }
+}
 
 /// One generated entry point.
 #[derive(Clone, Copy, Debug)]
 pub struct GemmEntry {
     /// entry point name
     pub name: &'static str,
-    /// tile bands along the rows (A) and the columns (B)
-    pub bands: Bands,
+    /// output tile
+    pub tile: Tile,
     /// the left operand (rows of the output)
     pub a: Operand,
     /// the right operand (columns of the output)
@@ -78,71 +100,144 @@ pub struct GemmEntry {
 
 impl GemmEntry {
     /// Output tile edges: rows, columns.
-    pub const fn tile(&self) -> [usize; 2] {
-        [64 * self.bands[0] as usize, 64 * self.bands[1] as usize]
+    pub const fn edges(&self) -> [usize; 2] {
+        self.tile.edges()
     }
 }
 
-/// The tile shapes in the order the entry tables list them (see `source.rs`).
-pub const TILES: [Bands; 4] = [[1, 1], [1, 2], [2, 1], [2, 2]];
+/// The tile shapes in the order the entry tables list them (see `source.rs`, which names
+/// each entry after its edges): 64×64, 64×128, 128×64 and 128×128 on a 16×16 grid; then
+/// 32×256, 16×256 and 8×512 for GEMMs of few rows (layers of few channels, the input
+/// gradient of an RGB image), which in a 64-row tile would leave most of the arithmetic on
+/// rows that do not exist. (A 64×256 tile, 4×16 outputs per thread, ran 3–29% slower than
+/// 64×128 on an H100: benches/RESULTS.md, session 5.)
+pub const TILES: [Tile; 7] = [
+    tile([16, 16], [1, 1]),
+    tile([16, 16], [1, 2]),
+    tile([16, 16], [2, 1]),
+    tile([16, 16], [2, 2]),
+    tile([8, 32], [1, 2]),
+    tile([4, 64], [1, 1]),
+    tile([2, 128], [1, 1]),
+];
+
+/// The short tiles, by the rows they hold, with their indices into [`TILES`].
+const SHORT: [(usize, usize); 3] = [(8, 6), (16, 5), (32, 4)];
 
 /// Fewest workgroups (over every matrix of a dispatch) for which a bigger tile beats a
 /// smaller one: below it, the smaller tile keeps more of the GPU busy.
 const MIN_TILES: usize = 64;
 
-/// The tile for `count` output matrices of `m × n`, as an index into [`TILES`]: a 128 edge
-/// where that side exceeds 64, as long as the dispatch keeps `MIN_TILES` workgroups
-/// (giving up the row edge first, then the column edge).
+/// The tile for `count` output matrices of `m × n`, as an index into [`TILES`]:
+/// - few rows (at most 32) and more than 64 columns: the shortest tile that holds them all
+///   (a 32-row tile only while the dispatch keeps `MIN_TILES` workgroups: two 16-row
+///   tiles do the same work in twice as many, smaller workgroups);
+/// - otherwise a 128 edge where that side exceeds 64, as long as the dispatch keeps
+///   `MIN_TILES` workgroups (giving up the row edge first, then the column edge).
+///
+/// `FOVEA_TILES` (tile edges, comma-separated: `64x64,64x128,128x64,128x128`) restricts the
+/// choice, to compare tiles in benchmarks; 64×64 is always allowed.
 pub fn tile_for(m: usize, n: usize, count: usize) -> usize {
-    let tiles = |b: Bands| m.div_ceil(64 * b[0] as usize) * n.div_ceil(64 * b[1] as usize) * count;
+    static ALLOWED: std::sync::LazyLock<[bool; TILES.len()]> =
+        std::sync::LazyLock::new(|| allowed_tiles(std::env::var("FOVEA_TILES").ok().as_deref()));
+    tile_among(m, n, count, &ALLOWED)
+}
+
+/// The tiles a `FOVEA_TILES` value allows (all when unset).
+fn allowed_tiles(list: Option<&str>) -> [bool; TILES.len()] {
+    TILES.map(|t| {
+        let [r, c] = t.edges();
+        let name = format!("{r}x{c}");
+        [r, c] == [64, 64] || list.is_none_or(|l| l.split(',').any(|w| w.trim() == name))
+    })
+}
+
+fn tile_among(m: usize, n: usize, count: usize, allowed: &[bool; TILES.len()]) -> usize {
+    let tiles = |i: usize| {
+        let [em, en] = TILES[i].edges();
+        m.div_ceil(em) * n.div_ceil(en) * count
+    };
+    if n > 64 {
+        match SHORT.iter().find(|&&(rows, i)| m <= rows && allowed[i]) {
+            Some(&(32, i)) if tiles(i) < MIN_TILES && allowed[SHORT[1].1] => return SHORT[1].1,
+            Some(&(_, i)) => return i,
+            None => {}
+        }
+    }
+    let by_bands = |b: [u32; 2]| {
+        TILES
+            .iter()
+            .position(|t| t.threads == [16, 16] && t.bands == b)
+            .unwrap()
+    };
     let mut bands = [1 + (m > 64) as u32, 1 + (n > 64) as u32];
-    if bands[0] == 2 && tiles(bands) < MIN_TILES {
+    if bands[0] == 2 && tiles(by_bands(bands)) < MIN_TILES {
         bands[0] = 1;
     }
-    if bands[1] == 2 && tiles(bands) < MIN_TILES {
+    if bands[1] == 2 && tiles(by_bands(bands)) < MIN_TILES {
         bands[1] = 1;
     }
-    TILES.iter().position(|&t| t == bands).unwrap()
+    let i = by_bands(bands);
+    if allowed[i] {
+        i
+    } else {
+        0
+    }
 }
 
 /// How one operand's slice is spread over the 256 threads: `fetches` vec4s per thread,
-/// fetch `i` at outer index `outer(i)` and K offset `k(i)` within the slice.
+/// fetch `i` at outer index `outer(i)` and K offset `k(i)` within the slice. A slice of
+/// fewer than 256 vec4s (a short tile's rows) is fetched by its first `lanes` threads; the
+/// others load the same addresses (`t % lanes`, so in bounds and cached) and store nothing.
 struct Spread {
     order: Contiguous,
     /// vec4s per row of the slice in workgroup memory (edge / 4)
     quads: u32,
     fetches: u32,
+    lanes: u32,
+    /// the thread's index among the lanes
+    t: String,
 }
 
 impl Spread {
     fn new(order: Contiguous, edge: u32) -> Spread {
+        let vec4s = edge * DEPTH as u32 / 4;
+        let lanes = vec4s.min(256);
         Spread {
             order,
             quads: edge / 4,
-            fetches: edge * DEPTH as u32 / 1024,
+            fetches: vec4s / lanes,
+            lanes,
+            t: if lanes == 256 {
+                "t".into()
+            } else {
+                format!("(t % {lanes}u)")
+            },
         }
     }
     /// Threads that share one outer index (K order) or one K offset (outer order) step
     /// the other index; fetch i adds a whole block of 256 threads.
     fn outer(&self, i: u32) -> String {
+        let t = &self.t;
         match self.order {
-            Contiguous::Outer => format!("(t % {}u) * 4u", self.quads),
-            Contiguous::K => format!("t / {}u + {}u", DEPTH / 4, i * 256 / (DEPTH as u32 / 4)),
+            Contiguous::Outer => format!("({t} % {}u) * 4u", self.quads),
+            Contiguous::K => format!("{t} / {}u + {}u", DEPTH / 4, i * 256 / (DEPTH as u32 / 4)),
         }
     }
     fn k(&self, i: u32) -> String {
+        let t = &self.t;
         match self.order {
-            Contiguous::Outer => format!("t / {q}u + {}u", i * 256 / self.quads, q = self.quads),
-            Contiguous::K => format!("(t % {}u) * 4u", DEPTH / 4),
+            Contiguous::Outer => format!("{t} / {q}u + {}u", i * 256 / self.quads, q = self.quads),
+            Contiguous::K => format!("({t} % {}u) * 4u", DEPTH / 4),
         }
     }
     /// Statements that store fetch i's vec4 `reg` into `tile`.
     fn put(&self, tile: &str, reg: &str, i: u32) -> String {
-        let q = self.quads;
-        match self.order {
+        let (q, t) = (self.quads, &self.t);
+        let mut put = match self.order {
             Contiguous::Outer => {
                 format!(
-                    "        {tile}[({}) * {q}u + t % {q}u] = {reg};\n",
+                    "        {tile}[({}) * {q}u + {t} % {q}u] = {reg};\n",
                     self.k(i)
                 )
             }
@@ -158,7 +253,11 @@ impl Spread {
                 }
                 put
             }
+        };
+        if self.lanes < 256 {
+            put = format!("        if (t < {}u) {{\n{put}        }}\n", self.lanes);
         }
+        put
     }
 }
 
@@ -178,8 +277,9 @@ fn distinct(values: impl Iterator<Item = String>) -> (Vec<String>, Vec<usize>) {
 
 /// The WGSL of one entry point (workgroup arrays included, named after the entry).
 pub fn entry_source(e: &GemmEntry) -> String {
-    let [bm, bn] = e.bands;
-    let [edge_m, edge_n] = e.tile().map(|v| v as u32);
+    let [bm, bn] = e.tile.bands;
+    let [ty, tx] = e.tile.threads;
+    let [edge_m, edge_n] = e.edges().map(|v| v as u32);
     let (sa, sb) = (format!("{}_a", e.name), format!("{}_b", e.name));
     let spread = [
         Spread::new(e.a.order, edge_m),
@@ -194,12 +294,12 @@ pub fn entry_source(e: &GemmEntry) -> String {
     );
     let _ = writeln!(
         s,
-        "@compute @workgroup_size(16, 16)\nfn {}(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {{",
+        "@compute @workgroup_size({tx}, {ty})\nfn {}(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {{",
         e.name
     );
     let _ = writeln!(
         s,
-        "    let z = wid.z;\n    if (gemm_skip(z, wid)) {{\n        return;\n    }}\n    let kr = gemm_k_range(z);\n    let row0 = wid.y * {edge_m}u;\n    let col0 = wid.x * {edge_n}u;\n    let t = lid.y * 16u + lid.x;"
+        "    let z = wid.z;\n    if (gemm_skip(z, wid)) {{\n        return;\n    }}\n    let kr = gemm_k_range(z);\n    let row0 = wid.y * {edge_m}u;\n    let col0 = wid.x * {edge_n}u;\n    let t = lid.y * {tx}u + lid.x;"
     );
     // Per operand (a, b): a set-up s{x}{j} per distinct outer index and a K position
     // p{x}{j} per distinct K offset among its fetches (fetches share one or the other),
@@ -263,14 +363,14 @@ pub fn entry_source(e: &GemmEntry) -> String {
             let _ = writeln!(
                 s,
                 "            let a{band} = {sa}[{}u + lid.y];",
-                kk * qa + band * 16
+                kk * qa + band * ty
             );
         }
         for h in 0..bn {
             let _ = writeln!(
                 s,
                 "            let b{h} = {sb}[{}u + lid.x];",
-                kk * qb + h * 16
+                kk * qb + h * tx
             );
         }
         for band in 0..bm {
@@ -289,13 +389,13 @@ pub fn entry_source(e: &GemmEntry) -> String {
     let _ = writeln!(s, "        workgroupBarrier();\n    }}");
     for band in 0..bm {
         for r in 0..4 {
-            let row = format!("row0 + {}u + lid.y * 4u + {r}u", band * 64);
+            let row = format!("row0 + {}u + lid.y * 4u + {r}u", band * 4 * ty);
             for h in 0..bn {
                 let _ = writeln!(
                     s,
                     "    {}(z, {row}, col0 + {}u + lid.x * 4u, c{}_{h});",
                     e.store,
-                    h * 64,
+                    h * 4 * tx,
                     band * 4 + r
                 );
             }
@@ -322,10 +422,10 @@ mod tests {
     use super::*;
 
     /// The source of an entry `g` with loads `la`/`lb`, positions `ka`/`kb`, store `st`.
-    fn source_of(bands: Bands, a: Contiguous, b: Contiguous) -> String {
+    fn source_of(tile: Tile, a: Contiguous, b: Contiguous) -> String {
         entry_source(&GemmEntry {
             name: "g",
-            bands,
+            tile,
             a: Operand {
                 order: a,
                 load: "la",
@@ -340,9 +440,13 @@ mod tests {
         })
     }
 
+    fn with_edges(edges: [usize; 2]) -> Tile {
+        *TILES.iter().find(|t| t.edges() == edges).unwrap()
+    }
+
     #[test]
     fn the_big_tile_is_unrolled_into_named_accumulators() {
-        let src = source_of([2, 2], Contiguous::K, Contiguous::Outer);
+        let src = source_of(with_edges([128, 128]), Contiguous::K, Contiguous::Outer);
         // 8 rows × 2 column bands of vec4 accumulators, no loop inside the K slice, and
         // 8 × 8 outputs stored per thread as 16 vec4s.
         assert_eq!(src.matches("var c").count(), 16);
@@ -362,8 +466,12 @@ mod tests {
         assert_eq!(inside.matches("kb_next(z, ").count(), 2);
         assert_eq!(src.matches("= la(z, ").count(), 4);
         assert_eq!(src.matches("= lb(z, ").count(), 4);
-        // A 128×128 tile: 128 rows and columns per workgroup, 128 × 16 values per slice.
+        // A 128×128 tile: 128 rows and columns per workgroup, 128 × 16 values per slice,
+        // bands 64 apart; every thread stores its share of the slices.
+        assert!(src.contains("@workgroup_size(16, 16)") && src.contains("lid.y * 16u + lid.x"));
         assert!(src.contains("wid.y * 128u") && src.contains("wid.x * 128u"));
+        assert!(src.contains("row0 + 64u + lid.y * 4u") && src.contains("col0 + 64u + lid.x"));
+        assert!(!src.contains("if (t <"));
         assert!(
             src.contains("g_a: array<vec4<f32>, 512>")
                 && src.contains("g_b: array<vec4<f32>, 512>")
@@ -372,7 +480,7 @@ mod tests {
 
     #[test]
     fn a_64_by_128_tile_fetches_one_vec4_of_a_and_two_of_b() {
-        let src = source_of([1, 2], Contiguous::K, Contiguous::K);
+        let src = source_of(with_edges([64, 128]), Contiguous::K, Contiguous::K);
         assert_eq!(src.matches("var c").count(), 8);
         assert_eq!(src.matches(" += a").count(), 8 * DEPTH);
         assert_eq!(src.matches("= la(z, ").count(), 2);
@@ -384,14 +492,69 @@ mod tests {
     }
 
     #[test]
+    fn a_short_tile_lays_its_threads_along_the_columns() {
+        let src = source_of(with_edges([16, 256]), Contiguous::K, Contiguous::Outer);
+        // 4 × 64 threads, each 4 × 4 outputs; A's slice (16 × 16 values) is 64 vec4s, which
+        // the first 64 threads store (one guarded put), B's four vec4s per thread.
+        assert!(src.contains("@workgroup_size(64, 4)") && src.contains("lid.y * 64u + lid.x"));
+        assert!(src.contains("wid.y * 16u") && src.contains("wid.x * 256u"));
+        assert_eq!(src.matches("var c").count(), 4);
+        assert_eq!(src.matches(" += a").count(), 4 * DEPTH);
+        assert_eq!(src.matches("if (t < 64u)").count(), 1);
+        assert!(src.contains("la_at(z, row0 + (t % 64u) / 4u + 0u)"));
+        assert_eq!(src.matches("= la(z, ").count(), 2);
+        assert_eq!(src.matches("= lb(z, ").count(), 8);
+        assert!(src.contains("g_a[60u + lid.y]") && src.contains("g_b[960u + lid.x]"));
+        assert!(
+            src.contains("g_a: array<vec4<f32>, 64>")
+                && src.contains("g_b: array<vec4<f32>, 1024>")
+        );
+    }
+
+    const ALL: [bool; TILES.len()] = [true; TILES.len()];
+
+    fn chosen(m: usize, n: usize, count: usize) -> [usize; 2] {
+        TILES[tile_among(m, n, count, &ALL)].edges()
+    }
+
+    #[test]
     fn small_dimensions_and_few_tiles_take_smaller_tiles() {
-        assert_eq!(TILES[tile_for(64, 100_000, 1)], [1, 2]);
-        assert_eq!(TILES[tile_for(128, 100_000, 1)], [2, 2]);
-        assert_eq!(TILES[tile_for(100_000, 64, 1)], [2, 1]);
-        assert_eq!(TILES[tile_for(64, 64, 1000)], [1, 1]);
+        assert_eq!(chosen(64, 100_000, 1), [64, 128]);
+        assert_eq!(chosen(128, 100_000, 1), [128, 128]);
+        assert_eq!(chosen(100_000, 64, 1), [128, 64]);
+        assert_eq!(chosen(64, 64, 1000), [64, 64]);
         // 256 × 256 is 4 big tiles: too few, so the rows drop to 64, then the columns.
-        assert_eq!(TILES[tile_for(256, 256, 1)], [1, 1]);
-        assert_eq!(TILES[tile_for(256, 256, 32)], [2, 2]);
-        assert_eq!(TILES[tile_for(256, 2048, 1)], [1, 2]);
+        assert_eq!(chosen(256, 256, 1), [64, 64]);
+        assert_eq!(chosen(256, 256, 32), [128, 128]);
+        assert_eq!(chosen(256, 2048, 1), [64, 128]);
+    }
+
+    #[test]
+    fn few_rows_take_the_shortest_tile_that_holds_them() {
+        assert_eq!(chosen(6, 50_176, 1), [8, 512]);
+        assert_eq!(chosen(16, 150, 100), [16, 256]);
+        assert_eq!(chosen(32, 100_000, 1), [32, 256]);
+        // Eight 32×256 tiles are too few: twice as many 16-row ones run smaller.
+        assert_eq!(chosen(32, 2000, 1), [16, 256]);
+        // Narrow matrices keep the square tile.
+        assert_eq!(chosen(3, 50, 1), [64, 64]);
+    }
+
+    #[test]
+    fn fovea_tiles_restricts_the_choice() {
+        let classic = allowed_tiles(Some("64x128, 128x64,128x128"));
+        assert_eq!(classic.iter().filter(|&&a| a).count(), 4, "64x64 always");
+        assert_eq!(TILES[tile_among(6, 50_176, 1, &classic)].edges(), [64, 128]);
+        assert_eq!(
+            TILES[tile_among(64, 100_000, 1, &classic)].edges(),
+            [64, 128]
+        );
+        let square = allowed_tiles(Some("128x128"));
+        assert_eq!(
+            TILES[tile_among(128, 100_000, 1, &square)].edges(),
+            [128, 128]
+        );
+        assert_eq!(TILES[tile_among(64, 100_000, 1, &square)].edges(), [64, 64]);
+        assert_eq!(allowed_tiles(None), ALL);
     }
 }

@@ -32,7 +32,7 @@ pub fn gram(ctx: &Ctx, f: &Storage, n: usize, c: usize, hw: usize) -> Result<Sto
         return crate::elementwise::fill(ctx, out_len, 0.0);
     }
     let entry = &GRAM_ENTRIES[(c >= MIN_BIG_CHANNELS) as usize];
-    let tiles = c.div_ceil(entry.tile()[0]);
+    let tiles = c.div_ceil(entry.edges()[0]);
     let upper = tiles * (tiles + 1) / 2 * n;
     let max_z = ctx.limits.max_compute_workgroups_per_dimension as usize;
     let splits = if upper >= TARGET_WORKGROUPS {

@@ -21,13 +21,26 @@ struct Params {
 /// Values of a long axis one workgroup of `reduce_rows` sums (32 per thread).
 const CHUNK: usize = 8192;
 
+/// Threads `reduce_cols` aims for: fewer outputs than this split their axis into chunks
+/// (of at least `MIN_COL_CHUNK` values), so that enough loads are in flight.
+const COL_THREADS: usize = 32768;
+const MIN_COL_CHUNK: usize = 16;
+
 pub fn reduce(ctx: &Ctx, x: &Storage, rp: &ReduceParams, op: ReduceOp) -> Result<Storage> {
     let outputs = rp.outer * rp.inner;
     // Few outputs over a long axis: a workgroup per output and chunk keeps the GPU busy
-    // (then a second pass over the chunks' results); otherwise a thread per output reads
-    // coalesced along `inner`.
+    // (then a second pass over the chunks' results); otherwise a thread per output and
+    // chunk reads coalesced along `inner`.
     let rows = outputs < 4096 && rp.len >= 256;
-    let chunks = if rows { rp.len.div_ceil(CHUNK) } else { 1 };
+    let chunk = if rows {
+        rp.len.min(CHUNK)
+    } else {
+        let chunks = COL_THREADS
+            .div_ceil(outputs.max(1))
+            .min(rp.len / MIN_COL_CHUNK);
+        rp.len.div_ceil(chunks.max(1)).max(1)
+    };
+    let chunks = rp.len.div_ceil(chunk).max(1);
     let y = ctx.alloc(outputs * chunks)?;
     let p = Params {
         outer: rp.outer as u32,
@@ -37,7 +50,7 @@ pub fn reduce(ctx: &Ctx, x: &Storage, rp: &ReduceParams, op: ReduceOp) -> Result
             ReduceOp::Sum => 0,
             ReduceOp::Max => 1,
         },
-        chunk: rp.len.min(CHUNK) as u32,
+        chunk: chunk as u32,
         chunks: chunks as u32,
     };
     let bindings = [(1, buf(x)), (2, buf(&y))];
@@ -59,7 +72,7 @@ pub fn reduce(ctx: &Ctx, x: &Storage, rp: &ReduceParams, op: ReduceOp) -> Result
             "reduce_cols",
             bytemuck::bytes_of(&p),
             &bindings,
-            ctx.groups_1d(outputs),
+            ctx.groups_1d(outputs * chunks),
         )?;
     }
     if chunks == 1 {

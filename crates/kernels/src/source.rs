@@ -34,49 +34,40 @@ const fn operand(order: Contiguous, load: &'static str, state: &'static str) -> 
 }
 
 /// One entry point per tile shape of `gemm_gen::TILES`, in that order, named
-/// `{prefix}_{rows}{cols}{suffix}` (bands of 64: `conv2d_12_fwd` is a 64×128 tile).
+/// `{prefix}_{rows}x{cols}{suffix}` (`conv2d_64x128_fwd` is a 64×128 tile; a test checks
+/// the names against the tiles).
 macro_rules! per_tile {
     ($prefix:literal, $suffix:literal, $a:expr, $b:expr, $store:literal) => {
-        [
+        per_tile!(@ $prefix, $suffix, $a, $b, $store;
+            0 "64x64", 1 "64x128", 2 "128x64", 3 "128x128", 4 "32x256", 5 "16x256",
+            6 "8x512")
+    };
+    (@ $prefix:literal, $suffix:literal, $a:expr, $b:expr, $store:literal;
+        $($i:literal $edges:literal),*) => {
+        [$(
             GemmEntry {
-                name: concat!($prefix, "_11", $suffix),
-                bands: [1, 1],
+                name: concat!($prefix, "_", $edges, $suffix),
+                tile: gemm_gen::TILES[$i],
                 a: $a,
                 b: $b,
                 store: $store,
-            },
-            GemmEntry {
-                name: concat!($prefix, "_12", $suffix),
-                bands: [1, 2],
-                a: $a,
-                b: $b,
-                store: $store,
-            },
-            GemmEntry {
-                name: concat!($prefix, "_21", $suffix),
-                bands: [2, 1],
-                a: $a,
-                b: $b,
-                store: $store,
-            },
-            GemmEntry {
-                name: concat!($prefix, "_22", $suffix),
-                bands: [2, 2],
-                a: $a,
-                b: $b,
-                store: $store,
-            },
-        ]
+            }
+        ),*]
     };
 }
 
-/// Joins the per-tile rows of a table into one list (mode-major: `[mode · 4 + tile]`).
-const fn flatten<const M: usize, const N: usize>(rows: [[GemmEntry; 4]; M]) -> [GemmEntry; N] {
-    assert!(M * 4 == N);
+/// Tiles per row of an entry table.
+pub const TILE_COUNT: usize = gemm_gen::TILES.len();
+
+/// Joins the per-tile rows of a table into one list (`[row · TILE_COUNT + tile]`).
+const fn flatten<const M: usize, const N: usize>(
+    rows: [[GemmEntry; TILE_COUNT]; M],
+) -> [GemmEntry; N] {
+    assert!(M * TILE_COUNT == N);
     let mut out = [rows[0][0]; N];
     let mut i = 0;
     while i < N {
-        out[i] = rows[i / 4][i % 4];
+        out[i] = rows[i / TILE_COUNT][i % TILE_COUNT];
         i += 1;
     }
     out
@@ -84,11 +75,11 @@ const fn flatten<const M: usize, const N: usize>(rows: [[GemmEntry; 4]; M]) -> [
 
 use Contiguous::{Outer, K};
 
-/// Convolution's entry points, `[mode · 4 + tile]` with modes forward, input gradient (by
+/// Convolution's entry points, `[mode · TILE_COUNT + tile]` with modes forward, input gradient (by
 /// stride phases, padded to the widest), weight gradient, input gradient at stride 1 and
 /// input gradient by phases each over exactly its own taps, each with its operands' memory
 /// order and the shader's functions for that mode.
-pub const CONV2D_ENTRIES: &[GemmEntry] = &flatten::<5, 20>([
+pub const CONV2D_ENTRIES: &[GemmEntry] = &flatten::<5, { 5 * TILE_COUNT }>([
     per_tile!(
         "conv2d",
         "_fwd",
@@ -130,25 +121,25 @@ pub const CONV2D_ENTRIES: &[GemmEntry] = &flatten::<5, 20>([
 /// ones); both operands are rows of F.
 pub const GRAM_ENTRIES: &[GemmEntry] = &[
     GemmEntry {
-        name: "gram_11",
-        bands: [1, 1],
+        name: "gram_64x64",
+        tile: gemm_gen::TILES[0],
         a: operand(K, "rows", "plain"),
         b: operand(K, "rows", "plain"),
         store: "mirrored_store",
     },
     GemmEntry {
-        name: "gram_22",
-        bands: [2, 2],
+        name: "gram_128x128",
+        tile: gemm_gen::TILES[3],
         a: operand(K, "rows", "plain"),
         b: operand(K, "rows", "plain"),
         store: "mirrored_store",
     },
 ];
 
-/// Matmul's entry points, `[layout · 4 + tile]` with layouts nn, nt, tn, tt (A's and B's
+/// Matmul's entry points, `[layout · TILE_COUNT + tile]` with layouts nn, nt, tn, tt (A's and B's
 /// transpose flags), then the same four with vec4 loads and stores (`_v`, for m, n and k
 /// that are multiples of 4).
-pub const MATMUL_ENTRIES: &[GemmEntry] = &flatten::<8, 32>([
+pub const MATMUL_ENTRIES: &[GemmEntry] = &flatten::<8, { 8 * TILE_COUNT }>([
     per_tile!(
         "matmul",
         "_nn",
@@ -251,7 +242,27 @@ shaders! {
 
 #[cfg(test)]
 mod tests {
-    use super::ALL;
+    use super::*;
+
+    /// Entry names carry their tile's edges, which profiles and benchmarks report.
+    #[test]
+    fn entry_names_match_their_tiles() {
+        for e in CONV2D_ENTRIES
+            .iter()
+            .chain(MATMUL_ENTRIES)
+            .chain(GRAM_ENTRIES)
+        {
+            let [r, c] = e.edges();
+            assert!(
+                e.name.contains(&format!("_{r}x{c}")),
+                "{} is {r}x{c}",
+                e.name
+            );
+        }
+        for (i, e) in CONV2D_ENTRIES.iter().enumerate() {
+            assert_eq!(e.tile, gemm_gen::TILES[i % TILE_COUNT], "{}", e.name);
+        }
+    }
 
     /// Every shader parses and validates with naga: no GPU needed.
     #[test]
