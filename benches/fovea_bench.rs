@@ -265,6 +265,41 @@ fn main() -> Result<()> {
             flop: f64::NAN,
         });
     }
+    if wanted("latency") {
+        // One one-element op, then a sync: the fixed cost each timed row above pays once
+        // (and a training step at each read-back), next to PyTorch's launch-and-synchronize.
+        let one = Tensor::ones(&[1], &dev);
+        let timed = time(&dev, &o, || {
+            one.add_scalar(1.0);
+            Ok(())
+        })?;
+        rows.push(Row {
+            name: "latency: one-element op + sync".into(),
+            timed,
+            flop: f64::NAN,
+        });
+        // Its two halves, medians of 200: recording the op, and the sync (submit and wait).
+        let (mut record, mut wait) = (Vec::new(), Vec::new());
+        for _ in 0..200 {
+            let t = Instant::now();
+            one.add_scalar(1.0);
+            record.push(t.elapsed().as_secs_f64() * 1e3);
+            let t = Instant::now();
+            dev.sync()?;
+            wait.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        for (what, mut ms) in [("recording it", record), ("syncing it", wait)] {
+            ms.sort_by(f64::total_cmp);
+            rows.push(Row {
+                name: format!("latency: {what}"),
+                timed: Timed {
+                    ms: ms[ms.len() / 2],
+                    kernels: Vec::new(),
+                },
+                flop: f64::NAN,
+            });
+        }
+    }
     if wanted("lenet") {
         // One LeNet-5 training step at batch 256 (forward, cross-entropy, backward, Adam):
         // small enough that launches and submissions, not kernels, set its time.

@@ -71,6 +71,8 @@ def tiny():
         y = y + 1.0
 ms = timed(tiny)
 rows.append({"name": "dispatch: 1000 one-element ops (ms = us per op)", "ms": ms, "tflops": None})
+ms = timed(lambda: x + 1.0)
+rows.append({"name": "latency: one-element op + sync", "ms": ms, "tflops": None})
 
 # One LeNet-5 training step at batch 256 (fovea's modern LeNet: the same layers and Adam).
 lenet = torch.nn.Sequential(

@@ -6,12 +6,14 @@
 //! each with and without wgpu's runtime checks (bounds checks, loop bounding), and checks
 //! sampled outputs against the CPU. A variant uses matmul.wgsl's bindings (uniform
 //! `m n k a_stride b_stride batch_offset`, then `a`, `b`, `c`) and may name its entry point
-//! and tile edge on its first line: `// entry: NAME tile: 128` (default `matmul_22_nn`, 128).
+//! and tile edge on its first line: `// entry: NAME tile: 128` (default `matmul_128x128_nn`, 128).
 //! `benches/gemm_lab/variants.py DIR` writes the variants of session 4 (benches/RESULTS.md).
 //! `LAB_ONLY=SUBSTRING` times only the files whose path contains it; `LAB_REPS=N` sets the
 //! dispatches per timed submission (default 10).
 
 use std::time::Instant;
+
+mod lab;
 
 use wgpu::util::DeviceExt;
 
@@ -39,20 +41,8 @@ fn main() {
 }
 
 fn run(dir: &str, n: usize) {
-    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-    desc.backends = wgpu::Backends::PRIMARY;
-    let instance = wgpu::Instance::new(desc);
-    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-        power_preference: wgpu::PowerPreference::HighPerformance,
-        ..Default::default()
-    }))
-    .expect("no adapter");
+    let (adapter, device, queue) = lab::open(wgpu::Features::empty());
     println!("adapter: {:?}", adapter.get_info().name);
-    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-        required_limits: adapter.limits(),
-        ..Default::default()
-    }))
-    .expect("device");
 
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut rand = || {
@@ -112,7 +102,7 @@ fn run(dir: &str, n: usize) {
                 .nth(1)
                 .map(str::to_string)
         };
-        let entry = word("entry:").unwrap_or_else(|| "matmul_22_nn".into());
+        let entry = word("entry:").unwrap_or_else(|| "matmul_128x128_nn".into());
         let tile: u32 = word("tile:").map_or(128, |t| t.parse().unwrap());
         for checked in [true, false] {
             let label = format!(

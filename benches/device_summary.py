@@ -1,0 +1,41 @@
+#!/usr/bin/env python3
+"""One line per bench row from a device run's files: fovea's wall time and TFLOP/s, PyTorch's
+wall time and the ratio, and the three slowest kernels per run (from the profiled pass).
+
+    python3 benches/device_summary.py DIR [KERNELS_JSON ...]
+
+DIR holds fovea.json, and optionally fovea_kernels.json and torch.json (as device_run.sh
+writes them); further fovea-bench JSON files (e.g. a run under FOVEA_TILES) add columns."""
+import json
+import os
+import sys
+
+
+def rows(path):
+    try:
+        with open(path) as f:
+            return {r["name"]: r for r in json.load(f)["rows"]}
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def kernels(r):
+    ks = sorted(r.get("kernels") or [], key=lambda k: -k["ms"])[:3]
+    return " ".join(f"{k['name']}={k['ms']:.3f}" for k in ks)
+
+
+d = sys.argv[1]
+fovea, prof, torch = (rows(os.path.join(d, f)) for f in ("fovea.json", "fovea_kernels.json", "torch.json"))
+extra = [(os.path.basename(p), rows(p)) for p in sys.argv[2:]]
+for name, r in fovea.items():
+    t = torch.get(name)
+    tf = f"{r['tflops']:.1f}" if r.get("tflops") else "-"
+    line = f"{name[:58]:58} {r['ms']:8.3f} {tf:>5}"
+    if t:
+        line += f" | torch {t['ms']:7.3f} x{r['ms'] / t['ms']:.2f}"
+    for label, e in extra:
+        if name in e:
+            line += f" | {label} {e[name]['ms']:.3f} [{kernels(e[name])}]"
+    if name in prof:
+        line += f" | {kernels(prof[name])}"
+    print(line)
