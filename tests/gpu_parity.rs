@@ -9,6 +9,9 @@ mod common;
 
 use common::{distinct, rel_err, run_seed, Rng};
 use fovea::ops::{BatchNormOptions, Conv2dOptions, ConvTranspose2dOptions, Pool2dOptions};
+use std::sync::Arc;
+
+use fovea::kernels::{OpenOptions, WgpuBackend};
 use fovea::{Device, Result, Tensor};
 
 /// Runs `f` on CPU and GPU copies of `inputs` (all requiring grad) and compares the
@@ -244,19 +247,22 @@ fn matmul_and_linear() {
         ],
         &|t| t[0].matmul(&t[1]),
     );
-    // Few rows: 8×512, 16×256 and 32×256 tiles (the gradients run the transposed
-    // layouts, with few columns), and the vec4 loads of a short tile.
-    for (what, m, n) in [
-        ("8-row tiles", r.range(1, 9), 600),
-        ("16-row tiles", r.range(9, 17), 600),
-        ("32-row tiles", r.range(17, 33), 600),
-        ("16-row tiles aligned", 12, 520),
+    // Few rows: 8×512 (256 of them), 16×256 and 32×256 tiles (the gradients run the
+    // transposed layouts, with few columns), and the vec4 loads of a short tile.
+    for (what, batch, m, n) in [
+        ("8-row tiles", 128, r.range(1, 9), 600),
+        ("16-row tiles", 32, r.range(1, 17), 600),
+        ("32-row tiles", 32, r.range(17, 33), 600),
+        ("16-row tiles aligned", 32, 12, 520),
     ] {
         let k = if m == 12 { 36 } else { sk };
         parity(
             &gpu,
             &format!("matmul {what}"),
-            &[randn(&[32, m, k], r.next()), randn(&[32, k, n], r.next())],
+            &[
+                randn(&[batch, m, k], r.next()),
+                randn(&[batch, k, n], r.next()),
+            ],
             &|t| t[0].matmul(&t[1]),
         );
     }
@@ -399,10 +405,13 @@ fn convolutions() {
             pad1,
         ),
         // At most 64 channels over 8,000-odd pixels (60 outputs, 5 inputs: the input
-        // gradient's 5 rows take 8×512 tiles).
+        // gradient's 5 rows take 16×256 tiles).
         ("64×128 tiles", [2, 5, 64, 66], [60, 5, 3, 3], pad1),
-        // 24 channels over 16,000 pixels: 32×256 tiles, the input gradient in 8×512 ones.
+        // 24 channels over 16,000 pixels: 32×256 tiles, the input gradient in 16×256 ones.
         ("32×256 tiles", [1, 3, 128, 130], [24, 3, 3, 3], pad1),
+        // 3 and 4 channels over 131,072 pixels: 8×512 tiles (256 of them), forward and
+        // input gradient.
+        ("8×512 tiles", [2, 3, 256, 256], [4, 3, 3, 3], pad1),
         // 9 to 16 channels each way: 16×256 tiles, forward and both gradients (the
         // weight gradient's 108 columns in one tile, split along K).
         ("16×256 tiles", [2, 12, 20, 21], [13, 12, 3, 3], pad1),
@@ -617,4 +626,62 @@ fn running_statistics_and_pool_reach_a_steady_state() {
     // end of each step is its only submission.
     let per_step = (later.submissions - after_warmup.submissions) as f64 / 37.0;
     assert!(per_step <= 1.0, "{per_step} submissions per training step");
+}
+
+/// Adapters without immediates take each dispatch's parameters from a uniform buffer
+/// instead: the same kernels agree with the CPU that way too (the GEMM shaders in all three
+/// convolution modes, a two-pass reduction, pooling, softmax and elementwise ops).
+#[test]
+fn parameters_through_a_uniform_buffer() {
+    let Some(default) = common::gpu("parameters_through_a_uniform_buffer") else {
+        return;
+    };
+    let filter = std::env::var("FOVEA_ADAPTER").ok();
+    let options = OpenOptions {
+        immediates: false,
+        ..Default::default()
+    };
+    let backend = WgpuBackend::open_with_options(filter.as_deref(), options)
+        .unwrap_or_else(|e| panic!("{} without immediates: {e}", default.name()));
+    assert!(!backend.ctx().immediates());
+    let gpu = Device::from_backend(Arc::new(backend));
+    let mut r = Rng(run_seed("parameters_through_a_uniform_buffer"));
+    let opts = Conv2dOptions {
+        stride: [2, 1],
+        padding: [1, 1],
+        ..Default::default()
+    };
+    parity(
+        &gpu,
+        "conv2d",
+        &[
+            randn(&[2, 5, 11, 12], r.next()),
+            randn(&[7, 5, 3, 3], r.next()),
+            randn(&[7], r.next()),
+        ],
+        &|t| t[0].conv2d(&t[1], Some(&t[2]), opts),
+    );
+    parity(
+        &gpu,
+        "matmul",
+        &[randn(&[3, 20, 9], r.next()), randn(&[3, 9, 70], r.next())],
+        &|t| t[0].matmul(&t[1]),
+    );
+    parity(
+        &gpu,
+        "sum over chunks",
+        &[randn(&[2, 9000], r.next())],
+        &|t| t[0].sum_dims(&[1], false),
+    );
+    let pool = Pool2dOptions {
+        kernel: [2, 2],
+        stride: [2, 2],
+        ..Default::default()
+    };
+    parity(
+        &gpu,
+        "max_pool2d, softmax",
+        &[randn(&[2, 3, 8, 9], r.next())],
+        &|t| Ok(t[0].max_pool2d(pool)?.softmax(1)?.mul_scalar(3.0).exp()),
+    );
 }

@@ -24,6 +24,10 @@ const SUBMIT_EVERY: usize = 32;
 /// ask for more). Every shader's `Params` fits.
 const UNIFORM_SLOT: usize = 256;
 
+/// Immediate bytes a context needs to pass every shader's `Params` as immediates (the
+/// largest, conv2d's, takes 108); Vulkan guarantees 128.
+pub(crate) const IMMEDIATE_BYTES: u32 = 128;
+
 /// How long a wait for the GPU polls before it blocks. A blocked thread wakes some tens of
 /// microseconds after the GPU finishes, which a short step feels at every read-back; a
 /// software adapter never polls (it needs the host's cores itself).
@@ -36,7 +40,7 @@ struct Pending {
     encoder: Option<wgpu::CommandEncoder>,
     dispatches: usize,
     /// The uniforms of the recorded dispatches, one slot each, written to the arena
-    /// buffer just before the encoder is submitted.
+    /// buffer just before the encoder is submitted (without immediates).
     uniforms: Vec<u8>,
 }
 
@@ -50,9 +54,13 @@ pub struct Ctx {
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<(&'static str, &'static str), wgpu::ComputePipeline>>,
     pending: Mutex<Pending>,
-    /// Every dispatch's parameters live in one slot of this buffer (instead of a buffer
-    /// created per dispatch); a queue write fills it before each submission, which wgpu
-    /// orders after the previous submission's reads.
+    /// Whether dispatches take their parameters as immediates (push constants). Else
+    /// every dispatch's parameters live in one slot of the arena buffer (instead of a
+    /// buffer created per dispatch); a queue write fills it before each submission, which
+    /// wgpu orders after the previous submission's reads. Immediates save that write, its
+    /// staging copy and a binding: 10–15 µs of each sync's round trip on an H100
+    /// (benches/RESULTS.md, session 5).
+    immediates: bool,
     arena: wgpu::Buffer,
     slot: usize,
     pool: Arc<Pool>,
@@ -75,7 +83,8 @@ pub(crate) fn buf(s: &Storage) -> &wgpu::Buffer {
 
 impl Ctx {
     /// A context on `device`; `profile` times every dispatch (the device must have been
-    /// created with `TIMESTAMP_QUERY`).
+    /// created with `TIMESTAMP_QUERY`). Parameters go as immediates when the device was
+    /// created with `IMMEDIATES` and at least [`IMMEDIATE_BYTES`] of them.
     pub(crate) fn new(
         adapter: &wgpu::Adapter,
         device: wgpu::Device,
@@ -101,8 +110,11 @@ impl Ctx {
             mapped_at_creation: false,
         });
         let profiler = profile.then(|| Profiler::new(&device, &queue, SUBMIT_EVERY as u32));
+        let immediates = device.features().contains(wgpu::Features::IMMEDIATES)
+            && limits.max_immediate_size >= IMMEDIATE_BYTES;
         Ctx {
             profiler,
+            immediates,
             limits,
             info: adapter.get_info(),
             device,
@@ -135,6 +147,12 @@ impl Ctx {
     /// Whether the adapter is a software rasteriser running on the host's cores.
     pub fn software(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Whether dispatches pass their parameters as immediates (else through a uniform
+    /// buffer).
+    pub fn immediates(&self) -> bool {
+        self.immediates
     }
 
     /// Command buffers submitted so far.
@@ -175,7 +193,7 @@ impl Ctx {
                 self.device
                     .create_shader_module(wgpu::ShaderModuleDescriptor {
                         label: Some(shader.name),
-                        source: wgpu::ShaderSource::Wgsl(shader.source()),
+                        source: wgpu::ShaderSource::Wgsl(shader.source_for(self.immediates)),
                     })
             })
             .clone();
@@ -210,27 +228,34 @@ impl Ctx {
         if groups.iter().any(|&g| g > max) {
             return Err(Error::Backend(format!("dispatch {groups:?} of {}::{entry} exceeds the adapter's {max} workgroups per dimension", shader.name)));
         }
-        if params.len() > self.slot {
+        let room = if self.immediates {
+            IMMEDIATE_BYTES as usize
+        } else {
+            self.slot
+        };
+        if params.len() > room {
             return Err(Error::Backend(format!(
-                "{}::{entry} parameters take {} bytes, more than a uniform slot ({})",
+                "{}::{entry} parameters take {} bytes, more than the {room} a dispatch has",
                 shader.name,
                 params.len(),
-                self.slot
             )));
         }
         let pipeline = self.pipeline(shader, entry);
         let mut pending = lock(&self.pending);
-        let offset = pending.uniforms.len();
-        pending.uniforms.extend_from_slice(params);
-        pending.uniforms.resize(offset + self.slot, 0);
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &self.arena,
-                offset: offset as u64,
-                size: wgpu::BufferSize::new(params.len().next_multiple_of(16).max(16) as u64),
-            }),
-        }];
+        let mut entries = Vec::with_capacity(buffers.len() + 1);
+        if !self.immediates {
+            let offset = pending.uniforms.len();
+            pending.uniforms.extend_from_slice(params);
+            pending.uniforms.resize(offset + self.slot, 0);
+            entries.push(wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &self.arena,
+                    offset: offset as u64,
+                    size: wgpu::BufferSize::new(params.len().next_multiple_of(16).max(16) as u64),
+                }),
+            });
+        }
         entries.extend(buffers.iter().map(|(b, buffer)| wgpu::BindGroupEntry {
             binding: *b,
             resource: buffer.as_entire_binding(),
@@ -249,6 +274,9 @@ impl Ctx {
                     });
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
+            if self.immediates {
+                pass.set_immediates(0, params);
+            }
             pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
         }
         self.count_recording(&mut pending);

@@ -37,6 +37,26 @@ use fovea_core::{Device, Error, Result};
 pub use context::Ctx;
 pub use pool::PoolStats;
 
+/// How [`WgpuBackend::open_with_options`] opens an adapter.
+#[derive(Clone, Copy, Debug)]
+pub struct OpenOptions {
+    /// Time every dispatch on the GPU (see [`WgpuBackend::open_with`]).
+    pub profile: bool,
+    /// Pass each dispatch's parameters as immediates (push constants) where the adapter
+    /// has them, which shortens every submission; off, they go through a uniform buffer,
+    /// as on adapters without immediates. On by default.
+    pub immediates: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> OpenOptions {
+        OpenOptions {
+            profile: false,
+            immediates: true,
+        }
+    }
+}
+
 /// The wgpu backend on one adapter.
 pub struct WgpuBackend {
     ctx: Ctx,
@@ -57,6 +77,18 @@ impl WgpuBackend {
     /// `take_kernel_times` reports the sums per kernel (each submission then waits for the
     /// GPU). `Err` when the adapter cannot write timestamps.
     pub fn open_with(filter: Option<&str>, profile: bool) -> Result<WgpuBackend> {
+        WgpuBackend::open_with_options(
+            filter,
+            OpenOptions {
+                profile,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// Like [`WgpuBackend::open`], with every choice spelled out.
+    pub fn open_with_options(filter: Option<&str>, options: OpenOptions) -> Result<WgpuBackend> {
+        let profile = options.profile;
         // Vulkan/Metal/DX12 first; GL only where none of those exists (even creating a GL
         // instance probes EGL and prints warnings on headless machines).
         let enumerate = |backends: wgpu::Backends| {
@@ -104,14 +136,20 @@ impl WgpuBackend {
                 "kernel timing needs timestamp queries, which {name} does not offer; unset FOVEA_PROFILE"
             )));
         }
+        let mut features = wgpu::Features::empty();
+        if profile {
+            features |= timestamps;
+        }
+        if options.immediates
+            && adapter.features().contains(wgpu::Features::IMMEDIATES)
+            && adapter.limits().max_immediate_size >= context::IMMEDIATE_BYTES
+        {
+            features |= wgpu::Features::IMMEDIATES;
+        }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("fovea"),
             required_limits: adapter.limits(),
-            required_features: if profile {
-                timestamps
-            } else {
-                wgpu::Features::empty()
-            },
+            required_features: features,
             ..Default::default()
         }))
         .map_err(|e| Error::Backend(format!("cannot open {name}: {e}")))?;

@@ -18,6 +18,12 @@ pub struct Shader {
     pub gemm: &'static [GemmEntry],
 }
 
+/// How every shader declares its parameters, as written in the files: a uniform buffer at
+/// binding 0 (the form any adapter runs).
+const UNIFORM_PARAMS: &str = "@group(0) @binding(0) var<uniform> p:";
+/// The same parameters as immediates (push constants), for adapters that have them.
+const IMMEDIATE_PARAMS: &str = "var<immediate> p:";
+
 impl Shader {
     /// The complete WGSL: the file, then any generated entry points.
     pub fn source(&self) -> Cow<'static, str> {
@@ -25,6 +31,16 @@ impl Shader {
             Cow::Borrowed(self.file)
         } else {
             Cow::Owned(format!("{}\n{}", self.file, gemm_gen::source(self.gemm)))
+        }
+    }
+
+    /// The complete WGSL with its parameters as immediates, or as the file has them.
+    pub fn source_for(&self, immediates: bool) -> Cow<'static, str> {
+        let source = self.source();
+        if immediates {
+            Cow::Owned(source.replacen(UNIFORM_PARAMS, IMMEDIATE_PARAMS, 1))
+        } else {
+            source
         }
     }
 }
@@ -293,15 +309,32 @@ mod tests {
             );
         }
         for s in ALL {
-            let source = s.source();
-            let module = naga::front::wgsl::parse_str(&source)
+            // Both forms of the parameters: a uniform buffer, and immediates of at most
+            // IMMEDIATE_BYTES.
+            assert_eq!(
+                s.file.matches(UNIFORM_PARAMS).count(),
+                1,
+                "{}.wgsl declares its parameters as `{UNIFORM_PARAMS} Params;`",
+                s.name
+            );
+            for immediates in [false, true] {
+                let source = s.source_for(immediates);
+                let module = naga::front::wgsl::parse_str(&source)
+                    .unwrap_or_else(|e| panic!("{}.wgsl: {}", s.name, e.emit_to_string(&source)));
+                naga::valid::Validator::new(
+                    naga::valid::ValidationFlags::all(),
+                    naga::valid::Capabilities::IMMEDIATES,
+                )
+                .validate(&module)
                 .unwrap_or_else(|e| panic!("{}.wgsl: {}", s.name, e.emit_to_string(&source)));
-            naga::valid::Validator::new(
-                naga::valid::ValidationFlags::all(),
-                naga::valid::Capabilities::empty(),
-            )
-            .validate(&module)
-            .unwrap_or_else(|e| panic!("{}.wgsl: {}", s.name, e.emit_to_string(&source)));
+                let size = naga::valid::ImmediateSlots::size_for_module(&module);
+                assert_eq!(size == 0, !immediates, "{}.wgsl", s.name);
+                assert!(
+                    size <= crate::context::IMMEDIATE_BYTES,
+                    "{}.wgsl takes {size} immediate bytes",
+                    s.name
+                );
+            }
         }
     }
 }
