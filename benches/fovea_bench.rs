@@ -126,8 +126,13 @@ fn main() -> Result<()> {
     let o = parse()?;
     let dev = Device::by_name(&o.device)?;
     let mut rows = Vec::new();
-    // `--only gram` runs just the rows whose name contains "gram".
-    let wanted = |name: &str| o.only.as_ref().is_none_or(|s| name.contains(s.as_str()));
+    // `--only gram` runs just the rows whose name contains "gram"; `--only 'gram|lenet'`
+    // those that contain either.
+    let wanted = |name: &str| {
+        o.only
+            .as_ref()
+            .is_none_or(|s| s.split('|').any(|part| name.contains(part)))
+    };
     // (N, Cin, H, W, Cout, k, stride, pad, groups) from the issue.
     let convs = [
         (8, 64, 224, 224, 64, 3, 1, 1, 1),

@@ -128,10 +128,16 @@ const SHORT: [(usize, usize); 3] = [(8, 6), (16, 5), (32, 4)];
 /// smaller one: below it, the smaller tile keeps more of the GPU busy.
 const MIN_TILES: usize = 64;
 
+/// Fewest 8×512 tiles for which they beat 16×256 ones: the LeNet C3 input gradient (6 rows,
+/// 98 tiles of 8×512) ran 10% faster in twice as many 16×256 tiles on an H100, a GPU that
+/// few workgroups leave idle (benches/RESULTS.md, session 5).
+const MIN_WIDEST_TILES: usize = 256;
+
 /// The tile for `count` output matrices of `m × n`, as an index into [`TILES`]:
 /// - few rows (at most 32) and more than 64 columns: the shortest tile that holds them all
 ///   (a 32-row tile only while the dispatch keeps `MIN_TILES` workgroups: two 16-row
-///   tiles do the same work in twice as many, smaller workgroups);
+///   tiles do the same work in twice as many, smaller workgroups; an 8-row one only while
+///   it keeps `MIN_WIDEST_TILES`);
 /// - otherwise a 128 edge where that side exceeds 64, as long as the dispatch keeps
 ///   `MIN_TILES` workgroups (giving up the row edge first, then the column edge).
 ///
@@ -160,6 +166,9 @@ fn tile_among(m: usize, n: usize, count: usize, allowed: &[bool; TILES.len()]) -
     if n > 64 {
         match SHORT.iter().find(|&&(rows, i)| m <= rows && allowed[i]) {
             Some(&(32, i)) if tiles(i) < MIN_TILES && allowed[SHORT[1].1] => return SHORT[1].1,
+            Some(&(8, i)) if tiles(i) < MIN_WIDEST_TILES && allowed[SHORT[1].1] => {
+                return SHORT[1].1
+            }
             Some(&(_, i)) => return i,
             None => {}
         }
@@ -531,7 +540,9 @@ mod tests {
 
     #[test]
     fn few_rows_take_the_shortest_tile_that_holds_them() {
-        assert_eq!(chosen(6, 50_176, 1), [8, 512]);
+        assert_eq!(chosen(3, 262_144, 1), [8, 512]);
+        // 98 tiles of 8×512 are too few: twice as many of 16×256.
+        assert_eq!(chosen(6, 50_176, 1), [16, 256]);
         assert_eq!(chosen(16, 150, 100), [16, 256]);
         assert_eq!(chosen(32, 100_000, 1), [32, 256]);
         // Eight 32×256 tiles are too few: twice as many 16-row ones run smaller.
@@ -544,7 +555,10 @@ mod tests {
     fn fovea_tiles_restricts_the_choice() {
         let classic = allowed_tiles(Some("64x128, 128x64,128x128"));
         assert_eq!(classic.iter().filter(|&&a| a).count(), 4, "64x64 always");
-        assert_eq!(TILES[tile_among(6, 50_176, 1, &classic)].edges(), [64, 128]);
+        assert_eq!(
+            TILES[tile_among(6, 262_144, 1, &classic)].edges(),
+            [64, 128]
+        );
         assert_eq!(
             TILES[tile_among(64, 100_000, 1, &classic)].edges(),
             [64, 128]
