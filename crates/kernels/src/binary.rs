@@ -10,7 +10,7 @@ use crate::source::BINARY;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
+pub(crate) struct Params {
     n: u32,
     rank: u32,
     op: u32,

@@ -64,7 +64,7 @@ impl ConvShape {
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
+pub(crate) struct Params {
     shape: ConvShape,
     gm: u32,
     gn: u32,

@@ -9,7 +9,7 @@ use crate::source::ELEMENTWISE;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
+pub(crate) struct Params {
     n: u32,
     op: u32,
     a: f32,

@@ -17,7 +17,7 @@ const MIN_K_PER_SPLIT: usize = 512;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
+pub(crate) struct Params {
     n: u32,
     c: u32,
     hw: u32,

@@ -11,7 +11,7 @@ use crate::source::LAYOUT;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
+pub(crate) struct Params {
     n: u32,
     rank: u32,
     offset: u32,

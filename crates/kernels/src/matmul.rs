@@ -9,7 +9,7 @@ use crate::source::{MATMUL, MATMUL_ENTRIES, TILE_COUNT};
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
+pub(crate) struct Params {
     m: u32,
     n: u32,
     k: u32,

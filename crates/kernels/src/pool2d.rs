@@ -9,7 +9,7 @@ use crate::source::POOL2D;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
+pub(crate) struct Params {
     planes: u32,
     h: u32,
     w: u32,

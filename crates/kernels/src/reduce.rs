@@ -9,7 +9,7 @@ use crate::source::REDUCE;
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct Params {
+pub(crate) struct Params {
     outer: u32,
     len: u32,
     inner: u32,

@@ -260,6 +260,38 @@ shaders! {
 mod tests {
     use super::*;
 
+    /// Every host file's parameters are exactly as long as its shader's: as immediates, a
+    /// shorter host struct would leave the shader reading undefined values, and a longer
+    /// one fails the dispatch.
+    #[test]
+    fn host_parameters_match_the_shaders() {
+        use std::mem::size_of;
+        let host = [
+            (ELEMENTWISE, size_of::<crate::elementwise::Params>()),
+            (BINARY, size_of::<crate::binary::Params>()),
+            (REDUCE, size_of::<crate::reduce::Params>()),
+            (LAYOUT, size_of::<crate::layout::Params>()),
+            (MATMUL, size_of::<crate::matmul::Params>()),
+            (CONV2D, size_of::<crate::conv2d::Params>()),
+            (CONV2D_DEPTHWISE, size_of::<crate::conv2d::ConvShape>()),
+            (POOL2D, size_of::<crate::pool2d::Params>()),
+            (ADAPTIVE_POOL2D, size_of::<crate::adaptive_pool2d::Params>()),
+            (UPSAMPLE2D, size_of::<crate::adaptive_pool2d::Params>()),
+            (GRAM, size_of::<crate::gram::Params>()),
+        ];
+        assert_eq!(host.len(), ALL.len(), "one row per shader");
+        for (s, bytes) in host {
+            let source = s.source_for(true);
+            let module = naga::front::wgsl::parse_str(&source).unwrap();
+            let size = naga::valid::ImmediateSlots::size_for_module(&module);
+            assert_eq!(
+                size as usize, bytes,
+                "{}.wgsl's Params against its host file's",
+                s.name
+            );
+        }
+    }
+
     /// Entry names carry their tile's edges, which profiles and benchmarks report.
     #[test]
     fn entry_names_match_their_tiles() {
