@@ -63,8 +63,16 @@ struct Timed {
     kernels: Vec<KernelTime>,
 }
 
-/// Median milliseconds of `f` after warming up, each run closed by a device sync. With
-/// `--repeats 0` the one warm-up run itself is timed (for slow software drivers).
+/// Timed runs take at least this long in all (but no more than `MAX_REPEATS` runs), so that
+/// rows of tens of microseconds take their median over enough runs: 5 runs of the LeNet C3
+/// rows on an H100 gave backward/forward ratios from 0.9 to 3.8 (benches/RESULTS.md,
+/// session 5).
+const FILL_MS: f64 = 100.0;
+const MAX_REPEATS: usize = 201;
+
+/// Median milliseconds of `f` after warming up, each run closed by a device sync, over
+/// `--repeats` runs or as many more as fill `FILL_MS`. With `--repeats 0` the one warm-up
+/// run itself is timed (for slow software drivers).
 ///
 /// The warm-up repeats `f` until `warm_ms` have passed, not once: an NVIDIA GPU under
 /// Vulkan drops to its idle clock (345 MHz on an H100, against 1980 MHz boost) while the
@@ -90,8 +98,11 @@ fn time(dev: &Device, o: &Opts, mut f: impl FnMut() -> Result<()>) -> Result<Tim
     if repeats > 0 {
         // The warm-up compiles pipelines and fills the pool: its kernel times are left out.
         dev.take_kernel_times();
+        ms.sort_by(f64::total_cmp);
+        let typical = ms[ms.len() / 2].max(1e-3);
+        let runs = ((FILL_MS / typical).ceil() as usize).clamp(repeats, MAX_REPEATS.max(repeats));
         ms.clear();
-        for _ in 0..repeats {
+        for _ in 0..runs {
             let t = Instant::now();
             f()?;
             dev.sync()?;

@@ -1,6 +1,6 @@
 """The rows of fovea-bench timed in PyTorch (FP32, TF32 off), for a side-by-side ratio on
 the same machine: python3 benches/torch_bench.py [--batch N] [--matmul N]."""
-import argparse, json, time
+import argparse, json, math, time
 import torch
 import torch.nn.functional as F
 
@@ -20,12 +20,16 @@ def sync():
 def timed(f):
     # Warm up for a second, as fovea-bench does on a GPU (it keeps the clocks at boost).
     start = time.perf_counter()
+    warm = []
     while True:
-        f(); sync()
+        t = time.perf_counter(); f(); sync(); warm.append((time.perf_counter() - t) * 1e3)
         if dev != "cuda" or time.perf_counter() - start > 1.0:
             break
+    # Like fovea-bench: at least --repeats runs, or as many (up to 201) as fill 100 ms.
+    typical = max(sorted(warm)[len(warm) // 2], 1e-3)
+    runs = min(max(a.repeats, math.ceil(100.0 / typical)), max(201, a.repeats))
     ms = []
-    for _ in range(a.repeats):
+    for _ in range(runs):
         t = time.perf_counter(); f(); sync(); ms.append((time.perf_counter() - t) * 1e3)
     return sorted(ms)[len(ms) // 2]
 
