@@ -200,8 +200,11 @@ fn tile_among(m: usize, n: usize, count: usize, allowed: &[bool; TILES.len()]) -
 /// others load the same addresses (`t % lanes`, so in bounds and cached) and store nothing.
 struct Spread {
     order: Contiguous,
-    /// vec4s per row of the slice in workgroup memory (edge / 4)
+    /// vec4s of the tile's edge (edge / 4)
     quads: u32,
+    /// vec4s per row (one K value) of the slice in workgroup memory: the edge, plus one
+    /// for an operand stored along K in a tile of at most 64 rows (see `padded`)
+    stride: u32,
     fetches: u32,
     lanes: u32,
     /// the thread's index among the lanes
@@ -209,12 +212,13 @@ struct Spread {
 }
 
 impl Spread {
-    fn new(order: Contiguous, edge: u32) -> Spread {
+    fn new(order: Contiguous, edge: u32, padded: bool) -> Spread {
         let vec4s = edge * DEPTH as u32 / 4;
         let lanes = vec4s.min(256);
         Spread {
             order,
             quads: edge / 4,
+            stride: edge / 4 + (padded && order == Contiguous::K) as u32,
             fetches: vec4s / lanes,
             lanes,
             t: if lanes == 256 {
@@ -242,11 +246,11 @@ impl Spread {
     }
     /// Statements that store fetch i's vec4 `reg` into `tile`.
     fn put(&self, tile: &str, reg: &str, i: u32) -> String {
-        let (q, t) = (self.quads, &self.t);
+        let (q, t, stride) = (self.quads, &self.t, self.stride);
         let mut put = match self.order {
             Contiguous::Outer => {
                 format!(
-                    "        {tile}[({}) * {q}u + {t} % {q}u] = {reg};\n",
+                    "        {tile}[({}) * {stride}u + {t} % {q}u] = {reg};\n",
                     self.k(i)
                 )
             }
@@ -256,7 +260,7 @@ impl Spread {
                 for (d, comp) in ["x", "y", "z", "w"].iter().enumerate() {
                     let _ = writeln!(
                         put,
-                        "        {tile}[(({}) + {d}u) * {q}u + ({outer}) / 4u][({outer}) % 4u] = {reg}.{comp};",
+                        "        {tile}[(({}) + {d}u) * {stride}u + ({outer}) / 4u][({outer}) % 4u] = {reg}.{comp};",
                         self.k(i)
                     );
                 }
@@ -290,16 +294,22 @@ pub fn entry_source(e: &GemmEntry) -> String {
     let [ty, tx] = e.tile.threads;
     let [edge_m, edge_n] = e.edges().map(|v| v as u32);
     let (sa, sb) = (format!("{}_a", e.name), format!("{}_b", e.name));
+    // An operand stored along K has each thread write four rows 4 apart at once; with rows
+    // a multiple of 128 bytes apart, those writes share banks four ways, and a row one vec4
+    // longer makes that two. On an H100 that sped up every 64-row tile (224² forward
+    // −2.7%, its weight gradient −7.6%) but slowed the 128×128 forward by 17%, so 128-row
+    // tiles keep plain rows (benches/RESULTS.md, session 5).
+    let padded = edge_m <= 64;
     let spread = [
-        Spread::new(e.a.order, edge_m),
-        Spread::new(e.b.order, edge_n),
+        Spread::new(e.a.order, edge_m, padded),
+        Spread::new(e.b.order, edge_n, padded),
     ];
     let mut s = String::new();
     let _ = writeln!(
         s,
         "var<workgroup> {sa}: array<vec4<f32>, {}>;\nvar<workgroup> {sb}: array<vec4<f32>, {}>;\n",
-        edge_m * DEPTH as u32 / 4,
-        edge_n * DEPTH as u32 / 4
+        spread[0].stride * DEPTH as u32,
+        spread[1].stride * DEPTH as u32
     );
     let _ = writeln!(
         s,
@@ -365,7 +375,7 @@ pub fn entry_source(e: &GemmEntry) -> String {
     }
     s.push_str("        workgroupBarrier();\n");
     s.push_str(&fetch_all("        ", ""));
-    let (qa, qb) = (spread[0].quads, spread[1].quads);
+    let (qa, qb) = (spread[0].stride, spread[1].stride);
     for kk in 0..DEPTH as u32 {
         let _ = writeln!(s, "        {{");
         for band in 0..bm {
@@ -489,14 +499,15 @@ mod tests {
 
     #[test]
     fn a_64_by_128_tile_fetches_one_vec4_of_a_and_two_of_b() {
+        // Both operands stored along K: their rows in workgroup memory one vec4 longer.
         let src = source_of(with_edges([64, 128]), Contiguous::K, Contiguous::K);
         assert_eq!(src.matches("var c").count(), 8);
         assert_eq!(src.matches(" += a").count(), 8 * DEPTH);
         assert_eq!(src.matches("= la(z, ").count(), 2);
         assert_eq!(src.matches("= lb(z, ").count(), 4);
         assert!(
-            src.contains("g_a: array<vec4<f32>, 256>")
-                && src.contains("g_b: array<vec4<f32>, 512>")
+            src.contains("g_a: array<vec4<f32>, 272>")
+                && src.contains("g_b: array<vec4<f32>, 528>")
         );
     }
 
@@ -513,9 +524,9 @@ mod tests {
         assert!(src.contains("la_at(z, row0 + (t % 64u) / 4u + 0u)"));
         assert_eq!(src.matches("= la(z, ").count(), 2);
         assert_eq!(src.matches("= lb(z, ").count(), 8);
-        assert!(src.contains("g_a[60u + lid.y]") && src.contains("g_b[960u + lid.x]"));
+        assert!(src.contains("g_a[75u + lid.y]") && src.contains("g_b[960u + lid.x]"));
         assert!(
-            src.contains("g_a: array<vec4<f32>, 64>")
+            src.contains("g_a: array<vec4<f32>, 80>")
                 && src.contains("g_b: array<vec4<f32>, 1024>")
         );
     }
