@@ -164,11 +164,12 @@ fn tile_among(m: usize, n: usize, count: usize, allowed: &[bool; TILES.len()]) -
         m.div_ceil(em) * n.div_ceil(en) * count
     };
     if n > 64 {
+        // 16×256, which the 32-row and 8-row tiles give way to when they are too few.
+        let sixteen = SHORT[1].1;
+        let fallback = allowed[sixteen];
         match SHORT.iter().find(|&&(rows, i)| m <= rows && allowed[i]) {
-            Some(&(32, i)) if tiles(i) < MIN_TILES && allowed[SHORT[1].1] => return SHORT[1].1,
-            Some(&(8, i)) if tiles(i) < MIN_WIDEST_TILES && allowed[SHORT[1].1] => {
-                return SHORT[1].1
-            }
+            Some(&(32, i)) if tiles(i) < MIN_TILES && fallback => return sixteen,
+            Some(&(8, i)) if tiles(i) < MIN_WIDEST_TILES && fallback => return sixteen,
             Some(&(_, i)) => return i,
             None => {}
         }
