@@ -67,10 +67,16 @@ impl WgpuBackend {
     /// Opens the adapter whose name or backend contains `filter` (case-insensitive), or the
     /// highest-performance adapter when `filter` is `None`. The device is created with the
     /// adapter's real limits, not wgpu's conservative defaults. `FOVEA_PROFILE=1` turns on
-    /// per-kernel timing (see [`WgpuBackend::open_with`]).
+    /// per-kernel timing (see [`WgpuBackend::open_with`]); `FOVEA_IMMEDIATES=0` passes
+    /// parameters through a uniform buffer instead of immediates (see [`OpenOptions`]), for
+    /// a driver that mishandles them.
     pub fn open(filter: Option<&str>) -> Result<WgpuBackend> {
-        let profile = std::env::var("FOVEA_PROFILE").is_ok_and(|v| !v.is_empty() && v != "0");
-        WgpuBackend::open_with(filter, profile)
+        let set = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let options = OpenOptions {
+            profile: set("FOVEA_PROFILE").is_some_and(|v| v != "0"),
+            immediates: set("FOVEA_IMMEDIATES").is_none_or(|v| v != "0"),
+        };
+        WgpuBackend::open_with_options(filter, options)
     }
 
     /// Like [`WgpuBackend::open`]; with `profile`, every dispatch is timed on the GPU and
