@@ -1,14 +1,8 @@
 // Adaptive average pooling: output cell i averages input [⌊i·H/OH⌋, ⌈(i+1)·H/OH⌉).
 // Backward in gather form: each input cell sums the cells whose window holds it.
 
-struct Params {
-    planes: u32,
-    h: u32,
-    w: u32,
-    oh: u32,
-    ow: u32,
-}
-
+// p's type is declared in crates/kernels/src/adaptive_pool2d.rs (wgsl_struct!); source.rs puts
+// its WGSL before this text.
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;

@@ -2,16 +2,8 @@
 // per-dimension strides (0 on broadcast dimensions). Op codes mirror `BinaryOp` in
 // crates/kernels/src/binary.rs.
 
-struct Params {
-    n: u32,
-    rank: u32,
-    op: u32,
-    _pad: u32,
-    shape: array<vec4<u32>, 2>,
-    a_strides: array<vec4<u32>, 2>,
-    b_strides: array<vec4<u32>, 2>,
-}
-
+// p's type is declared in crates/kernels/src/binary.rs (wgsl_struct!); source.rs puts
+// its WGSL before this text.
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;

@@ -15,24 +15,8 @@
 // (`*_k`) and then stepped by GEMM_DEPTH with carries (`*_next`): the loop divides nothing.
 // The gathered operand's loads all end in gather4.
 
-struct Params {
-    s: ConvShape,
-    gm: u32,
-    gn: u32,
-    gk: u32,
-    splits: u32,
-    k_per_split: u32,
-    out_len: u32,
-    // the period of this mode's lhs lines (see Line)
-    line: u32,
-    phases: u32,
-    // a strided input gradient's most taps per phase along each axis (its K radices)
-    tap_rows: u32,
-    tap_cols: u32,
-    // 1: each phase sums exactly its own taps (the `ginx` entries)
-    exact: u32,
-}
-
+// p's type is declared in crates/kernels/src/conv2d.rs (wgsl_struct!); source.rs puts
+// its WGSL before this text.
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> lhs: array<f32>;
 @group(0) @binding(2) var<storage, read> rhs: array<f32>;

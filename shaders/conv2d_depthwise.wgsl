@@ -9,6 +9,8 @@
 //                taps of a channel are neighbouring workgroups, which tend to run together,
 //                so its planes mostly come from cache after the first read.
 
+// p's type is declared in crates/kernels/src/conv2d.rs (wgsl_struct!); source.rs puts
+// its WGSL before this text.
 @group(0) @binding(0) var<uniform> p: ConvShape;
 
 // Outputs per input channel (the channel multiplier).

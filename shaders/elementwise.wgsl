@@ -1,13 +1,8 @@
 // Elementwise unary ops and fill: one thread per element. Op codes mirror
 // `UnaryOp` in crates/kernels/src/elementwise.rs.
 
-struct Params {
-    n: u32,
-    op: u32,
-    a: f32,
-    b: f32,
-}
-
+// p's type is declared in crates/kernels/src/elementwise.rs (wgsl_struct!); source.rs puts
+// its WGSL before this text.
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;

@@ -4,17 +4,8 @@
 // its own partial [N, C, C] (the host sums the splits), because C × C is small next to
 // HW in style transfer.
 
-struct Params {
-    n: u32,
-    c: u32,
-    hw: u32,
-    splits: u32,
-    k_per_split: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
+// p's type is declared in crates/kernels/src/gram.rs (wgsl_struct!); source.rs puts
+// its WGSL before this text.
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> f: array<f32>;
 @group(0) @binding(2) var<storage, read_write> g: array<f32>;

@@ -1,18 +1,8 @@
 // Data movement: strided copies (permute, narrow, expand), constant padding, and one part
 // of a concatenation. One thread per output element.
 
-struct Params {
-    n: u32,
-    rank: u32,
-    offset: u32,
-    value: f32,
-    shape: array<vec4<u32>, 2>,
-    // strided_copy: source strides; pad: input shape
-    aux: array<vec4<u32>, 2>,
-    // pad: elements added before each dimension
-    before: array<vec4<u32>, 2>,
-}
-
+// p's type is declared in crates/kernels/src/layout.rs (wgsl_struct!); source.rs puts
+// its WGSL before this text.
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;

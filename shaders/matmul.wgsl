@@ -3,15 +3,8 @@
 // combination, tile size and alignment, so loads stay coalesced for either memory order.
 // This file supplies the operands and the stores for it; workgroup z is the batch.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    a_stride: u32,
-    b_stride: u32,
-    batch_offset: u32,
-}
-
+// p's type is declared in crates/kernels/src/matmul.rs (wgsl_struct!); source.rs puts
+// its WGSL before this text.
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;

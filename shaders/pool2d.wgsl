@@ -2,21 +2,8 @@
 // (one thread per input cell, summing the windows that contain it: no atomics).
 // Window and divisor rules match PyTorch and crates/core/src/cpu/pool2d.rs.
 
-struct Params {
-    planes: u32,
-    h: u32,
-    w: u32,
-    oh: u32,
-    ow: u32,
-    kh: u32,
-    kw: u32,
-    sh: u32,
-    sw: u32,
-    ph: u32,
-    pw: u32,
-    count_include_pad: u32,
-}
-
+// p's type is declared in crates/kernels/src/pool2d.rs (wgsl_struct!); source.rs puts
+// its WGSL before this text.
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> gy: array<f32>;

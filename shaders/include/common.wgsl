@@ -2,27 +2,6 @@
 // (WGSL has no include). Keep it to pure functions and plain types; bindings belong to each
 // shader.
 
-// A convolution's geometry, the uniform of conv2d_depthwise.wgsl and the first member of
-// conv2d.wgsl's: mirrors `ConvShape` in crates/kernels/src/conv2d.rs, field for field.
-struct ConvShape {
-    n: u32,
-    c_in: u32,
-    h: u32,
-    w: u32,
-    c_out: u32,
-    oh: u32,
-    ow: u32,
-    groups: u32,
-    kh: u32,
-    kw: u32,
-    sh: u32,
-    sw: u32,
-    ph: u32,
-    pw: u32,
-    dh: u32,
-    dw: u32,
-}
-
 // Where four values of a GEMM operand sit and which of them lie inside the matrix (the
 // loads of crates/kernels/src/gemm_gen.rs return four values at a time).
 struct Quad {

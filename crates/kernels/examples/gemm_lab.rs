@@ -25,7 +25,7 @@ fn main() {
             std::fs::create_dir_all(dir).unwrap();
             std::fs::write(
                 dir.join("base.wgsl"),
-                fovea_kernels::source::MATMUL.source().as_ref(),
+                fovea_kernels::source::MATMUL.source(),
             )
             .unwrap();
         }

@@ -1,21 +1,20 @@
 //! Host side of `shaders/adaptive_pool2d.wgsl` (and the resize params it shares with
 //! `upsample2d`).
 
-use bytemuck::{Pod, Zeroable};
 use fovea_core::backend::{Resize2dParams, Storage};
 use fovea_core::Result;
 
 use crate::context::{buf, Ctx};
 use crate::source::{Shader, ADAPTIVE_POOL2D};
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-pub(crate) struct Params {
-    planes: u32,
-    h: u32,
-    w: u32,
-    oh: u32,
-    ow: u32,
+wgsl_struct! {
+    pub(crate) struct Params {
+        planes: u32,
+        h: u32,
+        w: u32,
+        oh: u32,
+        ow: u32,
+    }
 }
 
 /// Runs a resize kernel (`forward` writes the output grid, `backward` the input grid);

@@ -1,6 +1,5 @@
 //! Host side of `shaders/binary.wgsl`: broadcasting binary ops.
 
-use bytemuck::{Pod, Zeroable};
 use fovea_core::backend::{BinaryOp, BinaryParams, Storage, MAX_RANK};
 use fovea_core::shape::numel;
 use fovea_core::{Error, Result};
@@ -8,16 +7,16 @@ use fovea_core::{Error, Result};
 use crate::context::{buf, Ctx};
 use crate::source::BINARY;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-pub(crate) struct Params {
-    n: u32,
-    rank: u32,
-    op: u32,
-    _pad: u32,
-    shape: [u32; 8],
-    a_strides: [u32; 8],
-    b_strides: [u32; 8],
+wgsl_struct! {
+    pub(crate) struct Params {
+        n: u32,
+        rank: u32,
+        op: u32,
+        _pad: u32,
+        shape: [u32; 8],
+        a_strides: [u32; 8],
+        b_strides: [u32; 8],
+    }
 }
 
 /// Copies up to `MAX_RANK` values into a fixed array, or fails naming the op.

@@ -193,7 +193,7 @@ impl Ctx {
                 self.device
                     .create_shader_module(wgpu::ShaderModuleDescriptor {
                         label: Some(shader.name),
-                        source: wgpu::ShaderSource::Wgsl(shader.source_for(self.immediates)),
+                        source: wgpu::ShaderSource::Wgsl(shader.source_for(self.immediates).into()),
                     })
             })
             .clone();

@@ -1,7 +1,6 @@
 //! Host side of `shaders/conv2d.wgsl`: forward, input gradient and weight gradient as
 //! three modes of one implicit-GEMM kernel.
 
-use bytemuck::{Pod, Zeroable};
 use fovea_core::backend::{Conv2dParams, ReduceOp, ReduceParams, Storage};
 use fovea_core::Result;
 
@@ -14,28 +13,27 @@ const TARGET_WORKGROUPS: usize = 256;
 /// Shortest K range one split handles (keeps the partial sums few and the reduce cheap).
 const MIN_K_PER_SPLIT: usize = 256;
 
-/// The convolution's geometry as the shaders read it: `ConvShape` of
-/// `shaders/include/common.wgsl`, the uniform of `conv2d_depthwise.wgsl` and the first
-/// member of `conv2d.wgsl`'s `Params`.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-pub(crate) struct ConvShape {
-    n: u32,
-    c_in: u32,
-    h: u32,
-    w: u32,
-    c_out: u32,
-    oh: u32,
-    ow: u32,
-    groups: u32,
-    kh: u32,
-    kw: u32,
-    sh: u32,
-    sw: u32,
-    ph: u32,
-    pw: u32,
-    dh: u32,
-    dw: u32,
+wgsl_struct! {
+    /// The convolution's geometry as the shaders read it: the parameters of
+    /// `conv2d_depthwise.wgsl` and the first member of `conv2d.wgsl`'s.
+    pub(crate) struct ConvShape {
+        n: u32,
+        c_in: u32,
+        h: u32,
+        w: u32,
+        c_out: u32,
+        oh: u32,
+        ow: u32,
+        groups: u32,
+        kh: u32,
+        kw: u32,
+        sh: u32,
+        sw: u32,
+        ph: u32,
+        pw: u32,
+        dh: u32,
+        dw: u32,
+    }
 }
 
 impl ConvShape {
@@ -62,21 +60,25 @@ impl ConvShape {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-pub(crate) struct Params {
-    shape: ConvShape,
-    gm: u32,
-    gn: u32,
-    gk: u32,
-    splits: u32,
-    k_per_split: u32,
-    out_len: u32,
-    line: u32,
-    phases: u32,
-    tap_rows: u32,
-    tap_cols: u32,
-    exact: u32,
+wgsl_struct! {
+    /// The parameters of `conv2d.wgsl`.
+    pub(crate) struct Params {
+        s: ConvShape,
+        gm: u32,
+        gn: u32,
+        gk: u32,
+        splits: u32,
+        k_per_split: u32,
+        out_len: u32,
+        /// the period of this mode's lhs lines (see conv2d.wgsl's Line)
+        line: u32,
+        phases: u32,
+        /// a strided input gradient's most taps per phase along each axis (its K radices)
+        tap_rows: u32,
+        tap_cols: u32,
+        /// 1: each phase sums exactly its own taps (the `ginx` entries)
+        exact: u32,
+    }
 }
 
 /// Taps of one axis (`k` of them, dilation `d`) that reach the input positions
@@ -165,7 +167,7 @@ fn run(
     let splits = gk.div_ceil(k_per_split).max(1);
     let u = |v: usize| v as u32;
     let p = Params {
-        shape: ConvShape::new(cp),
+        s: ConvShape::new(cp),
         gm: u(gm),
         gn: u(gn),
         gk: u(gk),

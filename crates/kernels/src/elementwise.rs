@@ -1,19 +1,18 @@
 //! Host side of `shaders/elementwise.wgsl`: unary ops and fill.
 
-use bytemuck::{Pod, Zeroable};
 use fovea_core::backend::{Storage, UnaryOp};
 use fovea_core::Result;
 
 use crate::context::{buf, Ctx};
 use crate::source::ELEMENTWISE;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-pub(crate) struct Params {
-    n: u32,
-    op: u32,
-    a: f32,
-    b: f32,
+wgsl_struct! {
+    pub(crate) struct Params {
+        n: u32,
+        op: u32,
+        a: f32,
+        b: f32,
+    }
 }
 
 /// The shader's op code and its two scalar parameters.

@@ -1,6 +1,5 @@
 //! Host side of `shaders/gram.wgsl`.
 
-use bytemuck::{Pod, Zeroable};
 use fovea_core::backend::{ReduceOp, ReduceParams, Storage};
 use fovea_core::Result;
 
@@ -15,15 +14,14 @@ const TARGET_WORKGROUPS: usize = 256;
 /// Shortest K range one split sums.
 const MIN_K_PER_SPLIT: usize = 512;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-pub(crate) struct Params {
-    n: u32,
-    c: u32,
-    hw: u32,
-    splits: u32,
-    k_per_split: u32,
-    _pad: [u32; 3],
+wgsl_struct! {
+    pub(crate) struct Params {
+        n: u32,
+        c: u32,
+        hw: u32,
+        splits: u32,
+        k_per_split: u32,
+    }
 }
 
 pub fn gram(ctx: &Ctx, f: &Storage, n: usize, c: usize, hw: usize) -> Result<Storage> {
@@ -52,7 +50,6 @@ pub fn gram(ctx: &Ctx, f: &Storage, n: usize, c: usize, hw: usize) -> Result<Sto
         hw: hw as u32,
         splits: splits as u32,
         k_per_split: k_per_split as u32,
-        _pad: [0; 3],
     };
     let partial = ctx.alloc(out_len * splits)?;
     let groups = [tiles as u32, tiles as u32, (n * splits) as u32];

@@ -1,6 +1,5 @@
 //! Host side of `shaders/layout.wgsl`: strided copies, padding, concatenation.
 
-use bytemuck::{Pod, Zeroable};
 use fovea_core::backend::{CatParams, PadParams, Storage, StridedView};
 use fovea_core::shape::numel;
 use fovea_core::Result;
@@ -9,16 +8,18 @@ use crate::binary::dims8;
 use crate::context::{buf, Ctx};
 use crate::source::LAYOUT;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-pub(crate) struct Params {
-    n: u32,
-    rank: u32,
-    offset: u32,
-    value: f32,
-    shape: [u32; 8],
-    aux: [u32; 8],
-    before: [u32; 8],
+wgsl_struct! {
+    pub(crate) struct Params {
+        n: u32,
+        rank: u32,
+        offset: u32,
+        value: f32,
+        shape: [u32; 8],
+        /// strided_copy: source strides; pad: input shape
+        aux: [u32; 8],
+        /// pad: elements added before each dimension
+        before: [u32; 8],
+    }
 }
 
 pub fn strided_copy(ctx: &Ctx, x: &Storage, v: &StridedView) -> Result<Storage> {

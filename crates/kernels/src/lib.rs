@@ -12,6 +12,9 @@
 
 #![warn(missing_docs)]
 
+#[macro_use]
+mod params;
+
 mod adaptive_pool2d;
 mod binary;
 mod context;

@@ -1,21 +1,20 @@
 //! Host side of `shaders/matmul.wgsl`.
 
-use bytemuck::{Pod, Zeroable};
 use fovea_core::backend::{MatmulParams, Storage};
 use fovea_core::Result;
 
 use crate::context::{buf, Ctx};
 use crate::source::{MATMUL, MATMUL_ENTRIES, TILE_COUNT};
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-pub(crate) struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    a_stride: u32,
-    b_stride: u32,
-    batch_offset: u32,
+wgsl_struct! {
+    pub(crate) struct Params {
+        m: u32,
+        n: u32,
+        k: u32,
+        a_stride: u32,
+        b_stride: u32,
+        batch_offset: u32,
+    }
 }
 
 pub fn matmul(ctx: &Ctx, a: &Storage, b: &Storage, mp: &MatmulParams) -> Result<Storage> {

@@ -1,27 +1,26 @@
 //! Host side of `shaders/pool2d.wgsl`.
 
-use bytemuck::{Pod, Zeroable};
 use fovea_core::backend::{Pool2dParams, Storage};
 use fovea_core::Result;
 
 use crate::context::{buf, Ctx};
 use crate::source::POOL2D;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-pub(crate) struct Params {
-    planes: u32,
-    h: u32,
-    w: u32,
-    oh: u32,
-    ow: u32,
-    kh: u32,
-    kw: u32,
-    sh: u32,
-    sw: u32,
-    ph: u32,
-    pw: u32,
-    count_include_pad: u32,
+wgsl_struct! {
+    pub(crate) struct Params {
+        planes: u32,
+        h: u32,
+        w: u32,
+        oh: u32,
+        ow: u32,
+        kh: u32,
+        kw: u32,
+        sh: u32,
+        sw: u32,
+        ph: u32,
+        pw: u32,
+        count_include_pad: u32,
+    }
 }
 
 fn params(p: &Pool2dParams) -> Params {

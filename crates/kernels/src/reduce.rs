@@ -1,21 +1,21 @@
 //! Host side of `shaders/reduce.wgsl`.
 
-use bytemuck::{Pod, Zeroable};
 use fovea_core::backend::{ReduceOp, ReduceParams, Storage};
 use fovea_core::Result;
 
 use crate::context::{buf, Ctx};
 use crate::source::REDUCE;
 
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-pub(crate) struct Params {
-    outer: u32,
-    len: u32,
-    inner: u32,
-    op: u32,
-    chunk: u32,
-    chunks: u32,
+wgsl_struct! {
+    pub(crate) struct Params {
+        outer: u32,
+        len: u32,
+        inner: u32,
+        op: u32,
+        /// values per chunk of the axis, and chunks per output
+        chunk: u32,
+        chunks: u32,
+    }
 }
 
 /// Values of a long axis one workgroup of `reduce_rows` sums (32 per thread).

@@ -1,19 +1,26 @@
 //! Every WGSL kernel, embedded at compile time so nothing is read from disk at run time.
 //! Each shader's source is `shaders/include/common.wgsl` (shared helpers; WGSL has no
-//! include; it lives apart because it is a prelude, not an op family with a host file)
-//! followed by the shader's own file.
-
-use std::borrow::Cow;
+//! include; it lives apart because it is a prelude, not an op family with a host file),
+//! then the declaration of its parameters generated from the host's struct (`params.rs`),
+//! then the shader's own file and any generated GEMM entry points.
 
 use crate::gemm_gen::{self, Contiguous, GemmEntry, Operand};
+use crate::params::Wgsl;
+
+/// The prelude every shader starts with.
+const COMMON: &str = include_str!("../../../shaders/include/common.wgsl");
 
 /// A shader file: its name (the file stem) and source.
 #[derive(Clone, Copy, Debug)]
 pub struct Shader {
     /// File stem in `shaders/`.
     pub name: &'static str,
-    /// WGSL source of the file (with the common prelude).
+    /// WGSL source of the file alone.
     pub file: &'static str,
+    /// Appends the WGSL declaration of the parameters `p` (and of the types they hold).
+    params: fn(&mut String),
+    /// Bytes of the parameters on the host.
+    pub params_bytes: usize,
     /// GEMM entry points generated after the file's text (see `gemm_gen`).
     pub gemm: &'static [GemmEntry],
 }
@@ -25,20 +32,25 @@ const UNIFORM_PARAMS: &str = "@group(0) @binding(0) var<uniform> p:";
 const IMMEDIATE_PARAMS: &str = "var<immediate> p:";
 
 impl Shader {
-    /// The complete WGSL: the file, then any generated entry points.
-    pub fn source(&self) -> Cow<'static, str> {
-        if self.gemm.is_empty() {
-            Cow::Borrowed(self.file)
-        } else {
-            Cow::Owned(format!("{}\n{}", self.file, gemm_gen::source(self.gemm)))
+    /// The complete WGSL: the prelude, the parameters' declaration, the file, then any
+    /// generated entry points.
+    pub fn source(&self) -> String {
+        let mut s = String::from(COMMON);
+        s.push('\n');
+        (self.params)(&mut s);
+        s.push_str(self.file);
+        if !self.gemm.is_empty() {
+            s.push('\n');
+            s.push_str(&gemm_gen::source(self.gemm));
         }
+        s
     }
 
     /// The complete WGSL with its parameters as immediates, or as the file has them.
-    pub fn source_for(&self, immediates: bool) -> Cow<'static, str> {
+    pub fn source_for(&self, immediates: bool) -> String {
         let source = self.source();
         if immediates {
-            Cow::Owned(source.replacen(UNIFORM_PARAMS, IMMEDIATE_PARAMS, 1))
+            source.replacen(UNIFORM_PARAMS, IMMEDIATE_PARAMS, 1)
         } else {
             source
         }
@@ -225,15 +237,14 @@ macro_rules! or_none {
 }
 
 macro_rules! shaders {
-    ($($konst:ident = $file:literal $(+ $gemm:ident)?;)*) => {
+    ($($konst:ident = $file:literal ($params:ty) $(+ $gemm:ident)?;)*) => {
         $(
             #[doc = concat!("`shaders/", $file, ".wgsl`")]
             pub const $konst: Shader = Shader {
                 name: $file,
-                file: concat!(
-                    include_str!("../../../shaders/include/common.wgsl"),
-                    include_str!(concat!("../../../shaders/", $file, ".wgsl"))
-                ),
+                file: include_str!(concat!("../../../shaders/", $file, ".wgsl")),
+                params: <$params as Wgsl>::declare,
+                params_bytes: std::mem::size_of::<$params>(),
                 gemm: or_none!($($gemm)?),
             };
         )*
@@ -243,50 +254,36 @@ macro_rules! shaders {
 }
 
 shaders! {
-    ELEMENTWISE = "elementwise";
-    BINARY = "binary";
-    REDUCE = "reduce";
-    LAYOUT = "layout";
-    MATMUL = "matmul" + MATMUL_ENTRIES;
-    CONV2D = "conv2d" + CONV2D_ENTRIES;
-    CONV2D_DEPTHWISE = "conv2d_depthwise";
-    POOL2D = "pool2d";
-    ADAPTIVE_POOL2D = "adaptive_pool2d";
-    UPSAMPLE2D = "upsample2d";
-    GRAM = "gram" + GRAM_ENTRIES;
+    ELEMENTWISE = "elementwise" (crate::elementwise::Params);
+    BINARY = "binary" (crate::binary::Params);
+    REDUCE = "reduce" (crate::reduce::Params);
+    LAYOUT = "layout" (crate::layout::Params);
+    MATMUL = "matmul" (crate::matmul::Params) + MATMUL_ENTRIES;
+    CONV2D = "conv2d" (crate::conv2d::Params) + CONV2D_ENTRIES;
+    CONV2D_DEPTHWISE = "conv2d_depthwise" (crate::conv2d::ConvShape);
+    POOL2D = "pool2d" (crate::pool2d::Params);
+    ADAPTIVE_POOL2D = "adaptive_pool2d" (crate::adaptive_pool2d::Params);
+    UPSAMPLE2D = "upsample2d" (crate::adaptive_pool2d::Params);
+    GRAM = "gram" (crate::gram::Params) + GRAM_ENTRIES;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Every host file's parameters are exactly as long as its shader's: as immediates, a
+    /// The shaders' parameters, declared from the host's structs, lay out as the host's do
+    /// (WGSL and `repr(C)` agree on every field type `params.rs` maps): as immediates, a
     /// shorter host struct would leave the shader reading undefined values, and a longer
     /// one fails the dispatch.
     #[test]
     fn host_parameters_match_the_shaders() {
-        use std::mem::size_of;
-        let host = [
-            (ELEMENTWISE, size_of::<crate::elementwise::Params>()),
-            (BINARY, size_of::<crate::binary::Params>()),
-            (REDUCE, size_of::<crate::reduce::Params>()),
-            (LAYOUT, size_of::<crate::layout::Params>()),
-            (MATMUL, size_of::<crate::matmul::Params>()),
-            (CONV2D, size_of::<crate::conv2d::Params>()),
-            (CONV2D_DEPTHWISE, size_of::<crate::conv2d::ConvShape>()),
-            (POOL2D, size_of::<crate::pool2d::Params>()),
-            (ADAPTIVE_POOL2D, size_of::<crate::adaptive_pool2d::Params>()),
-            (UPSAMPLE2D, size_of::<crate::adaptive_pool2d::Params>()),
-            (GRAM, size_of::<crate::gram::Params>()),
-        ];
-        assert_eq!(host.len(), ALL.len(), "one row per shader");
-        for (s, bytes) in host {
+        for s in ALL {
             let source = s.source_for(true);
             let module = naga::front::wgsl::parse_str(&source).unwrap();
             let size = naga::valid::ImmediateSlots::size_for_module(&module);
             assert_eq!(
-                size as usize, bytes,
-                "{}.wgsl's Params against its host file's",
+                size as usize, s.params_bytes,
+                "{}.wgsl's parameters",
                 s.name
             );
         }
