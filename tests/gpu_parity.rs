@@ -224,38 +224,32 @@ fn matmul_and_linear() {
         &[randn(&[b, m, k], r.next()), randn(&[k, n], r.next())],
         &|t| t[0].matmul(&t[1]),
     );
-    // Enough 128×128 tiles for the big-tile kernels, forward and both transposed
-    // products of the backward pass; edges that are not multiples of the tile.
-    let (bm, bk, bn) = (r.range(129, 140), r.range(65, 80), r.range(129, 140));
-    parity(
-        &gpu,
-        "matmul big tiles",
-        &[
-            randn(&[32, bm, bk], r.next()),
-            randn(&[32, bk, bn], r.next()),
-        ],
-        &|t| t[0].matmul(&t[1]),
-    );
-    // Tall and wide products: 64×128 and 128×64 tiles (one side at most 64, 96 tiles).
+    // Batched products that reach each tile and load width (the gradients run the
+    // transposed layouts): (what, batch, m, k, n). Edges are not multiples of the tile
+    // unless the case is about vec4 loads.
     let (sm, sk) = (r.range(33, 65), r.range(17, 40));
-    parity(
-        &gpu,
-        "matmul 64-row tiles",
-        &[
-            randn(&[32, sm, sk], r.next()),
-            randn(&[32, sk, 300], r.next()),
-        ],
-        &|t| t[0].matmul(&t[1]),
-    );
-    // Few rows: 8×512 (256 of them), 16×256 and 32×256 tiles (the gradients run the
-    // transposed layouts, with few columns), and the vec4 loads of a short tile.
-    for (what, batch, m, n) in [
-        ("8-row tiles", 128, r.range(1, 9), 600),
-        ("16-row tiles", 32, r.range(1, 17), 600),
-        ("32-row tiles", 32, r.range(17, 33), 600),
-        ("16-row tiles aligned", 32, 12, 520),
-    ] {
-        let k = if m == 12 { 36 } else { sk };
+    let cases = [
+        // 128×128 tiles (32 × 4 of them), forward and both transposed products.
+        (
+            "big tiles",
+            32,
+            r.range(129, 140),
+            r.range(65, 80),
+            r.range(129, 140),
+        ),
+        // Tall and wide: 64×128 and 128×64 tiles (one side at most 64, 96 tiles).
+        ("64-row tiles", 32, sm, sk, 300),
+        ("64-column tiles", 32, 300, sk, sm),
+        // Few rows: 8×512 (256 of them), 16×256 and 32×256 tiles.
+        ("8-row tiles", 128, r.range(1, 9), sk, 600),
+        ("16-row tiles", 32, r.range(1, 17), sk, 600),
+        ("32-row tiles", 32, r.range(17, 33), sk, 600),
+        // Every dimension a multiple of 4: the vec4 entries, in three tile sizes.
+        ("aligned", 2, 68, 36, 132),
+        ("aligned big tiles", 32, 132, 76, 136),
+        ("aligned 16-row tiles", 32, 12, 36, 520),
+    ];
+    for (what, batch, m, k, n) in cases {
         parity(
             &gpu,
             &format!("matmul {what}"),
@@ -266,35 +260,6 @@ fn matmul_and_linear() {
             &|t| t[0].matmul(&t[1]),
         );
     }
-    parity(
-        &gpu,
-        "matmul 64-column tiles",
-        &[
-            randn(&[32, 300, sk], r.next()),
-            randn(&[32, sk, sm], r.next()),
-        ],
-        &|t| t[0].matmul(&t[1]),
-    );
-    // Every dimension a multiple of 4: the vec4 entries, in both tile sizes (their
-    // gradients run the transposed layouts).
-    parity(
-        &gpu,
-        "matmul aligned",
-        &[
-            randn(&[2, 68, 36], r.next()),
-            randn(&[2, 36, 132], r.next()),
-        ],
-        &|t| t[0].matmul(&t[1]),
-    );
-    parity(
-        &gpu,
-        "matmul aligned big tiles",
-        &[
-            randn(&[32, 132, 76], r.next()),
-            randn(&[32, 76, 136], r.next()),
-        ],
-        &|t| t[0].matmul(&t[1]),
-    );
     parity(
         &gpu,
         "linear",
