@@ -44,6 +44,15 @@ struct Pending {
     uniforms: Vec<u8>,
 }
 
+/// Every dispatch's parameters in one slot of one buffer (instead of a buffer created per
+/// dispatch); a queue write fills it before each submission, which wgpu orders after the
+/// previous submission's reads.
+struct Arena {
+    buffer: wgpu::Buffer,
+    /// bytes per dispatch
+    slot: usize,
+}
+
 /// Device, queue and the execution state shared by every op.
 pub struct Ctx {
     pub(crate) device: wgpu::Device,
@@ -54,15 +63,11 @@ pub struct Ctx {
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<(&'static str, &'static str), wgpu::ComputePipeline>>,
     pending: Mutex<Pending>,
-    /// Whether dispatches take their parameters as immediates (push constants). Else
-    /// every dispatch's parameters live in one slot of the arena buffer (instead of a
-    /// buffer created per dispatch); a queue write fills it before each submission, which
-    /// wgpu orders after the previous submission's reads. Immediates save that write, its
+    /// Where dispatches find their parameters: `None` when they take them as immediates
+    /// (push constants), else a uniform arena. Immediates save the arena's write, its
     /// staging copy and a binding: 10–15 µs of each sync's round trip on an H100
     /// (benches/RESULTS.md, session 5).
-    immediates: bool,
-    arena: wgpu::Buffer,
-    slot: usize,
+    arena: Option<Arena>,
     pool: Arc<Pool>,
     error: Arc<Mutex<Option<String>>>,
     submissions: Mutex<usize>,
@@ -102,19 +107,21 @@ impl Ctx {
             }
         }));
         let limits = device.limits();
-        let slot = (limits.min_uniform_buffer_offset_alignment as usize).max(UNIFORM_SLOT);
-        let arena = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("fovea uniforms"),
-            size: (slot * SUBMIT_EVERY) as u64,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let profiler = profile.then(|| Profiler::new(&device, &queue, SUBMIT_EVERY as u32));
         let immediates = device.features().contains(wgpu::Features::IMMEDIATES)
             && limits.max_immediate_size >= IMMEDIATE_BYTES;
+        let arena = (!immediates).then(|| {
+            let slot = (limits.min_uniform_buffer_offset_alignment as usize).max(UNIFORM_SLOT);
+            let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("fovea uniforms"),
+                size: (slot * SUBMIT_EVERY) as u64,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            Arena { buffer, slot }
+        });
+        let profiler = profile.then(|| Profiler::new(&device, &queue, SUBMIT_EVERY as u32));
         Ctx {
             profiler,
-            immediates,
             limits,
             info: adapter.get_info(),
             device,
@@ -124,10 +131,9 @@ impl Ctx {
             pending: Mutex::new(Pending {
                 encoder: None,
                 dispatches: 0,
-                uniforms: Vec::with_capacity(slot * SUBMIT_EVERY),
+                uniforms: Vec::new(),
             }),
             arena,
-            slot,
             pool: Arc::new(Pool::default()),
             error,
             submissions: Mutex::new(0),
@@ -152,7 +158,7 @@ impl Ctx {
     /// Whether dispatches pass their parameters as immediates (else through a uniform
     /// buffer).
     pub fn immediates(&self) -> bool {
-        self.immediates
+        self.arena.is_none()
     }
 
     /// Command buffers submitted so far.
@@ -193,7 +199,9 @@ impl Ctx {
                 self.device
                     .create_shader_module(wgpu::ShaderModuleDescriptor {
                         label: Some(shader.name),
-                        source: wgpu::ShaderSource::Wgsl(shader.source_for(self.immediates).into()),
+                        source: wgpu::ShaderSource::Wgsl(
+                            shader.source_for(self.immediates()).into(),
+                        ),
                     })
             })
             .clone();
@@ -228,11 +236,10 @@ impl Ctx {
         if groups.iter().any(|&g| g > max) {
             return Err(Error::Backend(format!("dispatch {groups:?} of {}::{entry} exceeds the adapter's {max} workgroups per dimension", shader.name)));
         }
-        let room = if self.immediates {
-            IMMEDIATE_BYTES as usize
-        } else {
-            self.slot
-        };
+        let room = self
+            .arena
+            .as_ref()
+            .map_or(IMMEDIATE_BYTES as usize, |a| a.slot);
         if params.len() > room {
             return Err(Error::Backend(format!(
                 "{}::{entry} parameters take {} bytes, more than the {room} a dispatch has",
@@ -243,14 +250,14 @@ impl Ctx {
         let pipeline = self.pipeline(shader, entry);
         let mut pending = lock(&self.pending);
         let mut entries = Vec::with_capacity(buffers.len() + 1);
-        if !self.immediates {
+        if let Some(arena) = &self.arena {
             let offset = pending.uniforms.len();
             pending.uniforms.extend_from_slice(params);
-            pending.uniforms.resize(offset + self.slot, 0);
+            pending.uniforms.resize(offset + arena.slot, 0);
             entries.push(wgpu::BindGroupEntry {
                 binding: 0,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: &self.arena,
+                    buffer: &arena.buffer,
                     offset: offset as u64,
                     size: wgpu::BufferSize::new(params.len().next_multiple_of(16).max(16) as u64),
                 }),
@@ -274,7 +281,7 @@ impl Ctx {
                     });
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
-            if self.immediates {
+            if self.arena.is_none() {
                 pass.set_immediates(0, params);
             }
             pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
@@ -320,8 +327,8 @@ impl Ctx {
     }
 
     fn submit_locked(&self, pending: &mut Pending) {
-        if !pending.uniforms.is_empty() {
-            self.queue.write_buffer(&self.arena, 0, &pending.uniforms);
+        if let Some(arena) = self.arena.as_ref().filter(|_| !pending.uniforms.is_empty()) {
+            self.queue.write_buffer(&arena.buffer, 0, &pending.uniforms);
             pending.uniforms.clear();
         }
         if let Some(mut enc) = pending.encoder.take() {
