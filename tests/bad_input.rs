@@ -321,3 +321,50 @@ fn random_bad_input_never_panics() {
     assert!(oks > 500 && errs > 500, "{oks} ok, {errs} errors");
     eprintln!("{oks} calls succeeded, {errs} were refused with an error, none panicked");
 }
+
+/// A result larger than the GPU binds to a shader is an error that names the op and its
+/// inputs (the check runs before anything is allocated), and the device works on after it.
+#[test]
+fn a_result_too_large_for_the_gpu_is_an_error_naming_the_op() {
+    let Some(gpu) = common::gpu("a_result_too_large_for_the_gpu_is_an_error_naming_the_op") else {
+        return;
+    };
+    let max = gpu.max_len();
+    let expect = |what: &str, r: Result<Tensor>, names: &[&str]| {
+        let msg = match r {
+            Ok(t) => panic!(
+                "{what}: gave a tensor of shape {:?} past the device's {max} values",
+                t.shape()
+            ),
+            Err(e) => e.to_string(),
+        };
+        for n in names {
+            assert!(msg.contains(n), "{what}: {msg:?} does not name {n:?}");
+        }
+        assert!(
+            msg.contains(&max.to_string()),
+            "{what}: {msg:?} does not give the limit"
+        );
+    };
+    // 1×1 convolution of a 64×64 plane into one channel more than the limit allows.
+    let plane = 64 * 64;
+    let x = Tensor::full(&[1, 1, 64, 64], 1.0, &gpu);
+    let w = Tensor::full(&[max / plane + 1, 1, 1, 1], 1.0, &gpu);
+    expect(
+        "conv2d",
+        x.conv2d(&w, None, Conv2dOptions::default()),
+        &[
+            "conv2d",
+            "[1, 1, 64, 64]",
+            &format!("[{}, 1, 1, 1]", max / plane + 1),
+        ],
+    );
+    // An outer product one row and one column past the square root of the limit.
+    let side = (max as f64).sqrt() as usize + 1;
+    let a = Tensor::full(&[side, 1], 1.0, &gpu);
+    let b = Tensor::full(&[1, side], 1.0, &gpu);
+    expect("matmul", a.matmul(&b), &["matmul", &format!("[{side}, 1]")]);
+    // Nothing was left half-recorded: the same device computes on.
+    let y = x.conv2d(&w.narrow(0, 0, 2).unwrap(), None, Conv2dOptions::default());
+    assert_eq!(y.unwrap().sum().to_vec().unwrap(), vec![2.0 * plane as f32]);
+}

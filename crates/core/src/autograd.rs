@@ -164,7 +164,7 @@ pub(crate) fn run_backward(root: &Tensor, seed: Tensor, retain: bool) -> Result<
                 node.name
             )));
         };
-        let input_grads = backward(&g)?;
+        let input_grads = backward(&g).map_err(|e| e.in_backward(node.name, g.shape()))?;
         for (edge, grad) in edges.iter().zip(input_grads) {
             let Some(grad) = grad else { continue };
             let want = match edge {

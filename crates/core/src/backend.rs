@@ -333,6 +333,11 @@ pub trait Backend: Send + Sync {
     fn is_software(&self) -> bool {
         false
     }
+    /// The most values one tensor may hold on this device (a GPU binds each tensor to its
+    /// shaders whole, up to a size the adapter sets; the CPU is bounded by memory alone).
+    fn max_len(&self) -> usize {
+        usize::MAX
+    }
     /// Copies host data into a new storage.
     fn upload(&self, data: &[f32]) -> Result<Storage>;
     /// Copies a storage back to the host (synchronising pending work).

@@ -47,6 +47,11 @@ impl Device {
         self.backend.is_software()
     }
 
+    /// The most values one tensor may hold here: larger results are an error naming the op.
+    pub fn max_len(&self) -> usize {
+        self.backend.max_len()
+    }
+
     /// Waits until all work recorded on this device has finished.
     pub fn sync(&self) -> Result<()> {
         self.backend.sync()

@@ -48,6 +48,26 @@ impl Error {
             msg: msg.into(),
         }
     }
+
+    /// Names the op and its inputs' shapes on a backend failure (a buffer too large for the
+    /// device, a dispatch too wide), which the backend reports about buffers, not tensors.
+    /// Other errors already name their op and pass unchanged.
+    pub(crate) fn in_op(self, op: &'static str, inputs: &[&[usize]]) -> Error {
+        match self {
+            Error::Backend(msg) => Error::op(op, format!("inputs of shapes {inputs:?}: {msg}")),
+            e => e,
+        }
+    }
+
+    /// Like [`Error::in_op`], for a backward rule given an output gradient of `grad` shape.
+    pub(crate) fn in_backward(self, op: &'static str, grad: &[usize]) -> Error {
+        match self {
+            Error::Backend(msg) => Error::Autograd(format!(
+                "the backward of {op} (output gradient of shape {grad:?}) failed: {msg}"
+            )),
+            e => e,
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -87,4 +107,25 @@ macro_rules! ensure {
             return Err($crate::Error::op($op, format!($($fmt)+)));
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn backend_failures_gain_their_op_and_shapes_and_op_errors_keep_theirs() {
+        let e = Error::Backend("too big".into()).in_op("conv2d", &[&[1, 3], &[4]]);
+        assert_eq!(
+            e.to_string(),
+            "conv2d: inputs of shapes [[1, 3], [4]]: too big"
+        );
+        let e = Error::Backend("too big".into()).in_backward("matmul", &[2, 5]);
+        assert_eq!(
+            e.to_string(),
+            "autograd: the backward of matmul (output gradient of shape [2, 5]) failed: too big"
+        );
+        let e = Error::op("pad", "bad").in_op("conv2d", &[&[1]]);
+        assert_eq!(e.to_string(), "pad: bad");
+    }
 }

@@ -173,19 +173,31 @@ impl Ctx {
         }
     }
 
-    /// A new storage of `len` f32 values (contents undefined until written).
-    pub(crate) fn alloc(&self, len: usize) -> Result<Storage> {
-        let bytes = (len as u64) * 4;
-        let max = self
+    /// The most f32 values one buffer may hold: each is bound to shaders whole, and
+    /// shaders index it with u32.
+    pub fn max_len(&self) -> usize {
+        let bytes = self
             .limits
             .max_storage_buffer_binding_size
             .min(self.limits.max_buffer_size);
-        if bytes > max {
+        (bytes / 4).min(u32::MAX as u64) as usize
+    }
+
+    /// A new storage of `len` f32 values (contents undefined until written).
+    pub(crate) fn alloc(&self, len: usize) -> Result<Storage> {
+        let max = self.max_len();
+        if len > max {
+            let mib = |n: usize| n as f64 * 4.0 / (1 << 20) as f64;
             return Err(Error::Backend(format!(
-                "a tensor of {len} elements ({bytes} bytes) exceeds this adapter's largest storage binding ({max} bytes); split the batch"
+                "a buffer of {len} values ({:.2} MiB) is more than the {max} values ({:.2} MiB) this GPU binds to a shader; use a smaller batch or image, or the CPU device",
+                mib(len),
+                mib(max)
             )));
         }
-        Ok(Storage::new(len, self.pool.get(&self.device, bytes)))
+        Ok(Storage::new(
+            len,
+            self.pool.get(&self.device, len as u64 * 4),
+        ))
     }
 
     fn pipeline(&self, shader: Shader, entry: &'static str) -> wgpu::ComputePipeline {
@@ -234,7 +246,10 @@ impl Ctx {
         }
         let max = self.limits.max_compute_workgroups_per_dimension;
         if groups.iter().any(|&g| g > max) {
-            return Err(Error::Backend(format!("dispatch {groups:?} of {}::{entry} exceeds the adapter's {max} workgroups per dimension", shader.name)));
+            return Err(Error::Backend(format!(
+                "kernel {}::{entry} needs {groups:?} workgroups, more than the {max} per dimension this GPU runs; use a smaller batch or image",
+                shader.name
+            )));
         }
         let room = self
             .arena

@@ -184,6 +184,9 @@ impl Backend for WgpuBackend {
     fn is_software(&self) -> bool {
         self.ctx.software()
     }
+    fn max_len(&self) -> usize {
+        self.ctx.max_len()
+    }
     fn upload(&self, data: &[f32]) -> Result<Storage> {
         self.ctx.upload(data)
     }

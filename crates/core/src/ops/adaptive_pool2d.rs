@@ -34,7 +34,10 @@ impl Tensor {
     /// pooling).
     pub fn adaptive_avg_pool2d(&self, output_size: [usize; 2]) -> Result<Tensor> {
         let p = resize_params("adaptive_avg_pool2d", self, output_size)?;
-        let s = self.backend().adaptive_avg_pool2d(&self.storage(), &p)?;
+        let s = self
+            .backend()
+            .adaptive_avg_pool2d(&self.storage(), &p)
+            .map_err(|e| e.in_op("adaptive_avg_pool2d", &[self.shape()]))?;
         let shape = vec![self.shape()[0], self.shape()[1], p.oh, p.ow];
         let in_shape = self.shape().to_vec();
         Ok(Tensor::from_op(

@@ -22,7 +22,8 @@ impl Tensor {
         };
         let s = self
             .backend()
-            .binary(&self.storage(), &other.storage(), &p, op)?;
+            .binary(&self.storage(), &other.storage(), &p, op)
+            .map_err(|e| e.in_op(name, &[self.shape(), other.shape()]))?;
         Ok(Tensor::leaf(s, shape, self.device()))
     }
 

@@ -172,7 +172,8 @@ impl Tensor {
         };
         let s = self
             .backend()
-            .conv2d(&self.storage(), &weight.storage(), &p)?;
+            .conv2d(&self.storage(), &weight.storage(), &p)
+            .map_err(|e| e.in_op(OP, &[self.shape(), weight.shape()]))?;
         let y = Tensor::leaf(s, vec![p.n, p.c_out, oh, ow], self.device());
         conv_node(
             OP,

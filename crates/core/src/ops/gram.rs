@@ -21,7 +21,10 @@ impl Tensor {
         ];
         let f = self.detach().reshape(&[n, c, h * w])?;
         // The backend's Gram kernel: on the GPU it computes only the upper triangle.
-        let g = self.backend().gram(&f.storage(), n, c, h * w)?;
+        let g = self
+            .backend()
+            .gram(&f.storage(), n, c, h * w)
+            .map_err(|e| e.in_op("gram", &[self.shape()]))?;
         let in_shape = self.shape().to_vec();
         Ok(Tensor::from_op(
             g,

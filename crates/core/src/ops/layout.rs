@@ -72,8 +72,11 @@ impl Tensor {
         self.reshape(&shape)
     }
 
-    fn view_copy(&self, view: StridedView) -> Result<Tensor> {
-        let s = self.backend().strided_copy(&self.storage(), &view)?;
+    fn view_copy(&self, op: &'static str, view: StridedView) -> Result<Tensor> {
+        let s = self
+            .backend()
+            .strided_copy(&self.storage(), &view)
+            .map_err(|e| e.in_op(op, &[self.shape()]))?;
         Ok(Tensor::leaf(s, view.shape, self.device()))
     }
 
@@ -95,11 +98,14 @@ impl Tensor {
             ));
         }
         let strides = contiguous_strides(self.shape());
-        let out = self.view_copy(StridedView {
-            shape: perm.iter().map(|&p| self.shape()[p]).collect(),
-            strides: perm.iter().map(|&p| strides[p]).collect(),
-            offset: 0,
-        })?;
+        let out = self.view_copy(
+            "permute",
+            StridedView {
+                shape: perm.iter().map(|&p| self.shape()[p]).collect(),
+                strides: perm.iter().map(|&p| strides[p]).collect(),
+                offset: 0,
+            },
+        )?;
         let mut inverse = vec![0; rank];
         perm.iter().enumerate().for_each(|(i, &p)| inverse[p] = i);
         Ok(Tensor::from_op(
@@ -149,11 +155,14 @@ impl Tensor {
         let strides = contiguous_strides(self.shape());
         let mut shape = self.shape().to_vec();
         shape[d] = len;
-        let out = self.view_copy(StridedView {
-            shape,
-            strides: strides.clone(),
-            offset: start * strides[d],
-        })?;
+        let out = self.view_copy(
+            "narrow",
+            StridedView {
+                shape,
+                strides: strides.clone(),
+                offset: start * strides[d],
+            },
+        )?;
         let rank = self.rank();
         Ok(Tensor::from_op(
             out.storage(),
@@ -200,11 +209,14 @@ impl Tensor {
                 format!("shape {:?} cannot be broadcast to {shape:?}", self.shape()),
             ));
         }
-        let out = self.view_copy(StridedView {
-            shape: shape.to_vec(),
-            strides: crate::shape::broadcast_strides(self.shape(), shape),
-            offset: 0,
-        })?;
+        let out = self.view_copy(
+            "expand",
+            StridedView {
+                shape: shape.to_vec(),
+                strides: crate::shape::broadcast_strides(self.shape(), shape),
+                offset: 0,
+            },
+        )?;
         let orig = self.shape().to_vec();
         Ok(Tensor::from_op(
             out.storage(),
@@ -224,7 +236,10 @@ impl Tensor {
             after: after.to_vec(),
             value,
         };
-        let s = self.backend().pad(&self.storage(), &p)?;
+        let s = self
+            .backend()
+            .pad(&self.storage(), &p)
+            .map_err(|e| e.in_op("pad", &[self.shape()]))?;
         let shape: Vec<usize> = (0..self.rank())
             .map(|d| before[d] + self.shape()[d] + after[d])
             .collect();
@@ -294,7 +309,11 @@ impl Tensor {
         };
         let storages: Vec<_> = tensors.iter().map(|t| t.storage()).collect();
         let refs: Vec<_> = storages.iter().collect();
-        let s = first.backend().cat(&refs, &p)?;
+        let shapes: Vec<&[usize]> = tensors.iter().map(|t| t.shape()).collect();
+        let s = first
+            .backend()
+            .cat(&refs, &p)
+            .map_err(|e| e.in_op("cat", &shapes))?;
         let mut shape = first.shape().to_vec();
         shape[d] = tensors.iter().map(|t| t.shape()[d]).sum();
         let sizes: Vec<usize> = tensors.iter().map(|t| t.shape()[d]).collect();

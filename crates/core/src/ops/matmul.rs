@@ -36,7 +36,10 @@ pub(crate) fn mm(
         a_shared: ar == 2,
         b_shared: br == 2,
     };
-    let s = a.backend().matmul(&a.storage(), &b.storage(), &p)?;
+    let s = a
+        .backend()
+        .matmul(&a.storage(), &b.storage(), &p)
+        .map_err(|e| e.in_op("matmul", &[a.shape(), b.shape()]))?;
     let mut shape = batch.to_vec();
     shape.extend([m, n]);
     Ok(Tensor::leaf(s, shape, a.device()))

@@ -98,7 +98,10 @@ impl Tensor {
     /// Max pooling over `[N, C, H, W]`; the gradient goes to each window's maximum.
     pub fn max_pool2d(&self, opts: Pool2dOptions) -> Result<Tensor> {
         let p = params("max_pool2d", self, &opts, false)?;
-        let s = self.backend().max_pool2d(&self.storage(), &p)?;
+        let s = self
+            .backend()
+            .max_pool2d(&self.storage(), &p)
+            .map_err(|e| e.in_op("max_pool2d", &[self.shape()]))?;
         let shape = vec![self.shape()[0], self.shape()[1], p.oh, p.ow];
         let x = self.clone();
         Ok(Tensor::from_op(
@@ -125,7 +128,10 @@ impl Tensor {
     /// divisor.
     pub fn avg_pool2d_with(&self, opts: Pool2dOptions, count_include_pad: bool) -> Result<Tensor> {
         let p = params("avg_pool2d", self, &opts, count_include_pad)?;
-        let s = self.backend().avg_pool2d(&self.storage(), &p)?;
+        let s = self
+            .backend()
+            .avg_pool2d(&self.storage(), &p)
+            .map_err(|e| e.in_op("avg_pool2d", &[self.shape()]))?;
         let shape = vec![self.shape()[0], self.shape()[1], p.oh, p.ow];
         let in_shape = self.shape().to_vec();
         Ok(Tensor::from_op(

@@ -7,7 +7,10 @@ impl Tensor {
     /// Resizes `[N, C, H, W]` to `[N, C, oh, ow]` by nearest neighbour.
     pub fn upsample_nearest2d(&self, size: [usize; 2]) -> Result<Tensor> {
         let p = resize_params("upsample_nearest2d", self, size)?;
-        let s = self.backend().upsample_nearest2d(&self.storage(), &p)?;
+        let s = self
+            .backend()
+            .upsample_nearest2d(&self.storage(), &p)
+            .map_err(|e| e.in_op("upsample_nearest2d", &[self.shape()]))?;
         let shape = vec![self.shape()[0], self.shape()[1], p.oh, p.ow];
         let in_shape = self.shape().to_vec();
         Ok(Tensor::from_op(
