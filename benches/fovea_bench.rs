@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 use fovea::backend::KernelTime;
 use fovea::ops::{Conv2dOptions, ConvTranspose2dOptions, Pool2dOptions};
 use fovea::{no_grad, Device, DeviceExt, Tensor};
+use serde_json::json;
 
 struct Opts {
     device: String,
@@ -375,40 +376,23 @@ fn main() -> Result<()> {
     // see that row's footprint; on the CPU it counts live tensors, on a GPU the pool).
     let peak_mib = dev.stats().peak_bytes as f64 / (1u64 << 20) as f64;
     if o.json {
-        let body: Vec<String> = rows
+        let round = |x: f64| (x * 1e4).round() / 1e4;
+        let rows: Vec<_> = rows
             .iter()
             .map(|r| {
-                // JSON has no NaN: rows without a FLOP count report null.
-                let ms = r.timed.ms;
-                let tflops = if r.flop.is_nan() {
-                    "null".to_string()
-                } else {
-                    format!("{:.4}", r.flop / ms / 1e9)
-                };
-                let kernels: Vec<String> = r
+                let kernels: Vec<_> = r
                     .timed
                     .kernels
                     .iter()
-                    .map(|k| {
-                        format!(
-                            "{{\"name\": \"{}\", \"dispatches\": {}, \"ms\": {:.4}}}",
-                            k.name, k.dispatches, k.ms
-                        )
-                    })
+                    .map(|k| json!({"name": k.name, "dispatches": k.dispatches, "ms": round(k.ms)}))
                     .collect();
-                format!(
-                    "    {{\"name\": \"{}\", \"ms\": {ms:.4}, \"tflops\": {tflops}, \"kernels\": [{}]}}",
-                    r.name,
-                    kernels.join(", ")
-                )
+                // Rows without a FLOP count (NaN) report null.
+                let tflops = Some(r.flop / r.timed.ms / 1e9).filter(|t| t.is_finite());
+                json!({"name": r.name, "ms": round(r.timed.ms), "tflops": tflops.map(round), "kernels": kernels})
             })
             .collect();
-        println!(
-            "{{\n  \"device\": \"{}\",\n  \"peak_mib\": {:.1},\n  \"rows\": [\n{}\n  ]\n}}",
-            dev.name().replace('"', "'"),
-            peak_mib,
-            body.join(",\n")
-        );
+        let doc = json!({"device": dev.name(), "peak_mib": round(peak_mib), "rows": rows});
+        println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         println!("device: {}  (peak memory {peak_mib:.1} MiB)", dev.name());
         for r in &rows {
