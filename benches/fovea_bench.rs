@@ -99,8 +99,7 @@ fn time(dev: &Device, o: &Opts, mut f: impl FnMut() -> Result<()>) -> Result<Tim
     if repeats > 0 {
         // The warm-up compiles pipelines and fills the pool: its kernel times are left out.
         dev.take_kernel_times();
-        ms.sort_by(f64::total_cmp);
-        let typical = ms[ms.len() / 2].max(1e-3);
+        let typical = median(&mut ms).max(1e-3);
         let runs = ((FILL_MS / typical).ceil() as usize).clamp(repeats, MAX_REPEATS.max(repeats));
         ms.clear();
         for _ in 0..runs {
@@ -121,11 +120,15 @@ fn time(dev: &Device, o: &Opts, mut f: impl FnMut() -> Result<()>) -> Result<Tim
             ..k
         })
         .collect();
-    ms.sort_by(f64::total_cmp);
     Ok(Timed {
-        ms: ms[ms.len() / 2],
+        ms: median(&mut ms),
         kernels,
     })
+}
+
+fn median(ms: &mut [f64]) -> f64 {
+    ms.sort_by(f64::total_cmp);
+    ms[ms.len() / 2]
 }
 
 struct Row {
@@ -306,11 +309,10 @@ fn main() -> Result<()> {
             wait.push(t.elapsed().as_secs_f64() * 1e3);
         }
         for (what, mut ms) in [("recording it", record), ("syncing it", wait)] {
-            ms.sort_by(f64::total_cmp);
             rows.push(Row {
                 name: format!("latency: {what}"),
                 timed: Timed {
-                    ms: ms[ms.len() / 2],
+                    ms: median(&mut ms),
                     kernels: Vec::new(),
                 },
                 flop: f64::NAN,
