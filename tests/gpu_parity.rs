@@ -240,7 +240,8 @@ fn matmul_and_linear() {
         // Tall and wide: 64×128 and 128×64 tiles (one side at most 64, 96 tiles).
         ("64-row tiles", 32, sm, sk, 300),
         ("64-column tiles", 32, 300, sk, sm),
-        // Few rows: 8×512 (256 of them), 16×256 and 32×256 tiles.
+        // Few rows: 8×512 (256 of them; 16×256 on an adapter without their 33 KiB of
+        // workgroup memory, such as lavapipe), 16×256 and 32×256 tiles.
         ("8-row tiles", 128, r.range(1, 9), sk, 600),
         ("16-row tiles", 32, r.range(1, 17), sk, 600),
         ("32-row tiles", 32, r.range(17, 33), sk, 600),
@@ -375,7 +376,8 @@ fn convolutions() {
         // 24 channels over 16,000 pixels: 32×256 tiles, the input gradient in 16×256 ones.
         ("32×256 tiles", [1, 3, 128, 130], [24, 3, 3, 3], pad1),
         // 3 and 4 channels over 131,072 pixels: 8×512 tiles (256 of them), forward and
-        // input gradient.
+        // input gradient, where the adapter offers their 33 KiB of workgroup memory
+        // (NVIDIA, AMD); 16×256 tiles on lavapipe, DX12 and Apple GPUs (32 KiB).
         ("8×512 tiles", [2, 3, 256, 256], [4, 3, 3, 3], pad1),
         // 9 to 16 channels each way: 16×256 tiles, forward and both gradients (the
         // weight gradient's 108 columns in one tile, split along K).

@@ -10,6 +10,7 @@ use fovea_core::backend::Storage;
 use fovea_core::{Error, Result};
 use wgpu::util::DeviceExt;
 
+use crate::gemm_gen::GemmEntry;
 use crate::pool::{GpuBuffer, Pool, PoolStats};
 use crate::profile::Profiler;
 use crate::source::Shader;
@@ -328,6 +329,19 @@ impl Ctx {
                     label: Some("fovea"),
                 })
         })
+    }
+
+    /// The tile for `count` GEMMs of `m × n` among `entries` (one per tile), among those
+    /// whose workgroup memory this adapter offers (see [`crate::gemm_gen::tile_for`]).
+    pub(crate) fn tile_for(
+        &self,
+        m: usize,
+        n: usize,
+        count: usize,
+        entries: &[GemmEntry],
+    ) -> usize {
+        let bytes = self.limits.max_compute_workgroup_storage_size as usize;
+        crate::gemm_gen::tile_for(m, n, count, entries, bytes)
     }
 
     /// Workgroups for `n` threads of `WG`, folded into 2-D when one dimension is too small.

@@ -149,8 +149,8 @@ fn run(
         Mode::GradWeight => count * gk.div_ceil(MIN_K_PER_SPLIT).max(1),
         _ => count,
     };
-    let entry =
-        &CONV2D_ENTRIES[mode as usize * TILE_COUNT + crate::gemm_gen::tile_for(gm, gn, units)];
+    let entries = &CONV2D_ENTRIES[mode as usize * TILE_COUNT..][..TILE_COUNT];
+    let entry = &entries[ctx.tile_for(gm, gn, units, entries)];
     let [tile_m, tile_n] = entry.edges();
     let tiles = gn.div_ceil(tile_n) * gm.div_ceil(tile_m) * count;
     let max_z = ctx.limits.max_compute_workgroups_per_dimension as usize;

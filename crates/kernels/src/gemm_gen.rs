@@ -103,6 +103,17 @@ impl GemmEntry {
     pub const fn edges(&self) -> [usize; 2] {
         self.tile.edges()
     }
+
+    /// Bytes of workgroup memory its two K-slices take. An adapter offers a fixed amount
+    /// (`max_compute_workgroup_storage_size`: 32 KiB on DX12, Apple GPUs and lavapipe,
+    /// 48 KiB on NVIDIA's Vulkan driver), and drivers reject or miscompile a kernel that
+    /// declares more; wgpu does not check.
+    pub fn workgroup_bytes(&self) -> usize {
+        spreads(self)
+            .iter()
+            .map(|s| s.stride as usize * DEPTH * 16)
+            .sum()
+    }
 }
 
 /// The tile shapes in the order the entry tables list them (see `source.rs`, which names
@@ -141,12 +152,24 @@ const MIN_WIDEST_TILES: usize = 256;
 /// - otherwise a 128 edge where that side exceeds 64, as long as the dispatch keeps
 ///   `MIN_TILES` workgroups (giving up the row edge first, then the column edge).
 ///
+/// Only tiles whose entry (among `entries`, one per tile in [`TILES`] order) fits in
+/// `workgroup_bytes` of workgroup memory are chosen, 64×64 (8.5 KiB at most) always.
 /// `FOVEA_TILES` (tile edges, comma-separated: `64x64,64x128,128x64,128x128`) restricts the
-/// choice, to compare tiles in benchmarks; 64×64 is always allowed.
-pub fn tile_for(m: usize, n: usize, count: usize) -> usize {
+/// choice further, to compare tiles in benchmarks.
+pub fn tile_for(
+    m: usize,
+    n: usize,
+    count: usize,
+    entries: &[GemmEntry],
+    workgroup_bytes: usize,
+) -> usize {
     static ALLOWED: std::sync::LazyLock<[bool; TILES.len()]> =
         std::sync::LazyLock::new(|| allowed_tiles(std::env::var("FOVEA_TILES").ok().as_deref()));
-    tile_among(m, n, count, &ALLOWED)
+    let mut allowed = *ALLOWED;
+    for (a, e) in allowed.iter_mut().zip(entries) {
+        *a &= e.workgroup_bytes() <= workgroup_bytes;
+    }
+    tile_among(m, n, count, &allowed)
 }
 
 /// The tiles a `FOVEA_TILES` value allows (all when unset).
@@ -289,22 +312,28 @@ fn distinct(values: impl Iterator<Item = String>) -> (Vec<String>, Vec<usize>) {
     (kept, index)
 }
 
-/// The WGSL of one entry point (workgroup arrays included, named after the entry).
-pub fn entry_source(e: &GemmEntry) -> String {
-    let [bm, bn] = e.tile.bands;
-    let [ty, tx] = e.tile.threads;
+/// How the 256 threads share each operand's slice (A, B).
+fn spreads(e: &GemmEntry) -> [Spread; 2] {
     let [edge_m, edge_n] = e.edges().map(|v| v as u32);
-    let (sa, sb) = (format!("{}_a", e.name), format!("{}_b", e.name));
     // An operand stored along K has each thread write four rows 4 apart at once; with rows
     // a multiple of 128 bytes apart, those writes share banks four ways, and a row one vec4
     // longer makes that two. On an H100 that sped up every 64-row tile (224² forward
     // −2.7%, its weight gradient −7.6%) but slowed the 128×128 forward by 17%, so 128-row
     // tiles keep plain rows (benches/RESULTS.md, session 5).
     let padded = edge_m <= 64;
-    let spread = [
+    [
         Spread::new(e.a.order, edge_m, padded),
         Spread::new(e.b.order, edge_n, padded),
-    ];
+    ]
+}
+
+/// The WGSL of one entry point (workgroup arrays included, named after the entry).
+pub fn entry_source(e: &GemmEntry) -> String {
+    let [bm, bn] = e.tile.bands;
+    let [ty, tx] = e.tile.threads;
+    let [edge_m, edge_n] = e.edges().map(|v| v as u32);
+    let (sa, sb) = (format!("{}_a", e.name), format!("{}_b", e.name));
+    let spread = spreads(e);
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -561,6 +590,30 @@ mod tests {
         assert_eq!(chosen(32, 2000, 1), [16, 256]);
         // Narrow matrices keep the square tile.
         assert_eq!(chosen(3, 50, 1), [64, 64]);
+    }
+
+    /// A tile whose workgroup memory the adapter lacks is never chosen: 8×512 (33 KiB)
+    /// gives way to 16×256 on DX12, Apple GPUs and lavapipe (32 KiB), and the short tiles
+    /// (17–19 KiB) to the 16×16 grid where an adapter offers only 16 KiB.
+    #[test]
+    fn tiles_fit_the_adapters_workgroup_memory() {
+        let fwd = &crate::source::CONV2D_ENTRIES[..TILES.len()];
+        let pick = |m, n, kib: usize| {
+            let i = tile_for(m, n, 1, fwd, kib << 10);
+            assert!(fwd[i].workgroup_bytes() <= (kib << 10).max(fwd[0].workgroup_bytes()));
+            TILES[i].edges()
+        };
+        assert_eq!(pick(3, 262_144, 48), [8, 512]);
+        assert_eq!(pick(3, 262_144, 32), [16, 256]);
+        assert_eq!(pick(3, 262_144, 16), [64, 128]);
+        assert_eq!(pick(24, 100_000, 32), [32, 256]);
+        assert_eq!(pick(24, 100_000, 16), [64, 128]);
+        assert_eq!(pick(128, 100_000, 16), [128, 128]);
+        assert_eq!(
+            pick(128, 100_000, 8),
+            [64, 64],
+            "64×64 whatever the adapter says"
+        );
     }
 
     #[test]

@@ -139,6 +139,7 @@ impl WgpuBackend {
             })
         })?;
         let name = describe(&adapter);
+        check_compute_limits(&name, &adapter.limits())?;
         let timestamps = wgpu::Features::TIMESTAMP_QUERY;
         if profile && !adapter.features().contains(timestamps) {
             return Err(Error::Backend(format!(
@@ -278,6 +279,30 @@ impl Backend for WgpuBackend {
     fn upsample_nearest2d_backward(&self, gy: &Storage, p: &Resize2dParams) -> Result<Storage> {
         upsample2d::backward(&self.ctx, gy, p)
     }
+}
+
+/// Fails unless the adapter runs fovea's kernels: 256 threads a workgroup, and the
+/// workgroup memory of the tiles that are always used (64×64 GEMM tiles, both Gram tiles).
+/// Larger tiles are chosen only where they fit (see [`gemm_gen::tile_for`]).
+fn check_compute_limits(name: &str, l: &wgpu::Limits) -> Result<()> {
+    let needed = source::GRAM_ENTRIES
+        .iter()
+        .chain(source::CONV2D_ENTRIES.iter().step_by(source::TILE_COUNT))
+        .chain(source::MATMUL_ENTRIES.iter().step_by(source::TILE_COUNT))
+        .map(|e| e.workgroup_bytes())
+        .max()
+        .unwrap_or(0);
+    // Every GEMM tile and reduction runs 256 threads a workgroup.
+    let threads = 256;
+    if l.max_compute_workgroup_storage_size < needed as u32
+        || l.max_compute_invocations_per_workgroup < threads
+    {
+        return Err(Error::Backend(format!(
+            "{name} offers {} bytes of workgroup memory and {} threads per workgroup; fovea's kernels need {needed} and {threads}",
+            l.max_compute_workgroup_storage_size, l.max_compute_invocations_per_workgroup
+        )));
+    }
+    Ok(())
 }
 
 /// GPU constructors for [`Device`] (bring into scope with `use fovea::DeviceExt`).

@@ -24,8 +24,8 @@ pub fn matmul(ctx: &Ctx, a: &Storage, b: &Storage, mp: &MatmulParams) -> Result<
     let aligned = mp.m.is_multiple_of(4) && mp.n.is_multiple_of(4) && mp.k.is_multiple_of(4);
     let layout = aligned as usize * 4 + (mp.trans_a as usize) * 2 + mp.trans_b as usize;
     let first = if aligned { 4 } else { 1 };
-    let entry =
-        &MATMUL_ENTRIES[layout * TILE_COUNT + crate::gemm_gen::tile_for(mp.m, mp.n, mp.batch)];
+    let entries = &MATMUL_ENTRIES[layout * TILE_COUNT..][..TILE_COUNT];
+    let entry = &entries[ctx.tile_for(mp.m, mp.n, mp.batch, entries)];
     let [tile_m, tile_n] = entry.edges();
     let mut start = 0;
     // Batches beyond the dispatch limit go in several dispatches.

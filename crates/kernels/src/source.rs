@@ -309,6 +309,58 @@ mod tests {
         }
     }
 
+    /// Each entry point's workgroup memory, as naga lays out the arrays it uses, is what
+    /// tile selection counts for GEMM entries (`GemmEntry::workgroup_bytes`), and at most
+    /// 16 KiB (what every adapter fovea opens offers) for every other entry and every tile
+    /// that is always used (64×64, Gram's).
+    #[test]
+    fn workgroup_memory_is_counted_and_fits_where_it_must() {
+        const EVERY_ADAPTER: usize = 16 << 10;
+        let gemm = CONV2D_ENTRIES
+            .iter()
+            .chain(MATMUL_ENTRIES)
+            .chain(GRAM_ENTRIES)
+            .collect::<Vec<_>>();
+        let mut counted = 0;
+        for s in ALL {
+            let source = s.source_for(true);
+            let module = naga::front::wgsl::parse_str(&source).unwrap();
+            let info = naga::valid::Validator::new(
+                naga::valid::ValidationFlags::all(),
+                naga::valid::Capabilities::IMMEDIATES,
+            )
+            .validate(&module)
+            .unwrap();
+            let mut layouter = naga::proc::Layouter::default();
+            layouter.update(module.to_ctx()).unwrap();
+            for (i, ep) in module.entry_points.iter().enumerate() {
+                let uses = info.get_entry_point(i);
+                let bytes: usize = module
+                    .global_variables
+                    .iter()
+                    .filter(|(h, v)| {
+                        v.space == naga::AddressSpace::WorkGroup && !uses[*h].is_empty()
+                    })
+                    .map(|(_, v)| layouter[v.ty].size as usize)
+                    .sum();
+                match gemm.iter().find(|e| e.name == ep.name) {
+                    Some(e) => {
+                        counted += 1;
+                        assert_eq!(bytes, e.workgroup_bytes(), "{}", e.name);
+                        let always = e.tile == gemm_gen::TILES[0] || e.name.starts_with("gram");
+                        assert!(
+                            !always || bytes <= EVERY_ADAPTER,
+                            "{} takes {bytes}",
+                            e.name
+                        );
+                    }
+                    None => assert!(bytes <= EVERY_ADAPTER, "{} takes {bytes}", ep.name),
+                }
+            }
+        }
+        assert_eq!(counted, gemm.len(), "every GEMM entry was found");
+    }
+
     /// Every shader parses and validates with naga: no GPU needed.
     #[test]
     fn every_shader_validates() {
