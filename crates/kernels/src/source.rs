@@ -361,12 +361,12 @@ mod tests {
         assert_eq!(counted, gemm.len(), "every GEMM entry was found");
     }
 
-    /// Every shader, in both parameter forms, translates to Metal Shading Language and to
-    /// HLSL (shader models 5.1 and 6.0) as wgpu translates it on Apple GPUs and DX12:
-    /// CI runs on Vulkan only, where naga writes SPIR-V instead.
+    /// Every shader, in both parameter forms, translates to Metal Shading Language, to
+    /// HLSL (shader models 5.1 and 6.0) and to GLSL ES 3.1, as wgpu translates it on Apple
+    /// GPUs, DX12 and OpenGL: CI runs on Vulkan only, where naga writes SPIR-V instead.
     #[test]
-    fn every_shader_translates_for_metal_and_dx12() {
-        use naga::back::{hlsl, msl};
+    fn every_shader_translates_for_metal_dx12_and_gl() {
+        use naga::back::{glsl, hlsl, msl};
         for s in ALL {
             for immediates in [false, true] {
                 let source = s.source_for(immediates);
@@ -408,6 +408,32 @@ mod tests {
                     for ep in &module.entry_points {
                         assert!(out.contains(&ep.name), "{what}: HLSL lacks {}", ep.name);
                     }
+                }
+                // OpenGL ES 3.1, the compute-capable GL that wgpu's GL back end needs.
+                for ep in &module.entry_points {
+                    let options = glsl::Options {
+                        version: glsl::Version::Embedded {
+                            version: 310,
+                            is_webgl: false,
+                        },
+                        ..Default::default()
+                    };
+                    let pipeline = glsl::PipelineOptions {
+                        shader_stage: naga::ShaderStage::Compute,
+                        entry_point: ep.name.clone(),
+                        multiview: None,
+                    };
+                    let mut out = String::new();
+                    glsl::Writer::new(
+                        &mut out,
+                        &module,
+                        &info,
+                        &options,
+                        &pipeline,
+                        Default::default(),
+                    )
+                    .and_then(|mut w| w.write())
+                    .unwrap_or_else(|e| panic!("{what} to GLSL ES, entry {}: {e}", ep.name));
                 }
             }
         }
