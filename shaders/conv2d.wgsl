@@ -21,6 +21,8 @@
 @group(0) @binding(1) var<storage, read> lhs: array<f32>;
 @group(0) @binding(2) var<storage, read> rhs: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
+// The forward's bias, read only when p.bias is 1 (otherwise another buffer stands in).
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
 
 // Marks a column outside the matrix: every window position computed from it is negative.
 const OUTSIDE: i32 = -1073741824;
@@ -237,8 +239,14 @@ fn fwd_b(z: u32, s: Pix4, q: vec4<u32>) -> vec4<f32> {
     return gather4(s.base, q.y, s.i + i32(q.z * p.s.dh), s.j + i32(q.w * p.s.dw), p.s.h, p.s.w, q.x < p.gk);
 }
 
+// The bias goes into the first split's partial sums, so the sum of the splits has it once.
 fn fwd_store(z: u32, m: u32, col: u32, v: vec4<f32>) {
-    store4(z, m, col, v, group(z) * og() + m, p.s.c_out, p.s.oh * p.s.ow);
+    let ch = group(z) * og() + m;
+    var b = 0.0;
+    if (p.bias != 0u && z % p.splits == 0u && m < p.gm) {
+        b = bias[ch];
+    }
+    store4(z, m, col, v + b, ch, p.s.c_out, p.s.oh * p.s.ow);
 }
 
 // ---- grad input at stride 1: A = w[g·og+o, m, ki, kj] over k = (o, ki, kj), B = gy

@@ -420,10 +420,16 @@ fn convolutions() {
             dil,
         ),
     ];
+    // With a bias, which the forward adds in its store (to the first split only, where
+    // few tiles split K, as in the first case).
     for (what, xs, ws, o) in cases {
-        let (x, w) = (randn(&xs, r.next()), randn(&ws, r.next()));
-        parity(&gpu, &format!("conv2d, {what}"), &[x, w], &|t| {
-            t[0].conv2d(&t[1], None, o)
+        let (x, w, b) = (
+            randn(&xs, r.next()),
+            randn(&ws, r.next()),
+            randn(&[ws[0]], r.next()),
+        );
+        parity(&gpu, &format!("conv2d, {what}"), &[x, w, b], &|t| {
+            t[0].conv2d(&t[1], Some(&t[2]), o)
         });
     }
     let x = randn(&[2, 24, 15, 14], r.next());

@@ -374,8 +374,16 @@ pub trait Backend: Send + Sync {
     fn matmul(&self, a: &Storage, b: &Storage, p: &MatmulParams) -> Result<Storage>;
     /// Per-image Gram matrices `F·Fᵀ` of `[n, c, hw]` features, giving `[n, c, c]`.
     fn gram(&self, f: &Storage, n: usize, c: usize, hw: usize) -> Result<Storage>;
-    /// Convolution forward (no bias): `[n, c_in, h, w] * [c_out, c_in/g, kh, kw]`.
-    fn conv2d(&self, x: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage>;
+    /// Convolution forward: `[n, c_in, h, w] * [c_out, c_in/g, kh, kw]`, plus `bias[c]`
+    /// on each output channel c when given (`[c_out]`, checked by the caller). Added in
+    /// the kernel's store, it costs no pass of its own over the output.
+    fn conv2d(
+        &self,
+        x: &Storage,
+        w: &Storage,
+        bias: Option<&Storage>,
+        p: &Conv2dParams,
+    ) -> Result<Storage>;
     /// Gradient of the convolution with respect to its input, from the output gradient.
     fn conv2d_grad_input(&self, gy: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage>;
     /// Gradient of the convolution with respect to its weight.

@@ -1,7 +1,7 @@
 //! Host side of `shaders/conv2d.wgsl`: forward, input gradient and weight gradient as
 //! three modes of one implicit-GEMM kernel.
 
-use fovea_core::backend::{Conv2dParams, ReduceOp, ReduceParams, Storage};
+use fovea_core::backend::{BinaryOp, BinaryParams, Conv2dParams, ReduceOp, ReduceParams, Storage};
 use fovea_core::Result;
 
 use crate::context::{buf, Ctx};
@@ -14,8 +14,8 @@ const TARGET_WORKGROUPS: usize = 256;
 const MIN_K_PER_SPLIT: usize = 256;
 
 wgsl_struct! {
-    /// The convolution's geometry as the shaders read it: the parameters of
-    /// `conv2d_depthwise.wgsl` and the first member of `conv2d.wgsl`'s.
+    /// The convolution's geometry as the shaders read it: the first member of the
+    /// parameters of `conv2d.wgsl` and `conv2d_depthwise.wgsl`.
     pub(crate) struct ConvShape {
         n: u32,
         c_in: u32,
@@ -78,6 +78,8 @@ wgsl_struct! {
         tap_cols: u32,
         /// 1: each phase sums exactly its own taps (the `ginx` entries)
         exact: u32,
+        /// 1: the forward adds `bias` (binding 4) to the first split's sums
+        bias: u32,
     }
 }
 
@@ -115,6 +117,7 @@ fn run(
     mode: Mode,
     lhs: &Storage,
     rhs: &Storage,
+    bias: Option<&Storage>,
     cp: &Conv2dParams,
     out_len: usize,
 ) -> Result<Storage> {
@@ -179,10 +182,16 @@ fn run(
         tap_rows: u(tap_rows),
         tap_cols: u(tap_cols),
         exact: matches!(mode, Mode::GradInputExact) as u32,
+        bias: bias.is_some() as u32,
     };
     if gk == 0 {
-        // An empty reduction (no input channels or no pixels): the result is all zeros.
-        return crate::elementwise::fill(ctx, out_len, 0.0);
+        // An empty reduction (no input channels or no pixels): the result is all zeros,
+        // plus the bias.
+        let zeros = crate::elementwise::fill(ctx, out_len, 0.0)?;
+        return match bias {
+            Some(b) => add_bias(ctx, &zeros, b, cp),
+            None => Ok(zeros),
+        };
     }
     let partial = ctx.alloc(out_len * splits)?;
     let groups = [
@@ -190,7 +199,11 @@ fn run(
         u(gm.div_ceil(tile_m)),
         u(count * splits),
     ];
-    let bindings = [(1, buf(lhs)), (2, buf(rhs)), (3, buf(&partial))];
+    let mut bindings = vec![(1, buf(lhs)), (2, buf(rhs)), (3, buf(&partial))];
+    if let Mode::Forward = mode {
+        // Read only with p.bias set; another buffer stands in otherwise.
+        bindings.push((4, buf(bias.unwrap_or(lhs))));
+    }
     ctx.dispatch(
         CONV2D,
         entry.name,
@@ -209,8 +222,25 @@ fn run(
     crate::reduce::reduce(ctx, &partial, &sum, ReduceOp::Sum)
 }
 
-pub fn forward(ctx: &Ctx, x: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage> {
-    run(ctx, Mode::Forward, w, x, p, p.output_len())
+/// `y` plus `bias[c]` on each channel c (a broadcasting add).
+fn add_bias(ctx: &Ctx, y: &Storage, bias: &Storage, p: &Conv2dParams) -> Result<Storage> {
+    let shape = vec![p.n, p.c_out, p.oh, p.ow];
+    let bp = BinaryParams {
+        a_strides: fovea_core::shape::contiguous_strides(&shape),
+        b_strides: vec![0, 1, 0, 0],
+        shape,
+    };
+    crate::binary::binary(ctx, y, bias, &bp, BinaryOp::Add)
+}
+
+pub fn forward(
+    ctx: &Ctx,
+    x: &Storage,
+    w: &Storage,
+    bias: Option<&Storage>,
+    p: &Conv2dParams,
+) -> Result<Storage> {
+    run(ctx, Mode::Forward, w, x, bias, p, p.output_len())
 }
 
 pub fn grad_input(ctx: &Ctx, gy: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage> {
@@ -221,9 +251,9 @@ pub fn grad_input(ctx: &Ctx, gy: &Storage, w: &Storage, p: &Conv2dParams) -> Res
     } else {
         Mode::GradInput
     };
-    run(ctx, mode, w, gy, p, p.input_len())
+    run(ctx, mode, w, gy, None, p, p.input_len())
 }
 
 pub fn grad_weight(ctx: &Ctx, x: &Storage, gy: &Storage, p: &Conv2dParams) -> Result<Storage> {
-    run(ctx, Mode::GradWeight, gy, x, p, p.weight_len())
+    run(ctx, Mode::GradWeight, gy, x, None, p, p.weight_len())
 }

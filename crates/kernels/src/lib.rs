@@ -237,11 +237,17 @@ impl Backend for WgpuBackend {
     fn gram(&self, f: &Storage, n: usize, c: usize, hw: usize) -> Result<Storage> {
         gram::gram(&self.ctx, f, n, c, hw)
     }
-    fn conv2d(&self, x: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage> {
+    fn conv2d(
+        &self,
+        x: &Storage,
+        w: &Storage,
+        bias: Option<&Storage>,
+        p: &Conv2dParams,
+    ) -> Result<Storage> {
         if conv2d_depthwise::applies(p) {
-            return conv2d_depthwise::forward(&self.ctx, x, w, p);
+            return conv2d_depthwise::forward(&self.ctx, x, w, bias, p);
         }
-        conv2d::forward(&self.ctx, x, w, p)
+        conv2d::forward(&self.ctx, x, w, bias, p)
     }
     fn conv2d_grad_input(&self, gy: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage> {
         if conv2d_depthwise::applies(p) {

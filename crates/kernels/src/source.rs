@@ -260,7 +260,7 @@ shaders! {
     LAYOUT = "layout" (crate::layout::Params);
     MATMUL = "matmul" (crate::matmul::Params) + MATMUL_ENTRIES;
     CONV2D = "conv2d" (crate::conv2d::Params) + CONV2D_ENTRIES;
-    CONV2D_DEPTHWISE = "conv2d_depthwise" (crate::conv2d::ConvShape);
+    CONV2D_DEPTHWISE = "conv2d_depthwise" (crate::conv2d_depthwise::Params);
     POOL2D = "pool2d" (crate::pool2d::Params);
     ADAPTIVE_POOL2D = "adaptive_pool2d" (crate::adaptive_pool2d::Params);
     UPSAMPLE2D = "upsample2d" (crate::adaptive_pool2d::Params);

@@ -266,6 +266,18 @@ fn depthwise_grad_weight(x: &[f32], gy: &[f32], p: &Conv2dParams, g: &Geo) -> Ve
     gw
 }
 
+/// Adds `bias[c]` to each plane of `plane` values of channel c in `[N, C, plane]` `y`.
+pub fn add_bias(y: &mut [f32], bias: &[f32], plane: usize) {
+    if plane == 0 || bias.is_empty() {
+        return;
+    }
+    y.par_chunks_mut(plane * bias.len()).for_each(|image| {
+        for (values, b) in image.chunks_mut(plane).zip(bias) {
+            values.iter_mut().for_each(|v| *v += b);
+        }
+    });
+}
+
 pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Vec<f32> {
     let g = geo(p);
     if g.cg == 1 && p.groups > 1 {

@@ -125,8 +125,18 @@ impl Backend for CpuBackend {
         };
         store(matmul::matmul(data(f), data(f), &p))
     }
-    fn conv2d(&self, x: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage> {
-        store(conv2d::forward(data(x), data(w), p))
+    fn conv2d(
+        &self,
+        x: &Storage,
+        w: &Storage,
+        bias: Option<&Storage>,
+        p: &Conv2dParams,
+    ) -> Result<Storage> {
+        let mut y = conv2d::forward(data(x), data(w), p);
+        if let Some(b) = bias {
+            conv2d::add_bias(&mut y, data(b), p.oh * p.ow);
+        }
+        store(y)
     }
     fn conv2d_grad_input(&self, gy: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage> {
         store(conv2d::grad_input(data(gy), data(w), p))

@@ -1,7 +1,7 @@
 //! 2-D convolution (PyTorch's `F.conv2d`): NCHW input, `[out, in/groups, kh, kw]` weight.
 
 use super::{check_device, check_positive, check_rank};
-use crate::backend::{Backend, BinaryOp, Conv2dParams, Storage};
+use crate::backend::{Backend, Conv2dParams, Storage};
 use crate::shape::conv_out_len;
 use crate::{Error, Result, Tensor};
 
@@ -50,33 +50,40 @@ pub(crate) fn check_conv_common(
     Ok(())
 }
 
-/// One graph node for a convolution and its optional `[c]` bias: the output `y` (the
-/// backend's result, no node yet) plus the bias over dimension 1. A separate add node would
-/// keep the pre-bias tensor alive until backward, a third of a conv layer's activation
-/// memory. `grad_x(backend, g, w)` and `grad_w(backend, g, x)` compute the two gradients
-/// from the output's; the input is kept only when the weight needs a gradient and the
-/// weight only when the input does, so a frozen network (style transfer) keeps no conv
-/// inputs for backward.
+/// Fails unless `bias` is absent or a `[c]` tensor on `x`'s device.
+pub(crate) fn check_bias(
+    op: &'static str,
+    x: &Tensor,
+    bias: Option<&Tensor>,
+    c: usize,
+) -> Result<()> {
+    let Some(b) = bias else { return Ok(()) };
+    check_device(op, &[x, b])?;
+    if b.shape() != [c] {
+        return Err(Error::op(
+            op,
+            format!("bias must have shape [{c}], got {:?}", b.shape()),
+        ));
+    }
+    Ok(())
+}
+
+/// One graph node for a convolution and its optional `[c]` bias (checked by
+/// [`check_bias`]): `out` is the backend's result with the bias already added (no node
+/// yet). A separate add node would keep the pre-bias tensor alive until backward, a third
+/// of a conv layer's activation memory. `grad_x(backend, g, w)` and `grad_w(backend, g,
+/// x)` compute the two gradients from the output's; the input is kept only when the weight
+/// needs a gradient and the weight only when the input does, so a frozen network (style
+/// transfer) keeps no conv inputs for backward.
 pub(crate) fn conv_node(
     op: &'static str,
-    y: Tensor,
+    out: Tensor,
     x: &Tensor,
     weight: &Tensor,
     bias: Option<&Tensor>,
     grad_x: impl Fn(&dyn Backend, &Storage, &Storage) -> Result<Storage> + Send + Sync + 'static,
     grad_w: impl Fn(&dyn Backend, &Storage, &Storage) -> Result<Storage> + Send + Sync + 'static,
 ) -> Result<Tensor> {
-    let c = y.shape()[1];
-    let out = match bias {
-        Some(b) if b.shape() != [c] => {
-            return Err(Error::op(
-                op,
-                format!("bias must have shape [{c}], got {:?}", b.shape()),
-            ))
-        }
-        Some(b) => y.zip_raw(&b.reshape(&[1, c, 1, 1])?, BinaryOp::Add, op)?,
-        None => y,
-    };
     let mut inputs = vec![x, weight];
     inputs.extend(bias);
     let bias_grad = bias.map(Tensor::tracks_grad);
@@ -170,9 +177,15 @@ impl Tensor {
             dilation: opts.dilation,
             groups: g,
         };
+        check_bias(OP, self, bias, p.c_out)?;
         let s = self
             .backend()
-            .conv2d(&self.storage(), &weight.storage(), &p)
+            .conv2d(
+                &self.storage(),
+                &weight.storage(),
+                bias.map(|b| b.storage()).as_ref(),
+                &p,
+            )
             .map_err(|e| e.in_op(OP, &[self.shape(), weight.shape()]))?;
         let y = Tensor::leaf(s, vec![p.n, p.c_out, oh, ow], self.device());
         conv_node(

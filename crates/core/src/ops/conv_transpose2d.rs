@@ -2,8 +2,8 @@
 //! kh, kw]`. Its forward is the input gradient of the conv2d it transposes, and its
 //! gradients are that conv2d's forward and weight gradient, so it shares those kernels.
 
-use super::conv2d::{check_conv_common, conv_node};
-use crate::backend::Conv2dParams;
+use super::conv2d::{check_bias, check_conv_common, conv_node};
+use crate::backend::{BinaryOp, Conv2dParams};
 use crate::{Error, Result, Tensor};
 
 /// Options of [`Tensor::conv_transpose2d`]; `Default` gives PyTorch's defaults.
@@ -102,18 +102,22 @@ impl Tensor {
             dilation: opts.dilation,
             groups: g,
         };
+        check_bias(OP, self, bias, p.c_in)?;
         let s = self
             .backend()
             .conv2d_grad_input(&self.storage(), &weight.storage(), &p)
             .map_err(|e| e.in_op(OP, &[self.shape(), weight.shape()]))?;
-        let y = Tensor::leaf(s, vec![p.n, p.c_in, oh, ow], self.device());
+        let mut y = Tensor::leaf(s, vec![p.n, p.c_in, oh, ow], self.device());
+        if let Some(b) = bias {
+            y = y.zip_raw(&b.reshape(&[1, p.c_in, 1, 1])?, BinaryOp::Add, OP)?;
+        }
         conv_node(
             OP,
             y,
             self,
             weight,
             bias,
-            move |be, g, w| be.conv2d(g, w, &p),
+            move |be, g, w| be.conv2d(g, w, None, &p),
             move |be, g, x| be.conv2d_grad_weight(g, x, &p),
         )
     }
