@@ -194,6 +194,20 @@ fn layout_ops() {
     parity(&gpu, "stack", &[x.clone(), x.clone()], &|t| {
         Tensor::stack(&[&t[0], &t[1]], 2)
     });
+    // The view ops built on the kernels above, chained.
+    parity(
+        &gpu,
+        "transpose, slice, flatten, squeeze and friends",
+        &[x.clone()],
+        &|t| {
+            t[0].transpose(0, 2)?
+                .slice(1, 0, 1)?
+                .squeeze(1)?
+                .unsqueeze(0)?
+                .flatten(1)?
+                .t()
+        },
+    );
 }
 
 #[test]
@@ -558,6 +572,18 @@ fn pooling_resizing_and_normalisation() {
         &[randn(&s, r.next()), randn(&s, r.next())],
         &|t| t[0].mse_loss(&t[1]),
     );
+    parity(&gpu, "nll_loss", &[randn(&[5, 7], r.next())], &|t| {
+        t[0].log_softmax(1)?.nll_loss(&targets)
+    });
+    parity(
+        &gpu,
+        "bce_with_logits",
+        &[randn(&s, r.next()), randn(&s, r.next()).sigmoid()],
+        &|t| t[0].bce_with_logits(&t[1]),
+    );
+    parity(&gpu, "upsample2d", &[randn(&s, r.next())], &|t| {
+        t[0].upsample2d(2)
+    });
 }
 
 #[test]
