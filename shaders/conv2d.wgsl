@@ -473,6 +473,74 @@ fn ginx_b(z: u32, s: GinCols, q: vec4<u32>) -> vec4<f32> {
     return gin_cols4(s, q.x, q.y, q.z, true);
 }
 
+// ---- grad input at stride 1 through a column buffer (col2im), for layers of few
+// channels whose input gradient would spend most products on padding taps or empty tile
+// rows: cols[n, g·cg·kk + m, pix] = Σ_o w[g·og+o, m] · gy[n, g·og+o, pix] for m =
+// (c, ki, kj), a GEMM of K = og with no padded taps; then `col2im` sums each input pixel's
+// taps out of it. A is w with its rows along K (stored [k, m]), B is gy ([k, pixels]).
+
+// The first of four rows m.. of A at k = 0, and how many of the four are rows of A.
+fn gcol_a_at(z: u32, m: u32) -> vec2<u32> {
+    return vec2<u32>(group(z) * og() * p.gm + m, select(0u, p.gm - m, m < p.gm));
+}
+
+fn gcol_a(z: u32, s: vec2<u32>, k: u32) -> vec4<f32> {
+    let d = vec4<u32>(0u, 1u, 2u, 3u);
+    return lhs4(Quad(s.x + k * p.gm + d, (d < vec4<u32>(s.y)) & vec4<bool>(k < p.gk)));
+}
+
+// Four columns (n, pix) of B: where gy's plane of the group's first output channel
+// starts for each, and which are columns of B.
+struct Cols4 {
+    base: vec4<u32>,
+    ok: vec4<bool>,
+}
+
+fn gcol_b_at(z: u32, col: u32) -> Cols4 {
+    let ohw = max(p.s.oh * p.s.ow, 1u);
+    let c = vec4<u32>(col) + vec4<u32>(0u, 1u, 2u, 3u);
+    let n = c / ohw;
+    return Cols4((n * p.s.c_out + group(z) * og()) * ohw + c - n * ohw, c < vec4<u32>(p.gn));
+}
+
+fn gcol_b(z: u32, s: Cols4, k: u32) -> vec4<f32> {
+    return rhs4(Quad(s.base + k * p.s.oh * p.s.ow, s.ok & vec4<bool>(k < p.gk)));
+}
+
+fn gcol_store(z: u32, m: u32, col: u32, v: vec4<f32>) {
+    let kk = p.s.kh * p.s.kw;
+    store4(z, m, col, v, group(z) * p.gm + m, p.s.c_in * kk, p.s.oh * p.s.ow);
+}
+
+// One thread per input value (n, c, ih, iw): the sum over its taps of cols[n, c·kk + tap,
+// (ih + ph − ki·dh, iw + pw − kj·dw)] where that output pixel exists (stride 1).
+@compute @workgroup_size(256)
+fn col2im(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let q = flat_index(wid, lid, nwg);
+    let hw = p.s.h * p.s.w;
+    if (q >= p.s.n * p.s.c_in * hw) {
+        return;
+    }
+    let cell = plane_cell(q, p.s.h, p.s.w);
+    let kk = p.s.kh * p.s.kw;
+    let ohw = p.s.oh * p.s.ow;
+    var acc = 0.0;
+    for (var ki = 0u; ki < p.s.kh; ki++) {
+        let oi = i32(cell.y + p.s.ph) - i32(ki * p.s.dh);
+        if (oi < 0 || oi >= i32(p.s.oh)) {
+            continue;
+        }
+        let row = (cell.x * kk + ki * p.s.kw) * ohw + u32(oi) * p.s.ow;
+        for (var kj = 0u; kj < p.s.kw; kj++) {
+            let oj = i32(cell.z + p.s.pw) - i32(kj * p.s.dw);
+            if (oj >= 0 && oj < i32(p.s.ow)) {
+                acc += rhs[row + kj * ohw + u32(oj)];
+            }
+        }
+    }
+    out[q] = acc;
+}
+
 // ---- grad weight: A = gy rows over k = (n, pix), B = x gathered at k for column
 // (c, ki, kj).
 

@@ -377,11 +377,13 @@ fn convolutions() {
             [67, 70, 3, 3],
             pad1,
         ),
-        // 66 and 130 channels over 8,000-odd pixels; edges not multiples of the tile.
+        // 126 and 130 channels over 8,000-odd pixels; edges not multiples of the tile.
+        // (With 66 input channels, half of the input gradient's 128-row tiles would be
+        // empty, and it would go through col2im instead.)
         (
             "128×128 tiles, forward and input gradient",
-            [2, 66, 63, 65],
-            [130, 66, 3, 3],
+            [2, 126, 63, 65],
+            [130, 126, 3, 3],
             pad1,
         ),
         // At most 64 channels over 8,000-odd pixels (60 outputs, 5 inputs: the input
@@ -426,6 +428,25 @@ fn convolutions() {
             [1, 4, 9, 10],
             [32, 2, 3, 3],
             Conv2dOptions { groups: 2, ..s2 },
+        ),
+        // Few input channels beside a large kernel: the input gradient through a column
+        // buffer (col2im), whose GEMM has no padded taps.
+        (
+            "col2im, LeNet's C3 (6 to 16 channels, 5×5, no padding)",
+            [3, 6, 14, 14],
+            [16, 6, 5, 5],
+            Conv2dOptions::default(),
+        ),
+        (
+            "col2im, two groups, dilated and padded",
+            [2, 4, 11, 10],
+            [64, 2, 3, 3],
+            Conv2dOptions {
+                padding: [2, 1],
+                dilation: [2, 1],
+                groups: 2,
+                ..Default::default()
+            },
         ),
         (
             "dilated stride 1 (the single-phase input gradient)",

@@ -13,6 +13,19 @@ const TARGET_WORKGROUPS: usize = 256;
 /// Shortest K range one split handles (keeps the partial sums few and the reduce cheap).
 const MIN_K_PER_SPLIT: usize = 256;
 
+/// Most values the col2im input gradient's column buffer may take (64 MiB).
+const MAX_COLS: usize = 16 << 20;
+
+/// The cost of one column-buffer value, written and read back, in GEMM products: an H100
+/// ran these GEMMs at about 12.5 T products/s and moves about 0.4 T such values/s (3 TB/s,
+/// 8 bytes each).
+const COL_VALUE_COST: usize = 32;
+
+/// How many times the col2im input gradient's cost (its products plus its column buffer)
+/// the stride-1 implicit GEMM's products (empty tile rows and padded taps included) must
+/// reach for col2im to run instead, in fourths: the margin pays for its second dispatch.
+const COLS_GAIN_FOURTHS: usize = 5;
+
 wgsl_struct! {
     /// The convolution's geometry as the shaders read it: the first member of the
     /// parameters of `conv2d.wgsl` and `conv2d_depthwise.wgsl`.
@@ -110,6 +123,15 @@ enum Mode {
     /// The input gradient by phases, each over exactly its own taps (needs at least
     /// `DEPTH` output channels per group: see conv2d.wgsl).
     GradInputExact = 4,
+    /// The column buffer of the col2im input gradient at stride 1 (see conv2d.wgsl).
+    GradCols = 5,
+}
+
+impl Mode {
+    /// Its entries, one per tile.
+    fn entries(self) -> &'static [crate::gemm_gen::GemmEntry] {
+        &CONV2D_ENTRIES[self as usize * TILE_COUNT..][..TILE_COUNT]
+    }
 }
 
 fn run(
@@ -144,6 +166,7 @@ fn run(
         Mode::GradInput1 => (cg, phase_pixels, og * kk, kk),
         Mode::GradInput | Mode::GradInputExact => (cg, phase_pixels, og * tap_rows * tap_cols, 1),
         Mode::GradWeight => (og, cg * kk, cp.n * cp.oh * cp.ow, cp.oh * cp.ow),
+        Mode::GradCols => (cg * kk, cp.n * cp.oh * cp.ow, og, 1),
     };
     let count = cp.groups * phases;
     // The weight gradient splits its long K to fill the GPU, so it need not give up the
@@ -152,7 +175,7 @@ fn run(
         Mode::GradWeight => count * gk.div_ceil(MIN_K_PER_SPLIT).max(1),
         _ => count,
     };
-    let entries = &CONV2D_ENTRIES[mode as usize * TILE_COUNT..][..TILE_COUNT];
+    let entries = mode.entries();
     let entry = &entries[ctx.tile_for(gm, gn, units, entries)];
     let [tile_m, tile_n] = entry.edges();
     let tiles = gn.div_ceil(tile_n) * gm.div_ceil(tile_m) * count;
@@ -243,7 +266,63 @@ pub fn forward(
     run(ctx, Mode::Forward, w, x, bias, p, p.output_len())
 }
 
+/// Whether the stride-1 input gradient goes through a column buffer (col2im): where the
+/// implicit GEMM would spend more on empty tile rows and padded taps (few input
+/// channels; kernels large beside the output, as in LeNet's C3) than col2im spends on its
+/// buffer (few output channels make that dear), and the buffer is small. Estimated
+/// (benches/RESULTS.md, session 6); `FOVEA_COL2IM=0` turns it off, to compare.
+fn use_cols(ctx: &Ctx, p: &Conv2dParams) -> bool {
+    static OFF: std::sync::LazyLock<bool> =
+        std::sync::LazyLock::new(|| std::env::var("FOVEA_COL2IM").is_ok_and(|v| v == "0"));
+    let (cg, og) = (p.c_in / p.groups, p.c_out / p.groups);
+    let kk = p.kernel[0] * p.kernel[1];
+    let (pixels, outputs) = (p.n * p.h * p.w, p.n * p.oh * p.ow);
+    let cols = p.c_in * kk * outputs;
+    // K = og in one split (see run), and a buffer the device binds.
+    if *OFF || p.stride != [1, 1] || og > MIN_K_PER_SPLIT || cols > MAX_COLS.min(ctx.max_len()) {
+        return false;
+    }
+    let rows = |mode: Mode, m: usize, n: usize| {
+        let e = mode.entries();
+        let [edge, _] = e[ctx.tile_for(m, n, p.groups, e)].edges();
+        m.next_multiple_of(edge)
+    };
+    let implicit = rows(Mode::GradInput1, cg, pixels) * pixels * og * kk;
+    let column = rows(Mode::GradCols, cg * kk, outputs) * outputs * og + COL_VALUE_COST * cols;
+    4 * implicit >= COLS_GAIN_FOURTHS * column
+}
+
+/// The input gradient through a column buffer: the column GEMM, then `col2im`.
+fn grad_input_cols(ctx: &Ctx, gy: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage> {
+    let kk = p.kernel[0] * p.kernel[1];
+    let cols = run(
+        ctx,
+        Mode::GradCols,
+        w,
+        gy,
+        None,
+        p,
+        p.c_in * kk * p.n * p.oh * p.ow,
+    )?;
+    let gx = ctx.alloc(p.input_len())?;
+    let params = Params {
+        s: ConvShape::new(p),
+        ..bytemuck::Zeroable::zeroed()
+    };
+    ctx.dispatch(
+        CONV2D,
+        "col2im",
+        bytemuck::bytes_of(&params),
+        &[(2, buf(&cols)), (3, buf(&gx))],
+        ctx.groups_1d(p.input_len()),
+    )?;
+    Ok(gx)
+}
+
 pub fn grad_input(ctx: &Ctx, gy: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage> {
+    if use_cols(ctx, p) {
+        return grad_input_cols(ctx, gy, w, p);
+    }
     let mode = if p.stride == [1, 1] {
         Mode::GradInput1
     } else if p.c_out / p.groups >= crate::gemm_gen::DEPTH {

@@ -104,10 +104,11 @@ const fn flatten<const M: usize, const N: usize>(
 use Contiguous::{Outer, K};
 
 /// Convolution's entry points, `[mode · TILE_COUNT + tile]` with modes forward, input gradient (by
-/// stride phases, padded to the widest), weight gradient, input gradient at stride 1 and
-/// input gradient by phases each over exactly its own taps, each with its operands' memory
-/// order and the shader's functions for that mode.
-pub const CONV2D_ENTRIES: &[GemmEntry] = &flatten::<5, { 5 * TILE_COUNT }>([
+/// stride phases, padded to the widest), weight gradient, input gradient at stride 1,
+/// input gradient by phases each over exactly its own taps, and the column buffer of the
+/// col2im input gradient, each with its operands' memory order and the shader's functions
+/// for that mode.
+pub const CONV2D_ENTRIES: &[GemmEntry] = &flatten::<6, { 6 * TILE_COUNT }>([
     per_tile!(
         "conv2d",
         "_fwd",
@@ -142,6 +143,13 @@ pub const CONV2D_ENTRIES: &[GemmEntry] = &flatten::<5, { 5 * TILE_COUNT }>([
         operand(K, "ginx_a", "ginx_pos"),
         operand(Outer, "ginx_b", "ginx_pos"),
         "gin_store"
+    ),
+    per_tile!(
+        "conv2d",
+        "_gcol",
+        operand(Outer, "gcol_a", "plain"),
+        operand(Outer, "gcol_b", "plain"),
+        "gcol_store"
     ),
 ]);
 
