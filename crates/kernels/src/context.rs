@@ -177,11 +177,14 @@ impl Ctx {
     /// The most f32 values one buffer may hold: each is bound to shaders whole, and
     /// shaders index it with u32.
     pub fn max_len(&self) -> usize {
-        let bytes = self
-            .limits
+        (self.max_bytes() / 4).min(u32::MAX as u64) as usize
+    }
+
+    /// The largest buffer a shader binds whole.
+    fn max_bytes(&self) -> u64 {
+        self.limits
             .max_storage_buffer_binding_size
-            .min(self.limits.max_buffer_size);
-        (bytes / 4).min(u32::MAX as u64) as usize
+            .min(self.limits.max_buffer_size)
     }
 
     /// A new storage of `len` f32 values (contents undefined until written).
@@ -195,10 +198,10 @@ impl Ctx {
                 mib(max)
             )));
         }
-        Ok(Storage::new(
-            len,
-            self.pool.get(&self.device, len as u64 * 4),
-        ))
+        let buffer = self
+            .pool
+            .get(&self.device, len as u64 * 4, self.max_bytes());
+        Ok(Storage::new(len, buffer))
     }
 
     fn pipeline(&self, shader: Shader, entry: &'static str) -> wgpu::ComputePipeline {

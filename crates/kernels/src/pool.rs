@@ -15,15 +15,21 @@ const MIN_BYTES: u64 = 256;
 /// released to make room.
 const SLACK: f64 = 1.5;
 
-/// Rounds up to one of four classes per power of two (≤ 25% waste).
-pub fn size_class(bytes: u64) -> u64 {
+/// Rounds up to one of four classes per power of two (≤ 25% waste), but never past
+/// `max` (the largest buffer the device binds, whose bytes `bytes` must not exceed): a
+/// tensor just under that limit gets a buffer of its own size, not one too large to bind
+/// (DX12 binds up to 2³¹ − 1 bytes, whose class would be 2³¹).
+pub fn size_class(bytes: u64, max: u64) -> u64 {
     let b = bytes.max(MIN_BYTES);
     let pow = 1u64 << (63 - b.leading_zeros());
-    if b == pow {
-        return b;
-    }
-    let quarter = pow / 4;
-    b.div_ceil(quarter) * quarter
+    let class = if b == pow {
+        b
+    } else {
+        let quarter = pow / 4;
+        b.div_ceil(quarter) * quarter
+    };
+    // Copies need sizes that are multiples of 4.
+    class.min(max & !3).max(bytes)
 }
 
 /// Counters for tests and memory reports.
@@ -76,9 +82,10 @@ impl Drop for GpuBuffer {
 }
 
 impl Pool {
-    /// A buffer of at least `bytes`, reused when one of its class is free.
-    pub fn get(self: &Arc<Self>, device: &wgpu::Device, bytes: u64) -> GpuBuffer {
-        let class = size_class(bytes);
+    /// A buffer of at least `bytes` and at most `max` (see [`size_class`]), reused when
+    /// one of its class is free.
+    pub fn get(self: &Arc<Self>, device: &wgpu::Device, bytes: u64, max: u64) -> GpuBuffer {
+        let class = size_class(bytes, max);
         let mut g = self.free.lock().unwrap_or_else(|e| e.into_inner());
         let reused = g.0.get_mut(&class).and_then(|v| v.pop());
         let (free, stats) = &mut *g;
@@ -137,13 +144,23 @@ mod tests {
 
     #[test]
     fn classes_round_up_by_at_most_a_quarter() {
-        assert_eq!(size_class(1), 256);
-        assert_eq!(size_class(1024), 1024);
-        assert_eq!(size_class(1025), 1280);
-        assert_eq!(size_class(1900), 2048);
+        let any = u64::MAX;
+        assert_eq!(size_class(1, any), 256);
+        assert_eq!(size_class(1024, any), 1024);
+        assert_eq!(size_class(1025, any), 1280);
+        assert_eq!(size_class(1900, any), 2048);
         for b in [300u64, 5000, 123_456, 9_999_999] {
-            let c = size_class(b);
+            let c = size_class(b, any);
             assert!(c >= b && (c as f64) <= b as f64 * 1.25 + 1.0, "{b} -> {c}");
         }
+    }
+
+    #[test]
+    fn classes_stop_at_the_largest_buffer_the_device_binds() {
+        let dx12 = (1u64 << 31) - 1;
+        assert_eq!(size_class(1_900_000_000, dx12), dx12 & !3);
+        assert_eq!(size_class(1 << 30, dx12), 1 << 30);
+        // Under the limit, the classes are as before.
+        assert_eq!(size_class(1_100_000_000, dx12), 1_342_177_280);
     }
 }
