@@ -1,7 +1,9 @@
 // Convolution as implicit GEMM (no im2col buffer): the generated register-tiled loop of
 // crates/kernels/src/gemm_gen.rs (appended to this file, as for matmul), with operands
 // gathered from the tensors on the fly. One dispatch covers every group. Three modes
-// share the tiles, each with its own loads and store (named in CONV2D_ENTRIES):
+// share the tiles, each with its own loads and store (named in CONV2D_ENTRIES; the input
+// gradient has three forms, below: gin1 at stride 1, ginx by stride phases, gcol into a
+// column buffer):
 //   fwd, forward:     y[n,g·og+m,pix]   = Σ_k  w[g·og+m, k]         · x gathered (k = c,ki,kj)
 //   gin, grad input:  gx[n,g·cg+m,q]    = Σ_k  w[g·og+o, m, ki, kj] · gy gathered (k = o,ki,kj)
 //   gw, grad weight:  gw[g·og+m, col]   = Σ_k  gy[n,g·og+m,pix]     · x gathered (k = n,pix)
@@ -276,13 +278,11 @@ fn gin1_store(z: u32, m: u32, col: u32, v: vec4<f32>) {
 
 // ---- grad input at larger strides, by phases: input pixels (ih, iw) ≡ (ri, rj) mod
 // (sh, sw) are reached only by the taps ki whose ih + ph − ki·dh is a multiple of sh
-// (likewise kj), a fixed progression per phase. Each phase sums over its own taps, so no
-// product is spent on a tap that lands between output pixels (at stride 2, three in four
-// of them; stride 1 has one phase with every tap and takes the plainer loads above).
-// A = w[g·og+o, m, ki, kj] over k = (o, ti, tj) (tap numbers within the phase, in radices
-// tap_rows × tap_cols: phases with fewer taps load zeros), B = gy gathered at the phase's
-// pixels. With 16 or more output channels per group the `ginx` entries below sum each
-// phase over exactly its own taps instead.
+// (likewise kj), a fixed progression per phase. Each phase sums over exactly its own taps,
+// so no product is spent on a tap that lands between output pixels (at stride 2, three in
+// four of them; stride 1 has one phase with every tap and takes the plainer loads above).
+// A = w[g·og+o, m, ki, kj] over k = (ti, tj, o) (tap numbers within the phase, o
+// innermost), so a phase's K is og · its taps; B = gy gathered at the phase's pixels.
 
 // One axis of phase r: positions r, r + s, … (`len` of them in `size`) take the taps
 // first, first + step, … (`taps` of them, below k) at output positions
@@ -329,22 +329,6 @@ fn phase_cols(z: u32) -> Axis {
     return phase_axis(ph % p.s.sw, p.s.sw, p.s.pw, p.s.dw, p.s.kw, p.s.w);
 }
 
-// Tap numbers: k = (o, ti, tj).
-fn gin_tap_k(z: u32, k: u32) -> vec4<u32> {
-    return split3(k, p.tap_rows, p.tap_cols);
-}
-
-fn gin_tap_next(z: u32, q: vec4<u32>) -> vec4<u32> {
-    return mixed_step(q, gin_tap_k(z, GEMM_DEPTH), p.tap_rows, p.tap_cols);
-}
-
-// The tap numbers after q = (o, ti, tj).
-fn next_tap(q: vec3<u32>) -> vec3<u32> {
-    let wrap_j = q.z + 1u == p.tap_cols;
-    let wrap_i = wrap_j && q.y + 1u == p.tap_rows;
-    return vec3<u32>(q.x + u32(wrap_i), select(q.y + u32(wrap_j), 0u, wrap_i), select(q.z + 1u, 0u, wrap_j));
-}
-
 // Row m of A in phase z: the offset of its first tap, the offset steps per output
 // channel and per tap number, and the phase's tap counts.
 struct GinRow {
@@ -360,15 +344,6 @@ fn gin_a_at(z: u32, m: u32) -> GinRow {
     let c = phase_cols(z);
     let base = (group(z) * og() * cg() + m) * kk + r.first * p.s.kw + c.first;
     return GinRow(base, vec3<u32>(cg() * kk, r.step * p.s.kw, c.step), vec2<u32>(r.taps, c.taps), m < p.gm);
-}
-
-fn gin_a(z: u32, s: GinRow, q: vec4<u32>) -> vec4<f32> {
-    let q0 = q.yzw;
-    let q1 = next_tap(q0);
-    let q2 = next_tap(q1);
-    let q3 = next_tap(q2);
-    let tj = vec4<u32>(q0.z, q1.z, q2.z, q3.z);
-    return gin_row4(s, vec4<u32>(q0.x, q1.x, q2.x, q3.x), vec4<u32>(q0.y, q1.y, q2.y, q3.y), tj, in_k(q.x) & (tj < vec4<u32>(s.taps.y)));
 }
 
 // Weights at output channels o and tap numbers (ti, tj) of a row; zero past the phase's
@@ -391,10 +366,6 @@ fn gin_b_at(z: u32, col: u32) -> GinCols {
     let c = phase_cols(z);
     let px = pix4(col, p.s.n * r.len * c.len, r.len, c.len, p.s.c_out, group(z) * og(), p.s.oh * p.s.ow, vec2<i32>(1), vec2<i32>(r.e0, c.e0));
     return GinCols(px, vec2<u32>(r.taps, c.taps), vec2<i32>(r.de, c.de));
-}
-
-fn gin_b(z: u32, s: GinCols, q: vec4<u32>) -> vec4<f32> {
-    return gin_cols4(s, q.y, q.z, q.w, q.x < p.gk && q.w < s.taps.y);
 }
 
 // gy at output channel o for tap numbers (ti, tj) of four columns; zero past the phase's
@@ -427,10 +398,8 @@ fn gin_store(z: u32, m: u32, col: u32, v: vec4<f32>) {
     }
 }
 
-// ---- grad input by phases, each over exactly its own taps (output channels og ≥
-// GEMM_DEPTH): k = (ti, tj, o) with o innermost, so a phase's K is og · its taps, and a
-// step of GEMM_DEPTH carries o at most once into tj. A position is (o, ti, tj, the
-// phase's taps along j); past the phase's K, ti reaches its tap count and loads zeros.
+// The phased GEMM's K positions: (o, ti, tj, the phase's taps along j). Past the phase's
+// K, ti reaches its tap count and loads zeros.
 
 fn ginx_pos_k(z: u32, k: u32) -> vec4<u32> {
     let cols = max(phase_cols(z).taps, 1u);
@@ -438,12 +407,19 @@ fn ginx_pos_k(z: u32, k: u32) -> vec4<u32> {
     return vec4<u32>(k - t * og(), t / cols, t % cols, cols);
 }
 
+// With og ≥ GEMM_DEPTH a step carries o at most once into tj, and tj at most once into
+// ti: no division. Fewer output channels (uniform across the dispatch) carry several taps
+// at once and divide.
 fn ginx_pos_next(z: u32, q: vec4<u32>) -> vec4<u32> {
     let o = q.x + GEMM_DEPTH % og();
     let co = o >= og();
     let tj = q.z + GEMM_DEPTH / og() + u32(co);
+    let o_next = select(o, o - og(), co);
+    if (og() < GEMM_DEPTH) {
+        return vec4<u32>(o_next, q.y + tj / q.w, tj % q.w, q.w);
+    }
     let cj = tj >= q.w;
-    return vec4<u32>(select(o, o - og(), co), q.y + u32(cj), select(tj, tj - q.w, cj), q.w);
+    return vec4<u32>(o_next, q.y + u32(cj), select(tj, tj - q.w, cj), q.w);
 }
 
 // The position after q = (o, ti, tj) in a phase with `cols` taps along j.

@@ -86,9 +86,6 @@ wgsl_struct! {
         /// the period of this mode's lhs lines (see conv2d.wgsl's Line)
         line: u32,
         phases: u32,
-        /// a strided input gradient's most taps per phase along each axis (its K radices)
-        tap_rows: u32,
-        tap_cols: u32,
         /// 1: each phase sums exactly its own taps (the `ginx` entries)
         exact: u32,
         /// 1: the forward adds `bias` (binding 4) to the first split's sums
@@ -104,7 +101,7 @@ fn phase_taps(r: usize, s: usize, pad: usize, d: usize, k: usize) -> usize {
         .count()
 }
 
-/// The most taps any phase of one axis takes (at least 1: a radix of the K index).
+/// The most taps any phase of one axis takes (at least 1), which sizes the phased GEMM's K.
 fn most_taps(s: usize, pad: usize, d: usize, k: usize) -> usize {
     (0..s)
         .map(|r| phase_taps(r, s, pad, d, k))
@@ -113,18 +110,17 @@ fn most_taps(s: usize, pad: usize, d: usize, k: usize) -> usize {
         .max(1)
 }
 
+/// The modes, in the order of `CONV2D_ENTRIES`.
 #[derive(Clone, Copy)]
 enum Mode {
     Forward = 0,
-    GradInput = 1,
-    GradWeight = 2,
+    GradWeight = 1,
     /// The input gradient at stride 1: one phase, every tap, plainer loads.
-    GradInput1 = 3,
-    /// The input gradient by phases, each over exactly its own taps (needs at least
-    /// `DEPTH` output channels per group: see conv2d.wgsl).
-    GradInputExact = 4,
+    GradInput1 = 2,
+    /// The input gradient at larger strides, by phases, each over exactly its own taps.
+    GradInputPhased = 3,
     /// The column buffer of the col2im input gradient at stride 1 (see conv2d.wgsl).
-    GradCols = 5,
+    GradCols = 4,
 }
 
 impl Mode {
@@ -149,7 +145,7 @@ fn run(
     // The input gradient runs one GEMM per stride phase (see conv2d.wgsl), each over its
     // own taps and pixels; sized here by the largest.
     let (phases, tap_rows, tap_cols) = match mode {
-        Mode::GradInput | Mode::GradInput1 | Mode::GradInputExact => (
+        Mode::GradInput1 | Mode::GradInputPhased => (
             sh * sw,
             most_taps(sh, cp.padding[0], cp.dilation[0], cp.kernel[0]),
             most_taps(sw, cp.padding[1], cp.dilation[1], cp.kernel[1]),
@@ -159,12 +155,12 @@ fn run(
     // The GEMM's sizes, and the period of the lhs lines (k = (quotient, remainder) by
     // it; see conv2d.wgsl's Line): the forward's weight rows are whole lines, the stride-1
     // input gradient's repeat per output channel, the weight gradient's per image. The
-    // phased input gradients read no lines.
+    // phased input gradient and the column GEMM read no lines.
     let phase_pixels = cp.n * cp.h.div_ceil(sh) * cp.w.div_ceil(sw);
     let (gm, gn, gk, line) = match mode {
         Mode::Forward => (og, cp.n * cp.oh * cp.ow, cg * kk, cg * kk),
         Mode::GradInput1 => (cg, phase_pixels, og * kk, kk),
-        Mode::GradInput | Mode::GradInputExact => (cg, phase_pixels, og * tap_rows * tap_cols, 1),
+        Mode::GradInputPhased => (cg, phase_pixels, og * tap_rows * tap_cols, 1),
         Mode::GradWeight => (og, cg * kk, cp.n * cp.oh * cp.ow, cp.oh * cp.ow),
         Mode::GradCols => (cg * kk, cp.n * cp.oh * cp.ow, og, 1),
     };
@@ -202,9 +198,7 @@ fn run(
         out_len: u(out_len),
         line: u(line),
         phases: u(phases),
-        tap_rows: u(tap_rows),
-        tap_cols: u(tap_cols),
-        exact: matches!(mode, Mode::GradInputExact) as u32,
+        exact: matches!(mode, Mode::GradInputPhased) as u32,
         bias: bias.is_some() as u32,
     };
     if gk == 0 {
@@ -325,10 +319,8 @@ pub fn grad_input(ctx: &Ctx, gy: &Storage, w: &Storage, p: &Conv2dParams) -> Res
     }
     let mode = if p.stride == [1, 1] {
         Mode::GradInput1
-    } else if p.c_out / p.groups >= crate::gemm_gen::DEPTH {
-        Mode::GradInputExact
     } else {
-        Mode::GradInput
+        Mode::GradInputPhased
     };
     run(ctx, mode, w, gy, None, p, p.input_len())
 }

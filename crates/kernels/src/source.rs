@@ -103,25 +103,17 @@ const fn flatten<const M: usize, const N: usize>(
 
 use Contiguous::{Outer, K};
 
-/// Convolution's entry points, `[mode · TILE_COUNT + tile]` with modes forward, input gradient (by
-/// stride phases, padded to the widest), weight gradient, input gradient at stride 1,
-/// input gradient by phases each over exactly its own taps, and the column buffer of the
-/// col2im input gradient, each with its operands' memory order and the shader's functions
-/// for that mode.
-pub const CONV2D_ENTRIES: &[GemmEntry] = &flatten::<6, { 6 * TILE_COUNT }>([
+/// Convolution's entry points, `[mode · TILE_COUNT + tile]` with modes forward, weight
+/// gradient, input gradient at stride 1, input gradient by stride phases (each over
+/// exactly its own taps), and the column buffer of the col2im input gradient, each with
+/// its operands' memory order and the shader's functions for that mode.
+pub const CONV2D_ENTRIES: &[GemmEntry] = &flatten::<5, { 5 * TILE_COUNT }>([
     per_tile!(
         "conv2d",
         "_fwd",
         operand(K, "fwd_a", "line"),
         operand(Outer, "fwd_b", "tap"),
         "fwd_store"
-    ),
-    per_tile!(
-        "conv2d",
-        "_gin",
-        operand(K, "gin_a", "gin_tap"),
-        operand(Outer, "gin_b", "gin_tap"),
-        "gin_store"
     ),
     per_tile!(
         "conv2d",
