@@ -13,7 +13,9 @@
 # torch.json, tests.txt (the GPU test binaries on the real GPU) and style.txt/style.png (the
 # example's default run) under $OUT, then packs them all into $OUT/device.tgz (a device
 # call returns at most 8 files). DEVICE_PARTS (default "bench kernels torch tests style")
-# picks the parts.
+# picks the parts. DEVICE_AB (variables, e.g. "FOVEA_COL2IM=0") times the rows once more
+# under them, wall and per kernel, into fovea_ab.json and fovea_ab_kernels.json: a
+# comparison within one call, which device_summary.py prints beside the main rows.
 set -uo pipefail
 for f in .gl/*.deb; do dpkg -x "$f" /; done
 ldconfig
@@ -35,6 +37,13 @@ if has kernels; then
   FOVEA_PROFILE=1 timeout 180 ./dist/fovea-bench --json --repeats 2 ${FOVEA_BENCH_ARGS:-} \
     >"$out/fovea_kernels.json" 2>"$out/fovea_kernels.err"
   echo "fovea-bench (kernel times) exit $?"; tail -3 "$out/fovea_kernels.err"
+fi
+if [ -n "${DEVICE_AB:-}" ]; then
+  env $DEVICE_AB timeout 240 ./dist/fovea-bench --json ${FOVEA_BENCH_ARGS:-} \
+    >"$out/fovea_ab.json" 2>"$out/fovea_ab.err"
+  echo "fovea-bench under $DEVICE_AB exit $?"; tail -3 "$out/fovea_ab.err"
+  env $DEVICE_AB FOVEA_PROFILE=1 timeout 180 ./dist/fovea-bench --json --repeats 2 \
+    ${FOVEA_BENCH_ARGS:-} >"$out/fovea_ab_kernels.json" 2>/dev/null
 fi
 if has torch; then
   timeout 120 python3 benches/torch_bench.py >"$out/torch.json" 2>"$out/torch.err"

@@ -5,7 +5,8 @@ wall time and the ratio, and the three slowest kernels per run (from the profile
     python3 benches/device_summary.py DIR [KERNELS_JSON ...]
 
 DIR holds fovea.json, and optionally fovea_kernels.json and torch.json (as device_run.sh
-writes them); further fovea-bench JSON files (e.g. a run under FOVEA_TILES) add columns."""
+writes them); further fovea-bench JSON files (e.g. a run under FOVEA_TILES) add columns,
+as do DIR's fovea_ab.json and fovea_ab_kernels.json (device_run.sh under DEVICE_AB)."""
 import json
 import os
 import sys
@@ -26,7 +27,8 @@ def kernels(r):
 
 d = sys.argv[1]
 fovea, prof, torch = (rows(os.path.join(d, f)) for f in ("fovea.json", "fovea_kernels.json", "torch.json"))
-extra = [(os.path.basename(p), rows(p)) for p in sys.argv[2:]]
+ab = [os.path.join(d, f) for f in ("fovea_ab.json", "fovea_ab_kernels.json")]
+extra = [(os.path.basename(p), rows(p)) for p in sys.argv[2:] + [p for p in ab if os.path.exists(p)]]
 for name, r in fovea.items():
     t = torch.get(name)
     tf = f"{r['tflops']:.1f}" if r.get("tflops") else "-"
