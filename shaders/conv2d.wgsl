@@ -449,9 +449,8 @@ fn ginx_b(z: u32, s: GinCols, q: vec4<u32>) -> vec4<f32> {
     return gin_cols4(s, q.x, q.y, q.z, true);
 }
 
-// ---- grad input at stride 1 through a column buffer (col2im), for layers of few
-// channels whose input gradient would spend most products on padding taps or empty tile
-// rows: cols[n, g·cg·kk + m, pix] = Σ_o w[g·og+o, m] · gy[n, g·og+o, pix] for m =
+// ---- grad input through a column buffer (col2im), for layers of few channels whose
+// input gradient would spend most products on padding taps or empty tile rows: cols[n, g·cg·kk + m, pix] = Σ_o w[g·og+o, m] · gy[n, g·og+o, pix] for m =
 // (c, ki, kj), a GEMM of K = og with no padded taps; then `col2im` sums each input pixel's
 // taps out of it. A is w with its rows along K (stored [k, m]), B is gy ([k, pixels]).
 
@@ -489,7 +488,8 @@ fn gcol_store(z: u32, m: u32, col: u32, v: vec4<f32>) {
 }
 
 // One thread per input value (n, c, ih, iw): the sum over its taps of cols[n, c·kk + tap,
-// (ih + ph − ki·dh, iw + pw − kj·dw)] where that output pixel exists (stride 1).
+// ((ih + ph − ki·dh) / sh, (iw + pw − kj·dw) / sw)] where that output pixel exists (the
+// divisions exact).
 @compute @workgroup_size(256)
 fn col2im(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let q = flat_index(wid, lid, nwg);
@@ -502,15 +502,17 @@ fn col2im(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
     let ohw = p.s.oh * p.s.ow;
     var acc = 0.0;
     for (var ki = 0u; ki < p.s.kh; ki++) {
-        let oi = i32(cell.y + p.s.ph) - i32(ki * p.s.dh);
-        if (oi < 0 || oi >= i32(p.s.oh)) {
+        let ti = i32(cell.y + p.s.ph) - i32(ki * p.s.dh);
+        let oi = u32(ti) / p.s.sh;
+        if (ti < 0 || oi * p.s.sh != u32(ti) || oi >= p.s.oh) {
             continue;
         }
-        let row = (cell.x * kk + ki * p.s.kw) * ohw + u32(oi) * p.s.ow;
+        let row = (cell.x * kk + ki * p.s.kw) * ohw + oi * p.s.ow;
         for (var kj = 0u; kj < p.s.kw; kj++) {
-            let oj = i32(cell.z + p.s.pw) - i32(kj * p.s.dw);
-            if (oj >= 0 && oj < i32(p.s.ow)) {
-                acc += rhs[row + kj * ohw + u32(oj)];
+            let tj = i32(cell.z + p.s.pw) - i32(kj * p.s.dw);
+            let oj = u32(tj) / p.s.sw;
+            if (tj >= 0 && oj * p.s.sw == u32(tj) && oj < p.s.ow) {
+                acc += rhs[row + kj * ohw + oj];
             }
         }
     }

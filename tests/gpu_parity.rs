@@ -404,29 +404,30 @@ fn convolutions() {
             [66, 70, 3, 3],
             s2,
         ),
+        // The phased input gradient, with 16 input channels per group (fewer would send
+        // these through col2im, below).
         (
-            "stride-3 dilated phases with two, one and no taps",
-            [2, 5, 14, 11],
-            [6, 5, 4, 3],
-            s3,
-        ),
-        // 16 or more output channels per group: each phase over exactly its own taps.
-        (
-            "exact phases, 18 outputs (positions wrap inside a four-value load)",
-            [2, 5, 14, 11],
-            [18, 5, 4, 3],
+            "stride-3 dilated phases with two, one and no taps (6 outputs: a K step carries several taps)",
+            [2, 16, 14, 11],
+            [6, 16, 4, 3],
             s3,
         ),
         (
-            "exact phases, 16 outputs (a step of 16 carries straight into the taps)",
-            [1, 3, 12, 13],
-            [16, 3, 3, 3],
+            "phases with 18 outputs (positions wrap inside a four-value load)",
+            [1, 16, 41, 30],
+            [18, 16, 4, 3],
+            s3,
+        ),
+        (
+            "phases with 16 outputs (a step of 16 carries straight into the taps)",
+            [1, 16, 12, 13],
+            [16, 16, 3, 3],
             s2,
         ),
         (
-            "exact phases, two groups of 16",
-            [1, 4, 9, 10],
-            [32, 2, 3, 3],
+            "phases, two groups of 16",
+            [1, 32, 9, 10],
+            [32, 16, 3, 3],
             Conv2dOptions { groups: 2, ..s2 },
         ),
         // Few input channels beside a large kernel: the input gradient through a column
@@ -448,6 +449,19 @@ fn convolutions() {
                 ..Default::default()
             },
         ),
+        // Strided: col2im keeps the output pixels a tap lands on exactly.
+        (
+            "col2im at stride 2 (3 to 32 channels)",
+            [2, 3, 17, 16],
+            [32, 3, 3, 3],
+            s2,
+        ),
+        (
+            "col2im at stride 3, dilated (phases of two, one and no taps)",
+            [2, 5, 14, 11],
+            [18, 5, 4, 3],
+            s3,
+        ),
         (
             "dilated stride 1 (the single-phase input gradient)",
             [2, 4, 13, 12],
@@ -467,6 +481,22 @@ fn convolutions() {
             t[0].conv2d(&t[1], Some(&t[2]), o)
         });
     }
+    // A decoder's last upsampling (32 to 3 channels, 2×2, stride 2): its forward is a
+    // strided input gradient of few channels, through col2im.
+    let up = ConvTranspose2dOptions {
+        stride: [2, 2],
+        ..Default::default()
+    };
+    let (x, w) = (
+        randn(&[2, 32, 8, 9], r.next()),
+        randn(&[32, 3, 2, 2], r.next()),
+    );
+    parity(
+        &gpu,
+        "conv_transpose2d, col2im at stride 2",
+        &[x, w],
+        &|t| t[0].conv_transpose2d(&t[1], None, up),
+    );
     let x = randn(&[2, 24, 15, 14], r.next());
     let w = randn(&[24, 1, 3, 3], r.next());
     let dw = Conv2dOptions {

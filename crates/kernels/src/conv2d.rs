@@ -101,6 +101,14 @@ fn phase_taps(r: usize, s: usize, pad: usize, d: usize, k: usize) -> usize {
         .count()
 }
 
+/// Taps summed over the `size` positions of one axis: Σ over phases r of the phase's
+/// positions times its taps (`size · k` at stride 1).
+fn axis_taps(size: usize, s: usize, pad: usize, d: usize, k: usize) -> usize {
+    (0..s.min(size))
+        .map(|r| (size - r).div_ceil(s) * phase_taps(r, s, pad, d, k))
+        .sum()
+}
+
 /// The most taps any phase of one axis takes (at least 1), which sizes the phased GEMM's K.
 fn most_taps(s: usize, pad: usize, d: usize, k: usize) -> usize {
     (0..s)
@@ -119,7 +127,7 @@ enum Mode {
     GradInput1 = 2,
     /// The input gradient at larger strides, by phases, each over exactly its own taps.
     GradInputPhased = 3,
-    /// The column buffer of the col2im input gradient at stride 1 (see conv2d.wgsl).
+    /// The column buffer of the col2im input gradient (see conv2d.wgsl).
     GradCols = 4,
 }
 
@@ -260,29 +268,35 @@ pub fn forward(
     run(ctx, Mode::Forward, w, x, bias, p, p.output_len())
 }
 
-/// Whether the stride-1 input gradient goes through a column buffer (col2im): where the
-/// implicit GEMM would spend more on empty tile rows and padded taps (few input
-/// channels; kernels large beside the output, as in LeNet's C3) than col2im spends on its
-/// buffer (few output channels make that dear), and the buffer is small. Estimated
-/// (benches/RESULTS.md, session 6); `FOVEA_COL2IM=0` turns it off, to compare.
-fn use_cols(ctx: &Ctx, p: &Conv2dParams) -> bool {
+/// Whether the input gradient goes through a column buffer (col2im): where the implicit
+/// GEMM (`implicit`: at stride 1 or by phases) would spend more on empty tile rows and
+/// padded taps (few input channels; kernels large beside the output, as in LeNet's C3)
+/// than col2im spends on its buffer (few output channels make that dear), and the buffer
+/// is small. Estimated (benches/RESULTS.md, session 6); `FOVEA_COL2IM=0` turns it off, to
+/// compare.
+fn use_cols(ctx: &Ctx, p: &Conv2dParams, implicit: Mode) -> bool {
     static OFF: std::sync::LazyLock<bool> =
         std::sync::LazyLock::new(|| std::env::var("FOVEA_COL2IM").is_ok_and(|v| v == "0"));
     let (cg, og) = (p.c_in / p.groups, p.c_out / p.groups);
     let kk = p.kernel[0] * p.kernel[1];
-    let (pixels, outputs) = (p.n * p.h * p.w, p.n * p.oh * p.ow);
+    let [sh, sw] = p.stride;
+    let outputs = p.n * p.oh * p.ow;
     let cols = p.c_in * kk * outputs;
     // K = og in one split (see run), and a buffer the device binds.
-    if *OFF || p.stride != [1, 1] || og > MIN_K_PER_SPLIT || cols > MAX_COLS.min(ctx.max_len()) {
+    if *OFF || og > MIN_K_PER_SPLIT || cols > MAX_COLS.min(ctx.max_len()) {
         return false;
     }
-    let rows = |mode: Mode, m: usize, n: usize| {
+    let rows = |mode: Mode, m: usize, n: usize, count: usize| {
         let e = mode.entries();
-        let [edge, _] = e[ctx.tile_for(m, n, p.groups, e)].edges();
+        let [edge, _] = e[ctx.tile_for(m, n, count, e)].edges();
         m.next_multiple_of(edge)
     };
-    let implicit = rows(Mode::GradInput1, cg, pixels) * pixels * og * kk;
-    let column = rows(Mode::GradCols, cg * kk, outputs) * outputs * og + COL_VALUE_COST * cols;
+    let phase_pixels = p.n * p.h.div_ceil(sh) * p.w.div_ceil(sw);
+    let taps = axis_taps(p.h, sh, p.padding[0], p.dilation[0], p.kernel[0])
+        * axis_taps(p.w, sw, p.padding[1], p.dilation[1], p.kernel[1]);
+    let implicit = rows(implicit, cg, phase_pixels, p.groups * sh * sw) * p.n * taps * og;
+    let column =
+        rows(Mode::GradCols, cg * kk, outputs, p.groups) * outputs * og + COL_VALUE_COST * cols;
     4 * implicit >= COLS_GAIN_FOURTHS * column
 }
 
@@ -314,14 +328,14 @@ fn grad_input_cols(ctx: &Ctx, gy: &Storage, w: &Storage, p: &Conv2dParams) -> Re
 }
 
 pub fn grad_input(ctx: &Ctx, gy: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage> {
-    if use_cols(ctx, p) {
-        return grad_input_cols(ctx, gy, w, p);
-    }
     let mode = if p.stride == [1, 1] {
         Mode::GradInput1
     } else {
         Mode::GradInputPhased
     };
+    if use_cols(ctx, p, mode) {
+        return grad_input_cols(ctx, gy, w, p);
+    }
     run(ctx, mode, w, gy, None, p, p.input_len())
 }
 
