@@ -1,5 +1,6 @@
 //! Host side of `shaders/conv2d.wgsl`: forward, input gradient and weight gradient as
-//! three modes of one implicit-GEMM kernel.
+//! modes of one implicit-GEMM kernel. The input gradient takes one of three forms: at
+//! stride 1, by stride phases, or through a column buffer and `col2im` (few channels).
 
 use fovea_core::backend::{BinaryOp, BinaryParams, Conv2dParams, ReduceOp, ReduceParams, Storage};
 use fovea_core::Result;
@@ -22,8 +23,8 @@ const MAX_COLS: usize = 16 << 20;
 const COL_VALUE_COST: usize = 32;
 
 /// How many times the col2im input gradient's cost (its products plus its column buffer)
-/// the stride-1 implicit GEMM's products (empty tile rows and padded taps included) must
-/// reach for col2im to run instead, in fourths: the margin pays for its second dispatch.
+/// the implicit GEMM's products (empty tile rows and padded taps included) must reach for
+/// col2im to run instead, in fourths: the margin pays for its second dispatch.
 const COLS_GAIN_FOURTHS: usize = 5;
 
 wgsl_struct! {
