@@ -12,6 +12,7 @@ use fovea::ops::{BatchNormOptions, Conv2dOptions, ConvTranspose2dOptions, Pool2d
 use std::sync::Arc;
 
 use fovea::kernels::{OpenOptions, WgpuBackend};
+use fovea::optim::{Adam, AdamOptions, Optimizer};
 use fovea::{Device, Result, Tensor};
 
 /// Runs `f` on CPU and GPU copies of `inputs` (all requiring grad) and compares the
@@ -635,6 +636,54 @@ fn pooling_resizing_and_normalisation() {
     parity(&gpu, "upsample2d", &[randn(&s, r.next())], &|t| {
         t[0].upsample2d(2)
     });
+}
+
+/// The fused Adam update (one kernel per parameter) against the CPU's, over a few steps
+/// of each form: plain, with an L2 term, and AdamW's decoupled decay; parameters of
+/// several kernel workgroups, gradients fresh each step.
+#[test]
+fn fused_optimizer_updates() {
+    let gpu = gpu_or_skip!("fused_optimizer_updates");
+    let mut r = Rng(run_seed("fused_optimizer_updates"));
+    let forms = [
+        AdamOptions::default(),
+        AdamOptions {
+            weight_decay: 0.1,
+            ..Default::default()
+        },
+        AdamOptions {
+            lr: 0.05,
+            weight_decay: 0.5,
+            ..AdamOptions::adamw()
+        },
+    ];
+    for o in forms {
+        let shape = [r.range(1, 3), r.range(200, 700)];
+        let p0 = randn(&shape, r.next());
+        let on = |dev: &Device| p0.to_device(dev).unwrap().detach().requires_grad();
+        let (pc, pg) = (on(&Device::cpu()), on(&gpu));
+        let (mut oc, mut og) = (
+            Adam::new(vec![pc.clone()], o),
+            Adam::new(vec![pg.clone()], o),
+        );
+        for _ in 0..3 {
+            let c = randn(&shape, r.next());
+            for (p, opt) in [(&pc, &mut oc), (&pg, &mut og)] {
+                opt.zero_grad();
+                let c = c.to_device(p.device()).unwrap();
+                p.mul(&c).unwrap().square().sum().backward().unwrap();
+                opt.step().unwrap();
+            }
+        }
+        let err = rel_err(&pg.to_vec().unwrap(), &pc.to_vec().unwrap());
+        assert!(err <= 1e-5, "{o:?}: parameters differ by {err:.2e}");
+        let (sc, sg) = (oc.state(), og.state());
+        for ((name, c), (_, g)) in sc.tensors.iter().zip(&sg.tensors) {
+            let err = rel_err(&g.to_vec().unwrap(), &c.to_vec().unwrap());
+            assert!(err <= 1e-5, "{o:?}: {name} differs by {err:.2e}");
+        }
+        assert_eq!(sc.tensors.len(), 2);
+    }
 }
 
 #[test]

@@ -1,7 +1,84 @@
-//! L-BFGS: convergence on classic test functions, and its errors.
+//! Optimizers: Adam's update against PyTorch's rule written out in f64; L-BFGS:
+//! convergence on classic test functions, and its errors.
 
-use fovea::optim::{Lbfgs, LbfgsOptions, LineSearch};
+use fovea::optim::{Adam, AdamOptions, Lbfgs, LbfgsOptions, LineSearch, Optimizer};
 use fovea::{Device, Tensor};
+
+/// PyTorch's single-tensor Adam (torch/optim/adam.py), in f64, over `steps` steps of the
+/// loss ½ Σ (c·p)², whose gradient is c²·p.
+fn adam_reference(p0: &[f32], c: &[f32], o: AdamOptions, steps: i32) -> Vec<f64> {
+    let mut p: Vec<f64> = p0.iter().map(|&v| v as f64).collect();
+    let (mut m, mut v) = (vec![0.0f64; p.len()], vec![0.0f64; p.len()]);
+    let (b1, b2, lr, wd) = (
+        o.beta1 as f64,
+        o.beta2 as f64,
+        o.lr as f64,
+        o.weight_decay as f64,
+    );
+    for t in 1..=steps {
+        for i in 0..p.len() {
+            let mut g = (c[i] as f64).powi(2) * p[i];
+            if o.decoupled {
+                p[i] *= 1.0 - lr * wd;
+            } else {
+                g += wd * p[i];
+            }
+            m[i] += (g - m[i]) * (1.0 - b1);
+            v[i] = v[i] * b2 + (1.0 - b2) * g * g;
+            let denom = v[i].sqrt() / (1.0 - b2.powi(t)).sqrt() + o.eps as f64;
+            p[i] -= lr / (1.0 - b1.powi(t)) * m[i] / denom;
+        }
+    }
+    p
+}
+
+#[test]
+fn adam_and_adamw_follow_pytorchs_update_rule() {
+    let p0 = [0.5f32, -1.0, 2.0, 0.0, 3.0, -0.25];
+    let c = [1.0f32, 2.0, 0.5, 3.0, 0.1, 1.5];
+    let configs = [
+        AdamOptions {
+            lr: 0.1,
+            ..Default::default()
+        },
+        AdamOptions {
+            lr: 0.05,
+            weight_decay: 0.1,
+            ..Default::default()
+        },
+        AdamOptions {
+            lr: 0.05,
+            weight_decay: 0.5,
+            ..AdamOptions::adamw()
+        },
+    ];
+    let dev = Device::cpu();
+    for o in configs {
+        let p = Tensor::from_vec(p0.to_vec(), &[p0.len()], &dev)
+            .unwrap()
+            .requires_grad();
+        let cs = Tensor::from_vec(c.to_vec(), &[c.len()], &dev).unwrap();
+        let mut opt = Adam::new(vec![p.clone()], o);
+        for _ in 0..5 {
+            opt.zero_grad();
+            p.mul(&cs)
+                .unwrap()
+                .square()
+                .sum()
+                .mul_scalar(0.5)
+                .backward()
+                .unwrap();
+            opt.step().unwrap();
+        }
+        let want = adam_reference(&p0, &c, o, 5);
+        for (i, (&got, &w)) in p.to_vec().unwrap().iter().zip(&want).enumerate() {
+            assert!(
+                (got as f64 - w).abs() <= 1e-5 * w.abs().max(1.0),
+                "{o:?}: parameter {i} is {got}, PyTorch's rule gives {w}"
+            );
+        }
+    }
+}
 
 fn rosenbrock(x: &Tensor) -> Tensor {
     let (a, b) = (x.narrow(0, 0, 1).unwrap(), x.narrow(0, 1, 1).unwrap());

@@ -255,6 +255,30 @@ impl Conv2dParams {
     }
 }
 
+/// One Adam (or AdamW) update of a parameter, PyTorch's rule (`torch.optim.Adam`'s
+/// single-tensor form): with `g` the gradient (plus `weight_decay · p` unless decoupled),
+/// `m ← m + (1 − β1)(g − m)`, `v ← β2·v + (1 − β2)·g²`, and
+/// `p ← p·(1 − lr·weight_decay if decoupled) − (lr / bc1) · m / (√v / √bc2 + eps)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamStep {
+    /// learning rate
+    pub lr: f32,
+    /// decay of the first moment
+    pub beta1: f32,
+    /// decay of the second moment
+    pub beta2: f32,
+    /// added to the denominator
+    pub eps: f32,
+    /// L2 penalty, or decoupled decay (AdamW)
+    pub weight_decay: f32,
+    /// decoupled weight decay (AdamW)
+    pub decoupled: bool,
+    /// `1 − β1^t` at step t
+    pub bias_correction1: f32,
+    /// `1 − β2^t` at step t
+    pub bias_correction2: f32,
+}
+
 /// Shape arithmetic of a 2-D pooling window over `[n, c, h, w]`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pool2dParams {
@@ -384,6 +408,16 @@ pub trait Backend: Send + Sync {
         bias: Option<&Storage>,
         p: &Conv2dParams,
     ) -> Result<Storage>;
+    /// One fused Adam update (see [`AdamStep`]) of a parameter from its gradient and
+    /// moments, all of one length: the new parameter, first and second moments.
+    fn adam_step(
+        &self,
+        param: &Storage,
+        grad: &Storage,
+        m: &Storage,
+        v: &Storage,
+        s: &AdamStep,
+    ) -> Result<[Storage; 3]>;
     /// Gradient of the convolution with respect to its input, from the output gradient.
     fn conv2d_grad_input(&self, gy: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage>;
     /// Gradient of the convolution with respect to its weight.

@@ -25,6 +25,7 @@ mod gemm_gen;
 mod gram;
 mod layout;
 mod matmul;
+mod optim;
 mod pool;
 mod pool2d;
 mod profile;
@@ -248,6 +249,16 @@ impl Backend for WgpuBackend {
             return conv2d_depthwise::forward(&self.ctx, x, w, bias, p);
         }
         conv2d::forward(&self.ctx, x, w, bias, p)
+    }
+    fn adam_step(
+        &self,
+        param: &Storage,
+        grad: &Storage,
+        m: &Storage,
+        v: &Storage,
+        s: &AdamStep,
+    ) -> Result<[Storage; 3]> {
+        optim::adam_step(&self.ctx, param, grad, m, v, s)
     }
     fn conv2d_grad_input(&self, gy: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage> {
         if conv2d_depthwise::applies(p) {

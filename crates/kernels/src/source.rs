@@ -265,6 +265,7 @@ shaders! {
     ADAPTIVE_POOL2D = "adaptive_pool2d" (crate::adaptive_pool2d::Params);
     UPSAMPLE2D = "upsample2d" (crate::adaptive_pool2d::Params);
     GRAM = "gram" (crate::gram::Params) + GRAM_ENTRIES;
+    OPTIM = "optim" (crate::optim::Params);
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ mod elementwise;
 mod gemm;
 mod layout;
 mod matmul;
+mod optim;
 mod pool2d;
 mod reduce;
 mod upsample2d;
@@ -140,6 +141,17 @@ impl Backend for CpuBackend {
     }
     fn conv2d_grad_input(&self, gy: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage> {
         store(conv2d::grad_input(data(gy), data(w), p))
+    }
+    fn adam_step(
+        &self,
+        param: &Storage,
+        grad: &Storage,
+        m: &Storage,
+        v: &Storage,
+        s: &AdamStep,
+    ) -> Result<[Storage; 3]> {
+        let [p, m, v] = optim::adam_step(data(param), data(grad), data(m), data(v), s);
+        Ok([store(p)?, store(m)?, store(v)?])
     }
     fn conv2d_grad_weight(&self, x: &Storage, gy: &Storage, p: &Conv2dParams) -> Result<Storage> {
         store(conv2d::grad_weight(data(x), data(gy), p))

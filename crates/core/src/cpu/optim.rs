@@ -1,0 +1,40 @@
+//! Fused optimizer updates (the reference for `shaders/optim.wgsl`).
+
+use rayon::prelude::*;
+
+use super::PAR_CHUNK;
+use crate::backend::AdamStep;
+
+/// One Adam update (see [`AdamStep`]): the new parameter and moments.
+pub fn adam_step(p: &[f32], g: &[f32], m: &[f32], v: &[f32], s: &AdamStep) -> [Vec<f32>; 3] {
+    let step_size = s.lr / s.bias_correction1;
+    let bc2_sqrt = s.bias_correction2.sqrt();
+    let decay = 1.0 - s.lr * s.weight_decay;
+    let one = |i: usize| {
+        let mut grad = g[i];
+        let mut param = p[i];
+        if s.weight_decay != 0.0 {
+            if s.decoupled {
+                param *= decay;
+            } else {
+                grad += param * s.weight_decay;
+            }
+        }
+        let m1 = m[i] + (grad - m[i]) * (1.0 - s.beta1);
+        let v1 = v[i] * s.beta2 + grad * grad * (1.0 - s.beta2);
+        let denom = v1.sqrt() / bc2_sqrt + s.eps;
+        (param - step_size * m1 / denom, m1, v1)
+    };
+    let n = p.len();
+    let (mut p1, mut m1, mut v1) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    p1.par_chunks_mut(PAR_CHUNK)
+        .zip(m1.par_chunks_mut(PAR_CHUNK))
+        .zip(v1.par_chunks_mut(PAR_CHUNK))
+        .enumerate()
+        .for_each(|(c, ((pc, mc), vc))| {
+            for j in 0..pc.len() {
+                (pc[j], mc[j], vc[j]) = one(c * PAR_CHUNK + j);
+            }
+        });
+    [p1, m1, v1]
+}

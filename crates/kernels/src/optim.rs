@@ -1,0 +1,61 @@
+//! Host side of `shaders/optim.wgsl`: fused optimizer updates.
+
+use fovea_core::backend::{AdamStep, Storage};
+use fovea_core::Result;
+
+use crate::context::{buf, Ctx};
+use crate::source::OPTIM;
+
+wgsl_struct! {
+    pub(crate) struct Params {
+        n: u32,
+        lr: f32,
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        weight_decay: f32,
+        decoupled: u32,
+        bias_correction1: f32,
+        bias_correction2: f32,
+    }
+}
+
+pub fn adam_step(
+    ctx: &Ctx,
+    param: &Storage,
+    grad: &Storage,
+    m: &Storage,
+    v: &Storage,
+    s: &AdamStep,
+) -> Result<[Storage; 3]> {
+    let n = param.len();
+    let out = [ctx.alloc(n)?, ctx.alloc(n)?, ctx.alloc(n)?];
+    let p = Params {
+        n: n as u32,
+        lr: s.lr,
+        beta1: s.beta1,
+        beta2: s.beta2,
+        eps: s.eps,
+        weight_decay: s.weight_decay,
+        decoupled: s.decoupled as u32,
+        bias_correction1: s.bias_correction1,
+        bias_correction2: s.bias_correction2,
+    };
+    let bindings = [
+        (1, buf(param)),
+        (2, buf(grad)),
+        (3, buf(m)),
+        (4, buf(v)),
+        (5, buf(&out[0])),
+        (6, buf(&out[1])),
+        (7, buf(&out[2])),
+    ];
+    ctx.dispatch(
+        OPTIM,
+        "adam",
+        bytemuck::bytes_of(&p),
+        &bindings,
+        ctx.groups_1d(n),
+    )?;
+    Ok(out)
+}
