@@ -259,20 +259,10 @@ impl Conv2dParams {
 /// single-tensor form): with `g` the gradient (plus `weight_decay · p` unless decoupled),
 /// `m ← m + (1 − β1)(g − m)`, `v ← β2·v + (1 − β2)·g²`, and
 /// `p ← p·(1 − lr·weight_decay if decoupled) − (lr / bc1) · m / (√v / √bc2 + eps)`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug)]
 pub struct AdamStep {
-    /// learning rate
-    pub lr: f32,
-    /// decay of the first moment
-    pub beta1: f32,
-    /// decay of the second moment
-    pub beta2: f32,
-    /// added to the denominator
-    pub eps: f32,
-    /// L2 penalty, or decoupled decay (AdamW)
-    pub weight_decay: f32,
-    /// decoupled weight decay (AdamW)
-    pub decoupled: bool,
+    /// the optimizer's settings
+    pub opts: crate::optim::AdamOptions,
     /// `1 − β1^t` at step t
     pub bias_correction1: f32,
     /// `1 − β2^t` at step t

@@ -32,12 +32,12 @@ pub fn adam_step(
     let out = [ctx.alloc(n)?, ctx.alloc(n)?, ctx.alloc(n)?];
     let p = Params {
         n: n as u32,
-        lr: s.lr,
-        beta1: s.beta1,
-        beta2: s.beta2,
-        eps: s.eps,
-        weight_decay: s.weight_decay,
-        decoupled: s.decoupled as u32,
+        lr: s.opts.lr,
+        beta1: s.opts.beta1,
+        beta2: s.opts.beta2,
+        eps: s.opts.eps,
+        weight_decay: s.opts.weight_decay,
+        decoupled: s.opts.decoupled as u32,
         bias_correction1: s.bias_correction1,
         bias_correction2: s.bias_correction2,
     };

@@ -7,22 +7,23 @@ use crate::backend::AdamStep;
 
 /// One Adam update (see [`AdamStep`]): the new parameter and moments.
 pub fn adam_step(p: &[f32], g: &[f32], m: &[f32], v: &[f32], s: &AdamStep) -> [Vec<f32>; 3] {
-    let step_size = s.lr / s.bias_correction1;
+    let o = &s.opts;
+    let step_size = o.lr / s.bias_correction1;
     let bc2_sqrt = s.bias_correction2.sqrt();
-    let decay = 1.0 - s.lr * s.weight_decay;
+    let decay = 1.0 - o.lr * o.weight_decay;
     let one = |i: usize| {
         let mut grad = g[i];
         let mut param = p[i];
-        if s.weight_decay != 0.0 {
-            if s.decoupled {
+        if o.weight_decay != 0.0 {
+            if o.decoupled {
                 param *= decay;
             } else {
-                grad += param * s.weight_decay;
+                grad += param * o.weight_decay;
             }
         }
-        let m1 = m[i] + (grad - m[i]) * (1.0 - s.beta1);
-        let v1 = v[i] * s.beta2 + grad * grad * (1.0 - s.beta2);
-        let denom = v1.sqrt() / bc2_sqrt + s.eps;
+        let m1 = m[i] + (grad - m[i]) * (1.0 - o.beta1);
+        let v1 = v[i] * o.beta2 + grad * grad * (1.0 - o.beta2);
+        let denom = v1.sqrt() / bc2_sqrt + o.eps;
         (param - step_size * m1 / denom, m1, v1)
     };
     let n = p.len();

@@ -76,12 +76,7 @@ impl Optimizer for Adam {
         self.t += 1;
         let o = self.opts;
         let s = AdamStep {
-            lr: o.lr,
-            beta1: o.beta1,
-            beta2: o.beta2,
-            eps: o.eps,
-            weight_decay: o.weight_decay,
-            decoupled: o.decoupled,
+            opts: o,
             bias_correction1: 1.0 - o.beta1.powi(self.t),
             bias_correction2: 1.0 - o.beta2.powi(self.t),
         };
