@@ -12,7 +12,7 @@ use fovea::ops::{BatchNormOptions, Conv2dOptions, ConvTranspose2dOptions, Pool2d
 use std::sync::Arc;
 
 use fovea::kernels::{OpenOptions, WgpuBackend};
-use fovea::optim::{Adam, AdamOptions, Optimizer};
+use fovea::optim::{Adam, AdamOptions, Optimizer, Sgd, SgdOptions};
 use fovea::{Device, Result, Tensor};
 
 /// Runs `f` on CPU and GPU copies of `inputs` (all requiring grad) and compares the
@@ -638,34 +638,71 @@ fn pooling_resizing_and_normalisation() {
     });
 }
 
-/// The fused Adam update (one kernel per parameter) against the CPU's, over a few steps
-/// of each form: plain, with an L2 term, and AdamW's decoupled decay; parameters of
-/// several kernel workgroups, gradients fresh each step.
+/// The fused optimizer updates (one kernel per parameter) against the CPU's, over a few
+/// steps of each form: Adam plain, with an L2 term and decoupled (AdamW); SGD plain with
+/// decay, with momentum, and Nesterov with decay. Parameters of several workgroups,
+/// gradients fresh each step; the saved state (moments, momentum buffers) compared too.
 #[test]
 fn fused_optimizer_updates() {
     let gpu = gpu_or_skip!("fused_optimizer_updates");
     let mut r = Rng(run_seed("fused_optimizer_updates"));
+    type Make = Box<dyn Fn(Tensor) -> Box<dyn Optimizer>>;
+    let adam = |o: AdamOptions| -> Make { Box::new(move |p| Box::new(Adam::new(vec![p], o))) };
+    let sgd = |o: SgdOptions| -> Make { Box::new(move |p| Box::new(Sgd::new(vec![p], o))) };
     let forms = [
-        AdamOptions::default(),
-        AdamOptions {
-            weight_decay: 0.1,
-            ..Default::default()
-        },
-        AdamOptions {
-            lr: 0.05,
-            weight_decay: 0.5,
-            ..AdamOptions::adamw()
-        },
+        ("Adam", adam(AdamOptions::default()), 2),
+        (
+            "Adam, L2",
+            adam(AdamOptions {
+                weight_decay: 0.1,
+                ..Default::default()
+            }),
+            2,
+        ),
+        (
+            "AdamW",
+            adam(AdamOptions {
+                lr: 0.05,
+                weight_decay: 0.5,
+                ..AdamOptions::adamw()
+            }),
+            2,
+        ),
+        (
+            "SGD, decay",
+            sgd(SgdOptions {
+                lr: 0.05,
+                weight_decay: 0.1,
+                ..Default::default()
+            }),
+            0,
+        ),
+        (
+            "SGD, momentum",
+            sgd(SgdOptions {
+                lr: 0.05,
+                momentum: 0.9,
+                ..Default::default()
+            }),
+            1,
+        ),
+        (
+            "SGD, Nesterov, decay",
+            sgd(SgdOptions {
+                lr: 0.05,
+                momentum: 0.8,
+                nesterov: true,
+                weight_decay: 0.1,
+            }),
+            1,
+        ),
     ];
-    for o in forms {
+    for (what, make, buffers) in forms {
         let shape = [r.range(1, 3), r.range(200, 700)];
         let p0 = randn(&shape, r.next());
         let on = |dev: &Device| p0.to_device(dev).unwrap().detach().requires_grad();
         let (pc, pg) = (on(&Device::cpu()), on(&gpu));
-        let (mut oc, mut og) = (
-            Adam::new(vec![pc.clone()], o),
-            Adam::new(vec![pg.clone()], o),
-        );
+        let (mut oc, mut og) = (make(pc.clone()), make(pg.clone()));
         for _ in 0..3 {
             let c = randn(&shape, r.next());
             for (p, opt) in [(&pc, &mut oc), (&pg, &mut og)] {
@@ -676,13 +713,18 @@ fn fused_optimizer_updates() {
             }
         }
         let err = rel_err(&pg.to_vec().unwrap(), &pc.to_vec().unwrap());
-        assert!(err <= 1e-5, "{o:?}: parameters differ by {err:.2e}");
+        assert!(err <= 1e-5, "{what}: parameters differ by {err:.2e}");
         let (sc, sg) = (oc.state(), og.state());
+        assert_eq!(sc.tensors.len(), buffers, "{what}: saved buffers");
+        assert_eq!(
+            sg.tensors.len(),
+            buffers,
+            "{what}: saved buffers on the GPU"
+        );
         for ((name, c), (_, g)) in sc.tensors.iter().zip(&sg.tensors) {
             let err = rel_err(&g.to_vec().unwrap(), &c.to_vec().unwrap());
-            assert!(err <= 1e-5, "{o:?}: {name} differs by {err:.2e}");
+            assert!(err <= 1e-5, "{what}: {name} differs by {err:.2e}");
         }
-        assert_eq!(sc.tensors.len(), 2);
     }
 }
 

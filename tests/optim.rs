@@ -1,7 +1,9 @@
-//! Optimizers: Adam's update against PyTorch's rule written out in f64; L-BFGS:
-//! convergence on classic test functions, and its errors.
+//! Optimizers: Adam's and SGD's updates against PyTorch's rules written out in f64;
+//! L-BFGS: convergence on classic test functions, and its errors.
 
-use fovea::optim::{Adam, AdamOptions, Lbfgs, LbfgsOptions, LineSearch, Optimizer};
+use fovea::optim::{
+    Adam, AdamOptions, Lbfgs, LbfgsOptions, LineSearch, Optimizer, Sgd, SgdOptions,
+};
 use fovea::{Device, Tensor};
 
 /// PyTorch's single-tensor Adam (torch/optim/adam.py), in f64, over `steps` steps of the
@@ -32,6 +34,89 @@ fn adam_reference(p0: &[f32], c: &[f32], o: AdamOptions, steps: i32) -> Vec<f64>
     p
 }
 
+/// PyTorch's single-tensor SGD (torch/optim/sgd.py, no dampening), in f64, on the same
+/// loss.
+fn sgd_reference(p0: &[f32], c: &[f32], o: SgdOptions, steps: i32) -> Vec<f64> {
+    let mut p: Vec<f64> = p0.iter().map(|&v| v as f64).collect();
+    let mut buf: Option<Vec<f64>> = None;
+    let (lr, mu, wd) = (o.lr as f64, o.momentum as f64, o.weight_decay as f64);
+    for _ in 0..steps {
+        let d: Vec<f64> = (0..p.len())
+            .map(|i| (c[i] as f64).powi(2) * p[i] + wd * p[i])
+            .collect();
+        let mut step = d.clone();
+        if mu != 0.0 {
+            let b: Vec<f64> = match &buf {
+                Some(b) => (0..p.len()).map(|i| mu * b[i] + d[i]).collect(),
+                None => d.clone(),
+            };
+            step = if o.nesterov {
+                (0..p.len()).map(|i| d[i] + mu * b[i]).collect()
+            } else {
+                b.clone()
+            };
+            buf = Some(b);
+        }
+        for i in 0..p.len() {
+            p[i] -= lr * step[i];
+        }
+    }
+    p
+}
+
+/// Five steps of the optimizer `make` builds, on ½ Σ (c·p)² from `p0`, on the CPU.
+fn run_steps(p0: &[f32], c: &[f32], make: impl Fn(Tensor) -> Box<dyn Optimizer>) -> Vec<f32> {
+    let dev = Device::cpu();
+    let p = Tensor::from_vec(p0.to_vec(), &[p0.len()], &dev)
+        .unwrap()
+        .requires_grad();
+    let cs = Tensor::from_vec(c.to_vec(), &[c.len()], &dev).unwrap();
+    let mut opt = make(p.clone());
+    for _ in 0..5 {
+        opt.zero_grad();
+        let loss = p.mul(&cs).unwrap().square().sum().mul_scalar(0.5);
+        loss.backward().unwrap();
+        opt.step().unwrap();
+    }
+    p.to_vec().unwrap()
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f64]) {
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g as f64 - w).abs() <= 1e-5 * w.abs().max(1.0),
+            "{what}: parameter {i} is {g}, PyTorch's rule gives {w}"
+        );
+    }
+}
+
+#[test]
+fn sgd_with_momentum_nesterov_and_decay_follows_pytorchs_update_rule() {
+    let p0 = [0.5f32, -1.0, 2.0, 0.0, 3.0, -0.25];
+    let c = [1.0f32, 2.0, 0.5, 3.0, 0.1, 1.5];
+    for o in [
+        SgdOptions {
+            lr: 0.05,
+            weight_decay: 0.1,
+            ..Default::default()
+        },
+        SgdOptions {
+            lr: 0.05,
+            momentum: 0.9,
+            ..Default::default()
+        },
+        SgdOptions {
+            lr: 0.05,
+            momentum: 0.8,
+            nesterov: true,
+            weight_decay: 0.1,
+        },
+    ] {
+        let got = run_steps(&p0, &c, |p| Box::new(Sgd::new(vec![p], o)));
+        assert_close(&format!("{o:?}"), &got, &sgd_reference(&p0, &c, o, 5));
+    }
+}
+
 #[test]
 fn adam_and_adamw_follow_pytorchs_update_rule() {
     let p0 = [0.5f32, -1.0, 2.0, 0.0, 3.0, -0.25];
@@ -52,31 +137,9 @@ fn adam_and_adamw_follow_pytorchs_update_rule() {
             ..AdamOptions::adamw()
         },
     ];
-    let dev = Device::cpu();
     for o in configs {
-        let p = Tensor::from_vec(p0.to_vec(), &[p0.len()], &dev)
-            .unwrap()
-            .requires_grad();
-        let cs = Tensor::from_vec(c.to_vec(), &[c.len()], &dev).unwrap();
-        let mut opt = Adam::new(vec![p.clone()], o);
-        for _ in 0..5 {
-            opt.zero_grad();
-            p.mul(&cs)
-                .unwrap()
-                .square()
-                .sum()
-                .mul_scalar(0.5)
-                .backward()
-                .unwrap();
-            opt.step().unwrap();
-        }
-        let want = adam_reference(&p0, &c, o, 5);
-        for (i, (&got, &w)) in p.to_vec().unwrap().iter().zip(&want).enumerate() {
-            assert!(
-                (got as f64 - w).abs() <= 1e-5 * w.abs().max(1.0),
-                "{o:?}: parameter {i} is {got}, PyTorch's rule gives {w}"
-            );
-        }
+        let got = run_steps(&p0, &c, |p| Box::new(Adam::new(vec![p], o)));
+        assert_close(&format!("{o:?}"), &got, &adam_reference(&p0, &c, o, 5));
     }
 }
 

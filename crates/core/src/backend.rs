@@ -269,6 +269,15 @@ pub struct AdamStep {
     pub bias_correction2: f32,
 }
 
+/// One SGD update of a parameter, PyTorch's rule (no dampening): `d = g + weight_decay·p`;
+/// with momentum, `buf ← momentum·buf + d` (`buf ← d` at the first step) and then
+/// `d ← d + momentum·buf` (Nesterov) or `d ← buf`; `p ← p − lr·d`.
+#[derive(Clone, Copy, Debug)]
+pub struct SgdStep {
+    /// the optimizer's settings
+    pub opts: crate::optim::SgdOptions,
+}
+
 /// Shape arithmetic of a 2-D pooling window over `[n, c, h, w]`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pool2dParams {
@@ -408,6 +417,15 @@ pub trait Backend: Send + Sync {
         v: &Storage,
         s: &AdamStep,
     ) -> Result<[Storage; 3]>;
+    /// One fused SGD update (see [`SgdStep`]): the new parameter, and with momentum the new
+    /// momentum buffer (`buf` is the previous one, `None` at the first step).
+    fn sgd_step(
+        &self,
+        param: &Storage,
+        grad: &Storage,
+        buf: Option<&Storage>,
+        s: &SgdStep,
+    ) -> Result<(Storage, Option<Storage>)>;
     /// Gradient of the convolution with respect to its input, from the output gradient.
     fn conv2d_grad_input(&self, gy: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage>;
     /// Gradient of the convolution with respect to its weight.

@@ -260,6 +260,15 @@ impl Backend for WgpuBackend {
     ) -> Result<[Storage; 3]> {
         optim::adam_step(&self.ctx, param, grad, m, v, s)
     }
+    fn sgd_step(
+        &self,
+        param: &Storage,
+        grad: &Storage,
+        buf: Option<&Storage>,
+        s: &SgdStep,
+    ) -> Result<(Storage, Option<Storage>)> {
+        optim::sgd_step(&self.ctx, param, grad, buf, s)
+    }
     fn conv2d_grad_input(&self, gy: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage> {
         if conv2d_depthwise::applies(p) {
             return conv2d_depthwise::grad_input(&self.ctx, gy, w, p);

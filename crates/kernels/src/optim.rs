@@ -1,6 +1,6 @@
 //! Host side of `shaders/optim.wgsl`: fused optimizer updates.
 
-use fovea_core::backend::{AdamStep, Storage};
+use fovea_core::backend::{AdamStep, SgdStep, Storage};
 use fovea_core::Result;
 
 use crate::context::{buf, Ctx};
@@ -17,6 +17,10 @@ wgsl_struct! {
         decoupled: u32,
         bias_correction1: f32,
         bias_correction2: f32,
+        momentum: f32,
+        nesterov: u32,
+        /// 1: SGD's first step, with no momentum buffer yet
+        first: u32,
     }
 }
 
@@ -40,6 +44,7 @@ pub fn adam_step(
         decoupled: s.opts.decoupled as u32,
         bias_correction1: s.bias_correction1,
         bias_correction2: s.bias_correction2,
+        ..bytemuck::Zeroable::zeroed()
     };
     let bindings = [
         (1, buf(param)),
@@ -58,4 +63,53 @@ pub fn adam_step(
         ctx.groups_1d(n),
     )?;
     Ok(out)
+}
+
+pub fn sgd_step(
+    ctx: &Ctx,
+    param: &Storage,
+    grad: &Storage,
+    momentum_buf: Option<&Storage>,
+    s: &SgdStep,
+) -> Result<(Storage, Option<Storage>)> {
+    let n = param.len();
+    let o = &s.opts;
+    let p = Params {
+        n: n as u32,
+        lr: o.lr,
+        weight_decay: o.weight_decay,
+        momentum: o.momentum,
+        nesterov: o.nesterov as u32,
+        first: momentum_buf.is_none() as u32,
+        ..bytemuck::Zeroable::zeroed()
+    };
+    let param_out = ctx.alloc(n)?;
+    if o.momentum == 0.0 {
+        let bindings = [(1, buf(param)), (2, buf(grad)), (5, buf(&param_out))];
+        ctx.dispatch(
+            OPTIM,
+            "sgd",
+            bytemuck::bytes_of(&p),
+            &bindings,
+            ctx.groups_1d(n),
+        )?;
+        return Ok((param_out, None));
+    }
+    let buf_out = ctx.alloc(n)?;
+    let bindings = [
+        (1, buf(param)),
+        (2, buf(grad)),
+        // Unread at the first step.
+        (3, buf(momentum_buf.unwrap_or(grad))),
+        (5, buf(&param_out)),
+        (6, buf(&buf_out)),
+    ];
+    ctx.dispatch(
+        OPTIM,
+        "sgd_momentum",
+        bytemuck::bytes_of(&p),
+        &bindings,
+        ctx.groups_1d(n),
+    )?;
+    Ok((param_out, Some(buf_out)))
 }

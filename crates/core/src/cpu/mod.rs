@@ -153,6 +153,16 @@ impl Backend for CpuBackend {
         let [p, m, v] = optim::adam_step(data(param), data(grad), data(m), data(v), s);
         Ok([store(p)?, store(m)?, store(v)?])
     }
+    fn sgd_step(
+        &self,
+        param: &Storage,
+        grad: &Storage,
+        buf: Option<&Storage>,
+        s: &SgdStep,
+    ) -> Result<(Storage, Option<Storage>)> {
+        let (p, b) = optim::sgd_step(data(param), data(grad), buf.map(data), s);
+        Ok((store(p)?, b.map(store).transpose()?))
+    }
     fn conv2d_grad_weight(&self, x: &Storage, gy: &Storage, p: &Conv2dParams) -> Result<Storage> {
         store(conv2d::grad_weight(data(x), data(gy), p))
     }

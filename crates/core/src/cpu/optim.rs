@@ -3,7 +3,7 @@
 use rayon::prelude::*;
 
 use super::PAR_CHUNK;
-use crate::backend::AdamStep;
+use crate::backend::{AdamStep, SgdStep};
 
 /// One Adam update (see [`AdamStep`]): the new parameter and moments.
 pub fn adam_step(p: &[f32], g: &[f32], m: &[f32], v: &[f32], s: &AdamStep) -> [Vec<f32>; 3] {
@@ -38,4 +38,44 @@ pub fn adam_step(p: &[f32], g: &[f32], m: &[f32], v: &[f32], s: &AdamStep) -> [V
             }
         });
     [p1, m1, v1]
+}
+
+/// One SGD update (see [`SgdStep`]): the new parameter, and with momentum the new buffer.
+pub fn sgd_step(
+    p: &[f32],
+    g: &[f32],
+    buf: Option<&[f32]>,
+    s: &SgdStep,
+) -> (Vec<f32>, Option<Vec<f32>>) {
+    let o = &s.opts;
+    let d = |i: usize| g[i] + p[i] * o.weight_decay;
+    if o.momentum == 0.0 {
+        return (
+            p.par_iter()
+                .enumerate()
+                .map(|(i, &w)| w - o.lr * d(i))
+                .collect(),
+            None,
+        );
+    }
+    let b: Vec<f32> = (0..p.len())
+        .into_par_iter()
+        .map(|i| match buf {
+            Some(b) => b[i] * o.momentum + d(i),
+            None => d(i),
+        })
+        .collect();
+    let p1 = p
+        .par_iter()
+        .enumerate()
+        .map(|(i, &w)| {
+            let step = if o.nesterov {
+                d(i) + o.momentum * b[i]
+            } else {
+                b[i]
+            };
+            w - o.lr * step
+        })
+        .collect();
+    (p1, Some(b))
 }

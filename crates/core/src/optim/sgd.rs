@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 
 use super::{grad_of, saved_buffer, saved_header, Optimizer, OptimizerState};
+use crate::backend::SgdStep;
 use crate::checkpoint::NamedArrays;
-use crate::{no_grad, Result, Tensor};
+use crate::{Result, Tensor};
 
 /// SGD hyper-parameters; `Default` is plain SGD at lr 0.01.
 #[derive(Clone, Copy, Debug)]
@@ -51,30 +52,26 @@ impl Sgd {
 }
 
 impl Optimizer for Sgd {
+    /// One fused backend update per parameter (`Backend::sgd_step`).
     fn step(&mut self) -> Result<()> {
-        let o = self.opts;
-        no_grad(|| {
-            for (p, v) in self.params.iter().zip(self.velocity.iter_mut()) {
-                let Some(mut g) = grad_of(p) else { continue };
-                if o.weight_decay != 0.0 {
-                    g = g.add(&p.mul_scalar(o.weight_decay))?;
-                }
-                if o.momentum != 0.0 {
-                    let buf = match v.take() {
-                        Some(prev) => prev.mul_scalar(o.momentum).add(&g)?,
-                        None => g.clone(),
-                    };
-                    g = if o.nesterov {
-                        g.add(&buf.mul_scalar(o.momentum))?
-                    } else {
-                        buf.clone()
-                    };
-                    *v = Some(buf);
-                }
-                p.assign(&p.sub(&g.mul_scalar(o.lr))?)?;
-            }
-            Ok(())
-        })
+        let s = SgdStep { opts: self.opts };
+        for (p, v) in self.params.iter().zip(self.velocity.iter_mut()) {
+            let Some(g) = grad_of(p) else { continue };
+            let prev = v.take().filter(|_| self.opts.momentum != 0.0);
+            let (p1, buf) = p
+                .backend()
+                .sgd_step(
+                    &p.storage(),
+                    &g.storage(),
+                    prev.map(|b| b.storage()).as_ref(),
+                    &s,
+                )
+                .map_err(|e| e.in_op("SGD", &[p.shape()]))?;
+            let leaf = |s| Tensor::leaf(s, p.shape().to_vec(), p.device());
+            p.assign(&leaf(p1))?;
+            *v = buf.map(leaf);
+        }
+        Ok(())
     }
     fn params(&self) -> &[Tensor] {
         &self.params
