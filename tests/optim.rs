@@ -1,6 +1,11 @@
 //! Optimizers: Adam's and SGD's updates against PyTorch's rules written out in f64;
-//! L-BFGS: convergence on classic test functions, and its errors.
+//! L-BFGS: convergence on classic test functions, and its errors; the fused updates on the
+//! GPU against the CPU's.
 
+mod common;
+
+use common::parity::randn;
+use common::{rel_err, run_seed, Rng};
 use fovea::optim::{
     Adam, AdamOptions, Lbfgs, LbfgsOptions, LineSearch, Optimizer, Sgd, SgdOptions,
 };
@@ -235,4 +240,96 @@ fn lbfgs_refuses_bad_settings_and_non_scalar_losses() {
     let mut opt = Lbfgs::new(vec![x.clone()], LbfgsOptions::default()).unwrap();
     let err = opt.step(&mut || Ok(x.add_scalar(1.0))).unwrap_err();
     assert!(err.to_string().contains("[3]"), "{err}");
+}
+
+/// The fused optimizer updates (one kernel per parameter) against the CPU's, over a few
+/// steps of each form: Adam plain, with an L2 term and decoupled (AdamW); SGD plain with
+/// decay, with momentum, and Nesterov with decay. Parameters of several workgroups,
+/// gradients fresh each step; the saved state (moments, momentum buffers) compared too.
+#[test]
+fn fused_optimizer_updates() {
+    let Some(gpu) = common::gpu("fused_optimizer_updates") else {
+        return;
+    };
+    let mut r = Rng(run_seed("fused_optimizer_updates"));
+    type Make = Box<dyn Fn(Tensor) -> Box<dyn Optimizer>>;
+    let adam = |o: AdamOptions| -> Make { Box::new(move |p| Box::new(Adam::new(vec![p], o))) };
+    let sgd = |o: SgdOptions| -> Make { Box::new(move |p| Box::new(Sgd::new(vec![p], o))) };
+    let forms = [
+        ("Adam", adam(AdamOptions::default()), 2),
+        (
+            "Adam, L2",
+            adam(AdamOptions {
+                weight_decay: 0.1,
+                ..Default::default()
+            }),
+            2,
+        ),
+        (
+            "AdamW",
+            adam(AdamOptions {
+                lr: 0.05,
+                weight_decay: 0.5,
+                ..AdamOptions::adamw()
+            }),
+            2,
+        ),
+        (
+            "SGD, decay",
+            sgd(SgdOptions {
+                lr: 0.05,
+                weight_decay: 0.1,
+                ..Default::default()
+            }),
+            0,
+        ),
+        (
+            "SGD, momentum",
+            sgd(SgdOptions {
+                lr: 0.05,
+                momentum: 0.9,
+                ..Default::default()
+            }),
+            1,
+        ),
+        (
+            "SGD, Nesterov, decay",
+            sgd(SgdOptions {
+                lr: 0.05,
+                momentum: 0.8,
+                nesterov: true,
+                weight_decay: 0.1,
+            }),
+            1,
+        ),
+    ];
+    for (what, make, buffers) in forms {
+        let shape = [r.range(1, 3), r.range(200, 700)];
+        let p0 = randn(&shape, r.next());
+        let on = |dev: &Device| p0.to_device(dev).unwrap().detach().requires_grad();
+        let (pc, pg) = (on(&Device::cpu()), on(&gpu));
+        let (mut oc, mut og) = (make(pc.clone()), make(pg.clone()));
+        for _ in 0..3 {
+            let c = randn(&shape, r.next());
+            for (p, opt) in [(&pc, &mut oc), (&pg, &mut og)] {
+                opt.zero_grad();
+                let c = c.to_device(p.device()).unwrap();
+                p.mul(&c).unwrap().square().sum().backward().unwrap();
+                opt.step().unwrap();
+            }
+        }
+        let err = rel_err(&pg.to_vec().unwrap(), &pc.to_vec().unwrap());
+        assert!(err <= 1e-5, "{what}: parameters differ by {err:.2e}");
+        let (sc, sg) = (oc.state(), og.state());
+        assert_eq!(sc.tensors.len(), buffers, "{what}: saved buffers");
+        assert_eq!(
+            sg.tensors.len(),
+            buffers,
+            "{what}: saved buffers on the GPU"
+        );
+        for ((name, c), (_, g)) in sc.tensors.iter().zip(&sg.tensors) {
+            let err = rel_err(&g.to_vec().unwrap(), &c.to_vec().unwrap());
+            assert!(err <= 1e-5, "{what}: {name} differs by {err:.2e}");
+        }
+    }
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod parity;
 
 use fovea::{Device, DeviceExt, Result, Tensor};
 
