@@ -272,6 +272,21 @@ shaders! {
 mod tests {
     use super::*;
 
+    /// `s`'s source in one parameter form, parsed and validated by naga (errors shown
+    /// against the source).
+    fn validated(s: &Shader, immediates: bool) -> (naga::Module, naga::valid::ModuleInfo) {
+        let source = s.source_for(immediates);
+        let module = naga::front::wgsl::parse_str(&source)
+            .unwrap_or_else(|e| panic!("{}.wgsl: {}", s.name, e.emit_to_string(&source)));
+        let info = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::IMMEDIATES,
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{}.wgsl: {}", s.name, e.emit_to_string(&source)));
+        (module, info)
+    }
+
     /// The shaders' parameters, declared from the host's structs, lay out as the host's do
     /// (WGSL and `repr(C)` agree on every field type `params.rs` maps): as immediates, a
     /// shorter host struct would leave the shader reading undefined values, and a longer
@@ -324,14 +339,7 @@ mod tests {
             .collect::<Vec<_>>();
         let mut counted = 0;
         for s in ALL {
-            let source = s.source_for(true);
-            let module = naga::front::wgsl::parse_str(&source).unwrap();
-            let info = naga::valid::Validator::new(
-                naga::valid::ValidationFlags::all(),
-                naga::valid::Capabilities::IMMEDIATES,
-            )
-            .validate(&module)
-            .unwrap();
+            let (module, info) = validated(s, true);
             let mut layouter = naga::proc::Layouter::default();
             layouter.update(module.to_ctx()).unwrap();
             for (i, ep) in module.entry_points.iter().enumerate() {
@@ -370,14 +378,7 @@ mod tests {
         use naga::back::{glsl, hlsl, msl};
         for s in ALL {
             for immediates in [false, true] {
-                let source = s.source_for(immediates);
-                let module = naga::front::wgsl::parse_str(&source).unwrap();
-                let info = naga::valid::Validator::new(
-                    naga::valid::ValidationFlags::all(),
-                    naga::valid::Capabilities::IMMEDIATES,
-                )
-                .validate(&module)
-                .unwrap();
+                let (module, info) = validated(s, immediates);
                 let what = format!("{}.wgsl (immediates: {immediates})", s.name);
                 let (_, translated) = msl::write_string(
                     &module,
@@ -478,15 +479,7 @@ mod tests {
                 s.name
             );
             for immediates in [false, true] {
-                let source = s.source_for(immediates);
-                let module = naga::front::wgsl::parse_str(&source)
-                    .unwrap_or_else(|e| panic!("{}.wgsl: {}", s.name, e.emit_to_string(&source)));
-                naga::valid::Validator::new(
-                    naga::valid::ValidationFlags::all(),
-                    naga::valid::Capabilities::IMMEDIATES,
-                )
-                .validate(&module)
-                .unwrap_or_else(|e| panic!("{}.wgsl: {}", s.name, e.emit_to_string(&source)));
+                let (module, _) = validated(s, immediates);
                 let size = naga::valid::ImmediateSlots::size_for_module(&module);
                 assert_eq!(size == 0, !immediates, "{}.wgsl", s.name);
                 assert!(
