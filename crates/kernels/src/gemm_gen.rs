@@ -109,9 +109,9 @@ impl GemmEntry {
     /// 48 KiB on NVIDIA's Vulkan driver), and drivers reject or miscompile a kernel that
     /// declares more; wgpu does not check.
     pub fn workgroup_bytes(&self) -> usize {
-        spreads(self)
+        row_vec4s(self)
             .iter()
-            .map(|s| s.stride as usize * DEPTH * 16)
+            .map(|&v| v as usize * DEPTH * 16)
             .sum()
     }
 }
@@ -226,8 +226,7 @@ struct Spread {
     order: Contiguous,
     /// vec4s of the tile's edge (edge / 4)
     quads: u32,
-    /// vec4s per row (one K value) of the slice in workgroup memory: the edge, plus one
-    /// for an operand stored along K in a tile of at most 64 rows (see `padded`)
+    /// vec4s per row (one K value) of the slice in workgroup memory (see `row_vec4s`)
     stride: u32,
     fetches: u32,
     lanes: u32,
@@ -236,13 +235,13 @@ struct Spread {
 }
 
 impl Spread {
-    fn new(order: Contiguous, edge: u32, padded: bool) -> Spread {
+    fn new(order: Contiguous, edge: u32, stride: u32) -> Spread {
         let vec4s = edge * DEPTH as u32 / 4;
         let lanes = vec4s.min(256);
         Spread {
             order,
             quads: edge / 4,
-            stride: edge / 4 + (padded && order == Contiguous::K) as u32,
+            stride,
             fetches: vec4s / lanes,
             lanes,
             t: if lanes == 256 {
@@ -315,15 +314,28 @@ fn distinct(values: impl Iterator<Item = String>) -> (Vec<String>, Vec<usize>) {
 /// How the 256 threads share each operand's slice (A, B).
 fn spreads(e: &GemmEntry) -> [Spread; 2] {
     let [edge_m, edge_n] = e.edges().map(|v| v as u32);
+    let [stride_a, stride_b] = row_vec4s(e);
+    [
+        Spread::new(e.a.order, edge_m, stride_a),
+        Spread::new(e.b.order, edge_n, stride_b),
+    ]
+}
+
+/// Vec4s per row (one K value) of each operand's slice in workgroup memory: the tile's
+/// edge, plus one for an operand stored along K in a tile of at most 64 rows. (Tile
+/// selection counts workgroup memory with it on every dispatch, so it allocates nothing.)
+fn row_vec4s(e: &GemmEntry) -> [u32; 2] {
+    let [edge_m, edge_n] = e.edges().map(|v| v as u32);
     // An operand stored along K has each thread write four rows 4 apart at once; with rows
     // a multiple of 128 bytes apart, those writes share banks four ways, and a row one vec4
     // longer makes that two. On an H100 that sped up every 64-row tile (224² forward
     // −2.7%, its weight gradient −7.6%) but slowed the 128×128 forward by 17%, so 128-row
     // tiles keep plain rows (benches/RESULTS.md, session 5).
     let padded = edge_m <= 64;
+    let longer = |order: Contiguous| (padded && order == Contiguous::K) as u32;
     [
-        Spread::new(e.a.order, edge_m, padded),
-        Spread::new(e.b.order, edge_n, padded),
+        edge_m / 4 + longer(e.a.order),
+        edge_n / 4 + longer(e.b.order),
     ]
 }
 
