@@ -106,8 +106,8 @@ impl GemmEntry {
 
     /// Bytes of workgroup memory its two K-slices take. An adapter offers a fixed amount
     /// (`max_compute_workgroup_storage_size`: 32 KiB on DX12, Apple GPUs and lavapipe,
-    /// 48 KiB on NVIDIA's Vulkan driver), and drivers reject or miscompile a kernel that
-    /// declares more; wgpu does not check.
+    /// 48 KiB as NVIDIA's Vulkan drivers report it), and drivers reject or miscompile a
+    /// kernel that declares more; wgpu does not check.
     pub fn workgroup_bytes(&self) -> usize {
         row_vec4s(self)
             .iter()
