@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""One line per bench row from a device run's files: fovea's wall time and TFLOP/s, PyTorch's
-wall time and the ratio, and the three slowest kernels per run (from the profiled pass).
+"""One line per bench row from a device run's files: fovea's wall time, TFLOP/s and host
+recording time, PyTorch's wall time and the ratio, and the three slowest kernels per run (from
+the profiled pass).
 
     python3 benches/device_summary.py DIR [KERNELS_JSON ...]
 
@@ -33,6 +34,8 @@ for name, r in fovea.items():
     t = torch.get(name)
     tf = f"{r['tflops']:.1f}" if r.get("tflops") else "-"
     line = f"{name[:58]:58} {r['ms']:8.3f} {tf:>5}"
+    if r.get("host_ms") is not None:
+        line += f" host {r['host_ms']:7.3f}"
     if t:
         line += f" | torch {t['ms']:7.3f} x{r['ms'] / t['ms']:.2f}"
     for label, e in extra:

@@ -61,6 +61,9 @@ fn parse() -> Result<Opts> {
 /// kernel per run of the timed region.
 struct Timed {
     ms: f64,
+    /// Median time the host spent recording a run (until `f` returned, before the sync):
+    /// where it nears `ms`, the row is bound by the host, not the GPU.
+    host_ms: f64,
     kernels: Vec<KernelTime>,
 }
 
@@ -89,10 +92,11 @@ fn time(dev: &Device, o: &Opts, mut f: impl FnMut() -> Result<()>) -> Result<Tim
     dev.sync()?;
     dev.take_kernel_times();
     let start = Instant::now();
-    let mut ms = Vec::new();
+    let (mut ms, mut host) = (Vec::new(), Vec::new());
     while ms.is_empty() || (repeats > 0 && start.elapsed().as_secs_f64() * 1e3 < warm_ms) {
         let t = Instant::now();
         f()?;
+        host.push(t.elapsed().as_secs_f64() * 1e3);
         dev.sync()?;
         ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
@@ -102,9 +106,11 @@ fn time(dev: &Device, o: &Opts, mut f: impl FnMut() -> Result<()>) -> Result<Tim
         let typical = median(&mut ms).max(1e-3);
         let runs = ((FILL_MS / typical).ceil() as usize).clamp(repeats, MAX_REPEATS.max(repeats));
         ms.clear();
+        host.clear();
         for _ in 0..runs {
             let t = Instant::now();
             f()?;
+            host.push(t.elapsed().as_secs_f64() * 1e3);
             dev.sync()?;
             ms.push(t.elapsed().as_secs_f64() * 1e3);
         }
@@ -122,6 +128,7 @@ fn time(dev: &Device, o: &Opts, mut f: impl FnMut() -> Result<()>) -> Result<Tim
         .collect();
     Ok(Timed {
         ms: median(&mut ms),
+        host_ms: median(&mut host),
         kernels,
     })
 }
@@ -313,6 +320,7 @@ fn main() -> Result<()> {
                 name: format!("latency: {what}"),
                 timed: Timed {
                     ms: median(&mut ms),
+                    host_ms: f64::NAN,
                     kernels: Vec::new(),
                 },
                 flop: f64::NAN,
@@ -390,7 +398,7 @@ fn main() -> Result<()> {
                     .collect();
                 // Rows without a FLOP count (NaN) report null.
                 let tflops = Some(r.flop / r.timed.ms / 1e9).filter(|t| t.is_finite());
-                json!({"name": r.name, "ms": round(r.timed.ms), "tflops": tflops.map(round), "kernels": kernels})
+                json!({"name": r.name, "ms": round(r.timed.ms), "host_ms": round(r.timed.host_ms), "tflops": tflops.map(round), "kernels": kernels})
             })
             .collect();
         let doc = json!({"device": dev.name(), "peak_mib": round(peak_mib), "rows": rows});
