@@ -95,9 +95,9 @@ fn convolutions() {
             pad1,
         ),
         // At most 64 channels over 8,000-odd pixels (60 outputs, 5 inputs: the input
-        // gradient's 5 rows take 16×256 tiles).
+        // gradient goes through col2im).
         ("64×128 tiles", [2, 5, 64, 66], [60, 5, 3, 3], pad1),
-        // 24 channels over 16,000 pixels: 32×256 tiles, the input gradient in 16×256 ones.
+        // 24 channels over 16,000 pixels: 32×256 tiles (the input gradient through col2im).
         ("32×256 tiles", [1, 3, 128, 130], [24, 3, 3, 3], pad1),
         // 3 and 4 channels over 131,072 pixels: 8×512 tiles (256 of them), forward and
         // input gradient, where the adapter offers their 33 KiB of workgroup memory
@@ -138,14 +138,16 @@ fn convolutions() {
             [32, 16, 3, 3],
             Conv2dOptions { groups: 2, ..s2 },
         ),
-        // Few input channels beside a large kernel: the input gradient through a column
-        // buffer (col2im), whose GEMM has no padded taps.
+        // LeNet's C3 (6 to 16 channels, 5×5, no padding): half the implicit input
+        // gradient's products land on padded taps, yet on an H100 it beat col2im.
         (
-            "col2im, LeNet's C3 (6 to 16 channels, 5×5, no padding)",
+            "LeNet's C3, the stride-1 input gradient over padded taps",
             [3, 6, 14, 14],
             [16, 6, 5, 5],
             Conv2dOptions::default(),
         ),
+        // Few input channels beside many outputs: the input gradient through a column
+        // buffer (col2im), whose GEMM has no padded taps.
         (
             "col2im, two groups, dilated and padded",
             [2, 4, 11, 10],

@@ -17,10 +17,12 @@ const MIN_K_PER_SPLIT: usize = 256;
 /// Most values the col2im input gradient's column buffer may take (64 MiB).
 const MAX_COLS: usize = 16 << 20;
 
-/// The cost of one column-buffer value, written and read back, in GEMM products: an H100
-/// ran these GEMMs at about 12.5 T products/s and moves about 0.4 T such values/s (3 TB/s,
-/// 8 bytes each).
-const COL_VALUE_COST: usize = 32;
+/// The cost of one column-buffer value, written and read back, in GEMM products. Measured
+/// on an H100 (benches/RESULTS.md, session 7): col2im won on the style example's conv1_1
+/// (3 ← 64 channels; 0.099 against 0.270 ms) and lost on LeNet's C3 (6 ← 16, 5×5; 0.064
+/// against 0.050 ms), which puts this between 40 and 60. (Lavapipe's is nearer 3, but CI
+/// runs there to cover every path, not to be fast.)
+const COL_VALUE_COST: usize = 48;
 
 /// How many times the col2im input gradient's cost (its products plus its column buffer)
 /// the implicit GEMM's products (empty tile rows and padded taps included) must reach for
