@@ -21,6 +21,9 @@ use crate::source::Shader;
 /// for all of them); large enough that submissions stay few (one per 32 dispatches).
 const SUBMIT_EVERY: usize = 32;
 
+/// Most bind groups kept for reuse (see [`BindGroups`]); past it the cache starts over.
+const BIND_GROUPS_KEPT: usize = 4096;
+
 /// Bytes per dispatch in the uniform arena (at least; the adapter's offset alignment may
 /// ask for more). Every shader's `Params` fits.
 const UNIFORM_SLOT: usize = 256;
@@ -39,6 +42,11 @@ pub const WG: u32 = 256;
 
 struct Pending {
     encoder: Option<wgpu::CommandEncoder>,
+    /// The open compute pass of `encoder`, which consecutive dispatches share: a pass per
+    /// dispatch cost about 3 µs of host time each in `finish` on an H100, a third of a
+    /// small op's (benches/RESULTS.md, session 7). wgpu still places a barrier between
+    /// dispatches that need one. Ended before any other command is recorded.
+    pass: Option<wgpu::ComputePass<'static>>,
     dispatches: usize,
     /// The uniforms of the recorded dispatches, one slot each, written to the arena
     /// buffer just before the encoder is submitted (without immediates).
@@ -62,8 +70,11 @@ pub struct Ctx {
     pub info: wgpu::AdapterInfo,
     pub(crate) limits: wgpu::Limits,
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
-    pipelines: Mutex<HashMap<(&'static str, &'static str), wgpu::ComputePipeline>>,
+    /// Each pipeline with its bind group layout (fetching the layout from the pipeline
+    /// took about 1 µs a dispatch).
+    pipelines: Mutex<HashMap<(&'static str, &'static str), Pipeline>>,
     pending: Mutex<Pending>,
+    bind_groups: Mutex<BindGroups>,
     /// Where dispatches find their parameters: `None` when they take them as immediates
     /// (push constants), else a uniform arena. Immediates save the arena's write, its
     /// staging copy and a binding: 10–15 µs of each sync's round trip on an H100
@@ -74,6 +85,26 @@ pub struct Ctx {
     submissions: Mutex<usize>,
     /// Per-kernel timing, when the device was opened with it.
     profiler: Option<Profiler>,
+}
+
+/// Bind groups made so far, by kernel and buffers, for dispatches that take their
+/// parameters as immediates (so buffers are all they bind). A training step binds the same
+/// pooled buffers to the same kernels every step, and making a bind group cost about
+/// 2.7 µs of host time a dispatch on an H100 (benches/RESULTS.md, session 7).
+#[derive(Default)]
+struct BindGroups {
+    groups: HashMap<BindKey, wgpu::BindGroup>,
+    /// The pool's count of released buffers when `groups` was last emptied: a cached
+    /// group keeps its buffers alive, so a release empties the cache.
+    released: usize,
+}
+
+type BindKey = (&'static str, &'static str, Vec<(u32, wgpu::Buffer)>);
+
+#[derive(Clone)]
+struct Pipeline {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -131,10 +162,12 @@ impl Ctx {
             pipelines: Mutex::default(),
             pending: Mutex::new(Pending {
                 encoder: None,
+                pass: None,
                 dispatches: 0,
                 uniforms: Vec::new(),
             }),
             arena,
+            bind_groups: Mutex::default(),
             pool: Arc::new(Pool::default()),
             error,
             submissions: Mutex::new(0),
@@ -204,7 +237,7 @@ impl Ctx {
         Ok(Storage::new(len, buffer))
     }
 
-    fn pipeline(&self, shader: Shader, entry: &'static str) -> wgpu::ComputePipeline {
+    fn pipeline(&self, shader: Shader, entry: &'static str) -> Pipeline {
         let key = (shader.name, entry);
         if let Some(p) = lock(&self.pipelines).get(&key) {
             return p.clone();
@@ -221,7 +254,7 @@ impl Ctx {
                     })
             })
             .clone();
-        let p = self
+        let pipeline = self
             .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(entry),
@@ -231,6 +264,10 @@ impl Ctx {
                 compilation_options: Default::default(),
                 cache: None,
             });
+        let p = Pipeline {
+            layout: pipeline.get_bind_group_layout(0),
+            pipeline,
+        };
         lock(&self.pipelines).insert(key, p.clone());
         p
     }
@@ -268,45 +305,79 @@ impl Ctx {
         }
         let pipeline = self.pipeline(shader, entry);
         let mut pending = lock(&self.pending);
-        let mut entries = Vec::with_capacity(buffers.len() + 1);
-        if let Some(arena) = &self.arena {
-            let offset = pending.uniforms.len();
-            pending.uniforms.extend_from_slice(params);
-            pending.uniforms.resize(offset + arena.slot, 0);
-            entries.push(wgpu::BindGroupEntry {
-                binding: 0,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+        let bind_group = match &self.arena {
+            None => self.bind_group((shader.name, entry), &pipeline, buffers),
+            Some(arena) => {
+                let offset = pending.uniforms.len();
+                pending.uniforms.extend_from_slice(params);
+                pending.uniforms.resize(offset + arena.slot, 0);
+                let uniform = wgpu::BufferBinding {
                     buffer: &arena.buffer,
                     offset: offset as u64,
                     size: wgpu::BufferSize::new(params.len().next_multiple_of(16).max(16) as u64),
-                }),
+                };
+                self.make_bind_group(entry, &pipeline, Some(uniform), buffers)
+            }
+        };
+        let pass = self.pass(&mut pending, entry);
+        pass.set_pipeline(&pipeline.pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        if self.arena.is_none() {
+            pass.set_immediates(0, params);
+        }
+        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        if self.profiler.is_some() {
+            // Timed passes hold one dispatch each: their timestamps time that kernel.
+            pending.pass = None;
+        }
+        self.count_recording(&mut pending);
+        Ok(())
+    }
+
+    /// The bind group of `buffers` for the kernel `key`, made once (see [`BindGroups`]).
+    fn bind_group(
+        &self,
+        key: (&'static str, &'static str),
+        pipeline: &Pipeline,
+        buffers: &[(u32, &wgpu::Buffer)],
+    ) -> wgpu::BindGroup {
+        let mut cache = lock(&self.bind_groups);
+        let released = self.pool.stats().released;
+        if released != cache.released || cache.groups.len() >= BIND_GROUPS_KEPT {
+            cache.groups.clear();
+            cache.released = released;
+        }
+        let buffers_key = buffers.iter().map(|&(b, buf)| (b, buf.clone())).collect();
+        cache
+            .groups
+            .entry((key.0, key.1, buffers_key))
+            .or_insert_with(|| self.make_bind_group(key.1, pipeline, None, buffers))
+            .clone()
+    }
+
+    fn make_bind_group(
+        &self,
+        entry: &'static str,
+        pipeline: &Pipeline,
+        uniform: Option<wgpu::BufferBinding>,
+        buffers: &[(u32, &wgpu::Buffer)],
+    ) -> wgpu::BindGroup {
+        let mut entries = Vec::with_capacity(buffers.len() + 1);
+        if let Some(uniform) = uniform {
+            entries.push(wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(uniform),
             });
         }
         entries.extend(buffers.iter().map(|(b, buffer)| wgpu::BindGroupEntry {
             binding: *b,
             resource: buffer.as_entire_binding(),
         }));
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(entry),
-            layout: &pipeline.get_bind_group_layout(0),
+            layout: &pipeline.layout,
             entries: &entries,
-        });
-        {
-            let mut pass =
-                self.encoder(&mut pending)
-                    .begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: Some(entry),
-                        timestamp_writes: self.profiler.as_ref().map(|p| p.pass(entry)),
-                    });
-            pass.set_pipeline(&pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
-            if self.arena.is_none() {
-                pass.set_immediates(0, params);
-            }
-            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-        }
-        self.count_recording(&mut pending);
-        Ok(())
+        })
     }
 
     /// Records commands into the pending encoder, submitting it once `SUBMIT_EVERY`
@@ -325,7 +396,28 @@ impl Ctx {
         }
     }
 
+    /// The pending compute pass, opened if none is (timed, with the profiler on).
+    fn pass<'a>(
+        &self,
+        pending: &'a mut Pending,
+        entry: &'static str,
+    ) -> &'a mut wgpu::ComputePass<'static> {
+        if pending.pass.is_none() {
+            let pass = self
+                .encoder(pending)
+                .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("fovea"),
+                    timestamp_writes: self.profiler.as_ref().map(|p| p.pass(entry)),
+                })
+                .forget_lifetime();
+            pending.pass = Some(pass);
+        }
+        pending.pass.as_mut().unwrap()
+    }
+
+    /// The pending encoder, with no pass open on it (one open is ended).
     fn encoder<'a>(&self, pending: &'a mut Pending) -> &'a mut wgpu::CommandEncoder {
+        pending.pass = None;
         pending.encoder.get_or_insert_with(|| {
             self.device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -363,6 +455,7 @@ impl Ctx {
             self.queue.write_buffer(&arena.buffer, 0, &pending.uniforms);
             pending.uniforms.clear();
         }
+        pending.pass = None;
         if let Some(mut enc) = pending.encoder.take() {
             let timed = self.profiler.as_ref().filter(|p| p.resolve(&mut enc));
             self.queue.submit([enc.finish()]);
