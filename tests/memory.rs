@@ -7,7 +7,7 @@ mod common;
 use std::sync::Mutex;
 
 use fovea::ops::Conv2dOptions;
-use fovea::{Device, Tensor};
+use fovea::{Device, DeviceExt, Tensor};
 
 /// The CPU counter is process-wide: its tests take turns.
 static CPU_COUNTER: Mutex<()> = Mutex::new(());
@@ -82,10 +82,17 @@ fn a_conv_relu_stack_keeps_only_what_its_backward_needs() {
     }
 }
 
+/// A GPU device of the test's own on the default adapter: tests that count the buffer
+/// pool's bytes cannot share it with tests running beside them.
+fn private_gpu(test: &str) -> Option<Device> {
+    let shared = common::gpu(test)?;
+    Some(Device::gpu_with(&shared.name()).expect("the default adapter opens again"))
+}
+
 #[test]
 fn the_gpu_pool_releases_idle_buffers_instead_of_growing_past_its_slack() {
     let Some(gpu) =
-        common::gpu("the_gpu_pool_releases_idle_buffers_instead_of_growing_past_its_slack")
+        private_gpu("the_gpu_pool_releases_idle_buffers_instead_of_growing_past_its_slack")
     else {
         return;
     };
@@ -110,5 +117,40 @@ fn the_gpu_pool_releases_idle_buffers_instead_of_growing_past_its_slack() {
         grown >= 16 * mib,
         "the pool grew by only {} MiB",
         grown / mib
+    );
+}
+
+#[test]
+fn a_repeated_step_reuses_the_pools_buffers_instead_of_trading_classes() {
+    let Some(gpu) =
+        private_gpu("a_repeated_step_reuses_the_pools_buffers_instead_of_trading_classes")
+    else {
+        return;
+    };
+    let mib = 1usize << 18; // f32 values in 1 MiB
+                            // Two phases, as in LeNet's training step: two 4 MiB tensors at once (the peak in use,
+                            // 8 MiB, lets the pool hold 12 MiB), then three 2 MiB ones. Holding both phases'
+                            // buffers would take 14 MiB: growing for the third 2 MiB tensor released a 4 MiB
+                            // buffer, which the next step's first phase created again, and so on every step.
+    let step = || {
+        let big: Vec<Tensor> = (0..2)
+            .map(|_| Tensor::full(&[4 * mib], 1.0, &gpu))
+            .collect();
+        gpu.sync().unwrap();
+        drop(big);
+        let small: Vec<Tensor> = (0..3)
+            .map(|_| Tensor::full(&[2 * mib], 2.0, &gpu))
+            .collect();
+        assert_eq!(small[2].to_vec().unwrap()[2 * mib - 1], 2.0);
+    };
+    step();
+    let created = gpu.stats().buffers_allocated;
+    for _ in 0..3 {
+        step();
+    }
+    assert_eq!(
+        gpu.stats().buffers_allocated,
+        created,
+        "steps after the first created buffers"
     );
 }

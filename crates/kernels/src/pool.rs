@@ -15,6 +15,10 @@ const MIN_BYTES: u64 = 256;
 /// released to make room.
 const SLACK: f64 = 1.5;
 
+/// How many times a request's class an idle buffer may be and still be lent to it, where
+/// the pool would otherwise release buffers to grow.
+const BORROW: u64 = 4;
+
 /// Rounds up to one of four classes per power of two (≤ 25% waste), but never past
 /// `max` (the largest buffer the device binds, whose bytes `bytes` must not exceed): a
 /// tensor just under that limit gets a buffer of its own size, not one too large to bind
@@ -87,9 +91,21 @@ impl Pool {
     pub fn get(self: &Arc<Self>, device: &wgpu::Device, bytes: u64, max: u64) -> GpuBuffer {
         let class = size_class(bytes, max);
         let mut g = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        let reused = g.0.get_mut(&class).and_then(|v| v.pop());
         let (free, stats) = &mut *g;
-        stats.in_use_bytes += class;
+        let cap = (stats.in_use_peak as f64 * SLACK) as u64;
+        let mut reused = free.get_mut(&class).and_then(|v| v.pop());
+        if reused.is_none() && stats.allocated_bytes + class > cap {
+            // Growing would release an idle buffer: lend a larger one instead. Releasing
+            // the largest to make a smaller class made LeNet's training step create and
+            // release buffers every step, the two classes taking turns.
+            reused = free
+                .iter_mut()
+                .filter(|(&size, l)| size > class && size <= BORROW * class && !l.is_empty())
+                .min_by_key(|(&size, _)| size)
+                .and_then(|(_, l)| l.pop());
+        }
+        let size = reused.as_ref().map_or(class, |b| b.size());
+        stats.in_use_bytes += size;
         stats.in_use_peak = stats.in_use_peak.max(stats.in_use_bytes);
         let buffer = match reused {
             Some(b) => {
@@ -99,7 +115,6 @@ impl Pool {
             None => {
                 // Release idle buffers, largest class first, while the pool would outgrow
                 // its slack over the peak in use. (wgpu frees them once the GPU is done.)
-                let cap = (stats.in_use_peak as f64 * SLACK) as u64;
                 while stats.allocated_bytes + class > cap {
                     let Some((&size, list)) = free
                         .iter_mut()
