@@ -364,6 +364,12 @@ fn a_result_too_large_for_the_gpu_is_an_error_naming_the_op() {
     let a = Tensor::full(&[side, 1], 1.0, &gpu);
     let b = Tensor::full(&[1, side], 1.0, &gpu);
     expect("matmul", a.matmul(&b), &["matmul", &format!("[{side}, 1]")]);
+    // A constructor, in its fallible form (`full` and `zeros` panic with the same text).
+    expect(
+        "try_zeros",
+        Tensor::try_zeros(&[2, max / 2 + 1], &gpu),
+        &["full", &format!("[2, {}]", max / 2 + 1)],
+    );
     // Nothing was left half-recorded: the same device computes on.
     let y = x.conv2d(&w.narrow(0, 0, 2).unwrap(), None, Conv2dOptions::default());
     assert_eq!(y.unwrap().sum().to_vec().unwrap(), vec![2.0 * plane as f32]);

@@ -130,12 +130,26 @@ impl Tensor {
     }
 
     /// A tensor of `value` everywhere.
+    ///
+    /// # Panics
+    /// When the device cannot hold it (a GPU binds at most [`Device::max_len`] values to a
+    /// shader); [`Tensor::try_full`] returns that as an error instead.
     pub fn full(shape: &[usize], value: f32, device: &Device) -> Tensor {
+        Tensor::try_full(shape, value, device).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Tensor::full`], with an error naming the shape where the device cannot hold it.
+    pub fn try_full(shape: &[usize], value: f32, device: &Device) -> Result<Tensor> {
         let storage = device
             .backend()
             .fill(numel(shape), value)
-            .unwrap_or_else(|e| panic!("full{shape:?}: the device failed to allocate: {e}"));
-        Tensor::leaf(storage, shape.to_vec(), device)
+            .map_err(|e| e.in_op("full", &[shape]))?;
+        Ok(Tensor::leaf(storage, shape.to_vec(), device))
+    }
+
+    /// [`Tensor::zeros`], with an error where the device cannot hold it.
+    pub fn try_zeros(shape: &[usize], device: &Device) -> Result<Tensor> {
+        Tensor::try_full(shape, 0.0, device)
     }
 
     /// A tensor of zeros.
