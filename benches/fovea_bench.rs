@@ -237,7 +237,7 @@ fn main() -> Result<()> {
             kernel: [3, 3],
             stride: [2, 2],
             padding: [1, 1],
-            ceil_mode: false,
+            ..Default::default()
         };
         let timed = time(&dev, &o, || {
             x.max_pool2d(opts)?;

@@ -29,6 +29,17 @@ fn apply(v: f32) -> f32 {
         case 12u: { return sign(v); }
         case 13u: { return 1.0 / v; }
         case 14u: { return p.a / v; }
+        // max then min, as the CPU: a NaN stays NaN (WGSL's clamp leaves it undefined).
+        case 15u: { return select(min(max(v, p.a), p.b), v, v != v); }
+        case 16u: { return select(0.0, 1.0, v > p.a && v < p.b); }
+        case 17u: { return v / (1.0 + exp(-v)); }
+        case 18u: {
+            let s = 1.0 / (1.0 + exp(-v));
+            return s * (1.0 + v * (1.0 - s));
+        }
+        case 19u: { return v * min(max(v + 3.0, 0.0), 6.0) / 6.0; }
+        case 20u: { return select(select(1.0, v / 3.0 + 0.5, v <= 3.0), 0.0, v < -3.0); }
+        case 21u: { return min(max(v + 3.0, 0.0), 6.0) / 6.0; }
         default: { return nan(); }
     }
 }

@@ -139,6 +139,7 @@ fn call(r: &mut Rng, which: usize) -> (String, Result<()>) {
                 padding: pair(r),
                 dilation: pair(r),
                 groups: small(r),
+                same: r.chance(0.3),
             };
             let bias = r.chance(0.3).then(|| tensor(r, 2));
             (
@@ -172,12 +173,15 @@ fn call(r: &mut Rng, which: usize) -> (String, Result<()>) {
                 kernel: pair(r),
                 stride: pair(r),
                 padding: pair(r),
+                padding_end: r.chance(0.3).then(|| pair(r)),
+                dilation: pair(r),
                 ceil_mode: r.chance(0.5),
+                same: r.chance(0.3),
             };
-            let res = if r.chance(0.5) {
-                x.max_pool2d(o)
-            } else {
-                x.avg_pool2d_with(o, r.chance(0.5))
+            let res = match r.range(0, 2) {
+                0 => x.max_pool2d(o),
+                1 => x.max_pool2d_with_indices(o).map(|(y, _)| y),
+                _ => x.avg_pool2d_with(o, r.chance(0.5)),
             };
             (format!("pool x{:?} {o:?}", x.shape()), ok(res))
         }

@@ -27,6 +27,8 @@ fn convolutions() {
             padding: [r.range(0, 2), r.range(0, 2)],
             dilation: [r.range(1, 2), r.range(1, 3)],
             groups,
+            // SAME padding (padded at the end first where it is odd) in two rounds.
+            same: round % 3 == 2,
         };
         // At least the dilated kernel's extent (5 rows at dilation 2, 4 columns at 3), so
         // every draw is a valid convolution even without padding.
@@ -235,6 +237,7 @@ fn convolutions() {
             padding: [k[0] / 2, k[1] / 2],
             dilation: dil,
             groups: c,
+            same: false,
         };
         parity(
             &gpu,

@@ -37,6 +37,18 @@ fn elementwise_and_broadcasting() {
     ] {
         parity(&gpu, name, &[x.clone()], &|t| Ok(f(&t[0])));
     }
+    let wide = x.mul_scalar(4.0);
+    for (name, f) in [
+        ("relu6", Tensor::relu6 as fn(&Tensor) -> Tensor),
+        ("silu", Tensor::silu),
+        ("hardswish", Tensor::hardswish),
+        ("hardsigmoid", Tensor::hardsigmoid),
+    ] {
+        parity(&gpu, name, &[wide.clone()], &|t| Ok(f(&t[0])));
+    }
+    parity(&gpu, "hardtanh clamp", &[wide.clone()], &|t| {
+        t[0].hardtanh(-1.5, 2.0).add(&t[0].clamp(-0.5, 3.0))
+    });
     parity(&gpu, "log sqrt recip powf", &[pos.clone()], &|t| {
         t[0].log()
             .add(&t[0].sqrt())?
@@ -275,6 +287,8 @@ fn pooling_resizing_and_normalisation() {
             stride: [r.range(1, 3), r.range(1, 3)],
             padding: [r.range(0, kernel[0] / 2), r.range(0, kernel[1] / 2)],
             ceil_mode: r.chance(0.5),
+            same: r.chance(0.3),
+            ..Default::default()
         };
         let s = [
             r.range(1, 3),
@@ -282,11 +296,37 @@ fn pooling_resizing_and_normalisation() {
             r.range(kernel[0], 13),
             r.range(kernel[1], 11),
         ];
+        let dilated = Pool2dOptions {
+            dilation: [r.range(1, 3), r.range(1, 2)],
+            ..opts
+        };
+        let distinct_x = distinct(&s, r.next(), &Device::cpu());
         parity(
             &gpu,
-            &format!("max_pool2d {opts:?}"),
-            &[distinct(&s, r.next(), &Device::cpu())],
-            &|t| t[0].max_pool2d(opts),
+            &format!("max_pool2d {dilated:?}"),
+            &[distinct_x.clone()],
+            &|t| t[0].max_pool2d(dilated),
+        );
+        // The indices are exact integers: equal on both devices.
+        let (_, idx_cpu) = distinct_x.max_pool2d_with_indices(dilated).unwrap();
+        let (_, idx_gpu) = distinct_x
+            .to_device(&gpu)
+            .unwrap()
+            .max_pool2d_with_indices(dilated)
+            .unwrap();
+        assert_eq!(
+            idx_cpu.to_vec().unwrap(),
+            idx_gpu.to_vec().unwrap(),
+            "indices {dilated:?}"
+        );
+        parity(
+            &gpu,
+            &format!("max_pool2d_with_indices then max_unpool2d {opts:?}"),
+            &[distinct_x.clone()],
+            &|t| {
+                let (y, idx) = t[0].max_pool2d_with_indices(opts)?;
+                y.mul_scalar(2.0).max_unpool2d(&idx, [s[2], s[3]])
+            },
         );
         let include = r.chance(0.5);
         parity(

@@ -53,6 +53,27 @@ fn unary_ops() {
         });
         gradcheck("powf", &[p.clone()], &one, &|t| Ok(t[0].powf(2.5)));
         gradcheck("recip", &[p.clone()], &one, &|t| Ok(t[0].recip()));
+        // Distinct values on a grid of 1 offset by 0.5: they straddle the kinks (integers:
+        // 0 and 6 for relu6, ±3 for hardswish and hardsigmoid, the bounds below) and stay
+        // 0.5 away from them.
+        let grid = distinct(&s, seed, &dev()).mul_scalar(10.0).add_scalar(0.5);
+        gradcheck("hardtanh", &[grid.clone()], &one, &|t| {
+            Ok(t[0].hardtanh(-1.0, 2.0))
+        });
+        gradcheck("relu6", &[grid.clone()], &one, &|t| Ok(t[0].relu6()));
+        gradcheck("clamp", &[grid.clone()], &one, &|t| {
+            Ok(t[0].clamp(-2.0, 1.0))
+        });
+        gradcheck("silu", &[x.mul_scalar(3.0)], &one, &|t| Ok(t[0].silu()));
+        gradcheck(
+            "hardswish",
+            &[grid.clone()],
+            &one,
+            &|t| Ok(t[0].hardswish()),
+        );
+        gradcheck("hardsigmoid", &[grid.clone()], &one, &|t| {
+            Ok(t[0].hardsigmoid())
+        });
         if round == 0 {
             gradcheck("square", &[x.clone()], &one, &|t| Ok(t[0].square()));
         }
@@ -215,6 +236,7 @@ fn conv2d_all_parameters() {
             padding: [r.range(0, 2), r.range(0, 1)],
             dilation: [r.range(1, 2), r.range(1, 2)],
             groups,
+            same: false,
         };
         let h = (k[0] - 1) * opts.dilation[0] + 1 + r.range(0, 4);
         let w = (k[1] - 1) * opts.dilation[1] + 1 + r.range(0, 4);
@@ -281,26 +303,53 @@ fn pooling() {
     let mut r = Rng(run_seed("pooling"));
     for _ in 0..6 {
         let kernel = [r.range(1, 3), r.range(1, 3)];
-        let opts = Pool2dOptions {
+        let mut opts = Pool2dOptions {
             kernel,
             stride: [r.range(1, 3), r.range(1, 2)],
             padding: [r.range(0, kernel[0] / 2), r.range(0, kernel[1] / 2)],
             ceil_mode: r.chance(0.5),
+            same: r.chance(0.3),
+            ..Default::default()
         };
         let s = [
             r.range(1, 2),
             r.range(1, 3),
-            r.range(kernel[0], 7),
-            r.range(kernel[1], 6),
+            r.range(kernel[0] * 2, 7),
+            r.range(kernel[1] * 2, 6),
         ];
         let seed = r.next();
         let one = [true];
+        let dilated = Pool2dOptions {
+            dilation: [r.range(1, 2), r.range(1, 2)],
+            ..opts
+        };
         gradcheck(
-            &format!("max_pool2d {opts:?}"),
+            &format!("max_pool2d {dilated:?}"),
             &[distinct(&s, seed, &dev())],
             &one,
-            &|t| t[0].max_pool2d(opts),
+            &|t| t[0].max_pool2d(dilated),
         );
+        gradcheck(
+            &format!("max_pool2d_with_indices {dilated:?}"),
+            &[distinct(&s, seed, &dev())],
+            &one,
+            &|t| Ok(t[0].max_pool2d_with_indices(dilated)?.0),
+        );
+        // Windows that do not overlap: each cell is picked at most once, so unpooling writes
+        // every input somewhere (with a repeat, one write would be lost).
+        let tiles = Pool2dOptions {
+            stride: kernel,
+            padding: [0, 0],
+            same: false,
+            ..opts
+        };
+        let (pooled, idx) = distinct(&s, seed, &dev())
+            .max_pool2d_with_indices(tiles)
+            .unwrap();
+        gradcheck("max_unpool2d", &[randn(pooled.shape(), seed)], &one, &|t| {
+            t[0].max_unpool2d(&idx, [s[2], s[3]])
+        });
+        opts.dilation = [1, 1];
         let include = r.chance(0.5);
         gradcheck(
             &format!("avg_pool2d {opts:?}"),
@@ -335,6 +384,10 @@ fn normalisation_and_dropout() {
             ..Default::default()
         };
         let all = [true, true, true];
+        let p = 0.5;
+        gradcheck("drop_path", &[randn(&s, seed)], &[true], &|t| {
+            t[0].drop_path(p, true, 7)
+        });
         gradcheck(
             "batch_norm train",
             &[
@@ -411,6 +464,40 @@ fn style_and_classification_ops() {
             &[randn(&s, seed), randn(&s, seed + 1)],
             &[true, true],
             &|t| t[0].mse_loss(&t[1]),
+        );
+    }
+}
+
+#[test]
+fn conv2d_same_padding() {
+    let mut r = Rng(run_seed("conv2d_same_padding"));
+    for _ in 0..4 {
+        let (k, stride) = (
+            [r.range(1, 4), r.range(1, 4)],
+            [r.range(1, 2), r.range(1, 2)],
+        );
+        let opts = Conv2dOptions {
+            stride,
+            dilation: [r.range(1, 2), 1],
+            same: true,
+            ..Default::default()
+        };
+        let s = r.next();
+        let (h, w) = (r.range(1, 7), r.range(1, 6));
+        let x = randn(&[r.range(1, 2), 2, h, w], s);
+        let wt = randn(&[3, 2, k[0], k[1]], s + 1);
+        let b = randn(&[3], s + 2);
+        let y = x.conv2d(&wt, Some(&b), opts).unwrap();
+        // TensorFlow's SAME: ⌈input / stride⌉ outputs along each axis.
+        assert_eq!(
+            &y.shape()[2..],
+            &[h.div_ceil(stride[0]), w.div_ceil(stride[1])]
+        );
+        gradcheck(
+            &format!("conv2d same {opts:?} kernel {k:?}"),
+            &[x, wt, b],
+            &[true, true, true],
+            &|t| t[0].conv2d(&t[1], Some(&t[2]), opts),
         );
     }
 }

@@ -1,11 +1,12 @@
-//! The PyTorch fixture suite runner (tests/fixtures/README.md describes the format), shared
-//! by the CPU and GPU tests.
+//! The PyTorch fixture runner (tests/fixtures/README.md describes the format), shared by
+//! the CPU and GPU tests: one loop over a file's cases, and per op family a function that
+//! maps a case to fovea's call.
 
 use std::collections::HashMap;
 
 use super::rel_err;
 use fovea::ops::{BatchNormOptions, Conv2dOptions, ConvTranspose2dOptions, Pool2dOptions};
-use fovea::{Device, Tensor};
+use fovea::{Device, Result, Tensor};
 use safetensors::SafeTensors;
 use serde_json::Value;
 
@@ -14,13 +15,11 @@ pub struct Fixtures {
     pub tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
 }
 
-pub fn load() -> Fixtures {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/torch_ops.safetensors"
-    );
-    let bytes = std::fs::read(path)
-        .expect("tests/fixtures/torch_ops.safetensors is part of the repository");
+/// Reads `tests/fixtures/<file>`.
+pub fn load(file: &str) -> Fixtures {
+    let path = format!("{}/tests/fixtures/{file}", env!("CARGO_MANIFEST_DIR"));
+    let bytes =
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path} is part of the repository: {e}"));
     let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
     let cases: Vec<Value> =
         serde_json::from_str(&meta.metadata().as_ref().unwrap()["cases"]).unwrap();
@@ -40,109 +39,146 @@ pub fn load() -> Fixtures {
     Fixtures { cases, tensors }
 }
 
-fn pair(p: &Value, key: &str) -> [usize; 2] {
-    let a = p[key].as_array().unwrap_or_else(|| panic!("param {key}"));
-    [
-        a[0].as_u64().unwrap() as usize,
-        a[1].as_u64().unwrap() as usize,
-    ]
+/// One case, its inputs on the device under test (the differentiable ones requiring grad).
+pub struct Case<'a> {
+    pub name: &'a str,
+    pub kind: &'a str,
+    pub p: &'a Value,
+    pub names: Vec<String>,
+    pub inputs: Vec<Tensor>,
+    fx: &'a Fixtures,
 }
 
-/// Runs one case on `dev`; returns (what, relative error, tolerance) for every compared
-/// tensor.
-pub fn run_case(fx: &Fixtures, case: &Value, dev: &Device) -> Vec<(String, f64, f64)> {
+impl Case<'_> {
+    /// The input called `k`, if the case has it.
+    pub fn arg(&self, k: &str) -> Option<&Tensor> {
+        self.names
+            .iter()
+            .position(|n| n == k)
+            .map(|i| &self.inputs[i])
+    }
+    /// The first input.
+    pub fn x(&self) -> &Tensor {
+        &self.inputs[0]
+    }
+    /// A stored tensor of the case (`out`, an input, …) as host values.
+    pub fn host(&self, k: &str) -> Option<&(Vec<usize>, Vec<f32>)> {
+        self.fx.tensors.get(&format!("{}.{k}", self.name))
+    }
+    /// An integer-valued input as indices.
+    pub fn indices(&self, k: &str) -> Vec<usize> {
+        self.host(k)
+            .unwrap_or_else(|| panic!("{}: no input {k}", self.name))
+            .1
+            .iter()
+            .map(|&t| t as usize)
+            .collect()
+    }
+    /// A list parameter of unsigned integers (`[k]`, `[h, w]`, `[d, h, w]`, pads).
+    pub fn list(&self, key: &str) -> Vec<usize> {
+        self.p[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{}: param {key}", self.name))
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect()
+    }
+    pub fn pair(&self, key: &str) -> [usize; 2] {
+        let l = self.list(key);
+        [l[0], l[1]]
+    }
+    pub fn uint(&self, key: &str) -> usize {
+        self.p[key].as_u64().unwrap() as usize
+    }
+    pub fn float(&self, key: &str) -> f32 {
+        self.p[key].as_f64().unwrap() as f32
+    }
+    pub fn flag(&self, key: &str) -> bool {
+        self.p[key].as_bool().unwrap()
+    }
+}
+
+/// What an op family gives for a case: the output compared with `out` (and whose
+/// gradient is checked), and further outputs compared exactly with `out_<name>`.
+pub struct Outputs {
+    pub out: Tensor,
+    pub exact: Vec<(&'static str, Tensor)>,
+}
+
+impl From<Tensor> for Outputs {
+    fn from(out: Tensor) -> Outputs {
+        Outputs {
+            out,
+            exact: Vec::new(),
+        }
+    }
+}
+
+/// An op family: `None` for a kind it does not know.
+pub type Family = fn(&Case) -> Option<Result<Outputs>>;
+
+fn run_case(fx: &Fixtures, case: &Value, dev: &Device, family: Family) -> Vec<(String, f64, f64)> {
     let name = case["name"].as_str().unwrap();
     let kind = case["kind"].as_str().unwrap();
     let p = &case["params"];
-    let get = |k: &str| fx.tensors.get(&format!("{name}.{k}"));
-    let input = |k: &str| {
-        let (shape, data) = get(k).unwrap();
-        Tensor::from_slice(data, shape, dev)
-            .unwrap()
-            .requires_grad()
-    };
+    let no_grad: Vec<&str> = p["no_grad"]
+        .as_array()
+        .map(|a| a.iter().map(|v| v.as_str().unwrap()).collect())
+        .unwrap_or_default();
     let names: Vec<String> = case["inputs"]
         .as_array()
         .unwrap()
         .iter()
         .map(|v| v.as_str().unwrap().to_string())
         .collect();
-    let inputs: Vec<Tensor> = names.iter().map(|n| input(n)).collect();
-    let arg = |k: &str| names.iter().position(|n| n == k).map(|i| &inputs[i]);
-    let x = &inputs[0];
-    let out = match kind {
-        "conv2d" => x.conv2d(
-            arg("w").unwrap(),
-            arg("b"),
-            Conv2dOptions {
-                stride: pair(p, "stride"),
-                padding: pair(p, "padding"),
-                dilation: pair(p, "dilation"),
-                groups: p["groups"].as_u64().unwrap() as usize,
-            },
-        ),
-        "conv_transpose2d" => x.conv_transpose2d(
-            arg("w").unwrap(),
-            arg("b"),
-            ConvTranspose2dOptions {
-                stride: pair(p, "stride"),
-                padding: pair(p, "padding"),
-                output_padding: pair(p, "output_padding"),
-                dilation: pair(p, "dilation"),
-                groups: p["groups"].as_u64().unwrap() as usize,
-            },
-        ),
-        "max_pool2d" | "avg_pool2d" => {
-            let o = Pool2dOptions {
-                kernel: pair(p, "kernel"),
-                stride: pair(p, "stride"),
-                padding: pair(p, "padding"),
-                ceil_mode: p["ceil_mode"].as_bool().unwrap(),
-            };
-            if kind == "max_pool2d" {
-                x.max_pool2d(o)
+    let inputs: Vec<Tensor> = names
+        .iter()
+        .map(|n| {
+            let (shape, data) = &fx.tensors[&format!("{name}.{n}")];
+            let t = Tensor::from_slice(data, shape, dev).unwrap();
+            if no_grad.contains(&n.as_str()) {
+                t
             } else {
-                x.avg_pool2d_with(o, p["count_include_pad"].as_bool().unwrap())
+                t.requires_grad()
             }
-        }
-        "adaptive_avg_pool2d" => x.adaptive_avg_pool2d(pair(p, "output_size")),
-        "gram" => x.gram().and_then(|g| g.reshape(&g.shape()[1..])),
-        "batch_norm2d_train" => x.batch_norm(
-            None,
-            None,
-            arg("weight"),
-            arg("bias"),
-            BatchNormOptions {
-                training: true,
-                eps: p["eps"].as_f64().unwrap() as f32,
-                ..Default::default()
-            },
-        ),
-        "cross_entropy" => {
-            let targets: Vec<usize> = get("target")
-                .unwrap()
-                .1
-                .iter()
-                .map(|&t| t as usize)
-                .collect();
-            x.cross_entropy(&targets).and_then(|l| l.reshape(&[1]))
-        }
-        "linear" => x.linear(arg("w").unwrap(), arg("b")),
-        other => panic!("unknown fixture kind {other}"),
-    }
-    .unwrap_or_else(|e| panic!("{name} ({kind}): {e}"));
-    let (out_shape, expected) = get("out").unwrap();
-    assert_eq!(out.shape(), &out_shape[..], "{name} ({kind}): output shape");
+        })
+        .collect();
+    let c = Case {
+        name,
+        kind,
+        p,
+        names,
+        inputs,
+        fx,
+    };
+    let outs = family(&c)
+        .unwrap_or_else(|| panic!("unknown fixture kind {kind}"))
+        .unwrap_or_else(|e| panic!("{name} ({kind}): {e}"));
+    let (out_shape, expected) = c.host("out").unwrap();
+    assert_eq!(
+        outs.out.shape(),
+        &out_shape[..],
+        "{name} ({kind}): output shape"
+    );
     let mut results = vec![(
         format!("{name} {kind} out"),
-        rel_err(&out.to_vec().unwrap(), expected),
+        rel_err(&outs.out.to_vec().unwrap(), expected),
         1e-4,
     )];
-    let (_, gy) = get("gy").unwrap();
-    let gy = Tensor::from_slice(gy, out.shape(), dev).unwrap();
-    out.mul(&gy).unwrap().sum().backward().unwrap();
-    for (n, t) in names.iter().zip(&inputs) {
-        let (_, want) = get(&format!("grad_{n}")).unwrap();
+    for (what, t) in &outs.exact {
+        let (shape, want) = c.host(&format!("out_{what}")).unwrap();
+        assert_eq!(t.shape(), &shape[..], "{name} ({kind}): {what} shape");
+        assert_eq!(&t.to_vec().unwrap(), want, "{name} ({kind}): {what}");
+    }
+    let Some((_, gy)) = c.host("gy") else {
+        return results;
+    };
+    let gy = Tensor::from_slice(gy, outs.out.shape(), dev).unwrap();
+    outs.out.mul(&gy).unwrap().sum().backward().unwrap();
+    for (n, t) in c.names.iter().zip(&c.inputs) {
+        let Some((_, want)) = c.host(&format!("grad_{n}")) else {
+            continue;
+        };
         let got = t
             .grad()
             .unwrap_or_else(|| panic!("{name}: no gradient for {n}"))
@@ -153,18 +189,19 @@ pub fn run_case(fx: &Fixtures, case: &Value, dev: &Device) -> Vec<(String, f64, 
     results
 }
 
-/// Runs every case and fails listing each one over its tolerance.
-pub fn run_all(dev: &Device) {
-    let fx = load();
+/// Runs every case of `file` (at least `min_cases` of them) through `family` and fails
+/// listing each comparison over its tolerance.
+pub fn run_file(file: &str, min_cases: usize, dev: &Device, family: Family) {
+    let fx = load(file);
     assert!(
-        fx.cases.len() >= 300,
-        "expected the full fixture set, found {}",
+        fx.cases.len() >= min_cases,
+        "{file}: expected at least {min_cases} cases, found {}",
         fx.cases.len()
     );
     let mut failures = Vec::new();
     let mut checked = 0;
     for case in &fx.cases {
-        for (what, err, tol) in run_case(&fx, case, dev) {
+        for (what, err, tol) in run_case(&fx, case, dev, family) {
             checked += 1;
             if err.is_nan() || err > tol {
                 failures.push(format!("{what}: rel. error {err:.3e} > {tol:e}"));
@@ -173,12 +210,146 @@ pub fn run_all(dev: &Device) {
     }
     assert!(
         failures.is_empty(),
-        "{} of {checked} comparisons failed:\n{}",
+        "{file}: {} of {checked} comparisons failed:\n{}",
         failures.len(),
         failures.join("\n")
     );
     eprintln!(
-        "{checked} comparisons against PyTorch passed on {}",
+        "{file}: {checked} comparisons against PyTorch passed on {}",
         dev.name()
     );
+}
+
+/// The first file: convolution, pooling, normalisation, losses (torch_ops.safetensors).
+pub fn torch_ops(c: &Case) -> Option<Result<Outputs>> {
+    let x = c.x();
+    let out = match c.kind {
+        "conv2d" => x.conv2d(
+            c.arg("w").unwrap(),
+            c.arg("b"),
+            Conv2dOptions {
+                stride: c.pair("stride"),
+                padding: c.pair("padding"),
+                dilation: c.pair("dilation"),
+                groups: c.uint("groups"),
+                ..Default::default()
+            },
+        ),
+        "conv_transpose2d" => x.conv_transpose2d(
+            c.arg("w").unwrap(),
+            c.arg("b"),
+            ConvTranspose2dOptions {
+                stride: c.pair("stride"),
+                padding: c.pair("padding"),
+                output_padding: c.pair("output_padding"),
+                dilation: c.pair("dilation"),
+                groups: c.uint("groups"),
+            },
+        ),
+        "max_pool2d" | "avg_pool2d" => {
+            let o = Pool2dOptions {
+                kernel: c.pair("kernel"),
+                stride: c.pair("stride"),
+                padding: c.pair("padding"),
+                ceil_mode: c.flag("ceil_mode"),
+                ..Default::default()
+            };
+            if c.kind == "max_pool2d" {
+                x.max_pool2d(o)
+            } else {
+                x.avg_pool2d_with(o, c.flag("count_include_pad"))
+            }
+        }
+        "adaptive_avg_pool2d" => x.adaptive_avg_pool2d(c.pair("output_size")),
+        "gram" => x.gram().and_then(|g| g.reshape(&g.shape()[1..])),
+        "batch_norm2d_train" => x.batch_norm(
+            None,
+            None,
+            c.arg("weight"),
+            c.arg("bias"),
+            BatchNormOptions {
+                training: true,
+                eps: c.float("eps"),
+                ..Default::default()
+            },
+        ),
+        "cross_entropy" => x
+            .cross_entropy(&c.indices("target"))
+            .and_then(|l| l.reshape(&[1])),
+        "linear" => x.linear(c.arg("w").unwrap(), c.arg("b")),
+        _ => return None,
+    };
+    Some(out.map(Outputs::from))
+}
+
+/// `pads` = [left, right, top, bottom] as pooling options' `padding` ([top, left]) and
+/// `padding_end` ([bottom, right]).
+fn pool_pads(c: &Case) -> Pool2dOptions {
+    let pads = c.list("pads");
+    Pool2dOptions {
+        kernel: c.pair("kernel"),
+        stride: c.pair("stride"),
+        padding: [pads[2], pads[0]],
+        padding_end: Some([pads[3], pads[1]]),
+        ..Default::default()
+    }
+}
+
+/// The model zoo's ops (zoo_ops.safetensors).
+pub fn zoo_ops(c: &Case) -> Option<Result<Outputs>> {
+    let x = c.x();
+    let max_opts = || Pool2dOptions {
+        kernel: c.pair("kernel"),
+        stride: c.pair("stride"),
+        padding: c.pair("padding"),
+        dilation: c.pair("dilation"),
+        ceil_mode: c.flag("ceil_mode"),
+        ..Default::default()
+    };
+    let out = match c.kind {
+        "hardtanh" => Ok(x.hardtanh(c.float("min_val"), c.float("max_val"))),
+        "relu6" => Ok(x.relu6()),
+        "silu" => Ok(x.silu()),
+        "hardswish" => Ok(x.hardswish()),
+        "hardsigmoid" => Ok(x.hardsigmoid()),
+        "max_pool2d" => x.max_pool2d(max_opts()),
+        "max_pool2d_with_indices" => {
+            return Some(
+                x.max_pool2d_with_indices(max_opts())
+                    .map(|(out, idx)| Outputs {
+                        out,
+                        exact: vec![("indices", idx)],
+                    }),
+            )
+        }
+        "max_unpool2d" => x.max_unpool2d(c.arg("indices").unwrap(), c.pair("output_size")),
+        "max_pool2d_pad4" => x.max_pool2d(Pool2dOptions {
+            dilation: c.pair("dilation"),
+            ..pool_pads(c)
+        }),
+        "avg_pool2d_pad4" => x.avg_pool2d_with(pool_pads(c), false),
+        "conv2d_same" => x.conv2d(
+            c.arg("w").unwrap(),
+            c.arg("b"),
+            Conv2dOptions {
+                stride: c.pair("stride"),
+                dilation: c.pair("dilation"),
+                groups: c.uint("groups"),
+                same: true,
+                ..Default::default()
+            },
+        ),
+        "batch_norm2d_eval" => x.batch_norm(
+            c.arg("running_mean"),
+            c.arg("running_var"),
+            c.arg("weight"),
+            c.arg("bias"),
+            BatchNormOptions {
+                eps: c.float("eps"),
+                ..Default::default()
+            },
+        ),
+        _ => return None,
+    };
+    Some(out.map(Outputs::from))
 }

@@ -90,6 +90,31 @@ pub enum UnaryOp {
     Recip,
     /// `c / x` where c is the scalar: used for `scalar / tensor`
     RDiv(f32),
+    /// `min(max(x, min), max)`: hardtanh, ReLU6 with `[0, 6]`
+    Clamp {
+        /// lower bound
+        min: f32,
+        /// upper bound
+        max: f32,
+    },
+    /// `1` where `lo < x < hi`, else `0` (the derivative of a clamp)
+    Between {
+        /// exclusive lower bound
+        lo: f32,
+        /// exclusive upper bound
+        hi: f32,
+    },
+    /// `x · sigmoid(x)` (SiLU, swish)
+    Silu,
+    /// the derivative of SiLU: `s · (1 + x · (1 − s))` with `s = sigmoid(x)`
+    SiluGrad,
+    /// `x · relu6(x + 3) / 6`
+    Hardswish,
+    /// the derivative of hardswish as PyTorch takes it: `0` below −3, `x / 3 + 0.5` up to 3
+    /// (inclusive), `1` above
+    HardswishGrad,
+    /// `relu6(x + 3) / 6`
+    Hardsigmoid,
 }
 
 /// Elementwise two-input operations with broadcasting.
@@ -295,8 +320,13 @@ pub struct Pool2dParams {
     pub kernel: [usize; 2],
     /// stride
     pub stride: [usize; 2],
-    /// implicit padding (−∞ for max, 0 for average)
+    /// implicit padding before the first cell `[top, left]` (−∞ for max, 0 for average)
     pub padding: [usize; 2],
+    /// implicit padding after the last cell `[bottom, right]`: equal to `padding` except
+    /// for TensorFlow's SAME padding, which puts the odd cell at the end
+    pub padding_end: [usize; 2],
+    /// spacing of the window's taps (max pooling only; 1 for average pooling)
+    pub dilation: [usize; 2],
     /// average pooling: count padded cells in the divisor
     pub count_include_pad: bool,
 }
@@ -434,6 +464,20 @@ pub trait Backend: Send + Sync {
     fn max_pool2d(&self, x: &Storage, p: &Pool2dParams) -> Result<Storage>;
     /// Max pooling backward: routes each output gradient to its window's arg-max.
     fn max_pool2d_backward(&self, x: &Storage, gy: &Storage, p: &Pool2dParams) -> Result<Storage>;
+    /// Max pooling that also gives each output's arg-max: its flat index within the input
+    /// plane, as an f32 (exact below 2²⁴; the op checks the plane size).
+    fn max_pool2d_with_indices(&self, x: &Storage, p: &Pool2dParams) -> Result<(Storage, Storage)>;
+    /// `max_unpool2d`: zeros of the output planes (`oh × ow`) with each input value of a
+    /// plane (`h × w`) written at its index. Where two inputs name one cell, either wins.
+    fn max_unpool2d(&self, x: &Storage, indices: &Storage, p: &Resize2dParams) -> Result<Storage>;
+    /// The gradient of `max_unpool2d`: each input's gradient is the output gradient at its
+    /// index (a gather).
+    fn max_unpool2d_backward(
+        &self,
+        gy: &Storage,
+        indices: &Storage,
+        p: &Resize2dParams,
+    ) -> Result<Storage>;
     /// Average pooling forward.
     fn avg_pool2d(&self, x: &Storage, p: &Pool2dParams) -> Result<Storage>;
     /// Average pooling backward.

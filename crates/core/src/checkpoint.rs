@@ -317,3 +317,55 @@ pub fn load_training(
     });
     Ok(progress)
 }
+
+/// What a non-strict load ([`load_state`] with `strict = false`) left out, as PyTorch's
+/// `load_state_dict` reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// The model's tensors that the file does not have (left as they were), in
+    /// `state_dict` order.
+    pub missing: Vec<String>,
+    /// The file's tensors that the model does not have (ignored), sorted.
+    pub unexpected: Vec<String>,
+}
+
+/// Loads named arrays into `module` by name, PyTorch's `load_state_dict(state, strict)`.
+/// Strict: every name must match both ways. Not strict: the tensors both have are loaded
+/// and the others reported. Either way a tensor present in both with different shapes is
+/// an error listing every such mismatch, and on any error nothing is changed.
+pub fn load_state(
+    module: &dyn Module,
+    file: &NamedArrays,
+    strict: bool,
+    source: &str,
+) -> Result<LoadReport> {
+    let state = module.state_dict();
+    let report = LoadReport {
+        missing: state
+            .iter()
+            .filter(|(n, _)| !file.contains_key(n))
+            .map(|(n, _)| n.clone())
+            .collect(),
+        unexpected: extras(&state, file),
+    };
+    let problems = if strict {
+        strict_mismatches(&state, file)
+    } else {
+        mismatches(&state, file)
+            .into_iter()
+            .filter(|p| !p.starts_with("missing "))
+            .collect()
+    };
+    refuse(Path::new(source), problems)?;
+    let present: Vec<(String, Tensor)> = state
+        .into_iter()
+        .filter(|(n, _)| file.contains_key(n))
+        .collect();
+    assign_all(&present, file)?;
+    Ok(report)
+}
+
+/// [`load_state`] from a safetensors file.
+pub fn load_module_with(module: &dyn Module, path: &Path, strict: bool) -> Result<LoadReport> {
+    load_state(module, &load(path)?, strict, &path_str(path))
+}

@@ -38,6 +38,13 @@ pub enum Error {
         /// What is malformed.
         msg: String,
     },
+    /// A layer of a model failed: where, and how.
+    Layer {
+        /// The layer's dotted name in the model (`layer2.0.conv1`).
+        path: String,
+        /// What failed inside it.
+        source: Box<Error>,
+    },
 }
 
 impl Error {
@@ -55,6 +62,29 @@ impl Error {
     pub(crate) fn in_op(self, op: &'static str, inputs: &[&[usize]]) -> Error {
         match self {
             Error::Backend(msg) => Error::op(op, format!("inputs of shapes {inputs:?}: {msg}")),
+            e => e,
+        }
+    }
+
+    /// Names the child layer `name` an error came from; a parent adds its own name in
+    /// front as the error travels up, so the message gives the full dotted path.
+    pub fn in_layer(self, name: &str) -> Error {
+        match self {
+            Error::Layer { path, source } => Error::Layer {
+                path: format!("{name}.{path}"),
+                source,
+            },
+            e => Error::Layer {
+                path: name.to_string(),
+                source: Box::new(e),
+            },
+        }
+    }
+
+    /// The error inside any [`Error::Layer`] wrapping: what actually failed.
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::Layer { source, .. } => source.root(),
             e => e,
         }
     }
@@ -83,6 +113,7 @@ impl fmt::Display for Error {
             Error::Backend(msg) => write!(f, "backend: {msg}"),
             Error::Io { path, source } => write!(f, "{path}: {source}"),
             Error::Format { path, msg } => write!(f, "{path}: {msg}"),
+            Error::Layer { path, source } => write!(f, "layer {path}: {source}"),
         }
     }
 }
@@ -91,6 +122,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io { source, .. } => Some(source),
+            Error::Layer { source, .. } => Some(source.as_ref()),
             _ => None,
         }
     }

@@ -33,6 +33,13 @@ fn code(op: UnaryOp) -> (u32, f32, f32) {
         UnaryOp::Sign => (12, 0.0, 0.0),
         UnaryOp::Recip => (13, 0.0, 0.0),
         UnaryOp::RDiv(c) => (14, c, 0.0),
+        UnaryOp::Clamp { min, max } => (15, min, max),
+        UnaryOp::Between { lo, hi } => (16, lo, hi),
+        UnaryOp::Silu => (17, 0.0, 0.0),
+        UnaryOp::SiluGrad => (18, 0.0, 0.0),
+        UnaryOp::Hardswish => (19, 0.0, 0.0),
+        UnaryOp::HardswishGrad => (20, 0.0, 0.0),
+        UnaryOp::Hardsigmoid => (21, 0.0, 0.0),
     }
 }
 

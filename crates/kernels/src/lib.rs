@@ -287,6 +287,20 @@ impl Backend for WgpuBackend {
     fn max_pool2d_backward(&self, x: &Storage, gy: &Storage, p: &Pool2dParams) -> Result<Storage> {
         pool2d::max_backward(&self.ctx, x, gy, p)
     }
+    fn max_pool2d_with_indices(&self, x: &Storage, p: &Pool2dParams) -> Result<(Storage, Storage)> {
+        pool2d::max_with_indices(&self.ctx, x, p)
+    }
+    fn max_unpool2d(&self, x: &Storage, idx: &Storage, p: &Resize2dParams) -> Result<Storage> {
+        pool2d::unpool(&self.ctx, x, idx, p)
+    }
+    fn max_unpool2d_backward(
+        &self,
+        gy: &Storage,
+        idx: &Storage,
+        p: &Resize2dParams,
+    ) -> Result<Storage> {
+        pool2d::unpool_backward(&self.ctx, gy, idx, p)
+    }
     fn avg_pool2d(&self, x: &Storage, p: &Pool2dParams) -> Result<Storage> {
         pool2d::avg_forward(&self.ctx, x, p)
     }

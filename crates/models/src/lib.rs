@@ -3,12 +3,25 @@
 
 #![warn(missing_docs)]
 
+mod alexnet;
+mod efficientnet;
+mod inception;
 mod lenet;
 mod lenet_classic;
+mod mobilenet;
+mod resnet;
 pub mod style;
 mod vgg;
 
+pub use alexnet::AlexNet;
+pub use efficientnet::{EfficientNet, EfficientNetScaling, MBConv};
 pub use fovea_core::{Device, Tensor};
+pub use inception::{BasicConv2d, GoogLeNet, GoogLeNetOutput, Inception, InceptionAux};
 pub use lenet::LeNet5;
 pub use lenet_classic::{LeNet5Classic, PartialConv, RbfOutput, Subsampling, C3_TABLE};
+pub use mobilenet::{
+    make_divisible, DepthwiseSeparable, InvertedResidual, InvertedResidualV3, MobileNetV1,
+    MobileNetV2, MobileNetV3,
+};
+pub use resnet::{Block, Downsample, ResNet, ResNetConfig, ResidualBlock};
 pub use vgg::{Vgg, VggConfig};

@@ -38,5 +38,26 @@ pub fn unary(x: &[f32], op: UnaryOp) -> Vec<f32> {
         }),
         UnaryOp::Recip => map(x, |v| 1.0 / v),
         UnaryOp::RDiv(c) => map(x, move |v| c / v),
+        // max then min, as PyTorch's clamp: a NaN stays NaN.
+        UnaryOp::Clamp { min, max } => {
+            map(x, move |v| if v.is_nan() { v } else { v.max(min).min(max) })
+        }
+        UnaryOp::Between { lo, hi } => map(x, move |v| if v > lo && v < hi { 1.0 } else { 0.0 }),
+        UnaryOp::Silu => map(x, |v| v / (1.0 + (-v).exp())),
+        UnaryOp::SiluGrad => map(x, |v| {
+            let s = 1.0 / (1.0 + (-v).exp());
+            s * (1.0 + v * (1.0 - s))
+        }),
+        UnaryOp::Hardswish => map(x, |v| v * (v + 3.0).clamp(0.0, 6.0) / 6.0),
+        UnaryOp::HardswishGrad => map(x, |v| {
+            if v < -3.0 {
+                0.0
+            } else if v <= 3.0 {
+                v / 3.0 + 0.5
+            } else {
+                1.0
+            }
+        }),
+        UnaryOp::Hardsigmoid => map(x, |v| (v + 3.0).clamp(0.0, 6.0) / 6.0),
     }
 }

@@ -172,6 +172,21 @@ impl Backend for CpuBackend {
     fn max_pool2d_backward(&self, x: &Storage, gy: &Storage, p: &Pool2dParams) -> Result<Storage> {
         store(pool2d::max_backward(data(x), data(gy), p))
     }
+    fn max_pool2d_with_indices(&self, x: &Storage, p: &Pool2dParams) -> Result<(Storage, Storage)> {
+        let (y, idx) = pool2d::max_with_indices(data(x), p);
+        Ok((store(y)?, store(idx)?))
+    }
+    fn max_unpool2d(&self, x: &Storage, idx: &Storage, p: &Resize2dParams) -> Result<Storage> {
+        store(pool2d::unpool(data(x), data(idx), p))
+    }
+    fn max_unpool2d_backward(
+        &self,
+        gy: &Storage,
+        idx: &Storage,
+        p: &Resize2dParams,
+    ) -> Result<Storage> {
+        store(pool2d::unpool_backward(data(gy), data(idx), p))
+    }
     fn avg_pool2d(&self, x: &Storage, p: &Pool2dParams) -> Result<Storage> {
         store(pool2d::avg_forward(data(x), p))
     }

@@ -2,18 +2,44 @@
 
 use rayon::prelude::*;
 
-use crate::backend::Pool2dParams;
+use crate::backend::{Pool2dParams, Resize2dParams};
 
-/// Window `[start, end)` of output index `o` along an axis, clipped to the input, and the
-/// unclipped-to-input length used by `count_include_pad` (clipped to input + padding).
+/// Window `[start, end)` of output index `o` along an axis (taps 1 apart), clipped to the
+/// input, and its length clipped to input + end padding, which `count_include_pad` divides
+/// by.
 #[inline]
-fn window(o: usize, stride: usize, pad: usize, k: usize, len: usize) -> (usize, usize, usize) {
+fn window(
+    o: usize,
+    stride: usize,
+    pad: usize,
+    pad_end: usize,
+    k: usize,
+    len: usize,
+) -> (usize, usize, usize) {
     let start = (o * stride) as isize - pad as isize;
-    let end_padded = (start + k as isize).min((len + pad) as isize);
+    let end_padded = (start + k as isize).min((len + pad_end) as isize);
     let padded_len = (end_padded - start) as usize;
     let s = start.max(0) as usize;
     let e = (end_padded.min(len as isize)).max(0) as usize;
     (s, e.max(s), padded_len)
+}
+
+/// The input indices of output `o`'s taps along an axis (`dilation` apart), inside the
+/// input.
+#[inline]
+fn taps(
+    o: usize,
+    stride: usize,
+    pad: usize,
+    k: usize,
+    d: usize,
+    len: usize,
+) -> impl Iterator<Item = usize> {
+    let start = (o * stride) as isize - pad as isize;
+    (0..k)
+        .map(move |t| start + (t * d) as isize)
+        .filter(move |&i| i >= 0 && (i as usize) < len)
+        .map(|i| i as usize)
 }
 
 fn planes_in_parallel(out: &mut [f32], plane: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
@@ -27,12 +53,24 @@ fn planes_in_parallel(out: &mut [f32], plane: usize, f: impl Fn(usize, &mut [f32
 /// Flat index (within the plane) of the window's maximum: the first one in scan order,
 /// or a NaN, as PyTorch does.
 fn argmax(x: &[f32], p: &Pool2dParams, oi: usize, oj: usize) -> Option<usize> {
-    let (h0, h1, _) = window(oi, p.stride[0], p.padding[0], p.kernel[0], p.h);
-    let (w0, w1, _) = window(oj, p.stride[1], p.padding[1], p.kernel[1], p.w);
     let mut best: Option<usize> = None;
     let mut best_v = f32::NEG_INFINITY;
-    for i in h0..h1 {
-        for j in w0..w1 {
+    for i in taps(
+        oi,
+        p.stride[0],
+        p.padding[0],
+        p.kernel[0],
+        p.dilation[0],
+        p.h,
+    ) {
+        for j in taps(
+            oj,
+            p.stride[1],
+            p.padding[1],
+            p.kernel[1],
+            p.dilation[1],
+            p.w,
+        ) {
             let v = x[i * p.w + j];
             if best.is_none() || v > best_v || (v.is_nan() && !best_v.is_nan()) {
                 best = Some(i * p.w + j);
@@ -77,8 +115,22 @@ pub fn max_backward(x: &[f32], gy: &[f32], p: &Pool2dParams) -> Vec<f32> {
 /// The windows' bounds and divisor for output `(oi, oj)`.
 #[inline]
 fn avg_window(p: &Pool2dParams, oi: usize, oj: usize) -> (usize, usize, usize, usize, f32) {
-    let (h0, h1, ph) = window(oi, p.stride[0], p.padding[0], p.kernel[0], p.h);
-    let (w0, w1, pw) = window(oj, p.stride[1], p.padding[1], p.kernel[1], p.w);
+    let (h0, h1, ph) = window(
+        oi,
+        p.stride[0],
+        p.padding[0],
+        p.padding_end[0],
+        p.kernel[0],
+        p.h,
+    );
+    let (w0, w1, pw) = window(
+        oj,
+        p.stride[1],
+        p.padding[1],
+        p.padding_end[1],
+        p.kernel[1],
+        p.w,
+    );
     let div = if p.count_include_pad {
         ph * pw
     } else {
@@ -120,6 +172,52 @@ pub fn avg_backward(gy: &[f32], p: &Pool2dParams) -> Vec<f32> {
                         .for_each(|d| *d += v);
                 }
             }
+        }
+    });
+    gx
+}
+
+/// Max pooling's values and arg-max indices (flat within the plane, as f32).
+pub fn max_with_indices(x: &[f32], p: &Pool2dParams) -> (Vec<f32>, Vec<f32>) {
+    let (hw, ohw) = (p.h * p.w, p.oh * p.ow);
+    let mut idx = vec![0.0; p.planes * ohw];
+    planes_in_parallel(&mut idx, ohw, |pl, ix| {
+        let xp = &x[pl * hw..(pl + 1) * hw];
+        for oi in 0..p.oh {
+            for oj in 0..p.ow {
+                // Every window holds at least one input cell (the op checks the padding).
+                ix[oi * p.ow + oj] = argmax(xp, p, oi, oj).unwrap_or(0) as f32;
+            }
+        }
+    });
+    let y = idx
+        .par_chunks(ohw.max(1))
+        .enumerate()
+        .flat_map_iter(|(pl, ix)| ix.iter().map(move |&i| x[pl * hw + i as usize]))
+        .collect();
+    (y, idx)
+}
+
+/// Writes each input value of a plane at its index in the zeroed output plane.
+pub fn unpool(x: &[f32], idx: &[f32], p: &Resize2dParams) -> Vec<f32> {
+    let (hw, ohw) = (p.h * p.w, p.oh * p.ow);
+    let mut out = vec![0.0; p.planes * ohw];
+    planes_in_parallel(&mut out, ohw, |pl, y| {
+        for q in pl * hw..(pl + 1) * hw {
+            y[idx[q] as usize] = x[q];
+        }
+    });
+    out
+}
+
+/// The gradient of [`unpool`]: the output gradient read at each input's index.
+pub fn unpool_backward(gy: &[f32], idx: &[f32], p: &Resize2dParams) -> Vec<f32> {
+    let (hw, ohw) = (p.h * p.w, p.oh * p.ow);
+    let mut gx = vec![0.0; p.planes * hw];
+    planes_in_parallel(&mut gx, hw, |pl, g| {
+        let gp = &gy[pl * ohw..(pl + 1) * ohw];
+        for (q, d) in g.iter_mut().enumerate() {
+            *d = gp[idx[pl * hw + q] as usize];
         }
     });
     gx

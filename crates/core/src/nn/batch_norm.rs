@@ -2,9 +2,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{join, Module};
+use super::{join, Conv2d, Module};
 use crate::ops::BatchNormOptions;
-use crate::{Device, Result, Tensor};
+use crate::{Device, Error, Result, Tensor};
 
 /// `nn.BatchNorm2d`: affine `weight`/`bias` and running statistics, with PyTorch's
 /// `num_batches_tracked` buffer so torchvision state dicts load by name.
@@ -39,6 +39,51 @@ impl BatchNorm2d {
             eps: 1e-5,
             training: AtomicBool::new(true),
         }
+    }
+}
+
+impl BatchNorm2d {
+    /// A batch norm layer with another `eps` (torchvision's GoogLeNet and EfficientNet use
+    /// 1e-3).
+    pub fn with_eps(channels: usize, eps: f32, device: &Device) -> BatchNorm2d {
+        BatchNorm2d {
+            eps,
+            ..BatchNorm2d::new(channels, device)
+        }
+    }
+
+    /// True in training mode.
+    pub fn is_training(&self) -> bool {
+        self.training.load(Ordering::Relaxed)
+    }
+
+    /// `conv` then this layer. In eval mode the normalisation is an affine map per
+    /// channel, so it is folded into the convolution's weight and bias (weight-sized work)
+    /// instead of four passes over the activation; gradients still reach every parameter.
+    pub fn after_conv(&self, conv: &Conv2d, x: &Tensor) -> Result<Tensor> {
+        if self.is_training() {
+            return self.forward(&conv.forward(x)?);
+        }
+        let c = self.weight.numel();
+        if conv.weight.shape()[0] != c {
+            return Err(Error::op(
+                "batch_norm",
+                format!(
+                    "a batch norm over {c} channels cannot follow a conv with weight {:?}",
+                    conv.weight.shape()
+                ),
+            ));
+        }
+        let scale = self
+            .weight
+            .div(&self.running_var.detach().add_scalar(self.eps).sqrt())?;
+        let w = conv.weight.mul(&scale.reshape(&[c, 1, 1, 1])?)?;
+        let shift = match &conv.bias {
+            Some(b) => b.sub(&self.running_mean.detach())?,
+            None => self.running_mean.detach().neg(),
+        };
+        let b = shift.mul(&scale)?.add(&self.bias)?;
+        x.conv2d(&w, Some(&b), conv.opts)
     }
 }
 

@@ -19,3 +19,16 @@ pub fn default_bound(fan_in: usize) -> f32 {
 pub fn kaiming_uniform(shape: &[usize], fan_in: usize, seed: u64, device: &Device) -> Tensor {
     uniform(shape, (6.0 / fan_in.max(1) as f32).sqrt(), seed, device)
 }
+
+/// Normal values with standard deviation `std`.
+pub fn normal(shape: &[usize], std: f32, seed: u64, device: &Device) -> Tensor {
+    Tensor::randn(shape, seed, device).mul_scalar(std).detach()
+}
+
+/// Kaiming (He) normal with `mode="fan_out"` for a conv weight `[out, in/groups, kh, kw]`:
+/// standard deviation `√(2 / (out · kh · kw))`, torchvision's choice for ResNet, MobileNet
+/// and EfficientNet.
+pub fn kaiming_normal_fan_out(shape: &[usize], seed: u64, device: &Device) -> Tensor {
+    let fan_out = shape[0] * shape[2..].iter().product::<usize>();
+    normal(shape, (2.0 / fan_out.max(1) as f32).sqrt(), seed, device)
+}

@@ -6,20 +6,29 @@
 mod activation;
 mod batch_norm;
 mod conv;
+mod conv_norm;
 mod dropout;
 pub mod init;
 mod linear;
+mod pass;
 mod pool;
 mod sequential;
+mod squeeze_excitation;
 mod summary;
 
-pub use activation::{Flatten, LeakyRelu, Relu, Sigmoid, Tanh};
+pub use activation::{
+    Flatten, Hardsigmoid, Hardswish, Hardtanh, Identity, LeakyRelu, Relu, Relu6, Sigmoid, Silu,
+    Tanh,
+};
 pub use batch_norm::BatchNorm2d;
 pub use conv::{Conv2d, ConvTranspose2d};
-pub use dropout::Dropout;
+pub use conv_norm::{Activation, ConvNormAct};
+pub use dropout::{Dropout, StochasticDepth};
 pub use linear::Linear;
+pub use pass::Pass;
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 pub use sequential::Sequential;
+pub use squeeze_excitation::{Gate, SqueezeExcitation};
 pub use summary::{summary, Summary, SummaryRow};
 
 use std::sync::atomic::AtomicU64;
@@ -97,9 +106,10 @@ pub trait Module: Send + Sync {
     fn summarize(&self, name: &str, x: &Tensor, rows: &mut Vec<SummaryRow>) -> Result<Tensor> {
         let children = self.children();
         if !children.is_empty() {
+            let mut pass = Pass::summary(name, rows);
             let mut h = x.clone();
             for (child_name, child) in children {
-                h = child.summarize(&join(name, child_name), &h, rows)?;
+                h = pass.run(child_name, child, &h)?;
             }
             return Ok(h);
         }

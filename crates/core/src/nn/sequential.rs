@@ -57,8 +57,8 @@ impl Sequential {
         }
         let mut kept: Vec<Option<Tensor>> = vec![None; indices.len()];
         let mut h = x.clone();
-        for (i, (_, m)) in self.children.iter().enumerate().take(last + 1) {
-            h = m.forward(&h)?;
+        for (i, (name, m)) in self.children.iter().enumerate().take(last + 1) {
+            h = m.forward(&h).map_err(|e| e.in_layer(name))?;
             for (slot, _) in kept.iter_mut().zip(indices).filter(|(_, &j)| j == i) {
                 *slot = Some(h.clone());
             }
@@ -70,8 +70,8 @@ impl Sequential {
 impl Module for Sequential {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = x.clone();
-        for (_, m) in &self.children {
-            h = m.forward(&h)?;
+        for (name, m) in &self.children {
+            h = m.forward(&h).map_err(|e| e.in_layer(name))?;
         }
         Ok(h)
     }

@@ -1,5 +1,6 @@
 //! 2-D convolution (PyTorch's `F.conv2d`): NCHW input, `[out, in/groups, kh, kw]` weight.
 
+use super::pool2d::same_padding;
 use super::{check_device, check_positive, check_rank};
 use crate::backend::{Backend, Conv2dParams, Storage};
 use crate::shape::conv_out_len;
@@ -16,6 +17,11 @@ pub struct Conv2dOptions {
     pub dilation: [usize; 2],
     /// channel groups (`groups == in_channels` is depthwise)
     pub groups: usize,
+    /// TensorFlow/ONNX `SAME_UPPER` padding, computed from the input size (`padding` is
+    /// then ignored): the output has `⌈input / stride⌉` cells; when the padding is odd
+    /// the extra cell goes at the end (PyTorch's `padding='same'` at stride 1, and
+    /// TensorFlow's at any stride).
+    pub same: bool,
 }
 
 impl Default for Conv2dOptions {
@@ -25,6 +31,7 @@ impl Default for Conv2dOptions {
             padding: [0, 0],
             dilation: [1, 1],
             groups: 1,
+            same: false,
         }
     }
 }
@@ -118,6 +125,43 @@ pub(crate) fn conv_node(
 }
 
 impl Tensor {
+    /// `conv2d` with SAME padding: symmetric padding where the total is even, else the
+    /// odd cell padded explicitly at the end first.
+    fn conv2d_same(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        opts: Conv2dOptions,
+    ) -> Result<Tensor> {
+        let (x, w) = (self.shape(), weight.shape());
+        let mut pads = [(0, 0); 2];
+        for (a, pad) in pads.iter_mut().enumerate() {
+            *pad = same_padding(x[2 + a], w[2 + a], opts.stride[a], opts.dilation[a]).ok_or_else(
+                || {
+                    Error::op(
+                        "conv2d",
+                        format!(
+                            "kernel {:?} with dilation {:?} overflows (input {x:?})",
+                            [w[2], w[3]],
+                            opts.dilation
+                        ),
+                    )
+                },
+            )?;
+        }
+        let sym = Conv2dOptions {
+            padding: [pads[0].0, pads[1].0],
+            same: false,
+            ..opts
+        };
+        let (extra_h, extra_w) = (pads[0].1 - pads[0].0, pads[1].1 - pads[1].0);
+        if extra_h == 0 && extra_w == 0 {
+            return self.conv2d(weight, bias, sym);
+        }
+        self.pad(&[0, extra_w, 0, extra_h], 0.0)?
+            .conv2d(weight, bias, sym)
+    }
+
     /// 2-D convolution of an `[N, C, H, W]` input with an `[O, C/groups, kh, kw]` weight
     /// and an optional `[O]` bias.
     pub fn conv2d(
@@ -128,6 +172,9 @@ impl Tensor {
     ) -> Result<Tensor> {
         const OP: &str = "conv2d";
         check_conv_common(OP, self, weight, opts.stride, opts.dilation, opts.groups)?;
+        if opts.same {
+            return self.conv2d_same(weight, bias, opts);
+        }
         let (x, w) = (self.shape(), weight.shape());
         let g = opts.groups;
         if x[1] % g != 0 || w[0] % g != 0 {

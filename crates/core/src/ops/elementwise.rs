@@ -134,6 +134,63 @@ impl Tensor {
             }))
         })
     }
+    /// `min(max(x, min_val), max_val)` (PyTorch's `F.hardtanh`): the gradient passes where
+    /// `min_val < x < max_val`.
+    pub fn hardtanh(&self, min_val: f32, max_val: f32) -> Tensor {
+        let op = UnaryOp::Clamp {
+            min: min_val,
+            max: max_val,
+        };
+        self.unary("hardtanh", op, Keep::Input, move |x, g| {
+            g.mul(&x.map(UnaryOp::Between {
+                lo: min_val,
+                hi: max_val,
+            }))
+        })
+    }
+    /// `min(max(x, 0), 6)`, MobileNet's activation (`F.relu6`).
+    pub fn relu6(&self) -> Tensor {
+        self.hardtanh(0.0, 6.0)
+    }
+    /// `min(max(x, min), max)` (`torch.clamp`): the gradient passes where
+    /// `min ≤ x ≤ max`.
+    pub fn clamp(&self, min: f32, max: f32) -> Tensor {
+        self.unary(
+            "clamp",
+            UnaryOp::Clamp { min, max },
+            Keep::Input,
+            move |x, g| {
+                g.mul(&x.map(UnaryOp::Between {
+                    lo: min.next_down(),
+                    hi: max.next_up(),
+                }))
+            },
+        )
+    }
+    /// `x · sigmoid(x)` (SiLU or swish, EfficientNet's activation).
+    pub fn silu(&self) -> Tensor {
+        self.unary("silu", UnaryOp::Silu, Keep::Input, |x, g| {
+            g.mul(&x.map(UnaryOp::SiluGrad))
+        })
+    }
+    /// `x · relu6(x + 3) / 6` (MobileNetV3's activation).
+    pub fn hardswish(&self) -> Tensor {
+        self.unary("hardswish", UnaryOp::Hardswish, Keep::Input, |x, g| {
+            g.mul(&x.map(UnaryOp::HardswishGrad))
+        })
+    }
+    /// `relu6(x + 3) / 6`, a piecewise-linear sigmoid.
+    pub fn hardsigmoid(&self) -> Tensor {
+        self.unary("hardsigmoid", UnaryOp::Hardsigmoid, Keep::Input, |x, g| {
+            g.mul(
+                &x.map(UnaryOp::Between { lo: -3.0, hi: 3.0 })
+                    .map(UnaryOp::Affine {
+                        mul: 1.0 / 6.0,
+                        add: 0.0,
+                    }),
+            )
+        })
+    }
     /// `mul · x + add` in one pass.
     pub fn affine(&self, mul: f32, add: f32) -> Tensor {
         self.scaled("affine", UnaryOp::Affine { mul, add }, mul)
