@@ -123,11 +123,20 @@ pub fn load_with_metadata(path: &Path) -> Result<(NamedArrays, HashMap<String, S
                 .chunks_exact(2)
                 .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
                 .collect(),
+            // PyTorch saves counters such as batch norm's num_batches_tracked as int64.
+            Dtype::I64 => d
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+                .collect(),
+            Dtype::I32 => d
+                .chunks_exact(4)
+                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32)
+                .collect(),
             other => {
                 return Err(Error::Format {
                     path: path_str(path),
                     msg: format!(
-                        "tensor {name} has dtype {other:?}; fovea loads F32, F16 and BF16"
+                        "tensor {name} has dtype {other:?}; fovea loads F32, F16, BF16, I64 and I32"
                     ),
                 })
             }
@@ -141,13 +150,20 @@ pub fn load_with_metadata(path: &Path) -> Result<(NamedArrays, HashMap<String, S
     Ok((out, metadata))
 }
 
+/// True when a file's tensor of `file` shape loads into a model tensor of `model` shape:
+/// the same shape, or (as PyTorch allows for old checkpoints) one value saved as `[1]`
+/// for a scalar such as `num_batches_tracked`.
+fn fits(file: &[usize], model: &[usize]) -> bool {
+    file == model || (model.is_empty() && file == [1])
+}
+
 /// Missing or misshaped tensors of `state` in `file`, one line each.
 fn mismatches(state: &[(String, Tensor)], file: &NamedArrays) -> Vec<String> {
     state
         .iter()
         .filter_map(|(name, t)| match file.get(name) {
             None => Some(format!("missing {name} {:?}", t.shape())),
-            Some((shape, _)) if shape != t.shape() => Some(format!(
+            Some((shape, _)) if !fits(shape, t.shape()) => Some(format!(
                 "{name}: file has shape {shape:?}, the model {:?}",
                 t.shape()
             )),
@@ -207,7 +223,8 @@ fn assign_all(state: &[(String, Tensor)], file: &NamedArrays) -> Result<()> {
     crate::no_grad(|| {
         for (name, t) in state {
             let (shape, values) = &file[name];
-            t.assign(&Tensor::from_slice(values, shape, t.device())?)?;
+            debug_assert!(fits(shape, t.shape()));
+            t.assign(&Tensor::from_slice(values, t.shape(), t.device())?)?;
         }
         Ok(())
     })

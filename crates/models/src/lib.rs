@@ -5,6 +5,7 @@
 
 mod alexnet;
 mod efficientnet;
+pub mod imagenet;
 mod inception;
 mod lenet;
 mod lenet_classic;

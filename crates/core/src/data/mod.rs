@@ -1,10 +1,12 @@
 //! Data: the IDX format (MNIST, Fashion-MNIST), datasets held in memory and a loader that
 //! shuffles with a seed and batches into NCHW tensors, and image files to and from tensors.
 
+mod canvas;
 mod idx;
 mod image;
 mod loader;
 
+pub use canvas::{canvas_images, digit_canvases, CanvasOptions, DigitCanvas, MASK_CLASSES};
 pub use idx::{read_idx, Idx};
 pub use image::{load_image, save_image, Resize};
 pub use loader::{Batch, DataLoader, Dataset, InMemoryDataset};
