@@ -374,3 +374,49 @@ fn a_result_too_large_for_the_gpu_is_an_error_naming_the_op() {
     let y = x.conv2d(&w.narrow(0, 0, 2).unwrap(), None, Conv2dOptions::default());
     assert_eq!(y.unwrap().sum().to_vec().unwrap(), vec![2.0 * plane as f32]);
 }
+
+/// Empty operands on the GPU, which divided by zero (convolutions with no output, or no
+/// input channels; Gram matrices of no images) or dispatched work for nothing (a matmul
+/// over an empty inner dimension ran a workgroup per batch: minutes for a million of them
+/// on lavapipe): the results equal the CPU's.
+#[test]
+fn empty_operands_on_the_gpu_give_what_the_cpu_gives() {
+    let Some(gpu) = common::gpu("empty_operands_on_the_gpu_give_what_the_cpu_gives") else {
+        return;
+    };
+    let cpu = Device::cpu();
+    type Case = fn(&Device) -> Result<Tensor>;
+    let cases: [(&str, Case); 6] = [
+        ("matmul over k = 0", |d| {
+            Tensor::ones(&[2, 0], d).matmul(&Tensor::ones(&[0, 3], d))
+        }),
+        ("matmul over k = 0 in 3000 batches", |d| {
+            Tensor::ones(&[1000, 3, 1, 0], d).matmul(&Tensor::ones(&[0, 2], d))
+        }),
+        ("conv2d of no input channels", |d| {
+            let b = Tensor::full(&[2], 0.5, d);
+            let w = Tensor::ones(&[2, 0, 1, 1], d);
+            Tensor::ones(&[1, 0, 3, 3], d).conv2d(&w, Some(&b), Conv2dOptions::default())
+        }),
+        ("conv_transpose2d of no images", |d| {
+            let w = Tensor::ones(&[2, 3, 2, 2], d);
+            let o = ConvTranspose2dOptions {
+                stride: [2, 2],
+                ..Default::default()
+            };
+            Tensor::ones(&[0, 2, 3, 3], d).conv_transpose2d(&w, None, o)
+        }),
+        ("gram of no images", |d| {
+            Tensor::ones(&[0, 3, 2, 2], d).gram()
+        }),
+        ("sum over an empty dimension", |d| {
+            Tensor::ones(&[3, 0, 2], d).sum_dims(&[1], false)
+        }),
+    ];
+    for (what, f) in cases {
+        let want = f(&cpu).unwrap_or_else(|e| panic!("{what} on the CPU: {e}"));
+        let got = f(&gpu).unwrap_or_else(|e| panic!("{what} on the GPU: {e}"));
+        assert_eq!(got.shape(), want.shape(), "{what}");
+        assert_eq!(got.to_vec().unwrap(), want.to_vec().unwrap(), "{what}");
+    }
+}
