@@ -3,6 +3,8 @@
 use rayon::prelude::*;
 
 use crate::backend::Pool2dParams;
+use crate::host;
+use crate::Result;
 
 /// Window `[start, end)` of output index `o` along an axis, clipped to the input, and the
 /// unclipped-to-input length used by `count_include_pad` (clipped to input + padding).
@@ -43,9 +45,9 @@ fn argmax(x: &[f32], p: &Pool2dParams, oi: usize, oj: usize) -> Option<usize> {
     best
 }
 
-pub fn max_forward(x: &[f32], p: &Pool2dParams) -> Vec<f32> {
+pub fn max_forward(x: &[f32], p: &Pool2dParams) -> Result<Vec<f32>> {
     let (hw, ohw) = (p.h * p.w, p.oh * p.ow);
-    let mut out = vec![0.0; p.planes * ohw];
+    let mut out = host::zeros(p.planes * ohw)?;
     planes_in_parallel(&mut out, ohw, |pl, y| {
         let xp = &x[pl * hw..(pl + 1) * hw];
         for oi in 0..p.oh {
@@ -54,12 +56,12 @@ pub fn max_forward(x: &[f32], p: &Pool2dParams) -> Vec<f32> {
             }
         }
     });
-    out
+    Ok(out)
 }
 
-pub fn max_backward(x: &[f32], gy: &[f32], p: &Pool2dParams) -> Vec<f32> {
+pub fn max_backward(x: &[f32], gy: &[f32], p: &Pool2dParams) -> Result<Vec<f32>> {
     let (hw, ohw) = (p.h * p.w, p.oh * p.ow);
-    let mut gx = vec![0.0; p.planes * hw];
+    let mut gx = host::zeros(p.planes * hw)?;
     planes_in_parallel(&mut gx, hw, |pl, g| {
         let xp = &x[pl * hw..(pl + 1) * hw];
         let gp = &gy[pl * ohw..(pl + 1) * ohw];
@@ -71,7 +73,7 @@ pub fn max_backward(x: &[f32], gy: &[f32], p: &Pool2dParams) -> Vec<f32> {
             }
         }
     });
-    gx
+    Ok(gx)
 }
 
 /// The windows' bounds and divisor for output `(oi, oj)`.
@@ -87,9 +89,9 @@ fn avg_window(p: &Pool2dParams, oi: usize, oj: usize) -> (usize, usize, usize, u
     (h0, h1, w0, w1, div.max(1) as f32)
 }
 
-pub fn avg_forward(x: &[f32], p: &Pool2dParams) -> Vec<f32> {
+pub fn avg_forward(x: &[f32], p: &Pool2dParams) -> Result<Vec<f32>> {
     let (hw, ohw) = (p.h * p.w, p.oh * p.ow);
-    let mut out = vec![0.0; p.planes * ohw];
+    let mut out = host::zeros(p.planes * ohw)?;
     planes_in_parallel(&mut out, ohw, |pl, y| {
         let xp = &x[pl * hw..(pl + 1) * hw];
         for oi in 0..p.oh {
@@ -102,12 +104,12 @@ pub fn avg_forward(x: &[f32], p: &Pool2dParams) -> Vec<f32> {
             }
         }
     });
-    out
+    Ok(out)
 }
 
-pub fn avg_backward(gy: &[f32], p: &Pool2dParams) -> Vec<f32> {
+pub fn avg_backward(gy: &[f32], p: &Pool2dParams) -> Result<Vec<f32>> {
     let (hw, ohw) = (p.h * p.w, p.oh * p.ow);
-    let mut gx = vec![0.0; p.planes * hw];
+    let mut gx = host::zeros(p.planes * hw)?;
     planes_in_parallel(&mut gx, hw, |pl, g| {
         let gp = &gy[pl * ohw..(pl + 1) * ohw];
         for oi in 0..p.oh {
@@ -122,5 +124,5 @@ pub fn avg_backward(gy: &[f32], p: &Pool2dParams) -> Vec<f32> {
             }
         }
     });
-    gx
+    Ok(gx)
 }

@@ -1,6 +1,6 @@
 //! Max and average pooling (PyTorch's `F.max_pool2d` / `F.avg_pool2d`).
 
-use super::{check_positive, check_rank};
+use super::{check_output, check_positive, check_rank};
 use crate::backend::Pool2dParams;
 use crate::{Error, Result, Tensor};
 
@@ -40,12 +40,14 @@ impl Pool2dOptions {
     }
 }
 
-/// Output length along one axis; `None` when the window does not fit.
+/// Output length along one axis; `None` when the window does not fit, or the padded
+/// input overflows (it must stay below `isize::MAX`, as window bounds are signed).
 fn pool_out_len(len: usize, k: usize, s: usize, p: usize, ceil: bool) -> Option<usize> {
-    let span = (len + 2 * p).checked_sub(k)?;
+    let (padded, _) = crate::shape::conv_extents(len, k.max(1), p, 1)?;
+    let span = padded.checked_sub(k)?;
     let mut out = if ceil { span.div_ceil(s) } else { span / s } + 1;
     // A last window that would start inside the right padding is dropped.
-    if ceil && (out - 1) * s >= len + p {
+    if ceil && (out - 1).checked_mul(s)? >= len + p {
         out -= 1;
     }
     Some(out)
@@ -60,7 +62,7 @@ fn params(
     check_rank(op, "input", x, 4)?;
     check_positive(op, "kernel", o.kernel)?;
     check_positive(op, "stride", o.stride)?;
-    if o.padding[0] * 2 > o.kernel[0] || o.padding[1] * 2 > o.kernel[1] {
+    if o.padding[0] > o.kernel[0] / 2 || o.padding[1] > o.kernel[1] / 2 {
         return Err(Error::op(
             op,
             format!(
@@ -98,11 +100,12 @@ impl Tensor {
     /// Max pooling over `[N, C, H, W]`; the gradient goes to each window's maximum.
     pub fn max_pool2d(&self, opts: Pool2dOptions) -> Result<Tensor> {
         let p = params("max_pool2d", self, &opts, false)?;
+        let shape = vec![self.shape()[0], self.shape()[1], p.oh, p.ow];
+        check_output("max_pool2d", &[self.shape()], &shape, self.device())?;
         let s = self
             .backend()
             .max_pool2d(&self.storage(), &p)
             .map_err(|e| e.in_op("max_pool2d", &[self.shape()]))?;
-        let shape = vec![self.shape()[0], self.shape()[1], p.oh, p.ow];
         let x = self.clone();
         Ok(Tensor::from_op(
             s,
@@ -128,11 +131,12 @@ impl Tensor {
     /// divisor.
     pub fn avg_pool2d_with(&self, opts: Pool2dOptions, count_include_pad: bool) -> Result<Tensor> {
         let p = params("avg_pool2d", self, &opts, count_include_pad)?;
+        let shape = vec![self.shape()[0], self.shape()[1], p.oh, p.ow];
+        check_output("avg_pool2d", &[self.shape()], &shape, self.device())?;
         let s = self
             .backend()
             .avg_pool2d(&self.storage(), &p)
             .map_err(|e| e.in_op("avg_pool2d", &[self.shape()]))?;
-        let shape = vec![self.shape()[0], self.shape()[1], p.oh, p.ow];
         let in_shape = self.shape().to_vec();
         Ok(Tensor::from_op(
             s,
@@ -159,5 +163,15 @@ mod tests {
         assert_eq!(pool_out_len(6, 3, 2, 1, true), Some(4));
         assert_eq!(pool_out_len(4, 2, 2, 1, true), Some(3));
         assert_eq!(pool_out_len(1, 3, 1, 0, false), None);
+    }
+
+    #[test]
+    fn lengths_that_would_overflow_are_none_and_huge_ones_exact() {
+        let k = (1 << 62) + 1;
+        assert_eq!(pool_out_len(4, k, 1, 1 << 61, false), Some(4));
+        assert_eq!(pool_out_len(4, k, k, 1 << 61, true), Some(1));
+        assert_eq!(pool_out_len(4, usize::MAX, 1, usize::MAX / 2, false), None);
+        assert_eq!(pool_out_len(4, 2, usize::MAX, 1, true), Some(1));
+        assert_eq!(pool_out_len(4, 4, 1, 1 << 62, false), None);
     }
 }
