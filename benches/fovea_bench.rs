@@ -15,6 +15,8 @@ use fovea::ops::{Conv2dOptions, ConvTranspose2dOptions, Pool2dOptions};
 use fovea::{no_grad, Device, DeviceExt, Tensor};
 use serde_json::json;
 
+mod nd_rows;
+
 struct Opts {
     device: String,
     batch_cap: usize,
@@ -70,7 +72,7 @@ struct Timed {
 /// Timed runs take at least this long in all (but no more than `MAX_REPEATS` runs), so that
 /// rows of tens of microseconds take their median over enough runs: 5 runs of the LeNet C3
 /// rows on an H100 gave backward/forward ratios from 0.9 to 3.8 (benches/RESULTS.md,
-/// session 5).
+/// 2026-11-22, commit adfb16d).
 const FILL_MS: f64 = 100.0;
 const MAX_REPEATS: usize = 201;
 
@@ -81,7 +83,7 @@ const MAX_REPEATS: usize = 201;
 /// The warm-up repeats `f` until `warm_ms` have passed, not once: an NVIDIA GPU under
 /// Vulkan drops to its idle clock (345 MHz on an H100, against 1980 MHz boost) while the
 /// host prepares the next row, and one short run does not bring it back, so rows after
-/// host-heavy set-up ran up to 5.7× slow (benches/RESULTS.md, session 4).
+/// host-heavy set-up ran up to 5.7× slow (benches/RESULTS.md, 2026-11-22, commit 9e29339).
 fn time(dev: &Device, o: &Opts, mut f: impl FnMut() -> Result<()>) -> Result<Timed> {
     let repeats = o.repeats;
     let warm_ms = o.warm_ms.unwrap_or(if dev.is_gpu() && !dev.is_software() {
@@ -382,6 +384,7 @@ fn main() -> Result<()> {
             flop: f64::NAN,
         });
     }
+    nd_rows::rows(&dev, &o, &wanted, &mut rows)?;
     zoo_rows(&dev, &o, &wanted, &mut rows)?;
     // The most the device held at once over the whole run (run one row with --only to
     // see that row's footprint; on the CPU it counts live tensors, on a GPU the pool).

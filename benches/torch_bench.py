@@ -150,6 +150,28 @@ rows.append({"name": "style transfer step 512x512 vgg19 (relu4_2 + 5 style layer
 if dev == "cuda":
     rows.append({"name": "peak memory after the style rows (MiB)", "ms": torch.cuda.max_memory_allocated() / 2**20, "tflops": None})
 
+# 1-D and 3-D convolution, as fovea-bench's nd rows: forward and forward + backward.
+n1, n3 = min(32, a.batch), min(4, a.batch)
+for name, xs, ws, conv in [(f"conv1d n{n1} c64 4096 -> 64 k9 p4", (n1, 64, 4096), (64, 64, 9), lambda x, w: F.conv1d(x, w, None, 1, 4)),
+                           (f"conv3d n{n3} c64 16x56x56 -> 64 k3 p1", (n3, 64, 16, 56, 56), (64, 64, 3, 3, 3), lambda x, w: F.conv3d(x, w, None, 1, 1))]:
+    if not (wanted(f"{name} fwd") or wanted(f"{name} fwd+bwd")):
+        continue
+    x = torch.randn(*xs, device=dev, requires_grad=True)
+    wt = (torch.randn(*ws, device=dev) * 0.05).requires_grad_()
+    with torch.no_grad():
+        y = conv(x, wt)
+    flop = 2.0 * y.numel() * math.prod(ws[1:])
+    gy = torch.randn_like(y)
+    def fwd():
+        with torch.no_grad():
+            conv(x, wt)
+    def fwdbwd():
+        x.grad = None; wt.grad = None
+        conv(x, wt).backward(gy)
+    for suffix, f, fl in [("fwd", fwd, flop), ("fwd+bwd", fwdbwd, 3 * flop)]:
+        if wanted(f"{name} {suffix}"):
+            ms = timed(f); rows.append({"name": f"{name} {suffix}", "ms": ms, "tflops": fl / ms / 1e9})
+
 # The zoo's networks at 224x224, as fovea-bench times them: a training step (batch
 # statistics, cross-entropy, backward, SGD momentum 0.9) and an inference pass (eval,
 # no_grad); ResNet-18 and MobileNetV2 at batch 64, VGG-16 at 32, capped by --batch.
