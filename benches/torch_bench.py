@@ -8,6 +8,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--batch", type=int, default=10**9)
 ap.add_argument("--matmul", type=int, default=4096)
 ap.add_argument("--repeats", type=int, default=5)
+ap.add_argument("--only", default=None, help="run only the rows whose name contains one of these '|'-separated parts")
 a = ap.parse_args()
 dev = "cuda" if torch.cuda.is_available() else "cpu"
 torch.backends.cuda.matmul.allow_tf32 = False
@@ -33,7 +34,15 @@ def timed(f):
         t = time.perf_counter(); f(); sync(); ms.append((time.perf_counter() - t) * 1e3)
     return sorted(ms)[len(ms) // 2]
 
-rows = []
+def wanted(name):
+    return a.only is None or any(part in name for part in a.only.split("|"))
+
+class Rows(list):
+    def append(self, row):
+        if wanted(row["name"]):
+            super().append(row)
+
+rows = Rows()
 for n, cin, h, w, cout, k, s, p, g in [(8, 64, 224, 224, 64, 3, 1, 1, 1), (64, 128, 28, 28, 128, 3, 1, 1, 1),
         (64, 256, 28, 28, 256, 3, 2, 1, 1), (32, 256, 56, 56, 64, 1, 1, 0, 1), (32, 256, 56, 56, 256, 3, 1, 1, 256),
         (256, 6, 14, 14, 16, 5, 1, 0, 1)]:
@@ -141,6 +150,39 @@ rows.append({"name": "style transfer step 512x512 vgg19 (relu4_2 + 5 style layer
 if dev == "cuda":
     rows.append({"name": "peak memory after the style rows (MiB)", "ms": torch.cuda.max_memory_allocated() / 2**20, "tflops": None})
 
+# The zoo's networks at 224x224, as fovea-bench times them: a training step (batch
+# statistics, cross-entropy, backward, SGD momentum 0.9) and an inference pass (eval,
+# no_grad); ResNet-18 and MobileNetV2 at batch 64, VGG-16 at 32, capped by --batch.
+import torchvision
+for net, batch, build in [("resnet18", 64, torchvision.models.resnet18),
+                          ("mobilenet_v2", 64, torchvision.models.mobilenet_v2),
+                          ("vgg16", 32, torchvision.models.vgg16)]:
+    n = min(batch, a.batch)
+    train_name, infer_name = f"{net} training step 224x224 batch {n}", f"{net} inference 224x224 batch {n}"
+    if not (wanted(train_name) or wanted(infer_name)):
+        continue
+    model = build().to(dev)
+    xb = torch.randn(n, 3, 224, 224, device=dev)
+    yb = torch.tensor([(i * 37) % 1000 for i in range(n)], device=dev)
+    sgd = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    def train_step():
+        sgd.zero_grad()
+        F.cross_entropy(model(xb), yb).backward()
+        sgd.step()
+    def infer():
+        with torch.no_grad():
+            model(xb)
+    if dev == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    for name, f, mode in [(train_name, train_step, model.train), (infer_name, infer, model.eval)]:
+        if wanted(name):
+            mode()
+            if dev == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            ms = timed(f)
+            peak = torch.cuda.max_memory_allocated() / 2**20 if dev == "cuda" else None
+            rows.append({"name": name, "ms": ms, "tflops": None, "peak_mib": peak})
+    del model, sgd
 
 # Detection's rows (fovea-bench's detection_rows): the course's sliding-window classifier over
 # a 64x64 image, naive (every 14x14 window cropped and classified) and convolutional (the
@@ -165,10 +207,15 @@ def detection_rows():
             h = F.max_pool2d(F.relu(conv1(img)), 2)
             h = F.relu(F.conv2d(h, w1, fc1.bias))
             F.conv2d(F.relu(F.conv2d(h, w2, fc2.bias)), w3, fc3.bias)
-    rows.append({"name": "sliding windows naive: 64x64x3, 26x26 windows of 14x14 (crop + classify)", "ms": timed(naive), "tflops": None})
-    rows.append({"name": "sliding windows convolutional: 64x64x3, 26x26 windows in one pass", "ms": timed(convolutional), "tflops": None})
+    for name, f in [("sliding windows naive: 64x64x3, 26x26 windows of 14x14 (crop + classify)", naive),
+                    ("sliding windows convolutional: 64x64x3, 26x26 windows in one pass", convolutional)]:
+        if wanted(name):
+            rows.append({"name": name, "ms": timed(f), "tflops": None})
 
     width, n, S, B, C = 8, min(32, a.batch), 12, 3, 10
+    step_name = f"yolo detector training step batch {n} 96x96 (tiny darknet width {width}, 3 anchors, 10 classes, Adam)"
+    if not wanted(step_name):
+        return
     def dconv(cin, cout, k):
         return [nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.1)]
     w = width
@@ -197,8 +244,9 @@ def detection_rows():
         cls = -(F.log_softmax(p[:, :, 5:], 2) * onehot).sum()
         ((coord + (bce * obj).sum() + (bce * noobj).sum() + cls) / n).backward()
         opt.step()
-    rows.append({"name": f"yolo detector training step batch {n} 96x96 (tiny darknet width {width}, 3 anchors, 10 classes, Adam)", "ms": timed(step), "tflops": None})
+    rows.append({"name": step_name, "ms": timed(step), "tflops": None})
 
 
 detection_rows()
+
 print(json.dumps({"device": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "rows": rows}, indent=2))

@@ -5,6 +5,7 @@ mod adaptive_pool2d;
 mod batch_norm;
 mod binary;
 mod conv2d;
+mod conv_nd;
 mod conv_transpose2d;
 mod dropout;
 mod elementwise;
@@ -14,14 +15,17 @@ mod linear;
 mod loss;
 mod matmul;
 mod pool2d;
+mod pool_nd;
 mod reduce;
 mod softmax;
 mod upsample2d;
 
 pub use batch_norm::BatchNormOptions;
 pub use conv2d::Conv2dOptions;
+pub use conv_nd::{Conv1dOptions, Conv3dOptions};
 pub use conv_transpose2d::ConvTranspose2dOptions;
 pub use pool2d::Pool2dOptions;
+pub use pool_nd::{Pool1dOptions, Pool3dOptions};
 
 use crate::{Error, Result, Tensor};
 
