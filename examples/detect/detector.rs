@@ -212,10 +212,11 @@ fn write_pictures(a: &Args, canvases: &[DigitCanvas], found: &[Vec<Detection>]) 
     let side = a.size as u32 * ZOOM;
     let cols = 4u32;
     let rows = (n as u32).div_ceil(cols);
+    // Grey gaps, so that white canvases do not run into each other.
     let mut sheet = RgbImage::from_pixel(
         cols * (side + 4),
         rows.max(1) * (side + 4),
-        Rgb([255, 255, 255]),
+        Rgb([200, 200, 200]),
     );
     for (i, (c, dets)) in canvases.iter().zip(found).take(n).enumerate() {
         let grey = RgbImage::from_fn(a.size as u32, a.size as u32, |x, y| {

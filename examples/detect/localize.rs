@@ -227,8 +227,9 @@ fn pictures(a: &Args, canvases: &[DigitCanvas], pred: &Tensor, size: f32) -> Res
     let side = a.size as u32 * ZOOM;
     let cols = 4u32;
     let rows = (n as u32).div_ceil(cols).max(1);
+    // Grey gaps, so that white canvases do not run into each other.
     let mut sheet =
-        RgbImage::from_pixel(cols * (side + 4), rows * (side + 4), Rgb([255, 255, 255]));
+        RgbImage::from_pixel(cols * (side + 4), rows * (side + 4), Rgb([200, 200, 200]));
     let boxes = if a.localize {
         decode_localization(pred, 10, size)?
     } else {
