@@ -386,6 +386,7 @@ fn main() -> Result<()> {
     }
     nd_rows::rows(&dev, &o, &wanted, &mut rows)?;
     zoo_rows(&dev, &o, &wanted, &mut rows)?;
+    detection_rows(&dev, &o, &wanted, &mut rows)?;
     // The most the device held at once over the whole run (run one row with --only to
     // see that row's footprint; on the CPU it counts live tensors, on a GPU the pool).
     let peak_mib = dev.stats().peak_bytes as f64 / (1u64 << 20) as f64;
@@ -502,6 +503,87 @@ fn zoo_rows(
                 flop: f64::NAN,
             });
         }
+    }
+    Ok(())
+}
+
+/// Detection's rows: the course's sliding-window classifier run over a 64×64 image the
+/// naive way (every 14×14 window cropped and classified) and the convolutional way (one
+/// pass, fully connected layers as convolutions), and one training step of the `detect`
+/// example's detector.
+fn detection_rows(
+    dev: &Device,
+    o: &Opts,
+    wanted: &dyn Fn(&str) -> bool,
+    rows: &mut Vec<Row>,
+) -> Result<()> {
+    use fovea::models::detection::{WindowClassifier, YoloSpec};
+    use fovea::nn::Module;
+    use fovea::optim::Optimizer;
+    let naive = "sliding windows naive: 64x64x3, 26x26 windows of 14x14 (crop + classify)";
+    let conv = "sliding windows convolutional: 64x64x3, 26x26 windows in one pass";
+    if wanted(naive) || wanted(conv) {
+        let classifier = WindowClassifier::new(3, 4, 0, dev)?;
+        let convolutional = classifier.to_convolutional()?;
+        let x = Tensor::randn(&[1, 3, 64, 64], 13, dev);
+        for (name, run) in [(naive, true), (conv, false)] {
+            if !wanted(name) {
+                continue;
+            }
+            let timed = time(dev, o, || {
+                no_grad(|| {
+                    if run {
+                        classifier.slide(&x, 2)
+                    } else {
+                        convolutional.forward(&x)
+                    }
+                })?;
+                Ok(())
+            })?;
+            rows.push(Row {
+                name: name.into(),
+                timed,
+                flop: f64::NAN,
+            });
+        }
+    }
+    let n = 32.min(o.batch_cap);
+    let name = format!("yolo detector training step batch {n} 96x96 (tiny darknet width 8, 3 anchors, 10 classes, Adam)");
+    if wanted(&name) {
+        let spec = YoloSpec::new(96.0, 12, vec![[10.0, 18.0], [16.0, 21.0], [23.0, 26.0]], 10)?;
+        let model = fovea::models::Yolo::tiny(spec, 1, 8, 0, dev)?;
+        let mut opt = fovea::optim::Adam::new(model.parameters(), Default::default());
+        let x = Tensor::rand(&[n, 1, 96, 96], 14, dev);
+        // Three digit-sized objects per image, spread over the grid.
+        let boxes: Vec<Vec<[f32; 4]>> = (0..n)
+            .map(|i| {
+                (0..3)
+                    .map(|k| {
+                        let (x0, y0) = ((7 * i + 29 * k) % 60, (13 * i + 31 * k) % 60);
+                        let (w, h) = (12 + (i + k) % 12, 18 + (i * k) % 14);
+                        [x0 as f32, y0 as f32, (x0 + w) as f32, (y0 + h) as f32]
+                    })
+                    .collect()
+            })
+            .collect();
+        let labels: Vec<Vec<usize>> = (0..n)
+            .map(|i| (0..3).map(|k| (i + k) % 10).collect())
+            .collect();
+        let targets = model.spec.encode(&boxes, &labels)?;
+        let timed = time(dev, o, || {
+            opt.zero_grad();
+            let loss = model
+                .spec
+                .loss(&model.forward(&x)?, &targets, &Default::default())?;
+            loss.total.backward()?;
+            opt.step()?;
+            Ok(())
+        })?;
+        rows.push(Row {
+            name,
+            timed,
+            flop: f64::NAN,
+        });
     }
     Ok(())
 }

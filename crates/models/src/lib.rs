@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 mod alexnet;
+pub mod detection;
 mod efficientnet;
 pub mod imagenet;
 mod inception;
@@ -13,6 +14,7 @@ mod mobilenet;
 mod resnet;
 pub mod style;
 mod vgg;
+mod yolo;
 
 pub use alexnet::AlexNet;
 pub use efficientnet::{EfficientNet, EfficientNetScaling, MBConv};
@@ -26,3 +28,4 @@ pub use mobilenet::{
 };
 pub use resnet::{Block, Downsample, ResNet, ResNetConfig, ResidualBlock};
 pub use vgg::{Vgg, VggConfig};
+pub use yolo::{Darknet, DarknetConv, Localizer, Yolo};
