@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::fixtures::{run_file, torch_ops, zoo_ops};
+use common::fixtures::{run_file, segmentation, torch_ops, zoo_ops};
 use fovea::Device;
 
 #[test]
@@ -12,6 +12,7 @@ fn every_pytorch_fixture_passes_on_cpu() {
     let dev = Device::cpu();
     run_file("torch_ops.safetensors", 300, &dev, torch_ops);
     run_file("zoo_ops.safetensors", 200, &dev, zoo_ops);
+    run_file("segmentation.safetensors", 85, &dev, segmentation);
 }
 
 #[test]
@@ -19,5 +20,6 @@ fn every_pytorch_fixture_passes_on_gpu() {
     if let Some(gpu) = common::gpu("every_pytorch_fixture_passes_on_gpu") {
         run_file("torch_ops.safetensors", 300, &gpu, torch_ops);
         run_file("zoo_ops.safetensors", 200, &gpu, zoo_ops);
+        run_file("segmentation.safetensors", 85, &gpu, segmentation);
     }
 }

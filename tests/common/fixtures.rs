@@ -5,7 +5,10 @@
 use std::collections::HashMap;
 
 use super::rel_err;
-use fovea::ops::{BatchNormOptions, Conv2dOptions, ConvTranspose2dOptions, Pool2dOptions};
+use fovea::ops::{
+    BatchNormOptions, Conv2dOptions, ConvTranspose2dOptions, CrossEntropy2dOptions, PixelTargets,
+    Pool2dOptions, Reduction,
+};
 use fovea::{Device, Result, Tensor};
 use safetensors::SafeTensors;
 use serde_json::Value;
@@ -349,6 +352,65 @@ pub fn zoo_ops(c: &Case) -> Option<Result<Outputs>> {
                 ..Default::default()
             },
         ),
+        _ => return None,
+    };
+    Some(out.map(Outputs::from))
+}
+
+/// Segmentation's ops (segmentation.safetensors): per-pixel cross-entropy and BCE,
+/// bilinear and nearest interpolation.
+pub fn segmentation(c: &Case) -> Option<Result<Outputs>> {
+    let x = c.x();
+    let out = match c.kind {
+        "cross_entropy2d" => {
+            let (shape, ids) = c.host("target").unwrap();
+            let target = PixelTargets::new(
+                ids.iter().map(|&t| t as i64).collect(),
+                [shape[0], shape[1], shape[2]],
+            )
+            .unwrap();
+            let opts = CrossEntropy2dOptions {
+                weight: c.host("weight").map(|(_, w)| w.clone()),
+                // null: the argument was not passed (PyTorch's default, −100).
+                ignore_index: c.p["ignore_index"].as_i64().unwrap_or(-100),
+                reduction: match c.p["reduction"].as_str().unwrap() {
+                    "mean" => Reduction::Mean,
+                    "sum" => Reduction::Sum,
+                    _ => Reduction::None,
+                },
+            };
+            assert_eq!(c.float("label_smoothing"), 0.0, "{}", c.name);
+            x.cross_entropy2d(&target, &opts).and_then(|l| {
+                if opts.reduction == Reduction::None {
+                    Ok(l)
+                } else {
+                    l.reshape(&[1])
+                }
+            })
+        }
+        "bce_with_logits2d" => {
+            let target = c.arg("target").unwrap();
+            match c.host("pos_weight") {
+                Some((_, p)) => x.bce_with_logits_weighted(target, p[0]),
+                None => x.bce_with_logits(target),
+            }
+            .and_then(|l| l.reshape(&[1]))
+        }
+        "interpolate_bilinear" => {
+            let align = c.flag("align_corners");
+            if c.p["size"].is_null() {
+                let f: Vec<f64> = c.p["scale_factor"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap())
+                    .collect();
+                x.interpolate_bilinear_scale([f[0], f[1]], align)
+            } else {
+                x.interpolate_bilinear(c.pair("size"), align)
+            }
+        }
+        "interpolate_nearest" => x.upsample_nearest2d(c.pair("size")),
         _ => return None,
     };
     Some(out.map(Outputs::from))
