@@ -1,4 +1,4 @@
-//! fovea-models: classic convolutional networks (LeNet-5, AlexNet, VGG, ResNet, …) built
+//! fovea-models: classic convolutional networks (LeNet-5, AlexNet, VGG, ResNet, U-Net, …) built
 //! only from `fovea_core`'s public API, so they run on any device.
 
 #![warn(missing_docs)]
@@ -11,7 +11,9 @@ mod lenet;
 mod lenet_classic;
 mod mobilenet;
 mod resnet;
+pub mod segmentation;
 pub mod style;
+mod unet;
 mod vgg;
 
 pub use alexnet::AlexNet;
@@ -25,4 +27,5 @@ pub use mobilenet::{
     MobileNetV2, MobileNetV3,
 };
 pub use resnet::{Block, Downsample, ResNet, ResNetConfig, ResidualBlock};
+pub use unet::{DoubleConv, Down, OutConv, UNet, UNetConfig, Up};
 pub use vgg::{Vgg, VggConfig};

@@ -103,6 +103,37 @@ pub fn save_image(t: &Tensor, path: &Path) -> Result<()> {
     crate::checkpoint::write_atomically(path, encoded.get_ref())
 }
 
+/// Reads a segmentation mask: an 8-bit gray image whose value at each pixel is its class
+/// id (0 is usually the background), checked against the shape of the image it labels
+/// (its last two dimensions are H and W: `[1, C, H, W]` as [`load_image`] gives, or
+/// `[C, H, W]`). Returns the `H × W` ids row-major. A mask of another size or colour type
+/// is an error naming the file and both shapes.
+pub fn load_mask(path: &Path, image_shape: &[usize]) -> Result<Vec<u8>> {
+    let shown = path.display().to_string();
+    let img = image::open(path).map_err(|e| Error::Format {
+        path: shown.clone(),
+        msg: format!("cannot read the mask: {e}"),
+    })?;
+    let Some(gray) = img.as_luma8() else {
+        return Err(Error::Format {
+            path: shown,
+            msg: format!(
+                "a mask must be an 8-bit gray image of class ids, this one is {:?}",
+                img.color()
+            ),
+        });
+    };
+    let (h, w) = (gray.height() as usize, gray.width() as usize);
+    let fits = image_shape.len() >= 2 && image_shape[image_shape.len() - 2..] == [h, w];
+    if !fits {
+        return Err(Error::Format {
+            path: shown,
+            msg: format!("the mask is {h} × {w} (H × W) but its image has shape {image_shape:?}"),
+        });
+    }
+    Ok(gray.as_raw().clone())
+}
+
 fn hwc_to_chw(hwc: &[f32], c: usize, plane: usize) -> Vec<f32> {
     let mut chw = vec![0.0; hwc.len()];
     for (i, px) in hwc.chunks(c).enumerate() {

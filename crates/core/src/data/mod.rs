@@ -8,5 +8,5 @@ mod loader;
 
 pub use canvas::{canvas_images, digit_canvases, CanvasOptions, DigitCanvas, MASK_CLASSES};
 pub use idx::{read_idx, Idx};
-pub use image::{load_image, save_image, Resize};
+pub use image::{load_image, load_mask, save_image, Resize};
 pub use loader::{Batch, DataLoader, Dataset, InMemoryDataset};

@@ -26,7 +26,7 @@ pub use conv_norm::{Activation, ConvNormAct};
 pub use dropout::{Dropout, StochasticDepth};
 pub use linear::Linear;
 pub use pass::Pass;
-pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
+pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, Upsample, UpsampleMode};
 pub use sequential::Sequential;
 pub use squeeze_excitation::{Gate, SqueezeExcitation};
 pub use summary::{summary, Summary, SummaryRow};
