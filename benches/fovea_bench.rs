@@ -382,6 +382,7 @@ fn main() -> Result<()> {
             flop: f64::NAN,
         });
     }
+    zoo_rows(&dev, &o, &wanted, &mut rows)?;
     // The most the device held at once over the whole run (run one row with --only to
     // see that row's footprint; on the CPU it counts live tensors, on a GPU the pool).
     let peak_mib = dev.stats().peak_bytes as f64 / (1u64 << 20) as f64;
@@ -422,6 +423,81 @@ fn main() -> Result<()> {
                     k.name, k.ms, k.dispatches
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+/// The zoo's networks at 224×224: a training step (forward in training mode with batch
+/// statistics, cross-entropy, backward, SGD with momentum 0.9) and an inference pass (eval
+/// mode, no graph) each for ResNet-18 (batch 64), MobileNetV2 (64) and VGG-16 (32), capped
+/// by `--batch`.
+fn zoo_rows(
+    dev: &Device,
+    o: &Opts,
+    wanted: &dyn Fn(&str) -> bool,
+    rows: &mut Vec<Row>,
+) -> Result<()> {
+    use fovea::models::{MobileNetV2, ResNet, Vgg, VggConfig};
+    use fovea::nn::Module;
+    use fovea::optim::{Optimizer, Sgd, SgdOptions};
+    type Build = fn(&Device) -> fovea::Result<Box<dyn Module>>;
+    let nets: [(&str, usize, Build); 3] = [
+        ("resnet18", 64, |d| {
+            Ok(Box::new(ResNet::resnet18(1000, 0, d)?))
+        }),
+        ("mobilenet_v2", 64, |d| {
+            Ok(Box::new(MobileNetV2::new(1000, 1.0, 0, d)?))
+        }),
+        ("vgg16", 32, |d| {
+            Ok(Box::new(Vgg::new(VggConfig::Vgg16, false, 1000, 0, d)?))
+        }),
+    ];
+    for (net, batch, build) in nets {
+        let n = batch.min(o.batch_cap);
+        let (train, infer) = (
+            format!("{net} training step 224x224 batch {n}"),
+            format!("{net} inference 224x224 batch {n}"),
+        );
+        if !wanted(&train) && !wanted(&infer) {
+            continue;
+        }
+        let model = build(dev)?;
+        let x = Tensor::randn(&[n, 3, 224, 224], 20, dev);
+        let labels: Vec<usize> = (0..n).map(|i| (i * 37) % 1000).collect();
+        if wanted(&train) {
+            model.train();
+            let mut opt = Sgd::new(
+                model.parameters(),
+                SgdOptions {
+                    lr: 0.01,
+                    momentum: 0.9,
+                    ..Default::default()
+                },
+            );
+            let timed = time(dev, o, || {
+                opt.zero_grad();
+                model.forward(&x)?.cross_entropy(&labels)?.backward()?;
+                opt.step()?;
+                Ok(())
+            })?;
+            rows.push(Row {
+                name: train,
+                timed,
+                flop: f64::NAN,
+            });
+        }
+        if wanted(&infer) {
+            model.eval();
+            let timed = time(dev, o, || {
+                no_grad(|| model.forward(&x))?;
+                Ok(())
+            })?;
+            rows.push(Row {
+                name: infer,
+                timed,
+                flop: f64::NAN,
+            });
         }
     }
     Ok(())

@@ -8,6 +8,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--batch", type=int, default=10**9)
 ap.add_argument("--matmul", type=int, default=4096)
 ap.add_argument("--repeats", type=int, default=5)
+ap.add_argument("--only", default=None, help="run only the rows whose name contains one of these '|'-separated parts")
 a = ap.parse_args()
 dev = "cuda" if torch.cuda.is_available() else "cpu"
 torch.backends.cuda.matmul.allow_tf32 = False
@@ -33,7 +34,15 @@ def timed(f):
         t = time.perf_counter(); f(); sync(); ms.append((time.perf_counter() - t) * 1e3)
     return sorted(ms)[len(ms) // 2]
 
-rows = []
+def wanted(name):
+    return a.only is None or any(part in name for part in a.only.split("|"))
+
+class Rows(list):
+    def append(self, row):
+        if wanted(row["name"]):
+            super().append(row)
+
+rows = Rows()
 for n, cin, h, w, cout, k, s, p, g in [(8, 64, 224, 224, 64, 3, 1, 1, 1), (64, 128, 28, 28, 128, 3, 1, 1, 1),
         (64, 256, 28, 28, 256, 3, 2, 1, 1), (32, 256, 56, 56, 64, 1, 1, 0, 1), (32, 256, 56, 56, 256, 3, 1, 1, 256),
         (256, 6, 14, 14, 16, 5, 1, 0, 1)]:
@@ -140,5 +149,39 @@ ms = timed(style_step)
 rows.append({"name": "style transfer step 512x512 vgg19 (relu4_2 + 5 style layers)", "ms": ms, "tflops": None})
 if dev == "cuda":
     rows.append({"name": "peak memory after the style rows (MiB)", "ms": torch.cuda.max_memory_allocated() / 2**20, "tflops": None})
+
+# The zoo's networks at 224x224, as fovea-bench times them: a training step (batch
+# statistics, cross-entropy, backward, SGD momentum 0.9) and an inference pass (eval,
+# no_grad); ResNet-18 and MobileNetV2 at batch 64, VGG-16 at 32, capped by --batch.
+import torchvision
+for net, batch, build in [("resnet18", 64, torchvision.models.resnet18),
+                          ("mobilenet_v2", 64, torchvision.models.mobilenet_v2),
+                          ("vgg16", 32, torchvision.models.vgg16)]:
+    n = min(batch, a.batch)
+    train_name, infer_name = f"{net} training step 224x224 batch {n}", f"{net} inference 224x224 batch {n}"
+    if not (wanted(train_name) or wanted(infer_name)):
+        continue
+    model = build().to(dev)
+    xb = torch.randn(n, 3, 224, 224, device=dev)
+    yb = torch.tensor([(i * 37) % 1000 for i in range(n)], device=dev)
+    sgd = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    def train_step():
+        sgd.zero_grad()
+        F.cross_entropy(model(xb), yb).backward()
+        sgd.step()
+    def infer():
+        with torch.no_grad():
+            model(xb)
+    if dev == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    for name, f, mode in [(train_name, train_step, model.train), (infer_name, infer, model.eval)]:
+        if wanted(name):
+            mode()
+            if dev == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            ms = timed(f)
+            peak = torch.cuda.max_memory_allocated() / 2**20 if dev == "cuda" else None
+            rows.append({"name": name, "ms": ms, "tflops": None, "peak_mib": peak})
+    del model, sgd
 
 print(json.dumps({"device": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "rows": rows}, indent=2))

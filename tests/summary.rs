@@ -125,3 +125,37 @@ fn classic_lenet5_has_the_published_parameter_counts() {
                 .any(|(n, _)| n.starts_with("output"))
     );
 }
+
+#[test]
+fn the_course_depthwise_separable_example_costs_672_multiplications() {
+    let dev = Device::cpu();
+    // 6×6×3 input, five 3×3 filters, no padding: a 4×4×5 output.
+    let normal = summary(&conv(3, 5, 3, 0, 1), &[1, 3, 6, 6], &dev).unwrap();
+    assert_eq!(normal.rows[0].output, [1, 5, 4, 4]);
+    assert_eq!(normal.macs(), 2_160);
+    let separable = Sequential::new()
+        .push(conv(3, 3, 3, 0, 3))
+        .push(conv(3, 5, 1, 0, 1));
+    let s = summary(&separable, &[1, 3, 6, 6], &dev).unwrap();
+    assert_eq!(
+        s.rows.iter().map(|r| r.macs).collect::<Vec<_>>(),
+        [432, 240]
+    );
+    assert_eq!(s.macs(), 672);
+}
+
+#[test]
+fn mobilenet_v1_has_the_papers_parameters_and_mult_adds() {
+    let dev = Device::cpu();
+    let m = fovea::models::MobileNetV1::new(1.0, 3, 1000, 0, &dev).unwrap();
+    let s = summary(&m, &[1, 3, 224, 224], &dev).unwrap();
+    // Table 1 of the paper: 4.2 million parameters, 569 million mult-adds (the
+    // convolutions and the classifier; batch norm adds 2 × 10,944 weights and biases).
+    assert_eq!(s.rows.last().unwrap().output, [1, 1000]);
+    assert_eq!((s.params() as f64 / 1e5).round(), 42.0, "{}", s.params());
+    assert_eq!((s.macs() as f64 / 1e6).round(), 569.0, "{}", s.macs());
+    // Width multiplier 0.5: about a quarter of the mult-adds (the paper's 149 million).
+    let half = fovea::models::MobileNetV1::new(0.5, 3, 1000, 0, &dev).unwrap();
+    let s = summary(&half, &[1, 3, 224, 224], &dev).unwrap();
+    assert_eq!((s.macs() as f64 / 1e6).round(), 149.0, "{}", s.macs());
+}

@@ -25,6 +25,17 @@ pub fn uniform(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// A permutation of `0..n` (Fisher–Yates over the stream `seed`).
+pub fn permutation(n: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let u = uniform(n, seed);
+    for i in (1..n).rev() {
+        let j = ((u[i] as f64) * (i + 1) as f64) as usize;
+        order.swap(i, j.min(i));
+    }
+    order
+}
+
 /// `n` standard normal values (Box–Muller over pairs of uniforms).
 pub fn normal(n: usize, seed: u64) -> Vec<f32> {
     let key = stream_key(seed);

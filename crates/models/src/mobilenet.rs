@@ -314,31 +314,34 @@ impl MobileNetV2 {
     /// torchvision's `mobilenet_v2(num_classes=classes, width_mult=width)`, initialised
     /// as torchvision does from `seed`.
     pub fn new(classes: usize, width: f64, seed: u64, dev: &Device) -> Result<MobileNetV2> {
-        MobileNetV2::with_input(3, classes, width, seed, dev)
+        MobileNetV2::build(3, classes, width, 2, seed, dev)
     }
 
-    /// [`MobileNetV2::new`] for images of `in_channels` channels.
-    pub fn with_input(
+    /// A MobileNetV2 for small images (about 32×32, `in_channels` channels): the first
+    /// convolution has stride 1, as CIFAR versions have it; the names stay torchvision's.
+    pub fn small_input(
         in_channels: usize,
         classes: usize,
         width: f64,
         seed: u64,
         dev: &Device,
     ) -> Result<MobileNetV2> {
+        MobileNetV2::build(in_channels, classes, width, 1, seed, dev)
+    }
+
+    fn build(
+        in_channels: usize,
+        classes: usize,
+        width: f64,
+        first_stride: usize,
+        seed: u64,
+        dev: &Device,
+    ) -> Result<MobileNetV2> {
         let relu6 = Activation::Relu6;
         let mut c = make_divisible(32.0 * width, 8);
         let last = make_divisible(1280.0 * width.max(1.0), 8);
-        let mut features = Sequential::new().push(ConvNormAct::new(
-            in_channels,
-            c,
-            3,
-            2,
-            1,
-            1e-5,
-            relu6,
-            seed,
-            dev,
-        )?);
+        let stem = ConvNormAct::new(in_channels, c, 3, first_stride, 1, 1e-5, relu6, seed, dev)?;
+        let mut features = Sequential::new().push(stem);
         let mut s = seed;
         for (t, ch, n, stride) in Self::SETTINGS {
             let out = make_divisible(ch as f64 * width, 8);

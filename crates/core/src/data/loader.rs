@@ -277,15 +277,10 @@ impl<'a> DataLoader<'a> {
         if batch_size == 0 {
             return Err(Error::op("DataLoader", "batch_size must be positive"));
         }
-        let mut order: Vec<usize> = (0..dataset.len()).collect();
-        if let Some(seed) = shuffle_seed {
-            // Fisher–Yates with the counter-based stream.
-            let u = rng::uniform(order.len(), seed);
-            for i in (1..order.len()).rev() {
-                let j = ((u[i] as f64) * (i + 1) as f64) as usize;
-                order.swap(i, j.min(i));
-            }
-        }
+        let order = match shuffle_seed {
+            Some(seed) => rng::permutation(dataset.len(), seed),
+            None => (0..dataset.len()).collect(),
+        };
         Ok(DataLoader {
             dataset,
             batch_size,

@@ -125,3 +125,44 @@ impl Module for BatchNorm2d {
         self.training.store(training, Ordering::Relaxed);
     }
 }
+
+/// Batch norm over `[N, C]` or `[N, C, L]` (`nn.BatchNorm1d`) and over `[N, C, D, H, W]`
+/// (`nn.BatchNorm3d`): the same parameters, buffers and names as [`BatchNorm2d`], with the
+/// input's rank checked.
+macro_rules! batch_norm_nd {
+    ($name:ident, $torch:literal, $ranks:expr, $what:literal) => {
+        #[doc = concat!("`", $torch, "`: statistics per channel (dimension 1) over ", $what, ".")]
+        pub struct $name(pub BatchNorm2d);
+
+        impl $name {
+            /// Over `channels` (momentum 0.1, eps 1e-5), in training mode.
+            pub fn new(channels: usize, device: &Device) -> $name {
+                $name(BatchNorm2d::new(channels, device))
+            }
+        }
+
+        impl Module for $name {
+            fn forward(&self, x: &Tensor) -> Result<Tensor> {
+                if !$ranks.contains(&x.rank()) {
+                    return Err(Error::op(
+                        $torch,
+                        format!(concat!("expects ", $what, ", got shape {:?}"), x.shape()),
+                    ));
+                }
+                self.0.forward(x)
+            }
+            fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+                self.0.visit_parameters(prefix, f)
+            }
+            fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+                self.0.visit_buffers(prefix, f)
+            }
+            fn set_training(&self, training: bool) {
+                self.0.set_training(training)
+            }
+        }
+    };
+}
+
+batch_norm_nd!(BatchNorm1d, "BatchNorm1d", [2, 3], "[N, C] or [N, C, L]");
+batch_norm_nd!(BatchNorm3d, "BatchNorm3d", [5], "[N, C, D, H, W]");

@@ -1,7 +1,7 @@
 //! Convolution layers.
 
 use super::{init, join, Module};
-use crate::ops::{Conv2dOptions, ConvTranspose2dOptions};
+use crate::ops::{Conv1dOptions, Conv2dOptions, Conv3dOptions, ConvTranspose2dOptions};
 use crate::{Device, Error, Result, Tensor};
 
 /// `nn.Conv2d`: weight `[out, in/groups, kh, kw]`, optional bias `[out]`.
@@ -30,12 +30,12 @@ pub struct ConvTranspose2d {
 fn init_weights(
     layer: &'static str,
     (in_channels, out_channels, groups): (usize, usize, usize),
-    weight_shape: [usize; 4],
+    weight_shape: &[usize],
     bias: bool,
     seed: u64,
     device: &Device,
 ) -> Result<(Tensor, Option<Tensor>)> {
-    let (g, kernel) = (groups, [weight_shape[2], weight_shape[3]]);
+    let (g, kernel) = (groups, &weight_shape[2..]);
     if g == 0
         || !in_channels.is_multiple_of(g)
         || !out_channels.is_multiple_of(g)
@@ -47,7 +47,7 @@ fn init_weights(
         ));
     }
     let bound = init::default_bound(weight_shape[1..].iter().product());
-    let weight = init::uniform(&weight_shape, bound, seed, device).requires_grad();
+    let weight = init::uniform(weight_shape, bound, seed, device).requires_grad();
     let bias =
         bias.then(|| init::uniform(&[out_channels], bound, seed ^ 0x5eed, device).requires_grad());
     Ok((weight, bias))
@@ -80,7 +80,7 @@ impl Conv2d {
         let (weight, bias) = init_weights(
             "Conv2d::new",
             (in_channels, out_channels, opts.groups),
-            [out_channels, in_channels / g, kernel[0], kernel[1]],
+            &[out_channels, in_channels / g, kernel[0], kernel[1]],
             bias,
             seed,
             device,
@@ -105,7 +105,7 @@ impl ConvTranspose2d {
         let (weight, bias) = init_weights(
             "ConvTranspose2d::new",
             (in_channels, out_channels, opts.groups),
-            [in_channels, out_channels / g, kernel[0], kernel[1]],
+            &[in_channels, out_channels / g, kernel[0], kernel[1]],
             bias,
             seed,
             device,
@@ -139,3 +139,98 @@ impl Module for ConvTranspose2d {
         visit_weight_bias(prefix, &self.weight, self.bias.as_ref(), f);
     }
 }
+
+/// The 1-D and 3-D layers (`nn.Conv1d`, `nn.Conv3d`, `nn.ConvTranspose1d`,
+/// `nn.ConvTranspose3d`): PyTorch's weight layouts (`[out, in/groups, k…]`, transposed
+/// `[in, out/groups, k…]`), names and default initialisation.
+macro_rules! conv_nd_layer {
+    ($name:ident, $torch:literal, $opts:ty, $k:ty, $transposed:literal, |$x:ident, $w:ident, $b:ident, $o:ident| $forward:expr) => {
+        #[doc = concat!("`", $torch, "`.")]
+        pub struct $name {
+            /// the weight
+            pub weight: Tensor,
+            /// `[out]`
+            pub bias: Option<Tensor>,
+            /// stride, padding, dilation, groups (and output padding when transposed)
+            pub opts: $opts,
+        }
+
+        impl $name {
+            /// A layer with PyTorch's default initialisation from `seed`.
+            pub fn new(
+                in_channels: usize,
+                out_channels: usize,
+                kernel: $k,
+                opts: $opts,
+                bias: bool,
+                seed: u64,
+                device: &Device,
+            ) -> Result<$name> {
+                let g = opts.groups.max(1);
+                let mut shape = if $transposed {
+                    vec![in_channels, out_channels / g]
+                } else {
+                    vec![out_channels, in_channels / g]
+                };
+                shape.extend(AsRef::<[usize]>::as_ref(&kernel));
+                let (weight, bias) = init_weights(
+                    concat!(stringify!($name), "::new"),
+                    (in_channels, out_channels, opts.groups),
+                    &shape,
+                    bias,
+                    seed,
+                    device,
+                )?;
+                Ok($name { weight, bias, opts })
+            }
+        }
+
+        impl Module for $name {
+            fn forward(&self, $x: &Tensor) -> Result<Tensor> {
+                let ($w, $b, $o) = (&self.weight, self.bias.as_ref(), self.opts);
+                $forward
+            }
+            fn macs(&self, input: &[usize], output: &[usize]) -> usize {
+                let per: usize = self.weight.shape()[1..].iter().product();
+                let cells: usize = if $transposed { input } else { output }.iter().product();
+                cells * per
+            }
+            fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+                visit_weight_bias(prefix, &self.weight, self.bias.as_ref(), f);
+            }
+        }
+    };
+}
+
+conv_nd_layer!(
+    Conv1d,
+    "nn.Conv1d",
+    Conv1dOptions,
+    [usize; 1],
+    false,
+    |x, w, b, o| x.conv1d(w, b, o)
+);
+conv_nd_layer!(
+    Conv3d,
+    "nn.Conv3d",
+    Conv3dOptions,
+    [usize; 3],
+    false,
+    |x, w, b, o| x.conv3d(w, b, o)
+);
+conv_nd_layer!(
+    ConvTranspose1d,
+    "nn.ConvTranspose1d",
+    Conv1dOptions,
+    [usize; 1],
+    true,
+    |x, w, b, o| x.conv_transpose1d(w, b, o)
+);
+conv_nd_layer!(
+    ConvTranspose3d,
+    "nn.ConvTranspose3d",
+    Conv3dOptions,
+    [usize; 3],
+    true,
+    |x, w, b, o| x.conv_transpose3d(w, b, o)
+);

@@ -20,13 +20,16 @@ pub use activation::{
     Flatten, Hardsigmoid, Hardswish, Hardtanh, Identity, LeakyRelu, Relu, Relu6, Sigmoid, Silu,
     Tanh,
 };
-pub use batch_norm::BatchNorm2d;
-pub use conv::{Conv2d, ConvTranspose2d};
+pub use batch_norm::{BatchNorm1d, BatchNorm2d, BatchNorm3d};
+pub use conv::{Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d};
 pub use conv_norm::{Activation, ConvNormAct};
 pub use dropout::{Dropout, StochasticDepth};
 pub use linear::Linear;
 pub use pass::Pass;
-pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, Upsample, UpsampleMode};
+pub use pool::{
+    AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d, AvgPool1d, AvgPool2d, AvgPool3d,
+    MaxPool1d, MaxPool2d, MaxPool3d, Upsample, UpsampleMode,
+};
 pub use sequential::Sequential;
 pub use squeeze_excitation::{Gate, SqueezeExcitation};
 pub use summary::{summary, Summary, SummaryRow};

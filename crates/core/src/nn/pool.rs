@@ -1,7 +1,7 @@
 //! Pooling and resizing layers.
 
 use super::Module;
-use crate::ops::Pool2dOptions;
+use crate::ops::{Pool1dOptions, Pool2dOptions, Pool3dOptions};
 use crate::{Result, Tensor};
 
 /// `nn.MaxPool2d`.
@@ -61,5 +61,59 @@ impl Module for Upsample {
                 x.interpolate_bilinear_scale([s, s], align_corners)
             }
         }
+    }
+}
+
+/// `nn.MaxPool1d`.
+pub struct MaxPool1d(pub Pool1dOptions);
+
+/// `nn.MaxPool3d`.
+pub struct MaxPool3d(pub Pool3dOptions);
+
+/// `nn.AvgPool1d` (with `count_include_pad`).
+pub struct AvgPool1d(pub Pool1dOptions, pub bool);
+
+/// `nn.AvgPool3d` (with `count_include_pad`).
+pub struct AvgPool3d(pub Pool3dOptions, pub bool);
+
+/// `nn.AdaptiveAvgPool1d`.
+pub struct AdaptiveAvgPool1d(pub usize);
+
+/// `nn.AdaptiveAvgPool3d`.
+pub struct AdaptiveAvgPool3d(pub [usize; 3]);
+
+impl Module for MaxPool1d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.max_pool1d(self.0)
+    }
+}
+
+impl Module for MaxPool3d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.max_pool3d(self.0)
+    }
+}
+
+impl Module for AvgPool1d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.avg_pool1d(self.0, self.1)
+    }
+}
+
+impl Module for AvgPool3d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.avg_pool3d(self.0, self.1)
+    }
+}
+
+impl Module for AdaptiveAvgPool1d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.adaptive_avg_pool1d(self.0)
+    }
+}
+
+impl Module for AdaptiveAvgPool3d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.adaptive_avg_pool3d(self.0)
     }
 }

@@ -5,6 +5,7 @@ mod adaptive_pool2d;
 mod batch_norm;
 mod binary;
 mod conv2d;
+mod conv_nd;
 mod conv_transpose2d;
 mod dropout;
 mod elementwise;
@@ -15,6 +16,7 @@ mod loss;
 mod matmul;
 mod pixel_loss;
 mod pool2d;
+mod pool_nd;
 mod reduce;
 mod softmax;
 mod upsample2d;
@@ -22,9 +24,11 @@ mod upsample_bilinear2d;
 
 pub use batch_norm::BatchNormOptions;
 pub use conv2d::Conv2dOptions;
+pub use conv_nd::{Conv1dOptions, Conv3dOptions};
 pub use conv_transpose2d::ConvTranspose2dOptions;
 pub use pixel_loss::{CrossEntropy2dOptions, PixelTargets, Reduction};
 pub use pool2d::Pool2dOptions;
+pub use pool_nd::{Pool1dOptions, Pool3dOptions};
 
 use crate::{Error, Result, Tensor};
 

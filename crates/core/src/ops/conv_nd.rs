@@ -1,0 +1,350 @@
+//! 1-D and 3-D convolution and transposed convolution (PyTorch's `F.conv1d`, `F.conv3d`,
+//! `F.conv_transpose1d`, `F.conv_transpose3d`), on the 2-D kernels rather than a kernel
+//! per rank. A 1-D convolution is a 2-D one of height 1 (a view, no copy). A 3-D one
+//! gathers its `kd` depth taps into the channels (each output depth slice becomes an image
+//! of `kd · C` channels) and runs ONE 2-D convolution over all of them, so the implicit
+//! GEMM sees `K = kd · kh · kw · C / groups`; the transposed form runs one transposed 2-D
+//! convolution per input depth slice (all in one launch) giving `kd` output slices each,
+//! then adds them into place along the depth. Gradients follow through the composition.
+
+use super::{check_device, check_rank, ConvTranspose2dOptions};
+use crate::ops::Conv2dOptions;
+use crate::{Error, Result, Tensor};
+
+/// Options of [`Tensor::conv1d`] and [`Tensor::conv_transpose1d`]; `Default` gives
+/// PyTorch's defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv1dOptions {
+    /// step of the window
+    pub stride: usize,
+    /// zeros added on each side (for the transposed form: removed from each side of the
+    /// output)
+    pub padding: usize,
+    /// extra output cells on one side (transposed form only; < max(stride, dilation))
+    pub output_padding: usize,
+    /// spacing of kernel taps
+    pub dilation: usize,
+    /// channel groups
+    pub groups: usize,
+}
+
+impl Default for Conv1dOptions {
+    fn default() -> Self {
+        Conv1dOptions {
+            stride: 1,
+            padding: 0,
+            output_padding: 0,
+            dilation: 1,
+            groups: 1,
+        }
+    }
+}
+
+/// Options of [`Tensor::conv3d`] and [`Tensor::conv_transpose3d`], per axis `[d, h, w]`;
+/// `Default` gives PyTorch's defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv3dOptions {
+    /// step of the window
+    pub stride: [usize; 3],
+    /// zeros added on each side (transposed form: removed from each side of the output)
+    pub padding: [usize; 3],
+    /// extra output cells on one side (transposed form only; < max(stride, dilation))
+    pub output_padding: [usize; 3],
+    /// spacing of kernel taps
+    pub dilation: [usize; 3],
+    /// channel groups
+    pub groups: usize,
+}
+
+impl Default for Conv3dOptions {
+    fn default() -> Self {
+        Conv3dOptions {
+            stride: [1; 3],
+            padding: [0; 3],
+            output_padding: [0; 3],
+            dilation: [1; 3],
+            groups: 1,
+        }
+    }
+}
+
+/// Checks what the rank-specific ops add to the 2-D checks: the ranks, and that every
+/// stride and dilation is positive.
+fn check_nd(
+    op: &'static str,
+    x: &Tensor,
+    w: &Tensor,
+    rank: usize,
+    positive: &[usize],
+) -> Result<()> {
+    check_device(op, &[x, w])?;
+    check_rank(op, "input", x, rank)?;
+    check_rank(op, "weight", w, rank)?;
+    if positive.contains(&0) {
+        return Err(Error::op(
+            op,
+            format!(
+                "strides, dilations and groups must be positive (input {:?}, weight {:?})",
+                x.shape(),
+                w.shape()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Re-labels an error of the 2-D op that runs a 1-D or 3-D one with the op the user
+/// called and the shapes the user gave.
+fn as_op<'a>(op: &'static str, x: &'a Tensor, w: &'a Tensor) -> impl FnOnce(Error) -> Error + 'a {
+    move |e| match e {
+        Error::Op { msg, .. } => Error::op(
+            op,
+            format!(
+                "{msg} (as a 2-D convolution; input {:?}, weight {:?})",
+                x.shape(),
+                w.shape()
+            ),
+        ),
+        e => e,
+    }
+}
+
+impl Tensor {
+    /// 1-D convolution of an `[N, C, L]` input with an `[O, C/groups, k]` weight and an
+    /// optional `[O]` bias.
+    pub fn conv1d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        o: Conv1dOptions,
+    ) -> Result<Tensor> {
+        const OP: &str = "conv1d";
+        check_nd(OP, self, weight, 3, &[o.stride, o.dilation, o.groups])?;
+        let opts = Conv2dOptions {
+            stride: [1, o.stride],
+            padding: [0, o.padding],
+            dilation: [1, o.dilation],
+            groups: o.groups,
+            ..Default::default()
+        };
+        self.unsqueeze(2)?
+            .conv2d(&weight.unsqueeze(2)?, bias, opts)
+            .map_err(as_op(OP, self, weight))?
+            .squeeze(2)
+    }
+
+    /// Transposed 1-D convolution of an `[N, C, L]` input with a `[C, O/groups, k]` weight
+    /// and an optional `[O]` bias.
+    pub fn conv_transpose1d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        o: Conv1dOptions,
+    ) -> Result<Tensor> {
+        const OP: &str = "conv_transpose1d";
+        check_nd(OP, self, weight, 3, &[o.stride, o.dilation, o.groups])?;
+        let opts = ConvTranspose2dOptions {
+            stride: [1, o.stride],
+            padding: [0, o.padding],
+            output_padding: [0, o.output_padding],
+            dilation: [1, o.dilation],
+            groups: o.groups,
+        };
+        self.unsqueeze(2)?
+            .conv_transpose2d(&weight.unsqueeze(2)?, bias, opts)
+            .map_err(as_op(OP, self, weight))?
+            .squeeze(2)
+    }
+
+    /// 3-D convolution of an `[N, C, D, H, W]` input with an `[O, C/groups, kd, kh, kw]`
+    /// weight and an optional `[O]` bias.
+    pub fn conv3d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        o: Conv3dOptions,
+    ) -> Result<Tensor> {
+        const OP: &str = "conv3d";
+        let mut positive = o.stride.to_vec();
+        positive.extend(o.dilation);
+        positive.push(o.groups);
+        check_nd(OP, self, weight, 5, &positive)?;
+        let (x, w, g) = (self.shape(), weight.shape(), o.groups);
+        if x[1] % g != 0 || w[0] % g != 0 || w[1] * g != x[1] {
+            return Err(Error::op(
+                OP,
+                format!("weight {w:?} with groups={g} does not fit input {x:?} (input channels must be in/groups × groups and both channel counts divisible by groups)"),
+            ));
+        }
+        let (kd, sd, pd, dd) = (w[2], o.stride[0], o.padding[0], o.dilation[0]);
+        let span = dd
+            .checked_mul(kd.saturating_sub(1))
+            .and_then(|s| s.checked_add(1));
+        let padded = x[2].checked_add(pd.saturating_mul(2));
+        let od = match (span, padded) {
+            (Some(span), Some(padded)) if kd > 0 && padded >= span => (padded - span) / sd + 1,
+            _ => {
+                return Err(Error::op(
+                    OP,
+                    format!("kernel depth {kd} with dilation {dd} is larger than the padded input depth (input {x:?}, padding {:?})", o.padding),
+                ))
+            }
+        };
+        let (n, c, h, wd) = (x[0], x[1], x[3], x[4]);
+        // Depth padding, and enough extra at the end that each tap's slice can be cut as
+        // `od` groups of `sd` (the first of each group is the tap's input slice).
+        let need = (kd - 1) * dd + od * sd;
+        let xp = self.pad_dims(
+            &[0, 0, pd, 0, 0],
+            &[0, 0, need.saturating_sub(x[2] + pd), 0, 0],
+            0.0,
+        )?;
+        let taps: Vec<Tensor> = (0..kd)
+            .map(|t| {
+                xp.narrow(2, t * dd, od * sd)?
+                    .reshape(&[n, c, od, sd, h * wd])?
+                    .narrow(3, 0, 1)?
+                    .reshape(&[n, g, c / g, od, h, wd])
+            })
+            .collect::<Result<_>>()?;
+        let refs: Vec<&Tensor> = taps.iter().collect();
+        // [N, g, kd, C/g, OD, H, W] → [N, OD, g, kd, C/g, H, W]: channels group-major, then
+        // tap, then channel, as the reshaped weight reads them.
+        let cols = Tensor::stack(&refs, 2)?
+            .permute(&[0, 4, 1, 2, 3, 5, 6])?
+            .reshape(&[n * od, kd * c, h, wd])?;
+        let w2 = weight
+            .permute(&[0, 2, 1, 3, 4])?
+            .reshape(&[w[0], kd * w[1], w[3], w[4]])?;
+        let opts = Conv2dOptions {
+            stride: [o.stride[1], o.stride[2]],
+            padding: [o.padding[1], o.padding[2]],
+            dilation: [o.dilation[1], o.dilation[2]],
+            groups: g,
+            ..Default::default()
+        };
+        let y = cols
+            .conv2d(&w2, bias, opts)
+            .map_err(as_op(OP, self, weight))?;
+        let (oh, ow) = (y.shape()[2], y.shape()[3]);
+        y.reshape(&[n, od, w[0], oh, ow])?.permute(&[0, 2, 1, 3, 4])
+    }
+
+    /// Transposed 3-D convolution of an `[N, C, D, H, W]` input with a `[C, O/groups, kd,
+    /// kh, kw]` weight and an optional `[O]` bias.
+    pub fn conv_transpose3d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        o: Conv3dOptions,
+    ) -> Result<Tensor> {
+        const OP: &str = "conv_transpose3d";
+        let mut positive = o.stride.to_vec();
+        positive.extend(o.dilation);
+        positive.push(o.groups);
+        check_nd(OP, self, weight, 5, &positive)?;
+        let (x, w, g) = (self.shape(), weight.shape(), o.groups);
+        if x[1] % g != 0 || w[0] != x[1] {
+            return Err(Error::op(
+                OP,
+                format!("weight {w:?} must have the input's {} channels first, divisible by groups={g} (input {x:?})", x[1]),
+            ));
+        }
+        let (kd, sd, pd, dd, opd) = (
+            w[2],
+            o.stride[0],
+            o.padding[0],
+            o.dilation[0],
+            o.output_padding[0],
+        );
+        if opd >= sd.max(dd) {
+            return Err(Error::op(
+                OP,
+                format!(
+                    "output_padding {:?} must be smaller than max(stride, dilation) on each axis",
+                    o.output_padding
+                ),
+            ));
+        }
+        let full = (x[2].max(1) - 1)
+            .checked_mul(sd)
+            .and_then(|v| v.checked_add(dd.checked_mul(kd.saturating_sub(1))?))
+            .and_then(|v| v.checked_add(opd + 1));
+        let od = match full {
+            Some(f) if x[2] > 0 && kd > 0 && f > 2 * pd => f - 2 * pd,
+            _ => {
+                return Err(Error::op(
+                    OP,
+                    format!(
+                    "input {x:?} with weight {w:?} and padding {:?} leaves an empty output depth",
+                    o.padding
+                ),
+                ))
+            }
+        };
+        let full = od + 2 * pd;
+        let (n, c, d, h, wd, og) = (x[0], x[1], x[2], x[3], x[4], w[1]);
+        // Every input slice through one transposed 2-D convolution whose output channels
+        // are (group, tap, channel): the kd output slices it feeds.
+        let slices = self
+            .permute(&[0, 2, 1, 3, 4])?
+            .reshape(&[n * d, c, h, wd])?;
+        let w2 = weight
+            .permute(&[0, 2, 1, 3, 4])?
+            .reshape(&[c, kd * og, w[3], w[4]])?;
+        let opts = ConvTranspose2dOptions {
+            stride: [o.stride[1], o.stride[2]],
+            padding: [o.padding[1], o.padding[2]],
+            output_padding: [o.output_padding[1], o.output_padding[2]],
+            dilation: [o.dilation[1], o.dilation[2]],
+            groups: g,
+        };
+        let y = slices
+            .conv_transpose2d(&w2, None, opts)
+            .map_err(as_op(OP, self, weight))?;
+        let (oh, ow) = (y.shape()[2], y.shape()[3]);
+        // [N, D, g, kd, O/g, OH·OW] → [N, g, O/g, kd, D, OH·OW]
+        let y = y
+            .reshape(&[n, d, g, kd, og, oh * ow])?
+            .permute(&[0, 2, 4, 3, 1, 5])?;
+        let zeros =
+            (sd > 1).then(|| Tensor::zeros(&[n * g * og, d, sd - 1, oh * ow], self.device()));
+        let mut out: Option<Tensor> = None;
+        for t in 0..kd {
+            // Tap t of input slice i lands on output depth i·sd + t·dd (before cropping):
+            // interleave sd − 1 zero slices, then shift by t·dd.
+            let z = y.narrow(3, t, 1)?.reshape(&[n * g * og, d, 1, oh * ow])?;
+            let z = match &zeros {
+                Some(zs) => Tensor::cat(&[&z, zs], 2)?,
+                None => z,
+            };
+            let z = z
+                .reshape(&[n * g * og, d * sd, oh * ow])?
+                .narrow(1, 0, (d - 1) * sd + 1)?;
+            let before = t * dd;
+            let after = full - before - ((d - 1) * sd + 1);
+            let z = z.pad_dims(&[0, before, 0], &[0, after, 0], 0.0)?;
+            out = Some(match out {
+                Some(acc) => acc.add(&z)?,
+                None => z,
+            });
+        }
+        let out = out
+            .expect("kd > 0 was checked")
+            .narrow(1, pd, od)?
+            .reshape(&[n, g * og, od, oh, ow])?;
+        match bias {
+            Some(b) => {
+                check_device(OP, &[self, b])?;
+                if b.shape() != [g * og] {
+                    return Err(Error::op(
+                        OP,
+                        format!("bias must have shape [{}], got {:?}", g * og, b.shape()),
+                    ));
+                }
+                out.add(&b.reshape(&[1, g * og, 1, 1, 1])?)
+            }
+            None => Ok(out),
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! 1-D and 3-D convolution and pooling: gradients against finite differences, the GPU
+//! against the CPU on random odd shapes, and bad input (PyTorch's own values are checked
+//! in tests/torch_fixtures.rs).
+
+// Inputs are handed over by clone for readability.
+#![allow(clippy::cloned_ref_to_slice_refs)]
+
+mod common;
+
+use common::parity::parity;
+use common::{distinct, gradcheck, run_seed, Rng};
+use fovea::ops::{Conv1dOptions, Conv3dOptions, Pool1dOptions, Pool3dOptions};
+use fovea::{Device, Tensor};
+
+fn randn(s: &[usize], seed: u64) -> Tensor {
+    Tensor::randn(s, seed, &Device::cpu())
+}
+
+/// Random 3-D options with a window that fits a `[d, h, w]` input of at least 5 per axis.
+fn conv3_opts(r: &mut Rng, groups: usize) -> Conv3dOptions {
+    let s = [r.range(1, 2), r.range(1, 2), r.range(1, 3)];
+    let d = [r.range(1, 2), 1, r.range(1, 2)];
+    Conv3dOptions {
+        stride: s,
+        padding: [r.range(0, 1), r.range(0, 1), r.range(0, 1)],
+        output_padding: [0; 3],
+        dilation: d,
+        groups,
+    }
+}
+
+#[test]
+fn gradients_match_finite_differences() {
+    let mut r = Rng(run_seed("nd gradients"));
+    for _ in 0..3 {
+        let g = r.pick(&[1, 2]);
+        let (cin, cout) = (2 * g, g * r.range(1, 2));
+        let o1 = Conv1dOptions {
+            stride: r.range(1, 2),
+            padding: r.range(0, 2),
+            dilation: r.range(1, 2),
+            groups: g,
+            ..Default::default()
+        };
+        let s = r.next();
+        let x = randn(&[2, cin, r.range(5, 9)], s);
+        let w = randn(&[cout, cin / g, r.range(1, 3)], s + 1);
+        let b = randn(&[cout], s + 2);
+        let all = [true, true, true];
+        gradcheck(
+            &format!("conv1d {o1:?}"),
+            &[x.clone(), w, b.clone()],
+            &all,
+            &|t| t[0].conv1d(&t[1], Some(&t[2]), o1),
+        );
+        let wt = randn(&[cin, cout / g, r.range(1, 3)], s + 3);
+        let ot = Conv1dOptions {
+            output_padding: o1.stride.max(o1.dilation) - 1,
+            ..o1
+        };
+        gradcheck(
+            &format!("conv_transpose1d {ot:?}"),
+            &[x, wt, b.clone()],
+            &all,
+            &|t| t[0].conv_transpose1d(&t[1], Some(&t[2]), ot),
+        );
+        let o3 = conv3_opts(&mut r, g);
+        let x3 = randn(
+            &[1, cin, r.range(5, 6), r.range(5, 6), r.range(5, 7)],
+            s + 4,
+        );
+        let k = [r.range(1, 3), r.range(1, 2), r.range(1, 3)];
+        let w3 = randn(&[cout, cin / g, k[0], k[1], k[2]], s + 5);
+        gradcheck(
+            &format!("conv3d {o3:?} k{k:?}"),
+            &[x3.clone(), w3, b.clone()],
+            &all,
+            &|t| t[0].conv3d(&t[1], Some(&t[2]), o3),
+        );
+        let ot3 = Conv3dOptions {
+            output_padding: [o3.stride[0].max(o3.dilation[0]) - 1, 0, 0],
+            ..o3
+        };
+        let wt3 = randn(&[cin, cout / g, k[0], k[1], k[2]], s + 6);
+        gradcheck(
+            &format!("conv_transpose3d {ot3:?} k{k:?}"),
+            &[x3, wt3, b],
+            &all,
+            &|t| t[0].conv_transpose3d(&t[1], Some(&t[2]), ot3),
+        );
+        let p3 = Pool3dOptions {
+            kernel: [2, r.range(1, 3), 2],
+            stride: [r.range(1, 2), 2, r.range(1, 2)],
+            padding: [1, 0, r.range(0, 1)],
+            dilation: [1, 1, r.range(1, 2)],
+            ceil_mode: r.chance(0.5),
+        };
+        let xs = [1, 2, 5, 6, 7];
+        let one = [true];
+        gradcheck(
+            &format!("max_pool3d {p3:?}"),
+            &[distinct(&xs, s, &Device::cpu())],
+            &one,
+            &|t| t[0].max_pool3d(p3),
+        );
+        let avg = Pool3dOptions {
+            dilation: [1; 3],
+            ..p3
+        };
+        let include = r.chance(0.5);
+        gradcheck(
+            &format!("avg_pool3d {avg:?}"),
+            &[randn(&xs, s)],
+            &one,
+            &|t| t[0].avg_pool3d(avg, include),
+        );
+        gradcheck("adaptive_avg_pool3d", &[randn(&xs, s)], &one, &|t| {
+            t[0].adaptive_avg_pool3d([3, 4, 2])
+        });
+        let p1 = Pool1dOptions {
+            kernel: 3,
+            stride: r.range(1, 3),
+            padding: 1,
+            dilation: r.range(1, 2),
+            ceil_mode: r.chance(0.5),
+        };
+        gradcheck(
+            &format!("max_pool1d {p1:?}"),
+            &[distinct(&[2, 3, 9], s, &Device::cpu())],
+            &one,
+            &|t| t[0].max_pool1d(p1),
+        );
+        gradcheck("avg_pool1d", &[randn(&[2, 3, 9], s)], &one, &|t| {
+            t[0].avg_pool1d(Pool1dOptions { dilation: 1, ..p1 }, include)
+        });
+    }
+}
+
+#[test]
+fn the_gpu_gives_the_cpus_results_on_odd_shapes() {
+    let Some(gpu) = common::gpu("nd parity") else {
+        return;
+    };
+    let mut r = Rng(run_seed("nd parity"));
+    for _ in 0..2 {
+        let g = r.pick(&[1, 3]);
+        let (cin, cout) = (3 * r.range(1, 2), 3 * r.range(1, 3));
+        let o1 = Conv1dOptions {
+            stride: r.range(1, 3),
+            padding: r.range(0, 3),
+            dilation: r.range(1, 2),
+            groups: g,
+            ..Default::default()
+        };
+        let s = r.next();
+        parity(
+            &gpu,
+            &format!("conv1d {o1:?}"),
+            &[
+                randn(&[3, cin, r.range(17, 70)], s),
+                randn(&[cout, cin / g, r.range(1, 9)], s + 1),
+                randn(&[cout], s + 2),
+            ],
+            &|t| t[0].conv1d(&t[1], Some(&t[2]), o1),
+        );
+        let o3 = conv3_opts(&mut r, g);
+        let k = [r.range(1, 3), 3, r.range(1, 3)];
+        parity(
+            &gpu,
+            &format!("conv3d {o3:?} k{k:?}"),
+            &[
+                randn(
+                    &[2, cin, r.range(5, 9), r.range(6, 13), r.range(5, 11)],
+                    s + 3,
+                ),
+                randn(&[cout, cin / g, k[0], k[1], k[2]], s + 4),
+                randn(&[cout], s + 5),
+            ],
+            &|t| t[0].conv3d(&t[1], Some(&t[2]), o3),
+        );
+        parity(
+            &gpu,
+            &format!("conv_transpose3d {o3:?} k{k:?}"),
+            &[
+                randn(
+                    &[2, cin, r.range(3, 6), r.range(3, 7), r.range(3, 6)],
+                    s + 6,
+                ),
+                randn(&[cin, cout / g, k[0], k[1], k[2]], s + 7),
+                randn(&[cout], s + 8),
+            ],
+            &|t| t[0].conv_transpose3d(&t[1], Some(&t[2]), o3),
+        );
+        let p3 = Pool3dOptions {
+            kernel: [3, 2, 3],
+            stride: [2, r.range(1, 2), 2],
+            padding: [1, 1, 0],
+            ceil_mode: r.chance(0.5),
+            ..Default::default()
+        };
+        let xs = [2, 3, r.range(5, 9), r.range(6, 11), r.range(5, 9)];
+        parity(
+            &gpu,
+            &format!("max_pool3d {p3:?}"),
+            &[distinct(&xs, s, &Device::cpu())],
+            &|t| t[0].max_pool3d(p3),
+        );
+        parity(
+            &gpu,
+            &format!("avg_pool3d {p3:?}"),
+            &[randn(&xs, s)],
+            &|t| t[0].avg_pool3d(p3, false),
+        );
+    }
+}
+
+#[test]
+fn bad_ranks_windows_and_groups_are_errors_naming_the_op() {
+    let dev = Device::cpu();
+    let x3 = Tensor::zeros(&[1, 4, 5, 6, 7], &dev);
+    let msg = |r: fovea::Result<Tensor>| r.unwrap_err().to_string();
+    // A 4-D input to conv3d names the rank expected.
+    let e = msg(Tensor::zeros(&[1, 4, 5, 6], &dev).conv3d(
+        &Tensor::zeros(&[2, 4, 1, 1, 1], &dev),
+        None,
+        Default::default(),
+    ));
+    assert!(
+        e.starts_with("conv3d:") && e.contains("5 dimensions") && e.contains("[1, 4, 5, 6]"),
+        "{e}"
+    );
+    // A kernel deeper than the padded input.
+    let e = msg(x3.conv3d(
+        &Tensor::zeros(&[2, 4, 9, 1, 1], &dev),
+        None,
+        Default::default(),
+    ));
+    assert!(
+        e.starts_with("conv3d:") && e.contains("kernel depth 9"),
+        "{e}"
+    );
+    // A kernel wider than the input: reported by the 2-D kernel, under conv3d's name.
+    let e = msg(x3.conv3d(
+        &Tensor::zeros(&[2, 4, 1, 1, 9], &dev),
+        None,
+        Default::default(),
+    ));
+    assert!(
+        e.starts_with("conv3d:") && e.contains("[1, 4, 5, 6, 7]"),
+        "{e}"
+    );
+    let groups = Conv3dOptions {
+        groups: 3,
+        ..Default::default()
+    };
+    let e = msg(x3.conv3d(&Tensor::zeros(&[3, 1, 1, 1, 1], &dev), None, groups));
+    assert!(e.starts_with("conv3d:") && e.contains("groups=3"), "{e}");
+    let e = msg(Tensor::zeros(&[4, 5], &dev).conv1d(
+        &Tensor::zeros(&[2, 4, 1], &dev),
+        None,
+        Default::default(),
+    ));
+    assert!(
+        e.starts_with("conv1d:") && e.contains("3 dimensions"),
+        "{e}"
+    );
+    let e = msg(Tensor::zeros(&[1, 2, 3], &dev).max_pool1d(Pool1dOptions {
+        kernel: 5,
+        ..Default::default()
+    }));
+    assert!(e.starts_with("max_pool1d:"), "{e}");
+    let e = msg(x3.max_pool3d(Pool3dOptions {
+        kernel: [9, 1, 1],
+        ..Default::default()
+    }));
+    assert!(
+        e.starts_with("max_pool3d:") && e.contains("[1, 4, 5, 6, 7]"),
+        "{e}"
+    );
+    let zero_stride = Conv3dOptions {
+        stride: [0, 1, 1],
+        ..Default::default()
+    };
+    assert!(x3
+        .conv3d(&Tensor::zeros(&[2, 4, 1, 1, 1], &dev), None, zero_stride)
+        .is_err());
+    let bad_pad = Conv3dOptions {
+        output_padding: [2, 0, 0],
+        ..Default::default()
+    };
+    let e = msg(x3.conv_transpose3d(&Tensor::zeros(&[4, 2, 1, 1, 1], &dev), None, bad_pad));
+    assert!(
+        e.starts_with("conv_transpose3d:") && e.contains("output_padding"),
+        "{e}"
+    );
+}
