@@ -499,6 +499,10 @@ pub fn conv_nd(c: &Case) -> Option<Result<Outputs>> {
         }
         "interpolate_nearest1d" => x.upsample_nearest1d(one("size")),
         "interpolate_nearest3d" => x.upsample_nearest3d(triple(c, "size")),
+        "interpolate_linear" => x.interpolate_linear(one("size"), c.flag("align_corners")),
+        "interpolate_trilinear" => {
+            x.interpolate_trilinear(triple(c, "size"), c.flag("align_corners"))
+        }
         _ => return None,
     };
     Some(out.map(Outputs::from))
