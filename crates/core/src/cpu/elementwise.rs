@@ -25,6 +25,10 @@ pub fn unary(x: &[f32], op: UnaryOp) -> Vec<f32> {
         UnaryOp::Sigmoid => map(x, |v| 1.0 / (1.0 + (-v).exp())),
         UnaryOp::Tanh => map(x, f32::tanh),
         UnaryOp::Affine { mul, add } => map(x, move |v| mul * v + add),
+        // Squares (batch norm's variance and its gradient's x¹) are most of the powers
+        // taken, and `powf` costs ~20× a multiply: both exponents give the same value.
+        UnaryOp::Powf(2.0) => map(x, |v| v * v),
+        UnaryOp::Powf(1.0) => map(x, |v| v),
         UnaryOp::Powf(p) => map(x, move |v| v.powf(p)),
         UnaryOp::Step => map(x, |v| if v > 0.0 { 1.0 } else { 0.0 }),
         UnaryOp::Sign => map(x, |v| {
