@@ -164,3 +164,206 @@ fn an_image_folder_loads_as_a_labelled_dataset() {
     let err = InMemoryDataset::from_image_folder(&root, 2, 3, 3).unwrap_err();
     assert!(err.to_string().contains("empty"), "{err}");
 }
+
+/// A PNG chunk: length, type, data and the CRC-32 of type and data.
+fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut crc = !0u32;
+    for &byte in kind.iter().chain(data) {
+        crc ^= byte as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    let mut out = (data.len() as u32).to_be_bytes().to_vec();
+    out.extend(kind);
+    out.extend(data);
+    out.extend((!crc).to_be_bytes());
+    out
+}
+
+/// A PNG file that declares `w × h` 8-bit RGB pixels but holds none of them (its image
+/// data is the start of an empty zlib stream): only a check of the header can tell
+/// anything about it before decoding fails.
+fn png_header_only(w: u32, h: u32) -> Vec<u8> {
+    let mut ihdr = w.to_be_bytes().to_vec();
+    ihdr.extend(h.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(png_chunk(b"IHDR", &ihdr));
+    png.extend(png_chunk(b"IDAT", &[0x78, 0x9c]));
+    png.extend(png_chunk(b"IEND", &[]));
+    png
+}
+
+/// The size an image would take is checked against the device before its pixels are
+/// decoded: a 20000×20000 picture on a device admitting 1 GiB per tensor is refused from
+/// its header (the file below has no pixels, so decoding would fail differently), and a
+/// small real one is refused on a device too small for it.
+#[test]
+fn images_too_large_for_the_device_are_refused_before_decoding() {
+    let small = Device::cpu_with_memory_limit(1 << 30);
+    let big = tmp("huge-header.png");
+    std::fs::write(&big, png_header_only(20_000, 20_000)).unwrap();
+    for channels in [1, 3] {
+        let err = load_image(&big, channels, Resize::Keep, &small)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("huge-header.png")
+                && err.contains(&format!("[1, {channels}, 20000, 20000]"))
+                && err.contains(&small.max_len().to_string()),
+            "{err}"
+        );
+    }
+    // Resized to something small, the same header passes the check, and decoding then
+    // finds no pixels.
+    let err = load_image(&big, 3, Resize::LongerSide(64), &small)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot read the image"), "{err}");
+
+    let path = tmp("small-real.png");
+    let img = Tensor::rand(&[1, 3, 40, 30], 5, &Device::cpu());
+    save_image(&img, &path).unwrap();
+    let tiny = Device::cpu_with_memory_limit(4 * 3 * 40 * 30 - 4);
+    let err = load_image(&path, 3, Resize::Keep, &tiny).unwrap_err();
+    assert!(err.to_string().contains("[1, 3, 40, 30]"), "{err}");
+    let fits = Device::cpu_with_memory_limit(4 * 3 * 40 * 30);
+    let back = load_image(&path, 3, Resize::Keep, &fits).unwrap();
+    assert_eq!(back.shape(), &[1, 3, 40, 30]);
+}
+
+/// Gray values stay within the documented [0, 1], white included (luma's weights summed
+/// in f32 gave 1.0000001), and 16-bit pictures load at full precision.
+#[test]
+fn gray_images_stay_within_zero_and_one() {
+    let dev = Device::cpu();
+    let path = tmp("white-and-colours.png");
+    let mut rgb: Vec<u8> = vec![255; 3 * 4];
+    rgb.extend([255, 0, 0, 0, 255, 0, 0, 0, 255, 10, 20, 30]);
+    image::save_buffer(&path, &rgb, 4, 2, image::ExtendedColorType::Rgb8).unwrap();
+    let gray = load_image(&path, 1, Resize::Keep, &dev)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    assert_eq!(&gray[..4], &[1.0; 4], "white");
+    assert!(gray.iter().all(|v| (0.0..=1.0).contains(v)), "{gray:?}");
+    // Rec. 709 luma of pure red, green and blue.
+    for (v, want) in gray[4..7].iter().zip([0.2126, 0.7152, 0.0722]) {
+        assert!((v - want).abs() < 1e-6, "{v} vs {want}");
+    }
+    let rgb_back = load_image(&path, 3, Resize::Keep, &dev)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    // Planes of 8 pixels: the last pixel's red, then its blue.
+    assert_eq!(rgb_back[7], 10.0 / 255.0);
+    assert_eq!(rgb_back[23], 30.0 / 255.0);
+
+    let deep = tmp("deep.png");
+    let samples: Vec<u16> = vec![0, 1, 65534, 65535];
+    let bytes: Vec<u8> = samples.iter().flat_map(|v| v.to_ne_bytes()).collect();
+    image::save_buffer(&deep, &bytes, 2, 2, image::ExtendedColorType::L16).unwrap();
+    let v = load_image(&deep, 3, Resize::Keep, &dev)
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    let want: Vec<f32> = samples.iter().map(|&s| s as f32 / 65535.0).collect();
+    assert_eq!(&v[..4], &want[..], "gray repeated on each plane");
+    assert_eq!(&v[8..], &want[..]);
+}
+
+fn gz(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+/// IDX headers are checked before the data is read: no zero dimensions (they loaded, then
+/// the loader's next batch panicked) and no overflowing ones.
+#[test]
+fn idx_files_with_zero_or_overflowing_dimensions_are_refused() {
+    let zero = tmp("zero-dim.idx");
+    std::fs::write(&zero, [0, 0, 8, 3, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 28]).unwrap();
+    let err = fovea::data::read_idx(&zero).unwrap_err().to_string();
+    assert!(
+        err.contains("zero-dim.idx") && err.contains("[5, 0, 28]"),
+        "{err}"
+    );
+    let labels = tmp("zero-dim-labels.idx");
+    std::fs::write(&labels, [0, 0, 8, 1, 0, 0, 0, 5, 0, 1, 2, 3, 4]).unwrap();
+    assert!(InMemoryDataset::from_idx(&zero, &labels, 10, 0.0, 1.0).is_err());
+
+    let overflow = tmp("overflow.idx");
+    let mut bytes = vec![0, 0, 8, 3];
+    bytes.extend([0xff; 12]);
+    std::fs::write(&overflow, &bytes).unwrap();
+    let err = fovea::data::read_idx(&overflow).unwrap_err().to_string();
+    assert!(err.contains("overflow"), "{err}");
+}
+
+/// A gzipped IDX file is inflated only as far as its header says the data goes. This one
+/// is cut short after more than that: reading it to the end would report a broken gzip
+/// stream, reading what the header asks for finds the trailing bytes first. And a header
+/// claiming 4 GiB in a 100-byte file is refused as truncated, without reserving 4 GiB.
+#[test]
+fn gzipped_idx_files_are_read_no_further_than_their_header() {
+    let mut idx = vec![0, 0, 8, 1, 0, 0, 0, 16];
+    idx.extend((0..100_000u32).map(|i| (i * 7) as u8));
+    let whole = gz(&idx);
+    let cut = tmp("cut.idx.gz");
+    std::fs::write(&cut, &whole[..whole.len() / 2]).unwrap();
+    let err = fovea::data::read_idx(&cut).unwrap_err().to_string();
+    assert!(err.contains("trailing"), "{err}");
+
+    let mut liar = vec![0, 0, 8, 2, 0, 1, 0, 0, 0, 1, 0, 0];
+    liar.extend([0; 64]);
+    let path = tmp("liar.idx.gz");
+    std::fs::write(&path, gz(&liar)).unwrap();
+    let err = fovea::data::read_idx(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("truncated") && err.contains("[65536, 65536]"),
+        "{err}"
+    );
+
+    // What the header describes still loads, compressed or not.
+    let mut good = vec![0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3];
+    good.extend([1, 2, 3, 4, 5, 6]);
+    let path = tmp("good.idx.gz");
+    std::fs::write(&path, gz(&good)).unwrap();
+    let idx = fovea::data::read_idx(&path).unwrap();
+    assert_eq!((idx.dims, idx.data), (vec![2, 3], vec![1, 2, 3, 4, 5, 6]));
+}
+
+/// A dataset whose items hold no values is refused by the loader up front (its batches
+/// were cut into chunks of size zero, a panic).
+#[test]
+fn a_loader_over_empty_items_is_an_error() {
+    let data = InMemoryDataset {
+        shape: vec![1, 0, 28],
+        values: Vec::new(),
+        labels: vec![0; 5],
+        classes: 1,
+        background: 0.0,
+    };
+    let err = DataLoader::new(&data, 2, None, &Device::cpu())
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("[1, 0, 28]"), "{err}");
+    let fine = ramp_dataset(4);
+    let tiny = Device::cpu_with_memory_limit(4 * 30);
+    assert!(
+        DataLoader::new(&fine, 2, None, &tiny).is_err(),
+        "a batch of 60 values"
+    );
+    let batches: Vec<_> = DataLoader::new(&fine, 1, None, &tiny).unwrap().collect();
+    assert_eq!(batches.len(), 4);
+    assert!(batches
+        .iter()
+        .all(|b| b.as_ref().is_ok_and(|b| b.images.device() == &tiny)));
+}

@@ -430,12 +430,17 @@ pub trait Backend: Send + Sync {
         false
     }
     /// The most values one tensor may hold on this device (a GPU binds each tensor to its
-    /// shaders whole, up to a size the adapter sets; the CPU is bounded by memory alone).
+    /// shaders whole, up to a size the adapter sets; the CPU is bounded by its memory
+    /// limit). Ops check every result against it before anything is allocated.
     fn max_len(&self) -> usize {
         usize::MAX
     }
     /// Copies host data into a new storage.
     fn upload(&self, data: &[f32]) -> Result<Storage>;
+    /// Moves host data into a new storage: the CPU keeps the vector itself (no copy).
+    fn upload_vec(&self, data: Vec<f32>) -> Result<Storage> {
+        self.upload(&data)
+    }
     /// Copies a storage back to the host (synchronising pending work).
     fn download(&self, x: &Storage) -> Result<Vec<f32>>;
     /// Waits until all recorded work has finished.

@@ -61,27 +61,117 @@ pub fn save_with_metadata(
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it over `path`: readers
 /// see the old file or the new one, never half of one. Errors name the path that failed.
+///
+/// Each write has a temporary name of its own (`.NAME.tmp-PID-N`), so threads and
+/// processes saving to one path at once do not collide: the last rename wins. The data is
+/// flushed to disk (fsync) before the rename and the folder after it (on Unix), so a
+/// power loss leaves the old file or the whole new one. Temporary files that writers
+/// killed mid-save left behind are removed by the next save to the same path, once their
+/// process is gone (told by `/proc`, so on Linux).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes).map_err(|source| Error::Io {
-        path: path_str(&tmp),
-        source,
-    })?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    remove_stale_temps(dir, name);
+    let (tmp, mut file) = create_temp(dir, name)?;
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
+    drop(file);
+    if let Err(source) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::Io {
+            path: path_str(&tmp),
+            source,
+        });
+    }
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         Error::Io {
             path: path_str(path),
             source: e,
         }
+    })?;
+    sync_dir(dir).map_err(|source| Error::Io {
+        path: path_str(dir),
+        source,
     })
+}
+
+/// The prefix of every temporary file [`write_atomically`] makes for `name`.
+fn temp_prefix(name: &str) -> String {
+    format!(".{name}.tmp-")
+}
+
+/// A new temporary file in `dir` for `name`, opened exclusively: its name holds this
+/// process's id and a per-process counter, and an existing file is never reused.
+fn create_temp(dir: &Path, name: &str) -> Result<(std::path::PathBuf, std::fs::File)> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!("{}{}-{n}", temp_prefix(name), std::process::id()));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+        {
+            Ok(file) => return Ok((tmp, file)),
+            // Left by an earlier process that had this id: take the next number.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(source) => {
+                return Err(Error::Io {
+                    path: path_str(&tmp),
+                    source,
+                })
+            }
+        }
+    }
+}
+
+/// Removes the temporary files for `name` in `dir` whose writer process is gone (killed
+/// during a save). Files of live processes, this one included, are left alone, as are
+/// all of them where this system cannot tell whether a process lives. Best effort: a
+/// file that cannot be removed is left for the next save.
+fn remove_stale_temps(dir: &Path, name: &str) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = temp_prefix(name);
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(rest) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
+            continue;
+        };
+        // `PID-N`, or `PID` alone as earlier versions named them.
+        let pid = rest.split('-').next().unwrap_or("");
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Flushes a folder's entries (a rename into it) to disk. Filesystems that cannot sync a
+/// folder (they answer "invalid argument") are taken as having nothing to flush.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        match std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Ok(()),
+            other => other,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
 }
 
 /// Saves a module's state_dict.

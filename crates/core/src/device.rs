@@ -22,6 +22,14 @@ impl Device {
             .clone()
     }
 
+    /// A CPU device of its own whose tensors may each hold at most `bytes` (and no more
+    /// than the machine's memory, or `FOVEA_CPU_MEMORY_LIMIT`): a larger result is an
+    /// error naming the op and its shapes, raised before anything is allocated. Its
+    /// tensors do not mix with [`Device::cpu`]'s (move them with `to_device`).
+    pub fn cpu_with_memory_limit(bytes: usize) -> Device {
+        Device::from_backend(Arc::new(CpuBackend::with_memory_limit(bytes)))
+    }
+
     /// Wraps any backend (the wgpu backend constructs its devices this way).
     pub fn from_backend(backend: Arc<dyn Backend>) -> Device {
         Device { backend }
@@ -47,7 +55,9 @@ impl Device {
         self.backend.is_software()
     }
 
-    /// The most values one tensor may hold here: larger results are an error naming the op.
+    /// The most values one tensor may hold here: larger results are an error naming the op,
+    /// raised before anything is allocated. On a GPU, what it binds to a shader; on the
+    /// CPU, its memory limit (the machine's memory or `FOVEA_CPU_MEMORY_LIMIT`) over 4.
     pub fn max_len(&self) -> usize {
         self.backend.max_len()
     }

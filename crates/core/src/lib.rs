@@ -10,6 +10,7 @@ pub mod cpu;
 pub mod data;
 mod device;
 mod error;
+mod host;
 pub mod nn;
 pub mod ops;
 pub mod optim;

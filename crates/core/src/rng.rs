@@ -19,10 +19,17 @@ fn bits24(key: u32, i: u32) -> u32 {
 
 /// `n` uniform values in `[0, 1)`.
 pub fn uniform(n: usize, seed: u64) -> Vec<f32> {
+    let mut out = vec![0.0; n];
+    fill_uniform(&mut out, seed);
+    out
+}
+
+/// Writes the first `out.len()` values of the uniform stream `seed` into `out`.
+pub fn fill_uniform(out: &mut [f32], seed: u64) {
     let key = stream_key(seed);
-    (0..n)
-        .map(|i| bits24(key, i as u32) as f32 * (1.0 / 16_777_216.0))
-        .collect()
+    for (i, v) in out.iter_mut().enumerate() {
+        *v = bits24(key, i as u32) as f32 * (1.0 / 16_777_216.0);
+    }
 }
 
 /// A permutation of `0..n` (Fisher–Yates over the stream `seed`).
@@ -38,18 +45,23 @@ pub fn permutation(n: usize, seed: u64) -> Vec<usize> {
 
 /// `n` standard normal values (Box–Muller over pairs of uniforms).
 pub fn normal(n: usize, seed: u64) -> Vec<f32> {
+    let mut out = vec![0.0; n];
+    fill_normal(&mut out, seed);
+    out
+}
+
+/// Writes the first `out.len()` values of the normal stream `seed` into `out`.
+pub fn fill_normal(out: &mut [f32], seed: u64) {
     let key = stream_key(seed);
-    (0..n)
-        .map(|i| {
-            let j = (i / 2) as u32;
-            // (bits + 1) / 2^24 lies in (0, 1], so the log is finite.
-            let u1 = (bits24(key, 2 * j) as f64 + 1.0) / 16_777_216.0;
-            let u2 = bits24(key, 2 * j + 1) as f64 / 16_777_216.0;
-            let r = (-2.0 * u1.ln()).sqrt();
-            let t = 2.0 * std::f64::consts::PI * u2;
-            (if i % 2 == 0 { r * t.cos() } else { r * t.sin() }) as f32
-        })
-        .collect()
+    for (i, v) in out.iter_mut().enumerate() {
+        let j = (i / 2) as u32;
+        // (bits + 1) / 2^24 lies in (0, 1], so the log is finite.
+        let u1 = (bits24(key, 2 * j) as f64 + 1.0) / 16_777_216.0;
+        let u2 = bits24(key, 2 * j + 1) as f64 / 16_777_216.0;
+        let r = (-2.0 * u1.ln()).sqrt();
+        let t = 2.0 * std::f64::consts::PI * u2;
+        *v = (if i % 2 == 0 { r * t.cos() } else { r * t.sin() }) as f32;
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::autograd::{self, BackwardFn, Edge, Node, Saved};
 use crate::backend::{Backend, Storage};
-use crate::shape::numel;
+use crate::ops::check_output;
+use crate::shape::{checked_numel, numel};
 use crate::{rng, Device, Error, Result};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -103,25 +104,37 @@ impl Tensor {
     }
 
     /// A tensor from host data in row-major order; fails when `data.len()` does not match
-    /// the shape.
+    /// the shape or the device cannot hold it. On the CPU the vector becomes the tensor's
+    /// storage without a copy.
     pub fn from_vec(data: Vec<f32>, shape: &[usize], device: &Device) -> Result<Tensor> {
-        Tensor::from_slice(&data, shape, device)
+        Tensor::check_host("from_vec", data.len(), shape, device)?;
+        let storage = device
+            .backend()
+            .upload_vec(data)
+            .map_err(|e| e.in_op("from_vec", &[shape]))?;
+        Ok(Tensor::leaf(storage, shape.to_vec(), device))
     }
 
     /// Like [`Tensor::from_vec`] from a borrowed slice.
     pub fn from_slice(data: &[f32], shape: &[usize], device: &Device) -> Result<Tensor> {
-        if data.len() != numel(shape) {
+        Tensor::check_host("from_vec", data.len(), shape, device)?;
+        let storage = device
+            .backend()
+            .upload(data)
+            .map_err(|e| e.in_op("from_vec", &[shape]))?;
+        Ok(Tensor::leaf(storage, shape.to_vec(), device))
+    }
+
+    /// Fails unless `len` host values fill `shape` exactly and the device holds them.
+    fn check_host(op: &'static str, len: usize, shape: &[usize], device: &Device) -> Result<()> {
+        let n = checked_numel(op, shape)?;
+        if len != n {
             return Err(Error::op(
-                "from_vec",
-                format!(
-                    "{} values do not fill shape {shape:?} ({} elements)",
-                    data.len(),
-                    numel(shape)
-                ),
+                op,
+                format!("{len} values do not fill shape {shape:?} ({n} elements)"),
             ));
         }
-        let storage = device.backend().upload(data)?;
-        Ok(Tensor::leaf(storage, shape.to_vec(), device))
+        check_output(op, &[shape], shape, device).map(|_| ())
     }
 
     /// A 0-dimensional tensor holding `value`.
@@ -132,17 +145,20 @@ impl Tensor {
     /// A tensor of `value` everywhere.
     ///
     /// # Panics
-    /// When the device cannot hold it (a GPU binds at most [`Device::max_len`] values to a
-    /// shader); [`Tensor::try_full`] returns that as an error instead.
+    /// With fovea's error message, when the device cannot hold it: its element count
+    /// overflows, or passes [`Device::max_len`] (a GPU binds at most that many values to a
+    /// shader; the CPU's limit is its memory), or the system refuses the memory.
+    /// [`Tensor::try_full`] returns that as an error instead.
     pub fn full(shape: &[usize], value: f32, device: &Device) -> Tensor {
         Tensor::try_full(shape, value, device).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// [`Tensor::full`], with an error naming the shape where the device cannot hold it.
     pub fn try_full(shape: &[usize], value: f32, device: &Device) -> Result<Tensor> {
+        let len = check_output("full", &[shape], shape, device)?;
         let storage = device
             .backend()
-            .fill(numel(shape), value)
+            .fill(len, value)
             .map_err(|e| e.in_op("full", &[shape]))?;
         Ok(Tensor::leaf(storage, shape.to_vec(), device))
     }
@@ -152,12 +168,12 @@ impl Tensor {
         Tensor::try_full(shape, 0.0, device)
     }
 
-    /// A tensor of zeros.
+    /// A tensor of zeros (panics like [`Tensor::full`]).
     pub fn zeros(shape: &[usize], device: &Device) -> Tensor {
         Tensor::full(shape, 0.0, device)
     }
 
-    /// A tensor of ones.
+    /// A tensor of ones (panics like [`Tensor::full`]).
     pub fn ones(shape: &[usize], device: &Device) -> Tensor {
         Tensor::full(shape, 1.0, device)
     }
@@ -172,28 +188,45 @@ impl Tensor {
         Tensor::ones(self.shape(), self.device())
     }
 
-    fn from_host_infallible(
-        data: Vec<f32>,
+    /// Values of a seeded stream: the shape is checked against the device before the
+    /// host buffer is made.
+    fn from_stream(
+        op: &'static str,
         shape: &[usize],
+        seed: u64,
         device: &Device,
-        what: &str,
-    ) -> Tensor {
+        fill: fn(&mut [f32], u64),
+    ) -> Result<Tensor> {
+        let len = check_output(op, &[shape], shape, device)?;
+        let mut data = crate::host::zeros(len).map_err(|e| e.in_op(op, &[shape]))?;
+        fill(&mut data, seed);
         let storage = device
             .backend()
-            .upload(&data)
-            .unwrap_or_else(|e| panic!("{what}{shape:?}: the device failed to allocate: {e}"));
-        Tensor::leaf(storage, shape.to_vec(), device)
+            .upload_vec(data)
+            .map_err(|e| e.in_op(op, &[shape]))?;
+        Ok(Tensor::leaf(storage, shape.to_vec(), device))
     }
 
     /// Uniform values in `[0, 1)` from a counter-based stream: the same seed gives the
-    /// same values on every backend and thread count.
+    /// same values on every backend and thread count. Panics like [`Tensor::full`] where
+    /// the device cannot hold the shape; [`Tensor::try_rand`] returns an error instead.
     pub fn rand(shape: &[usize], seed: u64, device: &Device) -> Tensor {
-        Tensor::from_host_infallible(rng::uniform(numel(shape), seed), shape, device, "rand")
+        Tensor::try_rand(shape, seed, device).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Tensor::rand`], with an error naming the shape where the device cannot hold it.
+    pub fn try_rand(shape: &[usize], seed: u64, device: &Device) -> Result<Tensor> {
+        Tensor::from_stream("rand", shape, seed, device, rng::fill_uniform)
     }
 
     /// Standard normal values from a counter-based stream (see [`Tensor::rand`]).
     pub fn randn(shape: &[usize], seed: u64, device: &Device) -> Tensor {
-        Tensor::from_host_infallible(rng::normal(numel(shape), seed), shape, device, "randn")
+        Tensor::try_randn(shape, seed, device).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Tensor::randn`], with an error naming the shape where the device cannot hold it.
+    pub fn try_randn(shape: &[usize], seed: u64, device: &Device) -> Result<Tensor> {
+        Tensor::from_stream("randn", shape, seed, device, rng::fill_normal)
     }
 
     /// `[start, start + step, …]` up to but excluding `end`, like `torch.arange`.
@@ -204,8 +237,22 @@ impl Tensor {
                 format!("needs finite bounds and a non-zero step, got start {start}, end {end}, step {step}"),
             ));
         }
-        let n = ((end - start) / step).ceil().max(0.0) as usize;
-        let data: Vec<f32> = (0..n).map(|i| start + i as f32 * step).collect();
+        let count = ((end - start) / step).ceil().max(0.0);
+        // Checked as a float: `as usize` would saturate a count past the device (or an
+        // infinite one, when end − start overflows f32) into a buffer nobody can allocate.
+        if !count.is_finite() || count > device.max_len() as f32 {
+            return Err(Error::op(
+                "arange",
+                format!(
+                    "start {start}, end {end}, step {step} give {count} values, more than the {} one tensor may hold on {}",
+                    device.max_len(),
+                    device.name()
+                ),
+            ));
+        }
+        let n = count as usize;
+        let mut data = crate::host::with_capacity(n).map_err(|e| e.in_op("arange", &[&[n]]))?;
+        data.extend((0..n).map(|i| start + i as f32 * step));
         Tensor::from_vec(data, &[n], device)
     }
 
@@ -276,8 +323,12 @@ impl Tensor {
         if device.same(self.device()) {
             return Ok(self.clone());
         }
+        check_output("to_device", &[self.shape()], self.shape(), device)?;
         let data = self.to_vec()?;
-        let storage = device.backend().upload(&data)?;
+        let storage = device
+            .backend()
+            .upload_vec(data)
+            .map_err(|e| e.in_op("to_device", &[self.shape()]))?;
         let back = self.device().clone();
         Ok(Tensor::from_op(
             storage,

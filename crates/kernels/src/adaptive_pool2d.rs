@@ -26,6 +26,7 @@ pub(crate) fn resize(
     x: &Storage,
     rp: &Resize2dParams,
 ) -> Result<Storage> {
+    crate::geometry::resize(rp)?;
     let out_len = rp.planes * if backward { rp.h * rp.w } else { rp.oh * rp.ow };
     let y = ctx.alloc(out_len)?;
     let u = |v: usize| v as u32;

@@ -269,8 +269,9 @@ impl Ctx {
             layout: pipeline.get_bind_group_layout(0),
             pipeline,
         };
-        lock(&self.pipelines).insert(key, p.clone());
-        p
+        // Two threads may both have missed the cache and built the pipeline: keep the
+        // first, since bind groups cached for it are incompatible with the other.
+        lock(&self.pipelines).entry(key).or_insert(p).clone()
     }
 
     /// Records one dispatch of `shader::entry` with `params` as the uniform at binding 0

@@ -150,6 +150,10 @@ fn run(
     cp: &Conv2dParams,
     out_len: usize,
 ) -> Result<Storage> {
+    if out_len == 0 {
+        // An empty result (no images, channels or pixels): no tiles to share out.
+        return ctx.alloc(0);
+    }
     let (cg, og) = (cp.c_in / cp.groups, cp.c_out / cp.groups);
     let kk = cp.kernel[0] * cp.kernel[1];
     let [sh, sw] = cp.stride;
@@ -175,6 +179,15 @@ fn run(
         Mode::GradWeight => (og, cg * kk, cp.n * cp.oh * cp.ow, cp.oh * cp.ow),
         Mode::GradCols => (cg * kk, cp.n * cp.oh * cp.ow, og, 1),
     };
+    if gk == 0 {
+        // An empty reduction (no input channels or no pixels): the result is all zeros,
+        // plus the bias.
+        let zeros = crate::elementwise::fill(ctx, out_len, 0.0)?;
+        return match bias {
+            Some(b) => add_bias(ctx, &zeros, b, cp),
+            None => Ok(zeros),
+        };
+    }
     let count = cp.groups * phases;
     // The weight gradient splits its long K to fill the GPU, so it need not give up the
     // big tile for want of tiles.
@@ -212,15 +225,6 @@ fn run(
         exact: matches!(mode, Mode::GradInputPhased) as u32,
         bias: bias.is_some() as u32,
     };
-    if gk == 0 {
-        // An empty reduction (no input channels or no pixels): the result is all zeros,
-        // plus the bias.
-        let zeros = crate::elementwise::fill(ctx, out_len, 0.0)?;
-        return match bias {
-            Some(b) => add_bias(ctx, &zeros, b, cp),
-            None => Ok(zeros),
-        };
-    }
     let partial = ctx.alloc(out_len * splits)?;
     let groups = [
         u(gn.div_ceil(tile_n)),
@@ -284,7 +288,7 @@ fn use_cols(ctx: &Ctx, p: &Conv2dParams, implicit: Mode) -> bool {
     let kk = p.kernel[0] * p.kernel[1];
     let [sh, sw] = p.stride;
     let outputs = p.n * p.oh * p.ow;
-    let cols = p.c_in * kk * outputs;
+    let cols = p.c_in.saturating_mul(kk).saturating_mul(outputs);
     // K = og in one split (see run), and a buffer the device binds.
     if *OFF || og > MIN_K_PER_SPLIT || cols > MAX_COLS.min(ctx.max_len()) {
         return false;

@@ -26,7 +26,8 @@ wgsl_struct! {
 
 pub fn gram(ctx: &Ctx, f: &Storage, n: usize, c: usize, hw: usize) -> Result<Storage> {
     let out_len = n * c * c;
-    if hw == 0 {
+    if hw == 0 || out_len == 0 {
+        // Nothing to sum (or no output at all: no workgroups to share the work).
         return crate::elementwise::fill(ctx, out_len, 0.0);
     }
     let entry = &GRAM_ENTRIES[(c >= MIN_BIG_CHANNELS) as usize];

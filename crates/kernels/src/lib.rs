@@ -22,6 +22,7 @@ mod conv2d;
 mod conv2d_depthwise;
 mod elementwise;
 mod gemm_gen;
+mod geometry;
 mod gram;
 mod layout;
 mod matmul;
@@ -246,6 +247,7 @@ impl Backend for WgpuBackend {
         bias: Option<&Storage>,
         p: &Conv2dParams,
     ) -> Result<Storage> {
+        geometry::conv(&self.ctx, p, false)?;
         if conv2d_depthwise::applies(p) {
             return conv2d_depthwise::forward(&self.ctx, x, w, bias, p);
         }
@@ -271,12 +273,14 @@ impl Backend for WgpuBackend {
         optim::sgd_step(&self.ctx, param, grad, buf, s)
     }
     fn conv2d_grad_input(&self, gy: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage> {
+        geometry::conv(&self.ctx, p, !conv2d_depthwise::applies(p))?;
         if conv2d_depthwise::applies(p) {
             return conv2d_depthwise::grad_input(&self.ctx, gy, w, p);
         }
         conv2d::grad_input(&self.ctx, gy, w, p)
     }
     fn conv2d_grad_weight(&self, x: &Storage, gy: &Storage, p: &Conv2dParams) -> Result<Storage> {
+        geometry::conv(&self.ctx, p, false)?;
         if conv2d_depthwise::applies(p) {
             return conv2d_depthwise::grad_weight(&self.ctx, x, gy, p);
         }

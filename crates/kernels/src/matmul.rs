@@ -18,7 +18,13 @@ wgsl_struct! {
 }
 
 pub fn matmul(ctx: &Ctx, a: &Storage, b: &Storage, mp: &MatmulParams) -> Result<Storage> {
-    let y = ctx.alloc(mp.batch * mp.m * mp.n)?;
+    let len = mp.batch * mp.m * mp.n;
+    if len == 0 || mp.k == 0 {
+        // Nothing to write (however many empty batches: dispatching them would loop), or
+        // an empty sum, all zeros: the kernel's loop over K assumes at least one slice.
+        return crate::elementwise::fill(ctx, len, 0.0);
+    }
+    let y = ctx.alloc(len)?;
     let max_z = ctx.limits.max_compute_workgroups_per_dimension as usize;
     // vec4 loads and stores need every row of every matrix to start on a multiple of 4.
     let aligned = mp.m.is_multiple_of(4) && mp.n.is_multiple_of(4) && mp.k.is_multiple_of(4);

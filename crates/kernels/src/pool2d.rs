@@ -57,6 +57,7 @@ fn run(
     p: &Pool2dParams,
     out_len: usize,
 ) -> Result<Storage> {
+    crate::geometry::pool(p)?;
     let y = ctx.alloc(out_len)?;
     let mut bindings = Vec::with_capacity(3);
     if let Some(x) = x {

@@ -4,7 +4,9 @@ use rayon::prelude::*;
 
 use super::PAR_CHUNK;
 use crate::backend::{BinaryOp, BinaryParams};
+use crate::host;
 use crate::shape::{contiguous_strides, numel};
+use crate::Result;
 
 /// Offsets of `a` and `b` for the first element of output row `row` (rows run over all
 /// dimensions but the last).
@@ -20,11 +22,16 @@ fn row_offsets(row: usize, p: &BinaryParams, out_strides: &[usize]) -> (usize, u
     (oa, ob)
 }
 
-fn apply(a: &[f32], b: &[f32], p: &BinaryParams, f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+fn apply(
+    a: &[f32],
+    b: &[f32],
+    p: &BinaryParams,
+    f: impl Fn(f32, f32) -> f32 + Sync,
+) -> Result<Vec<f32>> {
     let n = numel(&p.shape);
-    let mut out = vec![0.0; n];
+    let mut out = host::zeros(n)?;
     if n == 0 {
-        return out;
+        return Ok(out);
     }
     if a.len() == n && b.len() == n {
         out.par_chunks_mut(PAR_CHUNK)
@@ -34,14 +41,14 @@ fn apply(a: &[f32], b: &[f32], p: &BinaryParams, f: impl Fn(f32, f32) -> f32 + S
                     o[i] = f(a[i], b[i]);
                 }
             });
-        return out;
+        return Ok(out);
     }
     if b.len() == 1 && a.len() == n {
         let s = b[0];
         out.par_chunks_mut(PAR_CHUNK)
             .zip(a.par_chunks(PAR_CHUNK))
             .for_each(|(o, a)| o.iter_mut().zip(a).for_each(|(o, &v)| *o = f(v, s)));
-        return out;
+        return Ok(out);
     }
     let inner = *p.shape.last().unwrap_or(&1);
     let (sa, sb) = (
@@ -60,10 +67,10 @@ fn apply(a: &[f32], b: &[f32], p: &BinaryParams, f: impl Fn(f32, f32) -> f32 + S
                 }
             }
         });
-    out
+    Ok(out)
 }
 
-pub fn binary(a: &[f32], b: &[f32], p: &BinaryParams, op: BinaryOp) -> Vec<f32> {
+pub fn binary(a: &[f32], b: &[f32], p: &BinaryParams, op: BinaryOp) -> Result<Vec<f32>> {
     match op {
         BinaryOp::Add => apply(a, b, p, |x, y| x + y),
         BinaryOp::Sub => apply(a, b, p, |x, y| x - y),

@@ -6,6 +6,8 @@ use rayon::prelude::*;
 
 use super::gemm::{gemm, Layout};
 use crate::backend::Conv2dParams;
+use crate::host;
+use crate::Result;
 
 /// Floats in one im2col scratch buffer (4 MiB): large enough for long GEMMs, small enough
 /// to stay in cache-friendly territory and not to balloon memory on big images.
@@ -30,7 +32,7 @@ fn geo(p: &Conv2dParams) -> Geo {
         kdim,
         hw: p.h * p.w,
         ohw: p.oh * p.ow,
-        rows_per_chunk: (COL_BUDGET / (kdim * p.ow).max(1)).clamp(1, p.oh.max(1)),
+        rows_per_chunk: (COL_BUDGET / kdim.saturating_mul(p.ow).max(1)).clamp(1, p.oh.max(1)),
     }
 }
 
@@ -134,23 +136,40 @@ fn col2im(col: &[f32], p: &Conv2dParams, g: &Geo, r0: usize, r1: usize, gx_g: &m
 
 /// Runs `f(image, chunk)` over per-image chunks of `out`: in parallel across images when
 /// there are enough of them, otherwise one after another so each GEMM can use the pool.
-fn per_image(out: &mut [f32], chunk: usize, n: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+/// Stops at the first error (a scratch buffer the host refused).
+fn per_image(
+    out: &mut [f32],
+    chunk: usize,
+    n: usize,
+    f: impl Fn(usize, &mut [f32]) -> Result<()> + Sync,
+) -> Result<()> {
     if chunk == 0 {
-        return;
+        return Ok(());
     }
     if n >= rayon::current_num_threads() {
         out.par_chunks_mut(chunk)
             .enumerate()
-            .for_each(|(i, c)| f(i, c));
+            .try_for_each(|(i, c)| f(i, c))
     } else {
-        out.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+        out.chunks_mut(chunk)
+            .enumerate()
+            .try_for_each(|(i, c)| f(i, c))
     }
 }
 
-fn depthwise_forward(x: &[f32], w: &[f32], p: &Conv2dParams, g: &Geo) -> Vec<f32> {
-    let mut out = vec![0.0; p.output_len()];
+/// An im2col buffer with room for the largest chunk of rows, allocated fallibly: with a
+/// wide output and a deep kernel one row alone can outgrow [`COL_BUDGET`].
+fn scratch(p: &Conv2dParams, g: &Geo) -> Result<Vec<f32>> {
+    if is_pointwise(p) {
+        return Ok(Vec::new());
+    }
+    host::with_capacity(g.kdim.saturating_mul(g.rows_per_chunk.saturating_mul(p.ow)))
+}
+
+fn depthwise_forward(x: &[f32], w: &[f32], p: &Conv2dParams, g: &Geo) -> Result<Vec<f32>> {
+    let mut out = host::zeros(p.output_len())?;
     if g.ohw == 0 {
-        return out;
+        return Ok(out);
     }
     let [kh, kw] = p.kernel;
     out.par_chunks_mut(g.ohw)
@@ -178,7 +197,7 @@ fn depthwise_forward(x: &[f32], w: &[f32], p: &Conv2dParams, g: &Geo) -> Vec<f32
                 }
             }
         });
-    out
+    Ok(out)
 }
 
 /// Calls `f(oj, iw, len)` for the valid output columns `oj..oj + len` of tap `kj` in one
@@ -195,10 +214,10 @@ fn tap_spans(p: &Conv2dParams, kj: usize, mut f: impl FnMut(usize, usize, usize)
 
 /// Input gradient of a depthwise convolution, directly: each input plane gathers from the
 /// `og` output planes it feeds (the adjoint of [`depthwise_forward`]).
-fn depthwise_grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams, g: &Geo) -> Vec<f32> {
-    let mut gx = vec![0.0; p.input_len()];
+fn depthwise_grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams, g: &Geo) -> Result<Vec<f32>> {
+    let mut gx = host::zeros(p.input_len())?;
     if g.hw == 0 {
-        return gx;
+        return Ok(gx);
     }
     let [kh, kw] = p.kernel;
     gx.par_chunks_mut(g.hw)
@@ -227,14 +246,14 @@ fn depthwise_grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams, g: &Geo) -> Vec
                 }
             }
         });
-    gx
+    Ok(gx)
 }
 
 /// Weight gradient of a depthwise convolution, directly: one task per output channel, its
 /// taps summed over images and rows in a fixed order.
-fn depthwise_grad_weight(x: &[f32], gy: &[f32], p: &Conv2dParams, g: &Geo) -> Vec<f32> {
+fn depthwise_grad_weight(x: &[f32], gy: &[f32], p: &Conv2dParams, g: &Geo) -> Result<Vec<f32>> {
     let [kh, kw] = p.kernel;
-    let mut gw = vec![0.0; p.weight_len()];
+    let mut gw = host::zeros(p.weight_len())?;
     gw.par_chunks_mut(kh * kw)
         .enumerate()
         .for_each(|(o, taps)| {
@@ -263,7 +282,7 @@ fn depthwise_grad_weight(x: &[f32], gy: &[f32], p: &Conv2dParams, g: &Geo) -> Ve
                 }
             }
         });
-    gw
+    Ok(gw)
 }
 
 /// Adds `bias[c]` to each plane of `plane` values of channel c in `[N, C, plane]` `y`.
@@ -278,14 +297,14 @@ pub fn add_bias(y: &mut [f32], bias: &[f32], plane: usize) {
     });
 }
 
-pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Vec<f32> {
+pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
     let g = geo(p);
     if g.cg == 1 && p.groups > 1 {
         return depthwise_forward(x, w, p, &g);
     }
-    let mut out = vec![0.0; p.output_len()];
+    let mut out = host::zeros(p.output_len())?;
     per_image(&mut out, p.c_out * g.ohw, p.n, |ni, y_n| {
-        let mut col = Vec::new();
+        let mut col = scratch(p, &g)?;
         for gi in 0..p.groups {
             let x_g = &x[(ni * p.c_in + gi * g.cg) * g.hw..][..g.cg * g.hw];
             let w_g = &w[gi * g.og * g.kdim..][..g.og * g.kdim];
@@ -325,18 +344,19 @@ pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Vec<f32> {
                 );
             }
         }
-    });
-    out
+        Ok(())
+    })?;
+    Ok(out)
 }
 
-pub fn grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams) -> Vec<f32> {
+pub fn grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
     let g = geo(p);
     if g.cg == 1 && p.groups > 1 {
         return depthwise_grad_input(gy, w, p, &g);
     }
-    let mut gx = vec![0.0; p.input_len()];
+    let mut gx = host::zeros(p.input_len())?;
     per_image(&mut gx, p.c_in * g.hw, p.n, |ni, gx_n| {
-        let mut col = Vec::new();
+        let mut col = scratch(p, &g)?;
         for gi in 0..p.groups {
             let gy_g = &gy[(ni * p.c_out + gi * g.og) * g.ohw..][..g.og * g.ohw];
             let w_g = &w[gi * g.og * g.kdim..][..g.og * g.kdim];
@@ -376,8 +396,9 @@ pub fn grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams) -> Vec<f32> {
                 col2im(&col, p, &g, r0, r1, gx_g);
             }
         }
-    });
-    gx
+        Ok(())
+    })?;
+    Ok(gx)
 }
 
 /// Adds image `ni`'s contribution to the weight gradient into `acc`.
@@ -431,11 +452,12 @@ fn grad_weight_image(
     }
 }
 
-pub fn grad_weight(x: &[f32], gy: &[f32], p: &Conv2dParams) -> Vec<f32> {
+pub fn grad_weight(x: &[f32], gy: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
     let g = geo(p);
     let len = p.weight_len();
-    if g.ohw == 0 {
-        return vec![0.0; len];
+    if p.output_len() == 0 || p.input_len() == 0 {
+        // Nothing flows into the weight (and no empty image need be visited).
+        return host::zeros(len);
     }
     if g.cg == 1 && p.groups > 1 {
         return depthwise_grad_weight(x, gy, p, &g);
@@ -448,24 +470,27 @@ pub fn grad_weight(x: &[f32], gy: &[f32], p: &Conv2dParams) -> Vec<f32> {
         let partial: Vec<Vec<f32>> = (0..p.n.div_ceil(span))
             .into_par_iter()
             .map(|s| {
-                let (mut acc, mut col) = (vec![0.0; len], Vec::new());
+                let (mut acc, mut col) = (host::zeros(len)?, scratch(p, &g)?);
                 for ni in s * span..((s + 1) * span).min(p.n) {
                     grad_weight_image(x, gy, p, &g, ni, &mut acc, &mut col);
                 }
-                acc
+                Ok(acc)
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let mut parts = partial.into_iter();
-        let mut total = parts.next().unwrap_or_else(|| vec![0.0; len]);
+        let mut total = match parts.next() {
+            Some(first) => first,
+            None => host::zeros(len)?,
+        };
         for part in parts {
             total.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
         }
-        total
+        Ok(total)
     } else {
-        let (mut acc, mut col) = (vec![0.0; len], Vec::new());
+        let (mut acc, mut col) = (host::zeros(len)?, scratch(p, &g)?);
         for ni in 0..p.n {
             grad_weight_image(x, gy, p, &g, ni, &mut acc, &mut col);
         }
-        acc
+        Ok(acc)
     }
 }

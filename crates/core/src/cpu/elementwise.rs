@@ -4,16 +4,18 @@ use rayon::prelude::*;
 
 use super::PAR_CHUNK;
 use crate::backend::UnaryOp;
+use crate::host;
+use crate::Result;
 
-fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
-    let mut out = vec![0.0; x.len()];
+fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Result<Vec<f32>> {
+    let mut out = host::zeros(x.len())?;
     out.par_chunks_mut(PAR_CHUNK)
         .zip(x.par_chunks(PAR_CHUNK))
         .for_each(|(o, i)| o.iter_mut().zip(i).for_each(|(o, &v)| *o = f(v)));
-    out
+    Ok(out)
 }
 
-pub fn unary(x: &[f32], op: UnaryOp) -> Vec<f32> {
+pub fn unary(x: &[f32], op: UnaryOp) -> Result<Vec<f32>> {
     match op {
         UnaryOp::Neg => map(x, |v| -v),
         UnaryOp::Exp => map(x, f32::exp),

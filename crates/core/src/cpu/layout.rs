@@ -4,13 +4,15 @@ use rayon::prelude::*;
 
 use super::PAR_CHUNK;
 use crate::backend::{CatParams, PadParams, StridedView};
+use crate::host;
 use crate::shape::{contiguous_strides, numel};
+use crate::Result;
 
-pub fn strided_copy(x: &[f32], v: &StridedView) -> Vec<f32> {
+pub fn strided_copy(x: &[f32], v: &StridedView) -> Result<Vec<f32>> {
     let n = numel(&v.shape);
-    let mut out = vec![0.0; n];
+    let mut out = host::zeros(n)?;
     if n == 0 {
-        return out;
+        return Ok(out);
     }
     let inner = *v.shape.last().unwrap_or(&1);
     let s_last = *v.strides.last().unwrap_or(&0);
@@ -35,21 +37,21 @@ pub fn strided_copy(x: &[f32], v: &StridedView) -> Vec<f32> {
                 }
             }
         });
-    out
+    Ok(out)
 }
 
-pub fn pad(x: &[f32], p: &PadParams) -> Vec<f32> {
+pub fn pad(x: &[f32], p: &PadParams) -> Result<Vec<f32>> {
     let rank = p.shape.len();
     let out_shape: Vec<usize> = (0..rank)
         .map(|d| p.before[d] + p.shape[d] + p.after[d])
         .collect();
     let n = numel(&out_shape);
     if rank == 0 {
-        return x.to_vec();
+        return host::copied(x);
     }
-    let mut out = vec![p.value; n];
+    let mut out = host::filled(n, p.value)?;
     if n == 0 || x.is_empty() {
-        return out;
+        return Ok(out);
     }
     let inner_out = out_shape[rank - 1];
     let inner_in = p.shape[rank - 1];
@@ -71,14 +73,14 @@ pub fn pad(x: &[f32], p: &PadParams) -> Vec<f32> {
             let b = p.before[rank - 1];
             orow[b..b + inner_in].copy_from_slice(&x[src..src + inner_in]);
         });
-    out
+    Ok(out)
 }
 
-pub fn cat(parts: &[&[f32]], p: &CatParams) -> Vec<f32> {
+pub fn cat(parts: &[&[f32]], p: &CatParams) -> Result<Vec<f32>> {
     let total: usize = p.part_lens.iter().sum();
-    let mut out = vec![0.0; p.outer * total];
+    let mut out = host::zeros(p.outer * total)?;
     if total == 0 {
-        return out;
+        return Ok(out);
     }
     out.par_chunks_mut(total).enumerate().for_each(|(o, orow)| {
         let mut at = 0;
@@ -87,5 +89,5 @@ pub fn cat(parts: &[&[f32]], p: &CatParams) -> Vec<f32> {
             at += len;
         }
     });
-    out
+    Ok(out)
 }

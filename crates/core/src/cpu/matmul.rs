@@ -4,12 +4,14 @@ use rayon::prelude::*;
 
 use super::gemm::{gemm, Layout};
 use crate::backend::MatmulParams;
+use crate::host;
+use crate::Result;
 
-pub fn matmul(a: &[f32], b: &[f32], p: &MatmulParams) -> Vec<f32> {
+pub fn matmul(a: &[f32], b: &[f32], p: &MatmulParams) -> Result<Vec<f32>> {
     let MatmulParams { batch, m, k, n, .. } = *p;
-    let mut out = vec![0.0; batch * m * n];
+    let mut out = host::zeros(batch * m * n)?;
     if out.is_empty() {
-        return out;
+        return Ok(out);
     }
     let la = if p.trans_a {
         Layout::trans(m)
@@ -33,5 +35,5 @@ pub fn matmul(a: &[f32], b: &[f32], p: &MatmulParams) -> Vec<f32> {
     } else {
         out.chunks_mut(m * n).enumerate().for_each(one);
     }
-    out
+    Ok(out)
 }

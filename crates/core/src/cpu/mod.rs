@@ -20,13 +20,31 @@ use crate::backend::*;
 use crate::Result;
 
 /// The CPU backend. Its storage is a `Vec<f32>`.
-#[derive(Debug, Default)]
-pub struct CpuBackend;
+#[derive(Debug)]
+pub struct CpuBackend {
+    max_len: usize,
+}
 
 impl CpuBackend {
-    /// A CPU backend (stateless; `Device::cpu()` shares one).
+    /// A CPU backend admitting tensors up to the host's memory limit (the machine's
+    /// memory, or `FOVEA_CPU_MEMORY_LIMIT` bytes); `Device::cpu()` shares one.
     pub fn new() -> Self {
-        CpuBackend
+        CpuBackend::with_memory_limit(crate::host::memory_limit())
+    }
+
+    /// A CPU backend whose tensors may each hold at most `bytes` (and never more than the
+    /// host's limit): a larger result is an error naming the op, raised before anything
+    /// is allocated. Wrap it with `Device::from_backend`.
+    pub fn with_memory_limit(bytes: usize) -> Self {
+        CpuBackend {
+            max_len: bytes.min(crate::host::memory_limit()) / 4,
+        }
+    }
+}
+
+impl Default for CpuBackend {
+    fn default() -> Self {
+        CpuBackend::new()
     }
 }
 
@@ -63,7 +81,28 @@ pub(crate) fn data(s: &Storage) -> &[f32] {
         .0
 }
 
-fn store(v: Vec<f32>) -> Result<Storage> {
+/// What a CPU kernel hands back: its values, or the error of a fallible allocation.
+trait Values {
+    fn values(self) -> Result<Vec<f32>>;
+}
+
+impl Values for Vec<f32> {
+    fn values(self) -> Result<Vec<f32>> {
+        Ok(self)
+    }
+}
+
+impl Values for Result<Vec<f32>> {
+    fn values(self) -> Result<Vec<f32>> {
+        self
+    }
+}
+
+/// Wraps a kernel's output as a storage. Kernels allocate through `crate::host`, whose
+/// failures (a size past the memory limit, or one the system refuses) arrive here as
+/// errors instead of aborting the process.
+fn store(v: impl Values) -> Result<Storage> {
+    let v = v.values()?;
     Ok(Storage::new(v.len(), HostBuffer::new(v)))
 }
 
@@ -83,14 +122,20 @@ impl Backend for CpuBackend {
             submissions: 0,
         }
     }
+    fn max_len(&self) -> usize {
+        self.max_len
+    }
     fn upload(&self, d: &[f32]) -> Result<Storage> {
-        store(d.to_vec())
+        store(crate::host::copied(d))
+    }
+    fn upload_vec(&self, d: Vec<f32>) -> Result<Storage> {
+        store(d)
     }
     fn download(&self, x: &Storage) -> Result<Vec<f32>> {
-        Ok(data(x).to_vec())
+        crate::host::copied(data(x))
     }
     fn fill(&self, len: usize, value: f32) -> Result<Storage> {
-        store(vec![value; len])
+        store(crate::host::filled(len, value))
     }
     fn unary(&self, x: &Storage, op: UnaryOp) -> Result<Storage> {
         store(elementwise::unary(data(x), op))
@@ -134,7 +179,7 @@ impl Backend for CpuBackend {
         bias: Option<&Storage>,
         p: &Conv2dParams,
     ) -> Result<Storage> {
-        let mut y = conv2d::forward(data(x), data(w), p);
+        let mut y = conv2d::forward(data(x), data(w), p)?;
         if let Some(b) = bias {
             conv2d::add_bias(&mut y, data(b), p.oh * p.ow);
         }
@@ -151,7 +196,7 @@ impl Backend for CpuBackend {
         v: &Storage,
         s: &AdamStep,
     ) -> Result<[Storage; 3]> {
-        let [p, m, v] = optim::adam_step(data(param), data(grad), data(m), data(v), s);
+        let [p, m, v] = optim::adam_step(data(param), data(grad), data(m), data(v), s)?;
         Ok([store(p)?, store(m)?, store(v)?])
     }
     fn sgd_step(
@@ -161,7 +206,7 @@ impl Backend for CpuBackend {
         buf: Option<&Storage>,
         s: &SgdStep,
     ) -> Result<(Storage, Option<Storage>)> {
-        let (p, b) = optim::sgd_step(data(param), data(grad), buf.map(data), s);
+        let (p, b) = optim::sgd_step(data(param), data(grad), buf.map(data), s)?;
         Ok((store(p)?, b.map(store).transpose()?))
     }
     fn conv2d_grad_weight(&self, x: &Storage, gy: &Storage, p: &Conv2dParams) -> Result<Storage> {
@@ -174,7 +219,7 @@ impl Backend for CpuBackend {
         store(pool2d::max_backward(data(x), data(gy), p))
     }
     fn max_pool2d_with_indices(&self, x: &Storage, p: &Pool2dParams) -> Result<(Storage, Storage)> {
-        let (y, idx) = pool2d::max_with_indices(data(x), p);
+        let (y, idx) = pool2d::max_with_indices(data(x), p)?;
         Ok((store(y)?, store(idx)?))
     }
     fn max_unpool2d(&self, x: &Storage, idx: &Storage, p: &Resize2dParams) -> Result<Storage> {

@@ -4,9 +4,17 @@ use rayon::prelude::*;
 
 use super::PAR_CHUNK;
 use crate::backend::{AdamStep, SgdStep};
+use crate::host;
+use crate::Result;
 
 /// One Adam update (see [`AdamStep`]): the new parameter and moments.
-pub fn adam_step(p: &[f32], g: &[f32], m: &[f32], v: &[f32], s: &AdamStep) -> [Vec<f32>; 3] {
+pub fn adam_step(
+    p: &[f32],
+    g: &[f32],
+    m: &[f32],
+    v: &[f32],
+    s: &AdamStep,
+) -> Result<[Vec<f32>; 3]> {
     let o = &s.opts;
     let step_size = o.lr / s.bias_correction1;
     let bc2_sqrt = s.bias_correction2.sqrt();
@@ -27,7 +35,7 @@ pub fn adam_step(p: &[f32], g: &[f32], m: &[f32], v: &[f32], s: &AdamStep) -> [V
         (param - step_size * m1 / denom, m1, v1)
     };
     let n = p.len();
-    let (mut p1, mut m1, mut v1) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    let (mut p1, mut m1, mut v1) = (host::zeros(n)?, host::zeros(n)?, host::zeros(n)?);
     p1.par_chunks_mut(PAR_CHUNK)
         .zip(m1.par_chunks_mut(PAR_CHUNK))
         .zip(v1.par_chunks_mut(PAR_CHUNK))
@@ -37,7 +45,7 @@ pub fn adam_step(p: &[f32], g: &[f32], m: &[f32], v: &[f32], s: &AdamStep) -> [V
                 (pc[j], mc[j], vc[j]) = one(c * PAR_CHUNK + j);
             }
         });
-    [p1, m1, v1]
+    Ok([p1, m1, v1])
 }
 
 /// One SGD update (see [`SgdStep`]): the new parameter, and with momentum the new buffer.
@@ -46,36 +54,30 @@ pub fn sgd_step(
     g: &[f32],
     buf: Option<&[f32]>,
     s: &SgdStep,
-) -> (Vec<f32>, Option<Vec<f32>>) {
+) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
     let o = &s.opts;
     let d = |i: usize| g[i] + p[i] * o.weight_decay;
+    let mut p1 = host::zeros(p.len())?;
     if o.momentum == 0.0 {
-        return (
-            p.par_iter()
-                .enumerate()
-                .map(|(i, &w)| w - o.lr * d(i))
-                .collect(),
-            None,
-        );
+        p1.par_iter_mut()
+            .enumerate()
+            .for_each(|(i, out)| *out = p[i] - o.lr * d(i));
+        return Ok((p1, None));
     }
-    let b: Vec<f32> = (0..p.len())
-        .into_par_iter()
-        .map(|i| match buf {
+    let mut b = host::zeros(p.len())?;
+    b.par_iter_mut().enumerate().for_each(|(i, out)| {
+        *out = match buf {
             Some(b) => b[i] * o.momentum + d(i),
             None => d(i),
-        })
-        .collect();
-    let p1 = p
-        .par_iter()
-        .enumerate()
-        .map(|(i, &w)| {
-            let step = if o.nesterov {
-                d(i) + o.momentum * b[i]
-            } else {
-                b[i]
-            };
-            w - o.lr * step
-        })
-        .collect();
-    (p1, Some(b))
+        }
+    });
+    p1.par_iter_mut().enumerate().for_each(|(i, out)| {
+        let step = if o.nesterov {
+            d(i) + o.momentum * b[i]
+        } else {
+            b[i]
+        };
+        *out = p[i] - o.lr * step;
+    });
+    Ok((p1, Some(b)))
 }

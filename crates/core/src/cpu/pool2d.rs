@@ -3,6 +3,8 @@
 use rayon::prelude::*;
 
 use crate::backend::{Pool2dParams, Resize2dParams};
+use crate::host;
+use crate::Result;
 
 /// Window `[start, end)` of output index `o` along an axis (taps 1 apart), clipped to the
 /// input, and its length clipped to input + end padding, which `count_include_pad` divides
@@ -16,16 +18,17 @@ fn window(
     k: usize,
     len: usize,
 ) -> (usize, usize, usize) {
-    let start = (o * stride) as isize - pad as isize;
-    let end_padded = (start + k as isize).min((len + pad_end) as isize);
+    let start = o as i128 * stride as i128 - pad as i128;
+    let end_padded = (start + k as i128).min(len as i128 + pad_end as i128);
     let padded_len = (end_padded - start) as usize;
     let s = start.max(0) as usize;
-    let e = (end_padded.min(len as isize)).max(0) as usize;
+    let e = end_padded.clamp(0, len as i128) as usize;
     (s, e.max(s), padded_len)
 }
 
 /// The input indices of output `o`'s taps along an axis (`dilation` apart), inside the
-/// input.
+/// input. Only the taps that land inside are visited, so a window far wider than the
+/// input (a kernel of 2^62 with as much padding) costs no more than the input.
 #[inline]
 fn taps(
     o: usize,
@@ -35,11 +38,16 @@ fn taps(
     d: usize,
     len: usize,
 ) -> impl Iterator<Item = usize> {
-    let start = (o * stride) as isize - pad as isize;
-    (0..k)
-        .map(move |t| start + (t * d) as isize)
-        .filter(move |&i| i >= 0 && (i as usize) < len)
-        .map(|i| i as usize)
+    let start = o as i128 * stride as i128 - pad as i128;
+    let d = d.max(1) as i128;
+    // First tap at or after 0, last before len.
+    let first = if start < 0 { (-start + d - 1) / d } else { 0 };
+    let last = if (len as i128) > start {
+        ((len as i128 - 1 - start) / d + 1).min(k as i128)
+    } else {
+        0
+    };
+    (first..last.max(first)).map(move |t| (start + t * d) as usize)
 }
 
 fn planes_in_parallel(out: &mut [f32], plane: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
@@ -81,9 +89,9 @@ fn argmax(x: &[f32], p: &Pool2dParams, oi: usize, oj: usize) -> Option<usize> {
     best
 }
 
-pub fn max_forward(x: &[f32], p: &Pool2dParams) -> Vec<f32> {
+pub fn max_forward(x: &[f32], p: &Pool2dParams) -> Result<Vec<f32>> {
     let (hw, ohw) = (p.h * p.w, p.oh * p.ow);
-    let mut out = vec![0.0; p.planes * ohw];
+    let mut out = host::zeros(p.planes * ohw)?;
     planes_in_parallel(&mut out, ohw, |pl, y| {
         let xp = &x[pl * hw..(pl + 1) * hw];
         for oi in 0..p.oh {
@@ -92,12 +100,12 @@ pub fn max_forward(x: &[f32], p: &Pool2dParams) -> Vec<f32> {
             }
         }
     });
-    out
+    Ok(out)
 }
 
-pub fn max_backward(x: &[f32], gy: &[f32], p: &Pool2dParams) -> Vec<f32> {
+pub fn max_backward(x: &[f32], gy: &[f32], p: &Pool2dParams) -> Result<Vec<f32>> {
     let (hw, ohw) = (p.h * p.w, p.oh * p.ow);
-    let mut gx = vec![0.0; p.planes * hw];
+    let mut gx = host::zeros(p.planes * hw)?;
     planes_in_parallel(&mut gx, hw, |pl, g| {
         let xp = &x[pl * hw..(pl + 1) * hw];
         let gp = &gy[pl * ohw..(pl + 1) * ohw];
@@ -109,7 +117,7 @@ pub fn max_backward(x: &[f32], gy: &[f32], p: &Pool2dParams) -> Vec<f32> {
             }
         }
     });
-    gx
+    Ok(gx)
 }
 
 /// The windows' bounds and divisor for output `(oi, oj)`.
@@ -132,16 +140,16 @@ fn avg_window(p: &Pool2dParams, oi: usize, oj: usize) -> (usize, usize, usize, u
         p.w,
     );
     let div = if p.count_include_pad {
-        ph * pw
+        ph as f64 * pw as f64
     } else {
-        (h1 - h0) * (w1 - w0)
+        ((h1 - h0) * (w1 - w0)) as f64
     };
-    (h0, h1, w0, w1, div.max(1) as f32)
+    (h0, h1, w0, w1, div.max(1.0) as f32)
 }
 
-pub fn avg_forward(x: &[f32], p: &Pool2dParams) -> Vec<f32> {
+pub fn avg_forward(x: &[f32], p: &Pool2dParams) -> Result<Vec<f32>> {
     let (hw, ohw) = (p.h * p.w, p.oh * p.ow);
-    let mut out = vec![0.0; p.planes * ohw];
+    let mut out = host::zeros(p.planes * ohw)?;
     planes_in_parallel(&mut out, ohw, |pl, y| {
         let xp = &x[pl * hw..(pl + 1) * hw];
         for oi in 0..p.oh {
@@ -154,12 +162,12 @@ pub fn avg_forward(x: &[f32], p: &Pool2dParams) -> Vec<f32> {
             }
         }
     });
-    out
+    Ok(out)
 }
 
-pub fn avg_backward(gy: &[f32], p: &Pool2dParams) -> Vec<f32> {
+pub fn avg_backward(gy: &[f32], p: &Pool2dParams) -> Result<Vec<f32>> {
     let (hw, ohw) = (p.h * p.w, p.oh * p.ow);
-    let mut gx = vec![0.0; p.planes * hw];
+    let mut gx = host::zeros(p.planes * hw)?;
     planes_in_parallel(&mut gx, hw, |pl, g| {
         let gp = &gy[pl * ohw..(pl + 1) * ohw];
         for oi in 0..p.oh {
@@ -174,13 +182,13 @@ pub fn avg_backward(gy: &[f32], p: &Pool2dParams) -> Vec<f32> {
             }
         }
     });
-    gx
+    Ok(gx)
 }
 
 /// Max pooling's values and arg-max indices (flat within the plane, as f32).
-pub fn max_with_indices(x: &[f32], p: &Pool2dParams) -> (Vec<f32>, Vec<f32>) {
+pub fn max_with_indices(x: &[f32], p: &Pool2dParams) -> Result<(Vec<f32>, Vec<f32>)> {
     let (hw, ohw) = (p.h * p.w, p.oh * p.ow);
-    let mut idx = vec![0.0; p.planes * ohw];
+    let mut idx = host::zeros(p.planes * ohw)?;
     planes_in_parallel(&mut idx, ohw, |pl, ix| {
         let xp = &x[pl * hw..(pl + 1) * hw];
         for oi in 0..p.oh {
@@ -190,35 +198,39 @@ pub fn max_with_indices(x: &[f32], p: &Pool2dParams) -> (Vec<f32>, Vec<f32>) {
             }
         }
     });
-    let y = idx
-        .par_chunks(ohw.max(1))
+    let mut y = host::zeros(idx.len())?;
+    y.par_chunks_mut(ohw.max(1))
+        .zip(idx.par_chunks(ohw.max(1)))
         .enumerate()
-        .flat_map_iter(|(pl, ix)| ix.iter().map(move |&i| x[pl * hw + i as usize]))
-        .collect();
-    (y, idx)
+        .for_each(|(pl, (yp, ix))| {
+            yp.iter_mut()
+                .zip(ix)
+                .for_each(|(v, &i)| *v = x[pl * hw + i as usize])
+        });
+    Ok((y, idx))
 }
 
 /// Writes each input value of a plane at its index in the zeroed output plane.
-pub fn unpool(x: &[f32], idx: &[f32], p: &Resize2dParams) -> Vec<f32> {
+pub fn unpool(x: &[f32], idx: &[f32], p: &Resize2dParams) -> Result<Vec<f32>> {
     let (hw, ohw) = (p.h * p.w, p.oh * p.ow);
-    let mut out = vec![0.0; p.planes * ohw];
+    let mut out = host::zeros(p.planes * ohw)?;
     planes_in_parallel(&mut out, ohw, |pl, y| {
         for q in pl * hw..(pl + 1) * hw {
             y[idx[q] as usize] = x[q];
         }
     });
-    out
+    Ok(out)
 }
 
 /// The gradient of [`unpool`]: the output gradient read at each input's index.
-pub fn unpool_backward(gy: &[f32], idx: &[f32], p: &Resize2dParams) -> Vec<f32> {
+pub fn unpool_backward(gy: &[f32], idx: &[f32], p: &Resize2dParams) -> Result<Vec<f32>> {
     let (hw, ohw) = (p.h * p.w, p.oh * p.ow);
-    let mut gx = vec![0.0; p.planes * hw];
+    let mut gx = host::zeros(p.planes * hw)?;
     planes_in_parallel(&mut gx, hw, |pl, g| {
         let gp = &gy[pl * ohw..(pl + 1) * ohw];
         for (q, d) in g.iter_mut().enumerate() {
             *d = gp[idx[pl * hw + q] as usize];
         }
     });
-    gx
+    Ok(gx)
 }

@@ -4,6 +4,8 @@
 use rayon::prelude::*;
 
 use crate::backend::{ReduceOp, ReduceParams};
+use crate::host;
+use crate::Result;
 
 fn sum_contiguous(x: &[f32]) -> f64 {
     if x.len() >= 1 << 16 {
@@ -26,11 +28,11 @@ fn max_contiguous(x: &[f32]) -> f32 {
     )
 }
 
-pub fn reduce(x: &[f32], p: &ReduceParams, op: ReduceOp) -> Vec<f32> {
+pub fn reduce(x: &[f32], p: &ReduceParams, op: ReduceOp) -> Result<Vec<f32>> {
     let ReduceParams { outer, len, inner } = *p;
-    let mut out = vec![0.0f32; outer * inner];
+    let mut out = host::zeros(outer * inner)?;
     if out.is_empty() {
-        return out;
+        return Ok(out);
     }
     if inner == 1 {
         out.par_iter_mut().enumerate().for_each(|(o, v)| {
@@ -40,7 +42,7 @@ pub fn reduce(x: &[f32], p: &ReduceParams, op: ReduceOp) -> Vec<f32> {
                 ReduceOp::Max => max_contiguous(row),
             };
         });
-        return out;
+        return Ok(out);
     }
     out.par_chunks_mut(inner).enumerate().for_each(|(o, orow)| {
         let base = o * len * inner;
@@ -66,5 +68,5 @@ pub fn reduce(x: &[f32], p: &ReduceParams, op: ReduceOp) -> Vec<f32> {
             }
         }
     });
-    out
+    Ok(out)
 }

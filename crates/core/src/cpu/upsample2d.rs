@@ -4,17 +4,19 @@
 use rayon::prelude::*;
 
 use crate::backend::Resize2dParams;
+use crate::host;
+use crate::Result;
 
 #[inline]
 fn src(i: usize, len: usize, out: usize) -> usize {
     (i * len / out).min(len - 1)
 }
 
-pub fn forward(x: &[f32], p: &Resize2dParams) -> Vec<f32> {
+pub fn forward(x: &[f32], p: &Resize2dParams) -> Result<Vec<f32>> {
     let (hw, ohw) = (p.h * p.w, p.oh * p.ow);
-    let mut out = vec![0.0; p.planes * ohw];
+    let mut out = host::zeros(p.planes * ohw)?;
     if ohw == 0 {
-        return out;
+        return Ok(out);
     }
     out.par_chunks_mut(ohw).enumerate().for_each(|(pl, y)| {
         let xp = &x[pl * hw..(pl + 1) * hw];
@@ -25,14 +27,14 @@ pub fn forward(x: &[f32], p: &Resize2dParams) -> Vec<f32> {
             }
         }
     });
-    out
+    Ok(out)
 }
 
-pub fn backward(gy: &[f32], p: &Resize2dParams) -> Vec<f32> {
+pub fn backward(gy: &[f32], p: &Resize2dParams) -> Result<Vec<f32>> {
     let (hw, ohw) = (p.h * p.w, p.oh * p.ow);
-    let mut gx = vec![0.0; p.planes * hw];
+    let mut gx = host::zeros(p.planes * hw)?;
     if hw == 0 {
-        return gx;
+        return Ok(gx);
     }
     gx.par_chunks_mut(hw).enumerate().for_each(|(pl, g)| {
         let gp = &gy[pl * ohw..(pl + 1) * ohw];
@@ -43,5 +45,5 @@ pub fn backward(gy: &[f32], p: &Resize2dParams) -> Vec<f32> {
             }
         }
     });
-    gx
+    Ok(gx)
 }

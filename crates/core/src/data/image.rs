@@ -3,7 +3,10 @@
 use std::path::Path;
 
 use image::imageops::FilterType;
+use image::DynamicImage;
+use rayon::prelude::*;
 
+use crate::ops::check_output;
 use crate::{Device, Error, Result, Tensor};
 
 /// How [`load_image`] sizes the picture.
@@ -24,41 +27,121 @@ pub enum Resize {
 
 /// Reads an image file as a `[1, channels, H, W]` tensor with values in [0, 1]: 3 channels
 /// give RGB, 1 gives luma. Unreadable files are errors that name the path.
+///
+/// The size is checked before the pixels are decoded: the header's dimensions (after the
+/// resize) must fit the device, or the call is an error naming the path. The picture is
+/// decoded in its own sample type (the `image` crate refuses a decoded size past 512 MiB),
+/// resized there, and converted once, into the tensor's f32 values.
 pub fn load_image(path: &Path, channels: usize, resize: Resize, device: &Device) -> Result<Tensor> {
+    const OP: &str = "load_image";
     if channels != 1 && channels != 3 {
         return Err(Error::op(
-            "load_image",
+            OP,
             format!("channels must be 1 (gray) or 3 (RGB), got {channels}"),
         ));
     }
-    let img = image::open(path).map_err(|e| Error::Format {
+    let format_err = |msg: String| Error::Format {
         path: path.display().to_string(),
-        msg: format!("cannot read the image: {e}"),
-    })?;
-    let img = match resize {
-        Resize::Keep => img,
-        Resize::Exact { width, height } if width > 0 && height > 0 => {
-            img.resize_exact(width, height, FilterType::Triangle)
-        }
-        Resize::LongerSide(side) if side > 0 => img.resize(side, side, FilterType::Triangle),
+        msg,
+    };
+    let unreadable = |e: image::ImageError| format_err(format!("cannot read the image: {e}"));
+    let open = || image::ImageReader::open(path).map_err(|e| unreadable(e.into()));
+    let (w, h) = open()?.into_dimensions().map_err(unreadable)?;
+    let (ow, oh) = match resize {
+        Resize::Keep => (w, h),
+        Resize::Exact { width, height } if width > 0 && height > 0 => (width, height),
+        Resize::LongerSide(side) if side > 0 => fit_longer_side(w, h, side),
         other => {
             return Err(Error::op(
-                "load_image",
+                OP,
                 format!("resize to {other:?} has a zero side"),
             ))
         }
     };
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let hwc = if channels == 3 {
-        img.to_rgb32f().into_raw()
+    let shape = [1, channels, oh as usize, ow as usize];
+    check_output(OP, &[&[h as usize, w as usize]], &shape, device)
+        .map_err(|e| format_err(e.to_string()))?;
+    // Resizing filters columns into a w × oh buffer of RGBA f32 first.
+    let resized = (ow, oh) != (w, h);
+    let between = w as u128 * oh as u128 * 16;
+    if resized && between > crate::host::memory_limit() as u128 {
+        return Err(format_err(format!(
+            "resizing {w}×{h} to {ow}×{oh} needs {} of host memory, more than the CPU admits",
+            crate::host::fmt_bytes(between)
+        )));
+    }
+    let img = open()?.decode().map_err(unreadable)?;
+    let img = if resized {
+        img.resize_exact(ow, oh, FilterType::Triangle)
     } else {
-        img.to_luma32f().into_raw()
+        img
     };
-    Tensor::from_vec(
-        hwc_to_chw(&hwc, channels, h * w),
-        &[1, channels, h, w],
-        device,
-    )
+    let mut chw = crate::host::zeros(channels * oh as usize * ow as usize)
+        .map_err(|e| format_err(e.in_op(OP, &[&shape]).to_string()))?;
+    to_planes(&img, channels, &mut chw);
+    Tensor::from_vec(chw, &shape, device)
+}
+
+/// The size `image`'s `resize(side, side)` gives: the aspect ratio kept, the longer side
+/// `side` (each side at least 1).
+fn fit_longer_side(w: u32, h: u32, side: u32) -> (u32, u32) {
+    let ratio = f64::min(side as f64 / w as f64, side as f64 / h as f64);
+    let scaled = |v: u32| ((v as f64 * ratio).round() as u32).max(1);
+    (scaled(w), scaled(h))
+}
+
+/// Writes the picture's RGB (or luma) planes into `chw`, scaled to [0, 1] (clamped: float
+/// pictures may hold more, and luma's weights round past 1 in f32), from the decoded
+/// samples directly: no f32 copy of the whole picture besides `chw` itself.
+fn to_planes(img: &DynamicImage, channels: usize, chw: &mut [f32]) {
+    use DynamicImage as D;
+    match img {
+        D::ImageLuma8(b) => planes(b.as_raw(), 1, channels, 255.0, chw),
+        D::ImageLumaA8(b) => planes(b.as_raw(), 2, channels, 255.0, chw),
+        D::ImageRgb8(b) => planes(b.as_raw(), 3, channels, 255.0, chw),
+        D::ImageRgba8(b) => planes(b.as_raw(), 4, channels, 255.0, chw),
+        D::ImageLuma16(b) => planes(b.as_raw(), 1, channels, 65535.0, chw),
+        D::ImageLumaA16(b) => planes(b.as_raw(), 2, channels, 65535.0, chw),
+        D::ImageRgb16(b) => planes(b.as_raw(), 3, channels, 65535.0, chw),
+        D::ImageRgba16(b) => planes(b.as_raw(), 4, channels, 65535.0, chw),
+        D::ImageRgb32F(b) => planes(b.as_raw(), 3, channels, 1.0, chw),
+        D::ImageRgba32F(b) => planes(b.as_raw(), 4, channels, 1.0, chw),
+        other => planes(other.to_rgba32f().as_raw(), 4, channels, 1.0, chw),
+    }
+}
+
+/// `cin` interleaved samples per pixel (gray, gray+alpha, RGB or RGBA) into `channels`
+/// planes: gray is repeated for RGB, RGB weighted into luma (sRGB's Rec. 709 weights, as
+/// the `image` crate uses) for gray, alpha dropped.
+fn planes<T: Copy + Into<f32> + Sync>(
+    samples: &[T],
+    cin: usize,
+    channels: usize,
+    max: f32,
+    chw: &mut [f32],
+) {
+    let plane = samples.len() / cin;
+    let value = |v: T| (v.into() / max).clamp(0.0, 1.0);
+    chw.par_chunks_mut(plane.max(1))
+        .enumerate()
+        .for_each(|(ch, out)| {
+            out.par_chunks_mut(1 << 14)
+                .enumerate()
+                .for_each(|(chunk, out)| {
+                    let first = chunk << 14;
+                    for (i, o) in out.iter_mut().enumerate() {
+                        let px = &samples[(first + i) * cin..][..cin];
+                        *o = match (cin, channels) {
+                            (1 | 2, _) => value(px[0]),
+                            (_, 3) => value(px[ch]),
+                            _ => {
+                                let [r, g, b] = [0, 1, 2].map(|c| value(px[c]) as f64);
+                                ((0.2126 * r + 0.7152 * g + 0.0722 * b) as f32).clamp(0.0, 1.0)
+                            }
+                        };
+                    }
+                });
+        });
 }
 
 /// Writes a `[1, C, H, W]` or `[C, H, W]` tensor with C = 1 or 3 as an image (the format
@@ -110,36 +193,30 @@ pub fn save_image(t: &Tensor, path: &Path) -> Result<()> {
 /// is an error naming the file and both shapes.
 pub fn load_mask(path: &Path, image_shape: &[usize]) -> Result<Vec<u8>> {
     let shown = path.display().to_string();
-    let img = image::open(path).map_err(|e| Error::Format {
+    let unreadable = |e: image::ImageError| Error::Format {
         path: shown.clone(),
         msg: format!("cannot read the mask: {e}"),
-    })?;
+    };
+    let open = || image::ImageReader::open(path).map_err(|e| unreadable(e.into()));
+    // The header's size is checked first: a mask of the wrong size is never decoded.
+    let (w, h) = open()?.into_dimensions().map_err(unreadable)?;
+    let (h, w) = (h as usize, w as usize);
+    let fits = image_shape.len() >= 2 && image_shape[image_shape.len() - 2..] == [h, w];
+    if !fits {
+        return Err(Error::Format {
+            path: path.display().to_string(),
+            msg: format!("the mask is {h} × {w} (H × W) but its image has shape {image_shape:?}"),
+        });
+    }
+    let img = open()?.decode().map_err(unreadable)?;
     let Some(gray) = img.as_luma8() else {
         return Err(Error::Format {
-            path: shown,
+            path: path.display().to_string(),
             msg: format!(
                 "a mask must be an 8-bit gray image of class ids, this one is {:?}",
                 img.color()
             ),
         });
     };
-    let (h, w) = (gray.height() as usize, gray.width() as usize);
-    let fits = image_shape.len() >= 2 && image_shape[image_shape.len() - 2..] == [h, w];
-    if !fits {
-        return Err(Error::Format {
-            path: shown,
-            msg: format!("the mask is {h} × {w} (H × W) but its image has shape {image_shape:?}"),
-        });
-    }
     Ok(gray.as_raw().clone())
-}
-
-fn hwc_to_chw(hwc: &[f32], c: usize, plane: usize) -> Vec<f32> {
-    let mut chw = vec![0.0; hwc.len()];
-    for (i, px) in hwc.chunks(c).enumerate() {
-        for (ch, &v) in px.iter().enumerate() {
-            chw[ch * plane + i] = v;
-        }
-    }
-    chw
 }

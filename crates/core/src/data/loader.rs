@@ -79,13 +79,15 @@ impl InMemoryDataset {
                 msg: format!("label {l} at index {i} is out of range for {classes} classes"),
             });
         }
+        // Four bytes of f32 for each byte of the file, reserved fallibly.
+        let mut values = crate::host::with_capacity(img.data.len()).map_err(|e| Error::Format {
+            path: images.display().to_string(),
+            msg: e.to_string(),
+        })?;
+        values.extend(img.data.iter().map(|&b| (b as f32 / 255.0 - mean) / std));
         Ok(InMemoryDataset {
             shape: vec![1, img.dims[1], img.dims[2]],
-            values: img
-                .data
-                .iter()
-                .map(|&b| (b as f32 / 255.0 - mean) / std)
-                .collect(),
+            values,
             labels: lab.data.iter().map(|&l| l as usize).collect(),
             classes,
             background: -mean / std,
@@ -267,7 +269,8 @@ pub struct DataLoader<'a> {
 
 impl<'a> DataLoader<'a> {
     /// Batches of `batch_size` for one epoch; `shuffle_seed` `Some(s)` shuffles (the same
-    /// seed gives the same order), `None` keeps the dataset order.
+    /// seed gives the same order), `None` keeps the dataset order. Fails when the items
+    /// are empty (a zero in the item shape) or a batch of them would not fit the device.
     pub fn new(
         dataset: &'a dyn Dataset,
         batch_size: usize,
@@ -277,6 +280,17 @@ impl<'a> DataLoader<'a> {
         if batch_size == 0 {
             return Err(Error::op("DataLoader", "batch_size must be positive"));
         }
+        let item = dataset.item_shape();
+        let size = crate::shape::checked_numel("DataLoader", &item)?;
+        if size == 0 {
+            return Err(Error::op(
+                "DataLoader",
+                format!("items of shape {item:?} hold no values"),
+            ));
+        }
+        let mut batch_shape = vec![batch_size.min(dataset.len()).max(1)];
+        batch_shape.extend(&item);
+        crate::ops::check_output("DataLoader", &[&item], &batch_shape, device)?;
         let order = match shuffle_seed {
             Some(seed) => rng::permutation(dataset.len(), seed),
             None => (0..dataset.len()).collect(),
@@ -343,7 +357,10 @@ impl Iterator for DataLoader<'_> {
         let size: usize = shape.iter().product();
         let ids = &self.order[self.next..end];
         self.next = end;
-        let mut values = vec![0.0; ids.len() * size];
+        let mut values = match crate::host::zeros(ids.len() * size) {
+            Ok(v) => v,
+            Err(e) => return Some(Err(e.in_op("DataLoader", &[&shape]))),
+        };
         let labels: Vec<usize> = ids
             .iter()
             .zip(values.chunks_mut(size))

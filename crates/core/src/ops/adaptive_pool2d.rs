@@ -1,6 +1,6 @@
 //! Adaptive average pooling (PyTorch's `F.adaptive_avg_pool2d`).
 
-use super::check_rank;
+use super::{check_output, check_rank};
 use crate::backend::Resize2dParams;
 use crate::{Error, Result, Tensor};
 
@@ -20,6 +20,14 @@ pub(crate) fn resize_params(
             ),
         ));
     }
+    // Both backends map output cell i to input ⌊i·h/oh⌋: those products must not overflow.
+    if s[2].checked_mul(size[0]).is_none() || s[3].checked_mul(size[1]).is_none() {
+        return Err(Error::op(
+            op,
+            format!("input {s:?} resized to {size:?}: the sizes' products overflow a usize"),
+        ));
+    }
+    check_output(op, &[s], &[s[0], s[1], size[0], size[1]], x.device())?;
     Ok(Resize2dParams {
         planes: s[0] * s[1],
         h: s[2],

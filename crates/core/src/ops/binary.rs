@@ -1,6 +1,6 @@
 //! Broadcasting binary ops and `sum_to_shape`, the adjoint of broadcasting.
 
-use super::check_device;
+use super::{check_device, check_output};
 use crate::backend::{BinaryOp, BinaryParams, ReduceOp};
 use crate::shape::{broadcast_shapes, broadcast_strides};
 use crate::{Result, Tensor};
@@ -15,6 +15,7 @@ impl Tensor {
     ) -> Result<Tensor> {
         check_device(name, &[self, other])?;
         let shape = broadcast_shapes(name, self.shape(), other.shape())?;
+        check_output(name, &[self.shape(), other.shape()], &shape, self.device())?;
         let p = BinaryParams {
             a_strides: broadcast_strides(self.shape(), &shape),
             b_strides: broadcast_strides(other.shape(), &shape),

@@ -183,12 +183,13 @@ impl Tensor {
                 format!("groups={g} must divide input channels {} and output channels {} (input {x:?}, weight {w:?})", x[1], w[0]),
             ));
         }
-        if w[1] * g != x[1] {
+        if w[1].checked_mul(g) != Some(x[1]) {
             return Err(Error::op(
                 OP,
-                format!("weight {w:?} expects {} input channels (in/groups={} × groups={g}), input {x:?} has {}", w[1] * g, w[1], x[1]),
+                format!("weight {w:?} expects {} input channels (in/groups={} × groups={g}), input {x:?} has {}", w[1] as u128 * g as u128, w[1], x[1]),
             ));
         }
+        super::check_extents(OP, [x[2], x[3]], [w[2], w[3]], opts.padding, opts.dilation)?;
         let out = |axis: usize| {
             conv_out_len(
                 x[2 + axis],
@@ -210,6 +211,7 @@ impl Tensor {
                 ),
             ));
         };
+        super::check_output(OP, &[x, w], &[x[0], w[0], oh, ow], self.device())?;
         let p = Conv2dParams {
             n: x[0],
             c_in: x[1],

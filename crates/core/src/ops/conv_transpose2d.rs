@@ -67,12 +67,36 @@ impl Tensor {
                 ));
             }
         }
+        let c_out = w[1].checked_mul(g).ok_or_else(|| {
+            Error::op(
+                OP,
+                format!(
+                    "weight {w:?} with groups={g} has more output channels than a usize counts"
+                ),
+            )
+        })?;
+        // (x − 1)·stride + dilation·(k − 1) + output_padding + 1 − 2·padding, checked: the
+        // uncropped length must not overflow (nor pass isize::MAX, like a conv's extents).
+        let full_len = |a: usize| -> Option<usize> {
+            (x[2 + a] - 1)
+                .checked_mul(opts.stride[a])?
+                .checked_add(opts.dilation[a].checked_mul(w[2 + a] - 1)?)?
+                .checked_add(opts.output_padding[a] + 1)
+                .filter(|&v| v <= isize::MAX as usize)
+        };
+        if x[2] > 0 && x[3] > 0 && (full_len(0).is_none() || full_len(1).is_none()) {
+            return Err(Error::op(
+                OP,
+                format!(
+                    "input {x:?} with weight {w:?}, stride {:?} and dilation {:?} gives an output longer than an isize counts",
+                    opts.stride, opts.dilation
+                ),
+            ));
+        }
         let out_len = |a: usize| -> Option<usize> {
-            let full = (x[2 + a] - 1) * opts.stride[a]
-                + opts.dilation[a] * (w[2 + a] - 1)
-                + opts.output_padding[a]
-                + 1;
-            full.checked_sub(2 * opts.padding[a]).filter(|&v| v > 0)
+            full_len(a)?
+                .checked_sub(opts.padding[a].checked_mul(2)?)
+                .filter(|&v| v > 0)
         };
         let (Some(oh), Some(ow)) = (if x[2] == 0 || x[3] == 0 {
             (None, None)
@@ -87,10 +111,11 @@ impl Tensor {
                 ),
             ));
         };
+        super::check_output(OP, &[x, w], &[x[0], c_out, oh, ow], self.device())?;
         // The conv2d whose input gradient this is: it maps [N, C_out, oh, ow] to x's shape.
         let p = Conv2dParams {
             n: x[0],
-            c_in: w[1] * g,
+            c_in: c_out,
             h: oh,
             w: ow,
             c_out: x[1],

@@ -19,6 +19,7 @@ impl Tensor {
             self.shape()[2],
             self.shape()[3],
         ];
+        super::check_output("gram", &[self.shape()], &[n, c, c], self.device())?;
         let f = self.detach().reshape(&[n, c, h * w])?;
         // The backend's Gram kernel: on the GPU it computes only the upper triangle.
         let g = self

@@ -1,21 +1,21 @@
 //! Shape and data-movement ops: reshape, permute, narrow, cat, stack, pad, expand.
 
-use super::check_device;
+use super::{check_device, check_output};
 use crate::backend::{CatParams, PadParams, StridedView};
-use crate::shape::{contiguous_strides, numel, resolve_dim};
+use crate::shape::{checked_numel, contiguous_strides, numel, resolve_dim};
 use crate::{Error, Result, Tensor};
 
 impl Tensor {
     /// The same data viewed with another shape of the same element count (shares storage).
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
-        if numel(shape) != self.numel() {
+        let n = checked_numel("reshape", shape)?;
+        if n != self.numel() {
             return Err(Error::op(
                 "reshape",
                 format!(
-                    "cannot view shape {:?} ({} elements) as {shape:?} ({} elements)",
+                    "cannot view shape {:?} ({} elements) as {shape:?} ({n} elements)",
                     self.shape(),
                     self.numel(),
-                    numel(shape)
                 ),
             ));
         }
@@ -73,6 +73,7 @@ impl Tensor {
     }
 
     fn view_copy(&self, op: &'static str, view: StridedView) -> Result<Tensor> {
+        check_output(op, &[self.shape()], &view.shape, self.device())?;
         let s = self
             .backend()
             .strided_copy(&self.storage(), &view)
@@ -230,6 +231,23 @@ impl Tensor {
 
     /// Constant padding per dimension (`before[d]`, `after[d]` elements).
     pub(crate) fn pad_dims(&self, before: &[usize], after: &[usize], value: f32) -> Result<Tensor> {
+        let shape = (0..self.rank())
+            .map(|d| {
+                before[d]
+                    .checked_add(self.shape()[d])
+                    .and_then(|n| n.checked_add(after[d]))
+            })
+            .collect::<Option<Vec<usize>>>()
+            .ok_or_else(|| {
+                Error::op(
+                    "pad",
+                    format!(
+                        "padding {before:?} before and {after:?} after shape {:?} overflows a usize",
+                        self.shape()
+                    ),
+                )
+            })?;
+        check_output("pad", &[self.shape()], &shape, self.device())?;
         let p = PadParams {
             shape: self.shape().to_vec(),
             before: before.to_vec(),
@@ -240,9 +258,6 @@ impl Tensor {
             .backend()
             .pad(&self.storage(), &p)
             .map_err(|e| e.in_op("pad", &[self.shape()]))?;
-        let shape: Vec<usize> = (0..self.rank())
-            .map(|d| before[d] + self.shape()[d] + after[d])
-            .collect();
         let (before, orig) = (before.to_vec(), self.shape().to_vec());
         Ok(Tensor::from_op(
             s,
@@ -302,6 +317,18 @@ impl Tensor {
                 ));
             }
         }
+        let mut shape = first.shape().to_vec();
+        shape[d] = tensors
+            .iter()
+            .try_fold(0usize, |n, t| n.checked_add(t.shape()[d]))
+            .ok_or_else(|| {
+                Error::op(
+                    "cat",
+                    format!("the sizes along dimension {d} overflow a usize when summed"),
+                )
+            })?;
+        let shapes: Vec<&[usize]> = tensors.iter().map(|t| t.shape()).collect();
+        check_output("cat", &shapes, &shape, first.device())?;
         let inner = numel(&first.shape()[d + 1..]);
         let p = CatParams {
             outer: numel(&first.shape()[..d]),
@@ -309,13 +336,10 @@ impl Tensor {
         };
         let storages: Vec<_> = tensors.iter().map(|t| t.storage()).collect();
         let refs: Vec<_> = storages.iter().collect();
-        let shapes: Vec<&[usize]> = tensors.iter().map(|t| t.shape()).collect();
         let s = first
             .backend()
             .cat(&refs, &p)
             .map_err(|e| e.in_op("cat", &shapes))?;
-        let mut shape = first.shape().to_vec();
-        shape[d] = tensors.iter().map(|t| t.shape()[d]).sum();
         let sizes: Vec<usize> = tensors.iter().map(|t| t.shape()[d]).collect();
         Ok(Tensor::from_op(
             s,

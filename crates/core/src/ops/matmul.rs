@@ -1,7 +1,7 @@
 //! Batched matrix multiply with broadcast batch dimensions (`torch.matmul` semantics for
 //! operands of rank ≥ 1).
 
-use super::check_device;
+use super::{check_device, check_output};
 use crate::backend::MatmulParams;
 use crate::shape::{broadcast_shapes, numel};
 use crate::{Error, Result, Tensor};
@@ -26,6 +26,9 @@ pub(crate) fn mm(
     } else {
         b.shape()[br - 1]
     };
+    let mut shape = batch.to_vec();
+    shape.extend([m, n]);
+    check_output("matmul", &[a.shape(), b.shape()], &shape, a.device())?;
     let p = MatmulParams {
         batch: numel(batch),
         m,
@@ -40,8 +43,6 @@ pub(crate) fn mm(
         .backend()
         .matmul(&a.storage(), &b.storage(), &p)
         .map_err(|e| e.in_op("matmul", &[a.shape(), b.shape()]))?;
-    let mut shape = batch.to_vec();
-    shape.extend([m, n]);
     Ok(Tensor::leaf(s, shape, a.device()))
 }
 
@@ -82,6 +83,15 @@ impl Tensor {
             ));
         }
         let batch = broadcast_shapes("matmul", &a.shape()[..ar - 2], &b.shape()[..br - 2])?;
+        // The result is checked before the operands are broadcast to the batch shape.
+        let mut out_shape = batch.clone();
+        out_shape.extend([a.shape()[ar - 2], b.shape()[br - 1]]);
+        check_output(
+            "matmul",
+            &[self.shape(), other.shape()],
+            &out_shape,
+            self.device(),
+        )?;
         let fit = |t: &Tensor| -> Result<Tensor> {
             let r = t.rank();
             if r == 2 || t.shape()[..r - 2] == batch[..] {

@@ -73,3 +73,62 @@ pub(crate) fn check_positive(op: &'static str, what: &str, v: [usize; 2]) -> Res
     }
     Ok(())
 }
+
+/// The element count of a result of `shape` that `op` is about to make on `device`, checked
+/// before anything is allocated or recorded: the count must fit a `usize` and be at most
+/// what one tensor may hold there ([`crate::Device::max_len`]: on a GPU the most values it
+/// binds to a shader, on the CPU its memory limit). Errors name the op and the shapes of
+/// its `inputs` (for a constructor, the shape asked for).
+pub(crate) fn check_output(
+    op: &'static str,
+    inputs: &[&[usize]],
+    shape: &[usize],
+    device: &crate::Device,
+) -> Result<usize> {
+    let len = crate::shape::checked_numel(op, shape).map_err(|_| {
+        Error::Backend(format!(
+            "a result of shape {shape:?} has more elements than a usize counts"
+        ))
+        .in_op(op, inputs)
+    })?;
+    let max = device.max_len();
+    if len > max {
+        let bytes = |n: usize| crate::host::fmt_bytes(n as u128 * 4);
+        let holder = if device.is_gpu() {
+            "this GPU binds to a shader; use a smaller batch or image, or the CPU device"
+        } else {
+            "one tensor may hold on the CPU (its memory, or FOVEA_CPU_MEMORY_LIMIT)"
+        };
+        return Err(Error::Backend(format!(
+            "a result of shape {shape:?} ({len} values, {}) is more than the {max} values ({}) {holder}",
+            bytes(len),
+            bytes(max)
+        ))
+        .in_op(op, inputs));
+    }
+    Ok(len)
+}
+
+/// Fails when a window's extents along either axis, the padded input `input + 2·padding`
+/// or the dilated kernel `dilation·(kernel − 1) + 1`, overflow (see
+/// [`crate::shape::conv_extents`]); a window that merely does not fit is left to the op.
+pub(crate) fn check_extents(
+    op: &'static str,
+    input: [usize; 2],
+    kernel: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+) -> Result<()> {
+    for a in 0..2 {
+        if crate::shape::conv_extents(input[a], kernel[a].max(1), padding[a], dilation[a]).is_none()
+        {
+            return Err(Error::op(
+                op,
+                format!(
+                    "input size {input:?} with padding {padding:?}, or kernel {kernel:?} with dilation {dilation:?}, spans more than an isize counts"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,6 +1,6 @@
 //! Max and average pooling (PyTorch's `F.max_pool2d` / `F.avg_pool2d`).
 
-use super::{check_positive, check_rank};
+use super::{check_output, check_positive, check_rank};
 use crate::backend::{Pool2dParams, Resize2dParams};
 use crate::{Error, Result, Tensor};
 
@@ -56,7 +56,8 @@ impl Pool2dOptions {
 
 /// Output length along one axis with `pad`/`pad_end` cells before/after the input and taps
 /// `d` apart, PyTorch's rule (in ceil mode a window may overhang the padded input by less
-/// than a stride); `None` when no window fits. Computed in i128: no size can wrap.
+/// than a stride); `None` when no window fits or the padded input reaches `isize::MAX`
+/// (window bounds are signed). Computed in i128: no size can wrap.
 fn pool_out_len(
     len: usize,
     k: usize,
@@ -67,6 +68,9 @@ fn pool_out_len(
 ) -> Option<usize> {
     let [len, k, s, pad, pad_end, d] = [len, k, s, pad, pad_end, d].map(|v| v as i128);
     let span = d.checked_mul(k - 1)? + 1;
+    if len + pad + pad_end >= isize::MAX as i128 {
+        return None;
+    }
     let num = len + pad + pad_end - span + if ceil { s - 1 } else { 0 };
     let mut out = num.div_euclid(s) + 1;
     // A last window that would start inside the end padding is dropped.
@@ -173,11 +177,12 @@ impl Tensor {
     /// Max pooling over `[N, C, H, W]`; the gradient goes to each window's maximum.
     pub fn max_pool2d(&self, opts: Pool2dOptions) -> Result<Tensor> {
         let p = params("max_pool2d", self, &opts, false)?;
+        let shape = vec![self.shape()[0], self.shape()[1], p.oh, p.ow];
+        check_output("max_pool2d", &[self.shape()], &shape, self.device())?;
         let s = self
             .backend()
             .max_pool2d(&self.storage(), &p)
             .map_err(|e| e.in_op("max_pool2d", &[self.shape()]))?;
-        let shape = vec![self.shape()[0], self.shape()[1], p.oh, p.ow];
         let x = self.clone();
         Ok(Tensor::from_op(
             s,
@@ -206,11 +211,12 @@ impl Tensor {
                 format!("an input plane of {}×{} has indices past 2^24, which f32 indices cannot hold exactly (input {:?})", p.h, p.w, self.shape()),
             ));
         }
+        let shape = vec![self.shape()[0], self.shape()[1], p.oh, p.ow];
+        check_output(OP, &[self.shape()], &shape, self.device())?;
         let (y, idx) = self
             .backend()
             .max_pool2d_with_indices(&self.storage(), &p)
             .map_err(|e| e.in_op(OP, &[self.shape()]))?;
-        let shape = vec![self.shape()[0], self.shape()[1], p.oh, p.ow];
         let indices = Tensor::leaf(idx, shape.clone(), self.device());
         let x = self.clone();
         let values = Tensor::from_op(y, shape, self.device(), OP, &[self], move |g| {
@@ -258,6 +264,8 @@ impl Tensor {
                 ));
             }
         }
+        let out_shape = [s[0], s[1], output_size[0], output_size[1]];
+        check_output(OP, &[s, indices.shape()], &out_shape, self.device())?;
         let p = Resize2dParams {
             planes: s[0] * s[1],
             h: s[2],
@@ -304,11 +312,12 @@ impl Tensor {
             ));
         }
         let p = params("avg_pool2d", self, &opts, count_include_pad)?;
+        let shape = vec![self.shape()[0], self.shape()[1], p.oh, p.ow];
+        check_output("avg_pool2d", &[self.shape()], &shape, self.device())?;
         let s = self
             .backend()
             .avg_pool2d(&self.storage(), &p)
             .map_err(|e| e.in_op("avg_pool2d", &[self.shape()]))?;
-        let shape = vec![self.shape()[0], self.shape()[1], p.oh, p.ow];
         let in_shape = self.shape().to_vec();
         Ok(Tensor::from_op(
             s,
@@ -364,5 +373,19 @@ mod tests {
         assert_eq!(same_padding(7, 3, 2, 1), Some((1, 1)));
         assert_eq!(same_padding(5, 1, 2, 1), Some((0, 0)));
         assert_eq!(same_padding(13, 5, 1, 2), Some((4, 4)));
+    }
+
+    #[test]
+    fn lengths_that_would_overflow_are_none_and_huge_ones_exact() {
+        let k = (1 << 62) + 1;
+        let p = |v: usize| (v, v);
+        assert_eq!(pool_out_len(4, k, 1, p(1 << 61), 1, false), Some(4));
+        assert_eq!(pool_out_len(4, k, k, p(1 << 61), 1, true), Some(1));
+        assert_eq!(
+            pool_out_len(4, usize::MAX, 1, p(usize::MAX / 2), 1, false),
+            None
+        );
+        assert_eq!(pool_out_len(4, 2, usize::MAX, p(1), 1, true), Some(1));
+        assert_eq!(pool_out_len(4, 4, 1, p(1 << 62), 1, false), None);
     }
 }

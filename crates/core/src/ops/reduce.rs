@@ -1,6 +1,6 @@
 //! Sum, mean and max over dimensions (with keepdim) or over everything.
 
-use super::on_device;
+use super::{check_output, on_device};
 use crate::backend::{BinaryOp, ReduceOp, ReduceParams};
 use crate::shape::{numel, resolve_dim};
 use crate::{Error, Result, Tensor};
@@ -65,6 +65,12 @@ impl Tensor {
         if self.rank() == 0 {
             return Ok(self.clone());
         }
+        // Summing an empty dimension makes values out of nothing: check the result first,
+        // and reduce empty dimensions last, so that no step in between holds more than it.
+        let mut kept = self.shape().to_vec();
+        resolved.iter().for_each(|&d| kept[d] = 1);
+        check_output(name, &[self.shape()], &kept, self.device())?;
+        resolved.sort_by_key(|&d| self.shape()[d] == 0);
         if op == ReduceOp::Max && resolved.iter().any(|&d| self.shape()[d] == 0) {
             return Err(Error::op(
                 name,

@@ -37,6 +37,16 @@ impl Tensor {
                 ),
             ));
         }
-        self.upsample_nearest2d([self.shape()[2] * scale, self.shape()[3] * scale])
+        let (h, w) = (self.shape()[2], self.shape()[3]);
+        match (h.checked_mul(scale), w.checked_mul(scale)) {
+            (Some(oh), Some(ow)) => self.upsample_nearest2d([oh, ow]),
+            _ => Err(Error::op(
+                "upsample2d",
+                format!(
+                    "{h}×{w} planes scaled by {scale} overflow a usize (input {:?})",
+                    self.shape()
+                ),
+            )),
+        }
     }
 }

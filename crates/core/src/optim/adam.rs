@@ -2,7 +2,10 @@
 
 use std::collections::HashMap;
 
-use super::{grad_of, saved_buffer, saved_header, value, Optimizer, OptimizerState};
+use super::{
+    check_with_state, grad_of, saved_buffer, saved_header, value, write_with_state, Optimizer,
+    OptimizerState,
+};
 use crate::backend::AdamStep;
 use crate::checkpoint::NamedArrays;
 use crate::{Error, Result, Tensor};
@@ -115,6 +118,7 @@ impl Optimizer for Adam {
             }
         }
         st.values.insert("step".into(), self.t.to_string());
+        write_with_state(&mut st, self.moments.iter().map(Option::is_some));
         st
     }
     fn load_state(
@@ -125,10 +129,18 @@ impl Optimizer for Adam {
         let n = self.params.len();
         let lr = saved_header(values, "Adam", n)?;
         let t: i32 = value(values, "Adam", "step")?;
+        // The next step is t + 1: its bias corrections need t + 1 ≥ 1 (at 0 they divide
+        // by zero), and must not overflow.
+        if !(0..i32::MAX).contains(&t) {
+            return Err(Error::op(
+                "Adam",
+                format!("saved step {t} is out of range (0 to {})", i32::MAX - 1),
+            ));
+        }
         let mut moments = Vec::with_capacity(n);
         for (i, p) in self.params.iter().enumerate() {
-            let m = saved_buffer(tensors, "Adam", i, "exp_avg", p)?;
-            let v = saved_buffer(tensors, "Adam", i, "exp_avg_sq", p)?;
+            let m = saved_buffer(tensors, "Adam", i, "exp_avg", p, false)?;
+            let v = saved_buffer(tensors, "Adam", i, "exp_avg_sq", p, true)?;
             moments.push(match (m, v) {
                 (Some(m), Some(v)) => Some((m, v)),
                 (None, None) => None,
@@ -140,6 +152,14 @@ impl Optimizer for Adam {
                 }
             });
         }
+        let present: Vec<bool> = moments.iter().map(Option::is_some).collect();
+        if t == 0 && present.contains(&true) {
+            return Err(Error::op(
+                "Adam",
+                "saved state has moments at step 0, before any step made them",
+            ));
+        }
+        check_with_state(values, "Adam", &present, false)?;
         self.moments = moments;
         self.t = t;
         self.opts.lr = lr;

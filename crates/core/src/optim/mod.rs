@@ -62,7 +62,11 @@ pub trait Optimizer {
     /// The state a resumed run needs to continue exactly (moments, step, lr).
     fn state(&self) -> OptimizerState;
     /// Restores [`Optimizer::state`]. Every problem is checked before anything changes:
-    /// on error the optimizer is untouched.
+    /// on error the optimizer is untouched. Saved state is validated as well as matched:
+    /// a finite, non-negative learning rate, a step count in range, finite buffers (Adam's
+    /// second moments non-negative), and buffers for exactly the parameters the state
+    /// says had them, so that a damaged file is refused rather than turning the next step's
+    /// weights into NaN.
     fn load_state(&mut self, tensors: &NamedArrays, values: &HashMap<String, String>)
         -> Result<()>;
 }
@@ -79,7 +83,79 @@ pub(crate) fn value<T: std::str::FromStr>(
         .ok_or_else(|| Error::op(op, format!("saved state has no valid `{key}`")))
 }
 
-/// Checks that saved state is `op`'s and for `n` parameters, and returns its lr.
+/// The saved value `with_state`: the indices of the parameters that have buffers.
+pub(crate) const WITH_STATE: &str = "with_state";
+
+/// Writes [`WITH_STATE`] for buffers held by the parameters where `has` is true.
+pub(crate) fn write_with_state(st: &mut OptimizerState, has: impl Iterator<Item = bool>) {
+    let list: Vec<String> = has
+        .enumerate()
+        .filter(|&(_, h)| h)
+        .map(|(i, _)| i.to_string())
+        .collect();
+    st.values.insert(WITH_STATE.into(), list.join(","));
+}
+
+/// Checks which parameters have saved buffers (`present[i]`) against the saved
+/// [`WITH_STATE`] list: exactly those, when the list is there. A file without it (saved
+/// before the list was written) must have buffers for every parameter or for none, unless
+/// `any_allowed` (SGD, whose state tells no step count to hold it to).
+pub(crate) fn check_with_state(
+    values: &HashMap<String, String>,
+    op: &'static str,
+    present: &[bool],
+    any_allowed: bool,
+) -> Result<()> {
+    let Some(list) = values.get(WITH_STATE) else {
+        let count = present.iter().filter(|&&p| p).count();
+        if any_allowed || count == 0 || count == present.len() {
+            return Ok(());
+        }
+        let missing: Vec<usize> = (0..present.len()).filter(|&i| !present[i]).collect();
+        return Err(Error::op(
+            op,
+            format!(
+                "saved state has no buffers for parameters {missing:?} and does not list which parameters had them"
+            ),
+        ));
+    };
+    let mut listed = vec![false; present.len()];
+    for item in list.split(',').filter(|s| !s.is_empty()) {
+        match item.trim().parse::<usize>() {
+            Ok(i) if i < present.len() && !listed[i] => listed[i] = true,
+            _ => {
+                return Err(Error::op(
+                    op,
+                    format!("saved `{WITH_STATE}` is not a list of distinct parameter indices below {}: {list:?}", present.len()),
+                ))
+            }
+        }
+    }
+    let wrong: Vec<String> = (0..present.len())
+        .filter(|&i| listed[i] != present[i])
+        .map(|i| {
+            if listed[i] {
+                format!("parameter {i} has none")
+            } else {
+                format!("parameter {i} has some but is not listed")
+            }
+        })
+        .collect();
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::op(
+            op,
+            format!(
+                "saved buffers do not match the saved state: {}",
+                wrong.join(", ")
+            ),
+        ))
+    }
+}
+
+/// Checks that saved state is `op`'s and for `n` parameters, and returns its lr (finite
+/// and not negative; zero is a schedule's warm-up start or end, not damage).
 pub(crate) fn saved_header(
     values: &HashMap<String, String>,
     op: &'static str,
@@ -99,17 +175,26 @@ pub(crate) fn saved_header(
             format!("saved state is for {saved} parameters, this optimizer has {n}"),
         ));
     }
-    value(values, op, "lr")
+    let lr: f32 = value(values, op, "lr")?;
+    if !lr.is_finite() || lr < 0.0 {
+        return Err(Error::op(
+            op,
+            format!("saved learning rate {lr} is not a finite, non-negative number"),
+        ));
+    }
+    Ok(lr)
 }
 
-/// The saved buffer `state.{i}.{name}` for parameter `i`, checked against its shape;
-/// `Ok(None)` when the file has none (the parameter had no step yet).
+/// The saved buffer `state.{i}.{name}` for parameter `i`, checked against its shape and
+/// for finite values (and, with `non_negative`, no value below zero); `Ok(None)` when the
+/// file has none (the parameter had no step yet).
 pub(crate) fn saved_buffer(
     tensors: &NamedArrays,
     op: &'static str,
     i: usize,
     name: &str,
     param: &Tensor,
+    non_negative: bool,
 ) -> Result<Option<Tensor>> {
     let key = format!("state.{i}.{name}");
     match tensors.get(&key) {
@@ -121,7 +206,24 @@ pub(crate) fn saved_buffer(
                 param.shape()
             ),
         )),
-        Some((shape, v)) => Tensor::from_slice(v, shape, param.device()).map(Some),
+        Some((shape, v)) => {
+            if let Some((at, bad)) = v
+                .iter()
+                .enumerate()
+                .find(|&(_, &x)| !x.is_finite() || (non_negative && x < 0.0))
+            {
+                let want = if non_negative {
+                    "finite and not negative"
+                } else {
+                    "finite"
+                };
+                return Err(Error::op(
+                    op,
+                    format!("saved {key} holds {bad} at index {at}; its values must be {want}"),
+                ));
+            }
+            Tensor::from_slice(v, shape, param.device()).map(Some)
+        }
     }
 }
 

@@ -3,7 +3,10 @@
 
 use std::collections::HashMap;
 
-use super::{grad_of, saved_buffer, saved_header, Optimizer, OptimizerState};
+use super::{
+    check_with_state, grad_of, saved_buffer, saved_header, write_with_state, Optimizer,
+    OptimizerState,
+};
 use crate::backend::SgdStep;
 use crate::checkpoint::NamedArrays;
 use crate::{Result, Tensor};
@@ -90,6 +93,7 @@ impl Optimizer for Sgd {
                     .push((format!("state.{i}.momentum_buffer"), v.clone()));
             }
         }
+        write_with_state(&mut st, self.velocity.iter().map(Option::is_some));
         st
     }
     fn load_state(
@@ -102,8 +106,10 @@ impl Optimizer for Sgd {
             .params
             .iter()
             .enumerate()
-            .map(|(i, p)| saved_buffer(tensors, "SGD", i, "momentum_buffer", p))
+            .map(|(i, p)| saved_buffer(tensors, "SGD", i, "momentum_buffer", p, false))
             .collect::<Result<Vec<_>>>()?;
+        let present: Vec<bool> = velocity.iter().map(Option::is_some).collect();
+        check_with_state(values, "SGD", &present, true)?;
         self.velocity = velocity;
         self.opts.lr = lr;
         Ok(())

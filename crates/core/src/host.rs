@@ -1,0 +1,187 @@
+//! Host memory: f32 buffers allocated fallibly, so that a size the system refuses is an
+//! `Err` rather than an abort, and the CPU's memory limit, which every host buffer and
+//! every CPU tensor is checked against before it is allocated.
+
+use std::alloc::{alloc_zeroed, Layout};
+use std::sync::OnceLock;
+
+use crate::{Error, Result};
+
+/// Bytes of host memory the CPU device admits for one tensor (and any one host buffer):
+/// `FOVEA_CPU_MEMORY_LIMIT` when set (bytes, or with a `K`, `M`, `G` or `T` suffix in
+/// powers of 1024), else the machine's memory (`MemTotal` in `/proc/meminfo`, or the
+/// cgroup's limit when lower), else the most Rust can allocate at once.
+pub fn memory_limit() -> usize {
+    static LIMIT: OnceLock<usize> = OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        let set = std::env::var("FOVEA_CPU_MEMORY_LIMIT").ok();
+        set.as_deref()
+            .and_then(parse_bytes)
+            .or_else(machine_memory)
+            .unwrap_or(usize::MAX)
+            .min(isize::MAX as usize)
+    })
+}
+
+/// `1234`, `512M`, `8G`, `1.5T` (powers of 1024) as bytes.
+fn parse_bytes(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let (digits, scale) = match s.char_indices().last()? {
+        (i, 'k' | 'K') => (&s[..i], 1u64 << 10),
+        (i, 'm' | 'M') => (&s[..i], 1 << 20),
+        (i, 'g' | 'G') => (&s[..i], 1 << 30),
+        (i, 't' | 'T') => (&s[..i], 1 << 40),
+        _ => (s, 1),
+    };
+    let v: f64 = digits.trim().parse().ok()?;
+    let bytes = v * scale as f64;
+    (bytes.is_finite() && bytes >= 1.0).then(|| bytes.min(usize::MAX as f64) as usize)
+}
+
+/// The machine's memory, or the control group's limit when that is lower (a container).
+fn machine_memory() -> Option<usize> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: usize = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let total = kib.checked_mul(1024)?;
+    let cgroup = [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]
+    .iter()
+    .filter_map(|p| std::fs::read_to_string(p).ok())
+    .filter_map(|s| s.trim().parse::<usize>().ok())
+    .min();
+    Some(cgroup.map_or(total, |c| c.min(total)))
+}
+
+/// A byte count for messages: `1.50 GiB`.
+pub(crate) fn fmt_bytes(bytes: u128) -> String {
+    const UNITS: [&str; 7] = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{v:.2} {}", UNITS[unit])
+    }
+}
+
+/// Fails unless `len` f32 values fit the host's memory limit.
+fn admit(len: usize) -> Result<Layout> {
+    let bytes = len as u128 * 4;
+    let limit = memory_limit();
+    if bytes > limit as u128 {
+        return Err(Error::Backend(format!(
+            "{len} values ({}) are more than the {} of host memory the CPU admits (the machine's memory, or FOVEA_CPU_MEMORY_LIMIT)",
+            fmt_bytes(bytes),
+            fmt_bytes(limit as u128)
+        )));
+    }
+    Layout::array::<f32>(len).map_err(|_| refused(len))
+}
+
+fn refused(len: usize) -> Error {
+    Error::Backend(format!(
+        "the system refused to allocate {len} values ({})",
+        fmt_bytes(len as u128 * 4)
+    ))
+}
+
+/// `len` zeros, allocated fallibly: an error where the size passes the memory limit or
+/// the system refuses it. As fast as `vec![0.0; len]` (the allocator's zeroed pages).
+pub(crate) fn zeros(len: usize) -> Result<Vec<f32>> {
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let layout = admit(len)?;
+    // SAFETY: `layout` has a non-zero size (len > 0). A non-null pointer from
+    // `alloc_zeroed` is valid for `len` f32 values, all zero bits (which is 0.0), and was
+    // allocated by the global allocator with exactly the layout a `Vec<f32>` of capacity
+    // `len` uses, as `Vec::from_raw_parts` requires.
+    unsafe {
+        let ptr = alloc_zeroed(layout) as *mut f32;
+        if ptr.is_null() {
+            return Err(refused(len));
+        }
+        Ok(Vec::from_raw_parts(ptr, len, len))
+    }
+}
+
+/// `len` copies of `value`, allocated fallibly (see [`zeros`]).
+pub(crate) fn filled(len: usize, value: f32) -> Result<Vec<f32>> {
+    if value.to_bits() == 0 {
+        return zeros(len);
+    }
+    let mut v = with_capacity(len)?;
+    v.resize(len, value);
+    Ok(v)
+}
+
+/// An empty vector with room for `len` values, allocated fallibly (see [`zeros`]).
+pub(crate) fn with_capacity(len: usize) -> Result<Vec<f32>> {
+    admit(len)?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| refused(len))?;
+    Ok(v)
+}
+
+/// A copy of `values`, allocated fallibly (see [`zeros`]).
+pub(crate) fn copied(values: &[f32]) -> Result<Vec<f32>> {
+    let mut v = with_capacity(values.len())?;
+    v.extend_from_slice(values);
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_counts_parse_with_binary_suffixes() {
+        assert_eq!(parse_bytes("1234"), Some(1234));
+        assert_eq!(parse_bytes("512M"), Some(512 << 20));
+        assert_eq!(parse_bytes(" 2g "), Some(2 << 30));
+        assert_eq!(parse_bytes("1.5K"), Some(1536));
+        for bad in ["", "G", "-1", "0", "lots", "nanG"] {
+            assert_eq!(parse_bytes(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn sizes_past_the_limit_or_the_address_space_are_errors_not_aborts() {
+        // Past the limit: refused before asking the allocator.
+        let over = memory_limit() / 4 + 1;
+        let msg = zeros(over).unwrap_err().to_string();
+        assert!(msg.contains(&over.to_string()), "{msg}");
+        assert!(filled(usize::MAX, 1.0).is_err());
+        assert!(with_capacity(usize::MAX / 2).is_err());
+        // Small sizes work and hold what they should.
+        assert_eq!(zeros(3).unwrap(), vec![0.0; 3]);
+        assert_eq!(filled(2, -0.0).unwrap()[1].to_bits(), (-0.0f32).to_bits());
+        assert_eq!(copied(&[1.0, 2.0]).unwrap(), vec![1.0, 2.0]);
+        assert!(zeros(0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_machine_has_a_memory_limit_below_the_address_space() {
+        let limit = memory_limit();
+        assert!(limit > 0 && limit <= isize::MAX as usize);
+        if std::path::Path::new("/proc/meminfo").exists()
+            && std::env::var("FOVEA_CPU_MEMORY_LIMIT").is_err()
+        {
+            assert!(limit < 1 << 50, "MemTotal was not read: {limit}");
+        }
+        assert_eq!(fmt_bytes(512), "512 bytes");
+        assert_eq!(fmt_bytes(3 << 29), "1.50 GiB");
+    }
+}
