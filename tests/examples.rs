@@ -188,8 +188,8 @@ fn train_lenet_resumes_exactly_where_it_stopped() {
 fn segment_trains_a_unet_and_writes_the_pictures() {
     let out = std::env::temp_dir().join(format!("fovea-segment-{}", std::process::id()));
     let mut args: Vec<&OsStr> = [
-        "--device", "cpu", "--epochs", "2", "--train", "64", "--test", "16", "--size", "32",
-        "--width", "4", "--depth", "2", "--batch", "8", "--lr", "1e-2", "--show", "3", "--out",
+        "--device", "cpu", "--epochs", "2", "--train", "128", "--test", "16", "--size", "32",
+        "--width", "4", "--depth", "2", "--batch", "4", "--lr", "1e-2", "--show", "3", "--out",
     ]
     .map(OsStr::new)
     .to_vec();
@@ -208,6 +208,8 @@ fn segment_trains_a_unet_and_writes_the_pictures() {
     let (l1, l2) = (field(epochs[0], "loss "), field(epochs[1], "loss "));
     assert!(l2 < l1, "the mean loss rose from {l1} to {l2}:\n{stdout}");
     let miou = field(epochs[1], "mIoU ");
+    // Enough steps (64) for batch norm's running statistics, which eval mode uses, to
+    // settle; fewer leave the test pictures scored against start-up statistics.
     let acc = field(epochs[1], "accuracy ");
     assert!((0.0..=1.0).contains(&miou) && acc > 50.0, "{stdout}");
     // Three 96-pixel tiles (32 px zoomed 3×) and four gaps across; a title row and three
