@@ -531,10 +531,17 @@ fn pixel_losses() {
     use fovea::ops::{CrossEntropy2dOptions, PixelTargets, Reduction};
     let mut r = Rng(run_seed("pixel_losses"));
     for round in 0..4 {
-        let (n, c, h, w) = (r.range(1, 2), r.range(1, 4), r.range(1, 4), r.range(1, 3));
         // Ignore an id outside the classes, then a real class (whose pixels then count
-        // for nothing): one pixel always keeps a class that counts.
+        // for nothing): one pixel always keeps a class that counts, which needs a second
+        // class when class 0 is ignored (with none, the mean is 0/0 as in PyTorch).
         let ignore = if round % 2 == 0 { 255 } else { 0 };
+        let c_min = if ignore == 0 { 2 } else { 1 };
+        let (n, c, h, w) = (
+            r.range(1, 2),
+            r.range(c_min, 4),
+            r.range(1, 4),
+            r.range(1, 3),
+        );
         let mut ids: Vec<i64> = (0..n * h * w)
             .map(|_| {
                 if r.chance(0.25) {
