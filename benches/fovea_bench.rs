@@ -28,6 +28,7 @@ struct Opts {
     json: bool,
     only: Option<String>,
     style_size: usize,
+    unet_size: usize,
 }
 
 fn parse() -> Result<Opts> {
@@ -40,6 +41,7 @@ fn parse() -> Result<Opts> {
         json: false,
         only: None,
         style_size: 512,
+        unet_size: 256,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -53,7 +55,8 @@ fn parse() -> Result<Opts> {
             "--json" => o.json = true,
             "--only" => o.only = Some(v()?),
             "--style-size" => o.style_size = v()?.parse()?,
-            _ => bail!("usage: fovea-bench [--device cpu|gpu|best] [--batch N] [--matmul N] [--repeats N] [--warm-ms MS] [--only SUBSTRING] [--style-size N] [--json]"),
+            "--unet-size" => o.unet_size = v()?.parse()?,
+            _ => bail!("usage: fovea-bench [--device cpu|gpu|best] [--batch N] [--matmul N] [--repeats N] [--warm-ms MS] [--only SUBSTRING] [--style-size N] [--unet-size N] [--json]"),
         }
     }
     Ok(o)
@@ -387,6 +390,9 @@ fn main() -> Result<()> {
     nd_rows::rows(&dev, &o, &wanted, &mut rows)?;
     zoo_rows(&dev, &o, &wanted, &mut rows)?;
     detection_rows(&dev, &o, &wanted, &mut rows)?;
+    if wanted("unet") {
+        unet_row(&dev, &o, &mut rows)?;
+    }
     // The most the device held at once over the whole run (run one row with --only to
     // see that row's footprint; on the CPU it counts live tensors, on a GPU the pool).
     let peak_mib = dev.stats().peak_bytes as f64 / (1u64 << 20) as f64;
@@ -585,5 +591,37 @@ fn detection_rows(
             flop: f64::NAN,
         });
     }
+    Ok(())
+}
+
+/// One U-Net training step (the paper's widths 64-…-1024, transposed convolutions, 3
+/// channels in, 2 classes) at batch 8: forward, per-pixel cross-entropy, backward, Adam.
+fn unet_row(dev: &Device, o: &Opts, rows: &mut Vec<Row>) -> Result<()> {
+    use fovea::nn::Module;
+    use fovea::ops::{CrossEntropy2dOptions, PixelTargets};
+    use fovea::optim::Optimizer;
+    let (n, side) = (8.min(o.batch_cap), o.unet_size);
+    let model = fovea::models::UNet::new(fovea::models::UNetConfig::new(3, 2), 0, dev)?;
+    let mut opt = fovea::optim::Adam::new(model.parameters(), Default::default());
+    let x = Tensor::randn(&[n, 3, side, side], 13, dev);
+    let ids = (0..n * side * side)
+        .map(|i| (i * 7 / 5 % 2) as i64)
+        .collect();
+    let target = PixelTargets::new(ids, [n, side, side])?;
+    let ce = CrossEntropy2dOptions::default();
+    let timed = time(dev, o, || {
+        opt.zero_grad();
+        model
+            .forward(&x)?
+            .cross_entropy2d(&target, &ce)?
+            .backward()?;
+        opt.step()?;
+        Ok(())
+    })?;
+    rows.push(Row {
+        name: format!("unet training step {side}x{side} batch {n} (width 64, depth 4)"),
+        timed,
+        flop: f64::NAN,
+    });
     Ok(())
 }

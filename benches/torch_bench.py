@@ -9,6 +9,7 @@ ap.add_argument("--batch", type=int, default=10**9)
 ap.add_argument("--matmul", type=int, default=4096)
 ap.add_argument("--repeats", type=int, default=5)
 ap.add_argument("--only", default=None, help="run only the rows whose name contains one of these '|'-separated parts")
+ap.add_argument("--unet-size", type=int, default=256)
 a = ap.parse_args()
 dev = "cuda" if torch.cuda.is_available() else "cpu"
 torch.backends.cuda.matmul.allow_tf32 = False
@@ -270,5 +271,43 @@ def detection_rows():
 
 
 detection_rows()
+
+# One U-Net training step (milesial/Pytorch-UNet's network, as fovea's UNet: width 64,
+# depth 4, transposed convolutions; 3 channels in, 2 classes) at batch 8, per-pixel
+# cross-entropy and Adam.
+class DoubleConv(torch.nn.Sequential):
+    def __init__(self, i, o, m=None):
+        m = m or o
+        super().__init__(torch.nn.Conv2d(i, m, 3, padding=1, bias=False), torch.nn.BatchNorm2d(m), torch.nn.ReLU(inplace=True),
+                         torch.nn.Conv2d(m, o, 3, padding=1, bias=False), torch.nn.BatchNorm2d(o), torch.nn.ReLU(inplace=True))
+class UNet(torch.nn.Module):
+    def __init__(self, cin, classes, width=64, depth=4):
+        super().__init__()
+        c = [width << i for i in range(depth + 1)]
+        self.inc = DoubleConv(cin, c[0])
+        self.downs = torch.nn.ModuleList(torch.nn.Sequential(torch.nn.MaxPool2d(2), DoubleConv(c[i - 1], c[i])) for i in range(1, depth + 1))
+        self.ups = torch.nn.ModuleList(torch.nn.ConvTranspose2d(c[k], c[k] // 2, 2, stride=2) for k in range(depth, 0, -1))
+        self.convs = torch.nn.ModuleList(DoubleConv(c[k], c[k - 1]) for k in range(depth, 0, -1))
+        self.outc = torch.nn.Conv2d(c[0], classes, 1)
+    def forward(self, x):
+        xs = [self.inc(x)]
+        for d in self.downs:
+            xs.append(d(xs[-1]))
+        h = xs.pop()
+        for up, conv in zip(self.ups, self.convs):
+            h = conv(torch.cat([xs.pop(), up(h)], 1))
+        return self.outc(h)
+n, side = min(8, a.batch), a.unet_size
+unet_name = f"unet training step {side}x{side} batch {n} (width 64, depth 4)"
+if wanted(unet_name):
+    unet = UNet(3, 2).to(dev)
+    uopt = torch.optim.Adam(unet.parameters())
+    ux = torch.randn(n, 3, side, side, device=dev); ut = torch.randint(0, 2, (n, side, side), device=dev)
+    def unet_step():
+        uopt.zero_grad()
+        F.cross_entropy(unet(ux), ut).backward()
+        uopt.step()
+    ms = timed(unet_step)
+    rows.append({"name": unet_name, "ms": ms, "tflops": None})
 
 print(json.dumps({"device": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "rows": rows}, indent=2))

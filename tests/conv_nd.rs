@@ -1,4 +1,4 @@
-//! 1-D and 3-D convolution and pooling: gradients against finite differences, the GPU
+//! 1-D and 3-D convolution, pooling and resizing: gradients against finite differences, the GPU
 //! against the CPU on random odd shapes, and bad input (PyTorch's own values are checked
 //! in tests/torch_fixtures.rs).
 
@@ -116,6 +116,12 @@ fn gradients_match_finite_differences() {
         );
         gradcheck("adaptive_avg_pool3d", &[randn(&xs, s)], &one, &|t| {
             t[0].adaptive_avg_pool3d([3, 4, 2])
+        });
+        gradcheck("interpolate_trilinear", &[randn(&xs, s)], &one, &|t| {
+            t[0].interpolate_trilinear([3, 7, 4], include)
+        });
+        gradcheck("interpolate_linear", &[randn(&[2, 3, 5], s)], &one, &|t| {
+            t[0].interpolate_linear(8, !include)
         });
         let p1 = Pool1dOptions {
             kernel: 3,

@@ -297,3 +297,42 @@ fn detect_localizes_one_digit_and_regresses_landmarks() {
         std::fs::remove_dir_all(&out).ok();
     }
 }
+
+#[test]
+fn segment_trains_a_unet_and_writes_the_pictures() {
+    let out = std::env::temp_dir().join(format!("fovea-segment-{}", std::process::id()));
+    let mut args: Vec<&OsStr> = [
+        "--device", "cpu", "--epochs", "2", "--train", "128", "--test", "16", "--size", "32",
+        "--width", "4", "--depth", "2", "--batch", "4", "--lr", "1e-2", "--show", "3", "--out",
+    ]
+    .map(OsStr::new)
+    .to_vec();
+    args.push(out.as_os_str());
+    let stdout = run_example("segment", &args);
+    // "epoch  N/2  loss L  test mIoU M  pixel accuracy A% …"
+    let field = |line: &str, key: &str| -> f64 {
+        line.split(key)
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|v| v.trim_end_matches('%').parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+    };
+    let epochs: Vec<&str> = stdout.lines().filter(|l| l.starts_with("epoch ")).collect();
+    assert_eq!(epochs.len(), 2, "{stdout}");
+    let (l1, l2) = (field(epochs[0], "loss "), field(epochs[1], "loss "));
+    assert!(l2 < l1, "the mean loss rose from {l1} to {l2}:\n{stdout}");
+    let miou = field(epochs[1], "mIoU ");
+    // Enough steps (64) for batch norm's running statistics, which eval mode uses, to
+    // settle; fewer leave the test pictures scored against start-up statistics.
+    let acc = field(epochs[1], "accuracy ");
+    assert!((0.0..=1.0).contains(&miou) && acc > 50.0, "{stdout}");
+    // Three 96-pixel tiles (32 px zoomed 3×) and four gaps across; a title row and three
+    // rows of tiles down.
+    let img = image::open(out.join("predictions.png")).unwrap();
+    assert_eq!(
+        (img.width(), img.height()),
+        (3 * 96 + 4 * 6, 26 + 3 * (96 + 6) + 6)
+    );
+    image::open(out.join("curves.png")).expect("the curves are a PNG");
+    std::fs::remove_dir_all(&out).ok();
+}

@@ -493,3 +493,87 @@ fn parameters_through_a_uniform_buffer() {
         &|t| Ok(t[0].max_pool2d(pool)?.softmax(1)?.mul_scalar(3.0).exp()),
     );
 }
+
+/// Bilinear interpolation by size and by scale factor, both corner conventions, up and
+/// down, including one-cell inputs and outputs (where the scale is 0 or the taps clamp).
+#[test]
+fn bilinear_interpolation() {
+    let Some(gpu) = common::gpu("bilinear_interpolation") else {
+        return;
+    };
+    let mut r = Rng(run_seed("bilinear_interpolation"));
+    for round in 0..6 {
+        let s = [r.range(1, 2), r.range(1, 3), r.range(1, 9), r.range(1, 11)];
+        let size = if round == 0 {
+            [1, r.range(1, 3)]
+        } else {
+            [r.range(1, 23), r.range(1, 23)]
+        };
+        let align = r.chance(0.5);
+        parity(
+            &gpu,
+            &format!("interpolate_bilinear {s:?} -> {size:?} align_corners {align}"),
+            &[randn(&s, r.next())],
+            &|t| t[0].interpolate_bilinear(size, align),
+        );
+        let factor = [
+            r.pick(&[0.5, 1.5, 2.0, 2.5, 3.0]),
+            r.pick(&[0.75, 1.25, 2.0, 4.0]),
+        ];
+        let s = [1, 2, r.range(2, 8), r.range(2, 8)];
+        parity(
+            &gpu,
+            &format!("interpolate_bilinear_scale {s:?} x {factor:?} align_corners {align}"),
+            &[randn(&s, r.next())],
+            &|t| t[0].interpolate_bilinear_scale(factor, align),
+        );
+    }
+}
+
+/// Per-pixel cross-entropy (class weights, an ignore index outside and inside the classes,
+/// every reduction) and BCE with a positive weight.
+#[test]
+fn pixel_losses() {
+    use fovea::ops::{CrossEntropy2dOptions, PixelTargets, Reduction};
+    let Some(gpu) = common::gpu("pixel_losses") else {
+        return;
+    };
+    let mut r = Rng(run_seed("pixel_losses"));
+    let (n, c, h, w) = (2, r.range(2, 6), r.range(3, 9), r.range(3, 11));
+    for (ignore, reduction) in [
+        (-100, Reduction::Mean),
+        (255, Reduction::Sum),
+        (1, Reduction::None),
+    ] {
+        let ids: Vec<i64> = (0..n * h * w)
+            .map(|i| {
+                if i % 5 == 0 {
+                    ignore
+                } else {
+                    r.range(0, c - 1) as i64
+                }
+            })
+            .collect();
+        let target = PixelTargets::new(ids, [n, h, w]).unwrap();
+        let opts = CrossEntropy2dOptions {
+            weight: Some((0..c).map(|i| 0.5 + i as f32 * 0.25).collect()),
+            ignore_index: ignore,
+            reduction,
+        };
+        parity(
+            &gpu,
+            &format!("cross_entropy2d {opts:?}"),
+            &[randn(&[n, c, h, w], r.next()).mul_scalar(3.0)],
+            &|t| t[0].cross_entropy2d(&target, &opts),
+        );
+    }
+    let s = [n, 1, h, w];
+    let labels: Vec<f32> = (0..n * h * w).map(|i| (i % 3 == 0) as u8 as f32).collect();
+    let labels = Tensor::from_vec(labels, &s, &Device::cpu()).unwrap();
+    parity(
+        &gpu,
+        "bce_with_logits_weighted",
+        &[randn(&s, r.next()).mul_scalar(4.0)],
+        &|t| t[0].bce_with_logits_weighted(&labels.to_device(t[0].device())?, 2.5),
+    );
+}

@@ -501,3 +501,81 @@ fn conv2d_same_padding() {
         );
     }
 }
+
+#[test]
+fn bilinear_interpolation() {
+    let mut r = Rng(run_seed("bilinear_interpolation"));
+    for _ in 0..4 {
+        let s = [r.range(1, 2), r.range(1, 2), r.range(1, 5), r.range(1, 6)];
+        let size = [r.range(1, 9), r.range(1, 9)];
+        let align = r.chance(0.5);
+        gradcheck(
+            &format!("interpolate_bilinear {s:?} -> {size:?} align_corners {align}"),
+            &[randn(&s, r.next())],
+            &[true],
+            &|t| t[0].interpolate_bilinear(size, align),
+        );
+        let factor = [r.pick(&[0.5, 1.5, 2.0, 3.0]), r.pick(&[0.75, 1.25, 2.0])];
+        let s = [1, 1, r.range(2, 5), r.range(2, 5)];
+        gradcheck(
+            &format!("interpolate_bilinear_scale {s:?} x {factor:?} align_corners {align}"),
+            &[randn(&s, r.next())],
+            &[true],
+            &|t| t[0].interpolate_bilinear_scale(factor, align),
+        );
+    }
+}
+
+#[test]
+fn pixel_losses() {
+    use fovea::ops::{CrossEntropy2dOptions, PixelTargets, Reduction};
+    let mut r = Rng(run_seed("pixel_losses"));
+    for round in 0..4 {
+        // Ignore an id outside the classes, then a real class (whose pixels then count
+        // for nothing): one pixel always keeps a class that counts, which needs a second
+        // class when class 0 is ignored (with none, the mean is 0/0 as in PyTorch).
+        let ignore = if round % 2 == 0 { 255 } else { 0 };
+        let c_min = if ignore == 0 { 2 } else { 1 };
+        let (n, c, h, w) = (
+            r.range(1, 2),
+            r.range(c_min, 4),
+            r.range(1, 4),
+            r.range(1, 3),
+        );
+        let mut ids: Vec<i64> = (0..n * h * w)
+            .map(|_| {
+                if r.chance(0.25) {
+                    ignore
+                } else {
+                    r.range(0, c - 1) as i64
+                }
+            })
+            .collect();
+        ids[0] = if ignore == 0 { c as i64 - 1 } else { 0 };
+        let target = PixelTargets::new(ids, [n, h, w]).unwrap();
+        let weight: Vec<f32> = (0..c).map(|_| 0.25 + r.range(0, 10) as f32 / 8.0).collect();
+        for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
+            let opts = CrossEntropy2dOptions {
+                weight: r.chance(0.5).then(|| weight.clone()),
+                ignore_index: ignore,
+                reduction,
+            };
+            gradcheck(
+                &format!("cross_entropy2d {opts:?}"),
+                &[randn(&[n, c, h, w], r.next())],
+                &[true],
+                &|t| t[0].cross_entropy2d(&target, &opts),
+            );
+        }
+        let s = [n, 1, h, w];
+        let pos_weight = 0.5 + r.range(0, 6) as f32 * 0.5;
+        let labels: Vec<f32> = (0..n * h * w).map(|_| r.chance(0.4) as u8 as f32).collect();
+        let labels = Tensor::from_vec(labels, &s, &dev()).unwrap();
+        gradcheck(
+            &format!("bce_with_logits_weighted {pos_weight}"),
+            &[randn(&s, r.next()).mul_scalar(3.0), labels],
+            &[true, false],
+            &|t| t[0].bce_with_logits_weighted(&t[1], pos_weight),
+        );
+    }
+}

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::fixtures::{conv_nd, run_file, run_file_except, torch_ops, zoo_ops};
+use common::fixtures::{conv_nd, run_file, segmentation, torch_ops, zoo_ops};
 use fovea::Device;
 
 #[test]
@@ -12,17 +12,16 @@ fn every_pytorch_fixture_passes_on_cpu() {
     let dev = Device::cpu();
     run_file("torch_ops.safetensors", 300, &dev, torch_ops);
     run_file("zoo_ops.safetensors", 200, &dev, zoo_ops);
-    run_file_except("conv_nd.safetensors", 170, &dev, conv_nd, LATER);
+    run_file("segmentation.safetensors", 85, &dev, segmentation);
+    run_file("conv_nd.safetensors", 170, &dev, conv_nd);
 }
-
-/// Linear and trilinear resizing come with the bilinear kernel.
-const LATER: &[&str] = &["interpolate_linear", "interpolate_trilinear"];
 
 #[test]
 fn every_pytorch_fixture_passes_on_gpu() {
     if let Some(gpu) = common::gpu("every_pytorch_fixture_passes_on_gpu") {
         run_file("torch_ops.safetensors", 300, &gpu, torch_ops);
         run_file("zoo_ops.safetensors", 200, &gpu, zoo_ops);
-        run_file_except("conv_nd.safetensors", 170, &gpu, conv_nd, LATER);
+        run_file("segmentation.safetensors", 85, &gpu, segmentation);
+        run_file("conv_nd.safetensors", 170, &gpu, conv_nd);
     }
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use super::rel_err;
 use fovea::ops::{
     BatchNormOptions, Conv1dOptions, Conv2dOptions, Conv3dOptions, ConvTranspose2dOptions,
-    Pool1dOptions, Pool2dOptions, Pool3dOptions,
+    CrossEntropy2dOptions, PixelTargets, Pool1dOptions, Pool2dOptions, Pool3dOptions, Reduction,
 };
 use fovea::{Device, Result, Tensor};
 use safetensors::SafeTensors;
@@ -420,6 +420,65 @@ pub fn detection(c: &Case) -> Option<Result<Outputs>> {
     })
 }
 
+/// Segmentation's ops (segmentation.safetensors): per-pixel cross-entropy and BCE,
+/// bilinear and nearest interpolation.
+pub fn segmentation(c: &Case) -> Option<Result<Outputs>> {
+    let x = c.x();
+    let out = match c.kind {
+        "cross_entropy2d" => {
+            let (shape, ids) = c.host("target").unwrap();
+            let target = PixelTargets::new(
+                ids.iter().map(|&t| t as i64).collect(),
+                [shape[0], shape[1], shape[2]],
+            )
+            .unwrap();
+            let opts = CrossEntropy2dOptions {
+                weight: c.host("weight").map(|(_, w)| w.clone()),
+                // null: the argument was not passed (PyTorch's default, −100).
+                ignore_index: c.p["ignore_index"].as_i64().unwrap_or(-100),
+                reduction: match c.p["reduction"].as_str().unwrap() {
+                    "mean" => Reduction::Mean,
+                    "sum" => Reduction::Sum,
+                    _ => Reduction::None,
+                },
+            };
+            assert_eq!(c.float("label_smoothing"), 0.0, "{}", c.name);
+            x.cross_entropy2d(&target, &opts).and_then(|l| {
+                if opts.reduction == Reduction::None {
+                    Ok(l)
+                } else {
+                    l.reshape(&[1])
+                }
+            })
+        }
+        "bce_with_logits2d" => {
+            let target = c.arg("target").unwrap();
+            match c.host("pos_weight") {
+                Some((_, p)) => x.bce_with_logits_weighted(target, p[0]),
+                None => x.bce_with_logits(target),
+            }
+            .and_then(|l| l.reshape(&[1]))
+        }
+        "interpolate_bilinear" => {
+            let align = c.flag("align_corners");
+            if c.p["size"].is_null() {
+                let f: Vec<f64> = c.p["scale_factor"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap())
+                    .collect();
+                x.interpolate_bilinear_scale([f[0], f[1]], align)
+            } else {
+                x.interpolate_bilinear(c.pair("size"), align)
+            }
+        }
+        "interpolate_nearest" => x.upsample_nearest2d(c.pair("size")),
+        _ => return None,
+    };
+    Some(out.map(Outputs::from))
+}
+
 fn triple(c: &Case, key: &str) -> [usize; 3] {
     let l = c.list(key);
     [l[0], l[1], l[2]]
@@ -490,6 +549,10 @@ pub fn conv_nd(c: &Case) -> Option<Result<Outputs>> {
         }
         "interpolate_nearest1d" => x.upsample_nearest1d(one("size")),
         "interpolate_nearest3d" => x.upsample_nearest3d(triple(c, "size")),
+        "interpolate_linear" => x.interpolate_linear(one("size"), c.flag("align_corners")),
+        "interpolate_trilinear" => {
+            x.interpolate_trilinear(triple(c, "size"), c.flag("align_corners"))
+        }
         _ => return None,
     };
     Some(out.map(Outputs::from))

@@ -346,6 +346,49 @@ pub struct Resize2dParams {
     pub ow: usize,
 }
 
+/// Planes resized bilinearly from `[h, w]` to `[oh, ow]` (PyTorch's `mode='bilinear'`,
+/// antialias off). Along each axis, output index `i` reads the input at `src = scale·i`
+/// with `align_corners`, else at `max(scale·(i + ½) − ½, 0)`, between the cells
+/// `i0 = min(⌊src⌋, len − 1)` and `i0 + 1` (`i0` itself at the last cell), weighted
+/// `1 − λ` and `λ = clamp(src − i0, 0, 1)`: see [`Bilinear2dParams::taps`].
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Bilinear2dParams {
+    /// batch × channels
+    pub planes: usize,
+    /// input height
+    pub h: usize,
+    /// input width
+    pub w: usize,
+    /// output height
+    pub oh: usize,
+    /// output width
+    pub ow: usize,
+    /// the corner cells' centres of input and output coincide
+    pub align_corners: bool,
+    /// input cells per output cell along height and width (PyTorch's `scale`: `(in − 1) /
+    /// (out − 1)` with `align_corners`, else `in / out`, or `1 / scale_factor` when a
+    /// scale factor was given)
+    pub scale: [f32; 2],
+}
+
+impl Bilinear2dParams {
+    /// The two input cells output index `i` reads along an axis of `len` cells with
+    /// `scale` input cells per output cell, and the second one's weight `λ` (the first
+    /// weighs `1 − λ`; both cells are the last one at the far edge). The shader computes
+    /// the same in f32.
+    pub fn taps(&self, i: usize, len: usize, scale: f32) -> (usize, usize, f32) {
+        let src = if self.align_corners {
+            scale * i as f32
+        } else {
+            (scale * (i as f32 + 0.5) - 0.5).max(0.0)
+        };
+        let i0 = (src.floor() as usize).min(len - 1);
+        let lambda = (src - i0 as f32).clamp(0.0, 1.0);
+        let i1 = if i0 + 1 < len { i0 + 1 } else { i0 };
+        (i0, i1, lambda)
+    }
+}
+
 /// Counters a backend may report (the CPU backend reports none).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BackendStats {
@@ -495,4 +538,9 @@ pub trait Backend: Send + Sync {
     fn upsample_nearest2d(&self, x: &Storage, p: &Resize2dParams) -> Result<Storage>;
     /// Nearest-neighbour upsampling backward (sums the copies).
     fn upsample_nearest2d_backward(&self, gy: &Storage, p: &Resize2dParams) -> Result<Storage>;
+    /// Bilinear resizing forward (see [`Bilinear2dParams`]).
+    fn upsample_bilinear2d(&self, x: &Storage, p: &Bilinear2dParams) -> Result<Storage>;
+    /// Bilinear resizing backward: each input cell receives every output gradient whose
+    /// taps read it, times the tap's weight.
+    fn upsample_bilinear2d_backward(&self, gy: &Storage, p: &Bilinear2dParams) -> Result<Storage>;
 }

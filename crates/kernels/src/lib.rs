@@ -33,6 +33,7 @@ mod profile;
 mod reduce;
 pub mod source;
 mod upsample2d;
+mod upsample_bilinear2d;
 
 use std::sync::{Arc, OnceLock};
 
@@ -322,6 +323,12 @@ impl Backend for WgpuBackend {
     }
     fn upsample_nearest2d_backward(&self, gy: &Storage, p: &Resize2dParams) -> Result<Storage> {
         upsample2d::backward(&self.ctx, gy, p)
+    }
+    fn upsample_bilinear2d(&self, x: &Storage, p: &Bilinear2dParams) -> Result<Storage> {
+        upsample_bilinear2d::forward(&self.ctx, x, p)
+    }
+    fn upsample_bilinear2d_backward(&self, gy: &Storage, p: &Bilinear2dParams) -> Result<Storage> {
+        upsample_bilinear2d::backward(&self.ctx, gy, p)
     }
 }
 

@@ -264,6 +264,7 @@ shaders! {
     POOL2D = "pool2d" (crate::pool2d::Params);
     ADAPTIVE_POOL2D = "adaptive_pool2d" (crate::adaptive_pool2d::Params);
     UPSAMPLE2D = "upsample2d" (crate::adaptive_pool2d::Params);
+    UPSAMPLE_BILINEAR2D = "upsample_bilinear2d" (crate::upsample_bilinear2d::Params);
     GRAM = "gram" (crate::gram::Params) + GRAM_ENTRIES;
     OPTIM = "optim" (crate::optim::Params);
 }

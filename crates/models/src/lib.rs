@@ -1,4 +1,4 @@
-//! fovea-models: classic convolutional networks (LeNet-5, AlexNet, VGG, ResNet, …) built
+//! fovea-models: classic convolutional networks (LeNet-5, AlexNet, VGG, ResNet, U-Net, …) built
 //! only from `fovea_core`'s public API, so they run on any device.
 
 #![warn(missing_docs)]
@@ -12,7 +12,9 @@ mod lenet;
 mod lenet_classic;
 mod mobilenet;
 mod resnet;
+pub mod segmentation;
 pub mod style;
+mod unet;
 mod vgg;
 mod yolo;
 
@@ -27,5 +29,6 @@ pub use mobilenet::{
     MobileNetV2, MobileNetV3,
 };
 pub use resnet::{Block, Downsample, ResNet, ResNetConfig, ResidualBlock};
+pub use unet::{DoubleConv, Down, OutConv, UNet, UNetConfig, Up};
 pub use vgg::{Vgg, VggConfig};
 pub use yolo::{Darknet, DarknetConv, Localizer, Yolo};

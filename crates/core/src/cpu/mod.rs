@@ -12,6 +12,7 @@ mod optim;
 mod pool2d;
 mod reduce;
 mod upsample2d;
+mod upsample_bilinear2d;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -249,5 +250,11 @@ impl Backend for CpuBackend {
     }
     fn upsample_nearest2d_backward(&self, gy: &Storage, p: &Resize2dParams) -> Result<Storage> {
         store(upsample2d::backward(data(gy), p))
+    }
+    fn upsample_bilinear2d(&self, x: &Storage, p: &Bilinear2dParams) -> Result<Storage> {
+        store(upsample_bilinear2d::forward(data(x), p))
+    }
+    fn upsample_bilinear2d_backward(&self, gy: &Storage, p: &Bilinear2dParams) -> Result<Storage> {
+        store(upsample_bilinear2d::backward(data(gy), p))
     }
 }

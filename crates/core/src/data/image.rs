@@ -185,3 +185,38 @@ pub fn save_image(t: &Tensor, path: &Path) -> Result<()> {
         })?;
     crate::checkpoint::write_atomically(path, encoded.get_ref())
 }
+
+/// Reads a segmentation mask: an 8-bit gray image whose value at each pixel is its class
+/// id (0 is usually the background), checked against the shape of the image it labels
+/// (its last two dimensions are H and W: `[1, C, H, W]` as [`load_image`] gives, or
+/// `[C, H, W]`). Returns the `H × W` ids row-major. A mask of another size or colour type
+/// is an error naming the file and both shapes.
+pub fn load_mask(path: &Path, image_shape: &[usize]) -> Result<Vec<u8>> {
+    let shown = path.display().to_string();
+    let unreadable = |e: image::ImageError| Error::Format {
+        path: shown.clone(),
+        msg: format!("cannot read the mask: {e}"),
+    };
+    let open = || image::ImageReader::open(path).map_err(|e| unreadable(e.into()));
+    // The header's size is checked first: a mask of the wrong size is never decoded.
+    let (w, h) = open()?.into_dimensions().map_err(unreadable)?;
+    let (h, w) = (h as usize, w as usize);
+    let fits = image_shape.len() >= 2 && image_shape[image_shape.len() - 2..] == [h, w];
+    if !fits {
+        return Err(Error::Format {
+            path: path.display().to_string(),
+            msg: format!("the mask is {h} × {w} (H × W) but its image has shape {image_shape:?}"),
+        });
+    }
+    let img = open()?.decode().map_err(unreadable)?;
+    let Some(gray) = img.as_luma8() else {
+        return Err(Error::Format {
+            path: path.display().to_string(),
+            msg: format!(
+                "a mask must be an 8-bit gray image of class ids, this one is {:?}",
+                img.color()
+            ),
+        });
+    };
+    Ok(gray.as_raw().clone())
+}

@@ -28,7 +28,7 @@ pub use linear::Linear;
 pub use pass::Pass;
 pub use pool::{
     AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d, AvgPool1d, AvgPool2d, AvgPool3d,
-    MaxPool1d, MaxPool2d, MaxPool3d,
+    MaxPool1d, MaxPool2d, MaxPool3d, Upsample, UpsampleMode,
 };
 pub use sequential::Sequential;
 pub use squeeze_excitation::{Gate, SqueezeExcitation};

@@ -1,4 +1,4 @@
-//! Pooling layers.
+//! Pooling and resizing layers.
 
 use super::Module;
 use crate::ops::{Pool1dOptions, Pool2dOptions, Pool3dOptions};
@@ -12,6 +12,27 @@ pub struct AvgPool2d(pub Pool2dOptions, pub bool);
 
 /// `nn.AdaptiveAvgPool2d`.
 pub struct AdaptiveAvgPool2d(pub [usize; 2]);
+
+/// How [`Upsample`] fills the new cells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpsampleMode {
+    /// `mode='nearest'`
+    Nearest,
+    /// `mode='bilinear'`
+    Bilinear {
+        /// PyTorch's `align_corners`
+        align_corners: bool,
+    },
+}
+
+/// `nn.Upsample(scale_factor=scale, mode=…)` with a whole factor in both directions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Upsample {
+    /// the factor of both sides
+    pub scale: usize,
+    /// how new cells are filled
+    pub mode: UpsampleMode,
+}
 
 impl Module for MaxPool2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -28,6 +49,18 @@ impl Module for AvgPool2d {
 impl Module for AdaptiveAvgPool2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.adaptive_avg_pool2d(self.0)
+    }
+}
+
+impl Module for Upsample {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self.mode {
+            UpsampleMode::Nearest => x.upsample2d(self.scale),
+            UpsampleMode::Bilinear { align_corners } => {
+                let s = self.scale as f64;
+                x.interpolate_bilinear_scale([s, s], align_corners)
+            }
+        }
     }
 }
 

@@ -72,6 +72,37 @@ impl Tensor {
         Ok(self.relu().sub(&self.mul(target)?)?.add(&softplus)?.mean())
     }
 
+    /// Mean binary cross-entropy of logits against targets in [0, 1] of the same shape with
+    /// the positive term weighted by `pos_weight` (PyTorch's
+    /// `F.binary_cross_entropy_with_logits(x, t, pos_weight=…)` for one channel):
+    /// `−[p·t·log σ(x) + (1 − t)·log(1 − σ(x))]`, computed as
+    /// `(1 − t)·x + (1 + (p − 1)·t)·(log(1 + e^−|x|) + max(−x, 0))` so that large |x| stay
+    /// finite.
+    pub fn bce_with_logits_weighted(&self, target: &Tensor, pos_weight: f32) -> Result<Tensor> {
+        const OP: &str = "bce_with_logits_weighted";
+        check_device(OP, &[self, target])?;
+        if self.shape() != target.shape() || !pos_weight.is_finite() {
+            return Err(Error::op(
+                OP,
+                format!(
+                    "logits {:?} and target {:?} must have the same shape, pos_weight ({pos_weight}) must be finite",
+                    self.shape(),
+                    target.shape()
+                ),
+            ));
+        }
+        let log_sigmoid_neg = self
+            .abs()
+            .neg()
+            .exp()
+            .add_scalar(1.0)
+            .log()
+            .add(&self.neg().relu())?;
+        let negative = target.affine(-1.0, 1.0).mul(self)?;
+        let positive = target.affine(pos_weight - 1.0, 1.0).mul(&log_sigmoid_neg)?;
+        Ok(negative.add(&positive)?.mean())
+    }
+
     /// Mean squared error against a target of the same shape.
     pub fn mse_loss(&self, target: &Tensor) -> Result<Tensor> {
         check_device("mse_loss", &[self, target])?;

@@ -14,16 +14,19 @@ mod layout;
 mod linear;
 mod loss;
 mod matmul;
+mod pixel_loss;
 mod pool2d;
 mod pool_nd;
 mod reduce;
 mod softmax;
 mod upsample2d;
+mod upsample_bilinear2d;
 
 pub use batch_norm::BatchNormOptions;
 pub use conv2d::Conv2dOptions;
 pub use conv_nd::{Conv1dOptions, Conv3dOptions};
 pub use conv_transpose2d::ConvTranspose2dOptions;
+pub use pixel_loss::{CrossEntropy2dOptions, PixelTargets, Reduction};
 pub use pool2d::Pool2dOptions;
 pub use pool_nd::{Pool1dOptions, Pool3dOptions};
 

@@ -1,10 +1,13 @@
-//! 1-D and 3-D pooling and nearest resizing (PyTorch's `F.max_pool1d/3d`,
-//! `F.avg_pool1d/3d`, `F.adaptive_avg_pool1d/3d`, `F.interpolate(mode='nearest')`) on the 2-D
-//! kernels. A 1-D window is a 2-D one of height 1. A 3-D window is separable: pooling the
+//! 1-D and 3-D pooling and resizing (PyTorch's `F.max_pool1d/3d`, `F.avg_pool1d/3d`,
+//! `F.adaptive_avg_pool1d/3d`, `F.interpolate(mode='nearest'|'linear'|'trilinear')`) on the
+//! 2-D kernels. A 1-D window is a 2-D one of height 1. A 3-D window is separable: pooling the
 //! (H, W) window of every depth slice, then the depth window of the result (viewed as
 //! `[N·C, 1, D, OH·OW]` with a `kd × 1` window), gives the maximum, or the mean with the
 //! product of the two divisors, of the whole box, padding and ceil mode included. Both
-//! steps are views of contiguous data: no copies besides the two pooled results.
+//! steps are views of contiguous data: no copies besides the two pooled results. Linear
+//! and trilinear resizing are separable the same way (the weights are products of 1-D
+//! ones), and an axis kept at its size by the bilinear kernel is copied exactly: its source
+//! coordinate is the output's own, with either `align_corners`.
 
 use super::check_rank;
 use crate::ops::Pool2dOptions;
@@ -204,6 +207,25 @@ impl Tensor {
             self,
             |x| x.upsample_nearest2d([size[1], size[2]]),
             |x| x.upsample_nearest2d([size[0], x.shape()[3]]),
+        )
+    }
+
+    /// Linear resizing of `[N, C, L]` to `[N, C, size]`, as
+    /// `F.interpolate(x, size=size, mode='linear', align_corners=align_corners)`.
+    pub fn interpolate_linear(&self, size: usize, align_corners: bool) -> Result<Tensor> {
+        on_rows("interpolate_linear", self, |x| {
+            x.interpolate_bilinear([1, size], align_corners)
+        })
+    }
+
+    /// Trilinear resizing of `[N, C, D, H, W]` to `[N, C, size…]`, as
+    /// `F.interpolate(x, size=size, mode='trilinear', align_corners=align_corners)`.
+    pub fn interpolate_trilinear(&self, size: [usize; 3], align_corners: bool) -> Result<Tensor> {
+        separable(
+            "interpolate_trilinear",
+            self,
+            |x| x.interpolate_bilinear([size[1], size[2]], align_corners),
+            |x| x.interpolate_bilinear([size[0], x.shape()[3]], align_corners),
         )
     }
 }
