@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Everything a session with a lent GPU needs to measure and check, in one device call.
+# Everything a run on a GPU machine needs to measure and check, in one device call.
 #
-# Here (the build machine), once per session:
+# Here (the build machine), once per checkout:
 #   echo /.gl/ >>.git/info/exclude; mkdir -p .gl /tmp/amd64/partial
 #   o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
 #   apt-get $o update; (cd .gl && apt-get $o download libvulkan1 libegl1 libglvnd0 \
 #     libopengl0 libgl1 libglx0 libgles2)
 #   bash benches/device_pack.sh      # builds, strips and packs the binaries into dist/
-# Then the device call: command `bash benches/device_run.sh`, carry [".gl", "dist"].
+# Then on the GPU machine, with .gl/ and dist/ copied beside the checkout: `bash benches/device_run.sh`.
 # It writes fovea.json, fovea_kernels.json (the same rows with each kernel's GPU time;
 # timing waits for the GPU at every submission, so take wall times from fovea.json),
 # torch.json, tests.txt (the GPU test binaries on the real GPU) and style.txt/style.png (the

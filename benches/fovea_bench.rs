@@ -15,6 +15,8 @@ use fovea::ops::{Conv2dOptions, ConvTranspose2dOptions, Pool2dOptions};
 use fovea::{no_grad, Device, DeviceExt, Tensor};
 use serde_json::json;
 
+mod nd_rows;
+
 struct Opts {
     device: String,
     batch_cap: usize,
@@ -70,7 +72,7 @@ struct Timed {
 /// Timed runs take at least this long in all (but no more than `MAX_REPEATS` runs), so that
 /// rows of tens of microseconds take their median over enough runs: 5 runs of the LeNet C3
 /// rows on an H100 gave backward/forward ratios from 0.9 to 3.8 (benches/RESULTS.md,
-/// session 5).
+/// 2026-11-22, commit adfb16d).
 const FILL_MS: f64 = 100.0;
 const MAX_REPEATS: usize = 201;
 
@@ -81,7 +83,7 @@ const MAX_REPEATS: usize = 201;
 /// The warm-up repeats `f` until `warm_ms` have passed, not once: an NVIDIA GPU under
 /// Vulkan drops to its idle clock (345 MHz on an H100, against 1980 MHz boost) while the
 /// host prepares the next row, and one short run does not bring it back, so rows after
-/// host-heavy set-up ran up to 5.7× slow (benches/RESULTS.md, session 4).
+/// host-heavy set-up ran up to 5.7× slow (benches/RESULTS.md, 2026-11-22, commit 9e29339).
 fn time(dev: &Device, o: &Opts, mut f: impl FnMut() -> Result<()>) -> Result<Timed> {
     let repeats = o.repeats;
     let warm_ms = o.warm_ms.unwrap_or(if dev.is_gpu() && !dev.is_software() {
@@ -382,7 +384,9 @@ fn main() -> Result<()> {
             flop: f64::NAN,
         });
     }
+    nd_rows::rows(&dev, &o, &wanted, &mut rows)?;
     zoo_rows(&dev, &o, &wanted, &mut rows)?;
+    detection_rows(&dev, &o, &wanted, &mut rows)?;
     // The most the device held at once over the whole run (run one row with --only to
     // see that row's footprint; on the CPU it counts live tensors, on a GPU the pool).
     let peak_mib = dev.stats().peak_bytes as f64 / (1u64 << 20) as f64;
@@ -499,6 +503,87 @@ fn zoo_rows(
                 flop: f64::NAN,
             });
         }
+    }
+    Ok(())
+}
+
+/// Detection's rows: the course's sliding-window classifier run over a 64×64 image the
+/// naive way (every 14×14 window cropped and classified) and the convolutional way (one
+/// pass, fully connected layers as convolutions), and one training step of the `detect`
+/// example's detector.
+fn detection_rows(
+    dev: &Device,
+    o: &Opts,
+    wanted: &dyn Fn(&str) -> bool,
+    rows: &mut Vec<Row>,
+) -> Result<()> {
+    use fovea::models::detection::{WindowClassifier, YoloSpec};
+    use fovea::nn::Module;
+    use fovea::optim::Optimizer;
+    let naive = "sliding windows naive: 64x64x3, 26x26 windows of 14x14 (crop + classify)";
+    let conv = "sliding windows convolutional: 64x64x3, 26x26 windows in one pass";
+    if wanted(naive) || wanted(conv) {
+        let classifier = WindowClassifier::new(3, 4, 0, dev)?;
+        let convolutional = classifier.to_convolutional()?;
+        let x = Tensor::randn(&[1, 3, 64, 64], 13, dev);
+        for (name, run) in [(naive, true), (conv, false)] {
+            if !wanted(name) {
+                continue;
+            }
+            let timed = time(dev, o, || {
+                no_grad(|| {
+                    if run {
+                        classifier.slide(&x, 2)
+                    } else {
+                        convolutional.forward(&x)
+                    }
+                })?;
+                Ok(())
+            })?;
+            rows.push(Row {
+                name: name.into(),
+                timed,
+                flop: f64::NAN,
+            });
+        }
+    }
+    let n = 32.min(o.batch_cap);
+    let name = format!("yolo detector training step batch {n} 96x96 (tiny darknet width 8, 3 anchors, 10 classes, Adam)");
+    if wanted(&name) {
+        let spec = YoloSpec::new(96.0, 12, vec![[10.0, 18.0], [16.0, 21.0], [23.0, 26.0]], 10)?;
+        let model = fovea::models::Yolo::tiny(spec, 1, 8, 0, dev)?;
+        let mut opt = fovea::optim::Adam::new(model.parameters(), Default::default());
+        let x = Tensor::rand(&[n, 1, 96, 96], 14, dev);
+        // Three digit-sized objects per image, spread over the grid.
+        let boxes: Vec<Vec<[f32; 4]>> = (0..n)
+            .map(|i| {
+                (0..3)
+                    .map(|k| {
+                        let (x0, y0) = ((7 * i + 29 * k) % 60, (13 * i + 31 * k) % 60);
+                        let (w, h) = (12 + (i + k) % 12, 18 + (i * k) % 14);
+                        [x0 as f32, y0 as f32, (x0 + w) as f32, (y0 + h) as f32]
+                    })
+                    .collect()
+            })
+            .collect();
+        let labels: Vec<Vec<usize>> = (0..n)
+            .map(|i| (0..3).map(|k| (i + k) % 10).collect())
+            .collect();
+        let targets = model.spec.encode(&boxes, &labels)?;
+        let timed = time(dev, o, || {
+            opt.zero_grad();
+            let loss = model
+                .spec
+                .loss(&model.forward(&x)?, &targets, &Default::default())?;
+            loss.total.backward()?;
+            opt.step()?;
+            Ok(())
+        })?;
+        rows.push(Row {
+            name,
+            timed,
+            flop: f64::NAN,
+        });
     }
     Ok(())
 }

@@ -150,6 +150,28 @@ rows.append({"name": "style transfer step 512x512 vgg19 (relu4_2 + 5 style layer
 if dev == "cuda":
     rows.append({"name": "peak memory after the style rows (MiB)", "ms": torch.cuda.max_memory_allocated() / 2**20, "tflops": None})
 
+# 1-D and 3-D convolution, as fovea-bench's nd rows: forward and forward + backward.
+n1, n3 = min(32, a.batch), min(4, a.batch)
+for name, xs, ws, conv in [(f"conv1d n{n1} c64 4096 -> 64 k9 p4", (n1, 64, 4096), (64, 64, 9), lambda x, w: F.conv1d(x, w, None, 1, 4)),
+                           (f"conv3d n{n3} c64 16x56x56 -> 64 k3 p1", (n3, 64, 16, 56, 56), (64, 64, 3, 3, 3), lambda x, w: F.conv3d(x, w, None, 1, 1))]:
+    if not (wanted(f"{name} fwd") or wanted(f"{name} fwd+bwd")):
+        continue
+    x = torch.randn(*xs, device=dev, requires_grad=True)
+    wt = (torch.randn(*ws, device=dev) * 0.05).requires_grad_()
+    with torch.no_grad():
+        y = conv(x, wt)
+    flop = 2.0 * y.numel() * math.prod(ws[1:])
+    gy = torch.randn_like(y)
+    def fwd():
+        with torch.no_grad():
+            conv(x, wt)
+    def fwdbwd():
+        x.grad = None; wt.grad = None
+        conv(x, wt).backward(gy)
+    for suffix, f, fl in [("fwd", fwd, flop), ("fwd+bwd", fwdbwd, 3 * flop)]:
+        if wanted(f"{name} {suffix}"):
+            ms = timed(f); rows.append({"name": f"{name} {suffix}", "ms": ms, "tflops": fl / ms / 1e9})
+
 # The zoo's networks at 224x224, as fovea-bench times them: a training step (batch
 # statistics, cross-entropy, backward, SGD momentum 0.9) and an inference pass (eval,
 # no_grad); ResNet-18 and MobileNetV2 at batch 64, VGG-16 at 32, capped by --batch.
@@ -183,5 +205,70 @@ for net, batch, build in [("resnet18", 64, torchvision.models.resnet18),
             peak = torch.cuda.max_memory_allocated() / 2**20 if dev == "cuda" else None
             rows.append({"name": name, "ms": ms, "tflops": None, "peak_mib": peak})
     del model, sgd
+
+# Detection's rows (fovea-bench's detection_rows): the course's sliding-window classifier over
+# a 64x64 image, naive (every 14x14 window cropped and classified) and convolutional (the
+# fully connected layers as convolutions, one pass); one training step of the detect
+# example's detector (tiny darknet, YOLO head and loss).
+def detection_rows():
+    nn = torch.nn
+    conv1 = nn.Conv2d(3, 16, 5).to(dev)
+    fc1, fc2, fc3 = nn.Linear(400, 400).to(dev), nn.Linear(400, 400).to(dev), nn.Linear(400, 4).to(dev)
+    def classify(w):
+        h = F.max_pool2d(F.relu(conv1(w)), 2).flatten(1)
+        return fc3(F.relu(fc2(F.relu(fc1(h)))))
+    img = torch.randn(1, 3, 64, 64, device=dev)
+    def naive():
+        with torch.no_grad():
+            crops = img.unfold(2, 14, 2).unfold(3, 14, 2)  # [1, 3, 26, 26, 14, 14]
+            crops = crops.permute(0, 2, 3, 1, 4, 5).reshape(-1, 3, 14, 14)
+            classify(crops).reshape(1, 26, 26, 4).permute(0, 3, 1, 2)
+    w1, w2, w3 = fc1.weight.reshape(400, 16, 5, 5), fc2.weight.reshape(400, 400, 1, 1), fc3.weight.reshape(4, 400, 1, 1)
+    def convolutional():
+        with torch.no_grad():
+            h = F.max_pool2d(F.relu(conv1(img)), 2)
+            h = F.relu(F.conv2d(h, w1, fc1.bias))
+            F.conv2d(F.relu(F.conv2d(h, w2, fc2.bias)), w3, fc3.bias)
+    for name, f in [("sliding windows naive: 64x64x3, 26x26 windows of 14x14 (crop + classify)", naive),
+                    ("sliding windows convolutional: 64x64x3, 26x26 windows in one pass", convolutional)]:
+        if wanted(name):
+            rows.append({"name": name, "ms": timed(f), "tflops": None})
+
+    width, n, S, B, C = 8, min(32, a.batch), 12, 3, 10
+    step_name = f"yolo detector training step batch {n} 96x96 (tiny darknet width {width}, 3 anchors, 10 classes, Adam)"
+    if not wanted(step_name):
+        return
+    def dconv(cin, cout, k):
+        return [nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.1)]
+    w = width
+    net = nn.Sequential(*dconv(1, w, 3), nn.MaxPool2d(2), *dconv(w, 2 * w, 3), nn.MaxPool2d(2),
+                        *dconv(2 * w, 4 * w, 3), nn.MaxPool2d(2), *dconv(4 * w, 8 * w, 3), *dconv(8 * w, 4 * w, 1),
+                        *dconv(4 * w, 8 * w, 3), nn.Conv2d(8 * w, B * (5 + C), 1)).to(dev)
+    opt = torch.optim.Adam(net.parameters())
+    x = torch.rand(n, 1, 96, 96, device=dev)
+    # Targets of the same shapes as fovea's (values do not change the time): three objects
+    # per image in random slots.
+    g = torch.Generator().manual_seed(0)
+    obj = torch.zeros(n, B, 1, S, S)
+    for i in range(n):
+        for _ in range(3):
+            obj[i, torch.randint(B, (1,), generator=g), 0, torch.randint(S, (1,), generator=g), torch.randint(S, (1,), generator=g)] = 1.0
+    box_t = torch.rand(n, B, 4, S, S, generator=g) * obj
+    onehot = F.one_hot(torch.randint(C, (n, B, S, S), generator=g), C).permute(0, 1, 4, 2, 3).float() * obj
+    obj, box_t, onehot = obj.to(dev), box_t.to(dev), onehot.to(dev)
+    noobj = (1.0 - obj) * 0.5
+    def step():
+        opt.zero_grad()
+        p = net(x).reshape(n, B, 5 + C, S, S)
+        pc = p[:, :, 0:1]
+        bce = F.relu(pc) - pc * obj + torch.log1p(torch.exp(-pc.abs()))
+        coord = ((torch.cat([p[:, :, 1:3].sigmoid(), p[:, :, 3:5]], 2) - box_t) ** 2 * obj).sum() * 5.0
+        cls = -(F.log_softmax(p[:, :, 5:], 2) * onehot).sum()
+        ((coord + (bce * obj).sum() + (bce * noobj).sum() + cls) / n).backward()
+        opt.step()
+    rows.append({"name": step_name, "ms": timed(step), "tflops": None})
+
+
+detection_rows()
 
 print(json.dumps({"device": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "rows": rows}, indent=2))

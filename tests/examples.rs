@@ -185,6 +185,120 @@ fn train_lenet_resumes_exactly_where_it_stopped() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// The mean losses of the `epoch  N/M  loss L …` lines.
+fn epoch_losses(stdout: &str) -> Vec<f64> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("epoch "))
+        .filter_map(|l| l.split("  loss ").nth(1))
+        .filter_map(|r| r.split_whitespace().next())
+        .filter_map(|v| v.parse().ok())
+        .collect()
+}
+
+#[test]
+fn detect_trains_a_detector_measures_map_and_draws_boxes() {
+    let out = std::env::temp_dir().join(format!("fovea-detect-{}", std::process::id()));
+    let mut args: Vec<&OsStr> = [
+        "--device",
+        "cpu",
+        "--size",
+        "32",
+        "--width",
+        "4",
+        "--epochs",
+        "3",
+        "--train",
+        "96",
+        "--test",
+        "16",
+        "--batch",
+        "16",
+        "--anchors",
+        "2",
+        "--pictures",
+        "2",
+        "--out",
+    ]
+    .map(OsStr::new)
+    .to_vec();
+    args.push(out.as_os_str());
+    let stdout = run_example("detect", &args);
+    let losses = epoch_losses(&stdout);
+    assert_eq!(losses.len(), 3, "{stdout}");
+    assert!(
+        losses[2] < losses[0],
+        "loss did not fall: {losses:?}\n{stdout}"
+    );
+    let map: f64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("mAP@0.5 on 16 held-out canvases: "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no mAP line in:\n{stdout}"));
+    assert!((0.0..=1.0).contains(&map));
+    for f in [
+        "detections.png",
+        "training.png",
+        "test_00.png",
+        "test_01.png",
+    ] {
+        let img = image::open(out.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(img.width() >= 96, "{f} is {} wide", img.width());
+    }
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn detect_localizes_one_digit_and_regresses_landmarks() {
+    for (mode, measure, picture) in [
+        ("--localize", "mean IoU ", "localize.png"),
+        ("--landmarks", "mean landmark error ", "landmarks.png"),
+    ] {
+        let out = std::env::temp_dir().join(format!("fovea-localize-{}", std::process::id()));
+        let mut args: Vec<&OsStr> = [
+            mode,
+            "--device",
+            "cpu",
+            "--size",
+            "32",
+            "--width",
+            "4",
+            "--epochs",
+            "3",
+            "--train",
+            "96",
+            "--test",
+            "16",
+            "--batch",
+            "16",
+            "--pictures",
+            "2",
+            "--out",
+        ]
+        .map(OsStr::new)
+        .to_vec();
+        args.push(out.as_os_str());
+        let stdout = run_example("detect", &args);
+        let losses = epoch_losses(&stdout);
+        assert_eq!(losses.len(), 3, "{stdout}");
+        assert!(
+            losses[2] < losses[0],
+            "{mode}: loss did not fall: {losses:?}\n{stdout}"
+        );
+        let value: f64 = stdout
+            .lines()
+            .filter(|l| l.contains("held-out canvases: "))
+            .find_map(|l| l.split(measure).nth(1))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{mode}: no summary in:\n{stdout}"));
+        assert!(value.is_finite() && value >= 0.0, "{mode}: {value}");
+        image::open(out.join(picture)).unwrap_or_else(|e| panic!("{picture}: {e}"));
+        std::fs::remove_dir_all(&out).ok();
+    }
+}
+
 #[test]
 fn visualize_writes_a_grid_per_layer_and_refuses_bad_layers() {
     let out = std::env::temp_dir().join(format!("fovea-visualize-{}", std::process::id()));

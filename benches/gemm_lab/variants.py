@@ -1,4 +1,5 @@
-"""Writes the hand-written matmul variants that gemm_lab times (session 4): python3 variants.py DIR.
+"""Writes the hand-written matmul variants that gemm_lab times (2026-11-22, first H100 run):
+python3 variants.py DIR.
 128x128 tile, 8x8 outputs per thread, A [m,k] and B [k,n] in full tiles only."""
 import sys
 out = sys.argv[1]

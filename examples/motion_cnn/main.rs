@@ -231,7 +231,7 @@ fn filmstrip(clips: &MovingDigits, predicted: &[usize], path: &Path) -> Result<(
     let rows = 8.min(predicted.len()) as u32;
     let width = o.frames as u32 * (s + pad) + text;
     let mut img = RgbImage::from_pixel(width, rows * (s + pad) + pad, Rgb([255, 255, 255]));
-    for r in 0..rows as usize {
+    for (r, &guess) in predicted.iter().enumerate().take(rows as usize) {
         for f in 0..o.frames {
             let frame = &clips.clips[(r * o.frames + f) * o.size * o.size..][..o.size * o.size];
             let tile = RgbImage::from_fn(s, s, |x, y| {
@@ -245,7 +245,7 @@ fn filmstrip(clips: &MovingDigits, predicted: &[usize], path: &Path) -> Result<(
                 pad + r as u32 * (s + pad),
             );
         }
-        let (truth, guess) = (clips.directions[r], predicted[r]);
+        let truth = clips.directions[r];
         let colour = if truth == guess {
             Rgb([0, 140, 0])
         } else {

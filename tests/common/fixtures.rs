@@ -169,7 +169,13 @@ fn run_case(fx: &Fixtures, case: &Value, dev: &Device, family: Family) -> Vec<(S
         1e-4,
     )];
     for (what, t) in &outs.exact {
-        let (shape, want) = c.host(&format!("out_{what}")).unwrap();
+        // `out` itself may be listed to be compared exactly (index lists such as nms's).
+        let key = if *what == "out" {
+            "out".to_string()
+        } else {
+            format!("out_{what}")
+        };
+        let (shape, want) = c.host(&key).unwrap();
         assert_eq!(t.shape(), &shape[..], "{name} ({kind}): {what} shape");
         assert_eq!(&t.to_vec().unwrap(), want, "{name} ({kind}): {what}");
     }
@@ -368,6 +374,50 @@ pub fn zoo_ops(c: &Case) -> Option<Result<Outputs>> {
         _ => return None,
     };
     Some(out.map(Outputs::from))
+}
+
+/// Detection's box ops (detection.safetensors): IoU matrices, box format conversion (with
+/// gradients) and the kept-index lists of nms and batched_nms, compared exactly.
+pub fn detection(c: &Case) -> Option<Result<Outputs>> {
+    use fovea::models::detection::{batched_nms, box_convert, box_iou, nms, BoxFormat};
+    let dev = c.x().device();
+    let boxes = |k: &str| -> Vec<[f32; 4]> {
+        let (_, v) = c.host(k).unwrap_or_else(|| panic!("{}: no {k}", c.name));
+        v.chunks(4).map(|b| [b[0], b[1], b[2], b[3]]).collect()
+    };
+    let kept = |keep: Result<Vec<usize>>| -> Result<Outputs> {
+        let keep: Vec<f32> = keep?.into_iter().map(|i| i as f32).collect();
+        let n = keep.len();
+        let out = Tensor::from_vec(keep, &[n], dev)?;
+        Ok(Outputs {
+            out: out.clone(),
+            exact: vec![("out", out)],
+        })
+    };
+    let scores = || c.host("scores").unwrap().1.clone();
+    Some(match c.kind {
+        "box_iou" => {
+            let (a, b) = (boxes("boxes1"), boxes("boxes2"));
+            box_iou(&a, &b)
+                .and_then(|v| Tensor::from_vec(v, &[a.len(), b.len()], dev))
+                .map(Outputs::from)
+        }
+        "nms" => kept(nms(&boxes("boxes"), &scores(), c.float("iou_threshold"))),
+        "batched_nms" => kept(batched_nms(
+            &boxes("boxes"),
+            &scores(),
+            &c.indices("idxs"),
+            c.float("iou_threshold"),
+        )),
+        "box_convert" => {
+            let fmt = |k: &str| c.p[k].as_str().unwrap().parse::<BoxFormat>();
+            fmt("in_fmt")
+                .and_then(|a| Ok((a, fmt("out_fmt")?)))
+                .and_then(|(a, b)| box_convert(c.x(), a, b))
+                .map(Outputs::from)
+        }
+        _ => return None,
+    })
 }
 
 fn triple(c: &Case, key: &str) -> [usize; 3] {

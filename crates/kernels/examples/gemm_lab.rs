@@ -7,7 +7,7 @@
 //! sampled outputs against the CPU. A variant uses matmul.wgsl's bindings (uniform
 //! `m n k a_stride b_stride batch_offset`, then `a`, `b`, `c`) and may name its entry point
 //! and tile edge on its first line: `// entry: NAME tile: 128` (default `matmul_128x128_nn`, 128).
-//! `benches/gemm_lab/variants.py DIR` writes the variants of session 4 (benches/RESULTS.md).
+//! `benches/gemm_lab/variants.py DIR` writes the variants timed on 2026-11-22 at 9e29339 (benches/RESULTS.md).
 //! `LAB_ONLY=SUBSTRING` times only the files whose path contains it; `LAB_REPS=N` sets the
 //! dispatches per timed submission (default 10).
 

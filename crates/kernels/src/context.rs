@@ -18,8 +18,9 @@ use crate::source::Shader;
 
 /// Dispatches recorded before the encoder is submitted without being asked. Small enough
 /// that the GPU starts on a long step while the host still records the rest (a 512×512
-/// style step recorded 230 dispatches in about 6 ms on the host in session 4, 1.7 ms since
-/// session 7: with 256, the GPU waited for all of them); large enough that submissions stay few (one per 32 dispatches).
+/// style step recorded 230 dispatches in about 6 ms on the host on 2026-11-22 (9e29339),
+/// 1.7 ms since 2026-11-23 (595fc3f): with 256, the GPU waited for all of them); large
+/// enough that submissions stay few (one per 32 dispatches).
 const SUBMIT_EVERY: usize = 32;
 
 /// Most bind groups kept for reuse (see [`BindGroups`]); past it the cache starts over.
@@ -45,8 +46,8 @@ struct Pending {
     encoder: Option<wgpu::CommandEncoder>,
     /// The open compute pass of `encoder`, which consecutive dispatches share: a pass per
     /// dispatch cost about 3 µs of host time each in `finish` on an H100, a third of a
-    /// small op's (benches/RESULTS.md, session 7). wgpu still places a barrier between
-    /// dispatches that need one. Ended before any other command is recorded.
+    /// small op's (benches/RESULTS.md, 2026-11-23, commit 467ab27). wgpu still places a
+    /// barrier between dispatches that need one. Ended before any other command is recorded.
     pass: Option<wgpu::ComputePass<'static>>,
     dispatches: usize,
     /// The uniforms of the recorded dispatches, one slot each, written to the arena
@@ -79,7 +80,7 @@ pub struct Ctx {
     /// Where dispatches find their parameters: `None` when they take them as immediates
     /// (push constants), else a uniform arena. Immediates save the arena's write, its
     /// staging copy and a binding: 10–15 µs of each sync's round trip on an H100
-    /// (benches/RESULTS.md, session 5).
+    /// (benches/RESULTS.md, 2026-11-22, commit adfb16d).
     arena: Option<Arena>,
     pool: Arc<Pool>,
     error: Arc<Mutex<Option<String>>>,
@@ -91,7 +92,8 @@ pub struct Ctx {
 /// Bind groups made so far, by kernel and buffers, for dispatches that take their
 /// parameters as immediates (so buffers are all they bind). A training step binds the same
 /// pooled buffers to the same kernels every step, and making a bind group cost about
-/// 2.7 µs of host time a dispatch on an H100 (benches/RESULTS.md, session 7).
+/// 2.7 µs of host time a dispatch on an H100 (benches/RESULTS.md, 2026-11-23, commit
+/// 467ab27).
 #[derive(Default)]
 struct BindGroups {
     groups: HashMap<BindKey, wgpu::BindGroup>,

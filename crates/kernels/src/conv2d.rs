@@ -18,7 +18,7 @@ const MIN_K_PER_SPLIT: usize = 256;
 const MAX_COLS: usize = 16 << 20;
 
 /// The cost of one column-buffer value, written and read back, in GEMM products. Measured
-/// on an H100 (benches/RESULTS.md, session 7): col2im won on the style example's conv1_1
+/// on an H100 (benches/RESULTS.md, 2026-11-23, commit 467ab27): col2im won on the style example's conv1_1
 /// (3 ← 64 channels; 0.099 against 0.270 ms) and lost on LeNet's C3 (6 ← 16, 5×5; 0.064
 /// against 0.050 ms), which puts this between 40 and 60. (Lavapipe's is nearer 3, but CI
 /// runs there to cover every path, not to be fast.)
@@ -279,7 +279,7 @@ pub fn forward(
 /// GEMM (`implicit`: at stride 1 or by phases) would spend more on empty tile rows and
 /// padded taps (few input channels; kernels large beside the output, as in LeNet's C3)
 /// than col2im spends on its buffer (few output channels make that dear), and the buffer
-/// is small. Estimated (benches/RESULTS.md, session 6); `FOVEA_COL2IM=0` turns it off, to
+/// is small. Estimated (benches/RESULTS.md, 2026-11-22/23, commit 4b649b4); `FOVEA_COL2IM=0` turns it off, to
 /// compare.
 fn use_cols(ctx: &Ctx, p: &Conv2dParams, implicit: Mode) -> bool {
     static OFF: std::sync::LazyLock<bool> =

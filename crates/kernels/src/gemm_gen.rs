@@ -121,7 +121,7 @@ impl GemmEntry {
 /// 32×256, 16×256 and 8×512 for GEMMs of few rows (layers of few channels, the input
 /// gradient of an RGB image), which in a 64-row tile would leave most of the arithmetic on
 /// rows that do not exist. (A 64×256 tile, 4×16 outputs per thread, ran 3–29% slower than
-/// 64×128 on an H100: benches/RESULTS.md, session 5.)
+/// 64×128 on an H100: benches/RESULTS.md, 2026-11-22, commit adfb16d.)
 pub const TILES: [Tile; 7] = [
     tile([16, 16], [1, 1]),
     tile([16, 16], [1, 2]),
@@ -141,7 +141,7 @@ const MIN_TILES: usize = 64;
 
 /// Fewest 8×512 tiles for which they beat 16×256 ones: the LeNet C3 input gradient (6 rows,
 /// 98 tiles of 8×512) ran 10% faster in twice as many 16×256 tiles on an H100, a GPU that
-/// few workgroups leave idle (benches/RESULTS.md, session 5).
+/// few workgroups leave idle (benches/RESULTS.md, 2026-11-22, commit adfb16d).
 const MIN_WIDEST_TILES: usize = 256;
 
 /// The tile for `count` output matrices of `m × n`, as an index into [`TILES`]:
@@ -330,7 +330,7 @@ fn row_vec4s(e: &GemmEntry) -> [u32; 2] {
     // a multiple of 128 bytes apart, those writes share banks four ways, and a row one vec4
     // longer makes that two. On an H100 that sped up every 64-row tile (224² forward
     // −2.7%, its weight gradient −7.6%) but slowed the 128×128 forward by 17%, so 128-row
-    // tiles keep plain rows (benches/RESULTS.md, session 5).
+    // tiles keep plain rows (benches/RESULTS.md, 2026-11-22, commit adfb16d).
     let padded = edge_m <= 64;
     let longer = |order: Contiguous| (padded && order == Contiguous::K) as u32;
     [

@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 mod alexnet;
+pub mod detection;
 mod efficientnet;
 mod hed;
 pub mod imagenet;
@@ -14,6 +15,7 @@ mod mobilenet;
 mod resnet;
 pub mod style;
 mod vgg;
+mod yolo;
 
 pub use alexnet::AlexNet;
 pub use efficientnet::{EfficientNet, EfficientNetScaling, MBConv};
@@ -28,3 +30,4 @@ pub use mobilenet::{
 };
 pub use resnet::{Block, Downsample, ResNet, ResNetConfig, ResidualBlock};
 pub use vgg::{Vgg, VggConfig};
+pub use yolo::{Darknet, DarknetConv, Localizer, Yolo};

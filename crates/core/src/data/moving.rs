@@ -211,10 +211,10 @@ mod tests {
             size: 26,
             speed: 1,
         };
-        let e = moving_digits(&dot(), 1, &opts, 0)
-            .err()
-            .expect("an error")
-            .to_string();
+        let Err(e) = moving_digits(&dot(), 1, &opts, 0) else {
+            panic!("a 26×26 frame was accepted");
+        };
+        let e = e.to_string();
         assert!(
             e.starts_with("moving_digits:") && e.contains("26×26"),
             "{e}"
