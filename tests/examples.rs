@@ -309,7 +309,10 @@ fn visualize_writes_a_grid_per_layer_and_refuses_bad_layers() {
     .to_vec();
     args.push(out.as_os_str());
     let stdout = run_example("visualize", &args);
-    assert!(stdout.contains("relu2_2: receptive field 14, jump 2"), "{stdout}");
+    assert!(
+        stdout.contains("relu2_2: receptive field 14, jump 2"),
+        "{stdout}"
+    );
     for f in [
         "top9_relu1_2.png",
         "top9_relu2_2.png",
@@ -351,7 +354,9 @@ fn transfer_compares_three_ways_in_a_table() {
     let stdout = run_example("transfer", &args);
     for method in ["cached features", "fine-tune last 3 blocks", "from scratch"] {
         assert!(
-            stdout.lines().any(|l| l.starts_with("| 40 |") && l.contains(method)),
+            stdout
+                .lines()
+                .any(|l| l.starts_with("| 40 |") && l.contains(method)),
             "{method}:\n{stdout}"
         );
     }
