@@ -71,6 +71,7 @@ fn edge_detection_on(device: &str) {
         "sobel_magnitude.png",
         "scharr_vertical_edges.png",
         "learned_vertical_edges.png",
+        "hed_edges.png",
     ] {
         let img = image::open(out.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
         assert_eq!(img.width(), 64, "{f} has the requested size");
@@ -335,4 +336,71 @@ fn segment_trains_a_unet_and_writes_the_pictures() {
     );
     image::open(out.join("curves.png")).expect("the curves are a PNG");
     std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn visualize_writes_a_grid_per_layer_and_refuses_bad_layers() {
+    let out = std::env::temp_dir().join(format!("fovea-visualize-{}", std::process::id()));
+    let mut args: Vec<&OsStr> = [
+        "--device", "cpu", "--size", "48", "--layers", "relu1_2", "relu2_2", "--out",
+    ]
+    .map(OsStr::new)
+    .to_vec();
+    args.push(out.as_os_str());
+    let stdout = run_example("visualize", &args);
+    assert!(
+        stdout.contains("relu2_2: receptive field 14, jump 2"),
+        "{stdout}"
+    );
+    for f in [
+        "top9_relu1_2.png",
+        "top9_relu2_2.png",
+        "first_layer_filters.png",
+        "feature_maps_relu2_2.png",
+    ] {
+        let img = image::open(out.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(img.width() > 100, "{f}");
+    }
+    let bad = Command::new(example("visualize"))
+        .args(["--device", "cpu", "--layers", "relu9_9"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("relu5_3"), "{err}");
+}
+
+#[test]
+fn transfer_compares_three_ways_in_a_table() {
+    let out = std::env::temp_dir().join(format!("fovea-transfer-{}", std::process::id()));
+    let mut args: Vec<&OsStr> = [
+        "--device",
+        "cpu",
+        "--per-class",
+        "4",
+        "--size",
+        "32",
+        "--test",
+        "40",
+        "--head-epochs",
+        "2",
+        "--epochs",
+        "1",
+        "--out",
+    ]
+    .map(OsStr::new)
+    .to_vec();
+    args.push(out.as_os_str());
+    let stdout = run_example("transfer", &args);
+    for method in ["cached features", "fine-tune last 3 blocks", "from scratch"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("| 40 |") && l.contains(method)),
+            "{method}:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("faster"), "{stdout}");
+    // The cache is read back on a second run.
+    let again = run_example("transfer", &args);
+    assert!(again.contains("features read from"), "{again}");
 }

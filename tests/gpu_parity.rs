@@ -290,16 +290,15 @@ fn pooling_resizing_and_normalisation() {
             same: r.chance(0.3),
             ..Default::default()
         };
+        let dilation = [r.range(1, 3), r.range(1, 2)];
+        // Planes at least as large as the dilated window, so every case has an output.
         let s = [
             r.range(1, 3),
             r.range(1, 4),
-            r.range(kernel[0], 13),
-            r.range(kernel[1], 11),
+            r.range(dilation[0] * (kernel[0] - 1) + 1, 13),
+            r.range(dilation[1] * (kernel[1] - 1) + 1, 11),
         ];
-        let dilated = Pool2dOptions {
-            dilation: [r.range(1, 3), r.range(1, 2)],
-            ..opts
-        };
+        let dilated = Pool2dOptions { dilation, ..opts };
         let distinct_x = distinct(&s, r.next(), &Device::cpu());
         parity(
             &gpu,

@@ -6,6 +6,7 @@
 mod alexnet;
 pub mod detection;
 mod efficientnet;
+mod hed;
 pub mod imagenet;
 mod inception;
 mod lenet;
@@ -21,6 +22,7 @@ mod yolo;
 pub use alexnet::AlexNet;
 pub use efficientnet::{EfficientNet, EfficientNetScaling, MBConv};
 pub use fovea_core::{Device, Tensor};
+pub use hed::{Hed, HedOutput, HED_TAPS};
 pub use inception::{BasicConv2d, GoogLeNet, GoogLeNetOutput, Inception, InceptionAux};
 pub use lenet::LeNet5;
 pub use lenet_classic::{LeNet5Classic, PartialConv, RbfOutput, Subsampling, C3_TABLE};

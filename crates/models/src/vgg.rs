@@ -148,9 +148,24 @@ impl Vgg {
                 ))
             };
         }
-        self.relu_names.iter().find(|(n, _)| n == name).map(|&(_, i)| i).ok_or_else(|| {
-            Error::op("vgg", format!("unknown layer {name:?}: use relu<block>_<n> such as relu4_2, or an index into features"))
-        })
+        self.relu_names
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|&(_, i)| i)
+            .ok_or_else(|| {
+                Error::op(
+                    "vgg",
+                    format!(
+                        "unknown layer {name:?}: use an index into features or one of {}",
+                        self.layer_names().join(", ")
+                    ),
+                )
+            })
+    }
+
+    /// The `relu<block>_<n>` names, in order.
+    pub fn layer_names(&self) -> Vec<&str> {
+        self.relu_names.iter().map(|(n, _)| n.as_str()).collect()
     }
 
     /// The activations of the named layers (see [`Vgg::layer_index`]), running the trunk

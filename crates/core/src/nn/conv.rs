@@ -125,6 +125,23 @@ impl Module for Conv2d {
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         visit_weight_bias(prefix, &self.weight, self.bias.as_ref(), f);
     }
+    fn visit_windows(&self, f: &mut dyn FnMut(super::Window)) {
+        let o = self.opts;
+        let k = [self.weight.shape()[2], self.weight.shape()[3]];
+        // SAME padding depends on the input size; its leading part is half the dilated
+        // kernel's reach, rounded down, at stride 1 (and a close bound at larger strides).
+        let padding = if o.same {
+            [
+                o.dilation[0] * k[0].saturating_sub(1) / 2,
+                o.dilation[1] * k[1].saturating_sub(1) / 2,
+            ]
+        } else {
+            o.padding
+        };
+        f(super::receptive_field::axis0(
+            k, o.stride, padding, o.dilation,
+        ));
+    }
 }
 
 impl Module for ConvTranspose2d {

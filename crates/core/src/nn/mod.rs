@@ -8,10 +8,12 @@ mod batch_norm;
 mod conv;
 mod conv_norm;
 mod dropout;
+pub mod freeze;
 pub mod init;
 mod linear;
 mod pass;
 mod pool;
+pub mod receptive_field;
 mod sequential;
 mod squeeze_excitation;
 mod summary;
@@ -24,12 +26,14 @@ pub use batch_norm::{BatchNorm1d, BatchNorm2d, BatchNorm3d};
 pub use conv::{Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d};
 pub use conv_norm::{Activation, ConvNormAct};
 pub use dropout::{Dropout, StochasticDepth};
+pub use freeze::{freeze_depth, freeze_matching, layer_names, set_trainable, unfreeze_matching};
 pub use linear::Linear;
 pub use pass::Pass;
 pub use pool::{
     AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d, AvgPool1d, AvgPool2d, AvgPool3d,
     MaxPool1d, MaxPool2d, MaxPool3d, Upsample, UpsampleMode,
 };
+pub use receptive_field::{receptive_field, receptive_fields, ReceptiveField, Window};
 pub use sequential::Sequential;
 pub use squeeze_excitation::{Gate, SqueezeExcitation};
 pub use summary::{summary, Summary, SummaryRow};
@@ -81,6 +85,16 @@ pub trait Module: Send + Sync {
     fn visit_counters(&self, prefix: &str, f: &mut dyn FnMut(&str, &AtomicU64)) {
         for (name, child) in self.children() {
             child.visit_counters(&join(prefix, name), f);
+        }
+    }
+
+    /// Calls `f` with every sliding window (convolution, pooling) in execution order, for
+    /// receptive-field arithmetic ([`receptive_field`]). Layers with a window override it
+    /// (the height axis of a 2-D window); the default recurses into the children, which
+    /// follows the main path of a residual block.
+    fn visit_windows(&self, f: &mut dyn FnMut(Window)) {
+        for (_, child) in self.children() {
+            child.visit_windows(f);
         }
     }
 

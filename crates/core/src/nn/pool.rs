@@ -1,6 +1,6 @@
 //! Pooling and resizing layers.
 
-use super::Module;
+use super::{Module, Window};
 use crate::ops::{Pool1dOptions, Pool2dOptions, Pool3dOptions};
 use crate::{Result, Tensor};
 
@@ -34,15 +34,33 @@ pub struct Upsample {
     pub mode: UpsampleMode,
 }
 
+fn pool_window(o: &Pool2dOptions) -> Window {
+    let padding = if o.same {
+        [
+            o.kernel[0].saturating_sub(1) / 2,
+            o.kernel[1].saturating_sub(1) / 2,
+        ]
+    } else {
+        o.padding
+    };
+    super::receptive_field::axis0(o.kernel, o.stride, padding, o.dilation)
+}
+
 impl Module for MaxPool2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.max_pool2d(self.0)
+    }
+    fn visit_windows(&self, f: &mut dyn FnMut(Window)) {
+        f(pool_window(&self.0));
     }
 }
 
 impl Module for AvgPool2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.avg_pool2d_with(self.0, self.1)
+    }
+    fn visit_windows(&self, f: &mut dyn FnMut(Window)) {
+        f(pool_window(&self.0));
     }
 }
 

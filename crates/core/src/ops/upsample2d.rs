@@ -1,4 +1,5 @@
-//! Nearest-neighbour upsampling (PyTorch's `F.interpolate(mode='nearest')`).
+//! Nearest-neighbour upsampling (PyTorch's `F.interpolate(mode='nearest')`) and bilinear
+//! resizing (`mode='bilinear', align_corners=False`, no antialiasing).
 
 use super::adaptive_pool2d::resize_params;
 use crate::{Error, Result, Tensor};
@@ -48,5 +49,22 @@ impl Tensor {
                 ),
             )),
         }
+    }
+
+    /// Resizes `[N, C, H, W]` to `[N, C, oh, ow]` bilinearly with half-pixel centres, as
+    /// PyTorch's `F.interpolate(mode='bilinear', align_corners=False)` without
+    /// antialiasing: [`Tensor::interpolate_bilinear`] with `align_corners` false, under
+    /// its own name in errors.
+    pub fn resize_bilinear(&self, size: [usize; 2]) -> Result<Tensor> {
+        if self.rank() != 4 || size.contains(&0) || self.shape()[2] == 0 || self.shape()[3] == 0 {
+            return Err(Error::op(
+                "resize_bilinear",
+                format!(
+                    "needs a non-empty NCHW input and a positive size, got shape {:?} and size {size:?}",
+                    self.shape()
+                ),
+            ));
+        }
+        self.interpolate_bilinear(size, false)
     }
 }

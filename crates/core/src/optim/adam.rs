@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use super::{
-    check_with_state, grad_of, saved_buffer, saved_header, value, write_with_state, Optimizer,
-    OptimizerState,
+    check_with_state, flatten_groups, grad_of, saved_buffer, saved_header, value, write_with_state,
+    Optimizer, OptimizerState, ParamGroup,
 };
 use crate::backend::AdamStep;
 use crate::checkpoint::NamedArrays;
@@ -57,18 +57,34 @@ pub struct Adam {
     opts: AdamOptions,
     moments: Vec<Option<(Tensor, Tensor)>>,
     t: i32,
+    /// each parameter's learning rate over `opts.lr` (its group's)
+    factors: Vec<f32>,
 }
 
 impl Adam {
     /// An optimizer for `params`.
     pub fn new(params: Vec<Tensor>, opts: AdamOptions) -> Adam {
         let moments = vec![None; params.len()];
+        let factors = vec![1.0; params.len()];
         Adam {
             params,
             opts,
             moments,
             t: 0,
+            factors,
         }
+    }
+
+    /// An optimizer for parameter groups, each with its own learning rate or `opts.lr`.
+    pub fn with_groups(groups: Vec<ParamGroup>, opts: AdamOptions) -> Result<Adam> {
+        let (params, factors) = flatten_groups("Adam", groups, opts.lr)?;
+        Ok(Adam {
+            moments: vec![None; params.len()],
+            params,
+            opts,
+            t: 0,
+            factors,
+        })
     }
 }
 
@@ -78,13 +94,21 @@ impl Optimizer for Adam {
     fn step(&mut self) -> Result<()> {
         self.t += 1;
         let o = self.opts;
-        let s = AdamStep {
-            opts: o,
-            bias_correction1: 1.0 - o.beta1.powi(self.t),
-            bias_correction2: 1.0 - o.beta2.powi(self.t),
-        };
-        for (p, state) in self.params.iter().zip(self.moments.iter_mut()) {
+        for ((p, state), &factor) in self
+            .params
+            .iter()
+            .zip(self.moments.iter_mut())
+            .zip(&self.factors)
+        {
             let Some(g) = grad_of(p) else { continue };
+            let s = AdamStep {
+                opts: AdamOptions {
+                    lr: o.lr * factor,
+                    ..o
+                },
+                bias_correction1: 1.0 - o.beta1.powi(self.t),
+                bias_correction2: 1.0 - o.beta2.powi(self.t),
+            };
             // PyTorch starts both moments at zero.
             let (m, v) = state
                 .take()
@@ -107,6 +131,9 @@ impl Optimizer for Adam {
     }
     fn set_lr(&mut self, lr: f32) {
         self.opts.lr = lr;
+    }
+    fn param_lrs(&self) -> Vec<f32> {
+        self.factors.iter().map(|f| self.opts.lr * f).collect()
     }
     fn state(&self) -> OptimizerState {
         let mut st = OptimizerState::new("Adam", self.params.len(), self.opts.lr);

@@ -17,6 +17,66 @@ use std::collections::HashMap;
 use crate::checkpoint::NamedArrays;
 use crate::{Error, Result, Tensor};
 
+/// Parameters that share a learning rate: PyTorch's parameter groups
+/// (`[{"params": backbone, "lr": 1e-4}, {"params": head}]`). Fine-tuning trains the
+/// pretrained layers with a lower rate than the new head.
+#[derive(Clone)]
+pub struct ParamGroup {
+    /// the parameters
+    pub params: Vec<Tensor>,
+    /// their learning rate; `None` takes the optimizer's
+    pub lr: Option<f32>,
+}
+
+impl ParamGroup {
+    /// A group with the optimizer's learning rate.
+    pub fn new(params: Vec<Tensor>) -> ParamGroup {
+        ParamGroup { params, lr: None }
+    }
+
+    /// A group with a learning rate of its own.
+    pub fn with_lr(params: Vec<Tensor>, lr: f32) -> ParamGroup {
+        ParamGroup {
+            params,
+            lr: Some(lr),
+        }
+    }
+}
+
+/// Flattens groups into one parameter list and each parameter's learning-rate factor
+/// (its group's rate over `base`), so that a schedule that sets the optimizer's rate
+/// scales every group alike, as PyTorch's schedulers do with each group's `initial_lr`.
+/// A rate that is not finite and non-negative, or a base of zero with a group rate of its
+/// own, is an error naming the group.
+pub(crate) fn flatten_groups(
+    op: &'static str,
+    groups: Vec<ParamGroup>,
+    base: f32,
+) -> Result<(Vec<Tensor>, Vec<f32>)> {
+    let (mut params, mut factors) = (Vec::new(), Vec::new());
+    for (i, g) in groups.into_iter().enumerate() {
+        let factor = match g.lr {
+            None => 1.0,
+            Some(lr) if !lr.is_finite() || lr < 0.0 => {
+                return Err(Error::op(
+                    op,
+                    format!("group {i}'s learning rate {lr} is not a finite, non-negative number"),
+                ))
+            }
+            Some(lr) if base > 0.0 => lr / base,
+            Some(lr) => {
+                return Err(Error::op(
+                    op,
+                    format!("group {i} has learning rate {lr} but the optimizer's is {base}: group rates are kept relative to a positive one"),
+                ))
+            }
+        };
+        factors.extend(std::iter::repeat_n(factor, g.params.len()));
+        params.extend(g.params);
+    }
+    Ok((params, factors))
+}
+
 /// An optimizer's saved state: per-parameter tensors (PyTorch's names,
 /// `state.{i}.exp_avg`) and exact scalars (`step`, `lr`) as text.
 #[derive(Default)]
@@ -57,8 +117,13 @@ pub trait Optimizer {
     }
     /// The learning rate.
     fn lr(&self) -> f32;
-    /// Sets the learning rate (schedules call this).
+    /// Sets the learning rate (schedules call this); parameter groups with rates of their
+    /// own keep their ratio to it.
     fn set_lr(&mut self, lr: f32);
+    /// The learning rate each parameter is updated with, in [`Optimizer::params`] order.
+    fn param_lrs(&self) -> Vec<f32> {
+        vec![self.lr(); self.params().len()]
+    }
     /// The state a resumed run needs to continue exactly (moments, step, lr).
     fn state(&self) -> OptimizerState;
     /// Restores [`Optimizer::state`]. Every problem is checked before anything changes:

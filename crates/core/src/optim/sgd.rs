@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use super::{
-    check_with_state, grad_of, saved_buffer, saved_header, write_with_state, Optimizer,
-    OptimizerState,
+    check_with_state, flatten_groups, grad_of, saved_buffer, saved_header, write_with_state,
+    Optimizer, OptimizerState, ParamGroup,
 };
 use crate::backend::SgdStep;
 use crate::checkpoint::NamedArrays;
@@ -40,26 +40,51 @@ pub struct Sgd {
     params: Vec<Tensor>,
     opts: SgdOptions,
     velocity: Vec<Option<Tensor>>,
+    /// each parameter's learning rate over `opts.lr` (its group's)
+    factors: Vec<f32>,
 }
 
 impl Sgd {
     /// An optimizer for `params`.
     pub fn new(params: Vec<Tensor>, opts: SgdOptions) -> Sgd {
         let velocity = vec![None; params.len()];
+        let factors = vec![1.0; params.len()];
         Sgd {
             params,
             opts,
             velocity,
+            factors,
         }
+    }
+
+    /// An optimizer for parameter groups, each with its own learning rate or `opts.lr`.
+    pub fn with_groups(groups: Vec<ParamGroup>, opts: SgdOptions) -> Result<Sgd> {
+        let (params, factors) = flatten_groups("SGD", groups, opts.lr)?;
+        Ok(Sgd {
+            velocity: vec![None; params.len()],
+            params,
+            opts,
+            factors,
+        })
     }
 }
 
 impl Optimizer for Sgd {
     /// One fused backend update per parameter (`Backend::sgd_step`).
     fn step(&mut self) -> Result<()> {
-        let s = SgdStep { opts: self.opts };
-        for (p, v) in self.params.iter().zip(self.velocity.iter_mut()) {
+        for ((p, v), &factor) in self
+            .params
+            .iter()
+            .zip(self.velocity.iter_mut())
+            .zip(&self.factors)
+        {
             let Some(g) = grad_of(p) else { continue };
+            let s = SgdStep {
+                opts: SgdOptions {
+                    lr: self.opts.lr * factor,
+                    ..self.opts
+                },
+            };
             let prev = v.take().filter(|_| self.opts.momentum != 0.0);
             let (p1, buf) = p
                 .backend()
@@ -84,6 +109,9 @@ impl Optimizer for Sgd {
     }
     fn set_lr(&mut self, lr: f32) {
         self.opts.lr = lr;
+    }
+    fn param_lrs(&self) -> Vec<f32> {
+        self.factors.iter().map(|f| self.opts.lr * f).collect()
     }
     fn state(&self) -> OptimizerState {
         let mut st = OptimizerState::new("SGD", self.params.len(), self.opts.lr);
