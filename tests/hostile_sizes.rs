@@ -1,0 +1,470 @@
+//! Each hostile size that once aborted the process or wrapped around, one by one: results
+//! past a device's memory or what a GPU binds, shape arithmetic that overflows, window
+//! sizes near `usize::MAX`. The random property test is in `bad_input.rs`.
+
+mod common;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use fovea::ops::{Conv2dOptions, ConvTranspose2dOptions, Pool2dOptions};
+use fovea::{Device, Result, Tensor};
+
+/// A result larger than the GPU binds to a shader is an error that names the op and its
+/// inputs (the check runs before anything is allocated), and the device works on after it.
+#[test]
+fn a_result_too_large_for_the_gpu_is_an_error_naming_the_op() {
+    let Some(gpu) = common::gpu("a_result_too_large_for_the_gpu_is_an_error_naming_the_op") else {
+        return;
+    };
+    let max = gpu.max_len();
+    let expect = |what: &str, r: Result<Tensor>, names: &[&str]| {
+        let msg = match r {
+            Ok(t) => panic!(
+                "{what}: gave a tensor of shape {:?} past the device's {max} values",
+                t.shape()
+            ),
+            Err(e) => e.to_string(),
+        };
+        for n in names {
+            assert!(msg.contains(n), "{what}: {msg:?} does not name {n:?}");
+        }
+        assert!(
+            msg.contains(&max.to_string()),
+            "{what}: {msg:?} does not give the limit"
+        );
+    };
+    // 1×1 convolution of a 64×64 plane into one channel more than the limit allows.
+    let plane = 64 * 64;
+    let x = Tensor::full(&[1, 1, 64, 64], 1.0, &gpu);
+    let w = Tensor::full(&[max / plane + 1, 1, 1, 1], 1.0, &gpu);
+    expect(
+        "conv2d",
+        x.conv2d(&w, None, Conv2dOptions::default()),
+        &[
+            "conv2d",
+            "[1, 1, 64, 64]",
+            &format!("[{}, 1, 1, 1]", max / plane + 1),
+        ],
+    );
+    // An outer product one row and one column past the square root of the limit.
+    let side = (max as f64).sqrt() as usize + 1;
+    let a = Tensor::full(&[side, 1], 1.0, &gpu);
+    let b = Tensor::full(&[1, side], 1.0, &gpu);
+    expect("matmul", a.matmul(&b), &["matmul", &format!("[{side}, 1]")]);
+    // A constructor, in its fallible form (`full` and `zeros` panic with the same text).
+    expect(
+        "try_zeros",
+        Tensor::try_zeros(&[2, max / 2 + 1], &gpu),
+        &["full", &format!("[2, {}]", max / 2 + 1)],
+    );
+    // Nothing was left half-recorded: the same device computes on.
+    let y = x.conv2d(&w.narrow(0, 0, 2).unwrap(), None, Conv2dOptions::default());
+    assert_eq!(y.unwrap().sum().to_vec().unwrap(), vec![2.0 * plane as f32]);
+}
+
+/// The message of the error `r` must be, naming each of `names`.
+fn refused(what: &str, r: Result<Tensor>, names: &[&str]) -> String {
+    let msg = match r {
+        Ok(t) => panic!("{what}: gave a tensor of shape {:?}", t.shape()),
+        Err(e) => e.to_string(),
+    };
+    for n in names {
+        assert!(msg.contains(n), "{what}: {msg:?} does not name {n:?}");
+    }
+    msg
+}
+
+/// The panic message of `f`, which must panic (with a message: fovea's, not an abort).
+fn panic_message<T>(f: impl FnOnce() -> T) -> String {
+    let payload = catch_unwind(AssertUnwindSafe(f)).err().expect("no panic");
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+/// Every result of the issue that once aborted the process ("memory allocation of … bytes
+/// failed"), on a CPU device that admits 16 MiB per tensor: each is an error naming its
+/// op, its inputs and the limit, raised before anything is allocated. The constructors
+/// that cannot return an error panic with that message instead, which a program can catch.
+#[test]
+fn results_past_the_memory_limit_are_errors_not_aborts() {
+    let dev = Device::cpu_with_memory_limit(16 << 20);
+    let max = dev.max_len();
+    assert_eq!(max, 4 << 20);
+    let limit = max.to_string();
+    // Exactly the limit is admitted; one value more is not.
+    assert_eq!(Tensor::try_zeros(&[max], &dev).unwrap().numel(), max);
+    let over = format!("[{}]", max + 1);
+    refused(
+        "try_zeros",
+        Tensor::try_zeros(&[max + 1], &dev),
+        &["full", &over, &limit],
+    );
+    refused(
+        "try_full",
+        Tensor::try_full(&[1 << 40], 2.0, &dev),
+        &["full", &limit],
+    );
+    refused(
+        "try_rand",
+        Tensor::try_rand(&[2, max], 0, &dev),
+        &["rand", &limit],
+    );
+    refused(
+        "try_randn",
+        Tensor::try_randn(&[max + 1], 0, &dev),
+        &["randn", &over],
+    );
+    for (what, msg) in [
+        ("zeros", panic_message(|| Tensor::zeros(&[1 << 40], &dev))),
+        ("ones", panic_message(|| Tensor::ones(&[1 << 40], &dev))),
+        (
+            "randn",
+            panic_message(|| Tensor::randn(&[1 << 40], 0, &dev)),
+        ),
+        (
+            "Linear::new",
+            panic_message(|| fovea::nn::Linear::new(1 << 20, 1 << 20, true, 0, &dev)),
+        ),
+    ] {
+        assert!(
+            msg.contains("[1099511627776]") || msg.contains("[1048576, 1048576]"),
+            "{what}: {msg:?}"
+        );
+        assert!(msg.contains(&limit), "{what}: {msg:?}");
+    }
+
+    let x = Tensor::ones(&[1, 1, 4, 4], &dev);
+    let k = Tensor::ones(&[1, 1, 2, 2], &dev);
+    let x_shape = "[1, 1, 4, 4]";
+    refused(
+        "pad",
+        x.pad(&[1_000_000; 4], 0.0),
+        &["pad", x_shape, &limit],
+    );
+    let wide = ConvTranspose2dOptions {
+        stride: [1_000_000, 1_000_000],
+        ..Default::default()
+    };
+    refused(
+        "conv_transpose2d",
+        x.conv_transpose2d(&k, None, wide),
+        &["conv_transpose2d", x_shape, "[1, 1, 2, 2]"],
+    );
+    let padded = Conv2dOptions {
+        padding: [1_000_000, 1_000_000],
+        ..Default::default()
+    };
+    refused("conv2d", x.conv2d(&k, None, padded), &["conv2d", x_shape]);
+    let v = Tensor::ones(&[1_000_000], &dev);
+    let column = v.reshape(&[1_000_000, 1]).unwrap();
+    let row = v.reshape(&[1, 1_000_000]).unwrap();
+    refused(
+        "matmul",
+        column.matmul(&row),
+        &["matmul", "[1000000, 1]", &limit],
+    );
+    refused("add", v.add(&column), &["add", "[1000000]", "[1000000, 1]"]);
+    refused(
+        "upsample2d",
+        x.upsample2d(100_000),
+        &["upsample_nearest2d", x_shape],
+    );
+    refused(
+        "adaptive_avg_pool2d",
+        x.adaptive_avg_pool2d([1_000_000_000, 1_000_000_000]),
+        &["adaptive_avg_pool2d", x_shape],
+    );
+    refused(
+        "expand",
+        Tensor::ones(&[1], &dev).expand(&[1 << 40]),
+        &["expand", "[1099511627776]"],
+    );
+    // Nothing was left half-done: the device computes on.
+    let y = x.conv2d(&k, None, Conv2dOptions::default()).unwrap();
+    assert_eq!(y.sum().item().unwrap(), 36.0);
+}
+
+/// The default CPU device's limit is the machine's memory: results past any machine are
+/// refused there too (these sizes are petabytes), and nothing is allocated for them.
+#[test]
+fn results_past_any_memory_are_errors_on_the_default_cpu_device() {
+    let dev = Device::cpu();
+    let x = Tensor::ones(&[1, 1, 4, 4], &dev);
+    let k = Tensor::ones(&[1, 1, 2, 2], &dev);
+    refused("try_zeros", Tensor::try_zeros(&[1 << 52], &dev), &["full"]);
+    refused("pad", x.pad(&[1_000_000_000; 4], 0.0), &["pad"]);
+    let padded = Conv2dOptions {
+        padding: [100_000_000, 100_000_000],
+        ..Default::default()
+    };
+    refused("conv2d", x.conv2d(&k, None, padded), &["conv2d"]);
+    refused(
+        "expand",
+        Tensor::ones(&[1], &dev).expand(&[1 << 52]),
+        &["expand"],
+    );
+    refused(
+        "upsample2d",
+        x.upsample2d(100_000_000),
+        &["upsample_nearest2d"],
+    );
+    refused(
+        "adaptive_avg_pool2d",
+        x.adaptive_avg_pool2d([1_000_000_000, 1_000_000_000]),
+        &["adaptive_avg_pool2d"],
+    );
+    assert!(dev.max_len() < 1 << 50, "the CPU's limit {}", dev.max_len());
+}
+
+/// Shapes whose element count, or an output size, wraps past `usize::MAX` used to give
+/// tensors whose shape did not match their data (or a small, wrong output): now an error.
+#[test]
+fn shape_arithmetic_that_overflows_is_an_error() {
+    let dev = Device::cpu();
+    let huge = [1 << 32, 1 << 32];
+    refused(
+        "from_vec",
+        Tensor::from_vec(vec![1.0; 4], &[(1 << 62) + 1, 4], &dev),
+        &["from_vec", "[4611686018427387905, 4]"],
+    );
+    refused("try_zeros", Tensor::try_zeros(&huge, &dev), &["full"]);
+    refused("try_full", Tensor::try_full(&huge, 1.0, &dev), &["full"]);
+    refused("try_rand", Tensor::try_rand(&huge, 1, &dev), &["rand"]);
+    assert!(panic_message(|| Tensor::ones(&huge, &dev)).contains("[4294967296, 4294967296]"));
+    // An empty tensor viewed as 2^32 × 2^32, whose count wraps to 0.
+    let empty = Tensor::zeros(&[0], &dev);
+    refused("reshape", empty.reshape(&huge), &["reshape"]);
+    refused(
+        "reshape",
+        Tensor::ones(&[4], &dev).reshape(&[(1 << 62) + 1, 4]),
+        &["reshape"],
+    );
+    refused(
+        "expand",
+        Tensor::ones(&[1], &dev).expand(&huge),
+        &["expand"],
+    );
+    let a = Tensor::zeros(&[usize::MAX, 0], &dev);
+    let b = Tensor::zeros(&[1, 0], &dev);
+    refused("cat", Tensor::cat(&[&a, &b], 0), &["cat"]);
+    // Output sizes: each wrapped to a small tensor of the wrong shape.
+    let x = Tensor::ones(&[1, 1, 2, 2], &dev);
+    refused("upsample2d", x.upsample2d((1 << 63) + 1), &["upsample2d"]);
+    let k = Tensor::ones(&[1, 1, 2, 1], &dev);
+    let dilated = Conv2dOptions {
+        dilation: [1 << 63, 1],
+        ..Default::default()
+    };
+    refused("conv2d", x.conv2d(&k, None, dilated), &["conv2d"]);
+    let padded = Conv2dOptions {
+        padding: [usize::MAX / 2, 0],
+        ..Default::default()
+    };
+    refused("conv2d", x.conv2d(&k, None, padded), &["conv2d"]);
+    let groups = Conv2dOptions {
+        groups: 1 << 63,
+        ..Default::default()
+    };
+    let none = Tensor::zeros(&[1, 0, 2, 2], &dev);
+    let w = Tensor::zeros(&[0, 2, 1, 1], &dev);
+    refused("conv2d groups", none.conv2d(&w, None, groups), &["conv2d"]);
+}
+
+/// conv2d and the pools at huge kernels, strides, paddings and dilations: every `Ok` has
+/// exactly the output size PyTorch's formula gives in exact (128-bit) arithmetic, and a
+/// size that no tensor could have is an error.
+#[test]
+fn window_output_sizes_are_exact_or_refused() {
+    // Huge paddings give huge outputs: keep those that pass small.
+    let dev = Device::cpu_with_memory_limit(1 << 20);
+    let x = Tensor::ones(&[1, 1, 4, 4], &dev);
+    let values = [
+        1usize,
+        2,
+        3,
+        5,
+        1 << 31,
+        1 << 61,
+        (1 << 62) + 1,
+        1 << 63,
+        usize::MAX,
+    ];
+    let mut checked = 0;
+    for &k in &values {
+        for &s in &values {
+            for &p in &values {
+                // PyTorch's floor((len + 2p − k) / s) + 1, when the window fits.
+                let span = 4 + 2 * p as u128;
+                let expect = (span >= k as u128).then(|| (span - k as u128) / s as u128 + 1);
+                let o = Pool2dOptions {
+                    kernel: [k, 1],
+                    stride: [s, 1],
+                    padding: [p, 0],
+                    ..Default::default()
+                };
+                match x.max_pool2d(o) {
+                    Ok(y) => {
+                        assert_eq!(Some(y.shape()[2] as u128), expect, "{o:?}");
+                        checked += 1;
+                    }
+                    Err(e) => assert!(e.to_string().starts_with("max_pool2d"), "{e}"),
+                }
+                for d in [1, 1 << 62] {
+                    let w = Tensor::ones(&[1, 1, k.min(5), 1], &dev);
+                    let o = Conv2dOptions {
+                        stride: [s, 1],
+                        padding: [p, 0],
+                        dilation: [d, 1],
+                        groups: 1,
+                        same: false,
+                    };
+                    let dk = d as u128 * (k.min(5) as u128 - 1) + 1;
+                    let expect = (span >= dk).then(|| (span - dk) / s as u128 + 1);
+                    match x.conv2d(&w, None, o) {
+                        Ok(y) => {
+                            assert_eq!(Some(y.shape()[2] as u128), expect, "{o:?}");
+                            assert_eq!(y.numel(), y.to_vec().unwrap().len());
+                            checked += 1;
+                        }
+                        Err(e) => assert!(e.to_string().starts_with("conv2d"), "{e}"),
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 50, "only {checked} results were checked");
+}
+
+/// Functions returning `Result` that panicked on these inputs (`capacity overflow`, a
+/// slice index, a count saturated to `usize::MAX`).
+#[test]
+fn pads_and_aranges_past_any_size_are_errors_not_panics() {
+    let dev = Device::cpu();
+    let x = Tensor::ones(&[1, 1, 2, 2], &dev);
+    refused("pad 10^9", x.pad(&[1_000_000_000; 4], 0.0), &["pad"]);
+    refused(
+        "pad MAX/2",
+        x.pad(&[usize::MAX / 2; 2], 0.0),
+        &["pad", "overflow"],
+    );
+    refused(
+        "arange",
+        Tensor::arange(0.0, 1e30, 1.0, &dev),
+        &["arange", "values"],
+    );
+    refused(
+        "arange",
+        Tensor::arange(-3e38, 3e38, 1.0, &dev),
+        &["arange"],
+    );
+    if let Some(gpu) = common::gpu("pads_and_aranges_past_any_size_are_errors_not_panics") {
+        refused("arange", Tensor::arange(0.0, 1e30, 1.0, &gpu), &["arange"]);
+        let x = Tensor::ones(&[1, 1, 2, 2], &gpu);
+        refused("pad", x.pad(&[usize::MAX / 2; 2], 0.0), &["pad"]);
+    }
+}
+
+/// The GPU checks a result before the host builds its values: random tensors and layers
+/// past what it binds are errors (or fovea's panic), not a host allocation that aborts.
+/// And parameters past what its kernels index in 32 bits are refused, where the CPU,
+/// indexing in 64 bits, computes them.
+#[test]
+fn the_gpu_refuses_sizes_before_building_host_values() {
+    let Some(gpu) = common::gpu("the_gpu_refuses_sizes_before_building_host_values") else {
+        return;
+    };
+    let limit = gpu.max_len().to_string();
+    refused(
+        "try_randn",
+        Tensor::try_randn(&[1 << 40], 0, &gpu),
+        &["randn", &limit],
+    );
+    refused(
+        "try_rand",
+        Tensor::try_rand(&[1 << 40], 0, &gpu),
+        &["rand", &limit],
+    );
+    let msg = panic_message(|| fovea::nn::Linear::new(1 << 20, 1 << 20, true, 0, &gpu));
+    assert!(
+        msg.contains("[1048576, 1048576]") && msg.contains(&limit),
+        "{msg}"
+    );
+
+    let cpu = Device::cpu();
+    let strided = ConvTranspose2dOptions {
+        stride: [1_000_000, 1],
+        ..Default::default()
+    };
+    let conv_t = |dev: &Device| {
+        let x = Tensor::ones(&[1, 1, 1, 1], dev);
+        x.conv_transpose2d(&Tensor::ones(&[1, 1, 1, 1], dev), None, strided)
+    };
+    assert_eq!(conv_t(&cpu).unwrap().to_vec().unwrap(), vec![1.0]);
+    refused(
+        "conv_transpose2d",
+        conv_t(&gpu),
+        &["conv_transpose2d", "stride"],
+    );
+    let far = Conv2dOptions {
+        stride: [1 << 40, 1],
+        ..Default::default()
+    };
+    let conv = |dev: &Device| {
+        let x = Tensor::ones(&[1, 1, 3, 3], dev);
+        x.conv2d(&Tensor::ones(&[1, 1, 1, 1], dev), None, far)
+    };
+    assert_eq!(conv(&cpu).unwrap().shape(), &[1, 1, 1, 3]);
+    refused("conv2d", conv(&gpu), &["conv2d", "stride"]);
+    // The device computes on.
+    let x = Tensor::ones(&[1, 1, 3, 3], &gpu);
+    assert_eq!(x.sum().item().unwrap(), 9.0);
+}
+
+/// Empty operands on the GPU, which divided by zero (convolutions with no output, or no
+/// input channels; Gram matrices of no images) or dispatched work for nothing (a matmul
+/// over an empty inner dimension ran a workgroup per batch: minutes for a million of them
+/// on lavapipe): the results equal the CPU's.
+#[test]
+fn empty_operands_on_the_gpu_give_what_the_cpu_gives() {
+    let Some(gpu) = common::gpu("empty_operands_on_the_gpu_give_what_the_cpu_gives") else {
+        return;
+    };
+    let cpu = Device::cpu();
+    type Case = fn(&Device) -> Result<Tensor>;
+    let cases: [(&str, Case); 6] = [
+        ("matmul over k = 0", |d| {
+            Tensor::ones(&[2, 0], d).matmul(&Tensor::ones(&[0, 3], d))
+        }),
+        ("matmul over k = 0 in 3000 batches", |d| {
+            Tensor::ones(&[1000, 3, 1, 0], d).matmul(&Tensor::ones(&[0, 2], d))
+        }),
+        ("conv2d of no input channels", |d| {
+            let b = Tensor::full(&[2], 0.5, d);
+            let w = Tensor::ones(&[2, 0, 1, 1], d);
+            Tensor::ones(&[1, 0, 3, 3], d).conv2d(&w, Some(&b), Conv2dOptions::default())
+        }),
+        ("conv_transpose2d of no images", |d| {
+            let w = Tensor::ones(&[2, 3, 2, 2], d);
+            let o = ConvTranspose2dOptions {
+                stride: [2, 2],
+                ..Default::default()
+            };
+            Tensor::ones(&[0, 2, 3, 3], d).conv_transpose2d(&w, None, o)
+        }),
+        ("gram of no images", |d| {
+            Tensor::ones(&[0, 3, 2, 2], d).gram()
+        }),
+        ("sum over an empty dimension", |d| {
+            Tensor::ones(&[3, 0, 2], d).sum_dims(&[1], false)
+        }),
+    ];
+    for (what, f) in cases {
+        let want = f(&cpu).unwrap_or_else(|e| panic!("{what} on the CPU: {e}"));
+        let got = f(&gpu).unwrap_or_else(|e| panic!("{what} on the GPU: {e}"));
+        assert_eq!(got.shape(), want.shape(), "{what}");
+        assert_eq!(got.to_vec().unwrap(), want.to_vec().unwrap(), "{what}");
+    }
+}
