@@ -133,6 +133,58 @@ fn bounds(v: impl Iterator<Item = f64>) -> (f64, f64) {
     }
     (lo - pad, hi + pad)
 }
+/// The per-epoch line of the classification examples (`epoch  N/M  loss L  test accuracy
+/// A%`), recorded into the curves that [`accuracy_chart`] draws. Returns the mean loss.
+pub fn report_epoch(
+    epoch: usize,
+    epochs: usize,
+    batch_losses: &[fovea::Tensor],
+    accuracy: f64,
+    losses: &mut Vec<(f64, f64)>,
+    accs: &mut Vec<(f64, f64)>,
+) -> fovea::Result<f64> {
+    let mean = batch_losses
+        .iter()
+        .map(|l| l.item().map(f64::from))
+        .sum::<fovea::Result<f64>>()?
+        / batch_losses.len().max(1) as f64;
+    println!(
+        "epoch {:2}/{epochs}  loss {mean:.4}  test accuracy {:.2}%",
+        epoch + 1,
+        100.0 * accuracy
+    );
+    losses.push(((epoch + 1) as f64, mean));
+    accs.push(((epoch + 1) as f64, 100.0 * accuracy));
+    Ok(mean)
+}
+
+/// Training loss on the left axis, test accuracy (%) on the right, by epoch.
+pub fn accuracy_chart(
+    path: &Path,
+    title: &str,
+    losses: &[(f64, f64)],
+    accs: &[(f64, f64)],
+) -> Result<()> {
+    line_chart(
+        path,
+        title,
+        "epoch",
+        (
+            "mean training loss",
+            &[Series {
+                label: "training loss",
+                points: losses,
+            }],
+        ),
+        (
+            "test accuracy (%)",
+            &[Series {
+                label: "test accuracy",
+                points: accs,
+            }],
+        ),
+    )
+}
 
 /// A colour per class (bright, distinct; index 0 is often the background).
 pub fn class_colour(i: usize) -> Rgb<u8> {

@@ -16,7 +16,6 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Parser;
-use common::Series;
 use fovea::data::{moving_digits, InMemoryDataset, MovingDigits, MovingOptions, DIRECTION_NAMES};
 use fovea::nn::{
     summary, AdaptiveAvgPool3d, BatchNorm3d, Conv3d, Flatten, Linear, MaxPool3d, Module, Relu,
@@ -177,38 +176,13 @@ fn main() -> Result<()> {
             .filter(|(p, t)| p == t)
             .count();
         let acc = hits as f64 / test.directions.len() as f64;
-        let mean = epoch_loss
-            .iter()
-            .map(|l| l.item().map(f64::from))
-            .sum::<fovea::Result<f64>>()?
-            / epoch_loss.len() as f64;
-        println!(
-            "epoch {:2}/{}  loss {mean:.4}  test accuracy {:.2}%",
-            epoch + 1,
-            a.epochs,
-            100.0 * acc
-        );
-        losses.push(((epoch + 1) as f64, mean));
-        accs.push(((epoch + 1) as f64, 100.0 * acc));
+        common::report_epoch(epoch, a.epochs, &epoch_loss, acc, &mut losses, &mut accs)?;
     }
-    common::line_chart(
+    common::accuracy_chart(
         &a.out.join("curves.png"),
         "3-D CNN: direction of moving digits",
-        "epoch",
-        (
-            "mean training loss",
-            &[Series {
-                label: "training loss",
-                points: &losses,
-            }],
-        ),
-        (
-            "test accuracy (%)",
-            &[Series {
-                label: "test accuracy",
-                points: &accs,
-            }],
-        ),
+        &losses,
+        &accs,
     )?;
     filmstrip(&test, &predictions, &a.out.join("clips.png"))?;
     if let Some(&(_, acc)) = accs.last() {

@@ -15,7 +15,6 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Parser;
-use common::Series;
 use fovea::data::InMemoryDataset;
 use fovea::nn::{
     summary, AdaptiveAvgPool1d, BatchNorm1d, Conv1d, Flatten, Linear, MaxPool1d, Module, Relu,
@@ -155,38 +154,13 @@ fn main() -> Result<()> {
         }
         bar.finish_and_clear();
         let acc = accuracy(&net, &test, &dev)?;
-        let mean = epoch_loss
-            .iter()
-            .map(|l| l.item().map(f64::from))
-            .sum::<fovea::Result<f64>>()?
-            / epoch_loss.len() as f64;
-        println!(
-            "epoch {:2}/{}  loss {mean:.4}  test accuracy {:.2}%",
-            epoch + 1,
-            a.epochs,
-            100.0 * acc
-        );
-        losses.push(((epoch + 1) as f64, mean));
-        accs.push(((epoch + 1) as f64, 100.0 * acc));
+        common::report_epoch(epoch, a.epochs, &epoch_loss, acc, &mut losses, &mut accs)?;
     }
-    common::line_chart(
+    common::accuracy_chart(
         &a.out.join("curves.png"),
         "1-D CNN on MNIST digits read column by column",
-        "epoch",
-        (
-            "mean training loss",
-            &[Series {
-                label: "training loss",
-                points: &losses,
-            }],
-        ),
-        (
-            "test accuracy (%)",
-            &[Series {
-                label: "test accuracy",
-                points: &accs,
-            }],
-        ),
+        &losses,
+        &accs,
     )?;
     if let Some(&(_, acc)) = accs.last() {
         println!(
