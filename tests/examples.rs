@@ -404,3 +404,36 @@ fn transfer_compares_three_ways_in_a_table() {
     let again = run_example("transfer", &args);
     assert!(again.contains("features read from"), "{again}");
 }
+
+#[test]
+fn sequence_and_motion_cnns_train_and_draw_their_curves() {
+    for (name, extra, pictures) in [
+        ("sequence_cnn", &["--epochs", "1"][..], &["curves.png"][..]),
+        (
+            "motion_cnn",
+            &["--epochs", "1", "--clips", "64", "--batch", "16"][..],
+            &["curves.png", "clips.png"][..],
+        ),
+    ] {
+        let out = std::env::temp_dir().join(format!("fovea-{name}-{}", std::process::id()));
+        let mut args: Vec<&OsStr> = ["--device", "cpu"]
+            .iter()
+            .chain(extra)
+            .chain(&["--out"])
+            .map(OsStr::new)
+            .collect();
+        args.push(out.as_os_str());
+        let stdout = run_example(name, &args);
+        let acc: f64 = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("epoch  1/1  loss "))
+            .and_then(|l| l.split("test accuracy ").nth(1))
+            .and_then(|v| v.trim_end_matches('%').parse().ok())
+            .unwrap_or_else(|| panic!("{name}: no epoch line in:\n{stdout}"));
+        assert!((0.0..=100.0).contains(&acc), "{name}: {acc}");
+        for p in pictures {
+            image::open(out.join(p)).unwrap_or_else(|e| panic!("{name} {p}: {e}"));
+        }
+        std::fs::remove_dir_all(&out).ok();
+    }
+}
