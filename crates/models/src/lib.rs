@@ -6,6 +6,7 @@
 mod alexnet;
 pub mod detection;
 mod efficientnet;
+pub mod face;
 mod hed;
 pub mod imagenet;
 mod inception;
