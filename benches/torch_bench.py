@@ -310,4 +310,26 @@ if wanted(unet_name):
     ms = timed(unet_step)
     rows.append({"name": unet_name, "ms": ms, "tflops": None})
 
+# The face nets' forward passes, from the independent reference written for the tests.
+def face_rows():
+    import os, sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, os.path.join(root, "tests", "fixtures"))
+    import faceapi_reference as ref
+    from safetensors.torch import load_file
+    for name, side, net, file in [
+            ("face descriptor 150x150 batch 1 (dlib resnet)", 150, ref.recognition, "face_recognition"),
+            ("tiny face detector 416x416 batch 1", 416, ref.detector, "tiny_face_detector")]:
+        if not wanted(name):
+            continue
+        w = {k: v.to(dev) for k, v in load_file(os.path.join(root, "assets", "weights", "faces", file + ".safetensors")).items()}
+        x = torch.randn(1, 3, side, side, device=dev)
+        def fwd():
+            with torch.no_grad():
+                net(w, x)
+        rows.append({"name": name, "ms": timed(fwd), "tflops": None})
+
+
+face_rows()
+
 print(json.dumps({"device": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "rows": rows}, indent=2))

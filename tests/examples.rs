@@ -437,3 +437,38 @@ fn sequence_and_motion_cnns_train_and_draw_their_curves() {
         std::fs::remove_dir_all(&out).ok();
     }
 }
+
+#[test]
+fn faces_finds_recognises_and_draws_every_bundled_face() {
+    let out = std::env::temp_dir().join(format!("fovea-faces-{}", std::process::id()));
+    let mut args: Vec<&OsStr> = ["--device", "cpu", "--out"]
+        .iter()
+        .map(OsStr::new)
+        .collect();
+    args.push(out.as_os_str());
+    let stdout = run_example("faces", &args);
+    // Every photo: one face, recognised as its person (the left-cut face is "unknown" just
+    // above the threshold, as with the original nets).
+    for (photo, who) in [
+        ("biden.jpg", "Biden"),
+        ("obama2.jpg", "Obama"),
+        ("obama3.jpg", "Obama"),
+        ("obama_partial_face2.jpg", "Obama"),
+    ] {
+        let line = stdout
+            .lines()
+            .skip_while(|l| !l.starts_with(&format!("{photo}: 1 face(s)")))
+            .nth(1)
+            .unwrap_or_else(|| panic!("{photo}: no face line in:\n{stdout}"));
+        assert!(line.contains(&format!("→ {who}")), "{photo}: {line}");
+        let png = out.join(photo.replace(".jpg", ".png"));
+        image::open(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
+    }
+    assert!(stdout.contains("pairwise descriptor distances"), "{stdout}");
+    assert!(stdout.contains("obama.jpg#0 ~ obama3.jpg#0"), "{stdout}");
+    assert!(
+        !stdout.contains("biden.jpg#0 ~") && !stdout.contains("~ biden"),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(&out).ok();
+}
