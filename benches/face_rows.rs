@@ -10,6 +10,8 @@ use fovea::{no_grad, Device, Tensor};
 
 use super::{time, Opts, Row};
 
+type Build<'a> = Box<dyn Fn() -> Result<Box<dyn Module>> + 'a>;
+
 pub(super) fn rows(
     dev: &Device,
     o: &Opts,
@@ -17,7 +19,7 @@ pub(super) fn rows(
     rows: &mut Vec<Row>,
 ) -> Result<()> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/weights/faces");
-    let cases: [(&str, usize, Box<dyn Fn() -> Result<Box<dyn Module>>>); 2] = [
+    let cases: [(&str, usize, Build); 2] = [
         (
             "face descriptor 150x150 batch 1 (dlib resnet)",
             150,

@@ -114,6 +114,9 @@ fn train_lenet_learns_and_writes_a_checkpoint() {
     let model = fovea::models::LeNet5::new(10, 0.0, 0, &fovea::Device::cpu()).unwrap();
     fovea::checkpoint::load_module(&model, &out)
         .expect("the checkpoint loads into a fresh LeNet-5");
+    // The shared plotters chart of examples/common (900×540), not a hand-drawn one.
+    let chart = image::open(out.with_extension("png")).expect("the training curves");
+    assert_eq!((chart.width(), chart.height()), (900, 540));
     std::fs::remove_dir_all(out.parent().unwrap()).ok();
 }
 
@@ -471,4 +474,85 @@ fn faces_finds_recognises_and_draws_every_bundled_face() {
         "{stdout}"
     );
     std::fs::remove_dir_all(&out).ok();
+}
+
+/// Every example under examples/ (each folder with a main.rs; `common` has none).
+fn all_examples() -> Vec<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("main.rs").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn every_example_answers_help_and_names_the_flag_of_a_bad_value() {
+    let names = all_examples();
+    assert!(names.len() >= 10, "examples found: {names:?}");
+    for name in &names {
+        let run = Command::new(example(name)).arg("--help").output().unwrap();
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        assert!(
+            run.status.success() && stdout.contains(&format!("Usage: {name}")),
+            "{name} --help:\n{stdout}\n{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert!(stdout.contains("--device"), "{name} --help:\n{stdout}");
+    }
+    for (name, flag) in [
+        ("style_transfer", "--size"),
+        ("style_transfer", "--steps"),
+        ("train_lenet", "--epochs"),
+        ("edge_detection", "--size"),
+    ] {
+        let run = Command::new(example(name))
+            .args([flag, "abc"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(
+            !run.status.success() && stderr.contains(&format!("'{flag} <")),
+            "{name} {flag} abc should fail naming {flag}:\n{stderr}"
+        );
+    }
+    // Unknown words are refused too, not ignored.
+    let run = Command::new(example("train_lenet"))
+        .arg("--no-such-flag")
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+}
+
+#[test]
+fn a_headless_run_prints_no_window_system_errors() {
+    let out = std::env::temp_dir()
+        .join(format!("fovea-headless-{}", std::process::id()))
+        .join("lenet.safetensors");
+    // `best` opens the GPU when there is one and probes for it in any case, which is where
+    // Mesa's drivers used to complain about the missing runtime directory.
+    let run = Command::new(example("train_lenet"))
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("DISPLAY")
+        .args([
+            "--device", "best", "--epochs", "1", "--limit", "64", "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success(),
+        "{}\n{stderr}",
+        String::from_utf8_lossy(&run.stdout)
+    );
+    assert!(
+        !stderr.contains("XDG_RUNTIME_DIR") && !stderr.lines().any(|l| l.starts_with("error:")),
+        "a headless run printed:\n{stderr}"
+    );
+    std::fs::remove_dir_all(out.parent().unwrap()).ok();
 }

@@ -35,7 +35,7 @@ const PHOTOS: [&str; 8] = [
 
 /// Classify photos with a pretrained ImageNet network.
 #[derive(Parser)]
-#[command(about, long_about = None)]
+#[command(long_about = None)]
 struct Args {
     /// Photos to classify (default: the eight bundled ones).
     #[arg(long, num_args = 1..)]

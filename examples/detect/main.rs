@@ -28,7 +28,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// Train and measure a digit detector (or localiser) on canvases of real MNIST digits.
 #[derive(Parser, Clone)]
-#[command(about, long_about = None)]
+#[command(long_about = None)]
 pub struct Args {
     /// Train the one-object localisation network (P_c, box, class) instead; reports mean IoU.
     #[arg(long, conflicts_with = "landmarks")]

@@ -24,7 +24,7 @@ use image::{Rgb, RgbImage};
 
 /// Sobel and Scharr edges, a 3×3 filter learned to match Sobel, and HED's learned edges.
 #[derive(Parser)]
-#[command(about, long_about = None)]
+#[command(long_about = None)]
 struct Args {
     /// The photo (default: the bundled chelsea.png).
     #[arg(long)]

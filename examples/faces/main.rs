@@ -26,7 +26,7 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// Detect, align, describe and recognise faces with the bundled pretrained nets.
 #[derive(Parser)]
-#[command(about, long_about = None)]
+#[command(long_about = None)]
 struct Args {
     /// Photos to analyse (default: every photo in assets/images/faces).
     #[arg(long, num_args = 1..)]

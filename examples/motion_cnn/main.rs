@@ -29,7 +29,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// Classify the direction of motion of moving-digit clips with a 3-D CNN.
 #[derive(Parser)]
-#[command(about, long_about = None)]
+#[command(long_about = None)]
 struct Args {
     /// Passes over the training clips.
     #[arg(long, default_value_t = 4)]

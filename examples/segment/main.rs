@@ -37,7 +37,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// Train a U-Net to segment digit canvases.
 #[derive(Parser)]
-#[command(about, long_about = None)]
+#[command(long_about = None)]
 struct Args {
     /// Passes over freshly drawn training canvases.
     #[arg(long, default_value_t = 12)]

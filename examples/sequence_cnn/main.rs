@@ -27,7 +27,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// Classify MNIST digits read as sequences of pixel columns with a 1-D CNN.
 #[derive(Parser)]
-#[command(about, long_about = None)]
+#[command(long_about = None)]
 struct Args {
     /// Passes over the 8,000 training digits.
     #[arg(long, default_value_t = 8)]

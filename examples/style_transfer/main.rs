@@ -7,6 +7,7 @@
 //!  [--style-layers relu1_1,…] [--content-layer relu4_2] [--init content|noise]
 //!  [--optimizer adam|sgd|lbfgs] [--lr F] [--device cpu|gpu|best] [--weights P]
 //!  [--vgg 16|19] [--preprocess caffe|imagenet] [--out P] [--save-every N]`
+//!  (`--help` says what each does)
 //!
 //! `--weights` takes the bundled HED VGG16 (Caffe BGR input, the default) or a torchvision
 //! VGG16/VGG19 export in safetensors (ImageNet RGB normalisation, assumed for any other
@@ -15,7 +16,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use clap::{Parser, ValueEnum};
 use fovea::data::{load_image, save_image, Resize};
 use fovea::models::style::{pretrained_vgg, Preprocess, StyleTransfer};
 use fovea::models::VggConfig;
@@ -25,97 +27,103 @@ use fovea::optim::{
 use fovea::{Device, DeviceExt, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// Paint a content photo in the style of a painting (neural style transfer through VGG).
+#[derive(Parser)]
+#[command(long_about = None)]
 struct Args {
-    content: PathBuf,
-    style: PathBuf,
+    /// The photo to repaint (default: the bundled assets/images/chelsea.png).
+    #[arg(long)]
+    content: Option<PathBuf>,
+    /// The painting whose style is copied (default: the bundled Starry Night).
+    #[arg(long)]
+    style: Option<PathBuf>,
+    /// Longer side in pixels, rounded to a multiple of 16 (default: 384 on a GPU, 192 on the
+    /// CPU).
+    #[arg(long)]
     size: Option<u32>,
+    /// Optimizer steps (loss evaluations for lbfgs).
+    #[arg(long, default_value_t = 200)]
     steps: usize,
-    alpha: f32,
-    beta: f32,
+    /// Weight of the content cost (alpha).
+    #[arg(long, default_value_t = 1.0)]
+    content_weight: f32,
+    /// Weight of the style cost (beta).
+    #[arg(long, default_value_t = 1e4)]
+    style_weight: f32,
+    /// Weight of the total-variation cost, which smooths the result.
+    #[arg(long, default_value_t = 0.0)]
     tv_weight: f32,
+    /// VGG layers whose Gram matrices define the style, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1"
+    )]
     style_layers: Vec<String>,
+    /// VGG layer whose features define the content.
+    #[arg(long, default_value = "relu4_2")]
     content_layer: String,
-    init: String,
-    optimizer: String,
+    /// Start from the content photo or from noise.
+    #[arg(long, value_enum, default_value_t = Init::Content)]
+    init: Init,
+    /// Optimizer.
+    #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
+    optimizer: OptimizerKind,
+    /// Learning rate (default: 4 intensity levels for adam, 1e-3 for sgd, 1 for lbfgs).
+    #[arg(long)]
     lr: Option<f32>,
+    /// cpu, gpu or best.
+    #[arg(long, default_value = "best")]
     device: String,
-    weights: PathBuf,
-    vgg: VggConfig,
-    preprocess: Option<Preprocess>,
+    /// VGG weights in safetensors: the bundled HED VGG16 (Caffe BGR input, the default) or
+    /// a torchvision VGG16/VGG19 export (ImageNet RGB input unless --preprocess says
+    /// otherwise).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// VGG depth of --weights.
+    #[arg(long, value_enum, default_value_t = VggDepth::Sixteen)]
+    vgg: VggDepth,
+    /// Input convention of the weights (default: caffe for the bundled weights, imagenet for
+    /// any other file).
+    #[arg(long, value_enum)]
+    preprocess: Option<PreprocessKind>,
+    /// Where the result goes (its side-by-side picture lands beside it).
+    #[arg(long, default_value = "out/style_transfer/result.png")]
     out: PathBuf,
+    /// Also save a frame every N steps (0: never).
+    #[arg(long, default_value_t = 0)]
     save_every: usize,
 }
 
-fn parse() -> Result<Args> {
-    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
-    let mut a = Args {
-        content: assets.join("images/chelsea.png"),
-        style: assets.join("images/starry_night.jpg"),
-        size: None,
-        steps: 200,
-        alpha: 1.0,
-        beta: 1e4,
-        tv_weight: 0.0,
-        style_layers: ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
-            .map(String::from)
-            .to_vec(),
-        content_layer: "relu4_2".into(),
-        init: "content".into(),
-        optimizer: "adam".into(),
-        lr: None,
-        device: "best".into(),
-        weights: assets.join("weights/vgg16_hed_bsds500.safetensors"),
-        vgg: VggConfig::Vgg16,
-        preprocess: None,
-        out: PathBuf::from("out/style_transfer/result.png"),
-        save_every: 0,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut v = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--content" => a.content = v()?.into(),
-            "--style" => a.style = v()?.into(),
-            "--size" => a.size = Some(v()?.parse()?),
-            "--steps" => a.steps = v()?.parse()?,
-            "--content-weight" => a.alpha = v()?.parse()?,
-            "--style-weight" => a.beta = v()?.parse()?,
-            "--tv-weight" => a.tv_weight = v()?.parse()?,
-            "--style-layers" => a.style_layers = v()?.split(',').map(String::from).collect(),
-            "--content-layer" => a.content_layer = v()?,
-            "--init" => a.init = v()?,
-            "--optimizer" => a.optimizer = v()?,
-            "--lr" => a.lr = Some(v()?.parse()?),
-            "--device" => a.device = v()?,
-            "--weights" => {
-                a.weights = v()?.into();
-                a.preprocess = a.preprocess.or(Some(Preprocess::ImageNetRgb));
-            }
-            "--vgg" => {
-                a.vgg = match v()?.as_str() {
-                    "16" => VggConfig::Vgg16,
-                    "19" => VggConfig::Vgg19,
-                    other => bail!("--vgg takes 16 or 19, got {other}"),
-                }
-            }
-            "--preprocess" => {
-                a.preprocess = Some(match v()?.as_str() {
-                    "caffe" => Preprocess::CaffeBgr,
-                    "imagenet" => Preprocess::ImageNetRgb,
-                    other => bail!("--preprocess takes caffe or imagenet, got {other}"),
-                })
-            }
-            "--out" => a.out = v()?.into(),
-            "--save-every" => a.save_every = v()?.parse()?,
-            _ => {
-                bail!("unknown argument {flag}; see the header of examples/style_transfer/main.rs")
-            }
-        }
-    }
-    if a.init != "content" && a.init != "noise" {
-        bail!("--init takes content or noise, got {}", a.init);
-    }
-    Ok(a)
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum Init {
+    Content,
+    Noise,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OptimizerKind {
+    Adam,
+    /// Plain gradient descent.
+    #[value(alias = "gd")]
+    Sgd,
+    Lbfgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum VggDepth {
+    #[value(name = "16")]
+    Sixteen,
+    #[value(name = "19")]
+    Nineteen,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PreprocessKind {
+    /// BGR, mean subtracted, 0..255 (Caffe, the bundled weights).
+    Caffe,
+    /// RGB normalised by ImageNet's mean and deviation (torchvision).
+    Imagenet,
 }
 
 /// Writes the network input `x` as a picture, creating its folder.
@@ -127,12 +135,33 @@ fn save(x: &Tensor, pre: Preprocess, path: &Path) -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    let a = parse()?;
+    let a = Args::parse();
+    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+    let content_path = a
+        .content
+        .clone()
+        .unwrap_or_else(|| assets.join("images/chelsea.png"));
+    let style_path = a
+        .style
+        .clone()
+        .unwrap_or_else(|| assets.join("images/starry_night.jpg"));
+    let pre = match (a.preprocess, &a.weights) {
+        (Some(PreprocessKind::Caffe), _) | (None, None) => Preprocess::CaffeBgr,
+        (Some(PreprocessKind::Imagenet), _) | (None, Some(_)) => Preprocess::ImageNetRgb,
+    };
+    let weights = a
+        .weights
+        .clone()
+        .unwrap_or_else(|| assets.join("weights/vgg16_hed_bsds500.safetensors"));
+    let vgg_config = match a.vgg {
+        VggDepth::Sixteen => VggConfig::Vgg16,
+        VggDepth::Nineteen => VggConfig::Vgg19,
+    };
     let dev = Device::by_name(&a.device)?;
     // A size that finishes in about a minute: smaller on the CPU.
     let size = a.size.unwrap_or(if dev.is_gpu() { 384 } else { 192 });
-    let (cw, ch) = image::image_dimensions(&a.content)
-        .with_context(|| format!("cannot read {}", a.content.display()))?;
+    let (cw, ch) = image::image_dimensions(&content_path)
+        .with_context(|| format!("cannot read {}", content_path.display()))?;
     // Multiples of 16 keep every pooling stage exact (the weights were trained with
     // Keras 'same' pooling, which differs from PyTorch's only on odd sizes).
     let scale = size as f32 / cw.max(ch) as f32;
@@ -142,26 +171,25 @@ fn main() -> Result<()> {
     );
     println!(
         "{} ({w}×{h}) in the style of {} on {}",
-        a.content.display(),
-        a.style.display(),
+        content_path.display(),
+        style_path.display(),
         dev.name()
     );
 
-    let pre = a.preprocess.unwrap_or(Preprocess::CaffeBgr);
-    let vgg = pretrained_vgg(a.vgg, &a.weights, &dev)?;
+    let vgg = pretrained_vgg(vgg_config, &weights, &dev)?;
     let exact = Resize::Exact {
         width: w,
         height: h,
     };
-    let content = pre.apply(&load_image(&a.content, 3, exact, &dev)?)?;
-    let style = pre.apply(&load_image(&a.style, 3, exact, &dev)?)?;
+    let content = pre.apply(&load_image(&content_path, 3, exact, &dev)?)?;
+    let style = pre.apply(&load_image(&style_path, 3, exact, &dev)?)?;
     let style_refs: Vec<&str> = a.style_layers.iter().map(String::as_str).collect();
     let mut problem = StyleTransfer::new(vgg, &content, &style, &a.content_layer, &style_refs)?;
-    problem.alpha = a.alpha;
-    problem.beta = a.beta;
+    problem.alpha = a.content_weight;
+    problem.beta = a.style_weight;
     problem.tv_weight = a.tv_weight;
 
-    let start = if a.init == "noise" {
+    let start = if a.init == Init::Noise {
         Tensor::randn(&[1, 3, h as usize, w as usize], 0, &dev).mul_scalar(40.0 * pre.level())
     } else {
         content.clone()
@@ -173,15 +201,15 @@ fn main() -> Result<()> {
         First(Box<dyn Optimizer>),
         Lbfgs(Lbfgs),
     }
-    let mut opt = match a.optimizer.as_str() {
-        "adam" => Opt::First(Box::new(Adam::new(
+    let mut opt = match a.optimizer {
+        OptimizerKind::Adam => Opt::First(Box::new(Adam::new(
             vec![g.clone()],
             AdamOptions {
                 lr: level_lr(4.0),
                 ..Default::default()
             },
         ))),
-        "sgd" | "gd" => Opt::First(Box::new(Sgd::new(
+        OptimizerKind::Sgd => Opt::First(Box::new(Sgd::new(
             vec![g.clone()],
             SgdOptions {
                 lr: a.lr.unwrap_or(1e-3),
@@ -189,7 +217,7 @@ fn main() -> Result<()> {
             },
         ))),
         // Ten iterations per call (one loss evaluation each), so the bar moves.
-        "lbfgs" => Opt::Lbfgs(Lbfgs::new(
+        OptimizerKind::Lbfgs => Opt::Lbfgs(Lbfgs::new(
             vec![g.clone()],
             LbfgsOptions {
                 lr: a.lr.unwrap_or(1.0),
@@ -200,7 +228,6 @@ fn main() -> Result<()> {
                 ..Default::default()
             },
         )?),
-        other => bail!("--optimizer takes adam, sgd or lbfgs, got {other}"),
     };
     let bar = ProgressBar::new(a.steps as u64).with_style(
         ProgressStyle::with_template("step {pos}/{len} [{bar:30}] {msg} ({elapsed}, eta {eta})")?

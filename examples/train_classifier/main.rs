@@ -28,7 +28,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// Train a ResNet-18 or MobileNetV2 from scratch on Fashion-MNIST.
 #[derive(Parser)]
-#[command(about, long_about = None)]
+#[command(long_about = None)]
 struct Args {
     /// resnet18 (small-image stem) or mobilenet_v2 (first stride 1).
     #[arg(long, default_value = "resnet18")]

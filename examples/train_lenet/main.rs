@@ -4,17 +4,21 @@
 //!
 //! `cargo run --release --example train_lenet -- [--epochs N] [--batch N] [--lr F]
 //!  [--limit N] [--data DIR] [--device cpu|gpu|best] [--out FILE] [--model modern|classic]
-//!  [--seed N] [--resume FILE] [--stop-after N]`
+//!  [--seed N] [--resume FILE] [--stop-after N]` (`--help` says what each does)
 //!
 //! After every epoch it writes the model (`FILE`, PyTorch state_dict names) and the whole
 //! training state (`FILE` with `.train.safetensors`: optimizer moments, dropout stream,
 //! epoch); `--resume` continues from the latter exactly as if never stopped.
 //! `--stop-after N` ends the run after epoch N (of `--epochs`, whose schedule it keeps).
 
+#[path = "../common/mod.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use clap::Parser;
 use fovea::data::{DataLoader, InMemoryDataset};
 use fovea::models::{LeNet5, LeNet5Classic};
 use fovea::nn::Module;
@@ -22,53 +26,44 @@ use fovea::optim::{Adam, AdamOptions, CosineAnnealing, LrSchedule, Optimizer};
 use fovea::{no_grad, Device, DeviceExt};
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// Train LeNet-5 on handwritten digits and save a checkpoint and its training curves.
+#[derive(Parser)]
+#[command(long_about = None)]
 struct Args {
-    data: PathBuf,
+    /// Passes over the training digits (the cosine schedule spans them all).
+    #[arg(long, default_value_t = 40)]
     epochs: usize,
+    /// Digits per step (default: 64 for modern, 32 for classic).
+    #[arg(long)]
     batch: Option<usize>,
+    /// Peak learning rate, Adam with cosine decay (default: 2e-3 for modern, 4e-3 for
+    /// classic).
+    #[arg(long)]
     lr: Option<f32>,
-    seed: u64,
-    resume: Option<PathBuf>,
-    stop_after: Option<usize>,
+    /// Train on the first N training digits only.
+    #[arg(long, default_value_t = usize::MAX, hide_default_value = true)]
     limit: usize,
+    /// A folder with MNIST's four idx .gz files (default: the bundled MNIST-10k).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// cpu, gpu or best.
+    #[arg(long, default_value = "best")]
     device: String,
+    /// Where the checkpoint goes; the training state and the chart land beside it.
+    #[arg(long, default_value = "out/train_lenet/lenet5.safetensors")]
     out: PathBuf,
+    /// modern (ReLU, max pooling, dropout) or classic (LeCun's 1998 sigmoid/RBF).
+    #[arg(long, value_parser = ["modern", "classic"], default_value = "modern")]
     model: String,
-}
-
-fn parse() -> Result<Args> {
-    let mut a = Args {
-        data: Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/data/mnist-10k"),
-        epochs: 40,
-        batch: None,
-        lr: None,
-        seed: 0,
-        resume: None,
-        stop_after: None,
-        limit: usize::MAX,
-        device: "best".into(),
-        out: PathBuf::from("out/train_lenet/lenet5.safetensors"),
-        model: "modern".into(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut v = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--data" => a.data = v()?.into(),
-            "--epochs" => a.epochs = v()?.parse()?,
-            "--batch" => a.batch = Some(v()?.parse()?),
-            "--lr" => a.lr = Some(v()?.parse()?),
-            "--seed" => a.seed = v()?.parse()?,
-            "--resume" => a.resume = Some(v()?.into()),
-            "--stop-after" => a.stop_after = Some(v()?.parse()?),
-            "--limit" => a.limit = v()?.parse()?,
-            "--device" => a.device = v()?,
-            "--out" => a.out = v()?.into(),
-            "--model" => a.model = v()?,
-            _ => bail!("usage: train_lenet [--epochs N] [--batch N] [--lr F] [--limit N] [--data DIR] [--device cpu|gpu|best] [--out FILE] [--model modern|classic] [--seed N] [--resume FILE] [--stop-after N]"),
-        }
-    }
-    Ok(a)
+    /// Seed of the weights, the shuffling, the shifts and dropout.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Continue from a training state (`<out>.train.safetensors`) exactly where it stopped.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// End the run after this epoch, keeping the schedule of --epochs.
+    #[arg(long)]
+    stop_after: Option<usize>,
 }
 
 /// MNIST's pixel mean and standard deviation (after scaling to [0, 1]).
@@ -104,56 +99,20 @@ fn accuracy(model: &dyn Module, data: &InMemoryDataset, dev: &Device) -> Result<
     Ok(correct as f64 / data.labels.len().max(1) as f64)
 }
 
-/// Writes a 640×360 PNG with the per-epoch mean training loss (red, scaled to its maximum)
-/// and the test accuracy (blue, 0–100% bottom to top), gridlines every 10%.
-fn plot(losses: &[f64], accuracies: &[f64], path: &Path) -> Result<()> {
-    let (w, h, m) = (640u32, 360u32, 20u32);
-    let mut img = image::RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
-    for i in 0..=10 {
-        let y = m + (h - 2 * m) * i / 10;
-        for x in m..w - m {
-            img.put_pixel(x, y, image::Rgb([225, 225, 225]));
-        }
-    }
-    let max_loss = losses.iter().cloned().fold(f64::MIN_POSITIVE, f64::max);
-    let mut line = |values: &[f64], scale: f64, colour: [u8; 3]| {
-        let point = |i: usize| {
-            let x = m as f64 + (w - 2 * m) as f64 * i as f64 / (values.len().max(2) - 1) as f64;
-            let y = (h - m) as f64 - (h - 2 * m) as f64 * (values[i] / scale).clamp(0.0, 1.0);
-            (x, y)
-        };
-        for i in 1..values.len() {
-            let ((x0, y0), (x1, y1)) = (point(i - 1), point(i));
-            let steps = ((x1 - x0).abs().max((y1 - y0).abs()) as usize).max(1);
-            for k in 0..=steps {
-                let t = k as f64 / steps as f64;
-                let (x, y) = (x0 + (x1 - x0) * t, y0 + (y1 - y0) * t);
-                for (dx, dy) in [(0, 0), (1, 0), (0, 1)] {
-                    img.put_pixel(
-                        (x as u32 + dx).min(w - 1),
-                        (y as u32 + dy).min(h - 1),
-                        image::Rgb(colour),
-                    );
-                }
-            }
-        }
-    };
-    line(losses, max_loss, [200, 40, 40]);
-    line(accuracies, 1.0, [40, 80, 200]);
-    img.save(path)
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
 fn main() -> Result<()> {
-    let a = parse()?;
+    let a = Args::parse();
     let dev = Device::by_name(&a.device)?;
-    let train = load(&a.data, "train")?.take(a.limit);
-    let test = load(&a.data, "t10k")?;
+    let data = a
+        .data
+        .clone()
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/data/mnist-10k"));
+    let train = load(&data, "train")?.take(a.limit);
+    let test = load(&data, "t10k")?;
     println!(
         "{} training and {} test images from {} on {}",
         train.labels.len(),
         test.labels.len(),
-        a.data.display(),
+        data.display(),
         dev.name()
     );
     // Measured defaults (README): the sigmoid/RBF classic learns best with smaller,
@@ -275,9 +234,18 @@ fn main() -> Result<()> {
     }
 
     let curves = a.out.with_extension("png");
-    plot(&losses, &accuracies, &curves)?;
+    let by_epoch = |values: &[f64], scale: f64| -> Vec<(f64, f64)> {
+        let points = values.iter().enumerate();
+        points.map(|(e, v)| ((e + 1) as f64, scale * v)).collect()
+    };
+    common::accuracy_chart(
+        &curves,
+        &format!("LeNet-5 ({}) on handwritten digits", a.model),
+        &by_epoch(&losses, 1.0),
+        &by_epoch(&accuracies, 100.0),
+    )?;
     println!(
-        "training curves (red: mean loss per epoch, blue: test accuracy) in {}",
+        "training curves (mean loss and test accuracy per epoch) in {}",
         curves.display()
     );
     println!(

@@ -32,7 +32,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// Transfer learning on Fashion-MNIST with a pretrained MobileNetV2.
 #[derive(Parser)]
-#[command(about, long_about = None)]
+#[command(long_about = None)]
 struct Args {
     /// Labelled training images per class (one table row group each).
     #[arg(long, num_args = 1.., default_values_t = [50usize, 500])]

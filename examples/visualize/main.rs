@@ -30,7 +30,7 @@ use image::{Rgb, RgbImage};
 
 /// Top-activating patches, first-layer filters and feature maps of a pretrained network.
 #[derive(Parser)]
-#[command(about, long_about = None)]
+#[command(long_about = None)]
 struct Args {
     /// vgg16 (bundled HED weights) or mobilenet_v2 (bundled ImageNet weights).
     #[arg(long, default_value = "vgg16")]

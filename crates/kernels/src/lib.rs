@@ -63,6 +63,54 @@ impl Default for OpenOptions {
     }
 }
 
+/// wgpu enables the Vulkan surface extensions even for compute, and with them Mesa's
+/// drivers (lavapipe, or its device-select layer) probe for a Wayland display; libwayland
+/// then prints "error: XDG_RUNTIME_DIR is invalid or not set in the environment." on every
+/// headless run (containers, CI, ssh), which reads like a failure. wgpu offers no way to
+/// leave those extensions out, so where the variable is unset or names no directory it is
+/// pointed at a private one (`<temp>/fovea-runtime-<uid>`, mode 0700): the probe then
+/// finds no display socket and stays silent. A usable value is left alone.
+///
+/// Changing the environment is not thread-safe against C code reading it at the same
+/// moment, so it happens once per process, behind a `Once`, before the first instance is
+/// created (the only code of ours that leads to Mesa reading it); later opens wait for it.
+fn quiet_window_system_probe() {
+    #[cfg(all(unix, not(target_os = "macos"), not(target_os = "android")))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let usable = std::env::var_os("XDG_RUNTIME_DIR")
+                .map(std::path::PathBuf::from)
+                .is_some_and(|p| p.is_absolute() && p.is_dir());
+            if usable {
+                return;
+            }
+            if let Some(dir) = private_runtime_dir() {
+                std::env::set_var("XDG_RUNTIME_DIR", dir);
+            }
+        });
+    }
+}
+
+/// `<temp>/fovea-runtime-<uid>`, created with mode 0700 if missing; `None` if it cannot be
+/// made or is not a directory owned by this user with no access for others (someone else
+/// could have planted it), in which case the probe's message is the lesser evil.
+#[cfg(all(unix, not(target_os = "macos"), not(target_os = "android")))]
+fn private_runtime_dir() -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    // SAFETY: getuid has no preconditions, cannot fail and touches no memory.
+    let uid = unsafe { libc::getuid() };
+    let dir = std::env::temp_dir().join(format!("fovea-runtime-{uid}"));
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(_) => return None,
+    }
+    // symlink_metadata: a link planted under that name is refused, not followed.
+    let meta = std::fs::symlink_metadata(&dir).ok()?;
+    (meta.is_dir() && meta.uid() == uid && meta.mode() & 0o077 == 0).then_some(dir)
+}
+
 /// The wgpu backend on one adapter.
 pub struct WgpuBackend {
     ctx: Ctx,
@@ -103,6 +151,7 @@ impl WgpuBackend {
         let profile = options.profile;
         // Vulkan/Metal/DX12 first; GL only where none of those exists (even creating a GL
         // instance probes EGL and prints warnings on headless machines).
+        quiet_window_system_probe();
         let enumerate = |backends: wgpu::Backends| {
             let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
             desc.backends = backends;
