@@ -14,8 +14,8 @@
 //! ```
 
 pub use fovea_core::{
-    backend, checkpoint, cpu, data, is_grad_enabled, nn, no_grad, ops, optim, rng, shape, Device,
-    Error, NoGradGuard, Result, Tensor,
+    backend, checkpoint, cpu, data, is_grad_enabled, nn, no_grad, ops, optim, parallel, rng, shape,
+    Device, Error, NoGradGuard, Result, Tensor,
 };
 /// The wgpu backend.
 pub use fovea_kernels as kernels;
@@ -23,3 +23,6 @@ pub use fovea_kernels as kernels;
 pub use fovea_kernels::DeviceExt;
 /// Classic networks.
 pub use fovea_models as models;
+
+#[cfg(feature = "mpi")]
+pub mod mpi;

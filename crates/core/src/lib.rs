@@ -14,6 +14,7 @@ mod host;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod parallel;
 pub mod rng;
 pub mod shape;
 mod tensor;

@@ -382,6 +382,28 @@ impl Tensor {
         *self.0.grad.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
+    /// Replaces the accumulated gradient (`None` forgets it): how data-parallel training
+    /// writes back gradients summed across replicas. The gradient must have this tensor's
+    /// shape and live on its device.
+    pub fn set_grad(&self, g: Option<Tensor>) -> Result<()> {
+        if let Some(g) = &g {
+            if g.shape() != self.shape() || !g.device().same(self.device()) {
+                return Err(Error::op(
+                    "set_grad",
+                    format!(
+                        "gradient {:?} on {} for a tensor {:?} on {}",
+                        g.shape(),
+                        g.device().name(),
+                        self.shape(),
+                        self.device().name()
+                    ),
+                ));
+            }
+        }
+        *self.0.grad.lock().unwrap_or_else(|e| e.into_inner()) = g.map(|g| g.detach());
+        Ok(())
+    }
+
     pub(crate) fn accumulate_grad(&self, g: Tensor) -> Result<()> {
         let mut slot = self.0.grad.lock().unwrap_or_else(|e| e.into_inner());
         let sum = match slot.take() {

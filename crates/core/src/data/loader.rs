@@ -307,6 +307,32 @@ impl<'a> DataLoader<'a> {
         })
     }
 
+    /// Keeps this process's share of the epoch for data-parallel training over `size`
+    /// processes: every `size`-th item of the (shuffled) order from item `rank`, cut so
+    /// that every rank gets the same count (the last `len % size` items of the order are
+    /// left out this epoch). With the same shuffling seed on every rank, batch `k` of all
+    /// ranks together holds the items of batch `k` of one process with `size` times the
+    /// batch size.
+    pub fn shard(mut self, rank: usize, size: usize) -> Result<Self> {
+        if size == 0 || rank >= size {
+            return Err(Error::op(
+                "DataLoader::shard",
+                format!("rank {rank} of {size} processes"),
+            ));
+        }
+        let each = self.order.len() / size;
+        self.order = self
+            .order
+            .iter()
+            .skip(rank)
+            .step_by(size)
+            .take(each)
+            .copied()
+            .collect();
+        self.next = 0;
+        Ok(self)
+    }
+
     /// Skips a last batch smaller than `batch_size`.
     pub fn drop_last(mut self) -> Self {
         self.drop_last = true;
