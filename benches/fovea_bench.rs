@@ -15,6 +15,7 @@ use fovea::ops::{Conv2dOptions, ConvTranspose2dOptions, Pool2dOptions};
 use fovea::{no_grad, Device, DeviceExt, Tensor};
 use serde_json::json;
 
+mod metric_rows;
 mod nd_rows;
 
 struct Opts {
@@ -388,6 +389,7 @@ fn main() -> Result<()> {
         });
     }
     nd_rows::rows(&dev, &o, &wanted, &mut rows)?;
+    metric_rows::rows(&dev, &o, &wanted, &mut rows)?;
     zoo_rows(&dev, &o, &wanted, &mut rows)?;
     detection_rows(&dev, &o, &wanted, &mut rows)?;
     if wanted("unet") {
