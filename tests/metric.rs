@@ -261,9 +261,12 @@ fn metric_gradients_match_finite_differences() {
     let labels = [0, 0, 1, 1, 1, 2, 2, 0];
     let e = well_separated(8, 3, &labels, 0.5, 0.15, &mut rng);
     for mining in STRATEGIES {
-        gradcheck(&format!("mined {mining}"), std::slice::from_ref(&e), &[true], &|x| {
-            Ok(mined_triplet_loss(&x[0], &labels, 0.5, mining)?.loss)
-        });
+        gradcheck(
+            &format!("mined {mining}"),
+            std::slice::from_ref(&e),
+            &[true],
+            &|x| Ok(mined_triplet_loss(&x[0], &labels, 0.5, mining)?.loss),
+        );
     }
     for feature in [PairFeature::L1, PairFeature::ChiSquared] {
         let head = VerificationHead::new(d, feature, 5, &dev);

@@ -13,7 +13,8 @@
 //!
 //! `cargo run --release --example siamese -- [--epochs N] [--steps N] [--per-class K]
 //!  [--mining batch-all|batch-hard|semi-hard] [--margin F] [--dim N] [--width N] [--lr F]
-//!  [--device cpu|gpu|best] [--seed N]`
+//!  [--pairs N] [--episodes N] [--fit-images N] [--head-steps N] [--device cpu|gpu|best]
+//!  [--seed N] [--out DIR]`
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -54,13 +55,13 @@ struct Args {
     #[arg(long, default_value = "batch-all")]
     mining: String,
     /// Margin α of max(‖a − p‖² − ‖a − n‖² + α, 0) on unit-length embeddings.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.5)]
     margin: f32,
     /// Embedding size.
     #[arg(long, default_value_t = 64)]
     dim: usize,
     /// Channels of the encoder's first stage (then twice that).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 32)]
     width: usize,
     /// Peak learning rate (Adam, cosine decay).
     #[arg(long, default_value_t = 2e-3)]
@@ -71,6 +72,9 @@ struct Args {
     /// One-shot recognition episodes (one random reference per unseen class each).
     #[arg(long, default_value_t = 200)]
     episodes: usize,
+    /// Images of the seen digits whose pairs fit the heads and the threshold.
+    #[arg(long, default_value_t = 2000)]
+    fit_images: usize,
     /// Training steps of each verification head (128 pairs each).
     #[arg(long, default_value_t = 300)]
     head_steps: usize,
@@ -345,7 +349,7 @@ fn main() -> Result<()> {
         unseen_idx.len(),
         a.pairs
     );
-    let seen_items = (&train, &seen_idx[..]);
+    let seen_items = (&train, &seen_idx[..a.fit_images.min(seen_idx.len())]);
     let unseen_items = (&test, &unseen_idx[..]);
     let untrained = evaluate(&net, seen_items, unseen_items, &a, &dev)?;
     print_scores("untrained", &untrained);
