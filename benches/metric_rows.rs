@@ -1,5 +1,5 @@
-//! The metric-learning row: one triplet training step of the Siamese encoder that
-//! `examples/siamese` trains (width 16, 64-dimensional embeddings, 28×28 digits), on a
+//! The metric-learning row: one triplet training step of `examples/siamese`'s encoder at
+//! width 16 (the example's default is 32; 64-dimensional embeddings, 28×28 digits), on a
 //! P×K batch of 7 classes × 8 images (K capped by `--batch`), with batch-hard mining on
 //! the squared distance matrix (read back to pick the triplets), backward and Adam.
 
