@@ -16,6 +16,7 @@ use fovea::{no_grad, Device, DeviceExt, Tensor};
 use serde_json::json;
 
 mod face_rows;
+mod metric_rows;
 mod nd_rows;
 
 struct Opts {
@@ -390,6 +391,7 @@ fn main() -> Result<()> {
     }
     nd_rows::rows(&dev, &o, &wanted, &mut rows)?;
     face_rows::rows(&dev, &o, &wanted, &mut rows)?;
+    metric_rows::rows(&dev, &o, &wanted, &mut rows)?;
     zoo_rows(&dev, &o, &wanted, &mut rows)?;
     detection_rows(&dev, &o, &wanted, &mut rows)?;
     if wanted("unet") {

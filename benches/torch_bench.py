@@ -332,4 +332,37 @@ def face_rows():
 
 face_rows()
 
+# One triplet training step of examples/siamese's encoder (3×3 conv-BN-ReLU stages of 16,
+# 32, 32 channels, max pooling after the first two, global average pooling, linear to 64,
+# L2 normalisation) on 7 classes × 8 digits, batch-hard mining on squared distances, Adam.
+class Siamese(torch.nn.Module):
+    def __init__(self, w=16, dim=64):
+        super().__init__()
+        def stage(i, o):
+            return [torch.nn.Conv2d(i, o, 3, padding=1, bias=False), torch.nn.BatchNorm2d(o), torch.nn.ReLU()]
+        self.features = torch.nn.Sequential(*stage(1, w), torch.nn.MaxPool2d(2), *stage(w, 2 * w), torch.nn.MaxPool2d(2),
+                                            *stage(2 * w, 2 * w), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+        self.embed = torch.nn.Linear(2 * w, dim)
+    def forward(self, x):
+        return F.normalize(self.embed(self.features(x)), dim=1)
+k = min(8, max(a.batch // 7, 1))
+sn = 7 * k
+siamese_name = f"siamese triplet step batch {sn} 28x28 (width 16, dim 64, batch-hard)"
+if wanted(siamese_name):
+    snet = Siamese().to(dev)
+    sopt = torch.optim.Adam(snet.parameters())
+    sx = torch.randn(sn, 1, 28, 28, device=dev)
+    sl = torch.arange(sn, device=dev) // k
+    same = sl[:, None] == sl[None, :]
+    eye = torch.eye(sn, dtype=torch.bool, device=dev)
+    def siamese_step():
+        sopt.zero_grad()
+        e = snet(sx)
+        d = torch.cdist(e, e).pow(2)
+        hardest_pos = d.masked_fill(~same | eye, float("-inf")).amax(1)
+        hardest_neg = d.masked_fill(same, float("inf")).amin(1)
+        F.relu(hardest_pos - hardest_neg + 0.2).mean().backward()
+        sopt.step()
+    rows.append({"name": siamese_name, "ms": timed(siamese_step), "tflops": None})
+
 print(json.dumps({"device": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "rows": rows}, indent=2))

@@ -556,3 +556,68 @@ fn a_headless_run_prints_no_window_system_errors() {
     );
     std::fs::remove_dir_all(out.parent().unwrap()).ok();
 }
+/// The number after `key` on the first line that starts with `prefix`.
+fn figure(stdout: &str, prefix: &str, key: &str) -> f64 {
+    stdout
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.split(key).nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.trim_end_matches('%').parse().ok())
+        .unwrap_or_else(|| panic!("no {key:?} on a {prefix:?} line in:\n{stdout}"))
+}
+
+#[test]
+fn siamese_trains_a_triplet_encoder_and_scores_unseen_digits() {
+    let out = std::env::temp_dir().join(format!("fovea-siamese-{}", std::process::id()));
+    let mut args: Vec<&OsStr> = [
+        "--device",
+        "cpu",
+        "--epochs",
+        "2",
+        "--steps",
+        "8",
+        "--per-class",
+        "4",
+        "--width",
+        "4",
+        "--dim",
+        "16",
+        "--pairs",
+        "200",
+        "--episodes",
+        "5",
+        "--fit-images",
+        "300",
+        "--mining",
+        "semi-hard",
+        "--head-steps",
+        "20",
+        "--out",
+    ]
+    .iter()
+    .map(OsStr::new)
+    .collect();
+    args.push(out.as_os_str());
+    let stdout = run_example("siamese", &args);
+    let (first, second) = (
+        figure(&stdout, "epoch  1/2", "triplet loss "),
+        figure(&stdout, "epoch  2/2", "triplet loss "),
+    );
+    assert!(second < first, "the triplet loss fell: {first} → {second}");
+    for who in ["untrained ", "trained "] {
+        for key in [
+            "L1 head ",
+            "χ² head ",
+            "distance threshold ",
+            "recognition ",
+        ] {
+            let v = figure(&stdout, who, key);
+            assert!((0.0..=100.0).contains(&v), "{who}{key}{v}");
+        }
+    }
+    for p in ["pca.png", "loss.png"] {
+        image::open(out.join(p)).unwrap_or_else(|e| panic!("siamese {p}: {e}"));
+    }
+    std::fs::remove_dir_all(&out).ok();
+}

@@ -254,3 +254,64 @@ pub fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
 pub fn paste(dst: &mut RgbImage, src: &RgbImage, x: u32, y: u32) {
     image::imageops::replace(dst, src, x as i64, y as i64);
 }
+
+/// A labelled group of 2-D points for [`scatter_chart`].
+pub struct PointGroup<'a> {
+    pub label: String,
+    pub colour: Rgb<u8>,
+    pub points: &'a [(f64, f64)],
+}
+
+/// Draws groups of points as a PNG scatter plot (small filled circles, a colour and a
+/// legend entry per group).
+pub fn scatter_chart(
+    path: &Path,
+    title: &str,
+    (x_label, y_label): (&str, &str),
+    groups: &[PointGroup],
+) -> Result<()> {
+    register_chart_font();
+    let (w, h) = (900u32, 760u32);
+    let mut buf = vec![0u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let all = || groups.iter().flat_map(|g| g.points.iter());
+        let (x0, x1) = bounds(all().map(|p| p.0));
+        let (y0, y1) = bounds(all().map(|p| p.1));
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(44)
+            .y_label_area_size(64)
+            .build_cartesian_2d(x0..x1, y0..y1)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .label_style(("sans-serif", 15))
+            .axis_desc_style(("sans-serif", 17))
+            .draw()?;
+        for g in groups {
+            let c = RGBColor(g.colour[0], g.colour[1], g.colour[2]);
+            chart
+                .draw_series(
+                    g.points
+                        .iter()
+                        .map(|&p| Circle::new(p, 3, c.mix(0.75).filled())),
+                )?
+                .label(g.label.as_str())
+                .legend(move |(x, y)| Circle::new((x + 8, y), 5, c.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .label_font(("sans-serif", 15))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()?;
+        root.present()?;
+    }
+    let img = RgbImage::from_raw(w, h, buf).context("chart buffer")?;
+    save_png(&img, path)
+}

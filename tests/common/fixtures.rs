@@ -557,3 +557,37 @@ pub fn conv_nd(c: &Case) -> Option<Result<Outputs>> {
     };
     Some(out.map(Outputs::from))
 }
+
+/// Metric learning's ops (metric.safetensors): both triplet losses, cosine similarity and
+/// pairwise distance.
+pub fn metric(c: &Case) -> Option<Result<Outputs>> {
+    let x = c.x();
+    let out = match c.kind {
+        "triplet_margin_loss" => {
+            assert!(!c.flag("swap") && c.uint("p") == 2, "{}", c.name);
+            x.triplet_margin_loss(
+                c.arg("positive").unwrap(),
+                c.arg("negative").unwrap(),
+                c.float("margin"),
+                c.float("eps"),
+            )
+            .and_then(|l| l.reshape(&[1]))
+        }
+        "triplet_squared" => x
+            .triplet_squared_loss(
+                c.arg("positive").unwrap(),
+                c.arg("negative").unwrap(),
+                c.float("margin"),
+            )
+            .and_then(|l| l.reshape(&[1])),
+        "cosine_similarity" => {
+            x.cosine_similarity(c.arg("x2").unwrap(), c.uint("dim") as isize, c.float("eps"))
+        }
+        "pairwise_distance" => {
+            assert_eq!(c.uint("p"), 2, "{}", c.name);
+            x.pairwise_distance(c.arg("x2").unwrap(), c.float("eps"))
+        }
+        _ => return None,
+    };
+    Some(out.map(Outputs::from))
+}

@@ -12,9 +12,11 @@ pub mod imagenet;
 mod inception;
 mod lenet;
 mod lenet_classic;
+pub mod metric;
 mod mobilenet;
 mod resnet;
 pub mod segmentation;
+mod siamese;
 pub mod style;
 mod unet;
 mod vgg;
@@ -32,6 +34,7 @@ pub use mobilenet::{
     MobileNetV2, MobileNetV3,
 };
 pub use resnet::{Block, Downsample, ResNet, ResNetConfig, ResidualBlock};
+pub use siamese::{PairFeature, SiameseEncoder, VerificationHead};
 pub use unet::{DoubleConv, Down, OutConv, UNet, UNetConfig, Up};
 pub use vgg::{Vgg, VggConfig};
 pub use yolo::{Darknet, DarknetConv, Localizer, Yolo};

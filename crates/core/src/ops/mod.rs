@@ -14,6 +14,7 @@ mod layout;
 mod linear;
 mod loss;
 mod matmul;
+mod metric;
 mod pixel_loss;
 mod pool2d;
 mod pool_nd;

@@ -1,0 +1,440 @@
+//! Metric learning from scratch: a Siamese CNN encoder trained with the triplet loss on
+//! squared distances (online mining in P×K batches) on the bundled MNIST digits 0–6 only,
+//! then tested one-shot on the digits 7–9 it never saw:
+//! - verification: are two images of one class? On balanced pairs, by the weighted-L1 and
+//!   the χ² heads (logistic regressions trained on pairs of the seen classes) and by a
+//!   distance threshold picked on the seen classes;
+//! - recognition: with one reference image per unseen class, name every other image by its
+//!   nearest reference (chance 1/3).
+//!
+//! The same figures for an untrained encoder (with its own heads and threshold) stand
+//! beside them. Writes `out/siamese/pca.png` (a 2-D PCA projection of the embeddings of the
+//! 2,000 held-out digits, coloured by class) and `out/siamese/loss.png`.
+//!
+//! `cargo run --release --example siamese -- [--epochs N] [--steps N] [--per-class K]
+//!  [--mining batch-all|batch-hard|semi-hard] [--margin F] [--dim N] [--width N] [--lr F]
+//!  [--pairs N] [--episodes N] [--fit-images N] [--head-steps N] [--device cpu|gpu|best]
+//!  [--seed N] [--out DIR]`
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::Parser;
+use fovea::data::InMemoryDataset;
+use fovea::models::metric::{
+    balanced_pairs, best_threshold, by_class, mined_triplet_loss, one_shot_recognition, pk_batch,
+    threshold_accuracy, Mining,
+};
+use fovea::models::{PairFeature, SiameseEncoder, VerificationHead};
+use fovea::nn::{summary, Module};
+use fovea::optim::{Adam, AdamOptions, CosineAnnealing, LrSchedule, Optimizer};
+use fovea::{no_grad, Device, DeviceExt, Tensor};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// The digits the encoder trains on; 7, 8 and 9 stay unseen.
+const SEEN: usize = 7;
+
+/// Train a Siamese encoder with the triplet loss on digits 0–6 and test it one-shot on 7–9.
+#[derive(Parser)]
+#[command(about, long_about = None)]
+struct Args {
+    /// Training epochs.
+    #[arg(long, default_value_t = 6)]
+    epochs: usize,
+    /// P×K batches per epoch.
+    #[arg(long, default_value_t = 100)]
+    steps: usize,
+    /// Images per class in a batch (K; P is the 7 seen classes).
+    #[arg(long, default_value_t = 8)]
+    per_class: usize,
+    /// Triplet mining: batch-all, batch-hard or semi-hard.
+    #[arg(long, default_value = "batch-all")]
+    mining: String,
+    /// Margin α of max(‖a − p‖² − ‖a − n‖² + α, 0) on unit-length embeddings.
+    #[arg(long, default_value_t = 0.5)]
+    margin: f32,
+    /// Embedding size.
+    #[arg(long, default_value_t = 64)]
+    dim: usize,
+    /// Channels of the encoder's first stage (then twice that).
+    #[arg(long, default_value_t = 32)]
+    width: usize,
+    /// Peak learning rate (Adam, cosine decay).
+    #[arg(long, default_value_t = 2e-3)]
+    lr: f32,
+    /// Balanced pairs of unseen digits to verify.
+    #[arg(long, default_value_t = 2000)]
+    pairs: usize,
+    /// One-shot recognition episodes (one random reference per unseen class each).
+    #[arg(long, default_value_t = 200)]
+    episodes: usize,
+    /// Images of the seen digits whose pairs fit the heads and the threshold.
+    #[arg(long, default_value_t = 2000)]
+    fit_images: usize,
+    /// Training steps of each verification head (128 pairs each).
+    #[arg(long, default_value_t = 300)]
+    head_steps: usize,
+    /// cpu, gpu or best.
+    #[arg(long, default_value = "best")]
+    device: String,
+    /// Seed of the weights, the batches and the pairs.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Where the pictures go.
+    #[arg(long, default_value = "out/siamese")]
+    out: PathBuf,
+}
+
+fn load(split: &str) -> Result<InMemoryDataset> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/data/mnist-10k");
+    Ok(InMemoryDataset::from_idx(
+        &dir.join(format!("{split}-images-idx3-ubyte.gz")),
+        &dir.join(format!("{split}-labels-idx1-ubyte.gz")),
+        10,
+        0.1307,
+        0.3081,
+    )?)
+}
+
+fn images(data: &InMemoryDataset, idx: &[usize], dev: &Device) -> Result<Tensor> {
+    let values: Vec<f32> = idx
+        .iter()
+        .flat_map(|&i| data.values[i * 784..(i + 1) * 784].iter().copied())
+        .collect();
+    Ok(Tensor::from_vec(values, &[idx.len(), 1, 28, 28], dev)?)
+}
+
+/// The embeddings of items `idx`, row after row, in evaluation mode.
+fn embed(
+    net: &SiameseEncoder,
+    data: &InMemoryDataset,
+    idx: &[usize],
+    dev: &Device,
+) -> Result<Vec<f32>> {
+    net.eval();
+    let mut out = Vec::with_capacity(idx.len() * net.dim());
+    for chunk in idx.chunks(500) {
+        let x = images(data, chunk, dev)?;
+        out.extend(no_grad(|| net.forward(&x))?.to_vec()?);
+    }
+    net.train();
+    Ok(out)
+}
+
+/// The rows `idx` of host embeddings as a `[n, dim]` tensor.
+fn rows(emb: &[f32], dim: usize, idx: impl Iterator<Item = usize>, dev: &Device) -> Result<Tensor> {
+    let v: Vec<f32> = idx
+        .flat_map(|i| emb[i * dim..(i + 1) * dim].iter().copied())
+        .collect();
+    let n = v.len() / dim;
+    Ok(Tensor::from_vec(v, &[n, dim], dev)?)
+}
+
+/// Embeddings with their labels.
+struct Embedded {
+    values: Vec<f32>,
+    labels: Vec<usize>,
+}
+
+struct Scores {
+    l1: f64,
+    chi2: f64,
+    threshold: f64,
+    recognition: f64,
+}
+
+/// Trains a verification head on pairs of `seen` embeddings and returns its accuracy on
+/// the `test` pairs of `unseen` ones.
+fn head_accuracy(
+    feature: PairFeature,
+    seen: &Embedded,
+    unseen: &Embedded,
+    test: &[(usize, usize, bool)],
+    a: &Args,
+    dev: &Device,
+) -> Result<f64> {
+    let dim = a.dim;
+    let head = VerificationHead::new(dim, feature, a.seed + 17, dev);
+    let mut opt = Adam::new(
+        head.parameters(),
+        AdamOptions {
+            lr: 0.02,
+            ..Default::default()
+        },
+    );
+    for step in 0..a.head_steps {
+        let pairs = balanced_pairs(&seen.labels, 128, a.seed ^ (step as u64) << 8)?;
+        let e1 = rows(&seen.values, dim, pairs.iter().map(|p| p.0), dev)?;
+        let e2 = rows(&seen.values, dim, pairs.iter().map(|p| p.1), dev)?;
+        let same: Vec<bool> = pairs.iter().map(|p| p.2).collect();
+        opt.zero_grad();
+        head.loss(&e1, &e2, &same)?.backward()?;
+        opt.step()?;
+    }
+    let e1 = rows(&unseen.values, dim, test.iter().map(|p| p.0), dev)?;
+    let e2 = rows(&unseen.values, dim, test.iter().map(|p| p.1), dev)?;
+    let logits = no_grad(|| head.logits(&e1, &e2))?.to_vec()?;
+    let hits = logits
+        .iter()
+        .zip(test)
+        .filter(|(&l, p)| (l > 0.0) == p.2)
+        .count();
+    Ok(hits as f64 / test.len().max(1) as f64)
+}
+
+fn squared(emb: &[f32], dim: usize, i: usize, j: usize) -> f32 {
+    (0..dim)
+        .map(|k| (emb[i * dim + k] - emb[j * dim + k]).powi(2))
+        .sum()
+}
+
+/// Verification and recognition of the unseen digits by `net`.
+fn evaluate(
+    net: &SiameseEncoder,
+    seen_items: (&InMemoryDataset, &[usize]),
+    unseen_items: (&InMemoryDataset, &[usize]),
+    a: &Args,
+    dev: &Device,
+) -> Result<Scores> {
+    let embedded = |(data, idx): (&InMemoryDataset, &[usize])| -> Result<Embedded> {
+        Ok(Embedded {
+            values: embed(net, data, idx, dev)?,
+            labels: idx.iter().map(|&i| data.labels[i]).collect(),
+        })
+    };
+    let (seen, unseen) = (embedded(seen_items)?, embedded(unseen_items)?);
+    let dim = a.dim;
+    let test = balanced_pairs(&unseen.labels, a.pairs, a.seed + 1)?;
+    let fit = balanced_pairs(&seen.labels, a.pairs, a.seed + 2)?;
+    let dist = |e: &Embedded, p: &[(usize, usize, bool)]| -> (Vec<f32>, Vec<bool>) {
+        p.iter()
+            .map(|&(i, j, s)| (squared(&e.values, dim, i, j), s))
+            .unzip()
+    };
+    let (fit_d, fit_s) = dist(&seen, &fit);
+    let (thr, _) = best_threshold(&fit_d, &fit_s);
+    let (test_d, test_s) = dist(&unseen, &test);
+    Ok(Scores {
+        l1: head_accuracy(PairFeature::L1, &seen, &unseen, &test, a, dev)?,
+        chi2: head_accuracy(PairFeature::ChiSquared, &seen, &unseen, &test, a, dev)?,
+        threshold: threshold_accuracy(&test_d, &test_s, thr),
+        recognition: one_shot_recognition(
+            &unseen.values,
+            dim,
+            &unseen.labels,
+            a.episodes,
+            a.seed + 3,
+        )?,
+    })
+}
+
+/// The projection of the rows of `emb` (`[n, dim]`) on their first two principal axes,
+/// by power iteration on the covariance with deflation.
+fn pca_2d(emb: &[f32], dim: usize) -> Vec<(f64, f64)> {
+    let n = emb.len() / dim;
+    let mut mean = vec![0.0f64; dim];
+    for r in emb.chunks(dim) {
+        r.iter()
+            .zip(&mut mean)
+            .for_each(|(&v, m)| *m += v as f64 / n as f64);
+    }
+    let mut cov = vec![0.0f64; dim * dim];
+    for r in emb.chunks(dim) {
+        for i in 0..dim {
+            for j in 0..dim {
+                cov[i * dim + j] += (r[i] as f64 - mean[i]) * (r[j] as f64 - mean[j]);
+            }
+        }
+    }
+    let mut axes: Vec<Vec<f64>> = Vec::new();
+    for k in 0..2 {
+        let mut v: Vec<f64> = (0..dim)
+            .map(|i| 1.0 + ((i * 7 + k * 3) % 5) as f64)
+            .collect();
+        for _ in 0..500 {
+            let mut w: Vec<f64> = (0..dim)
+                .map(|i| (0..dim).map(|j| cov[i * dim + j] * v[j]).sum())
+                .collect();
+            for ax in &axes {
+                let d: f64 = w.iter().zip(ax).map(|(a, b)| a * b).sum();
+                w.iter_mut().zip(ax).for_each(|(x, a)| *x -= d * a);
+            }
+            let norm = w.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-30);
+            v = w.into_iter().map(|x| x / norm).collect();
+        }
+        axes.push(v);
+    }
+    emb.chunks(dim)
+        .map(|r| {
+            let c: Vec<f64> = r.iter().zip(&mean).map(|(&v, m)| v as f64 - m).collect();
+            let p = |ax: &[f64]| c.iter().zip(ax).map(|(a, b)| a * b).sum::<f64>();
+            (p(&axes[0]), p(&axes[1]))
+        })
+        .collect()
+}
+
+fn pca_chart(
+    net: &SiameseEncoder,
+    test: &InMemoryDataset,
+    a: &Args,
+    dev: &Device,
+) -> Result<PathBuf> {
+    let all: Vec<usize> = (0..test.labels.len()).collect();
+    let emb = embed(net, test, &all, dev)?;
+    let points = pca_2d(&emb, a.dim);
+    let per_class: Vec<Vec<(f64, f64)>> = (0..10)
+        .map(|c| {
+            points
+                .iter()
+                .zip(&test.labels)
+                .filter(|(_, &l)| l == c)
+                .map(|(p, _)| *p)
+                .collect()
+        })
+        .collect();
+    let groups: Vec<common::PointGroup> = per_class
+        .iter()
+        .enumerate()
+        .map(|(c, pts)| common::PointGroup {
+            label: if c < SEEN {
+                format!("{c}")
+            } else {
+                format!("{c} (unseen)")
+            },
+            colour: common::class_colour(c + 1),
+            points: pts,
+        })
+        .collect();
+    let path = a.out.join("pca.png");
+    common::scatter_chart(
+        &path,
+        "Embeddings of the 2,000 held-out digits (PCA), trained on 0-6 only",
+        ("first principal axis", "second principal axis"),
+        &groups,
+    )?;
+    Ok(path)
+}
+
+fn print_scores(what: &str, s: &Scores) {
+    println!(
+        "{what:<10} verification: L1 head {:.2}%  χ² head {:.2}%  distance threshold {:.2}%  |  one-shot recognition {:.2}%",
+        100.0 * s.l1,
+        100.0 * s.chi2,
+        100.0 * s.threshold,
+        100.0 * s.recognition
+    );
+}
+
+fn main() -> Result<()> {
+    let a = Args::parse();
+    let mining: Mining = a.mining.parse()?;
+    let dev = Device::by_name(&a.device)?;
+    let (train, test) = (load("train")?, load("t10k")?);
+    let seen_idx: Vec<usize> = (0..train.labels.len())
+        .filter(|&i| train.labels[i] < SEEN)
+        .collect();
+    let unseen_idx: Vec<usize> = (0..test.labels.len())
+        .filter(|&i| test.labels[i] >= SEEN)
+        .collect();
+    let groups = by_class(&train.labels, SEEN);
+    let net = SiameseEncoder::new(1, a.width, a.dim, a.seed, &dev)?;
+    println!("{}", summary(&net, &[1, 1, 28, 28], &dev)?);
+    println!(
+        "training on {} images of digits 0-6; testing on {} held-out images of the unseen digits 7-9 ({} balanced pairs: chance 50%; one-shot recognition among 3: chance 33.33%)",
+        seen_idx.len(),
+        unseen_idx.len(),
+        a.pairs
+    );
+    let seen_items = (&train, &seen_idx[..a.fit_images.min(seen_idx.len())]);
+    let unseen_items = (&test, &unseen_idx[..]);
+    let untrained = evaluate(&net, seen_items, unseen_items, &a, &dev)?;
+    print_scores("untrained", &untrained);
+
+    let mut opt = Adam::new(
+        net.parameters(),
+        AdamOptions {
+            lr: a.lr,
+            ..Default::default()
+        },
+    );
+    let schedule = CosineAnnealing {
+        base: a.lr,
+        min: a.lr * 0.02,
+        t_max: a.epochs * a.steps,
+    };
+    let classes: Vec<usize> = (0..SEEN).collect();
+    let style =
+        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} ({elapsed}) {msg}")?;
+    let mut curve = Vec::new();
+    let start = Instant::now();
+    for epoch in 0..a.epochs {
+        let bar = ProgressBar::new(a.steps as u64)
+            .with_style(style.clone())
+            .with_prefix(format!("{:2}/{}", epoch + 1, a.epochs));
+        let (mut losses, mut active, mut total) = (Vec::new(), 0usize, 0usize);
+        for step in 0..a.steps {
+            let t = epoch * a.steps + step;
+            let idx = pk_batch(
+                &groups,
+                &classes,
+                a.per_class,
+                a.seed.wrapping_mul(1 << 32) ^ t as u64,
+            )?;
+            let labels: Vec<usize> = idx.iter().map(|&i| train.labels[i]).collect();
+            let x = images(&train, &idx, &dev)?;
+            opt.set_lr(schedule.lr_at(t));
+            opt.zero_grad();
+            let mined = mined_triplet_loss(&net.forward(&x)?, &labels, a.margin, mining)?;
+            mined.loss.backward()?;
+            opt.step()?;
+            active += mined.triplets.active;
+            total += mined.triplets.triplets.len();
+            losses.push(mined.loss.detach());
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        let mean = losses
+            .iter()
+            .map(|l| l.item().map(f64::from))
+            .sum::<fovea::Result<f64>>()?
+            / losses.len().max(1) as f64;
+        curve.push(((epoch + 1) as f64, mean));
+        println!(
+            "epoch {:2}/{}  triplet loss {mean:.4}  active triplets {:.1}% of {total}",
+            epoch + 1,
+            a.epochs,
+            100.0 * active as f64 / total.max(1) as f64
+        );
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let trained = evaluate(&net, seen_items, unseen_items, &a, &dev)?;
+    print_scores("untrained", &untrained);
+    print_scores("trained", &trained);
+    println!(
+        "trained for {} steps of {} images ({mining} mining, margin {}) in {seconds:.0} s on {}",
+        a.epochs * a.steps,
+        SEEN * a.per_class,
+        a.margin,
+        dev.name()
+    );
+    common::line_chart(
+        &a.out.join("loss.png"),
+        &format!("Triplet loss ({mining} mining) on digits 0-6"),
+        "epoch",
+        (
+            "mean triplet loss",
+            &[common::Series {
+                label: "training loss",
+                points: &curve,
+            }],
+        ),
+        ("", &[]),
+    )?;
+    let path = pca_chart(&net, &test, &a, &dev)?;
+    println!("PCA of the test embeddings in {}", path.display());
+    Ok(())
+}
