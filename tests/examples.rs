@@ -621,3 +621,34 @@ fn siamese_trains_a_triplet_encoder_and_scores_unseen_digits() {
     }
     std::fs::remove_dir_all(&out).ok();
 }
+
+#[test]
+fn data_parallel_replicas_match_one_device_and_train() {
+    let out = std::env::temp_dir().join(format!("fovea-dp-{}", std::process::id()));
+    let mut args: Vec<&OsStr> = [
+        "--device",
+        "cpu",
+        "--replicas",
+        "3",
+        "--epochs",
+        "1",
+        "--limit",
+        "384",
+        "--out",
+    ]
+    .iter()
+    .map(OsStr::new)
+    .collect();
+    args.push(out.as_os_str());
+    let stdout = run_example("data_parallel", &args);
+    let diff: f64 = stdout
+        .lines()
+        .find_map(|l| l.split("whole batch by ").nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no check line in:\n{stdout}"));
+    assert!(diff < 1e-6, "3 replicas vs one device: {diff}");
+    assert!(stdout.contains("epoch 1/1"), "{stdout}");
+    assert!(out.join("lenet.safetensors").exists());
+    std::fs::remove_dir_all(&out).ok();
+}

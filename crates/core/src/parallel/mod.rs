@@ -12,6 +12,7 @@
 mod reduce;
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use reduce::{AllReduce, LocalWorld};
 
@@ -26,6 +27,7 @@ pub struct DataParallel<M: Module> {
     world: Box<dyn AllReduce>,
     /// largest host buffer one all-reduce call carries (values); 4 M by default
     pub bucket_floats: usize,
+    reduce_ns: AtomicU64,
 }
 
 /// The names and shapes of a module's parameters, in order.
@@ -85,6 +87,7 @@ impl<M: Module> DataParallel<M> {
             devices: devices.to_vec(),
             world: Box::new(LocalWorld),
             bucket_floats: 4 << 20,
+            reduce_ns: AtomicU64::new(0),
         };
         dp.broadcast_from_first()?;
         Ok(dp)
@@ -159,6 +162,18 @@ impl<M: Module> DataParallel<M> {
             }
         }
         Ok(())
+    }
+
+    /// Gives back the group of processes (MPI initialises once per process, so a second
+    /// `DataParallel` reuses it).
+    pub fn into_world(self) -> Box<dyn AllReduce> {
+        self.world
+    }
+
+    /// Milliseconds the last [`DataParallel::all_reduce_gradients`] took (staging through
+    /// the host and summing across replicas and processes).
+    pub fn last_reduce_ms(&self) -> f64 {
+        self.reduce_ns.load(Ordering::Relaxed) as f64 / 1e6
     }
 
     /// The replicas, one per device.
@@ -267,21 +282,24 @@ impl<M: Module> DataParallel<M> {
     /// sum back to every replica (a missing gradient counts as zero; a parameter no
     /// replica reached keeps none).
     pub fn all_reduce_gradients(&self) -> Result<()> {
+        let start = std::time::Instant::now();
         let count = self.params[0].len();
-        let mut start = 0;
-        while start < count {
+        let mut first = 0;
+        while first < count {
             // A bucket: consecutive parameters up to bucket_floats values (at least one).
-            let mut end = start;
+            let mut end = first;
             let mut len = 0;
             while end < count
-                && (end == start || len + self.params[0][end].numel() <= self.bucket_floats)
+                && (end == first || len + self.params[0][end].numel() <= self.bucket_floats)
             {
                 len += self.params[0][end].numel();
                 end += 1;
             }
-            self.reduce_bucket(start..end, len)?;
-            start = end;
+            self.reduce_bucket(first..end, len)?;
+            first = end;
         }
+        let ns = start.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+        self.reduce_ns.store(ns, Ordering::Relaxed);
         Ok(())
     }
 
