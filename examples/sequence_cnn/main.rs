@@ -10,7 +10,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -47,17 +47,6 @@ struct Args {
     /// Where the chart goes.
     #[arg(long, default_value = "out/sequence_cnn")]
     out: PathBuf,
-}
-
-fn load(split: &str) -> Result<InMemoryDataset> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/data/mnist-10k");
-    Ok(InMemoryDataset::from_idx(
-        &dir.join(format!("{split}-images-idx3-ubyte.gz")),
-        &dir.join(format!("{split}-labels-idx1-ubyte.gz")),
-        10,
-        0.1307,
-        0.3081,
-    )?)
 }
 
 /// Digits `idx` as `[n, 28 rows (channels), 28 columns (length)]`: the image transposed, so
@@ -117,7 +106,11 @@ fn accuracy(model: &dyn Module, data: &InMemoryDataset, dev: &Device) -> Result<
 fn main() -> Result<()> {
     let a = Args::parse();
     let dev = Device::by_name(&a.device)?;
-    let (train, test) = (load("train")?, load("t10k")?);
+    let dir = common::mnist::bundled_dir();
+    let (train, test) = (
+        common::mnist::load(&dir, "train")?,
+        common::mnist::load(&dir, "t10k")?,
+    );
     let net = model(a.seed, &dev)?;
     println!("{}", summary(&net, &[1, 28, 28], &dev)?);
     let mut opt = Adam::new(

@@ -14,16 +14,16 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use fovea::data::{DataLoader, InMemoryDataset};
+use fovea::data::DataLoader;
 use fovea::models::{LeNet5, LeNet5Classic};
 use fovea::nn::Module;
 use fovea::optim::{Adam, AdamOptions, CosineAnnealing, LrSchedule, Optimizer};
-use fovea::{no_grad, Device, DeviceExt};
+use fovea::{Device, DeviceExt};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Train LeNet-5 on handwritten digits and save a checkpoint and its training curves.
@@ -66,48 +66,12 @@ struct Args {
     stop_after: Option<usize>,
 }
 
-/// MNIST's pixel mean and standard deviation (after scaling to [0, 1]).
-const MEAN: f32 = 0.1307;
-const STD: f32 = 0.3081;
-
-fn load(dir: &Path, split: &str) -> Result<InMemoryDataset> {
-    let images = dir.join(format!("{split}-images-idx3-ubyte.gz"));
-    let labels = dir.join(format!("{split}-labels-idx1-ubyte.gz"));
-    Ok(InMemoryDataset::from_idx(&images, &labels, 10, MEAN, STD)?)
-}
-
-/// Accuracy of `model` in eval mode.
-fn accuracy(model: &dyn Module, data: &InMemoryDataset, dev: &Device) -> Result<f64> {
-    model.eval();
-    let mut correct = 0;
-    for batch in DataLoader::new(data, 500, None, dev)? {
-        let batch = batch?;
-        let logits = no_grad(|| model.forward(&batch.images))?.to_vec()?;
-        correct += logits
-            .chunks(10)
-            .zip(&batch.labels)
-            .filter(|(row, &label)| {
-                row.iter()
-                    .enumerate()
-                    .max_by(|a, b| a.1.total_cmp(b.1))
-                    .map(|(i, _)| i)
-                    == Some(label)
-            })
-            .count();
-    }
-    model.train();
-    Ok(correct as f64 / data.labels.len().max(1) as f64)
-}
-
 fn main() -> Result<()> {
     let a = Args::parse();
     let dev = Device::by_name(&a.device)?;
-    let data = a
-        .data
-        .clone()
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/data/mnist-10k"));
-    let train = load(&data, "train")?.take(a.limit);
-    let test = load(&data, "t10k")?;
+    let data = a.data.clone().unwrap_or_else(common::mnist::bundled_dir);
+    let train = common::mnist::load(&data, "train")?.take(a.limit);
+    let test = common::mnist::load(&data, "t10k")?;
     println!(
         "{} training and {} test images from {} on {}",
         train.labels.len(),
@@ -199,7 +163,7 @@ fn main() -> Result<()> {
             }
         }
         bar.finish_and_clear();
-        last_acc = accuracy(model.as_ref(), &test, &dev)?;
+        last_acc = common::mnist::accuracy(model.as_ref(), &test, &dev)?;
         // The epoch's losses are read back once, here, not after every step.
         let values: Vec<f64> = epoch_loss
             .iter()

@@ -5,9 +5,9 @@ use std::path::Path;
 
 use fovea_core::nn::{LeakyRelu, MaxPool2d, Module, Sequential};
 use fovea_core::ops::{Conv2dOptions, Pool2dOptions};
-use fovea_core::{checkpoint, Device, Error, Result, Tensor};
+use fovea_core::{Device, Error, Result, Tensor};
 
-use super::layers::{SeparableConv, TfConv};
+use super::layers::{pretrained, SeparableConv, TfConv};
 use super::pixels::Pixels;
 use crate::detection::nms;
 
@@ -103,11 +103,7 @@ impl TinyFaceDetector {
 
     /// The bundled weights (`tiny_face_detector.safetensors`), frozen, in eval mode.
     pub fn pretrained(path: &Path, dev: &Device) -> Result<TinyFaceDetector> {
-        let d = TinyFaceDetector::new(0, dev);
-        checkpoint::load_module(&d, path)?;
-        d.freeze();
-        d.eval();
-        Ok(d)
+        pretrained(TinyFaceDetector::new(0, dev), path)
     }
 
     /// Detects faces in an RGB image: pad to a square (bottom/right), resize to `S`,

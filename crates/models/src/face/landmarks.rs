@@ -6,9 +6,9 @@ use std::path::Path;
 
 use fovea_core::nn::{Module, Pass, SummaryRow};
 use fovea_core::ops::Conv2dOptions;
-use fovea_core::{checkpoint, Device, Error, Result, Tensor};
+use fovea_core::{Device, Error, Result, Tensor};
 
-use super::layers::{Dense, SeparableConv, TfConv};
+use super::layers::{pretrained, Dense, SeparableConv, TfConv};
 
 /// Input side of the landmark net.
 pub const LANDMARK_SIZE: usize = 112;
@@ -104,11 +104,7 @@ impl FaceLandmark68Net {
 
     /// The bundled weights (`face_landmark_68.safetensors`), frozen, in eval mode.
     pub fn pretrained(path: &Path, dev: &Device) -> Result<FaceLandmark68Net> {
-        let net = FaceLandmark68Net::new(0, dev);
-        checkpoint::load_module(&net, path)?;
-        net.freeze();
-        net.eval();
-        Ok(net)
+        pretrained(FaceLandmark68Net::new(0, dev), path)
     }
 }
 

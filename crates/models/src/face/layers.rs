@@ -7,6 +7,15 @@ use fovea_core::nn::{init, join, Module};
 use fovea_core::ops::Conv2dOptions;
 use fovea_core::{Device, Result, Tensor};
 
+/// Loads `path` into a freshly built net by name (every tensor must be there with its
+/// shape), then freezes it and switches it to eval mode.
+pub(crate) fn pretrained<M: Module>(net: M, path: &std::path::Path) -> Result<M> {
+    fovea_core::checkpoint::load_module(&net, path)?;
+    net.freeze();
+    net.eval();
+    Ok(net)
+}
+
 fn uniform(shape: &[usize], fan_in: usize, seed: u64, dev: &Device) -> Tensor {
     init::uniform(shape, init::default_bound(fan_in), seed, dev).requires_grad()
 }

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use fovea_core::nn::{Module, Pass, SummaryRow};
 use fovea_core::ops::{Conv2dOptions, Pool2dOptions};
-use fovea_core::{checkpoint, Device, Error, Result, Tensor};
+use fovea_core::{Device, Error, Result, Tensor};
 
-use super::layers::{ConvScale, Dense};
+use super::layers::{pretrained, ConvScale, Dense};
 
 /// Input side of the recognition net.
 pub const RECOGNITION_SIZE: usize = 150;
@@ -130,11 +130,7 @@ impl FaceRecognitionNet {
 
     /// The bundled weights (`face_recognition.safetensors`), frozen, in eval mode.
     pub fn pretrained(path: &Path, dev: &Device) -> Result<FaceRecognitionNet> {
-        let net = FaceRecognitionNet::new(0, dev);
-        checkpoint::load_module(&net, path)?;
-        net.freeze();
-        net.eval();
-        Ok(net)
+        pretrained(FaceRecognitionNet::new(0, dev), path)
     }
 
     fn run(&self, x: &Tensor, pass: &mut Pass) -> Result<Tensor> {
