@@ -590,3 +590,25 @@ fn bad_and_degenerate_input_give_clear_errors_or_finite_zeros() {
         .iter()
         .all(|g| g.is_finite()));
 }
+
+#[test]
+fn a_grid_encoder_projects_every_cell_and_rejects_an_empty_grid() {
+    let dev = Device::cpu();
+    let net = SiameseEncoder::with_grid(1, 4, 6, 3, 0, &dev).unwrap();
+    assert_eq!(net.embed.weight.shape(), &[6, 8 * 3 * 3]);
+    let e = net
+        .forward(&Tensor::randn(&[3, 1, 28, 28], 2, &dev))
+        .unwrap();
+    assert_eq!(e.shape(), &[3, 6]);
+    for row in e.to_vec().unwrap().chunks(6) {
+        let norm: f32 = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5, "{norm}");
+    }
+    let err = SiameseEncoder::with_grid(1, 4, 6, 0, 0, &dev)
+        .err()
+        .expect("a 0×0 grid is an error");
+    assert!(
+        err.to_string().contains("SiameseEncoder") && err.to_string().contains("grid (0)"),
+        "{err}"
+    );
+}

@@ -14,7 +14,8 @@ const NORM_EPS: f32 = 1e-12;
 
 /// A CNN from `[N, C, H, W]` images to `[N, dim]` embeddings of unit length: three 3×3
 /// conv–batch-norm–ReLU stages (`width`, 2·`width`, 2·`width` channels; 2×2 max pooling
-/// after the first two), global average pooling, a linear projection, `normalize`.
+/// after the first two), average pooling to a `grid`×`grid` map (global for
+/// [`SiameseEncoder::new`]), a linear projection, `normalize`.
 pub struct SiameseEncoder {
     /// the convolutional trunk (`features.*`)
     pub features: Sequential,
@@ -24,8 +25,8 @@ pub struct SiameseEncoder {
 }
 
 impl SiameseEncoder {
-    /// An encoder of `in_channels` images into `dim`-dimensional embeddings, initialised
-    /// from `seed`.
+    /// An encoder of `in_channels` images into `dim`-dimensional embeddings, with global
+    /// average pooling, initialised from `seed`.
     pub fn new(
         in_channels: usize,
         width: usize,
@@ -33,11 +34,25 @@ impl SiameseEncoder {
         seed: u64,
         device: &Device,
     ) -> Result<SiameseEncoder> {
-        if in_channels == 0 || width == 0 || dim == 0 {
+        SiameseEncoder::with_grid(in_channels, width, dim, 1, seed, device)
+    }
+
+    /// As [`SiameseEncoder::new`], but the last feature map is average-pooled to
+    /// `grid`×`grid` cells rather than to one, so the projection sees where each feature
+    /// lies, not only whether it is present.
+    pub fn with_grid(
+        in_channels: usize,
+        width: usize,
+        dim: usize,
+        grid: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<SiameseEncoder> {
+        if in_channels == 0 || width == 0 || dim == 0 || grid == 0 {
             return Err(Error::op(
                 "SiameseEncoder",
                 format!(
-                    "in_channels ({in_channels}), width ({width}) and dim ({dim}) must be positive"
+                    "in_channels ({in_channels}), width ({width}), dim ({dim}) and grid ({grid}) must be positive"
                 ),
             ));
         }
@@ -58,11 +73,11 @@ impl SiameseEncoder {
             .push(conv(2 * width, 2 * width, 2)?)
             .push(BatchNorm2d::new(2 * width, device))
             .push(Relu)
-            .push(AdaptiveAvgPool2d([1, 1]))
+            .push(AdaptiveAvgPool2d([grid, grid]))
             .push(Flatten);
         Ok(SiameseEncoder {
             features,
-            embed: Linear::new(2 * width, dim, true, seed + 3, device),
+            embed: Linear::new(2 * width * grid * grid, dim, true, seed + 3, device),
             dim,
         })
     }
