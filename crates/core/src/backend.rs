@@ -115,6 +115,9 @@ pub enum UnaryOp {
     HardswishGrad,
     /// `relu6(x + 3) / 6`
     Hardsigmoid,
+    /// `1` where `x` is infinite or NaN, else `0` (decided on the bits, so no fast-math
+    /// assumption of a shader compiler can fold it away)
+    NonFinite,
 }
 
 /// Elementwise two-input operations with broadcasting.

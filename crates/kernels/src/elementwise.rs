@@ -40,6 +40,7 @@ fn code(op: UnaryOp) -> (u32, f32, f32) {
         UnaryOp::Hardswish => (19, 0.0, 0.0),
         UnaryOp::HardswishGrad => (20, 0.0, 0.0),
         UnaryOp::Hardsigmoid => (21, 0.0, 0.0),
+        UnaryOp::NonFinite => (22, 0.0, 0.0),
     }
 }
 

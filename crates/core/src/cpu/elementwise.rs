@@ -66,5 +66,6 @@ pub fn unary(x: &[f32], op: UnaryOp) -> Result<Vec<f32>> {
             }
         }),
         UnaryOp::Hardsigmoid => map(x, |v| (v + 3.0).clamp(0.0, 6.0) / 6.0),
+        UnaryOp::NonFinite => map(x, |v| if v.is_finite() { 0.0 } else { 1.0 }),
     }
 }

@@ -69,6 +69,12 @@ impl Tensor {
         )
     }
 
+    /// `1.0` where the value is ±inf or NaN, `0.0` elsewhere (`~torch.isfinite(x)` as
+    /// floats). Not differentiable: the result is a constant.
+    pub fn non_finite_mask(&self) -> Tensor {
+        self.map(UnaryOp::NonFinite)
+    }
+
     /// `-x`
     pub fn neg(&self) -> Tensor {
         self.scaled("neg", UnaryOp::Neg, -1.0)

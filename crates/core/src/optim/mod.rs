@@ -3,11 +3,13 @@
 //! gradient are skipped.
 
 mod adam;
+mod grad_scaler;
 mod lbfgs;
 mod schedule;
 mod sgd;
 
 pub use adam::{Adam, AdamOptions};
+pub use grad_scaler::{GradScaler, GradScalerOptions};
 pub use lbfgs::{Lbfgs, LbfgsOptions, LineSearch};
 pub use schedule::{CosineAnnealing, LrSchedule, StepLr};
 pub use sgd::{Sgd, SgdOptions};
