@@ -315,7 +315,11 @@ def face_rows():
     import os, sys
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     sys.path.insert(0, os.path.join(root, "tests", "fixtures"))
+    # The reference turns autograd off when imported (it only runs forwards); the rows
+    # after these train, so give it back.
+    grad = torch.is_grad_enabled()
     import faceapi_reference as ref
+    torch.set_grad_enabled(grad)
     from safetensors.torch import load_file
     for name, side, net, file in [
             ("face descriptor 150x150 batch 1 (dlib resnet)", 150, ref.recognition, "face_recognition"),

@@ -567,39 +567,49 @@ fn figure(stdout: &str, prefix: &str, key: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {key:?} on a {prefix:?} line in:\n{stdout}"))
 }
 
-#[test]
-fn siamese_trains_a_triplet_encoder_and_scores_unseen_digits() {
-    let out = std::env::temp_dir().join(format!("fovea-siamese-{}", std::process::id()));
-    let mut args: Vec<&OsStr> = [
-        "--device",
-        "cpu",
-        "--epochs",
-        "2",
-        "--steps",
-        "8",
-        "--per-class",
-        "4",
-        "--width",
-        "4",
-        "--dim",
-        "16",
-        "--pairs",
-        "200",
-        "--episodes",
-        "5",
-        "--fit-images",
-        "300",
-        "--mining",
-        "semi-hard",
-        "--head-steps",
-        "20",
-        "--out",
-    ]
-    .iter()
-    .map(OsStr::new)
-    .collect();
+/// Runs `examples/siamese` with tiny settings plus `extra`, checks its pictures and
+/// returns what it printed.
+fn run_siamese(name: &str, extra: &[&str]) -> String {
+    let out = std::env::temp_dir().join(format!("fovea-{name}-{}", std::process::id()));
+    let mut args: Vec<&OsStr> = extra
+        .iter()
+        .chain(&[
+            "--device",
+            "cpu",
+            "--steps",
+            "8",
+            "--per-class",
+            "4",
+            "--width",
+            "4",
+            "--dim",
+            "16",
+            "--pairs",
+            "200",
+            "--episodes",
+            "5",
+            "--fit-images",
+            "300",
+            "--mining",
+            "semi-hard",
+            "--head-steps",
+            "20",
+            "--out",
+        ])
+        .map(OsStr::new)
+        .collect();
     args.push(out.as_os_str());
     let stdout = run_example("siamese", &args);
+    for p in ["pca.png", "loss.png"] {
+        image::open(out.join(p)).unwrap_or_else(|e| panic!("siamese {p}: {e}"));
+    }
+    std::fs::remove_dir_all(&out).ok();
+    stdout
+}
+
+#[test]
+fn siamese_trains_a_triplet_encoder_and_scores_unseen_digits() {
+    let stdout = run_siamese("siamese", &["--epochs", "2"]);
     let (first, second) = (
         figure(&stdout, "epoch  1/2", "triplet loss "),
         figure(&stdout, "epoch  2/2", "triplet loss "),
@@ -616,10 +626,21 @@ fn siamese_trains_a_triplet_encoder_and_scores_unseen_digits() {
             assert!((0.0..=100.0).contains(&v), "{who}{key}{v}");
         }
     }
-    for p in ["pca.png", "loss.png"] {
-        image::open(out.join(p)).unwrap_or_else(|e| panic!("siamese {p}: {e}"));
-    }
-    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn siamese_learns_fashion_articles_and_tests_on_unseen_ones() {
+    let stdout = run_siamese("siamese-fashion", &["--data", "fashion", "--epochs", "1"]);
+    // Fashion-MNIST's training split holds 6,000 images of each of the 7 seen classes, its
+    // test split 1,000 of each of the 3 unseen ones.
+    assert!(
+        stdout.contains("training on 42000 images")
+            && stdout.contains("testing on 3000 held-out images")
+            && stdout.contains("sneaker, bag and ankle boot"),
+        "{stdout}"
+    );
+    let v = figure(&stdout, "trained ", "recognition ");
+    assert!((0.0..=100.0).contains(&v), "recognition {v}");
 }
 
 #[test]

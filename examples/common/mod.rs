@@ -48,18 +48,13 @@ pub fn line_chart(
     (y_label, y): (&str, &[Series]),
     (y2_label, y2): (&str, &[Series]),
 ) -> Result<()> {
-    register_chart_font();
-    let (w, h) = (900u32, 540u32);
-    let mut buf = vec![0u8; (w * h * 3) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-        root.fill(&WHITE)?;
+    render_png(path, (900, 540), |root| {
         let all = y.iter().chain(y2);
         let xs = all.clone().flat_map(|s| s.points.iter().map(|p| p.0));
         let (x0, x1) = bounds(xs);
         let (a0, a1) = bounds(y.iter().flat_map(|s| s.points.iter().map(|p| p.1)));
         let (b0, b1) = bounds(y2.iter().flat_map(|s| s.points.iter().map(|p| p.1)));
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 24))
             .margin(12)
             .x_label_area_size(44)
@@ -67,13 +62,7 @@ pub fn line_chart(
             .right_y_label_area_size(if y2.is_empty() { 0 } else { 64 })
             .build_cartesian_2d(x0..x1, a0..a1)?
             .set_secondary_coord(x0..x1, b0..b1);
-        chart
-            .configure_mesh()
-            .x_desc(x_label)
-            .y_desc(y_label)
-            .label_style(("sans-serif", 15))
-            .axis_desc_style(("sans-serif", 17))
-            .draw()?;
+        draw_axes(&mut chart, x_label, y_label)?;
         if !y2.is_empty() {
             chart
                 .configure_secondary_axes()
@@ -113,10 +102,45 @@ pub fn line_chart(
             .border_style(BLACK)
             .position(SeriesLabelPosition::UpperRight)
             .draw()?;
+        Ok(())
+    })
+}
+
+type Plane<'a> = ChartContext<
+    'a,
+    BitMapBackend<'a>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// Renders what `draw` puts on a white `w`×`h` canvas, lettered in the bundled font, into
+/// a PNG at `path`.
+fn render_png(
+    path: &Path,
+    (w, h): (u32, u32),
+    draw: impl FnOnce(&DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<()>,
+) -> Result<()> {
+    register_chart_font();
+    let mut buf = vec![0u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE)?;
+        draw(&root)?;
         root.present()?;
     }
     let img = RgbImage::from_raw(w, h, buf).context("chart buffer")?;
     save_png(&img, path)
+}
+
+/// The grid, ticks and axis titles every chart shares.
+fn draw_axes(chart: &mut Plane, x_label: &str, y_label: &str) -> Result<()> {
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .label_style(("sans-serif", 15))
+        .axis_desc_style(("sans-serif", 17))
+        .draw()?;
+    Ok(())
 }
 
 /// `(min, max)` of the values, widened a little (and to a unit range when flat).
@@ -272,28 +296,17 @@ pub fn scatter_chart(
     (x_label, y_label): (&str, &str),
     groups: &[PointGroup],
 ) -> Result<()> {
-    register_chart_font();
-    let (w, h) = (900u32, 760u32);
-    let mut buf = vec![0u8; (w * h * 3) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-        root.fill(&WHITE)?;
+    render_png(path, (900, 760), |root| {
         let all = || groups.iter().flat_map(|g| g.points.iter());
         let (x0, x1) = bounds(all().map(|p| p.0));
         let (y0, y1) = bounds(all().map(|p| p.1));
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 22))
             .margin(12)
             .x_label_area_size(44)
             .y_label_area_size(64)
             .build_cartesian_2d(x0..x1, y0..y1)?;
-        chart
-            .configure_mesh()
-            .x_desc(x_label)
-            .y_desc(y_label)
-            .label_style(("sans-serif", 15))
-            .axis_desc_style(("sans-serif", 17))
-            .draw()?;
+        draw_axes(&mut chart, x_label, y_label)?;
         for g in groups {
             let c = RGBColor(g.colour[0], g.colour[1], g.colour[2]);
             chart
@@ -312,8 +325,6 @@ pub fn scatter_chart(
             .border_style(BLACK)
             .position(SeriesLabelPosition::UpperRight)
             .draw()?;
-        root.present()?;
-    }
-    let img = RgbImage::from_raw(w, h, buf).context("chart buffer")?;
-    save_png(&img, path)
+        Ok(())
+    })
 }

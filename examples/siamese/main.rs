@@ -1,6 +1,7 @@
 //! Metric learning from scratch: a Siamese CNN encoder trained with the triplet loss on
-//! squared distances (online mining in P×K batches) on the bundled MNIST digits 0–6 only,
-//! then tested one-shot on the digits 7–9 it never saw:
+//! squared distances (online mining in P×K batches) on the bundled MNIST digits 0–6 only
+//! (or, with `--data fashion`, Fashion-MNIST's classes 0–6), then tested one-shot on the
+//! classes 7–9 it never saw:
 //! - verification: are two images of one class? On balanced pairs, by the weighted-L1 and
 //!   the χ² heads (logistic regressions trained on pairs of the seen classes) and by a
 //!   distance threshold picked on the seen classes;
@@ -9,10 +10,10 @@
 //!
 //! The same figures for an untrained encoder (with its own heads and threshold) stand
 //! beside them. Writes `out/siamese/pca.png` (a 2-D PCA projection of the embeddings of the
-//! 2,000 held-out digits, coloured by class) and `out/siamese/loss.png`.
+//! held-out test images, coloured by class) and `out/siamese/loss.png`.
 //!
-//! `cargo run --release --example siamese -- [--epochs N] [--steps N] [--per-class K]
-//!  [--mining batch-all|batch-hard|semi-hard] [--warmup N] [--shift N] [--margin F]
+//! `cargo run --release --example siamese -- [--data mnist|fashion] [--epochs N] [--steps N]
+//!  [--per-class K] [--mining batch-all|batch-hard|semi-hard] [--warmup N] [--shift N] [--margin F]
 //!  [--dim N] [--width N] [--grid N] [--lr F]
 //!  [--pairs N] [--episodes N] [--fit-images N] [--head-steps N] [--device cpu|gpu|best]
 //!  [--seed N] [--out DIR]`
@@ -20,7 +21,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -43,6 +44,9 @@ const SEEN: usize = 7;
 #[derive(Parser)]
 #[command(about, long_about = None)]
 struct Args {
+    /// The bundled data set: MNIST digits or Fashion-MNIST garments (classes 0–6 seen).
+    #[arg(long, value_enum, default_value_t = Data::Mnist)]
+    data: Data,
     /// Training epochs.
     #[arg(long, default_value_t = 6)]
     epochs: usize,
@@ -99,15 +103,41 @@ struct Args {
     out: PathBuf,
 }
 
-fn load(split: &str) -> Result<InMemoryDataset> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/data/mnist-10k");
-    Ok(InMemoryDataset::from_idx(
-        &dir.join(format!("{split}-images-idx3-ubyte.gz")),
-        &dir.join(format!("{split}-labels-idx1-ubyte.gz")),
-        10,
-        0.1307,
-        0.3081,
-    )?)
+/// The bundled data set the encoder learns from.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Data {
+    /// MNIST digits: trains on 0–6, tests on 7–9.
+    Mnist,
+    /// Fashion-MNIST: trains on T-shirt … Shirt, tests on sneaker, bag and ankle boot.
+    Fashion,
+}
+
+impl Data {
+    fn load(self, split: &str) -> Result<InMemoryDataset> {
+        match self {
+            Data::Mnist => common::mnist::load(&common::mnist::bundled_dir(), split),
+            Data::Fashion => common::mnist::load_fashion(&common::mnist::fashion_dir(), split),
+        }
+    }
+
+    fn class_name(self, c: usize) -> String {
+        match self {
+            Data::Mnist => format!("{c}"),
+            Data::Fashion => common::mnist::FASHION_CLASSES[c].to_string(),
+        }
+    }
+
+    /// What the unseen classes are, for the printed lines and the charts.
+    fn describe(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Data::Mnist => ("digits", "digits 0-6", "7, 8 and 9"),
+            Data::Fashion => (
+                "articles",
+                "articles 0-6 (T-shirt to shirt)",
+                "sneaker, bag and ankle boot",
+            ),
+        }
+    }
 }
 
 fn images(data: &InMemoryDataset, idx: &[usize], dev: &Device) -> Result<Tensor> {
@@ -350,9 +380,9 @@ fn pca_chart(
         .enumerate()
         .map(|(c, pts)| common::PointGroup {
             label: if c < SEEN {
-                format!("{c}")
+                a.data.class_name(c)
             } else {
-                format!("{c} (unseen)")
+                format!("{} (unseen)", a.data.class_name(c))
             },
             colour: common::class_colour(c + 1),
             points: pts,
@@ -361,7 +391,12 @@ fn pca_chart(
     let path = a.out.join("pca.png");
     common::scatter_chart(
         &path,
-        "Embeddings of the 2,000 held-out digits (PCA), trained on 0-6 only",
+        &format!(
+            "Embeddings of the {} held-out {} (PCA), trained on {} only",
+            test.labels.len(),
+            a.data.describe().0,
+            a.data.describe().1
+        ),
         ("first principal axis", "second principal axis"),
         &groups,
     )?;
@@ -386,7 +421,8 @@ fn main() -> Result<()> {
     let a = Args::parse();
     let mining: Mining = a.mining.parse()?;
     let dev = Device::by_name(&a.device)?;
-    let (train, test) = (load("train")?, load("t10k")?);
+    let (train, test) = (a.data.load("train")?, a.data.load("t10k")?);
+    let (kind, seen_what, unseen_what) = a.data.describe();
     let seen_idx: Vec<usize> = (0..train.labels.len())
         .filter(|&i| train.labels[i] < SEEN)
         .collect();
@@ -394,10 +430,11 @@ fn main() -> Result<()> {
         .filter(|&i| test.labels[i] >= SEEN)
         .collect();
     let groups = by_class(&train.labels, SEEN);
+    let classes: Vec<usize> = (0..SEEN).collect();
     let net = SiameseEncoder::with_grid(1, a.width, a.dim, a.grid, a.seed, &dev)?;
     println!("{}", summary(&net, &[1, 1, 28, 28], &dev)?);
     println!(
-        "training on {} images of digits 0-6; testing on {} held-out images of the unseen digits 7-9 ({} balanced pairs: chance 50%; one-shot recognition among 3: chance 33.33%)",
+        "training on {} images of the {seen_what}; testing on {} held-out images of the unseen {kind} ({unseen_what}; {} balanced pairs: chance 50%; one-shot recognition among 3: chance 33.33%)",
         seen_idx.len(),
         unseen_idx.len(),
         a.pairs
@@ -419,7 +456,6 @@ fn main() -> Result<()> {
         min: a.lr * 0.02,
         t_max: a.epochs * a.steps,
     };
-    let classes: Vec<usize> = (0..SEEN).collect();
     let style =
         ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} ({elapsed}) {msg}")?;
     let mut curve = Vec::new();
@@ -481,7 +517,7 @@ fn main() -> Result<()> {
     );
     common::line_chart(
         &a.out.join("loss.png"),
-        &format!("Triplet loss ({mining} mining) on digits 0-6"),
+        &format!("Triplet loss ({mining} mining) on the {seen_what}"),
         "epoch",
         (
             "mean triplet loss",

@@ -12,7 +12,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -69,30 +69,6 @@ struct Args {
     stop_after: Option<usize>,
 }
 
-/// Fashion-MNIST's pixel mean and standard deviation (after scaling to [0, 1]).
-const MEAN: f32 = 0.2860;
-const STD: f32 = 0.3530;
-
-const CLASSES: [&str; 10] = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-];
-
-fn load(dir: &Path, split: &str) -> Result<InMemoryDataset> {
-    let images = dir.join(format!("{split}-images-idx3-ubyte.gz"));
-    let labels = dir.join(format!("{split}-labels-idx1-ubyte.gz"));
-    InMemoryDataset::from_idx(&images, &labels, 10, MEAN, STD)
-        .with_context(|| format!("loading {}", dir.display()))
-}
-
 fn build(a: &Args, dev: &Device) -> Result<Box<dyn Module>> {
     Ok(match a.model.as_str() {
         "resnet18" => Box::new(ResNet::new(
@@ -140,12 +116,9 @@ fn evaluate(model: &dyn Module, data: &InMemoryDataset, dev: &Device) -> Result<
 fn main() -> Result<()> {
     let a = Args::parse();
     let dev = Device::by_name(&a.device)?;
-    let data = a
-        .data
-        .clone()
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/data/fashion-mnist"));
-    let train = load(&data, "train")?.take(a.limit.unwrap_or(usize::MAX));
-    let test = load(&data, "t10k")?;
+    let data = a.data.clone().unwrap_or_else(common::mnist::fashion_dir);
+    let train = common::mnist::load_fashion(&data, "train")?.take(a.limit.unwrap_or(usize::MAX));
+    let test = common::mnist::load_fashion(&data, "t10k")?;
     println!(
         "{} training and {} test images from {} on {}",
         train.labels.len(),
@@ -263,7 +236,7 @@ fn main() -> Result<()> {
     }
     if let Some(&[_, _, acc]) = curves.last() {
         println!("\nper class on the test set:");
-        for (name, p) in CLASSES.iter().zip(per_class) {
+        for (name, p) in common::mnist::FASHION_CLASSES.iter().zip(per_class) {
             println!("  {name:12} {:6.2}%", 100.0 * p);
         }
         println!(
