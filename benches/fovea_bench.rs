@@ -18,6 +18,7 @@ use serde_json::json;
 mod face_rows;
 mod metric_rows;
 mod nd_rows;
+mod parallel_rows;
 
 struct Opts {
     device: String,
@@ -392,6 +393,7 @@ fn main() -> Result<()> {
     nd_rows::rows(&dev, &o, &wanted, &mut rows)?;
     face_rows::rows(&dev, &o, &wanted, &mut rows)?;
     metric_rows::rows(&dev, &o, &wanted, &mut rows)?;
+    parallel_rows::rows(&dev, &o, &wanted, &mut rows)?;
     zoo_rows(&dev, &o, &wanted, &mut rows)?;
     detection_rows(&dev, &o, &wanted, &mut rows)?;
     if wanted("unet") {

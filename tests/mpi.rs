@@ -32,7 +32,7 @@ fn example() -> PathBuf {
 }
 
 /// Runs `mpirun` with `args`, killing it after `limit`; `None` when it had to be killed.
-fn mpirun(args: &[&str], limit: Duration) -> Option<Output> {
+fn mpirun(args: &[String], limit: Duration) -> Option<Output> {
     let mut child = Command::new("mpirun")
         .args(["--allow-run-as-root", "--oversubscribe"])
         .args(args)
@@ -51,13 +51,12 @@ fn mpirun(args: &[&str], limit: Duration) -> Option<Output> {
     Some(child.wait_with_output().unwrap())
 }
 
-#[test]
-fn two_ranks_train_like_one_device_on_the_whole_batch() {
-    let ex = example();
-    let ex = ex.to_str().unwrap();
-    let args = [
+/// The arguments of `np` ranks running the example on one CPU replica each, then `extra`.
+fn job(np: usize, ex: &str, extra: &[&str]) -> Vec<String> {
+    let np = np.to_string();
+    let base = [
         "-np",
-        "2",
+        &np,
         ex,
         "--mpi",
         "--device",
@@ -66,22 +65,31 @@ fn two_ranks_train_like_one_device_on_the_whole_batch() {
         "1",
         "--epochs",
         "1",
-        "--limit",
-        "640",
-        "--check-steps",
-        "4",
-        "--out",
     ];
+    base.iter().chain(extra).map(|s| s.to_string()).collect()
+}
+
+fn text(run: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&run.stdout).into_owned(),
+        String::from_utf8_lossy(&run.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn two_ranks_train_like_one_device_on_the_whole_batch() {
+    let ex = example();
+    let ex = ex.to_str().unwrap();
     let out = std::env::temp_dir().join(format!("fovea-mpi-{}", std::process::id()));
-    let mut all: Vec<&str> = args.to_vec();
-    all.push(out.to_str().unwrap());
-    let run = mpirun(&all, Duration::from_secs(300)).expect("mpirun hung");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
+    let dir = out.to_str().unwrap();
+    let args = job(
+        2,
+        ex,
+        &["--limit", "640", "--check-steps", "4", "--out", dir],
     );
+    let run = mpirun(&args, Duration::from_secs(300)).expect("mpirun hung");
+    let (stdout, stderr) = text(&run);
+    assert!(run.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("2 process(es)"), "{stdout}");
     let diff: f64 = stdout
         .lines()
@@ -94,17 +102,8 @@ fn two_ranks_train_like_one_device_on_the_whole_batch() {
     // Rank 0 wrote the weights, and they load into any number of ranks.
     let weights = out.join("lenet.safetensors");
     assert!(weights.exists());
+    let w = weights.to_str().unwrap();
     let resume = [
-        "-np",
-        "3",
-        ex,
-        "--mpi",
-        "--device",
-        "cpu",
-        "--replicas",
-        "1",
-        "--epochs",
-        "1",
         "--limit",
         "300",
         "--check-steps",
@@ -112,12 +111,13 @@ fn two_ranks_train_like_one_device_on_the_whole_batch() {
         "--lr",
         "0",
         "--resume",
+        w,
+        "--out",
+        dir,
     ];
-    let mut all: Vec<&str> = resume.to_vec();
-    all.extend([weights.to_str().unwrap(), "--out", out.to_str().unwrap()]);
-    let run = mpirun(&all, Duration::from_secs(300)).expect("mpirun hung");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(run.status.success(), "{stdout}");
+    let run = mpirun(&job(3, ex, &resume), Duration::from_secs(300)).expect("mpirun hung");
+    let (stdout, stderr) = text(&run);
+    assert!(run.status.success(), "{stdout}\n{stderr}");
     // With a learning rate of 0 the 3 ranks keep the loaded weights: the same accuracy as
     // the 2 ranks that saved them (a fresh net would not give it).
     assert_eq!(accuracy(&stdout), first_acc, "{stdout}");
@@ -134,27 +134,51 @@ fn accuracy(stdout: &str) -> String {
 }
 
 #[test]
-fn a_rank_that_dies_ends_the_job_instead_of_a_hang() {
+fn a_rank_that_dies_before_joining_ends_the_job_instead_of_a_hang() {
     let ex = example();
     let ex = ex.to_str().unwrap();
     // Rank 1 refuses its arguments and exits before joining; rank 0 would wait for it.
-    let args = [
-        "-np",
-        "1",
-        ex,
-        "--mpi",
-        "--device",
-        "cpu",
-        "--limit",
-        "640",
-        ":",
-        "-np",
-        "1",
-        ex,
-        "--mpi",
-        "--limit",
-        "not-a-number",
-    ];
+    let mut args = job(1, ex, &["--limit", "640"]);
+    args.push(":".into());
+    args.extend(job(1, ex, &["--limit", "not-a-number"]));
     let run = mpirun(&args, Duration::from_secs(120)).expect("the job hung after a rank died");
     assert!(!run.status.success());
+}
+
+#[test]
+fn a_rank_that_dies_mid_training_ends_the_job_naming_it() {
+    let ex = example();
+    let ex = ex.to_str().unwrap();
+    // Rank 1 exits at its fifth step; rank 0 is then waiting in MPI_Allreduce for it.
+    let args = job(
+        2,
+        ex,
+        &[
+            "--limit",
+            "6400",
+            "--check-steps",
+            "0",
+            "--fail-at-step",
+            "5",
+        ],
+    );
+    let start = Instant::now();
+    let run = mpirun(&args, Duration::from_secs(120)).expect("the job hung after a rank died");
+    let (stdout, stderr) = text(&run);
+    assert!(!run.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("rank 1: exiting at step 5"),
+        "{stdout}\n{stderr}"
+    );
+    // Open MPI names the first process to fail: [[job,1],1] is rank 1.
+    assert!(
+        stderr.contains("non-zero") && stderr.contains(",1],1]"),
+        "{stdout}\n{stderr}"
+    );
+    // Rank 0 did not finish its epoch (6400 digits take far more than 5 steps).
+    assert!(!stdout.contains("test accuracy"), "{stdout}");
+    eprintln!(
+        "the job ended {:.1} s after it started",
+        start.elapsed().as_secs_f64()
+    );
 }

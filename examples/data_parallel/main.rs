@@ -65,6 +65,13 @@ struct Args {
     /// Seed of the weights and the shuffling (the same on every rank).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Fault injection for the tests: the rank given by --fail-rank exits with status 3
+    /// before training step N of the first epoch, as a crashed process would.
+    #[arg(long, hide = true)]
+    fail_at_step: Option<usize>,
+    /// The rank that --fail-at-step stops.
+    #[arg(long, hide = true, default_value_t = 1)]
+    fail_rank: usize,
 }
 
 fn world(a: &Args) -> Result<Box<dyn AllReduce>> {
@@ -230,6 +237,10 @@ fn main() -> Result<()> {
         .shard(rank, size)?
         .random_shift(2, a.seed + epoch as u64);
         for b in loader {
+            if epoch == 1 && rank == a.fail_rank && a.fail_at_step == Some(steps) {
+                eprintln!("rank {rank}: exiting at step {steps} (--fail-at-step)");
+                std::process::exit(3);
+            }
             let b = b?;
             total += dp.forward_backward(
                 &[&b.images, &labels_tensor(&b.labels, &Device::cpu())?],

@@ -24,6 +24,7 @@ pub struct BatchNorm2d {
     /// added to the variance
     pub eps: f32,
     training: AtomicBool,
+    sync: AtomicBool,
 }
 
 impl BatchNorm2d {
@@ -38,6 +39,7 @@ impl BatchNorm2d {
             momentum: 0.1,
             eps: 1e-5,
             training: AtomicBool::new(true),
+            sync: AtomicBool::new(false),
         }
     }
 }
@@ -50,6 +52,12 @@ impl BatchNorm2d {
             eps,
             ..BatchNorm2d::new(channels, device)
         }
+    }
+
+    /// True when the batch statistics are those of the whole batch across data-parallel
+    /// replicas ([`Module::set_sync_batch_norm`]).
+    pub fn is_sync(&self) -> bool {
+        self.sync.load(Ordering::Relaxed)
     }
 
     /// True in training mode.
@@ -101,13 +109,13 @@ impl Module for BatchNorm2d {
             momentum: self.momentum,
             eps: self.eps,
         };
-        x.batch_norm(
-            Some(&self.running_mean),
-            Some(&self.running_var),
-            Some(&self.weight),
-            Some(&self.bias),
-            opts,
-        )
+        let (rm, rv) = (Some(&self.running_mean), Some(&self.running_var));
+        let (w, b) = (Some(&self.weight), Some(&self.bias));
+        if self.is_sync() {
+            x.sync_batch_norm(rm, rv, w, b, opts)
+        } else {
+            x.batch_norm(rm, rv, w, b, opts)
+        }
     }
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         f(&join(prefix, "weight"), &self.weight);
@@ -123,6 +131,9 @@ impl Module for BatchNorm2d {
     }
     fn set_training(&self, training: bool) {
         self.training.store(training, Ordering::Relaxed);
+    }
+    fn set_sync_batch_norm(&self, sync: bool) {
+        self.sync.store(sync, Ordering::Relaxed);
     }
 }
 
@@ -159,6 +170,9 @@ macro_rules! batch_norm_nd {
             }
             fn set_training(&self, training: bool) {
                 self.0.set_training(training)
+            }
+            fn set_sync_batch_norm(&self, sync: bool) {
+                self.0.set_sync_batch_norm(sync)
             }
         }
     };

@@ -106,6 +106,17 @@ pub trait Module: Send + Sync {
             .for_each(|(_, c)| c.set_training(training));
     }
 
+    /// Makes every batch norm layer normalise with the statistics of the whole batch
+    /// across data-parallel replicas and processes (PyTorch's
+    /// `SyncBatchNorm.convert_sync_batchnorm`; see [`crate::Tensor::sync_batch_norm`]),
+    /// or, with `false`, with each replica's own (the default). Batch norm layers
+    /// override it; the default recurses into the children.
+    fn set_sync_batch_norm(&self, sync: bool) {
+        self.children()
+            .iter()
+            .for_each(|(_, c)| c.set_sync_batch_norm(sync));
+    }
+
     /// Multiply-accumulates of one forward pass from `input` to `output` shape (0 for
     /// layers whose arithmetic is negligible next to convolutions and matmuls).
     fn macs(&self, _input: &[usize], _output: &[usize]) -> usize {

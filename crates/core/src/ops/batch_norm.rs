@@ -2,6 +2,7 @@
 //! its gradient comes from autodiff.
 
 use crate::autograd::no_grad;
+use crate::parallel::sum_across_replicas;
 use crate::{Error, Result, Tensor};
 
 /// Options of [`Tensor::batch_norm`]; `Default` is PyTorch's (eval mode, momentum 0.1,
@@ -39,10 +40,44 @@ impl Tensor {
         bias: Option<&Tensor>,
         opts: BatchNormOptions,
     ) -> Result<Tensor> {
-        const OP: &str = "batch_norm";
+        self.batch_norm_with(running_mean, running_var, weight, bias, opts, false)
+    }
+
+    /// [`Tensor::batch_norm`] with the statistics of the whole batch across data-parallel
+    /// replicas (PyTorch's `SyncBatchNorm`): inside
+    /// [`crate::parallel::DataParallel::forward_backward`], each channel's sum and sum of
+    /// squared deviations are summed over every replica and process, in forward and, for
+    /// their gradients, in backward, so N replicas with batch B normalise (and update the
+    /// running statistics) exactly as one device with batch N·B. Elsewhere it is
+    /// [`Tensor::batch_norm`].
+    pub fn sync_batch_norm(
+        &self,
+        running_mean: Option<&Tensor>,
+        running_var: Option<&Tensor>,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        opts: BatchNormOptions,
+    ) -> Result<Tensor> {
+        self.batch_norm_with(running_mean, running_var, weight, bias, opts, true)
+    }
+
+    fn batch_norm_with(
+        &self,
+        running_mean: Option<&Tensor>,
+        running_var: Option<&Tensor>,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        opts: BatchNormOptions,
+        sync: bool,
+    ) -> Result<Tensor> {
+        let op: &'static str = if sync {
+            "sync_batch_norm"
+        } else {
+            "batch_norm"
+        };
         if self.rank() < 2 {
             return Err(Error::op(
-                OP,
+                op,
                 format!("needs an input of shape [N, C, …], got {:?}", self.shape()),
             ));
         }
@@ -54,10 +89,10 @@ impl Tensor {
             ("bias", bias),
         ] {
             if let Some(t) = t {
-                super::check_device(OP, &[self, t])?;
+                super::check_device(op, &[self, t])?;
                 if t.shape() != [c] {
                     return Err(Error::op(
-                        OP,
+                        op,
                         format!(
                             "{name} must have shape [{c}] for input {:?}, got {:?}",
                             self.shape(),
@@ -72,17 +107,29 @@ impl Tensor {
         let dims: Vec<isize> = (0..self.rank() as isize).filter(|&d| d != 1).collect();
         let count = self.numel() / c.max(1);
         let (mean, var) = if opts.training {
+            // Synchronised: the whole batch's count, mean and variance, in two passes
+            // like the local path (sums of squares alone lose digits to cancellation).
+            let (mean, var, count) = if sync {
+                let (sum, n) = sum_across_replicas(&self.sum_dims(&dims, false)?, count as f64)?;
+                let mean = sum.div_scalar(n as f32).reshape(&stat_shape)?;
+                let sq = self.sub(&mean)?.square().sum_dims(&dims, false)?;
+                let (sq, _) = sum_across_replicas(&sq, 0.0)?;
+                let var = sq.div_scalar(n as f32).reshape(&stat_shape)?;
+                (mean, var, n as usize)
+            } else {
+                let mean = self.mean_dims(&dims, true)?;
+                let var = self.sub(&mean)?.square().mean_dims(&dims, true)?;
+                (mean, var, count)
+            };
             if count <= 1 {
                 return Err(Error::op(
-                    OP,
+                    op,
                     format!(
                         "training needs more than one value per channel, got input {:?}",
                         self.shape()
                     ),
                 ));
             }
-            let mean = self.mean_dims(&dims, true)?;
-            let var = self.sub(&mean)?.square().mean_dims(&dims, true)?;
             if let (Some(rm), Some(rv)) = (running_mean, running_var) {
                 no_grad(|| -> Result<()> {
                     let m = opts.momentum;
@@ -105,7 +152,7 @@ impl Tensor {
                 ),
                 _ => {
                     return Err(Error::op(
-                        OP,
+                        op,
                         "eval mode needs running_mean and running_var",
                     ))
                 }

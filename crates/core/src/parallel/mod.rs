@@ -6,15 +6,22 @@
 //! Gradients are staged through the host in buckets of at most
 //! [`DataParallel::bucket_floats`] values, summed in a fixed order (replica 0, 1, …, then
 //! the processes' reduction), and written back to every replica: the result does not
-//! depend on thread timing. Batch-norm statistics stay per replica (PyTorch's default
-//! without SyncBatchNorm): weights agree across replicas, running statistics need not.
+//! depend on thread timing. Batch-norm statistics stay per replica by default (PyTorch's
+//! default): weights agree across replicas, running statistics need not. With
+//! [`DataParallel::sync_batch_norm`] they are those of the whole batch across replicas and
+//! processes (PyTorch's `SyncBatchNorm`), and the running statistics agree too.
+//!
+//! A replica that fails or panics ends the step with an error naming it; replicas waiting
+//! to sum statistics with it fail too instead of waiting forever.
 
 mod reduce;
+mod sync;
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use reduce::{AllReduce, LocalWorld};
+pub(crate) use sync::sum_across_replicas;
 
 use crate::nn::Module;
 use crate::{Device, Error, Result, Tensor};
@@ -164,6 +171,16 @@ impl<M: Module> DataParallel<M> {
         Ok(())
     }
 
+    /// Batch norm layers normalise with the statistics of the whole batch across the
+    /// replicas and processes (`true`, PyTorch's `SyncBatchNorm`) or of each replica's
+    /// share (`false`, the default); see [`crate::nn::Module::set_sync_batch_norm`].
+    pub fn sync_batch_norm(self, sync: bool) -> Self {
+        self.replicas
+            .iter()
+            .for_each(|r| r.set_sync_batch_norm(sync));
+        self
+    }
+
     /// Gives back the group of processes (MPI initialises once per process, so a second
     /// `DataParallel` reuses it).
     pub fn into_world(self) -> Box<dyn AllReduce> {
@@ -239,13 +256,15 @@ impl<M: Module> DataParallel<M> {
         for ps in &self.params {
             ps.iter().for_each(Tensor::zero_grad);
         }
-        let losses: Vec<Result<f32>> = std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (mut results, finished) = std::thread::scope(|s| {
             let handles: Vec<_> = shards
                 .iter()
                 .enumerate()
                 .map(|(i, rows)| {
-                    let loss = &loss;
+                    let (loss, tx) = (&loss, tx.clone());
                     s.spawn(move || -> Result<f32> {
+                        let _joined = sync::join(i, tx);
                         let part = batch
                             .iter()
                             .map(|t| {
@@ -261,16 +280,37 @@ impl<M: Module> DataParallel<M> {
                     })
                 })
                 .collect();
-            handles
+            drop(tx);
+            // This thread sums what the replicas ask for until all have finished.
+            let finished = sync::coordinate(rx, shards.len(), &*self.world);
+            let results: Vec<Result<f32>> = handles
                 .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::op("data_parallel", "a replica panicked")))
+                .enumerate()
+                .map(|(i, h)| match h.join() {
+                    Ok(r) => r.map_err(|e| {
+                        Error::op(
+                            "data_parallel",
+                            format!("replica {i} ({}): {e}", self.devices[i].name()),
+                        )
+                    }),
+                    Err(panic) => Err(Error::op(
+                        "data_parallel",
+                        format!(
+                            "replica {i} ({}) panicked: {}",
+                            self.devices[i].name(),
+                            panic_message(&*panic)
+                        ),
+                    )),
                 })
-                .collect()
+                .collect();
+            (results, finished)
         });
+        // The first replica to finish with an error caused any others' errors.
+        if let Some(&i) = finished.iter().find(|&&i| results[i].is_err()) {
+            return Err(results.swap_remove(i).unwrap_err());
+        }
         let mut local = [0.0f64];
-        for l in losses {
+        for l in results {
             local[0] += l? as f64;
         }
         self.all_reduce_gradients()?;
@@ -333,5 +373,15 @@ impl<M: Module> DataParallel<M> {
             }
         }
         Ok(())
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_string()
     }
 }
