@@ -335,7 +335,8 @@ fn main() -> Result<()> {
             });
         }
     }
-    if wanted("lenet") {
+    // The whole name: "lenet" alone would also select the zoo's mobilenet rows.
+    if wanted("lenet5 training step batch 256") {
         // One LeNet-5 training step at batch 256 (forward, cross-entropy, backward, Adam):
         // small enough that launches and submissions, not kernels, set its time.
         use fovea::nn::Module;

@@ -48,13 +48,16 @@ for n, cin, h, w, cout, k, s, p, g in [(8, 64, 224, 224, 64, 3, 1, 1, 1), (64, 1
         (64, 256, 28, 28, 256, 3, 2, 1, 1), (32, 256, 56, 56, 64, 1, 1, 0, 1), (32, 256, 56, 56, 256, 3, 1, 1, 256),
         (256, 6, 14, 14, 16, 5, 1, 0, 1)]:
     n = min(n, a.batch)
+    name = f"conv2d n{n} c{cin} {h}x{w} -> {cout} k{k} s{s} p{p} g{g}"
+    # Filtered rows allocate and compute nothing, as in fovea-bench.
+    if not (wanted(f"{name} fwd") or wanted(f"{name} fwd+bwd")):
+        continue
     x = torch.randn(n, cin, h, w, device=dev, requires_grad=True)
     wt = (torch.randn(cout, cin // g, k, k, device=dev) * 0.05).requires_grad_()
     with torch.no_grad():
         y = F.conv2d(x, wt, None, s, p, 1, g)
     flop = 2.0 * y.numel() * (cin // g) * k * k
     gy = torch.randn_like(y)
-    name = f"conv2d n{n} c{cin} {h}x{w} -> {cout} k{k} s{s} p{p} g{g}"
     def fwd():
         with torch.no_grad():
             F.conv2d(x, wt, None, s, p, 1, g)
@@ -62,31 +65,38 @@ for n, cin, h, w, cout, k, s, p, g in [(8, 64, 224, 224, 64, 3, 1, 1, 1), (64, 1
         x.grad = None; wt.grad = None
         F.conv2d(x, wt, None, s, p, 1, g).backward(gy)
     for suffix, f, fl in [("fwd", fwd, flop), ("fwd+bwd", fwdbwd, 3 * flop)]:
-        ms = timed(f); rows.append({"name": f"{name} {suffix}", "ms": ms, "tflops": fl / ms / 1e9})
+        if wanted(f"{name} {suffix}"):
+            ms = timed(f); rows.append({"name": f"{name} {suffix}", "ms": ms, "tflops": fl / ms / 1e9})
 n = min(16, a.batch)
-x = torch.randn(n, 512, 32, 32, device=dev); w = torch.randn(512, 256, 2, 2, device=dev)
-ms = timed(lambda: F.conv_transpose2d(x, w, None, 2))
-rows.append({"name": f"conv_transpose2d n{n} 512 32x32 -> 256 k2 s2 fwd", "ms": ms, "tflops": 2.0 * n * 512 * 1024 * 256 * 4 / ms / 1e9})
+if wanted(f"conv_transpose2d n{n} 512 32x32 -> 256 k2 s2 fwd"):
+    x = torch.randn(n, 512, 32, 32, device=dev); w = torch.randn(512, 256, 2, 2, device=dev)
+    ms = timed(lambda: F.conv_transpose2d(x, w, None, 2))
+    rows.append({"name": f"conv_transpose2d n{n} 512 32x32 -> 256 k2 s2 fwd", "ms": ms, "tflops": 2.0 * n * 512 * 1024 * 256 * 4 / ms / 1e9})
 n = min(64, a.batch)
-x = torch.randn(n, 64, 112, 112, device=dev)
-ms = timed(lambda: F.max_pool2d(x, 3, 2, 1))
-rows.append({"name": f"max_pool2d n{n} 64 112x112 k3 s2 p1 fwd", "ms": ms, "tflops": n * 64 * 56 * 56 * 9 / ms / 1e9})
-f = torch.randn(256, 128 * 128, device=dev)
-ms = timed(lambda: f @ f.T)
-rows.append({"name": "gram 1x256x128x128", "ms": ms, "tflops": 2.0 * 256 * 256 * 128 * 128 / ms / 1e9})
+if wanted(f"max_pool2d n{n} 64 112x112 k3 s2 p1 fwd"):
+    x = torch.randn(n, 64, 112, 112, device=dev)
+    ms = timed(lambda: F.max_pool2d(x, 3, 2, 1))
+    rows.append({"name": f"max_pool2d n{n} 64 112x112 k3 s2 p1 fwd", "ms": ms, "tflops": n * 64 * 56 * 56 * 9 / ms / 1e9})
+if wanted("gram 1x256x128x128"):
+    f = torch.randn(256, 128 * 128, device=dev)
+    ms = timed(lambda: f @ f.T)
+    rows.append({"name": "gram 1x256x128x128", "ms": ms, "tflops": 2.0 * 256 * 256 * 128 * 128 / ms / 1e9})
 m = a.matmul
-A = torch.randn(m, m, device=dev); B = torch.randn(m, m, device=dev)
-ms = timed(lambda: A @ B)
-rows.append({"name": f"matmul {m}^3", "ms": ms, "tflops": 2.0 * m ** 3 / ms / 1e9})
+if wanted(f"matmul {m}^3"):
+    A = torch.randn(m, m, device=dev); B = torch.randn(m, m, device=dev)
+    ms = timed(lambda: A @ B)
+    rows.append({"name": f"matmul {m}^3", "ms": ms, "tflops": 2.0 * m ** 3 / ms / 1e9})
 x = torch.ones(1, device=dev)
 def tiny():
     y = x
     for _ in range(1000):
         y = y + 1.0
-ms = timed(tiny)
-rows.append({"name": "dispatch: 1000 one-element ops (ms = us per op)", "ms": ms, "tflops": None})
-ms = timed(lambda: x + 1.0)
-rows.append({"name": "latency: one-element op + sync", "ms": ms, "tflops": None})
+if wanted("dispatch: 1000 one-element ops (ms = us per op)"):
+    ms = timed(tiny)
+    rows.append({"name": "dispatch: 1000 one-element ops (ms = us per op)", "ms": ms, "tflops": None})
+if wanted("latency: one-element op + sync"):
+    ms = timed(lambda: x + 1.0)
+    rows.append({"name": "latency: one-element op + sync", "ms": ms, "tflops": None})
 
 # One LeNet-5 training step at batch 256 (fovea's modern LeNet: the same layers and Adam).
 lenet = torch.nn.Sequential(
@@ -100,8 +110,9 @@ def lenet_step():
     opt.zero_grad()
     F.cross_entropy(lenet(xb), yb).backward()
     opt.step()
-ms = timed(lenet_step)
-rows.append({"name": "lenet5 training step batch 256", "ms": ms, "tflops": None})
+if wanted("lenet5 training step batch 256"):
+    ms = timed(lenet_step)
+    rows.append({"name": "lenet5 training step batch 256", "ms": ms, "tflops": None})
 
 # One style-transfer step at 512x512 on VGG19's trunk (random weights: the time does not
 # depend on them): relu4_2 content, relu1_1..relu5_1 Gram style costs, Adam on the image.
@@ -146,8 +157,9 @@ def style_step():
         j = j + 1e4 / 5 * ((gram(f[i]) - grams[i]) ** 2).sum() / (4.0 * c * c * hw * hw)
     j.backward()
     gopt.step()
-ms = timed(style_step)
-rows.append({"name": "style transfer step 512x512 vgg19 (relu4_2 + 5 style layers)", "ms": ms, "tflops": None})
+if wanted("style transfer step 512x512 vgg19 (relu4_2 + 5 style layers)"):
+    ms = timed(style_step)
+    rows.append({"name": "style transfer step 512x512 vgg19 (relu4_2 + 5 style layers)", "ms": ms, "tflops": None})
 if dev == "cuda":
     rows.append({"name": "peak memory after the style rows (MiB)", "ms": torch.cuda.max_memory_allocated() / 2**20, "tflops": None})
 

@@ -62,8 +62,29 @@ fn apply(
         .for_each(|(chunk, o)| {
             for (r, orow) in o.chunks_mut(inner).enumerate() {
                 let (oa, ob) = row_offsets(chunk * rows_per_chunk + r, p, &out_strides);
-                for (j, v) in orow.iter_mut().enumerate() {
-                    *v = f(a[oa + j * sa], b[ob + j * sb]);
+                let len = orow.len();
+                // The common broadcasts (a bias along rows, a per-row scale) as plain
+                // slices, so the loops vectorise; strided reads otherwise.
+                match (sa, sb) {
+                    (1, 1) => {
+                        let (ar, br) = (&a[oa..oa + len], &b[ob..ob + len]);
+                        for j in 0..len {
+                            orow[j] = f(ar[j], br[j]);
+                        }
+                    }
+                    (1, 0) => {
+                        let (ar, bv) = (&a[oa..oa + len], b[ob]);
+                        orow.iter_mut().zip(ar).for_each(|(o, &x)| *o = f(x, bv));
+                    }
+                    (0, 1) => {
+                        let (av, br) = (a[oa], &b[ob..ob + len]);
+                        orow.iter_mut().zip(br).for_each(|(o, &y)| *o = f(av, y));
+                    }
+                    _ => {
+                        for (j, v) in orow.iter_mut().enumerate() {
+                            *v = f(a[oa + j * sa], b[ob + j * sb]);
+                        }
+                    }
                 }
             }
         });

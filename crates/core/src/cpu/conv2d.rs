@@ -81,16 +81,42 @@ fn in_row(p: &Conv2dParams, oi: usize, ki: usize) -> Option<usize> {
     (ih < p.h).then_some(ih)
 }
 
+/// Whether per-channel work on `len` values should spread over the pool: not inside a
+/// per-image task (the images already keep the cores busy), and not for small buffers,
+/// where the hand-off costs more than the copy. At batch 1 (style transfer, inference)
+/// the column buffer's fill and scatter would otherwise run on one core between
+/// GEMMs that use all of them.
+fn spread(len: usize) -> bool {
+    rayon::current_thread_index().is_none() && len >= 1 << 16
+}
+
+/// Runs `f(c, chunk)` over the `cg` per-channel chunks of `buf`, each `per` long: in
+/// parallel where [`spread`] says so. Each channel owns its chunk, so the result does not
+/// depend on the schedule.
+fn per_channel(buf: &mut [f32], per: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    if per == 0 {
+        return;
+    }
+    if spread(buf.len()) {
+        buf.par_chunks_mut(per)
+            .enumerate()
+            .for_each(|(c, b)| f(c, b));
+    } else {
+        buf.chunks_mut(per).enumerate().for_each(|(c, b)| f(c, b));
+    }
+}
+
 /// Fills `col` (`kdim × (r1 − r0)·ow`) from one group's input planes for output rows
 /// `r0..r1`.
 fn im2col(x_g: &[f32], p: &Conv2dParams, g: &Geo, r0: usize, r1: usize, col: &mut [f32]) {
     let cols = (r1 - r0) * p.ow;
     let [kh, kw] = p.kernel;
-    for c in 0..g.cg {
+    let per = kh * kw * cols;
+    per_channel(&mut col[..g.cg * per], per, |c, rows| {
         let plane = &x_g[c * g.hw..(c + 1) * g.hw];
         for ki in 0..kh {
             for kj in 0..kw {
-                let row = &mut col[((c * kh + ki) * kw + kj) * cols..][..cols];
+                let row = &mut rows[(ki * kw + kj) * cols..][..cols];
                 for r in r0..r1 {
                     let dst = &mut row[(r - r0) * p.ow..(r - r0 + 1) * p.ow];
                     let Some(ih) = in_row(p, r, ki) else {
@@ -111,27 +137,34 @@ fn im2col(x_g: &[f32], p: &Conv2dParams, g: &Geo, r0: usize, r1: usize, col: &mu
                 }
             }
         }
-    }
+    });
 }
 
 /// The adjoint of [`im2col`]: adds `col` back into the group's input-gradient planes.
 fn col2im(col: &[f32], p: &Conv2dParams, g: &Geo, r0: usize, r1: usize, gx_g: &mut [f32]) {
     let cols = (r1 - r0) * p.ow;
     let [kh, kw] = p.kernel;
-    for c in 0..g.cg {
-        let plane = &mut gx_g[c * g.hw..(c + 1) * g.hw];
+    let per = kh * kw * cols;
+    per_channel(&mut gx_g[..g.cg * g.hw], g.hw, |c, plane| {
+        let rows = &col[c * per..(c + 1) * per];
         for ki in 0..kh {
             for kj in 0..kw {
-                let row = &col[((c * kh + ki) * kw + kj) * cols..][..cols];
+                let row = &rows[(ki * kw + kj) * cols..][..cols];
                 for r in r0..r1 {
                     let Some(ih) = in_row(p, r, ki) else { continue };
                     let src = &row[(r - r0) * p.ow..(r - r0 + 1) * p.ow];
                     let dst = &mut plane[ih * p.w..(ih + 1) * p.w];
-                    for_cols(p, kj, |oj, iw| dst[iw] += src[oj]);
+                    // Whole spans at unit stride, so the adds vectorise.
+                    tap_spans(p, kj, |oj, iw, len| {
+                        dst[iw..iw + len]
+                            .iter_mut()
+                            .zip(&src[oj..oj + len])
+                            .for_each(|(d, &s)| *d += s);
+                    });
                 }
             }
         }
-    }
+    });
 }
 
 /// Runs `f(image, chunk)` over per-image chunks of `out`: in parallel across images when

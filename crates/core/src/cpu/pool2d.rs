@@ -58,45 +58,84 @@ fn planes_in_parallel(out: &mut [f32], plane: usize, f: impl Fn(usize, &mut [f32
     }
 }
 
-/// Flat index (within the plane) of the window's maximum: the first one in scan order,
-/// or a NaN, as PyTorch does.
-fn argmax(x: &[f32], p: &Pool2dParams, oi: usize, oj: usize) -> Option<usize> {
-    let mut best: Option<usize> = None;
-    let mut best_v = f32::NEG_INFINITY;
-    for i in taps(
-        oi,
-        p.stride[0],
-        p.padding[0],
-        p.kernel[0],
-        p.dilation[0],
-        p.h,
-    ) {
-        for j in taps(
-            oj,
-            p.stride[1],
-            p.padding[1],
-            p.kernel[1],
-            p.dilation[1],
-            p.w,
-        ) {
-            let v = x[i * p.w + j];
-            if best.is_none() || v > best_v || (v.is_nan() && !best_v.is_nan()) {
-                best = Some(i * p.w + j);
-                best_v = v;
-            }
+/// Each output index's taps along an axis as (first input index, count), `d` apart:
+/// computed once per call, not per output cell and plane, because [`taps`]' wide
+/// arithmetic (128-bit divisions) took a tenth of a LeNet training step.
+fn axis_taps(
+    n_out: usize,
+    stride: usize,
+    pad: usize,
+    k: usize,
+    d: usize,
+    len: usize,
+) -> Vec<(usize, usize)> {
+    (0..n_out)
+        .map(|o| {
+            let mut t = taps(o, stride, pad, k, d, len);
+            t.next().map_or((0, 0), |first| (first, 1 + t.count()))
+        })
+        .collect()
+}
+
+/// The two axes' taps of a max pooling.
+struct Windows {
+    rows: Vec<(usize, usize)>,
+    cols: Vec<(usize, usize)>,
+    dilation: [usize; 2],
+    w: usize,
+}
+
+impl Windows {
+    fn new(p: &Pool2dParams) -> Windows {
+        let axis = |a: usize, n_out: usize, len: usize| {
+            axis_taps(
+                n_out,
+                p.stride[a],
+                p.padding[a],
+                p.kernel[a],
+                p.dilation[a],
+                len,
+            )
+        };
+        Windows {
+            rows: axis(0, p.oh, p.h),
+            cols: axis(1, p.ow, p.w),
+            dilation: [p.dilation[0].max(1), p.dilation[1].max(1)],
+            w: p.w,
         }
     }
-    best
+
+    /// Flat index (within the plane) of the window's maximum: the first one in scan
+    /// order, or a NaN, as PyTorch does.
+    #[inline]
+    fn argmax(&self, x: &[f32], oi: usize, oj: usize) -> Option<usize> {
+        let ((i0, ni), (j0, nj)) = (self.rows[oi], self.cols[oj]);
+        let mut best: Option<usize> = None;
+        let mut best_v = f32::NEG_INFINITY;
+        for ti in 0..ni {
+            let row = (i0 + ti * self.dilation[0]) * self.w;
+            for tj in 0..nj {
+                let at = row + j0 + tj * self.dilation[1];
+                let v = x[at];
+                if best.is_none() || v > best_v || (v.is_nan() && !best_v.is_nan()) {
+                    best = Some(at);
+                    best_v = v;
+                }
+            }
+        }
+        best
+    }
 }
 
 pub fn max_forward(x: &[f32], p: &Pool2dParams) -> Result<Vec<f32>> {
     let (hw, ohw) = (p.h * p.w, p.oh * p.ow);
     let mut out = host::zeros(p.planes * ohw)?;
+    let win = Windows::new(p);
     planes_in_parallel(&mut out, ohw, |pl, y| {
         let xp = &x[pl * hw..(pl + 1) * hw];
         for oi in 0..p.oh {
             for oj in 0..p.ow {
-                y[oi * p.ow + oj] = argmax(xp, p, oi, oj).map_or(f32::NEG_INFINITY, |i| xp[i]);
+                y[oi * p.ow + oj] = win.argmax(xp, oi, oj).map_or(f32::NEG_INFINITY, |i| xp[i]);
             }
         }
     });
@@ -106,12 +145,13 @@ pub fn max_forward(x: &[f32], p: &Pool2dParams) -> Result<Vec<f32>> {
 pub fn max_backward(x: &[f32], gy: &[f32], p: &Pool2dParams) -> Result<Vec<f32>> {
     let (hw, ohw) = (p.h * p.w, p.oh * p.ow);
     let mut gx = host::zeros(p.planes * hw)?;
+    let win = Windows::new(p);
     planes_in_parallel(&mut gx, hw, |pl, g| {
         let xp = &x[pl * hw..(pl + 1) * hw];
         let gp = &gy[pl * ohw..(pl + 1) * ohw];
         for oi in 0..p.oh {
             for oj in 0..p.ow {
-                if let Some(i) = argmax(xp, p, oi, oj) {
+                if let Some(i) = win.argmax(xp, oi, oj) {
                     g[i] += gp[oi * p.ow + oj];
                 }
             }
@@ -120,41 +160,59 @@ pub fn max_backward(x: &[f32], gy: &[f32], p: &Pool2dParams) -> Result<Vec<f32>>
     Ok(gx)
 }
 
-/// The windows' bounds and divisor for output `(oi, oj)`.
-#[inline]
-fn avg_window(p: &Pool2dParams, oi: usize, oj: usize) -> (usize, usize, usize, usize, f32) {
-    let (h0, h1, ph) = window(
-        oi,
-        p.stride[0],
-        p.padding[0],
-        p.padding_end[0],
-        p.kernel[0],
-        p.h,
-    );
-    let (w0, w1, pw) = window(
-        oj,
-        p.stride[1],
-        p.padding[1],
-        p.padding_end[1],
-        p.kernel[1],
-        p.w,
-    );
-    let div = if p.count_include_pad {
-        ph as f64 * pw as f64
-    } else {
-        ((h1 - h0) * (w1 - w0)) as f64
-    };
-    (h0, h1, w0, w1, div.max(1.0) as f32)
+/// Average pooling's windows per axis, `(start, end, padded length)` for each output
+/// index, computed once per call (see [`axis_taps`]).
+struct AvgWindows {
+    rows: Vec<(usize, usize, usize)>,
+    cols: Vec<(usize, usize, usize)>,
+    count_include_pad: bool,
+}
+
+impl AvgWindows {
+    fn new(p: &Pool2dParams) -> AvgWindows {
+        let axis = |a: usize, n_out: usize, len: usize| -> Vec<_> {
+            (0..n_out)
+                .map(|o| {
+                    window(
+                        o,
+                        p.stride[a],
+                        p.padding[a],
+                        p.padding_end[a],
+                        p.kernel[a],
+                        len,
+                    )
+                })
+                .collect()
+        };
+        AvgWindows {
+            rows: axis(0, p.oh, p.h),
+            cols: axis(1, p.ow, p.w),
+            count_include_pad: p.count_include_pad,
+        }
+    }
+
+    /// The window's bounds and divisor for output `(oi, oj)`.
+    #[inline]
+    fn at(&self, oi: usize, oj: usize) -> (usize, usize, usize, usize, f32) {
+        let ((h0, h1, ph), (w0, w1, pw)) = (self.rows[oi], self.cols[oj]);
+        let div = if self.count_include_pad {
+            ph as f64 * pw as f64
+        } else {
+            ((h1 - h0) * (w1 - w0)) as f64
+        };
+        (h0, h1, w0, w1, div.max(1.0) as f32)
+    }
 }
 
 pub fn avg_forward(x: &[f32], p: &Pool2dParams) -> Result<Vec<f32>> {
     let (hw, ohw) = (p.h * p.w, p.oh * p.ow);
     let mut out = host::zeros(p.planes * ohw)?;
+    let win = AvgWindows::new(p);
     planes_in_parallel(&mut out, ohw, |pl, y| {
         let xp = &x[pl * hw..(pl + 1) * hw];
         for oi in 0..p.oh {
             for oj in 0..p.ow {
-                let (h0, h1, w0, w1, div) = avg_window(p, oi, oj);
+                let (h0, h1, w0, w1, div) = win.at(oi, oj);
                 let s: f32 = (h0..h1)
                     .flat_map(|i| xp[i * p.w + w0..i * p.w + w1].iter())
                     .sum();
@@ -168,11 +226,12 @@ pub fn avg_forward(x: &[f32], p: &Pool2dParams) -> Result<Vec<f32>> {
 pub fn avg_backward(gy: &[f32], p: &Pool2dParams) -> Result<Vec<f32>> {
     let (hw, ohw) = (p.h * p.w, p.oh * p.ow);
     let mut gx = host::zeros(p.planes * hw)?;
+    let win = AvgWindows::new(p);
     planes_in_parallel(&mut gx, hw, |pl, g| {
         let gp = &gy[pl * ohw..(pl + 1) * ohw];
         for oi in 0..p.oh {
             for oj in 0..p.ow {
-                let (h0, h1, w0, w1, div) = avg_window(p, oi, oj);
+                let (h0, h1, w0, w1, div) = win.at(oi, oj);
                 let v = gp[oi * p.ow + oj] / div;
                 for i in h0..h1 {
                     g[i * p.w + w0..i * p.w + w1]
@@ -189,12 +248,13 @@ pub fn avg_backward(gy: &[f32], p: &Pool2dParams) -> Result<Vec<f32>> {
 pub fn max_with_indices(x: &[f32], p: &Pool2dParams) -> Result<(Vec<f32>, Vec<f32>)> {
     let (hw, ohw) = (p.h * p.w, p.oh * p.ow);
     let mut idx = host::zeros(p.planes * ohw)?;
+    let win = Windows::new(p);
     planes_in_parallel(&mut idx, ohw, |pl, ix| {
         let xp = &x[pl * hw..(pl + 1) * hw];
         for oi in 0..p.oh {
             for oj in 0..p.ow {
                 // Every window holds at least one input cell (the op checks the padding).
-                ix[oi * p.ow + oj] = argmax(xp, p, oi, oj).unwrap_or(0) as f32;
+                ix[oi * p.ow + oj] = win.argmax(xp, oi, oj).unwrap_or(0) as f32;
             }
         }
     });
