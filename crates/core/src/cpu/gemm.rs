@@ -1,9 +1,5 @@
-//! A thin, bounds-checked layer over a GEMM crate: `gemm` (faer's and candle's kernels,
-//! which thread one product over the rayon pool themselves) by default, or
-//! `matrixmultiply` split across the pool by hand, chosen with `FOVEA_CPU_GEMM` so the
-//! two can be timed from one build.
-
-use std::sync::OnceLock;
+//! A thin, bounds-checked layer over `matrixmultiply::sgemm` that spreads one large
+//! product over the rayon pool when the caller is not already running in parallel.
 
 /// A matrix view: row stride and column stride in elements.
 #[derive(Clone, Copy, Debug)]
@@ -72,41 +68,8 @@ pub fn gemm(
         a.len(),
         b.len()
     );
-    let nested = rayon::current_thread_index().is_some();
-    if use_gemm_crate() {
-        // The crate computes `dst = alpha·dst + beta·lhs·rhs` and reads dst only when asked.
-        let par = if nested {
-            gemm_common::Parallelism::None
-        } else {
-            gemm_common::Parallelism::Rayon(rayon::current_num_threads())
-        };
-        // SAFETY: bounds were checked above for the whole matrices.
-        unsafe {
-            gemm_f32::gemm::f32::get_gemm_fn()(
-                m,
-                n,
-                k,
-                c.as_mut_ptr(),
-                lc.cs as isize,
-                lc.rs as isize,
-                beta != 0.0,
-                a.as_ptr(),
-                la.cs as isize,
-                la.rs as isize,
-                b.as_ptr(),
-                lb.cs as isize,
-                lb.rs as isize,
-                beta,
-                1.0,
-                false,
-                false,
-                false,
-                par,
-            )
-        }
-        return;
-    }
     let threads = rayon::current_num_threads();
+    let nested = rayon::current_thread_index().is_some();
     let cp = SendPtr(c.as_mut_ptr());
     let run = |i0: usize, i1: usize, j0: usize, j1: usize| {
         // SAFETY: bounds were checked above for the whole matrices; the sub-blocks lie
@@ -152,11 +115,6 @@ pub fn gemm(
             start = end;
         }
     });
-}
-
-fn use_gemm_crate() -> bool {
-    static CHOICE: OnceLock<bool> = OnceLock::new();
-    *CHOICE.get_or_init(|| std::env::var("FOVEA_CPU_GEMM").as_deref() != Ok("matrixmultiply"))
 }
 
 #[cfg(test)]
