@@ -63,8 +63,11 @@ fn scaled_training_equals_plain(dev: &Device) {
     assert_eq!(s.growth_tracker(), 5);
 }
 
+/// An optimizer's saved counters and its buffers' values, by name.
+type Snapshot = (Vec<(String, String)>, Vec<(String, Vec<f32>)>);
+
 /// An optimizer's saved counters and buffers, as plain values.
-fn snapshot(opt: &dyn Optimizer) -> (Vec<(String, String)>, Vec<(String, Vec<f32>)>) {
+fn snapshot(opt: &dyn Optimizer) -> Snapshot {
     let st = opt.state();
     let mut values: Vec<(String, String)> = st.values.into_iter().collect();
     values.sort();
