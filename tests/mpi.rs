@@ -1,8 +1,11 @@
 //! Data-parallel training across MPI processes (the `mpi` feature; `.ci/run` installs
 //! Open MPI and runs this file): `mpirun -np 2` with one replica each ends with the weights
-//! of one device on the whole batch, and a rank that dies ends the job instead of leaving
-//! the others waiting.
+//! of one device on the whole batch, on CPU devices and on GPU devices (gradients staged
+//! through the host), and a rank that dies ends the job instead of leaving the others
+//! waiting.
 #![cfg(feature = "mpi")]
+
+mod common;
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -53,6 +56,11 @@ fn mpirun(args: &[String], limit: Duration) -> Option<Output> {
 
 /// The arguments of `np` ranks running the example on one CPU replica each, then `extra`.
 fn job(np: usize, ex: &str, extra: &[&str]) -> Vec<String> {
+    job_on("cpu", np, ex, extra)
+}
+
+/// As [`job`], each rank's replica on a `device` device.
+fn job_on(device: &str, np: usize, ex: &str, extra: &[&str]) -> Vec<String> {
     let np = np.to_string();
     let base = [
         "-np",
@@ -60,7 +68,7 @@ fn job(np: usize, ex: &str, extra: &[&str]) -> Vec<String> {
         ex,
         "--mpi",
         "--device",
-        "cpu",
+        device,
         "--replicas",
         "1",
         "--epochs",
@@ -87,16 +95,8 @@ fn two_ranks_train_like_one_device_on_the_whole_batch() {
         ex,
         &["--limit", "640", "--check-steps", "4", "--out", dir],
     );
-    let run = mpirun(&args, Duration::from_secs(300)).expect("mpirun hung");
-    let (stdout, stderr) = text(&run);
-    assert!(run.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("2 process(es)"), "{stdout}");
-    let diff: f64 = stdout
-        .lines()
-        .find_map(|l| l.split("whole batch by ").nth(1))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no check line in:\n{stdout}"));
+    let stdout = two_ranks_checked(&args);
+    let diff = check_difference(&stdout);
     assert!(diff < 1e-6, "2 ranks vs one device: {diff}");
     let first_acc = accuracy(&stdout);
     // Rank 0 wrote the weights, and they load into any number of ranks.
@@ -122,6 +122,40 @@ fn two_ranks_train_like_one_device_on_the_whole_batch() {
     // the 2 ranks that saved them (a fresh net would not give it).
     assert_eq!(accuracy(&stdout), first_acc, "{stdout}");
     std::fs::remove_dir_all(&out).ok();
+}
+
+/// Runs a job of two ranks that must succeed and returns what it printed.
+fn two_ranks_checked(args: &[String]) -> String {
+    let run = mpirun(args, Duration::from_secs(300)).expect("mpirun hung");
+    let (stdout, stderr) = text(&run);
+    assert!(run.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("2 process(es)"), "{stdout}");
+    stdout
+}
+
+/// The check line's relative difference between the ranks and one device.
+fn check_difference(stdout: &str) -> f64 {
+    stdout
+        .lines()
+        .find_map(|l| l.split("whole batch by ").nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no check line in:\n{stdout}"))
+}
+
+#[test]
+fn two_ranks_on_gpu_devices_sum_host_staged_gradients_like_one_device() {
+    if common::gpu("two_ranks_on_gpu_devices").is_none() {
+        return;
+    }
+    let ex = example();
+    let ex = ex.to_str().unwrap();
+    // Each rank reads its GPU gradients to the host, all-reduces them and writes them back.
+    let args = job_on("gpu", 2, ex, &["--limit", "320", "--check-steps", "3"]);
+    let stdout = two_ranks_checked(&args);
+    // Split batches sum in a different order on the GPU than one whole batch does.
+    let diff = check_difference(&stdout);
+    assert!(diff < 1e-5, "2 GPU ranks vs one GPU device: {diff}");
 }
 
 fn accuracy(stdout: &str) -> String {
