@@ -13,7 +13,8 @@
 //! held-out test images, coloured by class) and `out/siamese/loss.png`.
 //!
 //! `cargo run --release --example siamese -- [--data mnist|fashion] [--epochs N] [--steps N]
-//!  [--per-class K] [--mining batch-all|batch-hard|semi-hard] [--warmup N] [--shift N] [--margin F]
+//!  [--per-class K] [--mining batch-all|batch-hard|semi-hard] [--warmup N] [--shift PX] [--rotate DEG]
+//!  [--scale F] [--shear DEG] [--margin F]
 //!  [--dim N] [--width N] [--grid N] [--lr F]
 //!  [--pairs N] [--episodes N] [--fit-images N] [--head-steps N] [--device cpu|gpu|best]
 //!  [--seed N] [--out DIR]`
@@ -62,9 +63,18 @@ struct Args {
     /// Epochs of batch-all mining before `--mining` takes over.
     #[arg(long, default_value_t = 0)]
     warmup: usize,
-    /// Random translation of every training image by up to this many pixels.
-    #[arg(long, default_value_t = 2)]
-    shift: usize,
+    /// Largest random translation of a training image, in pixels.
+    #[arg(long, default_value_t = 3.0)]
+    shift: f32,
+    /// Largest random rotation of a training image, in degrees.
+    #[arg(long, default_value_t = 15.0)]
+    rotate: f32,
+    /// Largest random change of a training image's size (0.15: 85% to 115%).
+    #[arg(long, default_value_t = 0.15)]
+    scale: f32,
+    /// Largest random shear of a training image, in degrees.
+    #[arg(long, default_value_t = 10.0)]
+    shear: f32,
     /// Margin α of max(‖a − p‖² − ‖a − n‖² + α, 0) on unit-length embeddings.
     #[arg(long, default_value_t = 0.2)]
     margin: f32,
@@ -148,35 +158,75 @@ fn images(data: &InMemoryDataset, idx: &[usize], dev: &Device) -> Result<Tensor>
     Ok(Tensor::from_vec(values, &[idx.len(), 1, 28, 28], dev)?)
 }
 
-/// Images `idx`, each moved by a random translation of up to `max` pixels in each
-/// direction (the uncovered border filled with the background), drawn from `seed`.
-fn shifted_images(
+/// A random affine distortion of every training image (torchvision's `RandomAffine`):
+/// invariances learned on the seen classes carry over to unseen ones, where memorised
+/// shapes do not.
+#[derive(Clone, Copy)]
+struct Augment {
+    /// Largest translation in pixels, each axis.
+    shift: f32,
+    /// Largest rotation in degrees, either way.
+    rotate: f32,
+    /// Largest relative change of size, either way.
+    scale: f32,
+    /// Largest horizontal shear in degrees, either way.
+    shear: f32,
+}
+
+impl Augment {
+    /// The row-major 3×3 matrix of one draw from `u` (five uniforms in [0, 1)): about the
+    /// image centre, scale and shear, then rotate, then translate.
+    fn matrix(&self, u: &[f32], side: f32) -> [f32; 9] {
+        let sym = |v: f32, max: f32| (2.0 * v - 1.0) * max;
+        let theta = sym(u[0], self.rotate).to_radians();
+        let k = 1.0 + sym(u[1], self.scale);
+        let shear = sym(u[2], self.shear).to_radians().tan();
+        let (tx, ty) = (sym(u[3], self.shift), sym(u[4], self.shift));
+        let (c, s) = (theta.cos() * k, theta.sin() * k);
+        // [c −s; s c] · [1 shear; 0 1]
+        let (a, b, d, e) = (c, c * shear - s, s, s * shear + c);
+        let m = (side - 1.0) / 2.0;
+        [
+            a,
+            b,
+            m + tx - a * m - b * m,
+            d,
+            e,
+            m + ty - d * m - e * m,
+            0.0,
+            0.0,
+            1.0,
+        ]
+    }
+}
+
+/// Images `idx`, each distorted by its own draw of `aug` from `seed` (bilinear, the
+/// uncovered border filled with the background).
+fn augmented_images(
     data: &InMemoryDataset,
     idx: &[usize],
-    max: usize,
+    aug: Augment,
     seed: u64,
     dev: &Device,
 ) -> Result<Tensor> {
-    let u = fovea::rng::uniform(2 * idx.len(), seed);
-    let span = (2 * max + 1) as f32;
-    let mut values = vec![data.background; idx.len() * 784];
+    use imageproc::geometric_transformations::{warp_into, Border, Interpolation, Projection};
+    type Plane = image::ImageBuffer<image::Luma<f32>, Vec<f32>>;
+    let u = fovea::rng::uniform(5 * idx.len(), seed);
+    let mut values = Vec::with_capacity(idx.len() * 784);
+    let mut out = Plane::new(28, 28);
     for (k, &i) in idx.iter().enumerate() {
-        let dy = (u[2 * k] * span) as isize - max as isize;
-        let dx = (u[2 * k + 1] * span) as isize - max as isize;
-        let src = &data.values[i * 784..(i + 1) * 784];
-        let dst = &mut values[k * 784..(k + 1) * 784];
-        for y in 0..28isize {
-            let sy = y - dy;
-            if !(0..28).contains(&sy) {
-                continue;
-            }
-            for x in 0..28isize {
-                let sx = x - dx;
-                if (0..28).contains(&sx) {
-                    dst[(y * 28 + x) as usize] = src[(sy * 28 + sx) as usize];
-                }
-            }
-        }
+        let src = Plane::from_raw(28, 28, data.values[i * 784..(i + 1) * 784].to_vec())
+            .expect("28×28 values");
+        let projection = Projection::from_matrix(aug.matrix(&u[5 * k..5 * k + 5], 28.0))
+            .ok_or_else(|| anyhow::anyhow!("the distortion of image {i} cannot be inverted"))?;
+        warp_into(
+            &src,
+            projection,
+            Interpolation::Bilinear,
+            Border::Constant(image::Luma([data.background])),
+            &mut out,
+        );
+        values.extend_from_slice(out.as_raw());
     }
     Ok(Tensor::from_vec(values, &[idx.len(), 1, 28, 28], dev)?)
 }
@@ -420,6 +470,19 @@ fn print_scores(what: &str, s: &Scores) {
 fn main() -> Result<()> {
     let a = Args::parse();
     let mining: Mining = a.mining.parse()?;
+    if !(0.0..1.0).contains(&a.scale) || !(0.0..60.0).contains(&a.shear) {
+        anyhow::bail!(
+            "--scale {} must lie in [0, 1) and --shear {} in [0, 60) degrees",
+            a.scale,
+            a.shear
+        );
+    }
+    let aug = Augment {
+        shift: a.shift,
+        rotate: a.rotate,
+        scale: a.scale,
+        shear: a.shear,
+    };
     let dev = Device::by_name(&a.device)?;
     let (train, test) = (a.data.load("train")?, a.data.load("t10k")?);
     let (kind, seen_what, unseen_what) = a.data.describe();
@@ -474,7 +537,7 @@ fn main() -> Result<()> {
                 a.seed.wrapping_mul(1 << 32) ^ t as u64,
             )?;
             let labels: Vec<usize> = idx.iter().map(|&i| train.labels[i]).collect();
-            let x = shifted_images(&train, &idx, a.shift, a.seed ^ (t as u64) << 20, &dev)?;
+            let x = augmented_images(&train, &idx, aug, a.seed ^ (t as u64) << 20, &dev)?;
             opt.set_lr(schedule.lr_at(t));
             opt.zero_grad();
             let how = if epoch < a.warmup {
