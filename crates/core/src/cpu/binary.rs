@@ -1,5 +1,7 @@
 //! Broadcasting binary ops.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::PAR_CHUNK;
@@ -29,26 +31,42 @@ fn apply(
     f: impl Fn(f32, f32) -> f32 + Sync,
 ) -> Result<Vec<f32>> {
     let n = numel(&p.shape);
-    let mut out = host::zeros(n)?;
+    // SAFETY: `fill` writes every output value: each branch covers `out` by chunks.
+    unsafe { host::written(n, |out| fill(out, a, b, p, f)) }
+}
+
+/// Writes `f(a, b)` with broadcasting into every value of `out`.
+fn fill(
+    out: &mut [MaybeUninit<f32>],
+    a: &[f32],
+    b: &[f32],
+    p: &BinaryParams,
+    f: impl Fn(f32, f32) -> f32 + Sync,
+) {
+    let n = out.len();
     if n == 0 {
-        return Ok(out);
+        return;
     }
     if a.len() == n && b.len() == n {
         out.par_chunks_mut(PAR_CHUNK)
             .zip(a.par_chunks(PAR_CHUNK).zip(b.par_chunks(PAR_CHUNK)))
             .for_each(|(o, (a, b))| {
                 for i in 0..o.len() {
-                    o[i] = f(a[i], b[i]);
+                    o[i] = MaybeUninit::new(f(a[i], b[i]));
                 }
             });
-        return Ok(out);
+        return;
     }
     if b.len() == 1 && a.len() == n {
         let s = b[0];
         out.par_chunks_mut(PAR_CHUNK)
             .zip(a.par_chunks(PAR_CHUNK))
-            .for_each(|(o, a)| o.iter_mut().zip(a).for_each(|(o, &v)| *o = f(v, s)));
-        return Ok(out);
+            .for_each(|(o, a)| {
+                o.iter_mut()
+                    .zip(a)
+                    .for_each(|(o, &v)| *o = MaybeUninit::new(f(v, s)))
+            });
+        return;
     }
     let inner = *p.shape.last().unwrap_or(&1);
     let (sa, sb) = (
@@ -69,26 +87,29 @@ fn apply(
                     (1, 1) => {
                         let (ar, br) = (&a[oa..oa + len], &b[ob..ob + len]);
                         for j in 0..len {
-                            orow[j] = f(ar[j], br[j]);
+                            orow[j] = MaybeUninit::new(f(ar[j], br[j]));
                         }
                     }
                     (1, 0) => {
                         let (ar, bv) = (&a[oa..oa + len], b[ob]);
-                        orow.iter_mut().zip(ar).for_each(|(o, &x)| *o = f(x, bv));
+                        orow.iter_mut()
+                            .zip(ar)
+                            .for_each(|(o, &x)| *o = MaybeUninit::new(f(x, bv)));
                     }
                     (0, 1) => {
                         let (av, br) = (a[oa], &b[ob..ob + len]);
-                        orow.iter_mut().zip(br).for_each(|(o, &y)| *o = f(av, y));
+                        orow.iter_mut()
+                            .zip(br)
+                            .for_each(|(o, &y)| *o = MaybeUninit::new(f(av, y)));
                     }
                     _ => {
                         for (j, v) in orow.iter_mut().enumerate() {
-                            *v = f(a[oa + j * sa], b[ob + j * sb]);
+                            *v = MaybeUninit::new(f(a[oa + j * sa], b[ob + j * sb]));
                         }
                     }
                 }
             }
         });
-    Ok(out)
 }
 
 pub fn binary(a: &[f32], b: &[f32], p: &BinaryParams, op: BinaryOp) -> Result<Vec<f32>> {

@@ -1,5 +1,7 @@
 //! Elementwise unary ops.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::PAR_CHUNK;
@@ -8,11 +10,18 @@ use crate::host;
 use crate::Result;
 
 fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Result<Vec<f32>> {
-    let mut out = host::zeros(x.len())?;
-    out.par_chunks_mut(PAR_CHUNK)
-        .zip(x.par_chunks(PAR_CHUNK))
-        .for_each(|(o, i)| o.iter_mut().zip(i).for_each(|(o, &v)| *o = f(v)));
-    Ok(out)
+    // SAFETY: the chunks of `out` and `x` pair up one for one, and each value is written.
+    unsafe {
+        host::written(x.len(), |out| {
+            out.par_chunks_mut(PAR_CHUNK)
+                .zip(x.par_chunks(PAR_CHUNK))
+                .for_each(|(o, i)| {
+                    o.iter_mut()
+                        .zip(i)
+                        .for_each(|(o, &v)| *o = MaybeUninit::new(f(v)))
+                });
+        })
+    }
 }
 
 pub fn unary(x: &[f32], op: UnaryOp) -> Result<Vec<f32>> {

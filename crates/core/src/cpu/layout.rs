@@ -1,5 +1,7 @@
 //! Data movement: strided copies (permute, narrow, expand), constant padding, concatenation.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::PAR_CHUNK;
@@ -10,34 +12,38 @@ use crate::Result;
 
 pub fn strided_copy(x: &[f32], v: &StridedView) -> Result<Vec<f32>> {
     let n = numel(&v.shape);
-    let mut out = host::zeros(n)?;
     if n == 0 {
-        return Ok(out);
+        return Ok(Vec::new());
     }
     let inner = *v.shape.last().unwrap_or(&1);
     let s_last = *v.strides.last().unwrap_or(&0);
     let out_strides = contiguous_strides(&v.shape);
     let rows_per_chunk = (PAR_CHUNK / inner).max(1);
-    out.par_chunks_mut(inner * rows_per_chunk)
-        .enumerate()
-        .for_each(|(chunk, o)| {
-            for (r, orow) in o.chunks_mut(inner).enumerate() {
-                let mut rem = (chunk * rows_per_chunk + r) * inner;
-                let mut off = v.offset;
-                for (&os, &st) in out_strides.iter().zip(&v.strides) {
-                    off += rem / os * st;
-                    rem %= os;
+    let fill = |out: &mut [MaybeUninit<f32>]| {
+        out.par_chunks_mut(inner * rows_per_chunk)
+            .enumerate()
+            .for_each(|(chunk, o)| {
+                for (r, orow) in o.chunks_mut(inner).enumerate() {
+                    let mut rem = (chunk * rows_per_chunk + r) * inner;
+                    let mut off = v.offset;
+                    for (&os, &st) in out_strides.iter().zip(&v.strides) {
+                        off += rem / os * st;
+                        rem %= os;
+                    }
+                    if s_last == 1 {
+                        orow.iter_mut()
+                            .zip(&x[off..off + inner])
+                            .for_each(|(o, &v)| *o = MaybeUninit::new(v));
+                    } else {
+                        orow.iter_mut()
+                            .enumerate()
+                            .for_each(|(j, o)| *o = MaybeUninit::new(x[off + j * s_last]));
+                    }
                 }
-                if s_last == 1 {
-                    orow.copy_from_slice(&x[off..off + inner]);
-                } else {
-                    orow.iter_mut()
-                        .enumerate()
-                        .for_each(|(j, o)| *o = x[off + j * s_last]);
-                }
-            }
-        });
-    Ok(out)
+            });
+    };
+    // SAFETY: the chunks cover `out` by whole rows of `inner`, each written in full.
+    unsafe { host::written(n, fill) }
 }
 
 pub fn pad(x: &[f32], p: &PadParams) -> Result<Vec<f32>> {

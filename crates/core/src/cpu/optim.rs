@@ -1,5 +1,7 @@
 //! Fused optimizer updates (the reference for `shaders/optim.wgsl`).
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::PAR_CHUNK;
@@ -57,27 +59,32 @@ pub fn sgd_step(
 ) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
     let o = &s.opts;
     let d = |i: usize| g[i] + p[i] * o.weight_decay;
-    let mut p1 = host::zeros(p.len())?;
-    if o.momentum == 0.0 {
-        p1.par_iter_mut()
-            .enumerate()
-            .for_each(|(i, out)| *out = p[i] - o.lr * d(i));
-        return Ok((p1, None));
-    }
-    let mut b = host::zeros(p.len())?;
-    b.par_iter_mut().enumerate().for_each(|(i, out)| {
-        *out = match buf {
-            Some(b) => b[i] * o.momentum + d(i),
-            None => d(i),
+    let n = p.len();
+    // Every value of each new buffer is computed from its index alone.
+    let from = |f: &(dyn Fn(usize) -> f32 + Sync)| {
+        // SAFETY: `par_iter_mut` visits every element once, and each is written.
+        unsafe {
+            host::written(n, |out| {
+                out.par_iter_mut()
+                    .enumerate()
+                    .for_each(|(i, o)| *o = MaybeUninit::new(f(i)))
+            })
         }
-    });
-    p1.par_iter_mut().enumerate().for_each(|(i, out)| {
+    };
+    if o.momentum == 0.0 {
+        return Ok((from(&|i| p[i] - o.lr * d(i))?, None));
+    }
+    let b = from(&|i| match buf {
+        Some(b) => b[i] * o.momentum + d(i),
+        None => d(i),
+    })?;
+    let p1 = from(&|i| {
         let step = if o.nesterov {
             d(i) + o.momentum * b[i]
         } else {
             b[i]
         };
-        *out = p[i] - o.lr * step;
-    });
+        p[i] - o.lr * step
+    })?;
     Ok((p1, Some(b)))
 }
