@@ -110,20 +110,25 @@ impl Windows {
     #[inline]
     fn argmax(&self, x: &[f32], oi: usize, oj: usize) -> Option<usize> {
         let ((i0, ni), (j0, nj)) = (self.rows[oi], self.cols[oj]);
-        let mut best: Option<usize> = None;
-        let mut best_v = f32::NEG_INFINITY;
+        if ni == 0 || nj == 0 {
+            return None;
+        }
+        // Starting from the first tap rather than from "none yet" keeps the loop free of
+        // an Option test per tap; the first tap then compares equal to itself.
+        let mut best = i0 * self.w + j0;
+        let mut best_v = x[best];
         for ti in 0..ni {
             let row = (i0 + ti * self.dilation[0]) * self.w;
             for tj in 0..nj {
                 let at = row + j0 + tj * self.dilation[1];
                 let v = x[at];
-                if best.is_none() || v > best_v || (v.is_nan() && !best_v.is_nan()) {
-                    best = Some(at);
+                if v > best_v || (v.is_nan() && !best_v.is_nan()) {
+                    best = at;
                     best_v = v;
                 }
             }
         }
-        best
+        Some(best)
     }
 }
 
