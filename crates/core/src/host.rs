@@ -152,6 +152,31 @@ pub(crate) unsafe fn written(
     Ok(v)
 }
 
+/// Two vectors of `len` values set together by `fill`, like [`written`]: both are
+/// allocated before either is filled, so a refused allocation leaves nothing half made.
+///
+/// # Safety
+/// `fill` must write every element of both slices it is given.
+pub(crate) unsafe fn written_pair(
+    len: usize,
+    fill: impl FnOnce(&mut [MaybeUninit<f32>], &mut [MaybeUninit<f32>]),
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    if len == 0 {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let (mut a, mut b) = (allocate(len, false)?, allocate(len, false)?);
+    fill(
+        &mut a.spare_capacity_mut()[..len],
+        &mut b.spare_capacity_mut()[..len],
+    );
+    // SAFETY: `fill` wrote every value of both (the caller's promise).
+    unsafe {
+        a.set_len(len);
+        b.set_len(len);
+    }
+    Ok((a, b))
+}
+
 /// `len` copies of `value`, allocated fallibly (see [`zeros`]).
 pub(crate) fn filled(len: usize, value: f32) -> Result<Vec<f32>> {
     if value.to_bits() == 0 {

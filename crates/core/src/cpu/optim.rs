@@ -58,33 +58,46 @@ pub fn sgd_step(
     s: &SgdStep,
 ) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
     let o = &s.opts;
-    let d = |i: usize| g[i] + p[i] * o.weight_decay;
     let n = p.len();
-    // Every value of each new buffer is computed from its index alone.
-    let from = |f: &(dyn Fn(usize) -> f32 + Sync)| {
-        // SAFETY: `par_iter_mut` visits every element once, and each is written.
-        unsafe {
-            host::written(n, |out| {
-                out.par_iter_mut()
-                    .enumerate()
-                    .for_each(|(i, o)| *o = MaybeUninit::new(f(i)))
-            })
-        }
+    let chunks = || {
+        p.par_chunks(PAR_CHUNK)
+            .zip(g.par_chunks(PAR_CHUNK))
+            .enumerate()
     };
     if o.momentum == 0.0 {
-        return Ok((from(&|i| p[i] - o.lr * d(i))?, None));
+        // SAFETY: the chunks of the output pair one for one with those of `p` and `g`, and
+        // every value is written.
+        let p1 = unsafe {
+            host::written(n, |out| {
+                out.par_chunks_mut(PAR_CHUNK)
+                    .zip(chunks())
+                    .for_each(|(pc, (_, (p, g)))| {
+                        for ((o1, &p), &g) in pc.iter_mut().zip(p).zip(g) {
+                            *o1 = MaybeUninit::new(p - o.lr * (g + p * o.weight_decay));
+                        }
+                    })
+            })
+        }?;
+        return Ok((p1, None));
     }
-    let b = from(&|i| match buf {
-        Some(b) => b[i] * o.momentum + d(i),
-        None => d(i),
-    })?;
-    let p1 = from(&|i| {
-        let step = if o.nesterov {
-            d(i) + o.momentum * b[i]
-        } else {
-            b[i]
-        };
-        p[i] - o.lr * step
-    })?;
-    Ok((p1, Some(b)))
+    // One pass writes both the new buffer and the new parameter.
+    // SAFETY: as above, for both outputs.
+    let (p1, b1) = unsafe {
+        host::written_pair(n, |pout, bout| {
+            pout.par_chunks_mut(PAR_CHUNK)
+                .zip(bout.par_chunks_mut(PAR_CHUNK))
+                .zip(chunks())
+                .for_each(|((pc, bc), (c, (p, g)))| {
+                    let old = buf.map(|b| &b[c * PAR_CHUNK..][..p.len()]);
+                    for j in 0..p.len() {
+                        let d = g[j] + p[j] * o.weight_decay;
+                        let b = old.map_or(d, |old| old[j] * o.momentum + d);
+                        let step = if o.nesterov { d + o.momentum * b } else { b };
+                        bc[j] = MaybeUninit::new(b);
+                        pc[j] = MaybeUninit::new(p[j] - o.lr * step);
+                    }
+                })
+        })
+    }?;
+    Ok((p1, Some(b1)))
 }
