@@ -59,6 +59,12 @@ pub fn sgd_step(
 ) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
     let o = &s.opts;
     let n = p.len();
+    // The writes below zip the outputs with these inputs: a shorter input would leave
+    // values unwritten, so lengths are checked here, not trusted.
+    assert!(
+        g.len() == n && buf.is_none_or(|b| b.len() == n),
+        "sgd_step: parameter, gradient and buffer lengths differ"
+    );
     let chunks = || {
         p.par_chunks(PAR_CHUNK)
             .zip(g.par_chunks(PAR_CHUNK))

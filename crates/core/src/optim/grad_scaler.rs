@@ -218,7 +218,8 @@ impl GradScaler {
     }
 
     /// Sets the scale and the count of clean steps, as a resumed run restores them
-    /// (PyTorch's `load_state_dict`). A scale that is not finite and positive is refused.
+    /// (PyTorch's `load_state_dict`). A scale that is not finite and positive, or a count
+    /// that has already reached `growth_interval`, is refused.
     pub fn load_state(&mut self, scale: f32, growth_tracker: u64) -> Result<()> {
         if !(scale.is_finite() && scale > 0.0) || growth_tracker >= self.opts.growth_interval {
             return Err(Error::op(
