@@ -257,6 +257,34 @@ fn main() -> Result<()> {
             flop: (n * 64 * 56 * 56 * 9) as f64,
         });
     }
+    if wanted("batch_norm") {
+        // Training mode, forward and backward with the affine parameters: ResNet-18's first
+        // normalisation at batch 64.
+        let n = 64.min(o.batch_cap);
+        let x = Tensor::randn(&[n, 64, 112, 112], 10, &dev).requires_grad();
+        let gy = Tensor::randn(&[n, 64, 112, 112], 11, &dev);
+        let (w, b) = (
+            Tensor::ones(&[64], &dev).requires_grad(),
+            Tensor::zeros(&[64], &dev).requires_grad(),
+        );
+        let opts = fovea::ops::BatchNormOptions {
+            training: true,
+            ..Default::default()
+        };
+        let timed = time(&dev, &o, || {
+            let y = x.batch_norm(None, None, Some(&w), Some(&b), opts)?;
+            y.backward_with(&gy)?;
+            for t in [&x, &w, &b] {
+                t.zero_grad();
+            }
+            Ok(())
+        })?;
+        rows.push(Row {
+            name: format!("batch_norm train n{n} 64 112x112 fwd+bwd"),
+            timed,
+            flop: f64::NAN,
+        });
+    }
     if wanted("gram") {
         let f = Tensor::randn(&[1, 256, 128, 128], 7, &dev);
         let timed = time(&dev, &o, || {

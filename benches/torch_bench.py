@@ -77,6 +77,16 @@ if wanted(f"max_pool2d n{n} 64 112x112 k3 s2 p1 fwd"):
     x = torch.randn(n, 64, 112, 112, device=dev)
     ms = timed(lambda: F.max_pool2d(x, 3, 2, 1))
     rows.append({"name": f"max_pool2d n{n} 64 112x112 k3 s2 p1 fwd", "ms": ms, "tflops": n * 64 * 56 * 56 * 9 / ms / 1e9})
+if wanted(f"batch_norm train n{n} 64 112x112 fwd+bwd"):
+    x = torch.randn(n, 64, 112, 112, device=dev, requires_grad=True)
+    gy = torch.randn(n, 64, 112, 112, device=dev)
+    w = torch.ones(64, device=dev, requires_grad=True)
+    b = torch.zeros(64, device=dev, requires_grad=True)
+    def bn_step():
+        F.batch_norm(x, None, None, w, b, training=True).backward(gy)
+        x.grad = w.grad = b.grad = None
+    ms = timed(bn_step)
+    rows.append({"name": f"batch_norm train n{n} 64 112x112 fwd+bwd", "ms": ms, "tflops": None})
 if wanted("gram 1x256x128x128"):
     f = torch.randn(256, 128 * 128, device=dev)
     ms = timed(lambda: f @ f.T)

@@ -392,6 +392,79 @@ fn pooling_resizing_and_normalisation() {
     });
 }
 
+/// Batch norm's fused kernels: channels whose values span several workgroup chunks of the
+/// sums (more than 4,096 per channel), inputs of rank 2, 3 and 5, an offset mean (the
+/// statistics are centred, not sums of squares), training and eval, with and without the
+/// affine parameters; the running statistics agree after a training step.
+#[test]
+fn batch_norm_across_chunks_ranks_and_modes() {
+    let Some(gpu) = common::gpu("batch_norm_across_chunks_ranks_and_modes") else {
+        return;
+    };
+    let mut r = Rng(run_seed("batch_norm_across_chunks_ranks_and_modes"));
+    let long = [
+        r.range(2, 4),
+        r.range(2, 5),
+        r.range(40, 60),
+        r.range(40, 60),
+    ];
+    let shapes: [&[usize]; 4] = [
+        &long,
+        &[r.range(2, 9), r.range(1, 7)],
+        &[r.range(2, 4), r.range(1, 5), r.range(1, 30)],
+        &[
+            2,
+            r.range(1, 4),
+            r.range(1, 4),
+            r.range(2, 5),
+            r.range(1, 5),
+        ],
+    ];
+    for s in shapes {
+        let c = s[1];
+        let x = randn(s, r.next()).affine(3.0, 10.0);
+        let (w, b) = (randn(&[c], r.next()), randn(&[c], r.next()));
+        for training in [true, false] {
+            let opts = BatchNormOptions {
+                training,
+                ..Default::default()
+            };
+            let (rm, rv) = (
+                randn(&[c], r.next()),
+                randn(&[c], r.next()).abs().add_scalar(0.5),
+            );
+            let name = format!("batch_norm {s:?} training {training}");
+            parity(&gpu, &name, &[x.clone(), w.clone(), b.clone()], &|t| {
+                let (rm, rv) = (rm.to_device(t[0].device())?, rv.to_device(t[0].device())?);
+                t[0].batch_norm(Some(&rm), Some(&rv), Some(&t[1]), Some(&t[2]), opts)
+            });
+            parity(&gpu, &format!("{name} no affine"), &[x.clone()], &|t| {
+                let (rm, rv) = (rm.to_device(t[0].device())?, rv.to_device(t[0].device())?);
+                t[0].batch_norm(Some(&rm), Some(&rv), None, None, opts)
+            });
+        }
+        let opts = BatchNormOptions {
+            training: true,
+            ..Default::default()
+        };
+        let running = |dev: &Device| {
+            let (rm, rv) = (Tensor::zeros(&[c], dev), Tensor::ones(&[c], dev));
+            x.to_device(dev)
+                .unwrap()
+                .batch_norm(Some(&rm), Some(&rv), None, None, opts)
+                .unwrap();
+            [rm.to_vec().unwrap(), rv.to_vec().unwrap()]
+        };
+        for (g, c) in running(&gpu).iter().zip(running(&Device::cpu()).iter()) {
+            let err = common::rel_err(g, c);
+            assert!(
+                err <= 1e-5,
+                "running statistics of {s:?}: rel. error {err:.2e}"
+            );
+        }
+    }
+}
+
 #[test]
 fn running_statistics_and_pool_reach_a_steady_state() {
     let Some(shared) = common::gpu("running_statistics_and_pool_reach_a_steady_state") else {

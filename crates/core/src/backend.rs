@@ -178,6 +178,35 @@ pub struct ReduceParams {
     pub inner: usize,
 }
 
+/// A tensor seen as `[outer, channels, inner]` with per-channel work along dimension 1
+/// (batch norm: N, C and the product of the spatial sizes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelParams {
+    /// product of the dimensions before the channel one
+    pub outer: usize,
+    /// channels
+    pub channels: usize,
+    /// product of the dimensions after it
+    pub inner: usize,
+}
+
+impl ChannelParams {
+    /// Values per channel.
+    pub fn per_channel(&self) -> usize {
+        self.outer * self.inner
+    }
+
+    /// Values in all.
+    pub fn len(&self) -> usize {
+        self.outer * self.channels * self.inner
+    }
+
+    /// Whether there are no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Reads `shape` elements from a source at `offset` with arbitrary strides (0 for
 /// broadcast): covers permute, narrow/slice and expand.
 #[derive(Clone, Debug)]
@@ -546,4 +575,25 @@ pub trait Backend: Send + Sync {
     /// Bilinear resizing backward: each input cell receives every output gradient whose
     /// taps read it, times the tap's weight.
     fn upsample_bilinear2d_backward(&self, gy: &Storage, p: &Bilinear2dParams) -> Result<Storage>;
+    /// Per-channel sums of `a` (see [`ChannelParams`]): `[C]` values `Σ a`; with
+    /// `Some((b, centers))`, where `centers` is `[2C]` (`ca` then `cb`), `[2C]` values:
+    /// `Σ a` then `Σ (a − ca[c]) · (b − cb[c])`. Batch norm's statistics (the mean, then
+    /// the squared deviations from it: no cancellation) and its backward sums.
+    fn channel_sums(
+        &self,
+        a: &Storage,
+        b: Option<(&Storage, &Storage)>,
+        p: &ChannelParams,
+    ) -> Result<Storage>;
+    /// A per-channel affine map: `a · k[c] + k[C + c]` with `coef` `[2C]`, or with `b`
+    /// and `coef` `[4C]`, `a · k[c] + (b − k[2C + c]) · k[C + c] + k[3C + c]` (`b` centred
+    /// before it is scaled, so an offset mean costs no digits). Batch norm's forward and
+    /// its input gradient, each in one pass.
+    fn channel_affine(
+        &self,
+        a: &Storage,
+        b: Option<&Storage>,
+        coef: &Storage,
+        p: &ChannelParams,
+    ) -> Result<Storage>;
 }

@@ -16,6 +16,7 @@
 mod params;
 
 mod adaptive_pool2d;
+mod batch_norm;
 mod binary;
 mod context;
 mod conv2d;
@@ -378,6 +379,23 @@ impl Backend for WgpuBackend {
     }
     fn upsample_bilinear2d_backward(&self, gy: &Storage, p: &Bilinear2dParams) -> Result<Storage> {
         upsample_bilinear2d::backward(&self.ctx, gy, p)
+    }
+    fn channel_sums(
+        &self,
+        a: &Storage,
+        b: Option<(&Storage, &Storage)>,
+        p: &ChannelParams,
+    ) -> Result<Storage> {
+        batch_norm::channel_sums(&self.ctx, a, b, p)
+    }
+    fn channel_affine(
+        &self,
+        a: &Storage,
+        b: Option<&Storage>,
+        coef: &Storage,
+        p: &ChannelParams,
+    ) -> Result<Storage> {
+        batch_norm::channel_affine(&self.ctx, a, b, coef, p)
     }
 }
 

@@ -257,6 +257,7 @@ shaders! {
     ELEMENTWISE = "elementwise" (crate::elementwise::Params);
     BINARY = "binary" (crate::binary::Params);
     REDUCE = "reduce" (crate::reduce::Params);
+    BATCH_NORM = "batch_norm" (crate::batch_norm::Params);
     LAYOUT = "layout" (crate::layout::Params);
     MATMUL = "matmul" (crate::matmul::Params) + MATMUL_ENTRIES;
     CONV2D = "conv2d" (crate::conv2d::Params) + CONV2D_ENTRIES;

@@ -2,6 +2,7 @@
 //! `matrixmultiply`, rayon across batch, channels and rows).
 
 mod adaptive_pool2d;
+mod batch_norm;
 mod binary;
 mod conv2d;
 mod elementwise;
@@ -256,5 +257,31 @@ impl Backend for CpuBackend {
     }
     fn upsample_bilinear2d_backward(&self, gy: &Storage, p: &Bilinear2dParams) -> Result<Storage> {
         store(upsample_bilinear2d::backward(data(gy), p))
+    }
+    fn channel_sums(
+        &self,
+        a: &Storage,
+        b: Option<(&Storage, &Storage)>,
+        p: &ChannelParams,
+    ) -> Result<Storage> {
+        store(batch_norm::channel_sums(
+            data(a),
+            b.map(|(b, centers)| (data(b), data(centers))),
+            p,
+        ))
+    }
+    fn channel_affine(
+        &self,
+        a: &Storage,
+        b: Option<&Storage>,
+        coef: &Storage,
+        p: &ChannelParams,
+    ) -> Result<Storage> {
+        store(batch_norm::channel_affine(
+            data(a),
+            b.map(data),
+            data(coef),
+            p,
+        ))
     }
 }

@@ -1,7 +1,10 @@
-//! Batch normalisation (PyTorch's `F.batch_norm`), composed from differentiable ops so
-//! its gradient comes from autodiff.
+//! Batch normalisation (PyTorch's `F.batch_norm`). On one device it runs on two backend
+//! primitives (per-channel sums and a per-channel affine map) with its own backward;
+//! synchronised statistics across replicas are composed from differentiable ops, so their
+//! gradient (through the cross-replica sums) comes from autodiff.
 
 use crate::autograd::no_grad;
+use crate::backend::ChannelParams;
 use crate::parallel::sum_across_replicas;
 use crate::{Error, Result, Tensor};
 
@@ -102,6 +105,9 @@ impl Tensor {
                 }
             }
         }
+        if !sync && self.numel() > 0 {
+            return self.batch_norm_fused(running_mean, running_var, weight, bias, opts);
+        }
         let mut stat_shape = vec![1; self.rank()];
         stat_shape[1] = c;
         let dims: Vec<isize> = (0..self.rank() as isize).filter(|&d| d != 1).collect();
@@ -166,5 +172,165 @@ impl Tensor {
             y = y.add(&b.reshape(&stat_shape)?)?;
         }
         Ok(y)
+    }
+}
+
+/// `[2C]` values on `t`'s device: `a` then `b`.
+fn pair(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    Tensor::cat(&[a, b], 0)
+}
+
+/// The `[C]` halves of a `[2C]` result of `channel_sums`.
+fn halves(sums: crate::backend::Storage, c: usize, x: &Tensor) -> Result<(Tensor, Tensor)> {
+    let t = Tensor::leaf(sums, vec![2, c], x.device());
+    Ok((
+        t.narrow(0, 0, 1)?.reshape(&[c])?,
+        t.narrow(0, 1, 1)?.reshape(&[c])?,
+    ))
+}
+
+impl Tensor {
+    /// Batch norm on one device from two primitives (per-channel sums, a per-channel affine
+    /// map): statistics in two reads of the input, the output in one pass, and a backward
+    /// of one read of the gradient and input and one pass writing the input gradient. The
+    /// composed form above (kept for synchronised statistics) made about ten passes each
+    /// way.
+    fn batch_norm_fused(
+        &self,
+        running_mean: Option<&Tensor>,
+        running_var: Option<&Tensor>,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        opts: BatchNormOptions,
+    ) -> Result<Tensor> {
+        let shape = self.shape();
+        let c = shape[1];
+        let p = ChannelParams {
+            outer: shape[0],
+            channels: c,
+            inner: shape[2..].iter().product(),
+        };
+        let count = p.per_channel();
+        let op = |e: crate::Error| e.in_op("batch_norm", &[shape]);
+        let backend = self.backend();
+        let x = self.storage();
+        let (mean, var) = if opts.training {
+            if count <= 1 {
+                return Err(Error::op(
+                    "batch_norm",
+                    format!("training needs more than one value per channel, got input {shape:?}"),
+                ));
+            }
+            let sum = backend.channel_sums(&x, None, &p).map_err(op)?;
+            let mean = Tensor::leaf(sum, vec![c], self.device()).div_scalar(count as f32);
+            let centers = pair(&mean, &mean)?;
+            let sums = backend
+                .channel_sums(&x, Some((&x, &centers.storage())), &p)
+                .map_err(op)?;
+            let var = halves(sums, c, self)?.1.div_scalar(count as f32);
+            if let (Some(rm), Some(rv)) = (running_mean, running_var) {
+                no_grad(|| -> Result<()> {
+                    let m = opts.momentum;
+                    let unbiased = var.mul_scalar(count as f32 / (count - 1) as f32);
+                    rm.assign(&rm.mul_scalar(1.0 - m).add(&mean.mul_scalar(m))?)?;
+                    rv.assign(&rv.mul_scalar(1.0 - m).add(&unbiased.mul_scalar(m))?)
+                })?;
+            }
+            (mean, var)
+        } else {
+            match (running_mean, running_var) {
+                (Some(rm), Some(rv)) => (rm.detach(), rv.detach()),
+                _ => {
+                    return Err(Error::op(
+                        "batch_norm",
+                        "eval mode needs running_mean and running_var",
+                    ))
+                }
+            }
+        };
+        let (y, invstd, scale) = no_grad(|| -> Result<_> {
+            let invstd = var.add_scalar(opts.eps).sqrt().recip();
+            let scale = match weight {
+                Some(w) => w.detach().mul(&invstd)?,
+                None => invstd.clone(),
+            };
+            let shift = mean.mul(&scale)?.neg();
+            let shift = match bias {
+                Some(b) => shift.add(&b.detach())?,
+                None => shift,
+            };
+            let y = backend
+                .channel_affine(&x, None, &pair(&scale, &shift)?.storage(), &p)
+                .map_err(op)?;
+            Ok((y, invstd, scale))
+        })?;
+        let mut inputs = vec![self];
+        inputs.extend(weight);
+        inputs.extend(bias);
+        let wants = (
+            self.tracks_grad(),
+            weight.is_some_and(|w| w.tracks_grad()),
+            bias.is_some_and(|b| b.tracks_grad()),
+        );
+        let (has_weight, has_bias, training) = (weight.is_some(), bias.is_some(), opts.training);
+        let saved_x = self.detach();
+        Ok(Tensor::from_op(
+            y,
+            shape.to_vec(),
+            self.device(),
+            "batch_norm",
+            &inputs,
+            move |gy| {
+                let backend = saved_x.backend();
+                let op = |e: crate::Error| e.in_op("batch_norm backward", &[saved_x.shape()]);
+                let zeros = mean.zeros_like();
+                // Σ gy and Σ gy·(x − mean) per channel.
+                let sums = backend
+                    .channel_sums(
+                        &gy.storage(),
+                        Some((&saved_x.storage(), &pair(&zeros, &mean)?.storage())),
+                        &p,
+                    )
+                    .map_err(op)?;
+                let (sum_gy, sum_gy_xc) = halves(sums, c, &saved_x)?;
+                let gx = if !wants.0 {
+                    None
+                } else if training {
+                    // The batch statistics depend on x: with x̂ = (x − mean)·invstd,
+                    // gx = scale · (gy − Σgy/M − x̂ · Σ(gy·x̂)/M), one affine map of gy and
+                    // the centred x (PyTorch's CPU kernel's form).
+                    let m = count as f32;
+                    let kx = scale
+                        .mul(&invstd)?
+                        .mul(&invstd)?
+                        .mul(&sum_gy_xc)?
+                        .mul_scalar(-1.0 / m);
+                    let k0 = scale.mul(&sum_gy)?.mul_scalar(-1.0 / m);
+                    let coef = Tensor::cat(&[&scale, &kx, &mean, &k0], 0)?;
+                    let gx = backend
+                        .channel_affine(
+                            &gy.storage(),
+                            Some(&saved_x.storage()),
+                            &coef.storage(),
+                            &p,
+                        )
+                        .map_err(op)?;
+                    Some(Tensor::leaf(gx, saved_x.shape().to_vec(), saved_x.device()))
+                } else {
+                    let gx = backend
+                        .channel_affine(&gy.storage(), None, &pair(&scale, &zeros)?.storage(), &p)
+                        .map_err(op)?;
+                    Some(Tensor::leaf(gx, saved_x.shape().to_vec(), saved_x.device()))
+                };
+                let mut grads = vec![gx];
+                if has_weight {
+                    grads.push(wants.1.then(|| sum_gy_xc.mul(&invstd)).transpose()?);
+                }
+                if has_bias {
+                    grads.push(wants.2.then_some(sum_gy));
+                }
+                Ok(grads)
+            },
+        ))
     }
 }

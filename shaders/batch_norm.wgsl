@@ -1,0 +1,75 @@
+// Batch norm's per-channel primitives over an [outer, channels, inner] view.
+//   channel_sums: one workgroup per channel and chunk of its outer·inner values, a
+//   shared-memory tree; with several chunks the host sums the [.., channels, chunks]
+//   partial results with the reduce kernel. A workgroup per channel alone would leave most
+//   of a large GPU idle on the early layers (64 channels of 800 K values at batch 64).
+//   channel_affine: one thread per value.
+
+// p's type is declared in crates/kernels/src/batch_norm.rs (wgsl_struct!); source.rs puts
+// its WGSL before this text.
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+// channel_sums: the centres (ca then cb); channel_affine: the coefficients (see the
+// Backend trait's channel_affine).
+@group(0) @binding(3) var<storage, read> k: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+var<workgroup> part1: array<f32, 256>;
+var<workgroup> part2: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn channel_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let w = wid.y * nwg.x + wid.x;
+    let ch = w / p.chunks;
+    let chunk = w % p.chunks;
+    // Every thread of the workgroup takes part in the barriers, even past the end.
+    let live = ch < p.channels;
+    var s1 = 0.0;
+    var s2 = 0.0;
+    if (live) {
+        let per_channel = p.outer * p.inner;
+        let end = min(per_channel, (chunk + 1u) * p.chunk);
+        let ca = select(0.0, k[ch], p.two == 1u);
+        let cb = select(0.0, k[p.channels + ch], p.two == 1u);
+        for (var j = chunk * p.chunk + lid.x; j < end; j += 256u) {
+            let i = (j / p.inner) * p.channels * p.inner + ch * p.inner + j % p.inner;
+            let va = a[i];
+            s1 += va;
+            if (p.two == 1u) {
+                s2 += (va - ca) * (b[i] - cb);
+            }
+        }
+    }
+    part1[lid.x] = s1;
+    part2[lid.x] = s2;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if (lid.x < s) {
+            part1[lid.x] += part1[lid.x + s];
+            part2[lid.x] += part2[lid.x + s];
+        }
+        workgroupBarrier();
+    }
+    if (live && lid.x == 0u) {
+        out[ch * p.chunks + chunk] = part1[0];
+        if (p.two == 1u) {
+            out[(p.channels + ch) * p.chunks + chunk] = part2[0];
+        }
+    }
+}
+
+@compute @workgroup_size(256)
+fn channel_affine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat_index(wid, lid, nwg);
+    if (i >= p.outer * p.channels * p.inner) {
+        return;
+    }
+    let ch = (i / p.inner) % p.channels;
+    if (p.two == 1u) {
+        let c = p.channels;
+        out[i] = a[i] * k[ch] + (b[i] - k[2u * c + ch]) * k[c + ch] + k[3u * c + ch];
+    } else {
+        out[i] = a[i] * k[ch] + k[p.channels + ch];
+    }
+}
