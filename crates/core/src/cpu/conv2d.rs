@@ -1,9 +1,10 @@
 //! Convolution on the CPU: im2col over chunks of output rows (bounded scratch memory)
-//! followed by GEMM, one image per rayon task; direct loops for depthwise (forward and both
-//! gradients), where a GEMM with one output row would waste the kernel.
+//! followed by GEMM, one image per rayon task; depthwise convolutions go to
+//! `conv2d_depthwise.rs`.
 
 use rayon::prelude::*;
 
+use super::conv2d_depthwise;
 use super::gemm::{gemm, Layout};
 use crate::backend::Conv2dParams;
 use crate::host;
@@ -46,7 +47,7 @@ fn is_pointwise(p: &Conv2dParams) -> bool {
 /// `oj·sw + kj·dw − pw` lies inside the image. Hoisting the bounds out of the inner
 /// loops lets them vectorise.
 #[inline]
-fn col_range(p: &Conv2dParams, kj: usize) -> (usize, usize) {
+pub(super) fn col_range(p: &Conv2dParams, kj: usize) -> (usize, usize) {
     let (sw, off) = (p.stride[1], kj * p.dilation[1]);
     let lo = p.padding[1].saturating_sub(off).div_ceil(sw);
     let hi = if p.w + p.padding[1] > off {
@@ -57,26 +58,16 @@ fn col_range(p: &Conv2dParams, kj: usize) -> (usize, usize) {
     (lo.min(p.ow), hi.min(p.ow).max(lo.min(p.ow)))
 }
 
-/// For stride-1 columns: the valid output range `lo..hi` and the input column of `lo`, or
-/// `None` when no column is valid.
+/// For kernel column `kj`: the valid output range `lo..hi` and the input column of `lo`
+/// (the others follow at the column stride), or `None` when no column is valid.
 #[inline]
-fn unit_stride_span(p: &Conv2dParams, kj: usize) -> Option<(usize, usize, usize)> {
+fn col_span(p: &Conv2dParams, kj: usize) -> Option<(usize, usize, usize)> {
     let (lo, hi) = col_range(p, kj);
-    (lo < hi).then(|| (lo, hi, lo + kj * p.dilation[1] - p.padding[1]))
-}
-
-/// `dst[oj] (op)= src[oj·sw + kj·dw − pw]` for the valid columns.
-#[inline]
-fn for_cols(p: &Conv2dParams, kj: usize, mut f: impl FnMut(usize, usize)) {
-    let (lo, hi) = col_range(p, kj);
-    let base = kj * p.dilation[1];
-    for oj in lo..hi {
-        f(oj, oj * p.stride[1] + base - p.padding[1]);
-    }
+    (lo < hi).then(|| (lo, hi, lo * p.stride[1] + kj * p.dilation[1] - p.padding[1]))
 }
 
 #[inline]
-fn in_row(p: &Conv2dParams, oi: usize, ki: usize) -> Option<usize> {
+pub(super) fn in_row(p: &Conv2dParams, oi: usize, ki: usize) -> Option<usize> {
     let ih = (oi * p.stride[0] + ki * p.dilation[0]).checked_sub(p.padding[0])?;
     (ih < p.h).then_some(ih)
 }
@@ -124,15 +115,19 @@ fn im2col(x_g: &[f32], p: &Conv2dParams, g: &Geo, r0: usize, r1: usize, col: &mu
                         continue;
                     };
                     let src = &plane[ih * p.w..(ih + 1) * p.w];
-                    if p.stride[1] != 1 {
+                    let Some((lo, hi, s0)) = col_span(p, kj) else {
                         dst.fill(0.0);
-                        for_cols(p, kj, |oj, iw| dst[oj] = src[iw]);
-                    } else if let Some((lo, hi, s0)) = unit_stride_span(p, kj) {
-                        dst[..lo].fill(0.0);
-                        dst[hi..].fill(0.0);
+                        continue;
+                    };
+                    dst[..lo].fill(0.0);
+                    dst[hi..].fill(0.0);
+                    if p.stride[1] == 1 {
                         dst[lo..hi].copy_from_slice(&src[s0..s0 + hi - lo]);
                     } else {
-                        dst.fill(0.0);
+                        // An iterator over the strided columns, not an index per column:
+                        // no bounds check per value.
+                        let taps = src[s0..].iter().step_by(p.stride[1]);
+                        dst[lo..hi].iter_mut().zip(taps).for_each(|(d, &v)| *d = v);
                     }
                 }
             }
@@ -154,13 +149,18 @@ fn col2im(col: &[f32], p: &Conv2dParams, g: &Geo, r0: usize, r1: usize, gx_g: &m
                     let Some(ih) = in_row(p, r, ki) else { continue };
                     let src = &row[(r - r0) * p.ow..(r - r0 + 1) * p.ow];
                     let dst = &mut plane[ih * p.w..(ih + 1) * p.w];
-                    // Whole spans at unit stride, so the adds vectorise.
-                    tap_spans(p, kj, |oj, iw, len| {
-                        dst[iw..iw + len]
-                            .iter_mut()
-                            .zip(&src[oj..oj + len])
-                            .for_each(|(d, &s)| *d += s);
-                    });
+                    let Some((lo, hi, s0)) = col_span(p, kj) else {
+                        continue;
+                    };
+                    let src = &src[lo..hi];
+                    if p.stride[1] == 1 {
+                        // Whole spans at unit stride, so the adds vectorise.
+                        let dst = &mut dst[s0..s0 + src.len()];
+                        dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s);
+                    } else {
+                        let taps = dst[s0..].iter_mut().step_by(p.stride[1]);
+                        taps.zip(src).for_each(|(d, &s)| *d += s);
+                    }
                 }
             }
         }
@@ -199,125 +199,6 @@ fn scratch(p: &Conv2dParams, g: &Geo) -> Result<Vec<f32>> {
     host::with_capacity(g.kdim.saturating_mul(g.rows_per_chunk.saturating_mul(p.ow)))
 }
 
-fn depthwise_forward(x: &[f32], w: &[f32], p: &Conv2dParams, g: &Geo) -> Result<Vec<f32>> {
-    let mut out = host::zeros(p.output_len())?;
-    if g.ohw == 0 {
-        return Ok(out);
-    }
-    let [kh, kw] = p.kernel;
-    out.par_chunks_mut(g.ohw)
-        .enumerate()
-        .for_each(|(plane, y)| {
-            let (ni, o) = (plane / p.c_out, plane % p.c_out);
-            let xp = &x[(ni * p.c_in + o / g.og) * g.hw..][..g.hw];
-            let wp = &w[o * kh * kw..][..kh * kw];
-            for ki in 0..kh {
-                for oi in 0..p.oh {
-                    let Some(ih) = in_row(p, oi, ki) else {
-                        continue;
-                    };
-                    let src = &xp[ih * p.w..(ih + 1) * p.w];
-                    let dst = &mut y[oi * p.ow..(oi + 1) * p.ow];
-                    for kj in 0..kw {
-                        let wv = wp[ki * kw + kj];
-                        tap_spans(p, kj, |oj, iw, len| {
-                            dst[oj..oj + len]
-                                .iter_mut()
-                                .zip(&src[iw..iw + len])
-                                .for_each(|(d, &x)| *d += wv * x);
-                        });
-                    }
-                }
-            }
-        });
-    Ok(out)
-}
-
-/// Calls `f(oj, iw, len)` for the valid output columns `oj..oj + len` of tap `kj` in one
-/// row and the input columns `iw..iw + len` they read: one contiguous span at unit stride
-/// (so the loops vectorise), single columns otherwise.
-#[inline]
-fn tap_spans(p: &Conv2dParams, kj: usize, mut f: impl FnMut(usize, usize, usize)) {
-    if p.stride[1] != 1 {
-        for_cols(p, kj, |oj, iw| f(oj, iw, 1));
-    } else if let Some((lo, hi, s0)) = unit_stride_span(p, kj) {
-        f(lo, s0, hi - lo);
-    }
-}
-
-/// Input gradient of a depthwise convolution, directly: each input plane gathers from the
-/// `og` output planes it feeds (the adjoint of [`depthwise_forward`]).
-fn depthwise_grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams, g: &Geo) -> Result<Vec<f32>> {
-    let mut gx = host::zeros(p.input_len())?;
-    if g.hw == 0 {
-        return Ok(gx);
-    }
-    let [kh, kw] = p.kernel;
-    gx.par_chunks_mut(g.hw)
-        .enumerate()
-        .for_each(|(plane, gxp)| {
-            let (ni, ci) = (plane / p.c_in, plane % p.c_in);
-            for o in ci * g.og..(ci + 1) * g.og {
-                let gyp = &gy[(ni * p.c_out + o) * g.ohw..][..g.ohw];
-                for ki in 0..kh {
-                    for oi in 0..p.oh {
-                        let Some(ih) = in_row(p, oi, ki) else {
-                            continue;
-                        };
-                        let src = &gyp[oi * p.ow..(oi + 1) * p.ow];
-                        let dst = &mut gxp[ih * p.w..(ih + 1) * p.w];
-                        for kj in 0..kw {
-                            let wv = w[(o * kh + ki) * kw + kj];
-                            tap_spans(p, kj, |oj, iw, len| {
-                                dst[iw..iw + len]
-                                    .iter_mut()
-                                    .zip(&src[oj..oj + len])
-                                    .for_each(|(d, &g)| *d += wv * g);
-                            });
-                        }
-                    }
-                }
-            }
-        });
-    Ok(gx)
-}
-
-/// Weight gradient of a depthwise convolution, directly: one task per output channel, its
-/// taps summed over images and rows in a fixed order.
-fn depthwise_grad_weight(x: &[f32], gy: &[f32], p: &Conv2dParams, g: &Geo) -> Result<Vec<f32>> {
-    let [kh, kw] = p.kernel;
-    let mut gw = host::zeros(p.weight_len())?;
-    gw.par_chunks_mut(kh * kw)
-        .enumerate()
-        .for_each(|(o, taps)| {
-            for ni in 0..p.n {
-                let xp = &x[(ni * p.c_in + o / g.og) * g.hw..][..g.hw];
-                let gyp = &gy[(ni * p.c_out + o) * g.ohw..][..g.ohw];
-                for ki in 0..kh {
-                    for oi in 0..p.oh {
-                        let Some(ih) = in_row(p, oi, ki) else {
-                            continue;
-                        };
-                        let src = &xp[ih * p.w..(ih + 1) * p.w];
-                        let grow = &gyp[oi * p.ow..(oi + 1) * p.ow];
-                        for kj in 0..kw {
-                            let mut acc = 0.0;
-                            tap_spans(p, kj, |oj, iw, len| {
-                                acc += grow[oj..oj + len]
-                                    .iter()
-                                    .zip(&src[iw..iw + len])
-                                    .map(|(a, b)| a * b)
-                                    .sum::<f32>();
-                            });
-                            taps[ki * kw + kj] += acc;
-                        }
-                    }
-                }
-            }
-        });
-    Ok(gw)
-}
-
 /// Adds `bias[c]` to each plane of `plane` values of channel c in `[N, C, plane]` `y`.
 pub fn add_bias(y: &mut [f32], bias: &[f32], plane: usize) {
     if plane == 0 || bias.is_empty() {
@@ -333,7 +214,7 @@ pub fn add_bias(y: &mut [f32], bias: &[f32], plane: usize) {
 pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
     let g = geo(p);
     if g.cg == 1 && p.groups > 1 {
-        return depthwise_forward(x, w, p, &g);
+        return conv2d_depthwise::forward(x, w, p);
     }
     let mut out = host::zeros(p.output_len())?;
     per_image(&mut out, p.c_out * g.ohw, p.n, |ni, y_n| {
@@ -385,7 +266,7 @@ pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
 pub fn grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
     let g = geo(p);
     if g.cg == 1 && p.groups > 1 {
-        return depthwise_grad_input(gy, w, p, &g);
+        return conv2d_depthwise::grad_input(gy, w, p);
     }
     let mut gx = host::zeros(p.input_len())?;
     per_image(&mut gx, p.c_in * g.hw, p.n, |ni, gx_n| {
@@ -493,7 +374,7 @@ pub fn grad_weight(x: &[f32], gy: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> 
         return host::zeros(len);
     }
     if g.cg == 1 && p.groups > 1 {
-        return depthwise_grad_weight(x, gy, p, &g);
+        return conv2d_depthwise::grad_weight(x, gy, p);
     }
     let threads = rayon::current_num_threads();
     if p.n >= threads {

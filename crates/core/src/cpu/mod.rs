@@ -5,6 +5,7 @@ mod adaptive_pool2d;
 mod batch_norm;
 mod binary;
 mod conv2d;
+mod conv2d_depthwise;
 mod elementwise;
 mod gemm;
 mod layout;

@@ -4,6 +4,8 @@
 use rayon::prelude::*;
 
 use crate::backend::Bilinear2dParams;
+use crate::host;
+use crate::Result;
 
 /// One axis's taps for every output index: the two input cells and their weights. They
 /// depend only on the index, so they are computed once per call, not per plane.
@@ -16,11 +18,11 @@ fn axis(p: &Bilinear2dParams, out: usize, len: usize, scale: f32) -> Vec<(usize,
         .collect()
 }
 
-pub fn forward(x: &[f32], p: &Bilinear2dParams) -> Vec<f32> {
+pub fn forward(x: &[f32], p: &Bilinear2dParams) -> Result<Vec<f32>> {
     let (hw, ohw) = (p.h * p.w, p.oh * p.ow);
-    let mut out = vec![0.0; p.planes * ohw];
+    let mut out = host::zeros(p.planes * ohw)?;
     if ohw == 0 {
-        return out;
+        return Ok(out);
     }
     let rows = axis(p, p.oh, p.h, p.scale[0]);
     let cols = axis(p, p.ow, p.w, p.scale[1]);
@@ -34,15 +36,15 @@ pub fn forward(x: &[f32], p: &Bilinear2dParams) -> Vec<f32> {
             }
         }
     });
-    out
+    Ok(out)
 }
 
 /// The adjoint of [`forward`]: each output gradient is scattered to its four taps.
-pub fn backward(gy: &[f32], p: &Bilinear2dParams) -> Vec<f32> {
+pub fn backward(gy: &[f32], p: &Bilinear2dParams) -> Result<Vec<f32>> {
     let (hw, ohw) = (p.h * p.w, p.oh * p.ow);
-    let mut gx = vec![0.0; p.planes * hw];
+    let mut gx = host::zeros(p.planes * hw)?;
     if hw == 0 {
-        return gx;
+        return Ok(gx);
     }
     let rows = axis(p, p.oh, p.h, p.scale[0]);
     let cols = axis(p, p.ow, p.w, p.scale[1]);
@@ -58,5 +60,5 @@ pub fn backward(gy: &[f32], p: &Bilinear2dParams) -> Vec<f32> {
             }
         }
     });
-    gx
+    Ok(gx)
 }
