@@ -40,6 +40,10 @@ pub fn channel_sums(
     p: &ChannelParams,
 ) -> Result<Storage> {
     let rows = p.channels * if b.is_some() { 2 } else { 1 };
+    if p.per_channel() == 0 {
+        // Empty channels sum to zero (and an empty input has no buffer to bind).
+        return crate::elementwise::fill(ctx, rows, 0.0);
+    }
     let chunk = p.per_channel().clamp(1, CHUNK);
     let gp = params(p, b.is_some(), chunk);
     let chunks = gp.chunks as usize;

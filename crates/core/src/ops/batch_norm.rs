@@ -1,11 +1,10 @@
-//! Batch normalisation (PyTorch's `F.batch_norm`). On one device it runs on two backend
-//! primitives (per-channel sums and a per-channel affine map) with its own backward;
-//! synchronised statistics across replicas are composed from differentiable ops, so their
-//! gradient (through the cross-replica sums) comes from autodiff.
+//! Batch normalisation (PyTorch's `F.batch_norm`, and `SyncBatchNorm`'s statistics across
+//! data-parallel replicas) on two backend primitives, per-channel sums and a per-channel
+//! affine map, with its own backward.
 
 use crate::autograd::no_grad;
 use crate::backend::ChannelParams;
-use crate::parallel::sum_across_replicas;
+use crate::parallel::{replica_sum, sum_across_replicas};
 use crate::{Error, Result, Tensor};
 
 /// Options of [`Tensor::batch_norm`]; `Default` is PyTorch's (eval mode, momentum 0.1,
@@ -105,73 +104,7 @@ impl Tensor {
                 }
             }
         }
-        if !sync && self.numel() > 0 {
-            return self.batch_norm_fused(running_mean, running_var, weight, bias, opts);
-        }
-        let mut stat_shape = vec![1; self.rank()];
-        stat_shape[1] = c;
-        let dims: Vec<isize> = (0..self.rank() as isize).filter(|&d| d != 1).collect();
-        let count = self.numel() / c.max(1);
-        let (mean, var) = if opts.training {
-            // Synchronised: the whole batch's count, mean and variance, in two passes
-            // like the local path (sums of squares alone lose digits to cancellation).
-            let (mean, var, count) = if sync {
-                let (sum, n) = sum_across_replicas(&self.sum_dims(&dims, false)?, count as f64)?;
-                let mean = sum.div_scalar(n as f32).reshape(&stat_shape)?;
-                let sq = self.sub(&mean)?.square().sum_dims(&dims, false)?;
-                let (sq, _) = sum_across_replicas(&sq, 0.0)?;
-                let var = sq.div_scalar(n as f32).reshape(&stat_shape)?;
-                (mean, var, n as usize)
-            } else {
-                let mean = self.mean_dims(&dims, true)?;
-                let var = self.sub(&mean)?.square().mean_dims(&dims, true)?;
-                (mean, var, count)
-            };
-            if count <= 1 {
-                return Err(Error::op(
-                    op,
-                    format!(
-                        "training needs more than one value per channel, got input {:?}",
-                        self.shape()
-                    ),
-                ));
-            }
-            if let (Some(rm), Some(rv)) = (running_mean, running_var) {
-                no_grad(|| -> Result<()> {
-                    let m = opts.momentum;
-                    let unbiased = var
-                        .reshape(&[c])?
-                        .mul_scalar(count as f32 / (count - 1) as f32);
-                    rm.assign(
-                        &rm.mul_scalar(1.0 - m)
-                            .add(&mean.reshape(&[c])?.mul_scalar(m))?,
-                    )?;
-                    rv.assign(&rv.mul_scalar(1.0 - m).add(&unbiased.mul_scalar(m))?)
-                })?;
-            }
-            (mean, var)
-        } else {
-            match (running_mean, running_var) {
-                (Some(rm), Some(rv)) => (
-                    rm.detach().reshape(&stat_shape)?,
-                    rv.detach().reshape(&stat_shape)?,
-                ),
-                _ => {
-                    return Err(Error::op(
-                        op,
-                        "eval mode needs running_mean and running_var",
-                    ))
-                }
-            }
-        };
-        let mut y = self.sub(&mean)?.div(&var.add_scalar(opts.eps).sqrt())?;
-        if let Some(w) = weight {
-            y = y.mul(&w.reshape(&stat_shape)?)?;
-        }
-        if let Some(b) = bias {
-            y = y.add(&b.reshape(&stat_shape)?)?;
-        }
-        Ok(y)
+        self.batch_norm_fused(running_mean, running_var, weight, bias, opts, op, sync)
     }
 }
 
@@ -190,11 +123,13 @@ fn halves(sums: crate::backend::Storage, c: usize, x: &Tensor) -> Result<(Tensor
 }
 
 impl Tensor {
-    /// Batch norm on one device from two primitives (per-channel sums, a per-channel affine
-    /// map): statistics in two reads of the input, the output in one pass, and a backward
-    /// of one read of the gradient and input and one pass writing the input gradient. The
-    /// composed form above (kept for synchronised statistics) made about ten passes each
-    /// way.
+    /// Batch norm from two primitives (per-channel sums, a per-channel affine map):
+    /// statistics in two reads of the input, the output in one pass, and a backward of one
+    /// read of the gradient and input and one pass writing the input gradient; composed
+    /// from elementwise ops and reductions it made about ten passes each way. With `sync`
+    /// the sums are added across replicas and processes, one all-reduce each for the mean,
+    /// the variance and the backward's two sums.
+    #[allow(clippy::too_many_arguments)]
     fn batch_norm_fused(
         &self,
         running_mean: Option<&Tensor>,
@@ -202,6 +137,8 @@ impl Tensor {
         weight: Option<&Tensor>,
         bias: Option<&Tensor>,
         opts: BatchNormOptions,
+        name: &'static str,
+        sync: bool,
     ) -> Result<Tensor> {
         let shape = self.shape();
         let c = shape[1];
@@ -210,24 +147,36 @@ impl Tensor {
             channels: c,
             inner: shape[2..].iter().product(),
         };
-        let count = p.per_channel();
-        let op = |e: crate::Error| e.in_op("batch_norm", &[shape]);
+        let op = |e: crate::Error| e.in_op(name, &[shape]);
         let backend = self.backend();
         let x = self.storage();
+        // Synchronised, the sums (and the count) are the whole batch's across replicas and
+        // processes, forward and backward; a replica's own sums otherwise.
+        let across = |t: Tensor, n: f64| -> Result<(Tensor, f64)> {
+            if sync {
+                no_grad(|| sum_across_replicas(&t, n))
+            } else {
+                Ok((t, n))
+            }
+        };
+        let mut count = p.per_channel();
         let (mean, var) = if opts.training {
+            let sum = backend.channel_sums(&x, None, &p).map_err(op)?;
+            let (sum, n) = across(Tensor::leaf(sum, vec![c], self.device()), count as f64)?;
+            count = n as usize;
             if count <= 1 {
                 return Err(Error::op(
-                    "batch_norm",
+                    name,
                     format!("training needs more than one value per channel, got input {shape:?}"),
                 ));
             }
-            let sum = backend.channel_sums(&x, None, &p).map_err(op)?;
-            let mean = Tensor::leaf(sum, vec![c], self.device()).div_scalar(count as f32);
+            let mean = sum.div_scalar(count as f32);
             let centers = pair(&mean, &mean)?;
             let sums = backend
                 .channel_sums(&x, Some((&x, &centers.storage())), &p)
                 .map_err(op)?;
-            let var = halves(sums, c, self)?.1.div_scalar(count as f32);
+            let (sq, _) = across(halves(sums, c, self)?.1, 0.0)?;
+            let var = sq.div_scalar(count as f32);
             if let (Some(rm), Some(rv)) = (running_mean, running_var) {
                 no_grad(|| -> Result<()> {
                     let m = opts.momentum;
@@ -242,7 +191,7 @@ impl Tensor {
                 (Some(rm), Some(rv)) => (rm.detach(), rv.detach()),
                 _ => {
                     return Err(Error::op(
-                        "batch_norm",
+                        name,
                         "eval mode needs running_mean and running_var",
                     ))
                 }
@@ -274,15 +223,17 @@ impl Tensor {
         );
         let (has_weight, has_bias, training) = (weight.is_some(), bias.is_some(), opts.training);
         let saved_x = self.detach();
+        // The batch statistics' gradient sums too are the whole batch's when synchronised.
+        let replicas = (sync && training).then(replica_sum).flatten();
         Ok(Tensor::from_op(
             y,
             shape.to_vec(),
             self.device(),
-            "batch_norm",
+            name,
             &inputs,
             move |gy| {
                 let backend = saved_x.backend();
-                let op = |e: crate::Error| e.in_op("batch_norm backward", &[saved_x.shape()]);
+                let op = |e: crate::Error| e.in_op(name, &[saved_x.shape()]);
                 let zeros = mean.zeros_like();
                 // Σ gy and Σ gy·(x − mean) per channel.
                 let sums = backend
@@ -293,6 +244,15 @@ impl Tensor {
                     )
                     .map_err(op)?;
                 let (sum_gy, sum_gy_xc) = halves(sums, c, &saved_x)?;
+                // The parameters' gradients stay this replica's (data parallelism sums
+                // them with the others); the input's depends on the whole batch's sums.
+                let (all_gy, all_gy_xc) = match &replicas {
+                    Some(sum) => {
+                        let both = sum(&pair(&sum_gy, &sum_gy_xc)?)?;
+                        halves(both.storage(), c, &saved_x)?
+                    }
+                    None => (sum_gy.clone(), sum_gy_xc.clone()),
+                };
                 let gx = if !wants.0 {
                     None
                 } else if training {
@@ -303,9 +263,9 @@ impl Tensor {
                     let kx = scale
                         .mul(&invstd)?
                         .mul(&invstd)?
-                        .mul(&sum_gy_xc)?
+                        .mul(&all_gy_xc)?
                         .mul_scalar(-1.0 / m);
-                    let k0 = scale.mul(&sum_gy)?.mul_scalar(-1.0 / m);
+                    let k0 = scale.mul(&all_gy)?.mul_scalar(-1.0 / m);
                     let coef = Tensor::cat(&[&scale, &kx, &mean, &k0], 0)?;
                     let gx = backend
                         .channel_affine(

@@ -170,3 +170,22 @@ pub(crate) fn sum_across_replicas(t: &Tensor, count: f64) -> Result<(Tensor, f64
     });
     Ok((out, total))
 }
+
+/// A sum of a tensor over every replica of the current data-parallel step and every process,
+/// outside the graph, for a backward rule that takes the link along (batch norm's gradient
+/// sums); `None` outside a step.
+pub(crate) type ReplicaSum = Box<dyn Fn(&Tensor) -> Result<Tensor> + Send + Sync>;
+
+/// See [`ReplicaSum`].
+pub(crate) fn replica_sum() -> Option<ReplicaSum> {
+    let link = LINK.with(|l| l.borrow().clone())?;
+    Some(Box::new(move |t: &Tensor| {
+        let values = t.to_vec()?.iter().map(|&v| v as f64).collect();
+        let sum = link.sum(values)?;
+        Tensor::from_vec(
+            sum.iter().map(|&v| v as f32).collect(),
+            t.shape(),
+            t.device(),
+        )
+    }))
+}
