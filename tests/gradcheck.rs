@@ -417,6 +417,26 @@ fn normalisation_and_dropout() {
                 )
             },
         );
+        // Frozen parameters and statistics (a fine-tuned backbone): only the input takes
+        // a gradient, which skips the per-channel sums.
+        gradcheck(
+            "batch_norm eval, frozen affine",
+            &[
+                randn(&s, seed),
+                randn(&[c], seed + 1),
+                randn(&[c], seed + 2),
+            ],
+            &[true, false, false],
+            &|t| {
+                t[0].batch_norm(
+                    Some(&rm),
+                    Some(&rv),
+                    Some(&t[1]),
+                    Some(&t[2]),
+                    BatchNormOptions::default(),
+                )
+            },
+        );
         gradcheck("dropout", &[randn(&s, seed)], &[true], &|t| {
             t[0].dropout(0.3, true, 5)
         });

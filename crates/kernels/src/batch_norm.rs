@@ -57,9 +57,7 @@ pub fn channel_sums(
         (4, buf(&partial)),
     ];
     let workgroups = p.channels * chunks;
-    let mut groups = ctx.groups_1d(workgroups * 256);
-    groups[0] = groups[0].min(workgroups as u32).max(1);
-    groups[1] = (workgroups as u32).div_ceil(groups[0]);
+    let groups = ctx.groups_of(workgroups);
     ctx.dispatch(
         BATCH_NORM,
         "channel_sums",

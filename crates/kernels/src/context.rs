@@ -443,6 +443,16 @@ impl Ctx {
         crate::gemm_gen::tile_for(m, n, count, entries, bytes)
     }
 
+    /// Workgroups for a dispatch of `workgroups` whole workgroups (one per output or
+    /// chunk), folded into 2-D like [`Ctx::groups_1d`]; the shader finds its index as
+    /// `wid.y * nwg.x + wid.x`.
+    pub(crate) fn groups_of(&self, workgroups: usize) -> [u32; 3] {
+        let mut groups = self.groups_1d(workgroups * WG as usize);
+        groups[0] = groups[0].min(workgroups as u32).max(1);
+        groups[1] = (workgroups as u32).div_ceil(groups[0]);
+        groups
+    }
+
     /// Workgroups for `n` threads of `WG`, folded into 2-D when one dimension is too small.
     pub(crate) fn groups_1d(&self, n: usize) -> [u32; 3] {
         let g = n.div_ceil(WG as usize);

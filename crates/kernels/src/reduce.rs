@@ -56,9 +56,7 @@ pub fn reduce(ctx: &Ctx, x: &Storage, rp: &ReduceParams, op: ReduceOp) -> Result
     let bindings = [(1, buf(x)), (2, buf(&y))];
     if rows {
         let workgroups = outputs * chunks;
-        let mut groups = ctx.groups_1d(workgroups * 256);
-        groups[0] = groups[0].min(workgroups as u32).max(1);
-        groups[1] = (workgroups as u32).div_ceil(groups[0]);
+        let groups = ctx.groups_of(workgroups);
         ctx.dispatch(
             REDUCE,
             "reduce_rows",

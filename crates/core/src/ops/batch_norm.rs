@@ -63,6 +63,12 @@ impl Tensor {
         self.batch_norm_with(running_mean, running_var, weight, bias, opts, true)
     }
 
+    /// Batch norm from two primitives (per-channel sums, a per-channel affine map):
+    /// statistics in two reads of the input, the output in one pass, and a backward of one
+    /// read of the gradient and input and one pass writing the input gradient; composed
+    /// from elementwise ops and reductions it made about ten passes each way. With `sync`
+    /// the sums are added across replicas and processes, one all-reduce each for the mean,
+    /// the variance and the backward's two sums.
     fn batch_norm_with(
         &self,
         running_mean: Option<&Tensor>,
@@ -72,31 +78,31 @@ impl Tensor {
         opts: BatchNormOptions,
         sync: bool,
     ) -> Result<Tensor> {
-        let op: &'static str = if sync {
+        let name: &'static str = if sync {
             "sync_batch_norm"
         } else {
             "batch_norm"
         };
         if self.rank() < 2 {
             return Err(Error::op(
-                op,
+                name,
                 format!("needs an input of shape [N, C, …], got {:?}", self.shape()),
             ));
         }
         let c = self.shape()[1];
-        for (name, t) in [
+        for (what, t) in [
             ("running_mean", running_mean),
             ("running_var", running_var),
             ("weight", weight),
             ("bias", bias),
         ] {
             if let Some(t) = t {
-                super::check_device(op, &[self, t])?;
+                super::check_device(name, &[self, t])?;
                 if t.shape() != [c] {
                     return Err(Error::op(
-                        op,
+                        name,
                         format!(
-                            "{name} must have shape [{c}] for input {:?}, got {:?}",
+                            "{what} must have shape [{c}] for input {:?}, got {:?}",
                             self.shape(),
                             t.shape()
                         ),
@@ -104,44 +110,7 @@ impl Tensor {
                 }
             }
         }
-        self.batch_norm_fused(running_mean, running_var, weight, bias, opts, op, sync)
-    }
-}
-
-/// `[2C]` values on `t`'s device: `a` then `b`.
-fn pair(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    Tensor::cat(&[a, b], 0)
-}
-
-/// The `[C]` halves of a `[2C]` result of `channel_sums`.
-fn halves(sums: crate::backend::Storage, c: usize, x: &Tensor) -> Result<(Tensor, Tensor)> {
-    let t = Tensor::leaf(sums, vec![2, c], x.device());
-    Ok((
-        t.narrow(0, 0, 1)?.reshape(&[c])?,
-        t.narrow(0, 1, 1)?.reshape(&[c])?,
-    ))
-}
-
-impl Tensor {
-    /// Batch norm from two primitives (per-channel sums, a per-channel affine map):
-    /// statistics in two reads of the input, the output in one pass, and a backward of one
-    /// read of the gradient and input and one pass writing the input gradient; composed
-    /// from elementwise ops and reductions it made about ten passes each way. With `sync`
-    /// the sums are added across replicas and processes, one all-reduce each for the mean,
-    /// the variance and the backward's two sums.
-    #[allow(clippy::too_many_arguments)]
-    fn batch_norm_fused(
-        &self,
-        running_mean: Option<&Tensor>,
-        running_var: Option<&Tensor>,
-        weight: Option<&Tensor>,
-        bias: Option<&Tensor>,
-        opts: BatchNormOptions,
-        name: &'static str,
-        sync: bool,
-    ) -> Result<Tensor> {
         let shape = self.shape();
-        let c = shape[1];
         let p = ChannelParams {
             outer: shape[0],
             channels: c,
@@ -235,6 +204,17 @@ impl Tensor {
                 let backend = saved_x.backend();
                 let op = |e: crate::Error| e.in_op(name, &[saved_x.shape()]);
                 let zeros = mean.zeros_like();
+                if !(wants.1 || wants.2 || (training && wants.0)) {
+                    // Frozen statistics and parameters (a fine-tuned backbone's batch norm
+                    // in eval): the input gradient is gy scaled, no sums needed.
+                    let gx = backend
+                        .channel_affine(&gy.storage(), None, &pair(&scale, &zeros)?.storage(), &p)
+                        .map_err(op)?;
+                    let gx = Tensor::leaf(gx, saved_x.shape().to_vec(), saved_x.device());
+                    return Ok([Some(gx), None, None]
+                        [..1 + has_weight as usize + has_bias as usize]
+                        .to_vec());
+                }
                 // Σ gy and Σ gy·(x − mean) per channel.
                 let sums = backend
                     .channel_sums(
@@ -247,11 +227,11 @@ impl Tensor {
                 // The parameters' gradients stay this replica's (data parallelism sums
                 // them with the others); the input's depends on the whole batch's sums.
                 let (all_gy, all_gy_xc) = match &replicas {
-                    Some(sum) => {
+                    Some(sum) if wants.0 => {
                         let both = sum(&pair(&sum_gy, &sum_gy_xc)?)?;
                         halves(both.storage(), c, &saved_x)?
                     }
-                    None => (sum_gy.clone(), sum_gy_xc.clone()),
+                    _ => (sum_gy.clone(), sum_gy_xc.clone()),
                 };
                 let gx = if !wants.0 {
                     None
@@ -293,4 +273,18 @@ impl Tensor {
             },
         ))
     }
+}
+
+/// `a` then `b` as one `[2C]` tensor.
+fn pair(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    Tensor::cat(&[a, b], 0)
+}
+
+/// The `[C]` halves of a `[2C]` result of `channel_sums`.
+fn halves(sums: crate::backend::Storage, c: usize, x: &Tensor) -> Result<(Tensor, Tensor)> {
+    let t = Tensor::leaf(sums, vec![2, c], x.device());
+    Ok((
+        t.narrow(0, 0, 1)?.reshape(&[c])?,
+        t.narrow(0, 1, 1)?.reshape(&[c])?,
+    ))
 }
