@@ -399,44 +399,31 @@ fn normalisation_and_dropout() {
             &|t| t[0].batch_norm(None, None, Some(&t[1]), Some(&t[2]), opts),
         );
         let (rm, rv) = (randn(&[c], seed + 3), positive(&[c], seed + 4));
-        gradcheck(
-            "batch_norm eval",
-            &[
-                randn(&s, seed),
-                randn(&[c], seed + 1),
-                randn(&[c], seed + 2),
-            ],
-            &all,
-            &|t| {
-                t[0].batch_norm(
-                    Some(&rm),
-                    Some(&rv),
-                    Some(&t[1]),
-                    Some(&t[2]),
-                    BatchNormOptions::default(),
-                )
-            },
-        );
-        // Frozen parameters and statistics (a fine-tuned backbone): only the input takes
-        // a gradient, which skips the per-channel sums.
-        gradcheck(
-            "batch_norm eval, frozen affine",
-            &[
-                randn(&s, seed),
-                randn(&[c], seed + 1),
-                randn(&[c], seed + 2),
-            ],
-            &[true, false, false],
-            &|t| {
-                t[0].batch_norm(
-                    Some(&rm),
-                    Some(&rv),
-                    Some(&t[1]),
-                    Some(&t[2]),
-                    BatchNormOptions::default(),
-                )
-            },
-        );
+        // Also with frozen parameters and statistics (a fine-tuned backbone): only the input
+        // takes a gradient, which skips the per-channel sums.
+        for (name, check) in [
+            ("batch_norm eval", &all[..]),
+            ("batch_norm eval, frozen affine", &[true, false, false][..]),
+        ] {
+            gradcheck(
+                name,
+                &[
+                    randn(&s, seed),
+                    randn(&[c], seed + 1),
+                    randn(&[c], seed + 2),
+                ],
+                check,
+                &|t| {
+                    t[0].batch_norm(
+                        Some(&rm),
+                        Some(&rv),
+                        Some(&t[1]),
+                        Some(&t[2]),
+                        BatchNormOptions::default(),
+                    )
+                },
+            );
+        }
         gradcheck("dropout", &[randn(&s, seed)], &[true], &|t| {
             t[0].dropout(0.3, true, 5)
         });
