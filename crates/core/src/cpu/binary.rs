@@ -224,11 +224,12 @@ mod tests {
             let out_strides = contiguous_strides(&shape);
             for (i, &g) in got.iter().enumerate() {
                 let (mut ia, mut ib, mut rem) = (0, 0, i);
-                for d in 0..shape.len() {
-                    let idx = rem / out_strides[d];
-                    rem %= out_strides[d];
-                    ia += idx * p.a_strides[d];
-                    ib += idx * p.b_strides[d];
+                let strides = out_strides.iter().zip(&p.a_strides).zip(&p.b_strides);
+                for ((&os, &sa), &sb) in strides {
+                    let idx = rem / os;
+                    rem %= os;
+                    ia += idx * sa;
+                    ib += idx * sb;
                 }
                 assert_eq!(g, a[ia] - b[ib], "{sa:?} - {sb:?} at {i}");
             }
