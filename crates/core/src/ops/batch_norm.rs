@@ -4,7 +4,7 @@
 
 use crate::autograd::no_grad;
 use crate::backend::ChannelParams;
-use crate::parallel::{replica_sum, sum_across_replicas};
+use crate::parallel::ReplicaSum;
 use crate::{Error, Result, Tensor};
 
 /// Options of [`Tensor::batch_norm`]; `Default` is PyTorch's (eval mode, momentum 0.1,
@@ -121,12 +121,10 @@ impl Tensor {
         let x = self.storage();
         // Synchronised, the sums (and the count) are the whole batch's across replicas and
         // processes, forward and backward; a replica's own sums otherwise.
-        let across = |t: Tensor, n: f64| -> Result<(Tensor, f64)> {
-            if sync {
-                no_grad(|| sum_across_replicas(&t, n))
-            } else {
-                Ok((t, n))
-            }
+        let replicas = sync.then(ReplicaSum::current).flatten();
+        let across = |t: Tensor, n: f64| match &replicas {
+            Some(r) => r.sum(&t, n),
+            None => Ok((t, n)),
         };
         let mut count = p.per_channel();
         let (mean, var) = if opts.training {
@@ -192,8 +190,6 @@ impl Tensor {
         );
         let (has_weight, has_bias, training) = (weight.is_some(), bias.is_some(), opts.training);
         let saved_x = self.detach();
-        // The batch statistics' gradient sums too are the whole batch's when synchronised.
-        let replicas = (sync && training).then(replica_sum).flatten();
         Ok(Tensor::from_op(
             y,
             shape.to_vec(),
@@ -203,71 +199,78 @@ impl Tensor {
             move |gy| {
                 let backend = saved_x.backend();
                 let op = |e: crate::Error| e.in_op(name, &[saved_x.shape()]);
+                let like_x = |s| Tensor::leaf(s, saved_x.shape().to_vec(), saved_x.device());
                 let zeros = mean.zeros_like();
-                if !(wants.1 || wants.2 || (training && wants.0)) {
-                    // Frozen statistics and parameters (a fine-tuned backbone's batch norm
-                    // in eval): the input gradient is gy scaled, no sums needed.
-                    let gx = backend
-                        .channel_affine(&gy.storage(), None, &pair(&scale, &zeros)?.storage(), &p)
-                        .map_err(op)?;
-                    let gx = Tensor::leaf(gx, saved_x.shape().to_vec(), saved_x.device());
-                    return Ok([Some(gx), None, None]
-                        [..1 + has_weight as usize + has_bias as usize]
-                        .to_vec());
-                }
-                // Σ gy and Σ gy·(x − mean) per channel.
-                let sums = backend
-                    .channel_sums(
-                        &gy.storage(),
-                        Some((&saved_x.storage(), &pair(&zeros, &mean)?.storage())),
-                        &p,
-                    )
-                    .map_err(op)?;
-                let (sum_gy, sum_gy_xc) = halves(sums, c, &saved_x)?;
-                // The parameters' gradients stay this replica's (data parallelism sums
-                // them with the others); the input's depends on the whole batch's sums.
-                let (all_gy, all_gy_xc) = match &replicas {
-                    Some(sum) if wants.0 => {
-                        let both = sum(&pair(&sum_gy, &sum_gy_xc)?)?;
-                        halves(both.storage(), c, &saved_x)?
-                    }
-                    _ => (sum_gy.clone(), sum_gy_xc.clone()),
-                };
-                let gx = if !wants.0 {
-                    None
-                } else if training {
-                    // The batch statistics depend on x: with x̂ = (x − mean)·invstd,
-                    // gx = scale · (gy − Σgy/M − x̂ · Σ(gy·x̂)/M), one affine map of gy and
-                    // the centred x (PyTorch's CPU kernel's form).
-                    let m = count as f32;
-                    let kx = scale
-                        .mul(&invstd)?
-                        .mul(&invstd)?
-                        .mul(&all_gy_xc)?
-                        .mul_scalar(-1.0 / m);
-                    let k0 = scale.mul(&all_gy)?.mul_scalar(-1.0 / m);
-                    let coef = Tensor::cat(&[&scale, &kx, &mean, &k0], 0)?;
-                    let gx = backend
-                        .channel_affine(
+                // Σ gy and Σ gy·(x − mean) per channel, unless nothing needs them: frozen
+                // statistics and parameters (a fine-tuned backbone's batch norm in eval).
+                let sums = if wants.1 || wants.2 || (training && wants.0) {
+                    let centers = pair(&zeros, &mean)?;
+                    let sums = backend
+                        .channel_sums(
                             &gy.storage(),
-                            Some(&saved_x.storage()),
-                            &coef.storage(),
+                            Some((&saved_x.storage(), &centers.storage())),
                             &p,
                         )
                         .map_err(op)?;
-                    Some(Tensor::leaf(gx, saved_x.shape().to_vec(), saved_x.device()))
+                    Some(halves(sums, c, &saved_x)?)
                 } else {
-                    let gx = backend
-                        .channel_affine(&gy.storage(), None, &pair(&scale, &zeros)?.storage(), &p)
-                        .map_err(op)?;
-                    Some(Tensor::leaf(gx, saved_x.shape().to_vec(), saved_x.device()))
+                    None
+                };
+                let gx = match &sums {
+                    _ if !wants.0 => None,
+                    Some((sum_gy, sum_gy_xc)) if training => {
+                        // The batch statistics depend on x: with x̂ = (x − mean)·invstd,
+                        // gx = scale · (gy − Σgy/M − x̂ · Σ(gy·x̂)/M) over the whole batch,
+                        // one affine map of gy and the centred x (PyTorch's CPU kernel's
+                        // form). The parameters' gradients below stay this replica's: data
+                        // parallelism sums them with the others.
+                        let (all_gy, all_gy_xc) = match &replicas {
+                            Some(r) => {
+                                let (both, _) = r.sum(&pair(sum_gy, sum_gy_xc)?, 0.0)?;
+                                halves(both.storage(), c, &saved_x)?
+                            }
+                            None => (sum_gy.clone(), sum_gy_xc.clone()),
+                        };
+                        let m = count as f32;
+                        let kx = scale
+                            .mul(&invstd)?
+                            .mul(&invstd)?
+                            .mul(&all_gy_xc)?
+                            .mul_scalar(-1.0 / m);
+                        let k0 = scale.mul(&all_gy)?.mul_scalar(-1.0 / m);
+                        let coef = Tensor::cat(&[&scale, &kx, &mean, &k0], 0)?;
+                        let gx = backend
+                            .channel_affine(
+                                &gy.storage(),
+                                Some(&saved_x.storage()),
+                                &coef.storage(),
+                                &p,
+                            )
+                            .map_err(op)?;
+                        Some(like_x(gx))
+                    }
+                    // Running statistics are constants: gy scaled.
+                    _ => {
+                        let coef = pair(&scale, &zeros)?;
+                        let gx = backend
+                            .channel_affine(&gy.storage(), None, &coef.storage(), &p)
+                            .map_err(op)?;
+                        Some(like_x(gx))
+                    }
+                };
+                let (gw, gb) = match sums {
+                    Some((sum_gy, sum_gy_xc)) => (
+                        wants.1.then(|| sum_gy_xc.mul(&invstd)).transpose()?,
+                        wants.2.then_some(sum_gy),
+                    ),
+                    None => (None, None),
                 };
                 let mut grads = vec![gx];
                 if has_weight {
-                    grads.push(wants.1.then(|| sum_gy_xc.mul(&invstd)).transpose()?);
+                    grads.push(gw);
                 }
                 if has_bias {
-                    grads.push(wants.2.then_some(sum_gy));
+                    grads.push(gb);
                 }
                 Ok(grads)
             },

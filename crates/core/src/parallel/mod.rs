@@ -21,7 +21,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use reduce::{AllReduce, LocalWorld};
-pub(crate) use sync::{replica_sum, sum_across_replicas};
+pub(crate) use sync::ReplicaSum;
 
 use crate::nn::Module;
 use crate::{Device, Error, Result, Tensor};

@@ -141,51 +141,27 @@ fn sum_parts(parts: &[Request], world: &dyn AllReduce) -> std::result::Result<Ve
     Ok(sum)
 }
 
-/// Sums `t` (and a count beside it) over every replica of the current data-parallel step
-/// and every process: differentiable, its gradient being the same sum of the gradients
-/// (the adjoint of an all-reduce is an all-reduce). Outside a step, `t` and `count` as
-/// they are.
-pub(crate) fn sum_across_replicas(t: &Tensor, count: f64) -> Result<(Tensor, f64)> {
-    let Some(link) = LINK.with(|l| l.borrow().clone()) else {
-        return Ok((t.clone(), count));
-    };
-    let mut values: Vec<f64> = t.to_vec()?.iter().map(|&v| v as f64).collect();
-    values.push(count);
-    let mut sum = link.sum(values)?;
-    let total = sum.pop().unwrap_or(0.0);
-    let shape = t.shape().to_vec();
-    let storage = t
-        .device()
-        .backend()
-        .upload_vec(sum.iter().map(|&v| v as f32).collect())
-        .map_err(|e| e.in_op(OP, &[&shape]))?;
-    let back = shape.clone();
-    let out = Tensor::from_op(storage, shape, t.device(), "sync_sum", &[t], move |gy| {
-        let mut values: Vec<f64> = gy.to_vec()?.iter().map(|&v| v as f64).collect();
-        values.push(0.0);
-        let mut sum = link.sum(values)?;
-        sum.pop();
-        let g = sum.iter().map(|&v| v as f32).collect();
-        Ok(vec![Some(Tensor::from_vec(g, &back, gy.device())?)])
-    });
-    Ok((out, total))
-}
+/// Sums over every replica of the current data-parallel step and every process, outside
+/// the graph: synchronised batch norm's statistics in forward, and in backward (its rule
+/// takes one along) the sums its input gradient needs.
+#[derive(Clone)]
+pub(crate) struct ReplicaSum(Link);
 
-/// A sum of a tensor over every replica of the current data-parallel step and every process,
-/// outside the graph, for a backward rule that takes the link along (batch norm's gradient
-/// sums); `None` outside a step.
-pub(crate) type ReplicaSum = Box<dyn Fn(&Tensor) -> Result<Tensor> + Send + Sync>;
+impl ReplicaSum {
+    /// The current step's, or `None` outside a step.
+    pub(crate) fn current() -> Option<ReplicaSum> {
+        LINK.with(|l| l.borrow().clone()).map(ReplicaSum)
+    }
 
-/// See [`ReplicaSum`].
-pub(crate) fn replica_sum() -> Option<ReplicaSum> {
-    let link = LINK.with(|l| l.borrow().clone())?;
-    Some(Box::new(move |t: &Tensor| {
-        let values = t.to_vec()?.iter().map(|&v| v as f64).collect();
-        let sum = link.sum(values)?;
-        Tensor::from_vec(
-            sum.iter().map(|&v| v as f32).collect(),
-            t.shape(),
-            t.device(),
-        )
-    }))
+    /// `t` and a count beside it, each summed over the replicas and processes.
+    pub(crate) fn sum(&self, t: &Tensor, count: f64) -> Result<(Tensor, f64)> {
+        let mut values: Vec<f64> = t.to_vec()?.iter().map(|&v| v as f64).collect();
+        values.push(count);
+        let mut sum = self.0.sum(values)?;
+        let total = sum.pop().unwrap_or(0.0);
+        let summed = sum.iter().map(|&v| v as f32).collect();
+        let out = Tensor::from_vec(summed, t.shape(), t.device())
+            .map_err(|e| e.in_op(OP, &[t.shape()]))?;
+        Ok((out, total))
+    }
 }
