@@ -47,7 +47,7 @@ fn is_pointwise(p: &Conv2dParams) -> bool {
 /// `oj·sw + kj·dw − pw` lies inside the image. Hoisting the bounds out of the inner
 /// loops lets them vectorise.
 #[inline]
-pub(super) fn col_range(p: &Conv2dParams, kj: usize) -> (usize, usize) {
+fn col_range(p: &Conv2dParams, kj: usize) -> (usize, usize) {
     let (sw, off) = (p.stride[1], kj * p.dilation[1]);
     let lo = p.padding[1].saturating_sub(off).div_ceil(sw);
     let hi = if p.w + p.padding[1] > off {
@@ -61,7 +61,7 @@ pub(super) fn col_range(p: &Conv2dParams, kj: usize) -> (usize, usize) {
 /// For each kernel column `kj`: the valid output range `lo..hi` and the input column of
 /// `lo` (the others follow at the column stride), or `None` when no column is valid.
 /// Computed once per call: per output row, its divisions took a third of LeNet's im2col.
-fn col_spans(p: &Conv2dParams) -> Vec<Option<(usize, usize, usize)>> {
+pub(super) fn col_spans(p: &Conv2dParams) -> Vec<Option<(usize, usize, usize)>> {
     (0..p.kernel[1])
         .map(|kj| {
             let (lo, hi) = col_range(p, kj);

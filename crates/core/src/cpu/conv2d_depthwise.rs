@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::conv2d::{col_range, in_row};
+use super::conv2d::{col_spans, in_row};
 use crate::backend::Conv2dParams;
 use crate::host;
 use crate::Result;
@@ -23,18 +23,18 @@ struct Span {
     t: usize,
 }
 
+/// The convolution's column spans ([`col_spans`]) in phase terms: input column
+/// `s0 = t·s + r` is column `t` of phase `r`.
 fn spans(p: &Conv2dParams) -> Vec<Option<Span>> {
-    (0..p.kernel[1])
-        .map(|kj| {
-            let (lo, hi) = col_range(p, kj);
-            // The input column of output column oj is oj·s + e.
-            let s = p.stride[1] as isize;
-            let e = (kj * p.dilation[1]) as isize - p.padding[1] as isize;
-            (lo < hi).then(|| Span {
+    let s = p.stride[1].max(1);
+    col_spans(p)
+        .into_iter()
+        .map(|span| {
+            span.map(|(lo, hi, s0)| Span {
                 lo,
                 len: hi - lo,
-                r: e.rem_euclid(s) as usize,
-                t: (lo as isize + e.div_euclid(s)) as usize,
+                r: s0 % s,
+                t: s0 / s,
             })
         })
         .collect()
