@@ -464,7 +464,7 @@ fn main() -> Result<()> {
             }
             for k in &r.timed.kernels {
                 println!(
-                    "    {:56} {:10.3} ms GPU  ({} dispatches)",
+                    "    {:56} {:10.3} ms  ({} calls)",
                     k.name, k.ms, k.dispatches
                 );
             }

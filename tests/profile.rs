@@ -1,10 +1,12 @@
-//! Per-kernel GPU timing (`FOVEA_PROFILE=1`, or `WgpuBackend::open_with(…, true)`): a timed
-//! device reports the kernels it ran, how often, and for how long.
+//! Per-kernel timing (`FOVEA_PROFILE=1`, or `WgpuBackend::open_with(…, true)` and
+//! `CpuBackend::with_profile(true)`): a timed device reports the kernels it ran, how often,
+//! and for how long.
 
 mod common;
 
 use std::sync::Arc;
 
+use fovea::cpu::CpuBackend;
 use fovea::kernels::WgpuBackend;
 use fovea::ops::Conv2dOptions;
 use fovea::{Device, Tensor};
@@ -19,8 +21,8 @@ fn a_timed_device_reports_each_kernel_it_ran() {
             plain.take_kernel_times().is_none(),
             "timing is off by default"
         );
+        assert!(Device::cpu().take_kernel_times().is_none());
     }
-    assert!(Device::cpu().take_kernel_times().is_none());
     let filter = std::env::var("FOVEA_ADAPTER").ok();
     let backend = match WgpuBackend::open_with(filter.as_deref(), true) {
         Ok(b) => b,
@@ -56,5 +58,48 @@ fn a_timed_device_reports_each_kernel_it_ran() {
         "slowest first: {times:?}"
     );
     // Taking resets the tally.
+    assert_eq!(dev.take_kernel_times(), Some(Vec::new()));
+}
+
+#[test]
+fn a_timed_cpu_device_reports_each_op_by_shape() {
+    let untimed = Device::from_backend(Arc::new(CpuBackend::new().with_profile(false)));
+    let x = Tensor::randn(&[1, 3, 9, 9], 0, &untimed);
+    x.relu();
+    assert!(untimed.take_kernel_times().is_none(), "timing is off");
+
+    let dev = Device::from_backend(Arc::new(CpuBackend::new().with_profile(true)));
+    let x = Tensor::randn(&[2, 3, 9, 9], 0, &dev);
+    let w = Tensor::randn(&[4, 3, 3, 3], 1, &dev);
+    dev.take_kernel_times();
+    let strided = Conv2dOptions {
+        stride: [2, 2],
+        ..Default::default()
+    };
+    let y = x.conv2d(&w, None, Conv2dOptions::default()).unwrap();
+    x.conv2d(&w, None, strided).unwrap();
+    x.conv2d(&w, None, strided).unwrap();
+    y.relu().relu();
+    let times = dev
+        .take_kernel_times()
+        .expect("a timed device reports times");
+    let calls = |name: &str| {
+        times
+            .iter()
+            .find(|k| k.name == name)
+            .unwrap_or_else(|| panic!("no {name} in {times:?}"))
+            .dispatches
+    };
+    assert_eq!(calls("conv2d 3x3 s1x1"), 1);
+    assert_eq!(calls("conv2d 3x3 s2x2"), 2);
+    assert_eq!(calls("Relu"), 2);
+    assert!(
+        times.iter().all(|k| k.ms >= 0.0 && k.ms.is_finite()),
+        "{times:?}"
+    );
+    assert!(
+        times.windows(2).all(|p| p[0].ms >= p[1].ms),
+        "slowest first: {times:?}"
+    );
     assert_eq!(dev.take_kernel_times(), Some(Vec::new()));
 }

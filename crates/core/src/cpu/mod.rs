@@ -12,6 +12,7 @@ mod layout;
 mod matmul;
 mod optim;
 mod pool2d;
+mod profile;
 mod reduce;
 mod upsample2d;
 mod upsample_bilinear2d;
@@ -25,6 +26,7 @@ use crate::Result;
 #[derive(Debug)]
 pub struct CpuBackend {
     max_len: usize,
+    times: profile::OpTimes,
 }
 
 impl CpuBackend {
@@ -40,8 +42,30 @@ impl CpuBackend {
     pub fn with_memory_limit(bytes: usize) -> Self {
         CpuBackend {
             max_len: bytes.min(crate::host::memory_limit()) / 4,
+            times: profile::OpTimes::from_env(),
         }
     }
+
+    /// This backend with per-op timing on or off, whatever `FOVEA_PROFILE` says: with it
+    /// on, [`Backend::take_kernel_times`] reports each op's calls and wall time.
+    pub fn with_profile(self, on: bool) -> Self {
+        CpuBackend {
+            times: profile::OpTimes::new(on),
+            ..self
+        }
+    }
+}
+
+/// A convolution's name in a profile: its kernel, stride and groups.
+fn conv_name(op: &str, p: &Conv2dParams) -> String {
+    let [kh, kw] = p.kernel;
+    let [sh, sw] = p.stride;
+    let groups = if p.groups > 1 {
+        format!(" g{}", p.groups)
+    } else {
+        String::new()
+    };
+    format!("{op} {kh}x{kw} s{sh}x{sw}{groups}")
 }
 
 impl Default for CpuBackend {
@@ -124,42 +148,65 @@ impl Backend for CpuBackend {
             submissions: 0,
         }
     }
+    fn take_kernel_times(&self) -> Option<Vec<KernelTime>> {
+        self.times.take()
+    }
     fn max_len(&self) -> usize {
         self.max_len
     }
     fn upload(&self, d: &[f32]) -> Result<Storage> {
-        store(crate::host::copied(d))
+        self.times
+            .time(|| "upload".into(), || store(crate::host::copied(d)))
     }
     fn upload_vec(&self, d: Vec<f32>) -> Result<Storage> {
         store(d)
     }
     fn download(&self, x: &Storage) -> Result<Vec<f32>> {
-        crate::host::copied(data(x))
+        self.times
+            .time(|| "download".into(), || crate::host::copied(data(x)))
     }
     fn fill(&self, len: usize, value: f32) -> Result<Storage> {
-        store(crate::host::filled(len, value))
+        self.times
+            .time(|| "fill".into(), || store(crate::host::filled(len, value)))
     }
     fn unary(&self, x: &Storage, op: UnaryOp) -> Result<Storage> {
-        store(elementwise::unary(data(x), op))
+        self.times.time(
+            || format!("{op:?}"),
+            || store(elementwise::unary(data(x), op)),
+        )
     }
     fn binary(&self, a: &Storage, b: &Storage, p: &BinaryParams, op: BinaryOp) -> Result<Storage> {
-        store(binary::binary(data(a), data(b), p, op))
+        self.times.time(
+            || format!("{op:?}"),
+            || store(binary::binary(data(a), data(b), p, op)),
+        )
     }
     fn reduce(&self, x: &Storage, p: &ReduceParams, op: ReduceOp) -> Result<Storage> {
-        store(reduce::reduce(data(x), p, op))
+        self.times.time(
+            || format!("reduce {op:?}"),
+            || store(reduce::reduce(data(x), p, op)),
+        )
     }
     fn strided_copy(&self, x: &Storage, view: &StridedView) -> Result<Storage> {
-        store(layout::strided_copy(data(x), view))
+        self.times.time(
+            || "strided_copy".into(),
+            || store(layout::strided_copy(data(x), view)),
+        )
     }
     fn pad(&self, x: &Storage, p: &PadParams) -> Result<Storage> {
-        store(layout::pad(data(x), p))
+        self.times
+            .time(|| "pad".into(), || store(layout::pad(data(x), p)))
     }
     fn cat(&self, parts: &[&Storage], p: &CatParams) -> Result<Storage> {
         let parts: Vec<&[f32]> = parts.iter().map(|s| data(s)).collect();
-        store(layout::cat(&parts, p))
+        self.times
+            .time(|| "cat".into(), || store(layout::cat(&parts, p)))
     }
     fn matmul(&self, a: &Storage, b: &Storage, p: &MatmulParams) -> Result<Storage> {
-        store(matmul::matmul(data(a), data(b), p))
+        self.times.time(
+            || "matmul".into(),
+            || store(matmul::matmul(data(a), data(b), p)),
+        )
     }
     fn gram(&self, f: &Storage, n: usize, c: usize, hw: usize) -> Result<Storage> {
         // F·Fᵀ through the GEMM with B read transposed; symmetry is not worth exploiting
@@ -172,7 +219,10 @@ impl Backend for CpuBackend {
             trans_b: true,
             ..Default::default()
         };
-        store(matmul::matmul(data(f), data(f), &p))
+        self.times.time(
+            || "gram".into(),
+            || store(matmul::matmul(data(f), data(f), &p)),
+        )
     }
     fn conv2d(
         &self,
@@ -181,14 +231,22 @@ impl Backend for CpuBackend {
         bias: Option<&Storage>,
         p: &Conv2dParams,
     ) -> Result<Storage> {
-        let mut y = conv2d::forward(data(x), data(w), p)?;
-        if let Some(b) = bias {
-            conv2d::add_bias(&mut y, data(b), p.oh * p.ow);
-        }
-        store(y)
+        self.times.time(
+            || conv_name("conv2d", p),
+            || {
+                let mut y = conv2d::forward(data(x), data(w), p)?;
+                if let Some(b) = bias {
+                    conv2d::add_bias(&mut y, data(b), p.oh * p.ow);
+                }
+                store(y)
+            },
+        )
     }
     fn conv2d_grad_input(&self, gy: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage> {
-        store(conv2d::grad_input(data(gy), data(w), p))
+        self.times.time(
+            || conv_name("conv2d_grad_input", p),
+            || store(conv2d::grad_input(data(gy), data(w), p)),
+        )
     }
     fn adam_step(
         &self,
@@ -198,8 +256,13 @@ impl Backend for CpuBackend {
         v: &Storage,
         s: &AdamStep,
     ) -> Result<[Storage; 3]> {
-        let [p, m, v] = optim::adam_step(data(param), data(grad), data(m), data(v), s)?;
-        Ok([store(p)?, store(m)?, store(v)?])
+        self.times.time(
+            || "adam_step".into(),
+            || {
+                let [p, m, v] = optim::adam_step(data(param), data(grad), data(m), data(v), s)?;
+                Ok([store(p)?, store(m)?, store(v)?])
+            },
+        )
     }
     fn sgd_step(
         &self,
@@ -208,24 +271,46 @@ impl Backend for CpuBackend {
         buf: Option<&Storage>,
         s: &SgdStep,
     ) -> Result<(Storage, Option<Storage>)> {
-        let (p, b) = optim::sgd_step(data(param), data(grad), buf.map(data), s)?;
-        Ok((store(p)?, b.map(store).transpose()?))
+        self.times.time(
+            || "sgd_step".into(),
+            || {
+                let (p, b) = optim::sgd_step(data(param), data(grad), buf.map(data), s)?;
+                Ok((store(p)?, b.map(store).transpose()?))
+            },
+        )
     }
     fn conv2d_grad_weight(&self, x: &Storage, gy: &Storage, p: &Conv2dParams) -> Result<Storage> {
-        store(conv2d::grad_weight(data(x), data(gy), p))
+        self.times.time(
+            || conv_name("conv2d_grad_weight", p),
+            || store(conv2d::grad_weight(data(x), data(gy), p)),
+        )
     }
     fn max_pool2d(&self, x: &Storage, p: &Pool2dParams) -> Result<Storage> {
-        store(pool2d::max_forward(data(x), p))
+        self.times.time(
+            || "max_pool2d".into(),
+            || store(pool2d::max_forward(data(x), p)),
+        )
     }
     fn max_pool2d_backward(&self, x: &Storage, gy: &Storage, p: &Pool2dParams) -> Result<Storage> {
-        store(pool2d::max_backward(data(x), data(gy), p))
+        self.times.time(
+            || "max_pool2d_backward".into(),
+            || store(pool2d::max_backward(data(x), data(gy), p)),
+        )
     }
     fn max_pool2d_with_indices(&self, x: &Storage, p: &Pool2dParams) -> Result<(Storage, Storage)> {
-        let (y, idx) = pool2d::max_with_indices(data(x), p)?;
-        Ok((store(y)?, store(idx)?))
+        self.times.time(
+            || "max_pool2d_with_indices".into(),
+            || {
+                let (y, idx) = pool2d::max_with_indices(data(x), p)?;
+                Ok((store(y)?, store(idx)?))
+            },
+        )
     }
     fn max_unpool2d(&self, x: &Storage, idx: &Storage, p: &Resize2dParams) -> Result<Storage> {
-        store(pool2d::unpool(data(x), data(idx), p))
+        self.times.time(
+            || "max_unpool2d".into(),
+            || store(pool2d::unpool(data(x), data(idx), p)),
+        )
     }
     fn max_unpool2d_backward(
         &self,
@@ -233,31 +318,58 @@ impl Backend for CpuBackend {
         idx: &Storage,
         p: &Resize2dParams,
     ) -> Result<Storage> {
-        store(pool2d::unpool_backward(data(gy), data(idx), p))
+        self.times.time(
+            || "max_unpool2d_backward".into(),
+            || store(pool2d::unpool_backward(data(gy), data(idx), p)),
+        )
     }
     fn avg_pool2d(&self, x: &Storage, p: &Pool2dParams) -> Result<Storage> {
-        store(pool2d::avg_forward(data(x), p))
+        self.times.time(
+            || "avg_pool2d".into(),
+            || store(pool2d::avg_forward(data(x), p)),
+        )
     }
     fn avg_pool2d_backward(&self, gy: &Storage, p: &Pool2dParams) -> Result<Storage> {
-        store(pool2d::avg_backward(data(gy), p))
+        self.times.time(
+            || "avg_pool2d_backward".into(),
+            || store(pool2d::avg_backward(data(gy), p)),
+        )
     }
     fn adaptive_avg_pool2d(&self, x: &Storage, p: &Resize2dParams) -> Result<Storage> {
-        store(adaptive_pool2d::forward(data(x), p))
+        self.times.time(
+            || "adaptive_avg_pool2d".into(),
+            || store(adaptive_pool2d::forward(data(x), p)),
+        )
     }
     fn adaptive_avg_pool2d_backward(&self, gy: &Storage, p: &Resize2dParams) -> Result<Storage> {
-        store(adaptive_pool2d::backward(data(gy), p))
+        self.times.time(
+            || "adaptive_avg_pool2d_backward".into(),
+            || store(adaptive_pool2d::backward(data(gy), p)),
+        )
     }
     fn upsample_nearest2d(&self, x: &Storage, p: &Resize2dParams) -> Result<Storage> {
-        store(upsample2d::forward(data(x), p))
+        self.times.time(
+            || "upsample_nearest2d".into(),
+            || store(upsample2d::forward(data(x), p)),
+        )
     }
     fn upsample_nearest2d_backward(&self, gy: &Storage, p: &Resize2dParams) -> Result<Storage> {
-        store(upsample2d::backward(data(gy), p))
+        self.times.time(
+            || "upsample_nearest2d_backward".into(),
+            || store(upsample2d::backward(data(gy), p)),
+        )
     }
     fn upsample_bilinear2d(&self, x: &Storage, p: &Bilinear2dParams) -> Result<Storage> {
-        store(upsample_bilinear2d::forward(data(x), p))
+        self.times.time(
+            || "upsample_bilinear2d".into(),
+            || store(upsample_bilinear2d::forward(data(x), p)),
+        )
     }
     fn upsample_bilinear2d_backward(&self, gy: &Storage, p: &Bilinear2dParams) -> Result<Storage> {
-        store(upsample_bilinear2d::backward(data(gy), p))
+        self.times.time(
+            || "upsample_bilinear2d_backward".into(),
+            || store(upsample_bilinear2d::backward(data(gy), p)),
+        )
     }
     fn channel_sums(
         &self,
@@ -265,11 +377,16 @@ impl Backend for CpuBackend {
         b: Option<(&Storage, &Storage)>,
         p: &ChannelParams,
     ) -> Result<Storage> {
-        store(batch_norm::channel_sums(
-            data(a),
-            b.map(|(b, centers)| (data(b), data(centers))),
-            p,
-        ))
+        self.times.time(
+            || "channel_sums".into(),
+            || {
+                store(batch_norm::channel_sums(
+                    data(a),
+                    b.map(|(b, centers)| (data(b), data(centers))),
+                    p,
+                ))
+            },
+        )
     }
     fn channel_affine(
         &self,
@@ -278,11 +395,16 @@ impl Backend for CpuBackend {
         coef: &Storage,
         p: &ChannelParams,
     ) -> Result<Storage> {
-        store(batch_norm::channel_affine(
-            data(a),
-            b.map(data),
-            data(coef),
-            p,
-        ))
+        self.times.time(
+            || "channel_affine".into(),
+            || {
+                store(batch_norm::channel_affine(
+                    data(a),
+                    b.map(data),
+                    data(coef),
+                    p,
+                ))
+            },
+        )
     }
 }
