@@ -136,15 +136,48 @@ pub fn max_forward(x: &[f32], p: &Pool2dParams) -> Result<Vec<f32>> {
     let (hw, ohw) = (p.h * p.w, p.oh * p.ow);
     let mut out = host::zeros(p.planes * ohw)?;
     let win = Windows::new(p);
+    let [dh, dw] = win.dilation;
     planes_in_parallel(&mut out, ohw, |pl, y| {
         let xp = &x[pl * hw..(pl + 1) * hw];
-        for oi in 0..p.oh {
-            for oj in 0..p.ow {
-                y[oi * p.ow + oj] = win.argmax(xp, oi, oj).map_or(f32::NEG_INFINITY, |i| xp[i]);
+        // Each output row's window rows are folded into one band first, a vectorised
+        // pass over whole rows; the columns' taps then read the band. A scan per window
+        // read every value kh·kw times with a branch each.
+        let mut band = vec![0.0; p.w];
+        for (oi, y_row) in y.chunks_mut(p.ow).enumerate() {
+            let (i0, ni) = win.rows[oi];
+            if ni == 0 {
+                y_row.fill(f32::NEG_INFINITY);
+                continue;
+            }
+            band.copy_from_slice(&xp[i0 * p.w..(i0 + 1) * p.w]);
+            for ti in 1..ni {
+                let r = (i0 + ti * dh) * p.w;
+                band.iter_mut()
+                    .zip(&xp[r..r + p.w])
+                    .for_each(|(b, &v)| *b = nan_max(*b, v));
+            }
+            for (v, &(j0, nj)) in y_row.iter_mut().zip(&win.cols) {
+                *v = if nj == 0 {
+                    f32::NEG_INFINITY
+                } else {
+                    let taps = band[j0..].iter().step_by(dw).take(nj);
+                    taps.fold(band[j0], |m, &t| nan_max(m, t))
+                };
             }
         }
     });
     Ok(out)
+}
+
+/// The larger of two values, or NaN if either is one (PyTorch's max pooling propagates
+/// NaN); a select, so whole rows of it vectorise.
+#[inline]
+fn nan_max(m: f32, v: f32) -> f32 {
+    if v > m || v.is_nan() {
+        v
+    } else {
+        m
+    }
 }
 
 pub fn max_backward(x: &[f32], gy: &[f32], p: &Pool2dParams) -> Result<Vec<f32>> {
@@ -298,4 +331,69 @@ pub fn unpool_backward(gy: &[f32], idx: &[f32], p: &Resize2dParams) -> Result<Ve
         }
     });
     Ok(gx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Max pooling's definition: each window's value at its arg-max (a NaN wins).
+    fn by_window(x: &[f32], p: &Pool2dParams) -> Vec<f32> {
+        let (hw, win) = (p.h * p.w, Windows::new(p));
+        let mut out = Vec::new();
+        for pl in 0..p.planes {
+            let xp = &x[pl * hw..(pl + 1) * hw];
+            for oi in 0..p.oh {
+                for oj in 0..p.ow {
+                    out.push(win.argmax(xp, oi, oj).map_or(f32::NEG_INFINITY, |i| xp[i]));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn banded_max_pooling_matches_the_window_scan() {
+        // (h, w, kernel, stride, padding, padding_end, dilation)
+        let cases = [
+            (9, 11, [3, 3], [2, 2], [1, 1], [1, 1], [1, 1]),
+            (8, 8, [2, 2], [2, 2], [0, 0], [0, 0], [1, 1]),
+            (10, 7, [3, 2], [1, 3], [1, 0], [2, 1], [2, 1]),
+            (5, 6, [2, 3], [3, 2], [0, 1], [1, 2], [1, 2]),
+            (4, 4, [4, 4], [1, 1], [2, 2], [2, 2], [1, 1]),
+        ];
+        for (h, w, kernel, stride, padding, padding_end, dilation) in cases {
+            let out = |len: usize, a: usize| {
+                (len + padding[a] + padding_end[a] - dilation[a] * (kernel[a] - 1) - 1) / stride[a]
+                    + 1
+            };
+            let p = Pool2dParams {
+                planes: 3,
+                h,
+                w,
+                oh: out(h, 0),
+                ow: out(w, 1),
+                kernel,
+                stride,
+                padding,
+                padding_end,
+                dilation,
+                count_include_pad: false,
+            };
+            let mut x: Vec<f32> = (0..3 * h * w)
+                .map(|i| ((i * 37 + 11) % 23) as f32 - 11.0)
+                .collect();
+            x[h * w + 4] = f32::NAN;
+            x[2 * h * w + w + 2] = f32::NAN;
+            let got = max_forward(&x, &p).unwrap();
+            let want = by_window(&x, &p);
+            assert_eq!(got.len(), want.len());
+            for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    g == e || (g.is_nan() && e.is_nan()),
+                    "{p:?} output {i}: {g} against {e}"
+                );
+            }
+        }
+    }
 }
