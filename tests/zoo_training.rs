@@ -48,18 +48,20 @@ fn batch_norm_folded_into_the_conv_in_eval_matches_conv_then_batch_norm() {
         ..Default::default()
     };
     let bn = &block.bn;
-    let plain = x
-        .conv2d(&block.conv.weight, None, block.conv.opts)
-        .unwrap()
-        .batch_norm(
-            Some(&bn.running_mean),
-            Some(&bn.running_var),
-            Some(&bn.weight),
-            Some(&bn.bias),
-            opts,
-        )
-        .unwrap()
-        .relu6();
+    let plain_now = || {
+        x.conv2d(&block.conv.weight, None, block.conv.opts)
+            .unwrap()
+            .batch_norm(
+                Some(&bn.running_mean),
+                Some(&bn.running_var),
+                Some(&bn.weight),
+                Some(&bn.bias),
+                opts,
+            )
+            .unwrap()
+            .relu6()
+    };
+    let plain = plain_now();
     let err = rel_err(&fused.to_vec().unwrap(), &plain.to_vec().unwrap());
     assert!(err < 1e-5, "folded forward differs: {err:.2e}");
     // The gradients reach the input and every parameter alike.
@@ -82,6 +84,31 @@ fn batch_norm_folded_into_the_conv_in_eval_matches_conv_then_batch_norm() {
             "gradient {i} of the folded form differs: {err:.2e}"
         );
     }
+
+    // Without gradients the folded weight is kept between calls; replacing a parameter or
+    // a running statistic must make the next call fold again.
+    for seed in [11, 11, 21, 31] {
+        set_stats(bn, seed);
+        let kept = no_grad(|| block.forward(&x)).unwrap().to_vec().unwrap();
+        let again = no_grad(|| block.forward(&x)).unwrap().to_vec().unwrap();
+        assert_eq!(kept, again, "the kept fold gives the same result");
+        let err = rel_err(&kept, &plain_now().to_vec().unwrap());
+        assert!(
+            err < 1e-5,
+            "stats from seed {seed}: kept fold differs by {err:.2e}"
+        );
+    }
+    block
+        .conv
+        .weight
+        .assign(&Tensor::randn(block.conv.weight.shape(), 41, &dev))
+        .unwrap();
+    let kept = no_grad(|| block.forward(&x)).unwrap().to_vec().unwrap();
+    let err = rel_err(&kept, &plain_now().to_vec().unwrap());
+    assert!(
+        err < 1e-5,
+        "a new conv weight: kept fold differs by {err:.2e}"
+    );
 }
 
 #[test]

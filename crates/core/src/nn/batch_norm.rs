@@ -1,10 +1,34 @@
 //! Batch normalisation layer.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use super::{join, Conv2d, Module};
+use crate::backend::Storage;
 use crate::ops::BatchNormOptions;
 use crate::{Device, Error, Result, Tensor};
+
+/// A convolution's weight and bias with an eval-mode batch norm folded in, and the
+/// buffers and `eps` they were made from: while those are unchanged (inference), the
+/// next forward reuses them instead of rebuilding weight-sized tensors.
+struct Folded {
+    from: Vec<Option<Storage>>,
+    eps: f32,
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Folded {
+    fn made_from(&self, from: &[Option<Storage>], eps: f32) -> bool {
+        self.eps.to_bits() == eps.to_bits()
+            && self.from.len() == from.len()
+            && self.from.iter().zip(from).all(|(a, b)| match (a, b) {
+                (Some(a), Some(b)) => a.same_buffer(b),
+                (None, None) => true,
+                _ => false,
+            })
+    }
+}
 
 /// `nn.BatchNorm2d`: affine `weight`/`bias` and running statistics, with PyTorch's
 /// `num_batches_tracked` buffer so torchvision state dicts load by name.
@@ -25,6 +49,7 @@ pub struct BatchNorm2d {
     pub eps: f32,
     training: AtomicBool,
     sync: AtomicBool,
+    folded: Mutex<Option<Folded>>,
 }
 
 impl BatchNorm2d {
@@ -40,6 +65,7 @@ impl BatchNorm2d {
             eps: 1e-5,
             training: AtomicBool::new(true),
             sync: AtomicBool::new(false),
+            folded: Mutex::new(None),
         }
     }
 }
@@ -68,8 +94,12 @@ impl BatchNorm2d {
     /// `conv` then this layer. In eval mode the normalisation is an affine map per
     /// channel, so it is folded into the convolution's weight and bias (weight-sized work)
     /// instead of four passes over the activation; gradients still reach every parameter.
+    /// Without gradients (inference) the folded pair is kept and reused until a parameter
+    /// or running statistic is replaced; until then it holds on to the buffers it was
+    /// made from.
     pub fn after_conv(&self, conv: &Conv2d, x: &Tensor) -> Result<Tensor> {
         if self.is_training() {
+            *self.folded.lock().unwrap_or_else(|e| e.into_inner()) = None;
             return self.forward(&conv.forward(x)?);
         }
         let c = self.weight.numel();
@@ -82,6 +112,17 @@ impl BatchNorm2d {
                 ),
             ));
         }
+        let (w, b) = if crate::is_grad_enabled() {
+            self.fold(conv)?
+        } else {
+            self.kept_fold(conv)?
+        };
+        x.conv2d(&w, Some(&b), conv.opts)
+    }
+
+    /// `conv`'s weight and bias with this layer's eval-mode affine map folded in.
+    fn fold(&self, conv: &Conv2d) -> Result<(Tensor, Tensor)> {
+        let c = self.weight.numel();
         let scale = self
             .weight
             .div(&self.running_var.detach().add_scalar(self.eps).sqrt())?;
@@ -90,8 +131,35 @@ impl BatchNorm2d {
             Some(b) => b.sub(&self.running_mean.detach())?,
             None => self.running_mean.detach().neg(),
         };
-        let b = shift.mul(&scale)?.add(&self.bias)?;
-        x.conv2d(&w, Some(&b), conv.opts)
+        Ok((w, shift.mul(&scale)?.add(&self.bias)?))
+    }
+
+    /// [`Self::fold`], reused while it was made from the buffers `conv` and this layer
+    /// hold now.
+    fn kept_fold(&self, conv: &Conv2d) -> Result<(Tensor, Tensor)> {
+        let from: Vec<Option<Storage>> = [
+            Some(&conv.weight),
+            conv.bias.as_ref(),
+            Some(&self.weight),
+            Some(&self.bias),
+            Some(&self.running_mean),
+            Some(&self.running_var),
+        ]
+        .iter()
+        .map(|t| t.map(Tensor::storage))
+        .collect();
+        let mut kept = self.folded.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = kept.as_ref().filter(|f| f.made_from(&from, self.eps)) {
+            return Ok((f.weight.clone(), f.bias.clone()));
+        }
+        let (weight, bias) = self.fold(conv)?;
+        *kept = Some(Folded {
+            from,
+            eps: self.eps,
+            weight: weight.clone(),
+            bias: bias.clone(),
+        });
+        Ok((weight, bias))
     }
 }
 
