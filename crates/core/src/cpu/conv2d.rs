@@ -101,18 +101,35 @@ fn per_channel(buf: &mut [f32], per: usize, f: impl Fn(usize, &mut [f32]) + Sync
     }
 }
 
-/// Fills `col` (`kdim × (r1 − r0)·ow`) from one group's input planes for output rows
-/// `r0..r1`.
-fn im2col(x_g: &[f32], p: &Conv2dParams, g: &Geo, r0: usize, r1: usize, col: &mut [f32]) {
+/// Where im2col writes: rows `ld` apart, each from column `off` on. One image alone
+/// fills whole rows (`ld` = its columns, `off` = 0); several images side by side share
+/// the rows, each at its own offset.
+#[derive(Clone, Copy)]
+struct Place {
+    ld: usize,
+    off: usize,
+}
+
+/// Fills `kdim` rows of `col` (`(r1 − r0)·ow` values each, at `at`) from one group's
+/// input planes for output rows `r0..r1`.
+fn im2col(
+    x_g: &[f32],
+    p: &Conv2dParams,
+    g: &Geo,
+    rows: (usize, usize),
+    at: Place,
+    col: &mut [f32],
+) {
+    let (r0, r1) = rows;
     let cols = (r1 - r0) * p.ow;
     let [kh, kw] = p.kernel;
-    let per = kh * kw * cols;
+    let per = kh * kw * at.ld;
     let spans = col_spans(p);
     per_channel(&mut col[..g.cg * per], per, |c, rows| {
         let plane = &x_g[c * g.hw..(c + 1) * g.hw];
         for ki in 0..kh {
             for (kj, &span) in spans.iter().enumerate() {
-                let row = &mut rows[(ki * kw + kj) * cols..][..cols];
+                let row = &mut rows[(ki * kw + kj) * at.ld + at.off..][..cols];
                 let Some((lo, hi, s0)) = span else {
                     row.fill(0.0);
                     continue;
@@ -140,11 +157,20 @@ fn im2col(x_g: &[f32], p: &Conv2dParams, g: &Geo, r0: usize, r1: usize, col: &mu
     });
 }
 
-/// The adjoint of [`im2col`]: adds `col` back into the group's input-gradient planes.
-fn col2im(col: &[f32], p: &Conv2dParams, g: &Geo, r0: usize, r1: usize, gx_g: &mut [f32]) {
+/// The adjoint of [`im2col`]: adds `col`'s rows (at `at`) back into the group's
+/// input-gradient planes.
+fn col2im(
+    col: &[f32],
+    p: &Conv2dParams,
+    g: &Geo,
+    rows: (usize, usize),
+    at: Place,
+    gx_g: &mut [f32],
+) {
+    let (r0, r1) = rows;
     let cols = (r1 - r0) * p.ow;
     let [kh, kw] = p.kernel;
-    let per = kh * kw * cols;
+    let per = kh * kw * at.ld;
     let spans = col_spans(p);
     per_channel(&mut gx_g[..g.cg * g.hw], g.hw, |c, plane| {
         let rows = &col[c * per..(c + 1) * per];
@@ -153,7 +179,7 @@ fn col2im(col: &[f32], p: &Conv2dParams, g: &Geo, r0: usize, r1: usize, gx_g: &m
                 let Some((lo, hi, s0)) = span else {
                     continue;
                 };
-                let row = &rows[(ki * kw + kj) * cols..][..cols];
+                let row = &rows[(ki * kw + kj) * at.ld + at.off..][..cols];
                 for r in r0..r1 {
                     let Some(ih) = in_row(p, r, ki) else { continue };
                     let src = &row[(r - r0) * p.ow..(r - r0 + 1) * p.ow];
@@ -217,10 +243,176 @@ pub fn add_bias(y: &mut [f32], bias: &[f32], plane: usize) {
     });
 }
 
+/// How many images one forward GEMM takes. Per image, the GEMM packs the whole weight
+/// again; where the weight is larger than an image's columns (the deep layers, `kdim` >
+/// `oh·ow`) that packing rivals the product, so images whose columns fit the scratch
+/// budget share one GEMM, for the price of copying its output back into images.
+fn images_per_gemm(p: &Conv2dParams, g: &Geo) -> usize {
+    let empty = g.ohw == 0 || p.c_out == 0 || p.c_in * g.hw == 0;
+    if empty || p.groups != 1 || is_pointwise(p) || g.kdim <= g.ohw {
+        return 1;
+    }
+    (COL_BUDGET / g.kdim.saturating_mul(g.ohw).max(1)).clamp(1, p.n.max(1))
+}
+
+/// The im2col columns of images `n0..n1` side by side: `[kdim, (n1 − n0)·oh·ow]`.
+fn side_by_side_columns(
+    x: &[f32],
+    p: &Conv2dParams,
+    g: &Geo,
+    (n0, n1): (usize, usize),
+    col: &mut Vec<f32>,
+) {
+    let (image_in, cols) = (p.c_in * g.hw, (n1 - n0) * g.ohw);
+    col.resize(g.kdim * cols, 0.0);
+    for ni in n0..n1 {
+        let at = Place {
+            ld: cols,
+            off: (ni - n0) * g.ohw,
+        };
+        im2col(&x[ni * image_in..][..image_in], p, g, (0, p.oh), at, col);
+    }
+}
+
+/// [`forward`] with `nb` images side by side in each im2col buffer and GEMM.
+fn forward_batched(x: &[f32], w: &[f32], p: &Conv2dParams, g: &Geo, nb: usize) -> Result<Vec<f32>> {
+    let image_out = p.c_out * g.ohw;
+    let mut out = host::zeros(p.output_len())?;
+    let mut col = host::with_capacity(g.kdim * nb * g.ohw)?;
+    let mut y = host::with_capacity(p.c_out * nb * g.ohw)?;
+    for n0 in (0..p.n).step_by(nb) {
+        let n1 = (n0 + nb).min(p.n);
+        let cols = (n1 - n0) * g.ohw;
+        y.resize(p.c_out * cols, 0.0);
+        side_by_side_columns(x, p, g, (n0, n1), &mut col);
+        gemm(
+            p.c_out,
+            g.kdim,
+            cols,
+            w,
+            Layout::rows(g.kdim),
+            &col,
+            Layout::rows(cols),
+            0.0,
+            &mut y,
+            Layout::rows(cols),
+        );
+        let images = &mut out[n0 * image_out..n1 * image_out];
+        images
+            .par_chunks_mut(image_out)
+            .enumerate()
+            .for_each(|(i, y_n)| {
+                for (o, plane) in y_n.chunks_mut(g.ohw).enumerate() {
+                    plane.copy_from_slice(&y[o * cols + i * g.ohw..][..g.ohw]);
+                }
+            });
+    }
+    Ok(out)
+}
+
+/// Output-gradient images `n0..n1` side by side: `[c_out, (n1 − n0)·oh·ow]`, the layout
+/// of a shared GEMM's output.
+fn side_by_side(
+    gy: &[f32],
+    p: &Conv2dParams,
+    g: &Geo,
+    (n0, n1): (usize, usize),
+    dst: &mut Vec<f32>,
+) {
+    let cols = (n1 - n0) * g.ohw;
+    dst.resize(p.c_out * cols, 0.0);
+    dst.par_chunks_mut(cols).enumerate().for_each(|(o, row)| {
+        for (i, plane) in row.chunks_mut(g.ohw).enumerate() {
+            plane.copy_from_slice(&gy[((n0 + i) * p.c_out + o) * g.ohw..][..g.ohw]);
+        }
+    });
+}
+
+/// [`grad_input`] with `nb` images in each GEMM (see [`images_per_gemm`]).
+fn grad_input_batched(
+    gy: &[f32],
+    w: &[f32],
+    p: &Conv2dParams,
+    g: &Geo,
+    nb: usize,
+) -> Result<Vec<f32>> {
+    let image_in = p.c_in * g.hw;
+    let mut gx = host::zeros(p.input_len())?;
+    let mut gy_b = host::with_capacity(p.c_out * nb * g.ohw)?;
+    let mut col = host::with_capacity(g.kdim * nb * g.ohw)?;
+    for n0 in (0..p.n).step_by(nb) {
+        let n1 = (n0 + nb).min(p.n);
+        let cols = (n1 - n0) * g.ohw;
+        side_by_side(gy, p, g, (n0, n1), &mut gy_b);
+        col.resize(g.kdim * cols, 0.0);
+        gemm(
+            g.kdim,
+            p.c_out,
+            cols,
+            w,
+            Layout::trans(g.kdim),
+            &gy_b,
+            Layout::rows(cols),
+            0.0,
+            &mut col,
+            Layout::rows(cols),
+        );
+        let images = &mut gx[n0 * image_in..n1 * image_in];
+        images
+            .par_chunks_mut(image_in)
+            .enumerate()
+            .for_each(|(i, gx_n)| {
+                let at = Place {
+                    ld: cols,
+                    off: i * g.ohw,
+                };
+                col2im(&col, p, g, (0, p.oh), at, gx_n);
+            });
+    }
+    Ok(gx)
+}
+
+/// [`grad_weight`] with `nb` images in each GEMM: one product over all their columns
+/// instead of one accumulation into the weight-sized gradient per image.
+fn grad_weight_batched(
+    x: &[f32],
+    gy: &[f32],
+    p: &Conv2dParams,
+    g: &Geo,
+    nb: usize,
+) -> Result<Vec<f32>> {
+    let mut acc = host::zeros(p.weight_len())?;
+    let mut gy_b = host::with_capacity(p.c_out * nb * g.ohw)?;
+    let mut col = host::with_capacity(g.kdim * nb * g.ohw)?;
+    for n0 in (0..p.n).step_by(nb) {
+        let n1 = (n0 + nb).min(p.n);
+        let cols = (n1 - n0) * g.ohw;
+        side_by_side(gy, p, g, (n0, n1), &mut gy_b);
+        side_by_side_columns(x, p, g, (n0, n1), &mut col);
+        gemm(
+            p.c_out,
+            cols,
+            g.kdim,
+            &gy_b,
+            Layout::rows(cols),
+            &col,
+            Layout::trans(cols),
+            1.0,
+            &mut acc,
+            Layout::rows(g.kdim),
+        );
+    }
+    Ok(acc)
+}
+
 pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
     let g = geo(p);
     if g.cg == 1 && p.groups > 1 {
         return conv2d_depthwise::forward(x, w, p);
+    }
+    let nb = images_per_gemm(p, &g);
+    if nb > 1 {
+        return forward_batched(x, w, p, &g, nb);
     }
     let mut out = host::zeros(p.output_len())?;
     per_image(&mut out, p.c_out * g.ohw, p.n, |ni, y_n| {
@@ -248,7 +440,7 @@ pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
                 let r1 = (r0 + g.rows_per_chunk).min(p.oh);
                 let cols = (r1 - r0) * p.ow;
                 col.resize(g.kdim * cols, 0.0);
-                im2col(x_g, p, &g, r0, r1, &mut col);
+                im2col(x_g, p, &g, (r0, r1), Place { ld: cols, off: 0 }, &mut col);
                 let y = &mut y_g[r0 * p.ow..];
                 gemm(
                     g.og,
@@ -273,6 +465,10 @@ pub fn grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
     let g = geo(p);
     if g.cg == 1 && p.groups > 1 {
         return conv2d_depthwise::grad_input(gy, w, p);
+    }
+    let nb = images_per_gemm(p, &g);
+    if nb > 1 {
+        return grad_input_batched(gy, w, p, &g, nb);
     }
     let mut gx = host::zeros(p.input_len())?;
     per_image(&mut gx, p.c_in * g.hw, p.n, |ni, gx_n| {
@@ -313,7 +509,7 @@ pub fn grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
                     &mut col,
                     Layout::rows(cols),
                 );
-                col2im(&col, p, &g, r0, r1, gx_g);
+                col2im(&col, p, &g, (r0, r1), Place { ld: cols, off: 0 }, gx_g);
             }
         }
         Ok(())
@@ -354,7 +550,7 @@ fn grad_weight_image(
             let r1 = (r0 + g.rows_per_chunk).min(p.oh);
             let cols = (r1 - r0) * p.ow;
             col.resize(g.kdim * cols, 0.0);
-            im2col(x_g, p, g, r0, r1, col);
+            im2col(x_g, p, g, (r0, r1), Place { ld: cols, off: 0 }, col);
             let gy_rows = &gy_g[r0 * p.ow..];
             gemm(
                 g.og,
@@ -381,6 +577,10 @@ pub fn grad_weight(x: &[f32], gy: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> 
     }
     if g.cg == 1 && p.groups > 1 {
         return conv2d_depthwise::grad_weight(x, gy, p);
+    }
+    let nb = images_per_gemm(p, &g);
+    if nb > 1 {
+        return grad_weight_batched(x, gy, p, &g, nb);
     }
     let threads = rayon::current_num_threads();
     if p.n >= threads {
@@ -412,5 +612,97 @@ pub fn grad_weight(x: &[f32], gy: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> 
             grad_weight_image(x, gy, p, &g, ni, &mut acc, &mut col);
         }
         Ok(acc)
+    }
+}
+
+/// The convolution's definition, one product at a time in f64: the output and, for an
+/// output gradient `gy`, both gradients. What the CPU kernels' unit tests compare with.
+#[cfg(test)]
+pub(super) fn definition(x: &[f32], w: &[f32], gy: &[f32], p: &Conv2dParams) -> [Vec<f64>; 3] {
+    let (cg, og) = (p.c_in / p.groups, p.c_out / p.groups);
+    let [kh, kw] = p.kernel;
+    let (mut y, mut gx, mut gw) = (
+        vec![0.0f64; p.output_len()],
+        vec![0.0f64; p.input_len()],
+        vec![0.0f64; p.weight_len()],
+    );
+    for (yi, yv) in y.iter_mut().enumerate() {
+        let (oj, oi) = (yi % p.ow, yi / p.ow % p.oh);
+        let (o, ni) = (yi / (p.ow * p.oh) % p.c_out, yi / (p.ow * p.oh * p.c_out));
+        for cc in 0..cg {
+            let ci = o / og * cg + cc;
+            for ki in 0..kh {
+                for kj in 0..kw {
+                    let ih =
+                        (oi * p.stride[0] + ki * p.dilation[0]) as isize - p.padding[0] as isize;
+                    let iw =
+                        (oj * p.stride[1] + kj * p.dilation[1]) as isize - p.padding[1] as isize;
+                    if ih < 0 || iw < 0 || ih >= p.h as isize || iw >= p.w as isize {
+                        continue;
+                    }
+                    let xi = ((ni * p.c_in + ci) * p.h + ih as usize) * p.w + iw as usize;
+                    let wi = ((o * cg + cc) * kh + ki) * kw + kj;
+                    *yv += (x[xi] * w[wi]) as f64;
+                    gx[xi] += (gy[yi] * w[wi]) as f64;
+                    gw[wi] += (gy[yi] * x[xi]) as f64;
+                }
+            }
+        }
+    }
+    [y, gx, gw]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deep layers (a weight larger than an image's columns) put several images into one
+    /// GEMM, the last group of images shorter than the rest; the output and both
+    /// gradients must still equal the definition, for strides, padding and dilation.
+    #[test]
+    fn images_sharing_a_gemm_match_the_definition() {
+        for (n, c, h, stride, padding, dilation) in [
+            (75, 64, 5, 1, 1, 1),
+            (3, 8, 6, 2, 1, 1),
+            (5, 16, 7, 1, 0, 2),
+        ] {
+            let (o, k) = (5, 3);
+            let oh = (h + 2 * padding - dilation * (k - 1) - 1) / stride + 1;
+            let p = Conv2dParams {
+                n,
+                c_in: c,
+                h,
+                w: h,
+                c_out: o,
+                oh,
+                ow: oh,
+                kernel: [k, k],
+                stride: [stride, stride],
+                padding: [padding, padding],
+                dilation: [dilation, dilation],
+                groups: 1,
+            };
+            let g = geo(&p);
+            assert!(images_per_gemm(&p, &g) > 1, "{p:?} takes the shared path");
+            let value = |i: usize, s: usize| ((i * 7919 + s * 104729) % 2001) as f32 / 1000.0 - 1.0;
+            let x: Vec<f32> = (0..p.input_len()).map(|i| value(i, 1)).collect();
+            let w: Vec<f32> = (0..p.weight_len()).map(|i| value(i, 2)).collect();
+            let gy: Vec<f32> = (0..p.output_len()).map(|i| value(i, 3)).collect();
+            let got = [
+                forward(&x, &w, &p).unwrap(),
+                grad_input(&gy, &w, &p).unwrap(),
+                grad_weight(&x, &gy, &p).unwrap(),
+            ];
+            let want = definition(&x, &w, &gy, &p);
+            for ((name, got), want) in ["y", "gx", "gw"].iter().zip(&got).zip(&want) {
+                assert_eq!(got.len(), want.len());
+                for (i, (&g, &e)) in got.iter().zip(want.iter()).enumerate() {
+                    assert!(
+                        (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                        "{p:?} {name}[{i}]: {g} vs {e}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -284,37 +284,7 @@ mod tests {
             let y = forward(&x, &wt, &p).unwrap();
             let gx = grad_input(&gy, &wt, &p).unwrap();
             let gw = grad_weight(&x, &gy, &p).unwrap();
-            let (mut y0, mut gx0, mut gw0) = (
-                vec![0.0f64; y.len()],
-                vec![0.0f64; gx.len()],
-                vec![0.0f64; gw.len()],
-            );
-            for ni in 0..n {
-                for o in 0..c * mult {
-                    let ci = o / mult;
-                    for oi in 0..oh {
-                        for oj in 0..ow {
-                            let yi = ((ni * c * mult + o) * oh + oi) * ow + oj;
-                            for ki in 0..k[0] {
-                                for kj in 0..k[1] {
-                                    let ih = (oi * stride[0] + ki * dilation[0]) as isize
-                                        - padding[0] as isize;
-                                    let iw = (oj * stride[1] + kj * dilation[1]) as isize
-                                        - padding[1] as isize;
-                                    if ih < 0 || iw < 0 || ih >= h as isize || iw >= w as isize {
-                                        continue;
-                                    }
-                                    let xi = ((ni * c + ci) * h + ih as usize) * w + iw as usize;
-                                    let wi = (o * k[0] + ki) * k[1] + kj;
-                                    y0[yi] += (x[xi] * wt[wi]) as f64;
-                                    gx0[xi] += (gy[yi] * wt[wi]) as f64;
-                                    gw0[wi] += (gy[yi] * x[xi]) as f64;
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            let [y0, gx0, gw0] = super::super::conv2d::definition(&x, &wt, &gy, &p);
             for (name, got, want) in [("y", &y, &y0), ("gx", &gx, &gx0), ("gw", &gw, &gw0)] {
                 for (i, (&g, &e)) in got.iter().zip(want.iter()).enumerate() {
                     assert!(
