@@ -8,8 +8,98 @@
 //! then adds them into place along the depth. Gradients follow through the composition.
 
 use super::{check_device, check_rank, ConvTranspose2dOptions};
+use crate::backend::StridedView;
 use crate::ops::Conv2dOptions;
 use crate::{Error, Result, Tensor};
+
+/// The depth taps of a 3-D convolution over a depth-padded input.
+#[derive(Clone, Copy)]
+struct Taps {
+    kd: usize,
+    dilation: usize,
+    stride: usize,
+    /// output depth
+    od: usize,
+    groups: usize,
+}
+
+impl Tensor {
+    /// `[N, C, Dp, H, W]` → `[N·OD, kd·C, H, W]`: output depth slice `od` of image `n`
+    /// becomes one image whose channels are, group by group, tap by tap, the group's
+    /// input channels at depth `od·stride + tap·dilation`. One strided copy forward; the
+    /// backward adds each tap's gradient back at its depths.
+    fn depth_taps(&self, t: Taps) -> Result<Tensor> {
+        let &[n, c, dp, h, w] = self.shape() else {
+            return Err(Error::op(
+                "conv3d",
+                format!("depth taps of a non-5-D shape {:?}", self.shape()),
+            ));
+        };
+        let (hw, cg, od, kd) = (h * w, c / t.groups, t.od, t.kd);
+        let plane = dp * hw;
+        let taps = self.view_copy(
+            "conv3d",
+            StridedView {
+                shape: vec![n, od, t.groups, kd, cg, h, w],
+                strides: vec![
+                    c * plane,
+                    t.stride * hw,
+                    cg * plane,
+                    t.dilation * hw,
+                    plane,
+                    w,
+                    1,
+                ],
+                offset: 0,
+            },
+        )?;
+        Ok(Tensor::from_op(
+            taps.storage(),
+            vec![n * od, kd * c, h, w],
+            self.device(),
+            "conv3d",
+            &[self],
+            move |g| {
+                let g = g.reshape(&[n, od, t.groups, kd, cg * hw])?;
+                let mut sum: Option<Tensor> = None;
+                for tap in 0..kd {
+                    // This tap's gradient as [N, C, OD, HW], its slices `stride` apart
+                    // along the depth (zeros between), placed from depth tap·dilation.
+                    let gt = g
+                        .narrow(3, tap, 1)?
+                        .reshape(&[n, od, c, hw])?
+                        .permute(&[0, 2, 1, 3])?;
+                    let spread = if t.stride > 1 {
+                        gt.reshape(&[n, c, od, 1, hw])?
+                            .pad_dims(&[0; 5], &[0, 0, 0, t.stride - 1, 0], 0.0)?
+                            .reshape(&[n, c, od * t.stride, hw])?
+                    } else {
+                        gt
+                    };
+                    let start = tap * t.dilation;
+                    // Past the input's depth the spread holds only the zeros between slices.
+                    let len = (od * t.stride).min(dp - start);
+                    let spread = if len < od * t.stride {
+                        spread.narrow(2, 0, len)?
+                    } else {
+                        spread
+                    };
+                    let placed =
+                        spread.pad_dims(&[0, 0, start, 0], &[0, 0, dp - start - len, 0], 0.0)?;
+                    sum = Some(match sum {
+                        Some(s) => s.add(&placed)?,
+                        None => placed,
+                    });
+                }
+                let grad = match sum {
+                    Some(s) => s.reshape(&[n, c, dp, h, w])?,
+                    None => Tensor::zeros(&[n, c, dp, h, w], g.device()),
+                };
+                Ok(vec![Some(grad)])
+            },
+        ))
+    }
+}
 
 /// Options of [`Tensor::conv1d`] and [`Tensor::conv_transpose1d`]; `Default` gives
 /// PyTorch's defaults.
@@ -190,29 +280,14 @@ impl Tensor {
                 ))
             }
         };
-        let (n, c, h, wd) = (x[0], x[1], x[3], x[4]);
-        // Depth padding, and enough extra at the end that each tap's slice can be cut as
-        // `od` groups of `sd` (the first of each group is the tap's input slice).
-        let need = (kd - 1) * dd + od * sd;
-        let xp = self.pad_dims(
-            &[0, 0, pd, 0, 0],
-            &[0, 0, need.saturating_sub(x[2] + pd), 0, 0],
-            0.0,
-        )?;
-        let taps: Vec<Tensor> = (0..kd)
-            .map(|t| {
-                xp.narrow(2, t * dd, od * sd)?
-                    .reshape(&[n, c, od, sd, h * wd])?
-                    .narrow(3, 0, 1)?
-                    .reshape(&[n, g, c / g, od, h, wd])
-            })
-            .collect::<Result<_>>()?;
-        let refs: Vec<&Tensor> = taps.iter().collect();
-        // [N, g, kd, C/g, OD, H, W] → [N, OD, g, kd, C/g, H, W]: channels group-major, then
-        // tap, then channel, as the reshaped weight reads them.
-        let cols = Tensor::stack(&refs, 2)?
-            .permute(&[0, 4, 1, 2, 3, 5, 6])?
-            .reshape(&[n * od, kd * c, h, wd])?;
+        let xp = self.pad_dims(&[0, 0, pd, 0, 0], &[0, 0, pd, 0, 0], 0.0)?;
+        let cols = xp.depth_taps(Taps {
+            kd,
+            dilation: dd,
+            stride: sd,
+            od,
+            groups: g,
+        })?;
         let w2 = weight
             .permute(&[0, 2, 1, 3, 4])?
             .reshape(&[w[0], kd * w[1], w[3], w[4]])?;
@@ -227,7 +302,8 @@ impl Tensor {
             .conv2d(&w2, bias, opts)
             .map_err(as_op(OP, self, weight))?;
         let (oh, ow) = (y.shape()[2], y.shape()[3]);
-        y.reshape(&[n, od, w[0], oh, ow])?.permute(&[0, 2, 1, 3, 4])
+        y.reshape(&[x[0], od, w[0], oh, ow])?
+            .permute(&[0, 2, 1, 3, 4])
     }
 
     /// Transposed 3-D convolution of an `[N, C, D, H, W]` input with a `[C, O/groups, kd,
