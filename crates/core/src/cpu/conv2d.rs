@@ -14,6 +14,10 @@ use crate::Result;
 /// to stay in cache-friendly territory and not to balloon memory on big images.
 const COL_BUDGET: usize = 1 << 20;
 
+/// Weights of at least this many floats (256 KiB) are worth packing once for several
+/// images (see [`images_per_gemm`]).
+const SHARED_WEIGHT: usize = 1 << 16;
+
 #[derive(Clone, Copy)]
 struct Geo {
     cg: usize,
@@ -101,17 +105,30 @@ fn per_channel(buf: &mut [f32], per: usize, f: impl Fn(usize, &mut [f32]) + Sync
     }
 }
 
-/// Where im2col writes: rows `ld` apart, each from column `off` on. One image alone
-/// fills whole rows (`ld` = its columns, `off` = 0); several images side by side share
-/// the rows, each at its own offset.
+/// Where im2col writes: rows `ld` apart, from column `off` on, `images` consecutive
+/// images side by side (each `(r1 − r0)·ow` columns wide). One image alone fills whole
+/// rows ([`Place::whole`]); several share the rows of one GEMM operand.
 #[derive(Clone, Copy)]
 struct Place {
     ld: usize,
     off: usize,
+    images: usize,
 }
 
-/// Fills `kdim` rows of `col` (`(r1 − r0)·ow` values each, at `at`) from one group's
-/// input planes for output rows `r0..r1`.
+impl Place {
+    fn whole(cols: usize) -> Place {
+        Place {
+            ld: cols,
+            off: 0,
+            images: 1,
+        }
+    }
+}
+
+/// Fills `kdim` rows of `col` (at `at`) from one group's input planes for output rows
+/// `r0..r1`; with several images (`groups` = 1 only), `x_g` holds them one after another.
+/// Channels run in parallel, each with every image, so many small images still use
+/// every core.
 fn im2col(
     x_g: &[f32],
     p: &Conv2dParams,
@@ -126,35 +143,53 @@ fn im2col(
     let per = kh * kw * at.ld;
     let spans = col_spans(p);
     per_channel(&mut col[..g.cg * per], per, |c, rows| {
-        let plane = &x_g[c * g.hw..(c + 1) * g.hw];
-        for ki in 0..kh {
-            for (kj, &span) in spans.iter().enumerate() {
-                let row = &mut rows[(ki * kw + kj) * at.ld + at.off..][..cols];
-                let Some((lo, hi, s0)) = span else {
-                    row.fill(0.0);
+        for i in 0..at.images {
+            let plane = &x_g[i * p.c_in * g.hw + c * g.hw..][..g.hw];
+            let off = at.off + i * cols;
+            im2col_plane(plane, p, (r0, r1), &spans, at.ld, &mut rows[off..]);
+        }
+    });
+}
+
+/// One input plane's `kh·kw` rows of im2col, `ld` apart in `rows` (which starts at the
+/// plane's first column).
+fn im2col_plane(
+    plane: &[f32],
+    p: &Conv2dParams,
+    (r0, r1): (usize, usize),
+    spans: &[Option<(usize, usize, usize)>],
+    ld: usize,
+    rows: &mut [f32],
+) {
+    let cols = (r1 - r0) * p.ow;
+    let kw = p.kernel[1];
+    for ki in 0..p.kernel[0] {
+        for (kj, &span) in spans.iter().enumerate() {
+            let row = &mut rows[(ki * kw + kj) * ld..][..cols];
+            let Some((lo, hi, s0)) = span else {
+                row.fill(0.0);
+                continue;
+            };
+            for r in r0..r1 {
+                let dst = &mut row[(r - r0) * p.ow..(r - r0 + 1) * p.ow];
+                let Some(ih) = in_row(p, r, ki) else {
+                    dst.fill(0.0);
                     continue;
                 };
-                for r in r0..r1 {
-                    let dst = &mut row[(r - r0) * p.ow..(r - r0 + 1) * p.ow];
-                    let Some(ih) = in_row(p, r, ki) else {
-                        dst.fill(0.0);
-                        continue;
-                    };
-                    let src = &plane[ih * p.w..(ih + 1) * p.w];
-                    dst[..lo].fill(0.0);
-                    dst[hi..].fill(0.0);
-                    if p.stride[1] == 1 {
-                        dst[lo..hi].copy_from_slice(&src[s0..s0 + hi - lo]);
-                    } else {
-                        // An iterator over the strided columns, not an index per column:
-                        // no bounds check per value.
-                        let taps = src[s0..].iter().step_by(p.stride[1]);
-                        dst[lo..hi].iter_mut().zip(taps).for_each(|(d, &v)| *d = v);
-                    }
+                let src = &plane[ih * p.w..(ih + 1) * p.w];
+                dst[..lo].fill(0.0);
+                dst[hi..].fill(0.0);
+                if p.stride[1] == 1 {
+                    dst[lo..hi].copy_from_slice(&src[s0..s0 + hi - lo]);
+                } else {
+                    // An iterator over the strided columns, not an index per column:
+                    // no bounds check per value.
+                    let taps = src[s0..].iter().step_by(p.stride[1]);
+                    dst[lo..hi].iter_mut().zip(taps).for_each(|(d, &v)| *d = v);
                 }
             }
         }
-    });
+    }
 }
 
 /// The adjoint of [`im2col`]: adds `col`'s rows (at `at`) back into the group's
@@ -243,13 +278,16 @@ pub fn add_bias(y: &mut [f32], bias: &[f32], plane: usize) {
     });
 }
 
-/// How many images one forward GEMM takes. Per image, the GEMM packs the whole weight
-/// again; where the weight is larger than an image's columns (the deep layers, `kdim` >
-/// `oh·ow`) that packing rivals the product, so images whose columns fit the scratch
-/// budget share one GEMM, for the price of copying its output back into images.
+/// How many images one GEMM takes. Per image, the GEMM packs the whole weight again;
+/// where the weight is larger than an image's columns (the deep layers, `kdim` >
+/// `oh·ow`) and too large to stay in cache (256 KiB and up) that packing rivals the
+/// product, so images whose columns fit the scratch budget share one GEMM, for the
+/// price of copying its output back into images. Small weights (LeNet's) stay with one
+/// image per task: measured, sharing made LeNet's step 15% slower.
 fn images_per_gemm(p: &Conv2dParams, g: &Geo) -> usize {
     let empty = g.ohw == 0 || p.c_out == 0 || p.c_in * g.hw == 0;
-    if empty || p.groups != 1 || is_pointwise(p) || g.kdim <= g.ohw {
+    let small = g.og * g.kdim < SHARED_WEIGHT;
+    if empty || small || p.groups != 1 || is_pointwise(p) || g.kdim <= g.ohw {
         return 1;
     }
     (COL_BUDGET / g.kdim.saturating_mul(g.ohw).max(1)).clamp(1, p.n.max(1))
@@ -265,13 +303,12 @@ fn side_by_side_columns(
 ) {
     let (image_in, cols) = (p.c_in * g.hw, (n1 - n0) * g.ohw);
     col.resize(g.kdim * cols, 0.0);
-    for ni in n0..n1 {
-        let at = Place {
-            ld: cols,
-            off: (ni - n0) * g.ohw,
-        };
-        im2col(&x[ni * image_in..][..image_in], p, g, (0, p.oh), at, col);
-    }
+    let at = Place {
+        ld: cols,
+        off: 0,
+        images: n1 - n0,
+    };
+    im2col(&x[n0 * image_in..n1 * image_in], p, g, (0, p.oh), at, col);
 }
 
 /// [`forward`] with `nb` images side by side in each im2col buffer and GEMM.
@@ -365,6 +402,7 @@ fn grad_input_batched(
                 let at = Place {
                     ld: cols,
                     off: i * g.ohw,
+                    images: 1,
                 };
                 col2im(&col, p, g, (0, p.oh), at, gx_n);
             });
@@ -440,7 +478,7 @@ pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
                 let r1 = (r0 + g.rows_per_chunk).min(p.oh);
                 let cols = (r1 - r0) * p.ow;
                 col.resize(g.kdim * cols, 0.0);
-                im2col(x_g, p, &g, (r0, r1), Place { ld: cols, off: 0 }, &mut col);
+                im2col(x_g, p, &g, (r0, r1), Place::whole(cols), &mut col);
                 let y = &mut y_g[r0 * p.ow..];
                 gemm(
                     g.og,
@@ -509,7 +547,7 @@ pub fn grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
                     &mut col,
                     Layout::rows(cols),
                 );
-                col2im(&col, p, &g, (r0, r1), Place { ld: cols, off: 0 }, gx_g);
+                col2im(&col, p, &g, (r0, r1), Place::whole(cols), gx_g);
             }
         }
         Ok(())
@@ -550,7 +588,7 @@ fn grad_weight_image(
             let r1 = (r0 + g.rows_per_chunk).min(p.oh);
             let cols = (r1 - r0) * p.ow;
             col.resize(g.kdim * cols, 0.0);
-            im2col(x_g, p, g, (r0, r1), Place { ld: cols, off: 0 }, col);
+            im2col(x_g, p, g, (r0, r1), Place::whole(cols), col);
             let gy_rows = &gy_g[r0 * p.ow..];
             gemm(
                 g.og,
@@ -663,10 +701,11 @@ mod tests {
     fn images_sharing_a_gemm_match_the_definition() {
         for (n, c, h, stride, padding, dilation) in [
             (75, 64, 5, 1, 1, 1),
-            (3, 8, 6, 2, 1, 1),
-            (5, 16, 7, 1, 0, 2),
+            (3, 64, 6, 2, 1, 1),
+            (5, 64, 7, 1, 0, 2),
         ] {
-            let (o, k) = (5, 3);
+            // 120 · 64 · 9 weights: past the size worth sharing.
+            let (o, k) = (120, 3);
             let oh = (h + 2 * padding - dilation * (k - 1) - 1) / stride + 1;
             let p = Conv2dParams {
                 n,
