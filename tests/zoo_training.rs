@@ -7,9 +7,11 @@
 mod common;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use common::rel_err;
 use fovea::checkpoint::{self, NamedArrays};
+use fovea::cpu::CpuBackend;
 use fovea::models::{
     Block, EfficientNet, GoogLeNet, MobileNetV1, MobileNetV2, MobileNetV3, ResNet, ResNetConfig,
 };
@@ -35,6 +37,26 @@ fn set_stats(bn: &BatchNorm2d, seed: u64) {
         .unwrap();
 }
 
+/// `block`'s layers one after another, batch norm unfolded (its eval-mode statistics).
+fn unfolded(block: &ConvNormAct, x: &Tensor) -> Tensor {
+    let bn = &block.bn;
+    let opts = BatchNormOptions {
+        eps: bn.eps,
+        ..Default::default()
+    };
+    x.conv2d(&block.conv.weight, None, block.conv.opts)
+        .unwrap()
+        .batch_norm(
+            Some(&bn.running_mean),
+            Some(&bn.running_var),
+            Some(&bn.weight),
+            Some(&bn.bias),
+            opts,
+        )
+        .unwrap()
+        .relu6()
+}
+
 #[test]
 fn batch_norm_folded_into_the_conv_in_eval_matches_conv_then_batch_norm() {
     let dev = Device::cpu();
@@ -43,25 +65,8 @@ fn batch_norm_folded_into_the_conv_in_eval_matches_conv_then_batch_norm() {
     block.eval();
     let x = Tensor::randn(&[2, 5, 9, 8], 4, &dev).requires_grad();
     let fused = block.forward(&x).unwrap();
-    let opts = BatchNormOptions {
-        eps: 1e-3,
-        ..Default::default()
-    };
     let bn = &block.bn;
-    let plain_now = || {
-        x.conv2d(&block.conv.weight, None, block.conv.opts)
-            .unwrap()
-            .batch_norm(
-                Some(&bn.running_mean),
-                Some(&bn.running_var),
-                Some(&bn.weight),
-                Some(&bn.bias),
-                opts,
-            )
-            .unwrap()
-            .relu6()
-    };
-    let plain = plain_now();
+    let plain = unfolded(&block, &x);
     let err = rel_err(&fused.to_vec().unwrap(), &plain.to_vec().unwrap());
     assert!(err < 1e-5, "folded forward differs: {err:.2e}");
     // The gradients reach the input and every parameter alike.
@@ -84,31 +89,70 @@ fn batch_norm_folded_into_the_conv_in_eval_matches_conv_then_batch_norm() {
             "gradient {i} of the folded form differs: {err:.2e}"
         );
     }
+}
 
-    // Without gradients the folded weight is kept between calls; replacing a parameter or
-    // a running statistic must make the next call fold again.
-    for seed in [11, 11, 21, 31] {
-        set_stats(bn, seed);
-        let kept = no_grad(|| block.forward(&x)).unwrap().to_vec().unwrap();
-        let again = no_grad(|| block.forward(&x)).unwrap().to_vec().unwrap();
-        assert_eq!(kept, again, "the kept fold gives the same result");
-        let err = rel_err(&kept, &plain_now().to_vec().unwrap());
-        assert!(
-            err < 1e-5,
-            "stats from seed {seed}: kept fold differs by {err:.2e}"
-        );
+/// Without gradients the folded weight is kept between calls: a second call folds nothing
+/// (no products on a timed device); replacing any one parameter, running statistic or
+/// `eps` makes the next call fold again, and every result equals the unfolded layers.
+#[test]
+fn a_kept_fold_is_reused_until_any_of_its_inputs_changes() {
+    let dev = Device::from_backend(Arc::new(CpuBackend::new().with_profile(true)));
+    let mut block = ConvNormAct::new(5, 7, 3, 2, 1, 1e-3, Activation::Relu6, 3, &dev).unwrap();
+    set_stats(&block.bn, 11);
+    block.eval();
+    let x = Tensor::randn(&[2, 5, 9, 8], 4, &dev);
+    let run = |block: &ConvNormAct| -> (Vec<f32>, usize) {
+        dev.take_kernel_times();
+        let y = no_grad(|| block.forward(&x)).unwrap().to_vec().unwrap();
+        let times = dev.take_kernel_times().expect("a timed device");
+        let products = times
+            .iter()
+            .filter(|k| k.name == "Mul")
+            .map(|k| k.dispatches);
+        (y, products.sum())
+    };
+    let plain = |block: &ConvNormAct| unfolded(block, &x).to_vec().unwrap();
+    let (first, products) = run(&block);
+    assert!(products > 0, "the first call folds");
+    assert!(rel_err(&first, &plain(&block)) < 1e-5);
+    let (again, products) = run(&block);
+    assert_eq!(products, 0, "the second call reuses the fold");
+    assert_eq!(again, first);
+    let fresh = |seed: u64, shape: &[usize]| Tensor::rand(shape, seed, &dev).add_scalar(0.5);
+    type Change<'a> = Box<dyn Fn(&mut ConvNormAct) + 'a>;
+    let changes: Vec<(&str, Change)> = vec![
+        (
+            "running mean",
+            Box::new(|b| b.bn.running_mean.assign(&fresh(21, &[7])).unwrap()),
+        ),
+        (
+            "running var",
+            Box::new(|b| b.bn.running_var.assign(&fresh(22, &[7])).unwrap()),
+        ),
+        (
+            "weight",
+            Box::new(|b| b.bn.weight.assign(&fresh(23, &[7])).unwrap()),
+        ),
+        (
+            "bias",
+            Box::new(|b| b.bn.bias.assign(&fresh(24, &[7])).unwrap()),
+        ),
+        (
+            "conv weight",
+            Box::new(|b| {
+                let w = fresh(25, b.conv.weight.shape());
+                b.conv.weight.assign(&w).unwrap()
+            }),
+        ),
+        ("eps", Box::new(|b| b.bn.eps = 0.25)),
+    ];
+    for (what, change) in changes {
+        change(&mut block);
+        let (y, products) = run(&block);
+        assert!(products > 0, "a new {what} folds again");
+        let err = rel_err(&y, &plain(&block));
+        assert!(err < 1e-5, "a new {what}: the fold differs by {err:.2e}");
     }
-    block
-        .conv
-        .weight
-        .assign(&Tensor::randn(block.conv.weight.shape(), 41, &dev))
-        .unwrap();
-    let kept = no_grad(|| block.forward(&x)).unwrap().to_vec().unwrap();
-    let err = rel_err(&kept, &plain_now().to_vec().unwrap());
-    assert!(
-        err < 1e-5,
-        "a new conv weight: kept fold differs by {err:.2e}"
-    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Convolution on the CPU: im2col over chunks of output rows (bounded scratch memory)
-//! followed by GEMM, one image per rayon task; depthwise convolutions go to
+//! followed by GEMM, one image per rayon task, or several images in one GEMM where the
+//! weight is large (see [`images_per_gemm`]); depthwise convolutions go to
 //! `conv2d_depthwise.rs`.
 
 use rayon::prelude::*;
@@ -279,9 +280,10 @@ pub fn add_bias(y: &mut [f32], bias: &[f32], plane: usize) {
 }
 
 /// How many images one GEMM takes. Per image, the GEMM packs the whole weight again;
-/// where the weight is larger than an image's columns (the deep layers, `kdim` >
-/// `oh·ow`) and too large to stay in cache (256 KiB and up) that packing rivals the
-/// product, so images whose columns fit the scratch budget share one GEMM, for the
+/// where a weight row is longer than an image's output plane (the deep layers, `kdim` >
+/// `oh·ow`, so packing the weight costs more than an image's share of the product per
+/// output channel) and the weight too large to stay in cache (256 KiB and up), that
+/// packing rivals the product, so images whose columns fit the scratch budget share one GEMM, for the
 /// price of copying its output back into images. Small weights (LeNet's) stay with one
 /// image per task: measured, sharing made LeNet's step 15% slower.
 fn images_per_gemm(p: &Conv2dParams, g: &Geo) -> usize {

@@ -1,5 +1,6 @@
 //! Optional per-op timing on the CPU (`FOVEA_PROFILE=1`, as on the GPU): every backend
-//! call runs to completion before it returns, so its wall time is the op's time. Names
+//! call that computes or copies (all but handing a vector over) runs to completion before
+//! it returns, so its wall time is the op's time. Names
 //! carry what tells calls of one op apart where it matters (the binary op, the
 //! convolution's kernel, stride and groups), so a profile of a whole network says which
 //! layer shapes take the time.

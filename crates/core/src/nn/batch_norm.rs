@@ -19,8 +19,10 @@ struct Folded {
 }
 
 impl Folded {
-    fn made_from(&self, from: &[Option<Storage>], eps: f32) -> bool {
+    fn made_from(&self, conv: &Conv2d, from: &[Option<Storage>], eps: f32) -> bool {
+        // The shape too: a weight field replaced by a reshape of the same buffer.
         self.eps.to_bits() == eps.to_bits()
+            && self.weight.shape() == conv.weight.shape()
             && self.from.len() == from.len()
             && self.from.iter().zip(from).all(|(a, b)| match (a, b) {
                 (Some(a), Some(b)) => a.same_buffer(b),
@@ -149,7 +151,7 @@ impl BatchNorm2d {
         .map(|t| t.map(Tensor::storage))
         .collect();
         let mut kept = self.folded.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(f) = kept.as_ref().filter(|f| f.made_from(&from, self.eps)) {
+        if let Some(f) = kept.as_ref().filter(|f| f.made_from(conv, &from, self.eps)) {
             return Ok((f.weight.clone(), f.bias.clone()));
         }
         let (weight, bias) = self.fold(conv)?;

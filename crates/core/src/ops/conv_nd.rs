@@ -280,7 +280,11 @@ impl Tensor {
                 ))
             }
         };
-        let xp = self.pad_dims(&[0, 0, pd, 0, 0], &[0, 0, pd, 0, 0], 0.0)?;
+        let xp = if pd > 0 {
+            self.pad_dims(&[0, 0, pd, 0, 0], &[0, 0, pd, 0, 0], 0.0)?
+        } else {
+            self.clone()
+        };
         let cols = xp.depth_taps(Taps {
             kd,
             dilation: dd,
