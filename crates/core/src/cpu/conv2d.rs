@@ -336,17 +336,23 @@ fn forward_batched(x: &[f32], w: &[f32], p: &Conv2dParams, g: &Geo, nb: usize) -
             &mut y,
             Layout::rows(cols),
         );
-        let images = &mut out[n0 * image_out..n1 * image_out];
-        images
-            .par_chunks_mut(image_out)
-            .enumerate()
-            .for_each(|(i, y_n)| {
-                for (o, plane) in y_n.chunks_mut(g.ohw).enumerate() {
-                    plane.copy_from_slice(&y[o * cols + i * g.ohw..][..g.ohw]);
-                }
-            });
+        into_images(&y, p, g, &mut out[n0 * image_out..n1 * image_out]);
     }
     Ok(out)
+}
+
+/// The inverse of [`side_by_side`]: `side` (`[c_out, k·oh·ow]`) back into the `k` images
+/// of `[c_out, oh·ow]` that `images` holds.
+fn into_images(side: &[f32], p: &Conv2dParams, g: &Geo, images: &mut [f32]) {
+    let cols = images.len() / p.c_out;
+    images
+        .par_chunks_mut(p.c_out * g.ohw)
+        .enumerate()
+        .for_each(|(i, y_n)| {
+            for (o, plane) in y_n.chunks_mut(g.ohw).enumerate() {
+                plane.copy_from_slice(&side[o * cols + i * g.ohw..][..g.ohw]);
+            }
+        });
 }
 
 /// Output-gradient images `n0..n1` side by side: `[c_out, (n1 − n0)·oh·ow]`, the layout
