@@ -7,8 +7,11 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::parity::parity;
 use common::{distinct, gradcheck, run_seed, Rng};
+use fovea::cpu::CpuBackend;
 use fovea::ops::{Conv1dOptions, Conv3dOptions, Pool1dOptions, Pool3dOptions};
 use fovea::{Device, Tensor};
 
@@ -216,6 +219,54 @@ fn the_gpu_gives_the_cpus_results_on_odd_shapes() {
             &format!("avg_pool3d {p3:?}"),
             &[randn(&xs, s)],
             &|t| t[0].avg_pool3d(p3, false),
+        );
+    }
+}
+
+/// A stride-1 conv3d with 16 or more input channels per group runs on the CPU as one op of
+/// its own (a GEMM per tap straight from the padded input, no depth gather), and a narrower
+/// one as the composition of 2-D convolutions that the GPU runs; the op's gradients match
+/// finite differences, and its values and gradients the GPU's composition.
+#[test]
+fn a_wide_cpu_conv3d_runs_as_one_op_and_agrees_with_the_composition() {
+    let timed = Device::from_backend(Arc::new(CpuBackend::new().with_profile(true)));
+    let o = Conv3dOptions {
+        padding: [1, 0, 1],
+        dilation: [2, 1, 1],
+        groups: 2,
+        ..Default::default()
+    };
+    let ops = |c: usize| {
+        let x = Tensor::randn(&[2, c, 5, 4, 11], 1, &timed);
+        let w = Tensor::randn(&[6, c / 2, 2, 3, 3], 2, &timed);
+        timed.take_kernel_times();
+        x.conv3d(&w, None, o).unwrap();
+        let times = timed
+            .take_kernel_times()
+            .expect("a timed device reports times");
+        times.into_iter().map(|k| k.name).collect::<Vec<_>>()
+    };
+    assert_eq!(ops(32), ["conv3d 2x3x3 g2"], "32 channels: one op");
+    let narrow = ops(8);
+    assert!(
+        narrow.iter().any(|n| n.starts_with("conv2d 3x3")),
+        "8 channels compose 2-D convolutions: {narrow:?}"
+    );
+
+    let inputs = [
+        randn(&[2, 32, 5, 4, 11], 3),
+        randn(&[6, 16, 2, 3, 3], 4).mul_scalar(0.1),
+        randn(&[6], 5),
+    ];
+    gradcheck("conv3d, one op", &inputs, &[true, true, true], &|t| {
+        t[0].conv3d(&t[1], Some(&t[2]), o)
+    });
+    if let Some(gpu) = common::gpu("conv3d one op") {
+        parity(
+            &gpu,
+            "conv3d one op against the composition",
+            &inputs,
+            &|t| t[0].conv3d(&t[1], Some(&t[2]), o),
         );
     }
 }

@@ -312,6 +312,47 @@ impl Conv2dParams {
     }
 }
 
+/// The shape arithmetic of a 3-D convolution (PyTorch semantics), per spatial axis
+/// `[d, h, w]`, for backends that run one natively (see [`Backend::runs_conv3d`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Conv3dParams {
+    /// batch
+    pub n: usize,
+    /// input channels
+    pub c_in: usize,
+    /// output channels
+    pub c_out: usize,
+    /// input extent `[d, h, w]`
+    pub input: [usize; 3],
+    /// output extent `[od, oh, ow]`
+    pub output: [usize; 3],
+    /// kernel `[kd, kh, kw]`
+    pub kernel: [usize; 3],
+    /// stride per axis
+    pub stride: [usize; 3],
+    /// zero padding per axis (both sides)
+    pub padding: [usize; 3],
+    /// dilation per axis
+    pub dilation: [usize; 3],
+    /// groups (`c_in` and `c_out` are multiples of it)
+    pub groups: usize,
+}
+
+impl Conv3dParams {
+    /// Elements of the input tensor.
+    pub fn input_len(&self) -> usize {
+        self.n * self.c_in * self.input.iter().product::<usize>()
+    }
+    /// Elements of the output tensor.
+    pub fn output_len(&self) -> usize {
+        self.n * self.c_out * self.output.iter().product::<usize>()
+    }
+    /// Elements of the weight tensor `[c_out, c_in / groups, kd, kh, kw]`.
+    pub fn weight_len(&self) -> usize {
+        self.c_out * (self.c_in / self.groups) * self.kernel.iter().product::<usize>()
+    }
+}
+
 /// One Adam (or AdamW) update of a parameter, PyTorch's rule (`torch.optim.Adam`'s
 /// single-tensor form): with `g` the gradient (plus `weight_decay · p` unless decoupled),
 /// `m ← m + (1 − β1)(g − m)`, `v ← β2·v + (1 − β2)·g²`, and
@@ -540,6 +581,31 @@ pub trait Backend: Send + Sync {
     fn conv2d_grad_input(&self, gy: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage>;
     /// Gradient of the convolution with respect to its weight.
     fn conv2d_grad_weight(&self, x: &Storage, gy: &Storage, p: &Conv2dParams) -> Result<Storage>;
+    /// Whether this backend runs the 3-D convolution `p` as one op of its own
+    /// ([`Backend::conv3d`] and its gradients). Where it does not, `Tensor::conv3d`
+    /// composes 2-D convolutions over gathered depth taps, which every backend can run.
+    fn runs_conv3d(&self, _p: &Conv3dParams) -> bool {
+        false
+    }
+    /// 3-D convolution forward, `[n, c_in, d, h, w] * [c_out, c_in/g, kd, kh, kw]` plus
+    /// `bias[c]` when given; called only where [`Backend::runs_conv3d`] says so.
+    fn conv3d(
+        &self,
+        _x: &Storage,
+        _w: &Storage,
+        _bias: Option<&Storage>,
+        p: &Conv3dParams,
+    ) -> Result<Storage> {
+        Err(no_conv3d(p))
+    }
+    /// Gradient of [`Backend::conv3d`] with respect to its input.
+    fn conv3d_grad_input(&self, _gy: &Storage, _w: &Storage, p: &Conv3dParams) -> Result<Storage> {
+        Err(no_conv3d(p))
+    }
+    /// Gradient of [`Backend::conv3d`] with respect to its weight.
+    fn conv3d_grad_weight(&self, _x: &Storage, _gy: &Storage, p: &Conv3dParams) -> Result<Storage> {
+        Err(no_conv3d(p))
+    }
     /// Max pooling forward.
     fn max_pool2d(&self, x: &Storage, p: &Pool2dParams) -> Result<Storage>;
     /// Max pooling backward: routes each output gradient to its window's arg-max.
@@ -596,4 +662,11 @@ pub trait Backend: Send + Sync {
         coef: &Storage,
         p: &ChannelParams,
     ) -> Result<Storage>;
+}
+
+fn no_conv3d(p: &Conv3dParams) -> crate::Error {
+    crate::Error::op(
+        "conv3d",
+        format!("this backend has no 3-D convolution of its own for {p:?}"),
+    )
 }

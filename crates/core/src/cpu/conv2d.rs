@@ -6,6 +6,7 @@
 use rayon::prelude::*;
 
 use super::conv2d_depthwise;
+use super::conv_shifted;
 use super::gemm::{gemm, Layout};
 use crate::backend::Conv2dParams;
 use crate::host;
@@ -238,7 +239,7 @@ fn col2im(
 /// Runs `f(image, chunk)` over per-image chunks of `out`: in parallel across images when
 /// there are enough of them, otherwise one after another so each GEMM can use the pool.
 /// Stops at the first error (a scratch buffer the host refused).
-fn per_image(
+pub(super) fn per_image(
     out: &mut [f32],
     chunk: usize,
     n: usize,
@@ -456,6 +457,10 @@ pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
     if g.cg == 1 && p.groups > 1 {
         return conv2d_depthwise::forward(x, w, p);
     }
+    let p3 = conv_shifted::from_2d(p);
+    if conv_shifted::applies(&p3) {
+        return conv_shifted::forward(x, w, &p3);
+    }
     let nb = images_per_gemm(p, &g);
     if nb > 1 {
         return forward_batched(x, w, p, &g, nb);
@@ -511,6 +516,10 @@ pub fn grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
     let g = geo(p);
     if g.cg == 1 && p.groups > 1 {
         return conv2d_depthwise::grad_input(gy, w, p);
+    }
+    let p3 = conv_shifted::from_2d(p);
+    if conv_shifted::applies(&p3) {
+        return conv_shifted::grad_input(gy, w, &p3);
     }
     let nb = images_per_gemm(p, &g);
     if nb > 1 {
@@ -624,41 +633,63 @@ pub fn grad_weight(x: &[f32], gy: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> 
     if g.cg == 1 && p.groups > 1 {
         return conv2d_depthwise::grad_weight(x, gy, p);
     }
+    let p3 = conv_shifted::from_2d(p);
+    if conv_shifted::applies(&p3) {
+        return conv_shifted::grad_weight(x, gy, &p3);
+    }
     let nb = images_per_gemm(p, &g);
     if nb > 1 {
         return grad_weight_batched(x, gy, p, &g, nb);
     }
+    per_image_sum(
+        p.n,
+        len,
+        || scratch(p, &g),
+        |ni, acc, col| {
+            grad_weight_image(x, gy, p, &g, ni, acc, col);
+            Ok(())
+        },
+    )
+}
+
+/// The sum over images of `add(image, acc, scratch)`, each adding its share into a
+/// weight-sized accumulator, with one `scratch` from `init` per span of images: one accumulator per fixed span of images, summed in order afterwards, so
+/// the result is the same on every run (rayon's fold/reduce groups by work stealing).
+/// With fewer images than threads, one accumulator and each GEMM uses the pool.
+pub(super) fn per_image_sum<S>(
+    n: usize,
+    len: usize,
+    init: impl Fn() -> Result<S> + Sync,
+    add: impl Fn(usize, &mut [f32], &mut S) -> Result<()> + Sync,
+) -> Result<Vec<f32>> {
     let threads = rayon::current_num_threads();
-    if p.n >= threads {
-        // One accumulator per fixed span of images, summed in order afterwards, so the
-        // result is the same on every run (rayon's fold/reduce groups by work stealing).
-        let span = p.n.div_ceil(threads);
-        let partial: Vec<Vec<f32>> = (0..p.n.div_ceil(span))
-            .into_par_iter()
-            .map(|s| {
-                let (mut acc, mut col) = (host::zeros(len)?, scratch(p, &g)?);
-                for ni in s * span..((s + 1) * span).min(p.n) {
-                    grad_weight_image(x, gy, p, &g, ni, &mut acc, &mut col);
-                }
-                Ok(acc)
-            })
-            .collect::<Result<_>>()?;
-        let mut parts = partial.into_iter();
-        let mut total = match parts.next() {
-            Some(first) => first,
-            None => host::zeros(len)?,
-        };
-        for part in parts {
-            total.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
+    if n < threads {
+        let (mut acc, mut scratch) = (host::zeros(len)?, init()?);
+        for ni in 0..n {
+            add(ni, &mut acc, &mut scratch)?;
         }
-        Ok(total)
-    } else {
-        let (mut acc, mut col) = (host::zeros(len)?, scratch(p, &g)?);
-        for ni in 0..p.n {
-            grad_weight_image(x, gy, p, &g, ni, &mut acc, &mut col);
-        }
-        Ok(acc)
+        return Ok(acc);
     }
+    let span = n.div_ceil(threads);
+    let partial: Vec<Vec<f32>> = (0..n.div_ceil(span))
+        .into_par_iter()
+        .map(|s| {
+            let (mut acc, mut scratch) = (host::zeros(len)?, init()?);
+            for ni in s * span..((s + 1) * span).min(n) {
+                add(ni, &mut acc, &mut scratch)?;
+            }
+            Ok(acc)
+        })
+        .collect::<Result<_>>()?;
+    let mut parts = partial.into_iter();
+    let mut total = match parts.next() {
+        Some(first) => first,
+        None => host::zeros(len)?,
+    };
+    for part in parts {
+        total.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
+    }
+    Ok(total)
 }
 
 /// The convolution's definition, one product at a time in f64: the output and, for an

@@ -6,6 +6,7 @@ mod batch_norm;
 mod binary;
 mod conv2d;
 mod conv2d_depthwise;
+mod conv_shifted;
 mod elementwise;
 mod gemm;
 mod layout;
@@ -66,6 +67,16 @@ fn conv_name(op: &str, p: &Conv2dParams) -> String {
         String::new()
     };
     format!("{op} {kh}x{kw} s{sh}x{sw}{groups}")
+}
+
+fn conv3d_name(op: &str, p: &Conv3dParams) -> String {
+    let [kd, kh, kw] = p.kernel;
+    let groups = if p.groups > 1 {
+        format!(" g{}", p.groups)
+    } else {
+        String::new()
+    };
+    format!("{op} {kd}x{kh}x{kw}{groups}")
 }
 
 impl Default for CpuBackend {
@@ -283,6 +294,39 @@ impl Backend for CpuBackend {
         self.times.time(
             || conv_name("conv2d_grad_weight", p),
             || store(conv2d::grad_weight(data(x), data(gy), p)),
+        )
+    }
+    fn runs_conv3d(&self, p: &Conv3dParams) -> bool {
+        conv_shifted::applies(p)
+    }
+    fn conv3d(
+        &self,
+        x: &Storage,
+        w: &Storage,
+        bias: Option<&Storage>,
+        p: &Conv3dParams,
+    ) -> Result<Storage> {
+        self.times.time(
+            || conv3d_name("conv3d", p),
+            || {
+                let mut y = conv_shifted::forward(data(x), data(w), p)?;
+                if let Some(b) = bias {
+                    conv2d::add_bias(&mut y, data(b), p.output.iter().product());
+                }
+                store(y)
+            },
+        )
+    }
+    fn conv3d_grad_input(&self, gy: &Storage, w: &Storage, p: &Conv3dParams) -> Result<Storage> {
+        self.times.time(
+            || conv3d_name("conv3d_grad_input", p),
+            || store(conv_shifted::grad_input(data(gy), data(w), p)),
+        )
+    }
+    fn conv3d_grad_weight(&self, x: &Storage, gy: &Storage, p: &Conv3dParams) -> Result<Storage> {
+        self.times.time(
+            || conv3d_name("conv3d_grad_weight", p),
+            || store(conv_shifted::grad_weight(data(x), data(gy), p)),
         )
     }
     fn max_pool2d(&self, x: &Storage, p: &Pool2dParams) -> Result<Storage> {

@@ -117,7 +117,8 @@ pub(crate) fn conv_node(
                 .map(|s| leaf(s, &w_shape));
             let mut all = vec![gx, gw];
             if let Some(track) = bias_grad {
-                all.push(track.then(|| g.sum_dims(&[0, 2, 3], false)).transpose()?);
+                let dims: Vec<isize> = (0..g.shape().len() as isize).filter(|&d| d != 1).collect();
+                all.push(track.then(|| g.sum_dims(&dims, false)).transpose()?);
             }
             Ok(all)
         },

@@ -6,10 +6,15 @@
 //! GEMM sees `K = kd · kh · kw · C / groups`; the transposed form runs one transposed 2-D
 //! convolution per input depth slice (all in one launch) giving `kd` output slices each,
 //! then adds them into place along the depth. Gradients follow through the composition.
+//! A backend may run a 3-D convolution as one op of its own instead
+//! ([`crate::backend::Backend::runs_conv3d`]): the CPU does for stride 1 with enough
+//! channels, one GEMM per tap straight from the padded input, with no depth gather.
 
+use super::conv2d::{check_bias, conv_node};
 use super::{check_device, check_rank, ConvTranspose2dOptions};
-use crate::backend::StridedView;
+use crate::backend::{Conv3dParams, StridedView};
 use crate::ops::Conv2dOptions;
+use crate::shape::conv_out_len;
 use crate::{Error, Result, Tensor};
 
 /// The depth taps of a 3-D convolution over a depth-padded input.
@@ -280,6 +285,32 @@ impl Tensor {
                 ))
             }
         };
+        let plane = |a: usize| {
+            conv_out_len(
+                x[a],
+                w[a],
+                o.stride[a - 2],
+                o.padding[a - 2],
+                o.dilation[a - 2],
+            )
+        };
+        if let (Some(oh), Some(ow)) = (plane(3), plane(4)) {
+            let p = Conv3dParams {
+                n: x[0],
+                c_in: x[1],
+                c_out: w[0],
+                input: [x[2], x[3], x[4]],
+                output: [od, oh, ow],
+                kernel: [kd, w[3], w[4]],
+                stride: o.stride,
+                padding: o.padding,
+                dilation: o.dilation,
+                groups: g,
+            };
+            if self.backend().runs_conv3d(&p) {
+                return self.conv3d_native(weight, bias, p);
+            }
+        }
         let xp = if pd > 0 {
             self.pad_dims(&[0, 0, pd, 0, 0], &[0, 0, pd, 0, 0], 0.0)?
         } else {
@@ -308,6 +339,38 @@ impl Tensor {
         let (oh, ow) = (y.shape()[2], y.shape()[3]);
         y.reshape(&[x[0], od, w[0], oh, ow])?
             .permute(&[0, 2, 1, 3, 4])
+    }
+
+    /// `conv3d` as one op of the backend's own, where it has one for `p`.
+    fn conv3d_native(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        p: Conv3dParams,
+    ) -> Result<Tensor> {
+        const OP: &str = "conv3d";
+        let shape = [p.n, p.c_out, p.output[0], p.output[1], p.output[2]];
+        super::check_output(OP, &[self.shape(), weight.shape()], &shape, self.device())?;
+        check_bias(OP, self, bias, p.c_out)?;
+        let s = self
+            .backend()
+            .conv3d(
+                &self.storage(),
+                &weight.storage(),
+                bias.map(|b| b.storage()).as_ref(),
+                &p,
+            )
+            .map_err(|e| e.in_op(OP, &[self.shape(), weight.shape()]))?;
+        let y = Tensor::leaf(s, shape.to_vec(), self.device());
+        conv_node(
+            OP,
+            y,
+            self,
+            weight,
+            bias,
+            move |be, g, w| be.conv3d_grad_input(g, w, &p),
+            move |be, g, x| be.conv3d_grad_weight(x, g, &p),
+        )
     }
 
     /// Transposed 3-D convolution of an `[N, C, D, H, W]` input with a `[C, O/groups, kd,

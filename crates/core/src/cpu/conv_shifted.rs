@@ -1,0 +1,569 @@
+//! Stride-1 convolutions of any rank (2-D ones are 3-D ones of depth 1) as one GEMM per
+//! kernel tap, read straight from the zero-padded input: no im2col.
+//!
+//! On the padded grid (`dp × hp × wp`), output position `(a, i, j)` and tap `(ta, ti, tj)`
+//! read the input at `(a + ta·dd, i + ti·dh, j + tj·dw)`. Numbering positions row after
+//! row at the padded width and plane after plane at the padded plane (the "wide" columns),
+//! a tap reads the input at the output's number plus a constant offset, so each tap is a
+//! plain GEMM whose operand is a strided view of the padded channels (`C × columns`,
+//! rows a channel apart). The GEMM's own packing is then the only copy of the input,
+//! where im2col wrote one copy per tap that the GEMM packed again, and a chunk's operands
+//! stay in cache across the taps. The `wp − ow` wide columns past each row's end are
+//! computed and dropped (7% more products at 56², 14% at 14²), which [`applies`] bounds.
+//!
+//! The gradients use the same offsets, a short run of wide columns at a time: each tap's
+//! rows are contiguous runs of the padded channels, gathered for the weight gradient's
+//! product and added back after the input gradient's; both read the output gradient
+//! widened with zeros in the dropped columns.
+
+use std::borrow::Cow;
+
+use rayon::prelude::*;
+
+use super::conv2d::{per_image, per_image_sum};
+use super::gemm::{gemm, Layout};
+use crate::backend::{Conv2dParams, Conv3dParams};
+use crate::host;
+use crate::Result;
+
+/// Fewer input channels per group make each tap's GEMM too thin (K = channels) to beat
+/// im2col's one deep GEMM.
+const MIN_CHANNELS: usize = 16;
+
+/// Values of the forward's output block: with 64 output channels 1,024 wide columns
+/// (256 KiB), which stay in the core's cache while every tap adds into them.
+const CHUNK_VALUES: usize = 1 << 16;
+
+/// A 2-D convolution as a 3-D one of depth 1.
+pub(super) fn from_2d(p: &Conv2dParams) -> Conv3dParams {
+    Conv3dParams {
+        n: p.n,
+        c_in: p.c_in,
+        c_out: p.c_out,
+        input: [1, p.h, p.w],
+        output: [1, p.oh, p.ow],
+        kernel: [1, p.kernel[0], p.kernel[1]],
+        stride: [1, p.stride[0], p.stride[1]],
+        padding: [0, p.padding[0], p.padding[1]],
+        dilation: [1, p.dilation[0], p.dilation[1]],
+        groups: p.groups,
+    }
+}
+
+/// Whether the tap-by-tap GEMMs serve `p`: stride 1, a kernel of more than one tap,
+/// enough channels per group, and at most a fifth more columns than the output has.
+pub(super) fn applies(p: &Conv3dParams) -> bool {
+    let ow = p.output[2];
+    let wp = p.input[2] + 2 * p.padding[2];
+    let nonempty = p.output_len() > 0 && p.input_len() > 0;
+    nonempty
+        && p.stride == [1, 1, 1]
+        && p.kernel.iter().product::<usize>() > 1
+        && p.c_in / p.groups >= MIN_CHANNELS
+        && 5 * wp <= 6 * ow
+}
+
+/// Wide columns per product in the gradients. There, a GEMM per tap would have an output
+/// of only `og × cg` (weight gradient) or a depth of only `og` (input gradient), which
+/// ran 10–40% slower than one product over every tap's rows (`kdim` of them, measured on
+/// the 1-D and 3-D benchmark shapes); those rows are contiguous runs of the padded
+/// channels, so moving them for a short run of columns is a cache-resident copy.
+const SPAN_COLS: usize = 256;
+
+/// The padded grid, the taps' offsets on it and the per-group sizes.
+struct Wide {
+    cg: usize,
+    og: usize,
+    kdim: usize,
+    /// input and output values per channel
+    in_len: usize,
+    out_len: usize,
+    wp: usize,
+    /// padded plane (`hp·wp`) and padded channel (`dp·hp·wp`)
+    plane: usize,
+    channel: usize,
+    /// offset of each tap, in the weight's order
+    taps: Vec<usize>,
+    /// wide columns per forward product
+    forward_cols: usize,
+}
+
+fn wide(p: &Conv3dParams) -> Wide {
+    let [kd, kh, kw] = p.kernel;
+    let [dp, hp, wp] = [0, 1, 2].map(|a| p.input[a] + 2 * p.padding[a]);
+    let plane = hp * wp;
+    let taps = (0..kd * kh * kw)
+        .map(|t| {
+            let (ta, ti, tj) = (t / (kh * kw), t / kw % kh, t % kw);
+            ta * p.dilation[0] * plane + ti * p.dilation[1] * wp + tj * p.dilation[2]
+        })
+        .collect();
+    let (cg, og) = (p.c_in / p.groups, p.c_out / p.groups);
+    Wide {
+        cg,
+        og,
+        kdim: cg * kd * kh * kw,
+        in_len: p.input.iter().product(),
+        out_len: p.output.iter().product(),
+        wp,
+        plane,
+        channel: dp * plane,
+        taps,
+        forward_cols: (CHUNK_VALUES / og.max(1)).max(SPAN_COLS),
+    }
+}
+
+/// A run of `cols` wide columns of output plane `a`, from column `j` of the plane: its
+/// first column among the padded input's (`at_in`) and the widened output's (`at_out`).
+struct Span {
+    a: usize,
+    j: usize,
+    at_in: usize,
+    at_out: usize,
+    cols: usize,
+}
+
+impl Wide {
+    /// Runs of at most `width` wide columns covering each output plane's, which end at
+    /// the last row's output width, so no tap reads past a channel.
+    fn spans<'a>(&'a self, p: &'a Conv3dParams, width: usize) -> impl Iterator<Item = Span> + 'a {
+        let [od, oh, ow] = p.output;
+        let span = (oh - 1) * self.wp + ow;
+        (0..od).flat_map(move |a| {
+            (0..span).step_by(width).map(move |j| Span {
+                a,
+                j,
+                at_in: a * self.plane + j,
+                at_out: a * oh * self.wp + j,
+                cols: width.min(span - j),
+            })
+        })
+    }
+
+    /// Wide columns of one output channel.
+    fn widened_len(&self, p: &Conv3dParams) -> usize {
+        p.output[0] * p.output[1] * self.wp
+    }
+}
+
+/// Where each row of one channel starts: the input's rows inside its padded channel, or
+/// the output's inside its widened one.
+fn rows_of(p: &Conv3dParams, wd: &Wide, padded: bool) -> impl Iterator<Item = usize> {
+    let ([d, h, _], pad) = if padded {
+        (p.input, p.padding)
+    } else {
+        (p.output, [0; 3])
+    };
+    let (wp, plane_rows) = (wd.wp, if padded { wd.plane / wd.wp } else { h });
+    (0..d).flat_map(move |a| {
+        (0..h).map(move |i| ((a + pad[0]) * plane_rows + i + pad[1]) * wp + pad[2])
+    })
+}
+
+/// Runs `f(first, block)` over blocks of whole channels of `buf` (`len` values each), one
+/// block per thread where this image is alone (batch 1: style transfer, inference; several
+/// images already run one per thread, each a single block). Each block writes only its
+/// own channels, so the result does not depend on the schedule.
+fn per_block(
+    buf: &mut [f32],
+    len: usize,
+    f: impl Fn(usize, &mut [f32]) -> Result<()> + Sync,
+) -> Result<()> {
+    let channels = buf.len() / len.max(1);
+    if channels == 0 {
+        return Ok(());
+    }
+    if rayon::current_thread_index().is_some() {
+        return f(0, buf);
+    }
+    let per = channels.div_ceil(rayon::current_num_threads().clamp(1, channels));
+    buf.par_chunks_mut(per * len)
+        .enumerate()
+        .try_for_each(|(b, block)| f(b * per, block))
+}
+
+/// One image's input channels zero-padded (the image itself where nothing is padded).
+fn padded<'a>(x_n: &'a [f32], p: &Conv3dParams, wd: &Wide) -> Result<Cow<'a, [f32]>> {
+    if p.padding == [0; 3] {
+        return Ok(Cow::Borrowed(x_n));
+    }
+    let w = p.input[2];
+    let mut xp = host::zeros(p.c_in * wd.channel)?;
+    per_block(&mut xp, wd.channel, |c0, block| {
+        let src = x_n[c0 * wd.in_len..].chunks(wd.in_len);
+        for (src, dst) in src.zip(block.chunks_mut(wd.channel)) {
+            for (row, at) in src.chunks(w).zip(rows_of(p, wd, true)) {
+                dst[at..at + w].copy_from_slice(row);
+            }
+        }
+        Ok(())
+    })?;
+    Ok(Cow::Owned(xp))
+}
+
+/// One image's output gradient on the wide columns, zeros in the dropped ones.
+fn widened(gy_n: &[f32], p: &Conv3dParams, wd: &Wide) -> Result<Vec<f32>> {
+    let (len, ow) = (wd.widened_len(p), p.output[2]);
+    let mut out = host::zeros(p.c_out * len)?;
+    per_block(&mut out, len, |o0, block| {
+        let src = gy_n[o0 * wd.out_len..].chunks(wd.out_len);
+        for (src, dst) in src.zip(block.chunks_mut(len)) {
+            for (row, at) in src.chunks(ow).zip(rows_of(p, wd, false)) {
+                dst[at..at + ow].copy_from_slice(row);
+            }
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+pub(super) fn forward(x: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<f32>> {
+    let wd = wide(p);
+    let mut out = host::zeros(p.output_len())?;
+    per_image(&mut out, p.c_out * wd.out_len, p.n, |ni, y_n| {
+        let x_n = &x[ni * p.c_in * wd.in_len..][..p.c_in * wd.in_len];
+        forward_image(x_n, w, p, &wd, y_n)
+    })?;
+    Ok(out)
+}
+
+/// One image's output: per group and run of wide columns, the taps' GEMMs add into a
+/// block whose kept columns are then copied out.
+fn forward_image(
+    x_n: &[f32],
+    w: &[f32],
+    p: &Conv3dParams,
+    wd: &Wide,
+    y_n: &mut [f32],
+) -> Result<()> {
+    let xp = padded(x_n, p, wd)?;
+    let [_, oh, ow] = p.output;
+    for gi in 0..p.groups {
+        let w_g = &w[gi * wd.og * wd.kdim..][..wd.og * wd.kdim];
+        let x_g = &xp[gi * wd.cg * wd.channel..][..wd.cg * wd.channel];
+        let y_g = &mut y_n[gi * wd.og * wd.out_len..][..wd.og * wd.out_len];
+        per_block(y_g, wd.out_len, |o0, y_b| {
+            let ob = y_b.len() / wd.out_len;
+            let mut block = host::with_capacity(ob * wd.forward_cols)?;
+            for s in wd.spans(p, wd.forward_cols) {
+                block.resize(ob * s.cols, 0.0);
+                for (t, &off) in wd.taps.iter().enumerate() {
+                    gemm(
+                        ob,
+                        wd.cg,
+                        s.cols,
+                        &w_g[o0 * wd.kdim + t..],
+                        // Tap t's `og × cg` matrix, read in place.
+                        Layout {
+                            rs: wd.kdim,
+                            cs: wd.taps.len(),
+                        },
+                        &x_g[s.at_in + off..],
+                        Layout {
+                            rs: wd.channel,
+                            cs: 1,
+                        },
+                        if t == 0 { 0.0 } else { 1.0 },
+                        &mut block,
+                        Layout::rows(s.cols),
+                    );
+                }
+                let (first, last) = (s.j / wd.wp, (s.j + s.cols - 1) / wd.wp);
+                for (wide, y) in block.chunks(s.cols).zip(y_b.chunks_mut(wd.out_len)) {
+                    let y = &mut y[s.a * oh * ow..][..oh * ow];
+                    for r in first..=last {
+                        let lo = (r * wd.wp).max(s.j);
+                        let hi = (r * wd.wp + ow).min(s.j + s.cols);
+                        if lo < hi {
+                            let dst = r * ow + lo - r * wd.wp;
+                            y[dst..dst + hi - lo].copy_from_slice(&wide[lo - s.j..hi - s.j]);
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<f32>> {
+    let wd = wide(p);
+    let mut gx = host::zeros(p.input_len())?;
+    per_image(&mut gx, p.c_in * wd.in_len, p.n, |ni, gx_n| {
+        grad_input_image(
+            &gy[ni * p.c_out * wd.out_len..][..p.c_out * wd.out_len],
+            w,
+            p,
+            &wd,
+            gx_n,
+        )
+    })?;
+    Ok(gx)
+}
+
+/// One image's input gradient: per chunk of wide columns, `Wᵀ · gy` gives every tap's
+/// rows, each added into the padded channels at its tap's offset; then the padding is
+/// dropped.
+fn grad_input_image(
+    gy_n: &[f32],
+    w: &[f32],
+    p: &Conv3dParams,
+    wd: &Wide,
+    gx_n: &mut [f32],
+) -> Result<()> {
+    let gyw = widened(gy_n, p, wd)?;
+    let mut gxp = host::zeros(p.c_in * wd.channel)?;
+    let (len, taps) = (wd.widened_len(p), wd.taps.len());
+    for gi in 0..p.groups {
+        let w_g = &w[gi * wd.og * wd.kdim..][..wd.og * wd.kdim];
+        let gy_g = &gyw[gi * wd.og * len..][..wd.og * len];
+        let gx_g = &mut gxp[gi * wd.cg * wd.channel..][..wd.cg * wd.channel];
+        per_block(gx_g, wd.channel, |c0, gx_b| {
+            // This block's channels' rows of Wᵀ: `taps` per channel.
+            let m = gx_b.len() / wd.channel * taps;
+            let mut rows = host::with_capacity(m * SPAN_COLS)?;
+            for s in wd.spans(p, SPAN_COLS) {
+                rows.resize(m * s.cols, 0.0);
+                gemm(
+                    m,
+                    wd.og,
+                    s.cols,
+                    &w_g[c0 * taps..],
+                    Layout::trans(wd.kdim),
+                    &gy_g[s.at_out..],
+                    Layout { rs: len, cs: 1 },
+                    0.0,
+                    &mut rows,
+                    Layout::rows(s.cols),
+                );
+                let mut src = rows.chunks(s.cols);
+                for channel in gx_b.chunks_mut(wd.channel) {
+                    for &off in &wd.taps {
+                        let dst = &mut channel[s.at_in + off..][..s.cols];
+                        let src = src.next().expect("taps rows per channel");
+                        dst.iter_mut().zip(src).for_each(|(d, v)| *d += v);
+                    }
+                }
+            }
+            Ok(())
+        })?;
+    }
+    let w = p.input[2];
+    per_block(gx_n, wd.in_len, |c0, block| {
+        let src = gxp[c0 * wd.channel..].chunks(wd.channel);
+        for (dst, src) in block.chunks_mut(wd.in_len).zip(src) {
+            for (row, at) in dst.chunks_mut(w).zip(rows_of(p, wd, true)) {
+                row.copy_from_slice(&src[at..at + w]);
+            }
+        }
+        Ok(())
+    })
+}
+
+pub(super) fn grad_weight(x: &[f32], gy: &[f32], p: &Conv3dParams) -> Result<Vec<f32>> {
+    let wd = wide(p);
+    per_image_sum(
+        p.n,
+        p.weight_len(),
+        || host::with_capacity(wd.kdim * SPAN_COLS),
+        |ni, acc, rows| {
+            let x_n = &x[ni * p.c_in * wd.in_len..][..p.c_in * wd.in_len];
+            let gy_n = &gy[ni * p.c_out * wd.out_len..][..p.c_out * wd.out_len];
+            grad_weight_image(x_n, gy_n, p, &wd, acc, rows)
+        },
+    )
+}
+
+/// Adds one image's weight gradient into `acc`: per chunk of wide columns, `gy` times
+/// the taps' rows of the padded input (the dropped columns carry zero gradient).
+fn grad_weight_image(
+    x_n: &[f32],
+    gy_n: &[f32],
+    p: &Conv3dParams,
+    wd: &Wide,
+    acc: &mut [f32],
+    rows: &mut Vec<f32>,
+) -> Result<()> {
+    let xp = padded(x_n, p, wd)?;
+    let gyw = widened(gy_n, p, wd)?;
+    let len = wd.widened_len(p);
+    for gi in 0..p.groups {
+        let x_g = &xp[gi * wd.cg * wd.channel..][..wd.cg * wd.channel];
+        let gy_g = &gyw[gi * wd.og * len..][..wd.og * len];
+        let gw_g = &mut acc[gi * wd.og * wd.kdim..][..wd.og * wd.kdim];
+        for s in wd.spans(p, SPAN_COLS) {
+            rows.resize(wd.kdim * s.cols, 0.0);
+            let mut dst = rows.chunks_mut(s.cols);
+            for channel in x_g.chunks(wd.channel) {
+                for &off in &wd.taps {
+                    let src = &channel[s.at_in + off..][..s.cols];
+                    dst.next().expect("kdim rows").copy_from_slice(src);
+                }
+            }
+            gemm(
+                wd.og,
+                s.cols,
+                wd.kdim,
+                &gy_g[s.at_out..],
+                Layout { rs: len, cs: 1 },
+                rows,
+                Layout::trans(s.cols),
+                1.0,
+                gw_g,
+                Layout::rows(wd.kdim),
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::conv2d::{self, definition};
+    use super::*;
+
+    fn value(i: usize, s: usize) -> f32 {
+        ((i * 7919 + s * 104729) % 2001) as f32 / 1000.0 - 1.0
+    }
+
+    fn assert_close(what: &str, got: &[f32], want: &[f64]) {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (i, (&g, &e)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                "{what}[{i}]: {g} vs {e}"
+            );
+        }
+    }
+
+    /// The 2-D convolution's entry points take the tap-by-tap path and match the
+    /// definition: padding on either axis or none, dilation, groups, a 1-D kernel,
+    /// rectangular images, runs of columns that split rows or span several, one image
+    /// and several.
+    #[test]
+    fn two_d_taps_on_the_padded_grid_match_the_definition() {
+        // (n, c_in, h, w, c_out, kernel, padding, dilation, groups)
+        let cases = [
+            (2, 16, 9, 11, 5, [3, 3], [1, 1], [1, 1], 1),
+            (1, 32, 7, 6, 8, [3, 2], [0, 1], [2, 1], 2),
+            (3, 16, 1, 40, 3, [1, 9], [0, 4], [1, 1], 1),
+            (2, 24, 20, 20, 6, [5, 5], [2, 2], [1, 1], 1),
+            (1, 16, 200, 10, 64, [3, 3], [1, 1], [1, 1], 1),
+            (2, 16, 1, 1500, 64, [1, 9], [0, 4], [1, 1], 1),
+        ];
+        for (n, c_in, h, w, c_out, kernel, padding, dilation, groups) in cases {
+            let p = Conv2dParams {
+                n,
+                c_in,
+                h,
+                w,
+                c_out,
+                oh: h + 2 * padding[0] - dilation[0] * (kernel[0] - 1),
+                ow: w + 2 * padding[1] - dilation[1] * (kernel[1] - 1),
+                kernel,
+                stride: [1, 1],
+                padding,
+                dilation,
+                groups,
+            };
+            let p3 = from_2d(&p);
+            assert!(applies(&p3), "{p:?} takes the tap-by-tap path");
+            if p.c_out == 64 {
+                let wd = wide(&p3);
+                let runs = wd.spans(&p3, wd.forward_cols).count();
+                assert!(runs > 1, "{p:?} splits into runs");
+            }
+            let x: Vec<f32> = (0..p.input_len()).map(|i| value(i, 1)).collect();
+            let wt: Vec<f32> = (0..p.weight_len()).map(|i| value(i, 2)).collect();
+            let gy: Vec<f32> = (0..p.output_len()).map(|i| value(i, 3)).collect();
+            let [y, gx, gw] = definition(&x, &wt, &gy, &p);
+            let name = format!("{p:?}");
+            assert_close(&name, &conv2d::forward(&x, &wt, &p).unwrap(), &y);
+            assert_close(&name, &conv2d::grad_input(&gy, &wt, &p).unwrap(), &gx);
+            assert_close(&name, &conv2d::grad_weight(&x, &gy, &p).unwrap(), &gw);
+        }
+    }
+
+    /// The 3-D convolution's definition in f64: the output and both gradients.
+    fn definition_3d(x: &[f32], w: &[f32], gy: &[f32], p: &Conv3dParams) -> [Vec<f64>; 3] {
+        let (cg, og) = (p.c_in / p.groups, p.c_out / p.groups);
+        let (mut y, mut gx, mut gw) = (
+            vec![0.0f64; p.output_len()],
+            vec![0.0f64; p.input_len()],
+            vec![0.0f64; p.weight_len()],
+        );
+        let taps: usize = p.kernel.iter().product();
+        let out: usize = p.output.iter().product();
+        for (yi, yv) in y.iter_mut().enumerate() {
+            let (pos, o, ni) = (yi % out, yi / out % p.c_out, yi / out / p.c_out);
+            let at = [
+                pos / (p.output[1] * p.output[2]),
+                pos / p.output[2] % p.output[1],
+                pos % p.output[2],
+            ];
+            for cc in 0..cg {
+                let ci = o / og * cg + cc;
+                for t in 0..taps {
+                    let tap = [
+                        t / (p.kernel[1] * p.kernel[2]),
+                        t / p.kernel[2] % p.kernel[1],
+                        t % p.kernel[2],
+                    ];
+                    let mut xi = ni * p.c_in + ci;
+                    let mut inside = true;
+                    for a in 0..3 {
+                        let v = (at[a] + tap[a] * p.dilation[a]) as isize - p.padding[a] as isize;
+                        inside &= v >= 0 && v < p.input[a] as isize;
+                        xi = xi * p.input[a] + v.max(0) as usize;
+                    }
+                    if !inside {
+                        continue;
+                    }
+                    let wi = (o * cg + cc) * taps + t;
+                    *yv += (x[xi] * w[wi]) as f64;
+                    gx[xi] += (gy[yi] * w[wi]) as f64;
+                    gw[wi] += (gy[yi] * x[xi]) as f64;
+                }
+            }
+        }
+        [y, gx, gw]
+    }
+
+    /// 3-D convolutions: padding on some axes, dilation along the depth, groups, and a
+    /// kernel of depth 1.
+    #[test]
+    fn three_d_taps_on_the_padded_grid_match_the_definition() {
+        // (n, c_in, input, c_out, kernel, padding, dilation, groups)
+        let cases = [
+            (2, 16, [4, 5, 10], 3, [3, 3, 3], [1, 1, 1], [1, 1, 1], 1),
+            (1, 32, [7, 4, 9], 4, [2, 3, 2], [0, 1, 1], [2, 1, 1], 2),
+            (3, 16, [3, 6, 10], 5, [1, 3, 3], [1, 0, 1], [1, 1, 1], 1),
+        ];
+        for (n, c_in, input, c_out, kernel, padding, dilation, groups) in cases {
+            let output =
+                [0, 1, 2].map(|a| input[a] + 2 * padding[a] - dilation[a] * (kernel[a] - 1));
+            let p = Conv3dParams {
+                n,
+                c_in,
+                c_out,
+                input,
+                output,
+                kernel,
+                stride: [1; 3],
+                padding,
+                dilation,
+                groups,
+            };
+            assert!(applies(&p), "{p:?} takes the tap-by-tap path");
+            let x: Vec<f32> = (0..p.input_len()).map(|i| value(i, 1)).collect();
+            let wt: Vec<f32> = (0..p.weight_len()).map(|i| value(i, 2)).collect();
+            let gy: Vec<f32> = (0..p.output_len()).map(|i| value(i, 3)).collect();
+            let [y, gx, gw] = definition_3d(&x, &wt, &gy, &p);
+            let name = format!("{p:?}");
+            assert_close(&name, &forward(&x, &wt, &p).unwrap(), &y);
+            assert_close(&name, &grad_input(&gy, &wt, &p).unwrap(), &gx);
+            assert_close(&name, &grad_weight(&x, &gy, &p).unwrap(), &gw);
+        }
+    }
+}
