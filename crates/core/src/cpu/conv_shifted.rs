@@ -6,10 +6,11 @@
 //! row at the padded width and plane after plane at the padded plane (the "wide" columns),
 //! a tap reads the input at the output's number plus a constant offset, so each tap is a
 //! plain GEMM whose operand is a strided view of the padded channels (`C × columns`,
-//! rows a channel apart). The GEMM's own packing is then the only copy of the input,
-//! where im2col wrote one copy per tap that the GEMM packed again, and a chunk's operands
-//! stay in cache across the taps. The `wp − ow` wide columns past each row's end are
-//! computed and dropped (7% more products at 56², 14% at 14²), which [`applies`] bounds.
+//! rows a channel apart). Besides the zero-padded copy, the GEMM's own packing is then
+//! the only copy of the input, where im2col wrote one copy per tap that the GEMM packed
+//! again, and a run's operands stay in cache across the taps. The `wp − ow` wide columns
+//! past each row's end are computed and dropped (for a 3×3 kernel with padding 1, 3.5%
+//! more products at 56², 14% at 14²), which [`applies`] bounds.
 //!
 //! The gradients use the same offsets, a short run of wide columns at a time: each tap's
 //! rows are contiguous runs of the padded channels, gathered for the weight gradient's
@@ -51,16 +52,29 @@ pub(super) fn from_2d(p: &Conv2dParams) -> Conv3dParams {
 }
 
 /// Whether the tap-by-tap GEMMs serve `p`: stride 1, a kernel of more than one tap,
-/// enough channels per group, and at most a fifth more columns than the output has.
+/// enough channels per group, at most a fifth more columns than the output has, and a
+/// padded grid no larger than a few times the input and output (large padding with
+/// large dilation can make it vastly larger; im2col then stays cheaper).
 pub(super) fn applies(p: &Conv3dParams) -> bool {
     let ow = p.output[2];
-    let wp = p.input[2] + 2 * p.padding[2];
     let nonempty = p.output_len() > 0 && p.input_len() > 0;
-    nonempty
-        && p.stride == [1, 1, 1]
-        && p.kernel.iter().product::<usize>() > 1
-        && p.c_in / p.groups >= MIN_CHANNELS
+    let groups_fit =
+        p.groups > 0 && p.c_in.is_multiple_of(p.groups) && p.c_out.is_multiple_of(p.groups);
+    if !nonempty || !groups_fit || p.stride != [1, 1, 1] || p.kernel.iter().product::<usize>() < 2 {
+        return false;
+    }
+    let padded = (0..3).try_fold(1usize, |acc, a| {
+        let side = p.padding[a].checked_mul(2)?.checked_add(p.input[a])?;
+        acc.checked_mul(side)
+    });
+    let (per_in, per_out) = (
+        p.input.iter().product::<usize>(),
+        p.output.iter().product::<usize>(),
+    );
+    let wp = p.input[2] + 2 * p.padding[2];
+    p.c_in / p.groups >= MIN_CHANNELS
         && 5 * wp <= 6 * ow
+        && padded.is_some_and(|g| g <= 4 * (per_in + per_out))
 }
 
 /// Wide columns per product in the gradients. There, a GEMM per tap would have an output
@@ -140,6 +154,18 @@ impl Wide {
         })
     }
 
+    /// The columns of run `s` (counted from its start) that fall past a row's output
+    /// width: computed and dropped, and in the gradients zeroed before use, since a
+    /// non-finite input or weight there would otherwise reach kept values as 0·∞.
+    fn dropped(&self, s: &Span, ow: usize) -> impl Iterator<Item = (usize, usize)> {
+        let (wp, j, cols) = (self.wp, s.j, s.cols);
+        (j / wp..=(j + cols - 1) / wp).filter_map(move |r| {
+            let lo = (r * wp + ow).max(j);
+            let hi = ((r + 1) * wp).min(j + cols);
+            (lo < hi).then(|| (lo - j, hi - j))
+        })
+    }
+
     /// Wide columns of one output channel.
     fn widened_len(&self, p: &Conv3dParams) -> usize {
         p.output[0] * p.output[1] * self.wp
@@ -161,8 +187,9 @@ fn rows_of(p: &Conv3dParams, wd: &Wide, padded: bool) -> impl Iterator<Item = us
 }
 
 /// Runs `f(first, block)` over blocks of whole channels of `buf` (`len` values each), one
-/// block per thread where this image is alone (batch 1: style transfer, inference; several
-/// images already run one per thread, each a single block). Each block writes only its
+/// block per thread where the images run one after another (fewer images than threads:
+/// batch 1 in style transfer and inference); where they run one per thread, each image is
+/// a single block. Each block writes only its
 /// own channels, so the result does not depend on the schedule.
 fn per_block(
     buf: &mut [f32],
@@ -337,6 +364,11 @@ fn grad_input_image(
                     &mut rows,
                     Layout::rows(s.cols),
                 );
+                for row in rows.chunks_mut(s.cols) {
+                    for (lo, hi) in wd.dropped(&s, p.output[2]) {
+                        row[lo..hi].fill(0.0);
+                    }
+                }
                 let mut src = rows.chunks(s.cols);
                 for channel in gx_b.chunks_mut(wd.channel) {
                     for &off in &wd.taps {
@@ -397,8 +429,11 @@ fn grad_weight_image(
             let mut dst = rows.chunks_mut(s.cols);
             for channel in x_g.chunks(wd.channel) {
                 for &off in &wd.taps {
-                    let src = &channel[s.at_in + off..][..s.cols];
-                    dst.next().expect("kdim rows").copy_from_slice(src);
+                    let row = dst.next().expect("kdim rows");
+                    row.copy_from_slice(&channel[s.at_in + off..][..s.cols]);
+                    for (lo, hi) in wd.dropped(&s, p.output[2]) {
+                        row[lo..hi].fill(0.0);
+                    }
                 }
             }
             gemm(
@@ -451,6 +486,7 @@ mod tests {
             (2, 24, 20, 20, 6, [5, 5], [2, 2], [1, 1], 1),
             (1, 16, 200, 10, 64, [3, 3], [1, 1], [1, 1], 1),
             (2, 16, 1, 1500, 64, [1, 9], [0, 4], [1, 1], 1),
+            (1, 16, 12, 12, 4, [3, 3], [0, 0], [1, 1], 1),
         ];
         for (n, c_in, h, w, c_out, kernel, padding, dilation, groups) in cases {
             let p = Conv2dParams {
@@ -483,6 +519,89 @@ mod tests {
             assert_close(&name, &conv2d::grad_input(&gy, &wt, &p).unwrap(), &gx);
             assert_close(&name, &conv2d::grad_weight(&x, &gy, &p).unwrap(), &gw);
         }
+    }
+
+    /// A non-finite input or weight value reaches only what the definition gives it: the
+    /// dropped wide columns are zeroed in the gradients, not multiplied as 0·∞ (an ∞ in an
+    /// image's last column would otherwise reach the weight gradient of a tap that never
+    /// reads it at a kept output, and an ∞ weight the input gradient of a pixel it never
+    /// touches). The forward is not compared: there, as in PyTorch and im2col, an ∞
+    /// weight times a padding zero gives NaN, which the definition skips.
+    #[test]
+    fn non_finite_values_stay_where_the_definition_puts_them() {
+        let p = Conv2dParams {
+            n: 1,
+            c_in: 16,
+            h: 10,
+            w: 10,
+            c_out: 2,
+            oh: 10,
+            ow: 10,
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: [1, 1],
+            dilation: [1, 1],
+            groups: 1,
+        };
+        assert!(applies(&from_2d(&p)));
+        let mut x: Vec<f32> = (0..p.input_len()).map(|i| value(i, 1)).collect();
+        let mut wt: Vec<f32> = (0..p.weight_len()).map(|i| value(i, 2)).collect();
+        let gy: Vec<f32> = (0..p.output_len()).map(|i| value(i, 3)).collect();
+        let same = |what: &str, got: &[f32], want: &[f64]| {
+            for (i, (&g, &e)) in got.iter().zip(want).enumerate() {
+                if e.is_finite() {
+                    assert!(
+                        (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                        "{what}[{i}]: {g} vs {e}"
+                    );
+                } else {
+                    assert!(!g.is_finite(), "{what}[{i}]: {g} vs {e}");
+                }
+            }
+        };
+        // Channel 0, row 0, last column.
+        x[9] = f32::INFINITY;
+        let [_, _, gw] = definition(&x, &wt, &gy, &p);
+        same("gw", &conv2d::grad_weight(&x, &gy, &p).unwrap(), &gw);
+        assert!(gw.iter().any(|v| v.is_finite()) && gw.iter().any(|v| !v.is_finite()));
+        x[9] = 0.5;
+        // Output channel 0, input channel 0, tap (1, 2).
+        wt[5] = f32::INFINITY;
+        let [_, gx, _] = definition(&x, &wt, &gy, &p);
+        same("gx", &conv2d::grad_input(&gy, &wt, &p).unwrap(), &gx);
+        assert!(gx.iter().any(|v| v.is_finite()) && gx.iter().any(|v| !v.is_finite()));
+    }
+
+    /// Padding and dilation so large that the padded grid overflows (or dwarfs the data)
+    /// leave the convolution to im2col, which only visits the kept windows.
+    #[test]
+    fn a_padded_grid_far_larger_than_the_data_is_left_to_im2col() {
+        let p = Conv2dParams {
+            n: 1,
+            c_in: 16,
+            h: 1,
+            w: 10,
+            c_out: 16,
+            oh: 1,
+            ow: 10,
+            kernel: [2, 1],
+            stride: [1, 1],
+            padding: [1 << 61, 0],
+            dilation: [1 << 62, 1],
+            groups: 1,
+        };
+        assert!(!applies(&from_2d(&p)));
+        let huge = Conv2dParams {
+            padding: [100_000_000, 0],
+            dilation: [200_000_000, 1],
+            ..p
+        };
+        assert!(!applies(&from_2d(&huge)));
+        assert!(applies(&from_2d(&Conv2dParams {
+            padding: [1, 0],
+            dilation: [2, 1],
+            ..p
+        })));
     }
 
     /// The 3-D convolution's definition in f64: the output and both gradients.
