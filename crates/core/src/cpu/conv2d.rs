@@ -1,7 +1,8 @@
 //! Convolution on the CPU: im2col over chunks of output rows (bounded scratch memory)
 //! followed by GEMM, one image per rayon task, or several images in one GEMM where the
 //! weight is large (see [`images_per_gemm`]); depthwise convolutions go to
-//! `conv2d_depthwise.rs`.
+//! `conv2d_depthwise.rs`, and stride-1 ones with 16 or more channels per group to
+//! `conv_shifted.rs` (one GEMM per tap straight from the padded input).
 
 use rayon::prelude::*;
 
@@ -653,9 +654,10 @@ pub fn grad_weight(x: &[f32], gy: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> 
 }
 
 /// The sum over images of `add(image, acc, scratch)`, each adding its share into a
-/// weight-sized accumulator, with one `scratch` from `init` per span of images: one accumulator per fixed span of images, summed in order afterwards, so
-/// the result is the same on every run (rayon's fold/reduce groups by work stealing).
-/// With fewer images than threads, one accumulator and each GEMM uses the pool.
+/// weight-sized accumulator. One accumulator and one `scratch` (from `init`) per fixed span
+/// of images, the accumulators summed in order afterwards, so the result is the same on
+/// every run (rayon's fold/reduce groups by work stealing). With fewer images than
+/// threads, one accumulator, and each GEMM uses the pool.
 pub(super) fn per_image_sum<S>(
     n: usize,
     len: usize,
