@@ -1,8 +1,9 @@
 //! Convolution on the CPU: im2col over chunks of output rows (bounded scratch memory)
 //! followed by GEMM, one image per rayon task, or several images in one GEMM where the
 //! weight is large (see [`images_per_gemm`]); depthwise convolutions go to
-//! `conv2d_depthwise.rs`, and stride-1 ones with 16 or more channels per group to
-//! `conv_shifted.rs` (one GEMM per tap straight from the padded input).
+//! `conv2d_depthwise.rs`, and stride-1 ones with 16 or more channels per group and little
+//! padding overhead (`conv_shifted::applies`) to `conv_shifted.rs` (one GEMM per tap
+//! straight from the padded input).
 
 use rayon::prelude::*;
 

@@ -10,7 +10,7 @@
 //! the only copy of the input, where im2col wrote one copy per tap that the GEMM packed
 //! again, and a run's operands stay in cache across the taps. The `wp − ow` wide columns
 //! past each row's end are computed and dropped (for a 3×3 kernel with padding 1, 3.5%
-//! more products at 56², 14% at 14²), which [`applies`] bounds.
+//! more products at 56², 13% at 14²), which [`applies`] bounds.
 //!
 //! The gradients use the same offsets, a short run of wide columns at a time: each tap's
 //! rows are contiguous runs of the padded channels, gathered for the weight gradient's
@@ -71,10 +71,11 @@ pub(super) fn applies(p: &Conv3dParams) -> bool {
         p.input.iter().product::<usize>(),
         p.output.iter().product::<usize>(),
     );
-    let wp = p.input[2] + 2 * p.padding[2];
+    // Each padded side fits a usize where `padded` does; their products may not.
+    let wp = p.input[2].saturating_add(p.padding[2].saturating_mul(2));
     p.c_in / p.groups >= MIN_CHANNELS
-        && 5 * wp <= 6 * ow
-        && padded.is_some_and(|g| g <= 4 * (per_in + per_out))
+        && padded.is_some_and(|g| g <= (per_in + per_out).saturating_mul(4))
+        && wp.saturating_mul(5) <= ow.saturating_mul(6)
 }
 
 /// Wide columns per product in the gradients. There, a GEMM per tap would have an output
@@ -529,47 +530,52 @@ mod tests {
     /// weight times a padding zero gives NaN, which the definition skips.
     #[test]
     fn non_finite_values_stay_where_the_definition_puts_them() {
-        let p = Conv2dParams {
-            n: 1,
-            c_in: 16,
-            h: 10,
-            w: 10,
-            c_out: 2,
-            oh: 10,
-            ow: 10,
-            kernel: [3, 3],
-            stride: [1, 1],
-            padding: [1, 1],
-            dilation: [1, 1],
-            groups: 1,
-        };
-        assert!(applies(&from_2d(&p)));
-        let mut x: Vec<f32> = (0..p.input_len()).map(|i| value(i, 1)).collect();
-        let mut wt: Vec<f32> = (0..p.weight_len()).map(|i| value(i, 2)).collect();
-        let gy: Vec<f32> = (0..p.output_len()).map(|i| value(i, 3)).collect();
-        let same = |what: &str, got: &[f32], want: &[f64]| {
-            for (i, (&g, &e)) in got.iter().zip(want).enumerate() {
-                if e.is_finite() {
-                    assert!(
-                        (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
-                        "{what}[{i}]: {g} vs {e}"
-                    );
-                } else {
-                    assert!(!g.is_finite(), "{what}[{i}]: {g} vs {e}");
+        // 10×10: one run of columns; 8×41: the second run starts inside row 5's dropped
+        // columns (wide column 256 of rows 43 wide).
+        for (h, w) in [(10, 10), (8, 41)] {
+            let p = Conv2dParams {
+                n: 1,
+                c_in: 16,
+                h,
+                w,
+                c_out: 2,
+                oh: h,
+                ow: w,
+                kernel: [3, 3],
+                stride: [1, 1],
+                padding: [1, 1],
+                dilation: [1, 1],
+                groups: 1,
+            };
+            assert!(applies(&from_2d(&p)));
+            let mut x: Vec<f32> = (0..p.input_len()).map(|i| value(i, 1)).collect();
+            let mut wt: Vec<f32> = (0..p.weight_len()).map(|i| value(i, 2)).collect();
+            let gy: Vec<f32> = (0..p.output_len()).map(|i| value(i, 3)).collect();
+            let same = |what: &str, got: &[f32], want: &[f64]| {
+                assert_eq!(got.len(), want.len(), "{what}");
+                for (i, (&g, &e)) in got.iter().zip(want).enumerate() {
+                    if e.is_finite() {
+                        assert!(
+                            (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                            "{h}x{w} {what}[{i}]: {g} vs {e}"
+                        );
+                    } else {
+                        assert!(!g.is_finite(), "{h}x{w} {what}[{i}]: {g} vs {e}");
+                    }
                 }
-            }
-        };
-        // Channel 0, row 0, last column.
-        x[9] = f32::INFINITY;
-        let [_, _, gw] = definition(&x, &wt, &gy, &p);
-        same("gw", &conv2d::grad_weight(&x, &gy, &p).unwrap(), &gw);
-        assert!(gw.iter().any(|v| v.is_finite()) && gw.iter().any(|v| !v.is_finite()));
-        x[9] = 0.5;
-        // Output channel 0, input channel 0, tap (1, 2).
-        wt[5] = f32::INFINITY;
-        let [_, gx, _] = definition(&x, &wt, &gy, &p);
-        same("gx", &conv2d::grad_input(&gy, &wt, &p).unwrap(), &gx);
-        assert!(gx.iter().any(|v| v.is_finite()) && gx.iter().any(|v| !v.is_finite()));
+            };
+            // Channel 0, row 0, last column.
+            x[w - 1] = f32::INFINITY;
+            let [_, _, gw] = definition(&x, &wt, &gy, &p);
+            same("gw", &conv2d::grad_weight(&x, &gy, &p).unwrap(), &gw);
+            assert!(gw.iter().any(|v| v.is_finite()) && gw.iter().any(|v| !v.is_finite()));
+            x[w - 1] = 0.5;
+            // Output channel 0, input channel 0, tap (1, 2).
+            wt[5] = f32::INFINITY;
+            let [_, gx, _] = definition(&x, &wt, &gy, &p);
+            same("gx", &conv2d::grad_input(&gy, &wt, &p).unwrap(), &gx);
+            assert!(gx.iter().any(|v| v.is_finite()) && gx.iter().any(|v| !v.is_finite()));
+        }
     }
 
     /// Padding and dilation so large that the padded grid overflows (or dwarfs the data)
@@ -591,6 +597,13 @@ mod tests {
             groups: 1,
         };
         assert!(!applies(&from_2d(&p)));
+        let wide_axis = Conv2dParams {
+            kernel: [1, 2],
+            padding: [0, 1 << 61],
+            dilation: [1, 1 << 62],
+            ..p
+        };
+        assert!(!applies(&from_2d(&wide_axis)));
         let huge = Conv2dParams {
             padding: [100_000_000, 0],
             dilation: [200_000_000, 1],
