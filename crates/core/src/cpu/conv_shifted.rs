@@ -190,8 +190,8 @@ fn rows_of(p: &Conv3dParams, wd: &Wide, padded: bool) -> impl Iterator<Item = us
 /// Runs `f(first, block)` over blocks of whole channels of `buf` (`len` values each), one
 /// block per thread where the images run one after another (fewer images than threads:
 /// batch 1 in style transfer and inference); where they run one per thread, each image is
-/// a single block. Each block writes only its
-/// own channels, so the result does not depend on the schedule.
+/// a single block. Each block writes only its own channels, so the result does not depend
+/// on the schedule.
 fn per_block(
     buf: &mut [f32],
     len: usize,
@@ -215,29 +215,28 @@ fn padded<'a>(x_n: &'a [f32], p: &Conv3dParams, wd: &Wide) -> Result<Cow<'a, [f3
     if p.padding == [0; 3] {
         return Ok(Cow::Borrowed(x_n));
     }
-    let w = p.input[2];
-    let mut xp = host::zeros(p.c_in * wd.channel)?;
-    per_block(&mut xp, wd.channel, |c0, block| {
-        let src = x_n[c0 * wd.in_len..].chunks(wd.in_len);
-        for (src, dst) in src.zip(block.chunks_mut(wd.channel)) {
-            for (row, at) in src.chunks(w).zip(rows_of(p, wd, true)) {
-                dst[at..at + w].copy_from_slice(row);
-            }
-        }
-        Ok(())
-    })?;
-    Ok(Cow::Owned(xp))
+    Ok(Cow::Owned(spread(x_n, p, wd, true)?))
 }
 
 /// One image's output gradient on the wide columns, zeros in the dropped ones.
 fn widened(gy_n: &[f32], p: &Conv3dParams, wd: &Wide) -> Result<Vec<f32>> {
-    let (len, ow) = (wd.widened_len(p), p.output[2]);
-    let mut out = host::zeros(p.c_out * len)?;
-    per_block(&mut out, len, |o0, block| {
-        let src = gy_n[o0 * wd.out_len..].chunks(wd.out_len);
-        for (src, dst) in src.zip(block.chunks_mut(len)) {
-            for (row, at) in src.chunks(ow).zip(rows_of(p, wd, false)) {
-                dst[at..at + ow].copy_from_slice(row);
+    spread(gy_n, p, wd, false)
+}
+
+/// Compact channels (the input's with `padded`, else the output's) copied row by row to
+/// where [`rows_of`] puts them, zeros elsewhere.
+fn spread(src: &[f32], p: &Conv3dParams, wd: &Wide, padded: bool) -> Result<Vec<f32>> {
+    let (compact, row, wide) = if padded {
+        (wd.in_len, p.input[2], wd.channel)
+    } else {
+        (wd.out_len, p.output[2], wd.widened_len(p))
+    };
+    let mut out = host::zeros(src.len() / compact.max(1) * wide)?;
+    per_block(&mut out, wide, |c0, block| {
+        let src = src[c0 * compact..].chunks(compact);
+        for (src, dst) in src.zip(block.chunks_mut(wide)) {
+            for (values, at) in src.chunks(row).zip(rows_of(p, wd, padded)) {
+                dst[at..at + row].copy_from_slice(values);
             }
         }
         Ok(())
