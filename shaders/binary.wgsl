@@ -24,6 +24,7 @@ fn apply(x: f32, z: f32) -> f32 {
         case 6u: { return powf(x, z); }
         case 7u: { return select(0.0, 1.0, x >= z); }
         case 8u: { return select(0.0, 1.0, x == z); }
+        case 9u: { return select(0.0, x, z > 0.0); }
         default: { return nan(); }
     }
 }

@@ -141,6 +141,9 @@ pub enum BinaryOp {
     Ge,
     /// `1` where `a == b`, else `0`
     Eq,
+    /// `a` where `b > 0`, else `0` (a NaN `a` too): ReLU's backward from its output,
+    /// PyTorch's `threshold_backward` at 0, one pass where a mask and a product took two
+    ReluBackward,
 }
 
 /// Reductions over one axis.

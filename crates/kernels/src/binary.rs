@@ -54,6 +54,7 @@ pub fn binary(
         BinaryOp::Pow => 6,
         BinaryOp::Ge => 7,
         BinaryOp::Eq => 8,
+        BinaryOp::ReluBackward => 9,
     };
     let p = Params {
         n: n as u32,

@@ -161,6 +161,7 @@ pub fn binary(a: &[f32], b: &[f32], p: &BinaryParams, op: BinaryOp) -> Result<Ve
         BinaryOp::Pow => apply(a, b, p, f32::powf),
         BinaryOp::Ge => apply(a, b, p, |x, y| if x >= y { 1.0 } else { 0.0 }),
         BinaryOp::Eq => apply(a, b, p, |x, y| if x == y { 1.0 } else { 0.0 }),
+        BinaryOp::ReluBackward => apply(a, b, p, |g, y| if y > 0.0 { g } else { 0.0 }),
     }
 }
 

@@ -21,6 +21,7 @@ mod upsample_bilinear2d;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::backend::*;
+use crate::host;
 use crate::Result;
 
 /// The CPU backend. Its storage is a `Vec<f32>`.
@@ -106,7 +107,13 @@ impl HostBuffer {
 
 impl Drop for HostBuffer {
     fn drop(&mut self) {
-        LIVE_BYTES.fetch_sub((self.0.len() * 4) as u64, Ordering::Relaxed);
+        let bytes = (self.0.len() * 4) as u64;
+        let live = LIVE_BYTES.fetch_sub(bytes, Ordering::Relaxed) - bytes;
+        host::recycle(
+            std::mem::take(&mut self.0),
+            live,
+            PEAK_BYTES.load(Ordering::Relaxed),
+        );
     }
 }
 
@@ -155,7 +162,7 @@ impl Backend for CpuBackend {
             buffers_allocated: BUFFERS.load(Ordering::Relaxed) as usize,
             bytes_allocated: LIVE_BYTES.load(Ordering::Relaxed),
             peak_bytes: PEAK_BYTES.load(Ordering::Relaxed),
-            buffers_cached: 0,
+            buffers_cached: host::kept_buffers(),
             submissions: 0,
         }
     }

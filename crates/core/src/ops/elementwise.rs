@@ -1,7 +1,7 @@
 //! Elementwise unary ops and scalar arithmetic.
 
 use super::on_device;
-use crate::backend::UnaryOp;
+use crate::backend::{BinaryOp, UnaryOp};
 use crate::{Result, Tensor};
 
 /// The one tensor a unary op's gradient is computed from, and so the only one kept for
@@ -103,8 +103,22 @@ impl Tensor {
     pub fn relu(&self) -> Tensor {
         // y > 0 exactly where x > 0.
         self.unary("relu", UnaryOp::Relu, Keep::Output, |y, g| {
-            g.mul(&y.map(UnaryOp::Step))
+            g.relu_backward(y)
         })
+    }
+    /// The upstream gradient `self` where relu's output `y` is positive, else 0; linear in
+    /// `self`, so it differentiates again (`y` is a constant here).
+    fn relu_backward(&self, y: &Tensor) -> Result<Tensor> {
+        let out = self.zip_raw(y, BinaryOp::ReluBackward, "relu_backward")?;
+        let y = y.detach();
+        Ok(Tensor::from_op(
+            out.storage(),
+            out.shape().to_vec(),
+            self.device(),
+            "relu_backward",
+            &[self],
+            move |gg| Ok(vec![Some(gg.relu_backward(&y)?)]),
+        ))
     }
     /// `x` where positive, `negative_slope · x` elsewhere.
     pub fn leaky_relu(&self, negative_slope: f32) -> Tensor {
