@@ -460,7 +460,7 @@ pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
         return conv2d_depthwise::forward(x, w, p);
     }
     let p3 = conv_shifted::from_2d(p);
-    if conv_shifted::applies(&p3) {
+    if conv_shifted::applies(&p3) || conv_shifted::applies_direct(&p3) {
         return conv_shifted::forward(x, w, &p3);
     }
     let nb = images_per_gemm(p, &g);
@@ -638,6 +638,9 @@ pub fn grad_weight(x: &[f32], gy: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> 
     let p3 = conv_shifted::from_2d(p);
     if conv_shifted::applies(&p3) {
         return conv_shifted::grad_weight(x, gy, &p3);
+    }
+    if conv_shifted::applies_direct(&p3) && x.iter().all(|v| v.is_finite()) {
+        return conv_shifted::grad_weight_direct(x, gy, &p3);
     }
     let nb = images_per_gemm(p, &g);
     if nb > 1 {

@@ -22,6 +22,7 @@ use std::borrow::Cow;
 use rayon::prelude::*;
 
 use super::conv2d::{per_image, per_image_sum};
+use super::conv_direct;
 use super::gemm::{gemm, Layout};
 use crate::backend::{Conv2dParams, Conv3dParams};
 use crate::host;
@@ -51,17 +52,15 @@ pub(super) fn from_2d(p: &Conv2dParams) -> Conv3dParams {
     }
 }
 
-/// Whether the tap-by-tap GEMMs serve `p`: stride 1, a kernel of more than one tap,
-/// enough channels per group, at most a fifth more columns than the output has, and a
-/// padded grid no larger than a few times the input and output (large padding with
-/// large dilation can make it vastly larger; im2col then stays cheaper).
-pub(super) fn applies(p: &Conv3dParams) -> bool {
-    let ow = p.output[2];
+/// Whether the wide grid serves `p` at all: stride 1, a kernel of more than one tap, and a
+/// padded grid no larger than a few times the input and output (large padding with large
+/// dilation can make it vastly larger; im2col then stays cheaper). Gives the padded width.
+fn grid_fits(p: &Conv3dParams) -> Option<usize> {
     let nonempty = p.output_len() > 0 && p.input_len() > 0;
     let groups_fit =
         p.groups > 0 && p.c_in.is_multiple_of(p.groups) && p.c_out.is_multiple_of(p.groups);
     if !nonempty || !groups_fit || p.stride != [1, 1, 1] || p.kernel.iter().product::<usize>() < 2 {
-        return false;
+        return None;
     }
     let padded = (0..3).try_fold(1usize, |acc, a| {
         let side = p.padding[a].checked_mul(2)?.checked_add(p.input[a])?;
@@ -73,9 +72,39 @@ pub(super) fn applies(p: &Conv3dParams) -> bool {
     );
     // Each padded side fits a usize where `padded` does; their products may not.
     let wp = p.input[2].saturating_add(p.padding[2].saturating_mul(2));
-    p.c_in / p.groups >= MIN_CHANNELS
-        && padded.is_some_and(|g| g <= (per_in + per_out).saturating_mul(4))
-        && wp.saturating_mul(5) <= ow.saturating_mul(6)
+    padded
+        .is_some_and(|g| g <= (per_in + per_out).saturating_mul(4))
+        .then_some(wp)
+}
+
+/// Whether the tap-by-tap GEMMs serve `p`: the grid fits, enough channels per group, and
+/// at most a fifth more columns than the output has.
+pub(super) fn applies(p: &Conv3dParams) -> bool {
+    grid_fits(p).is_some_and(|wp| {
+        p.c_in / p.groups >= MIN_CHANNELS && wp.saturating_mul(5) <= p.output[2].saturating_mul(6)
+    })
+}
+
+/// Weights of at most this many values take the direct weight gradient, whose partial
+/// sums are [`conv_direct::LANES`] times larger (4 MiB per thread here).
+const MAX_DIRECT_WEIGHT: usize = 1 << 16;
+
+/// Whether the direct products of `conv_direct.rs` serve `p`'s forward and weight
+/// gradient: the grid fits, fewer channels per group than the GEMMs need, at most half
+/// again as many columns as the output has (LeNet's 5×5 layer on 14² computes 14 for 10),
+/// and a weight of at most [`MAX_DIRECT_WEIGHT`] values. The input gradient stays with
+/// im2col.
+pub(super) fn applies_direct(p: &Conv3dParams) -> bool {
+    grid_fits(p).is_some_and(|wp| {
+        p.c_in / p.groups < MIN_CHANNELS
+            && wp.saturating_mul(2) <= p.output[2].saturating_mul(3)
+            && p.kernel
+                .iter()
+                .try_fold(p.c_out.saturating_mul(p.c_in / p.groups), |v, &k| {
+                    v.checked_mul(k)
+                })
+                .is_some_and(|len| len <= MAX_DIRECT_WEIGHT)
+    })
 }
 
 /// Wide columns per product in the gradients. There, a GEMM per tap would have an output
@@ -215,24 +244,31 @@ fn padded<'a>(x_n: &'a [f32], p: &Conv3dParams, wd: &Wide) -> Result<Cow<'a, [f3
     if p.padding == [0; 3] {
         return Ok(Cow::Borrowed(x_n));
     }
-    Ok(Cow::Owned(spread(x_n, p, wd, true)?))
+    Ok(Cow::Owned(spread(x_n, p, wd, true, 0)?))
 }
 
 /// One image's output gradient on the wide columns, zeros in the dropped ones.
 fn widened(gy_n: &[f32], p: &Conv3dParams, wd: &Wide) -> Result<Vec<f32>> {
-    spread(gy_n, p, wd, false)
+    spread(gy_n, p, wd, false, 0)
 }
 
 /// Compact channels (the input's with `padded`, else the output's) copied row by row to
-/// where [`rows_of`] puts them, zeros elsewhere.
-fn spread(src: &[f32], p: &Conv3dParams, wd: &Wide, padded: bool) -> Result<Vec<f32>> {
+/// where [`rows_of`] puts them, zeros elsewhere and in `slack` values past the end.
+fn spread(
+    src: &[f32],
+    p: &Conv3dParams,
+    wd: &Wide,
+    padded: bool,
+    slack: usize,
+) -> Result<Vec<f32>> {
     let (compact, row, wide) = if padded {
         (wd.in_len, p.input[2], wd.channel)
     } else {
         (wd.out_len, p.output[2], wd.widened_len(p))
     };
-    let mut out = host::zeros(src.len() / compact.max(1) * wide)?;
-    per_block(&mut out, wide, |c0, block| {
+    let len = src.len() / compact.max(1) * wide;
+    let mut out = host::zeros(len + slack)?;
+    per_block(&mut out[..len], wide, |c0, block| {
         let src = src[c0 * compact..].chunks(compact);
         for (src, dst) in src.zip(block.chunks_mut(wide)) {
             for (values, at) in src.chunks(row).zip(rows_of(p, wd, padded)) {
@@ -246,57 +282,67 @@ fn spread(src: &[f32], p: &Conv3dParams, wd: &Wide, padded: bool) -> Result<Vec<
 
 pub(super) fn forward(x: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<f32>> {
     let wd = wide(p);
+    let thin = (wd.cg < MIN_CHANNELS).then(|| pair_offsets(&wd));
     let mut out = host::zeros(p.output_len())?;
     per_image(&mut out, p.c_out * wd.out_len, p.n, |ni, y_n| {
         let x_n = &x[ni * p.c_in * wd.in_len..][..p.c_in * wd.in_len];
-        forward_image(x_n, w, p, &wd, y_n)
+        forward_image(x_n, w, p, &wd, thin.as_deref(), y_n)
     })?;
     Ok(out)
 }
 
-/// One image's output: per group and run of wide columns, the taps' GEMMs add into a
-/// block whose kept columns are then copied out.
+/// Each (channel, tap) pair's offset on a group's padded channels, in the weight's order:
+/// where the direct products read.
+fn pair_offsets(wd: &Wide) -> Vec<usize> {
+    (0..wd.cg)
+        .flat_map(|c| wd.taps.iter().map(move |t| c * wd.channel + t))
+        .collect()
+}
+
+/// One image's output: per group and run of wide columns, the taps' GEMMs (or, with the
+/// offsets of a thin group's pairs, the direct products) add into a block whose kept
+/// columns are then copied out.
 fn forward_image(
     x_n: &[f32],
     w: &[f32],
     p: &Conv3dParams,
     wd: &Wide,
+    thin: Option<&[usize]>,
     y_n: &mut [f32],
 ) -> Result<()> {
-    let xp = padded(x_n, p, wd)?;
+    let xp = match thin {
+        // The direct products read whole blocks of columns past the last one.
+        Some(_) => Cow::Owned(spread(x_n, p, wd, true, conv_direct::MAX_L)?),
+        None => padded(x_n, p, wd)?,
+    };
     let [_, oh, ow] = p.output;
     for gi in 0..p.groups {
         let w_g = &w[gi * wd.og * wd.kdim..][..wd.og * wd.kdim];
-        let x_g = &xp[gi * wd.cg * wd.channel..][..wd.cg * wd.channel];
+        let x_g = &xp[gi * wd.cg * wd.channel..];
         let y_g = &mut y_n[gi * wd.og * wd.out_len..][..wd.og * wd.out_len];
         per_block(y_g, wd.out_len, |o0, y_b| {
             let ob = y_b.len() / wd.out_len;
-            let mut block = host::with_capacity(ob * wd.forward_cols)?;
+            let widest = wd.forward_cols.next_multiple_of(conv_direct::MAX_L);
+            let mut block = host::with_capacity(ob * widest)?;
             for s in wd.spans(p, wd.forward_cols) {
-                block.resize(ob * s.cols, 0.0);
-                for (t, &off) in wd.taps.iter().enumerate() {
-                    gemm(
-                        ob,
-                        wd.cg,
-                        s.cols,
-                        &w_g[o0 * wd.kdim + t..],
-                        // Tap t's `og × cg` matrix, read in place.
-                        Layout {
-                            rs: wd.kdim,
-                            cs: wd.taps.len(),
-                        },
-                        &x_g[s.at_in + off..],
-                        Layout {
-                            rs: wd.channel,
-                            cs: 1,
-                        },
-                        if t == 0 { 0.0 } else { 1.0 },
-                        &mut block,
-                        Layout::rows(s.cols),
-                    );
-                }
+                let ld = match thin {
+                    Some(offs) => {
+                        let ld = s.cols.next_multiple_of(conv_direct::MAX_L);
+                        block.resize(ob * ld, 0.0);
+                        let w_b = &w_g[o0 * wd.kdim..];
+                        conv_direct::block(
+                            w_b, wd.kdim, ob, x_g, s.at_in, offs, s.cols, &mut block, ld,
+                        );
+                        ld
+                    }
+                    None => {
+                        block.resize(ob * s.cols, 0.0);
+                        tap_products(w_g, x_g, wd, o0, ob, &s, &mut block);
+                        s.cols
+                    }
+                };
                 let (first, last) = (s.j / wd.wp, (s.j + s.cols - 1) / wd.wp);
-                for (wide, y) in block.chunks(s.cols).zip(y_b.chunks_mut(wd.out_len)) {
+                for (wide, y) in block.chunks(ld).zip(y_b.chunks_mut(wd.out_len)) {
                     let y = &mut y[s.a * oh * ow..][..oh * ow];
                     for r in first..=last {
                         let lo = (r * wd.wp).max(s.j);
@@ -312,6 +358,39 @@ fn forward_image(
         })?;
     }
     Ok(())
+}
+
+/// Output channels `o0..o0 + ob` of run `s`, one GEMM per tap into `block`.
+fn tap_products(
+    w_g: &[f32],
+    x_g: &[f32],
+    wd: &Wide,
+    o0: usize,
+    ob: usize,
+    s: &Span,
+    block: &mut [f32],
+) {
+    for (t, &off) in wd.taps.iter().enumerate() {
+        gemm(
+            ob,
+            wd.cg,
+            s.cols,
+            &w_g[o0 * wd.kdim + t..],
+            // Tap t's `og × cg` matrix, read in place.
+            Layout {
+                rs: wd.kdim,
+                cs: wd.taps.len(),
+            },
+            &x_g[s.at_in + off..],
+            Layout {
+                rs: wd.channel,
+                cs: 1,
+            },
+            if t == 0 { 0.0 } else { 1.0 },
+            block,
+            Layout::rows(s.cols),
+        );
+    }
 }
 
 pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<f32>> {
@@ -405,6 +484,54 @@ pub(super) fn grad_weight(x: &[f32], gy: &[f32], p: &Conv3dParams) -> Result<Vec
             grad_weight_image(x_n, gy_n, p, &wd, acc, rows)
         },
     )
+}
+
+/// The weight gradient of a thin-group convolution ([`applies_direct`]) by the direct sums
+/// of `conv_direct.rs`, for an input whose values are all finite (a non-finite one would
+/// reach, as 0·∞, sums of output columns that are dropped). The output gradient is
+/// widened plane by plane, each plane's row a multiple of the sums' blocks long with zeros
+/// past its columns, so the blocks' reads past a plane's last column add nothing. The
+/// partial sums take [`conv_direct::LANES`] times the weight's size per thread, so
+/// [`applies_direct`] bounds the weight.
+pub(super) fn grad_weight_direct(x: &[f32], gy: &[f32], p: &Conv3dParams) -> Result<Vec<f32>> {
+    let wd = wide(p);
+    let offs = pair_offsets(&wd);
+    let [od, oh, ow] = p.output;
+    let span = (oh - 1) * wd.wp + ow;
+    let per_plane = span.next_multiple_of(conv_direct::MAX_L);
+    let ld = od * per_plane;
+    let lanes = per_image_sum(
+        p.n,
+        p.weight_len() * conv_direct::LANES,
+        || Ok(()),
+        |ni, acc, _| {
+            let x_n = &x[ni * p.c_in * wd.in_len..][..p.c_in * wd.in_len];
+            let gy_n = &gy[ni * p.c_out * wd.out_len..][..p.c_out * wd.out_len];
+            let xp = spread(x_n, p, &wd, true, conv_direct::MAX_L)?;
+            let mut gyw = host::zeros(p.c_out * ld)?;
+            for (dst, src) in gyw.chunks_mut(ld).zip(gy_n.chunks(wd.out_len)) {
+                for (a, src) in src.chunks(oh * ow).enumerate() {
+                    for (r, row) in src.chunks(ow).enumerate() {
+                        dst[a * per_plane + r * wd.wp..][..ow].copy_from_slice(row);
+                    }
+                }
+            }
+            let per_group = wd.og * wd.kdim * conv_direct::LANES;
+            for (gi, acc_g) in acc.chunks_mut(per_group).enumerate() {
+                let (x_g, gy_g) = (&xp[gi * wd.cg * wd.channel..], &gyw[gi * wd.og * ld..]);
+                for a in 0..od {
+                    let (gbase, xbase) = (a * per_plane, a * wd.plane);
+                    conv_direct::weight_block(
+                        gy_g, ld, gbase, wd.og, x_g, xbase, &offs, span, acc_g,
+                    );
+                }
+            }
+            Ok(())
+        },
+    )?;
+    let mut gw = host::zeros(p.weight_len())?;
+    conv_direct::fold_lanes(&lanes, &mut gw);
+    Ok(gw)
 }
 
 /// Adds one image's weight gradient into `acc`: per chunk of wide columns, `gy` times
@@ -519,6 +646,83 @@ mod tests {
             assert_close(&name, &conv2d::grad_input(&gy, &wt, &p).unwrap(), &gx);
             assert_close(&name, &conv2d::grad_weight(&x, &gy, &p).unwrap(), &gw);
         }
+    }
+
+    /// Thin groups (fewer than 16 channels) take the direct products in the forward and
+    /// the weight gradient: 1, 3 and 6 channels, groups, dilation, asymmetric and no
+    /// padding, 1-D, 3-D, and outputs that leave a partial block of columns and of output
+    /// channels.
+    #[test]
+    fn thin_groups_direct_products_match_the_definition() {
+        // (n, c_in, h, w, c_out, kernel, padding, dilation, groups)
+        let cases = [
+            (3, 1, 28, 28, 6, [5, 5], [2, 2], [1, 1], 1),
+            (2, 6, 14, 14, 16, [5, 5], [0, 0], [1, 1], 1),
+            (1, 3, 17, 19, 11, [3, 3], [1, 1], [1, 1], 1),
+            (2, 6, 9, 12, 10, [3, 2], [1, 0], [2, 1], 2),
+            (1, 4, 1, 100, 7, [1, 9], [0, 4], [1, 1], 1),
+            (1, 15, 40, 33, 3, [3, 3], [1, 1], [1, 2], 1),
+        ];
+        for (n, c_in, h, w, c_out, kernel, padding, dilation, groups) in cases {
+            let p = Conv2dParams {
+                n,
+                c_in,
+                h,
+                w,
+                c_out,
+                oh: h + 2 * padding[0] - dilation[0] * (kernel[0] - 1),
+                ow: w + 2 * padding[1] - dilation[1] * (kernel[1] - 1),
+                kernel,
+                stride: [1, 1],
+                padding,
+                dilation,
+                groups,
+            };
+            let p3 = from_2d(&p);
+            assert!(
+                !applies(&p3) && applies_direct(&p3),
+                "{p:?} takes the direct path"
+            );
+            let mut x: Vec<f32> = (0..p.input_len()).map(|i| value(i, 1)).collect();
+            let wt: Vec<f32> = (0..p.weight_len()).map(|i| value(i, 2)).collect();
+            let gy: Vec<f32> = (0..p.output_len()).map(|i| value(i, 3)).collect();
+            let [y, _, gw] = definition(&x, &wt, &gy, &p);
+            let name = format!("{p:?}");
+            assert_close(&name, &conv2d::forward(&x, &wt, &p).unwrap(), &y);
+            assert_close(&name, &conv2d::grad_weight(&x, &gy, &p).unwrap(), &gw);
+            // An infinite input value in an image's last column, which only dropped wide
+            // columns read with the other taps: the weight gradient leaves the direct sums
+            // and still matches the definition.
+            let last = p.w - 1;
+            x[last] = f32::INFINITY;
+            let [_, _, gw] = definition(&x, &wt, &gy, &p);
+            let got = conv2d::grad_weight(&x, &gy, &p).unwrap();
+            for (i, (&g, &e)) in got.iter().zip(&gw).enumerate() {
+                let same = (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs())
+                    || (g.is_nan() && e.is_nan())
+                    || g as f64 == e;
+                assert!(same, "{name} with ∞: [{i}] {g} vs {e}");
+            }
+        }
+        let p = Conv3dParams {
+            n: 2,
+            c_in: 3,
+            c_out: 5,
+            input: [4, 6, 9],
+            output: [4, 6, 9],
+            kernel: [3, 3, 3],
+            stride: [1; 3],
+            padding: [1; 3],
+            dilation: [1; 3],
+            groups: 1,
+        };
+        assert!(applies_direct(&p));
+        let x: Vec<f32> = (0..p.input_len()).map(|i| value(i, 1)).collect();
+        let wt: Vec<f32> = (0..p.weight_len()).map(|i| value(i, 2)).collect();
+        let gy: Vec<f32> = (0..p.output_len()).map(|i| value(i, 3)).collect();
+        let [y, _, gw] = definition_3d(&x, &wt, &gy, &p);
+        assert_close("3-D", &forward(&x, &wt, &p).unwrap(), &y);
+        assert_close("3-D", &grad_weight_direct(&x, &gy, &p).unwrap(), &gw);
     }
 
     /// A non-finite input or weight value reaches only what the definition gives it: the
