@@ -523,6 +523,9 @@ pub fn grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
     if conv_shifted::applies(&p3) {
         return conv_shifted::grad_input(gy, w, &p3);
     }
+    if conv_shifted::applies_direct(&p3) && w.iter().all(|v| v.is_finite()) {
+        return conv_shifted::grad_input_direct(gy, w, &p3);
+    }
     let nb = images_per_gemm(p, &g);
     if nb > 1 {
         return grad_input_batched(gy, w, p, &g, nb);

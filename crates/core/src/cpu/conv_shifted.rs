@@ -89,11 +89,11 @@ pub(super) fn applies(p: &Conv3dParams) -> bool {
 /// sums are [`conv_direct::LANES`] times larger (4 MiB per thread here).
 const MAX_DIRECT_WEIGHT: usize = 1 << 16;
 
-/// Whether the direct products of `conv_direct.rs` serve `p`'s forward and weight
-/// gradient: the grid fits, fewer channels per group than the GEMMs need, at most half
+/// Whether the direct products of `conv_direct.rs` serve `p` (the forward and both
+/// gradients): the grid fits, fewer channels per group than the GEMMs need, at most half
 /// again as many columns as the output has (LeNet's 5×5 layer on 14² computes 14 for 10),
-/// and a weight of at most [`MAX_DIRECT_WEIGHT`] values. The input gradient stays with
-/// im2col.
+/// and a weight of at most [`MAX_DIRECT_WEIGHT`] values. The gradients also need finite
+/// inputs (weight gradient) or weights (input gradient), which their callers check.
 pub(super) fn applies_direct(p: &Conv3dParams) -> bool {
     grid_fits(p).is_some_and(|wp| {
         p.c_in / p.groups < MIN_CHANNELS
@@ -408,6 +408,61 @@ pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<
     Ok(gx)
 }
 
+/// The input gradient of a thin-group convolution ([`applies_direct`]) as the forward's
+/// direct products run backwards, for finite weights (an ∞ one would meet the zeros around
+/// the output gradient as 0·∞). Padded input position `q` gathers `w[o][c][t] · gy` at wide
+/// output column `q − off_t` over every (output channel, tap): with the output gradient
+/// placed `far` (the last tap's offset) into a zeroed buffer, at each output position's
+/// padded-input number, that is a read at `q + far − off_t`, one more product of
+/// `conv_direct::block` with the weight transposed to rows of input channels. The padded
+/// border of the result is then dropped.
+pub(super) fn grad_input_direct(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<f32>> {
+    let wd = wide(p);
+    let (taps, far) = (wd.taps.len(), wd.taps.iter().max().copied().unwrap_or(0));
+    let ld = wd.channel.next_multiple_of(conv_direct::MAX_L);
+    let ldg = far + ld;
+    let pairs = wd.og * taps;
+    let mut wt = host::zeros(p.weight_len())?;
+    for (gi, w_g) in w.chunks(wd.og * wd.kdim).enumerate() {
+        for (o, w_o) in w_g.chunks(wd.kdim).enumerate() {
+            for (c, w_oc) in w_o.chunks(taps).enumerate() {
+                wt[(gi * wd.cg + c) * pairs + o * taps..][..taps].copy_from_slice(w_oc);
+            }
+        }
+    }
+    let offs: Vec<usize> = (0..wd.og)
+        .flat_map(|o| wd.taps.iter().map(move |off| o * ldg + far - off))
+        .collect();
+    let [od, oh, ow] = p.output;
+    let mut gx = host::zeros(p.input_len())?;
+    per_image(&mut gx, p.c_in * wd.in_len, p.n, |ni, gx_n| {
+        let gy_n = &gy[ni * p.c_out * wd.out_len..][..p.c_out * wd.out_len];
+        let mut ext = host::zeros(p.c_out * ldg + conv_direct::MAX_L)?;
+        for (dst, src) in ext.chunks_mut(ldg).zip(gy_n.chunks(wd.out_len)) {
+            for (a, plane) in src.chunks(oh * ow).enumerate().take(od) {
+                for (r, row) in plane.chunks(ow).enumerate() {
+                    dst[far + a * wd.plane + r * wd.wp..][..ow].copy_from_slice(row);
+                }
+            }
+        }
+        let mut out = host::zeros(wd.cg * ld)?;
+        for gi in 0..p.groups {
+            let w_g = &wt[gi * wd.cg * pairs..][..wd.cg * pairs];
+            let ext_g = &ext[gi * wd.og * ldg..];
+            conv_direct::block(w_g, pairs, wd.cg, ext_g, 0, &offs, wd.channel, &mut out, ld);
+            let gx_g = &mut gx_n[gi * wd.cg * wd.in_len..][..wd.cg * wd.in_len];
+            let row = p.input[2];
+            for (dst, src) in gx_g.chunks_mut(wd.in_len).zip(out.chunks(ld)) {
+                for (values, at) in dst.chunks_mut(row).zip(rows_of(p, &wd, true)) {
+                    values.copy_from_slice(&src[at..at + row]);
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(gx)
+}
+
 /// One image's input gradient: per chunk of wide columns, `Wᵀ · gy` gives every tap's
 /// rows, each added into the padded channels at its tap's offset; then the padding is
 /// dropped.
@@ -686,9 +741,10 @@ mod tests {
             let mut x: Vec<f32> = (0..p.input_len()).map(|i| value(i, 1)).collect();
             let wt: Vec<f32> = (0..p.weight_len()).map(|i| value(i, 2)).collect();
             let gy: Vec<f32> = (0..p.output_len()).map(|i| value(i, 3)).collect();
-            let [y, _, gw] = definition(&x, &wt, &gy, &p);
+            let [y, gx, gw] = definition(&x, &wt, &gy, &p);
             let name = format!("{p:?}");
             assert_close(&name, &conv2d::forward(&x, &wt, &p).unwrap(), &y);
+            assert_close(&name, &conv2d::grad_input(&gy, &wt, &p).unwrap(), &gx);
             assert_close(&name, &conv2d::grad_weight(&x, &gy, &p).unwrap(), &gw);
             // An infinite input value in an image's last column, which only dropped wide
             // columns read with the other taps: the weight gradient leaves the direct sums
@@ -702,6 +758,18 @@ mod tests {
                     || (g.is_nan() && e.is_nan())
                     || g as f64 == e;
                 assert!(same, "{name} with ∞: [{i}] {g} vs {e}");
+            }
+            // An infinite weight: the input gradient leaves the direct products (whose
+            // zeros around the output gradient would meet it) and matches the definition.
+            let mut wt = wt;
+            wt[0] = f32::INFINITY;
+            let [_, gx, _] = definition(&x, &wt, &gy, &p);
+            let got = conv2d::grad_input(&gy, &wt, &p).unwrap();
+            for (i, (&g, &e)) in got.iter().zip(&gx).enumerate() {
+                let same = (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs())
+                    || (g.is_nan() && e.is_nan())
+                    || g as f64 == e;
+                assert!(same, "{name} with an ∞ weight: [{i}] {g} vs {e}");
             }
         }
         let p = Conv3dParams {
@@ -720,8 +788,9 @@ mod tests {
         let x: Vec<f32> = (0..p.input_len()).map(|i| value(i, 1)).collect();
         let wt: Vec<f32> = (0..p.weight_len()).map(|i| value(i, 2)).collect();
         let gy: Vec<f32> = (0..p.output_len()).map(|i| value(i, 3)).collect();
-        let [y, _, gw] = definition_3d(&x, &wt, &gy, &p);
+        let [y, gx, gw] = definition_3d(&x, &wt, &gy, &p);
         assert_close("3-D", &forward(&x, &wt, &p).unwrap(), &y);
+        assert_close("3-D", &grad_input_direct(&gy, &wt, &p).unwrap(), &gx);
         assert_close("3-D", &grad_weight_direct(&x, &gy, &p).unwrap(), &gw);
     }
 
