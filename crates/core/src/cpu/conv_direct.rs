@@ -17,6 +17,9 @@
 /// Widest block of output channels (with AVX-512: 8 × 32 accumulators, 16 registers).
 pub(super) const MAX_OB: usize = 8;
 
+/// (Channel, tap) pairs per pass over the columns: 8 rows of 256 weights are 8 KiB.
+const K_CHUNK: usize = 256;
+
 /// Columns per block, the most any version uses: the padded input needs this many
 /// readable values past its last one.
 pub(super) const MAX_L: usize = 32;
@@ -147,20 +150,31 @@ fn columns<const OB: usize, const L: usize, const FMA: bool>(
     out: &mut [f32],
     ld: usize,
 ) {
-    for c0 in (0..cols).step_by(L) {
-        let mut acc = [[0.0f32; L]; OB];
-        for (k, &off) in offs.iter().enumerate() {
-            let at = base + off + c0;
-            let xv: &[f32; L] = x[at..at + L].try_into().expect("L values");
-            for (o, acc) in acc.iter_mut().enumerate() {
-                let wv = w[o * kdim + k];
-                for (a, &v) in acc.iter_mut().zip(xv) {
-                    *a = if FMA { wv.mul_add(v, *a) } else { *a + wv * v };
+    // Pairs in chunks whose weights (OB rows of them) stay in the first-level cache
+    // while every column block reads them; each chunk after the first adds to the block
+    // the chunks before it stored.
+    for k0 in (0..offs.len()).step_by(K_CHUNK) {
+        let chunk = &offs[k0..offs.len().min(k0 + K_CHUNK)];
+        for c0 in (0..cols).step_by(L) {
+            let mut acc = [[0.0f32; L]; OB];
+            if k0 > 0 {
+                for (o, acc) in acc.iter_mut().enumerate() {
+                    acc.copy_from_slice(&out[o * ld + c0..][..L]);
                 }
             }
-        }
-        for (o, acc) in acc.iter().enumerate() {
-            out[o * ld + c0..][..L].copy_from_slice(acc);
+            for (k, &off) in chunk.iter().enumerate() {
+                let at = base + off + c0;
+                let xv: &[f32; L] = x[at..at + L].try_into().expect("L values");
+                for (o, acc) in acc.iter_mut().enumerate() {
+                    let wv = w[o * kdim + k0 + k];
+                    for (a, &v) in acc.iter_mut().zip(xv) {
+                        *a = if FMA { wv.mul_add(v, *a) } else { *a + wv * v };
+                    }
+                }
+            }
+            for (o, acc) in acc.iter().enumerate() {
+                out[o * ld + c0..][..L].copy_from_slice(acc);
+            }
         }
     }
 }
