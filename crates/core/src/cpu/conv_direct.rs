@@ -1,6 +1,7 @@
-//! The forward product of a stride-1 convolution with few input channels per group (a
-//! network's first layers: LeNet's 1 and 6, an RGB image's 3), computed directly on the
-//! zero-padded input's wide columns (see `conv_shifted.rs`): no im2col and no GEMM.
+//! The products of a stride-1 convolution with few input channels per group (a network's
+//! first layers: LeNet's 1 and 6, an RGB image's 3), computed directly on the zero-padded
+//! input's wide columns (see `conv_shifted.rs`): no im2col and no GEMM. The forward and
+//! the input gradient are [`block`]'s products, the weight gradient [`weight_block`]'s sums.
 //!
 //! Each output column of the wide grid reads the input at its own number plus one offset
 //! per (channel, tap) pair, so a block of `OB` output channels × `L` consecutive columns
@@ -23,6 +24,40 @@ const K_CHUNK: usize = 256;
 /// Columns per block, the most any version uses: the padded input needs this many
 /// readable values past its last one.
 pub(super) const MAX_L: usize = 32;
+
+/// Runs `$inner::<…>($args)` compiled for AVX-512 (with FMA), for AVX2 with FMA, or for the
+/// baseline, whichever the processor supports, each with its own const parameters (in
+/// brackets: block sizes that fit its registers, and whether to fuse multiply and add).
+macro_rules! by_cpu {
+    ($inner:ident($($arg:ident: $ty:ty),*), avx512: [$($a:expr),*], avx2: [$($b:expr),*],
+     base: [$($c:expr),*]) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f,fma")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn avx512($($arg: $ty),*) {
+                $inner::<$($a),*>($($arg),*)
+            }
+            #[target_feature(enable = "avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn avx2($($arg: $ty),*) {
+                $inner::<$($b),*>($($arg),*)
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the processor has AVX-512F; the caller's asserts keep every
+                // access of the (bounds-checked) loops in range.
+                return unsafe { avx512($($arg),*) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: as above, with AVX2 and FMA.
+                return unsafe { avx2($($arg),*) };
+            }
+        }
+        $inner::<$($c),*>($($arg),*)
+    }};
+}
 
 /// Adds the products of `og` output channels' weights (`w`, rows of `kdim`) and the
 /// padded input `x` into `out` (`og` rows `ld` apart) for wide columns `0..cols`, where
@@ -53,54 +88,13 @@ pub(super) fn block(
         ld >= cols.next_multiple_of(MAX_L) && out.len() >= og * ld,
         "conv_direct: output rows too short"
     );
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the processor has AVX-512F, and the asserts above keep every access
-            // of the (bounds-checked) loops in range.
-            return unsafe { avx512(w, kdim, og, x, base, offs, cols, out, ld) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: as above, with AVX2 and FMA.
-            return unsafe { avx2(w, kdim, og, x, base, offs, cols, out, ld) };
-        }
-    }
-    blocks::<4, 8, false>(w, kdim, og, x, base, offs, cols, out, ld);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn avx512(
-    w: &[f32],
-    kdim: usize,
-    og: usize,
-    x: &[f32],
-    base: usize,
-    offs: &[usize],
-    cols: usize,
-    out: &mut [f32],
-    ld: usize,
-) {
-    blocks::<MAX_OB, 32, true>(w, kdim, og, x, base, offs, cols, out, ld);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn avx2(
-    w: &[f32],
-    kdim: usize,
-    og: usize,
-    x: &[f32],
-    base: usize,
-    offs: &[usize],
-    cols: usize,
-    out: &mut [f32],
-    ld: usize,
-) {
-    blocks::<4, 16, true>(w, kdim, og, x, base, offs, cols, out, ld);
+    by_cpu!(
+        blocks(w: &[f32], kdim: usize, og: usize, x: &[f32], base: usize, offs: &[usize],
+            cols: usize, out: &mut [f32], ld: usize),
+        avx512: [MAX_OB, 32, true],
+        avx2: [4, 16, true],
+        base: [4, 8, false]
+    )
 }
 
 /// Every `OB × L` block of the product; the last channels in blocks of 4, 2 and 1.
@@ -214,19 +208,13 @@ pub(super) fn weight_block(
         lanes.len() >= og * kdim * LANES,
         "conv_direct: partial sums too short"
     );
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the processor has AVX-512F; the asserts keep the loops in range.
-            return unsafe { weight_avx512(gy, ld, gbase, og, x, xbase, offs, cols, lanes) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: as above, with AVX2 and FMA.
-            return unsafe { weight_avx2(gy, ld, gbase, og, x, xbase, offs, cols, lanes) };
-        }
-    }
-    weight_blocks::<2, 8, false>(gy, ld, gbase, og, x, xbase, offs, cols, lanes);
+    by_cpu!(
+        weight_blocks(gy: &[f32], ld: usize, gbase: usize, og: usize, x: &[f32], xbase: usize,
+            offs: &[usize], cols: usize, lanes: &mut [f32]),
+        avx512: [4, 16, true],
+        avx2: [2, 8, true],
+        base: [2, 8, false]
+    )
 }
 
 /// The weight gradient from [`weight_block`]'s partial sums: each value's lanes added.
@@ -234,40 +222,6 @@ pub(super) fn fold_lanes(lanes: &[f32], gw: &mut [f32]) {
     for (g, l) in gw.iter_mut().zip(lanes.chunks(LANES)) {
         *g = l.iter().sum();
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn weight_avx512(
-    gy: &[f32],
-    ld: usize,
-    gbase: usize,
-    og: usize,
-    x: &[f32],
-    xbase: usize,
-    offs: &[usize],
-    cols: usize,
-    lanes: &mut [f32],
-) {
-    weight_blocks::<4, 16, true>(gy, ld, gbase, og, x, xbase, offs, cols, lanes);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn weight_avx2(
-    gy: &[f32],
-    ld: usize,
-    gbase: usize,
-    og: usize,
-    x: &[f32],
-    xbase: usize,
-    offs: &[usize],
-    cols: usize,
-    lanes: &mut [f32],
-) {
-    weight_blocks::<2, 8, true>(gy, ld, gbase, og, x, xbase, offs, cols, lanes);
 }
 
 /// Every block of `B` output channels × 4 (channel, tap) pairs; channels and pairs left

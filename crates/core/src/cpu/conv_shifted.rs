@@ -16,6 +16,10 @@
 //! rows are contiguous runs of the padded channels, gathered for the weight gradient's
 //! product and added back after the input gradient's; both read the output gradient
 //! widened with zeros in the dropped columns.
+//!
+//! Groups of fewer than 16 channels ([`applies_direct`]) use the same grid without GEMMs:
+//! `conv_direct.rs` multiplies and adds straight from it in registers, for the forward and
+//! both gradients.
 
 use std::borrow::Cow;
 
@@ -654,6 +658,42 @@ mod tests {
         }
     }
 
+    /// A stride-1 case `(n, c_in, h, w, c_out, kernel, padding, dilation, groups)` and its
+    /// input, weight and output gradient.
+    #[allow(clippy::type_complexity)]
+    fn stride_1(
+        (n, c_in, h, w, c_out, kernel, padding, dilation, groups): (
+            usize,
+            usize,
+            usize,
+            usize,
+            usize,
+            [usize; 2],
+            [usize; 2],
+            [usize; 2],
+            usize,
+        ),
+    ) -> (Conv2dParams, Vec<f32>, Vec<f32>, Vec<f32>) {
+        let p = Conv2dParams {
+            n,
+            c_in,
+            h,
+            w,
+            c_out,
+            oh: h + 2 * padding[0] - dilation[0] * (kernel[0] - 1),
+            ow: w + 2 * padding[1] - dilation[1] * (kernel[1] - 1),
+            kernel,
+            stride: [1, 1],
+            padding,
+            dilation,
+            groups,
+        };
+        let x: Vec<f32> = (0..p.input_len()).map(|i| value(i, 1)).collect();
+        let wt: Vec<f32> = (0..p.weight_len()).map(|i| value(i, 2)).collect();
+        let gy: Vec<f32> = (0..p.output_len()).map(|i| value(i, 3)).collect();
+        (p, x, wt, gy)
+    }
+
     /// The 2-D convolution's entry points take the tap-by-tap path and match the
     /// definition: padding on either axis or none, dilation, groups, a 1-D kernel,
     /// rectangular images, runs of columns that split rows or span several, one image
@@ -670,21 +710,8 @@ mod tests {
             (2, 16, 1, 1500, 64, [1, 9], [0, 4], [1, 1], 1),
             (1, 16, 12, 12, 4, [3, 3], [0, 0], [1, 1], 1),
         ];
-        for (n, c_in, h, w, c_out, kernel, padding, dilation, groups) in cases {
-            let p = Conv2dParams {
-                n,
-                c_in,
-                h,
-                w,
-                c_out,
-                oh: h + 2 * padding[0] - dilation[0] * (kernel[0] - 1),
-                ow: w + 2 * padding[1] - dilation[1] * (kernel[1] - 1),
-                kernel,
-                stride: [1, 1],
-                padding,
-                dilation,
-                groups,
-            };
+        for case in cases {
+            let (p, x, wt, gy) = stride_1(case);
             let p3 = from_2d(&p);
             assert!(applies(&p3), "{p:?} takes the tap-by-tap path");
             if p.c_out == 64 {
@@ -692,9 +719,6 @@ mod tests {
                 let runs = wd.spans(&p3, wd.forward_cols).count();
                 assert!(runs > 1, "{p:?} splits into runs");
             }
-            let x: Vec<f32> = (0..p.input_len()).map(|i| value(i, 1)).collect();
-            let wt: Vec<f32> = (0..p.weight_len()).map(|i| value(i, 2)).collect();
-            let gy: Vec<f32> = (0..p.output_len()).map(|i| value(i, 3)).collect();
             let [y, gx, gw] = definition(&x, &wt, &gy, &p);
             let name = format!("{p:?}");
             assert_close(&name, &conv2d::forward(&x, &wt, &p).unwrap(), &y);
@@ -704,7 +728,7 @@ mod tests {
     }
 
     /// Thin groups (fewer than 16 channels) take the direct products in the forward and
-    /// the weight gradient: 1, 3 and 6 channels, groups, dilation, asymmetric and no
+    /// both gradients: 1, 3 and 6 channels, groups, dilation, asymmetric and no
     /// padding, 1-D, 3-D, and outputs that leave a partial block of columns and of output
     /// channels.
     #[test]
@@ -718,29 +742,13 @@ mod tests {
             (1, 4, 1, 100, 7, [1, 9], [0, 4], [1, 1], 1),
             (1, 15, 40, 33, 3, [3, 3], [1, 1], [1, 2], 1),
         ];
-        for (n, c_in, h, w, c_out, kernel, padding, dilation, groups) in cases {
-            let p = Conv2dParams {
-                n,
-                c_in,
-                h,
-                w,
-                c_out,
-                oh: h + 2 * padding[0] - dilation[0] * (kernel[0] - 1),
-                ow: w + 2 * padding[1] - dilation[1] * (kernel[1] - 1),
-                kernel,
-                stride: [1, 1],
-                padding,
-                dilation,
-                groups,
-            };
+        for case in cases {
+            let (p, mut x, wt, gy) = stride_1(case);
             let p3 = from_2d(&p);
             assert!(
                 !applies(&p3) && applies_direct(&p3),
                 "{p:?} takes the direct path"
             );
-            let mut x: Vec<f32> = (0..p.input_len()).map(|i| value(i, 1)).collect();
-            let wt: Vec<f32> = (0..p.weight_len()).map(|i| value(i, 2)).collect();
-            let gy: Vec<f32> = (0..p.output_len()).map(|i| value(i, 3)).collect();
             let [y, gx, gw] = definition(&x, &wt, &gy, &p);
             let name = format!("{p:?}");
             assert_close(&name, &conv2d::forward(&x, &wt, &p).unwrap(), &y);
