@@ -121,6 +121,30 @@ fn the_gpu_pool_releases_idle_buffers_instead_of_growing_past_its_slack() {
 }
 
 #[test]
+fn release_cached_hands_the_idle_pooled_buffers_back() {
+    let Some(gpu) = private_gpu("release_cached_hands_the_idle_pooled_buffers_back") else {
+        return;
+    };
+    let live = Tensor::full(&[1 << 18], 2.0, &gpu);
+    let idle: Vec<Tensor> = (0..4)
+        .map(|i| Tensor::full(&[1 << 18], i as f32, &gpu))
+        .collect();
+    gpu.sync().unwrap();
+    drop(idle);
+    let before = gpu.stats();
+    assert!(before.buffers_cached >= 4, "{before:?}");
+    gpu.release_cached();
+    let after = gpu.stats();
+    assert_eq!(after.buffers_cached, 0, "{after:?}");
+    assert!(
+        after.bytes_allocated + 4 * (1 << 20) <= before.bytes_allocated,
+        "{before:?} -> {after:?}"
+    );
+    // The live tensor keeps its buffer, and the device works on.
+    assert_eq!(live.add_scalar(1.0).to_vec().unwrap()[7], 3.0);
+}
+
+#[test]
 fn a_repeated_step_reuses_the_pools_buffers_instead_of_trading_classes() {
     let Some(gpu) =
         private_gpu("a_repeated_step_reuses_the_pools_buffers_instead_of_trading_classes")

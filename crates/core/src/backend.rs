@@ -533,6 +533,9 @@ pub trait Backend: Send + Sync {
     fn take_kernel_times(&self) -> Option<Vec<KernelTime>> {
         None
     }
+    /// Hands the buffers kept for reuse (freed by tensors, idle) back to the system, as
+    /// PyTorch's `torch.cuda.empty_cache`; live tensors keep theirs.
+    fn release_cached(&self) {}
     /// A storage of `len` copies of `value`.
     fn fill(&self, len: usize, value: f32) -> Result<Storage>;
     /// Elementwise unary op.

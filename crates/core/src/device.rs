@@ -72,6 +72,14 @@ impl Device {
         self.backend.stats()
     }
 
+    /// Hands the memory of buffers kept for reuse back to the system (PyTorch's
+    /// `torch.cuda.empty_cache`): the GPU's idle pooled buffers, or the CPU's kept host
+    /// buffers (shared by every CPU device of the process). Live tensors are untouched;
+    /// the next step allocates afresh.
+    pub fn release_cached(&self) {
+        self.backend.release_cached()
+    }
+
     /// Per-kernel GPU times since the last call (slowest first), when the backend times
     /// its kernels: on the wgpu backend, set `FOVEA_PROFILE=1` before the device opens.
     pub fn take_kernel_times(&self) -> Option<Vec<crate::backend::KernelTime>> {

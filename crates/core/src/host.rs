@@ -152,6 +152,16 @@ pub(crate) fn recycle(v: Vec<f32>, live: u64, peak: u64) {
     drop(released);
 }
 
+/// Frees every kept buffer.
+pub(crate) fn release_kept() {
+    let released = {
+        let mut k = kept();
+        k.bytes = 0;
+        std::mem::take(&mut k.free)
+    };
+    drop(released);
+}
+
 /// How many freed buffers are kept for reuse.
 pub(crate) fn kept_buffers() -> usize {
     kept().free.len()
@@ -339,6 +349,11 @@ mod tests {
         recycle(zeros(b).unwrap(), (b * 4) as u64, peak);
         assert!(reuse(a).is_none(), "the older buffer made room");
         assert!(reuse(b).is_some());
+        // Released on request.
+        let c = MIN_KEPT + 45_678;
+        recycle(zeros(c).unwrap(), 0, (c * 4) as u64);
+        release_kept();
+        assert!(reuse(c).is_none(), "released");
     }
 
     #[test]

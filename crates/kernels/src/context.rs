@@ -182,6 +182,12 @@ impl Ctx {
         self.pool.stats()
     }
 
+    /// Releases the pool's idle buffers (the bind groups that hold them go at the next
+    /// dispatch, which sees the pool's release count change).
+    pub fn release_cached(&self) {
+        self.pool.release_idle();
+    }
+
     /// Per-kernel GPU times since the last call, when timing is on.
     pub fn take_kernel_times(&self) -> Option<Vec<fovea_core::backend::KernelTime>> {
         self.profiler.as_ref().map(Profiler::take)

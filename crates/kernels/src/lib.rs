@@ -253,6 +253,9 @@ impl Backend for WgpuBackend {
     fn take_kernel_times(&self) -> Option<Vec<KernelTime>> {
         self.ctx.take_kernel_times()
     }
+    fn release_cached(&self) {
+        self.ctx.release_cached();
+    }
     fn stats(&self) -> BackendStats {
         let p = self.ctx.pool_stats();
         BackendStats {

@@ -147,6 +147,17 @@ impl Pool {
         }
     }
 
+    /// Releases every idle buffer (wgpu frees each once the GPU is done with it).
+    pub fn release_idle(&self) {
+        let mut g = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        let (free, stats) = &mut *g;
+        for (size, list) in free.drain() {
+            stats.cached -= list.len();
+            stats.released += list.len();
+            stats.allocated_bytes -= size * list.len() as u64;
+        }
+    }
+
     /// Current counters.
     pub fn stats(&self) -> PoolStats {
         self.free.lock().unwrap_or_else(|e| e.into_inner()).1

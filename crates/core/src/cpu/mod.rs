@@ -170,6 +170,9 @@ impl Backend for CpuBackend {
     fn take_kernel_times(&self) -> Option<Vec<KernelTime>> {
         self.times.take()
     }
+    fn release_cached(&self) {
+        host::release_kept();
+    }
     fn max_len(&self) -> usize {
         self.max_len
     }
