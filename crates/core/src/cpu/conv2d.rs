@@ -8,6 +8,7 @@
 use rayon::prelude::*;
 
 use super::conv2d_depthwise;
+use super::conv_direct;
 use super::conv_shifted;
 use super::gemm::{gemm, Layout};
 use crate::backend::Conv2dParams;
@@ -460,7 +461,7 @@ pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
         return conv2d_depthwise::forward(x, w, p);
     }
     let p3 = conv_shifted::from_2d(p);
-    if conv_shifted::applies(&p3) || conv_shifted::applies_direct(&p3) {
+    if conv_shifted::applies(&p3) || conv_direct::applies(&p3) {
         return conv_shifted::forward(x, w, &p3);
     }
     let nb = images_per_gemm(p, &g);
@@ -523,8 +524,8 @@ pub fn grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
     if conv_shifted::applies(&p3) {
         return conv_shifted::grad_input(gy, w, &p3);
     }
-    if conv_shifted::applies_direct(&p3) && w.iter().all(|v| v.is_finite()) {
-        return conv_shifted::grad_input_direct(gy, w, &p3);
+    if conv_direct::applies(&p3) && w.iter().all(|v| v.is_finite()) {
+        return conv_direct::grad_input(gy, w, &p3);
     }
     let nb = images_per_gemm(p, &g);
     if nb > 1 {
@@ -642,8 +643,8 @@ pub fn grad_weight(x: &[f32], gy: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> 
     if conv_shifted::applies(&p3) {
         return conv_shifted::grad_weight(x, gy, &p3);
     }
-    if conv_shifted::applies_direct(&p3) && x.iter().all(|v| v.is_finite()) {
-        return conv_shifted::grad_weight_direct(x, gy, &p3);
+    if conv_direct::applies(&p3) && x.iter().all(|v| v.is_finite()) {
+        return conv_direct::grad_weight(x, gy, &p3);
     }
     let nb = images_per_gemm(p, &g);
     if nb > 1 {

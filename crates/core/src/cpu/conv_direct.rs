@@ -15,6 +15,12 @@
 //! for the baseline, and the one the processor supports is picked at run time (the
 //! project builds for baseline x86-64, which would otherwise leave 4-wide SSE here).
 
+use super::conv2d::{per_image, per_image_sum};
+use super::conv_shifted::{grid_fits, rows_of, spread, wide, Wide, MIN_CHANNELS};
+use crate::backend::Conv3dParams;
+use crate::host;
+use crate::Result;
+
 /// Widest block of output channels (with AVX-512: 8 × 32 accumulators, 16 registers).
 pub(super) const MAX_OB: usize = 8;
 
@@ -24,6 +30,140 @@ const K_CHUNK: usize = 256;
 /// Columns per block, the most any version uses: the padded input needs this many
 /// readable values past its last one.
 pub(super) const MAX_L: usize = 32;
+
+// The image-level drivers of the direct products, on `conv_shifted.rs`'s wide grid (its
+// forward takes [`block`] for thin groups itself, beside its own GEMMs).
+
+/// Weights of at most this many values take the direct weight gradient, whose partial
+/// sums are [`LANES`] times larger (4 MiB per thread here).
+const MAX_DIRECT_WEIGHT: usize = 1 << 16;
+
+/// Whether the direct products serve `p` (the forward and both gradients): the grid fits,
+/// fewer channels per group than the GEMMs need, at most half again as many columns as
+/// the output has (LeNet's 5×5 layer on 14² computes 14 for 10),
+/// and a weight of at most [`MAX_DIRECT_WEIGHT`] values. The gradients also need finite
+/// inputs (weight gradient) or weights (input gradient), which their callers check.
+pub(super) fn applies(p: &Conv3dParams) -> bool {
+    grid_fits(p).is_some_and(|wp| {
+        p.c_in / p.groups < MIN_CHANNELS
+            && wp.saturating_mul(2) <= p.output[2].saturating_mul(3)
+            && p.kernel
+                .iter()
+                .try_fold(p.c_out.saturating_mul(p.c_in / p.groups), |v, &k| {
+                    v.checked_mul(k)
+                })
+                .is_some_and(|len| len <= MAX_DIRECT_WEIGHT)
+    })
+}
+
+/// Each (channel, tap) pair's offset on a group's padded channels, in the weight's order:
+/// where the direct products read.
+pub(super) fn pair_offsets(wd: &Wide) -> Vec<usize> {
+    (0..wd.cg)
+        .flat_map(|c| wd.taps.iter().map(move |t| c * wd.channel + t))
+        .collect()
+}
+
+/// The input gradient of a thin-group convolution ([`applies`]) as the forward's
+/// direct products run backwards, for finite weights (an ∞ one would meet the zeros around
+/// the output gradient as 0·∞). Padded input position `q` gathers `w[o][c][t] · gy` at wide
+/// output column `q − off_t` over every (output channel, tap): with the output gradient
+/// placed `far` (the last tap's offset) into a zeroed buffer, at each output position's
+/// padded-input number, that is a read at `q + far − off_t`, one more product of
+/// [`block`] with the weight transposed to rows of input channels. The padded
+/// border of the result is then dropped.
+pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<f32>> {
+    let wd = wide(p);
+    let (taps, far) = (wd.taps.len(), wd.taps.iter().max().copied().unwrap_or(0));
+    let ld = wd.channel.next_multiple_of(MAX_L);
+    let ldg = far + ld;
+    let pairs = wd.og * taps;
+    let mut wt = host::zeros(p.weight_len())?;
+    for (gi, w_g) in w.chunks(wd.og * wd.kdim).enumerate() {
+        for (o, w_o) in w_g.chunks(wd.kdim).enumerate() {
+            for (c, w_oc) in w_o.chunks(taps).enumerate() {
+                wt[(gi * wd.cg + c) * pairs + o * taps..][..taps].copy_from_slice(w_oc);
+            }
+        }
+    }
+    let offs: Vec<usize> = (0..wd.og)
+        .flat_map(|o| wd.taps.iter().map(move |off| o * ldg + far - off))
+        .collect();
+    let [od, oh, ow] = p.output;
+    let mut gx = host::zeros(p.input_len())?;
+    per_image(&mut gx, p.c_in * wd.in_len, p.n, |ni, gx_n| {
+        let gy_n = &gy[ni * p.c_out * wd.out_len..][..p.c_out * wd.out_len];
+        let mut ext = host::zeros(p.c_out * ldg + MAX_L)?;
+        for (dst, src) in ext.chunks_mut(ldg).zip(gy_n.chunks(wd.out_len)) {
+            for (a, plane) in src.chunks(oh * ow).enumerate().take(od) {
+                for (r, row) in plane.chunks(ow).enumerate() {
+                    dst[far + a * wd.plane + r * wd.wp..][..ow].copy_from_slice(row);
+                }
+            }
+        }
+        let mut out = host::zeros(wd.cg * ld)?;
+        for gi in 0..p.groups {
+            let w_g = &wt[gi * wd.cg * pairs..][..wd.cg * pairs];
+            let ext_g = &ext[gi * wd.og * ldg..];
+            block(w_g, pairs, wd.cg, ext_g, 0, &offs, wd.channel, &mut out, ld);
+            let gx_g = &mut gx_n[gi * wd.cg * wd.in_len..][..wd.cg * wd.in_len];
+            let row = p.input[2];
+            for (dst, src) in gx_g.chunks_mut(wd.in_len).zip(out.chunks(ld)) {
+                for (values, at) in dst.chunks_mut(row).zip(rows_of(p, &wd, true)) {
+                    values.copy_from_slice(&src[at..at + row]);
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(gx)
+}
+
+/// The weight gradient of a thin-group convolution ([`applies`]) by the direct sums
+/// ([`weight_block`]), for an input whose values are all finite (a non-finite one would
+/// reach, as 0·∞, sums of output columns that are dropped). The output gradient is
+/// widened plane by plane, each plane's row a multiple of the sums' blocks long with zeros
+/// past its columns, so the blocks' reads past a plane's last column add nothing. The
+/// partial sums take [`LANES`] times the weight's size per thread, so
+/// [`applies`] bounds the weight.
+pub(super) fn grad_weight(x: &[f32], gy: &[f32], p: &Conv3dParams) -> Result<Vec<f32>> {
+    let wd = wide(p);
+    let offs = pair_offsets(&wd);
+    let [od, oh, ow] = p.output;
+    let span = (oh - 1) * wd.wp + ow;
+    let per_plane = span.next_multiple_of(MAX_L);
+    let ld = od * per_plane;
+    let lanes = per_image_sum(
+        p.n,
+        p.weight_len() * LANES,
+        || Ok(()),
+        |ni, acc, _| {
+            let x_n = &x[ni * p.c_in * wd.in_len..][..p.c_in * wd.in_len];
+            let gy_n = &gy[ni * p.c_out * wd.out_len..][..p.c_out * wd.out_len];
+            let xp = spread(x_n, p, &wd, true, MAX_L)?;
+            let mut gyw = host::zeros(p.c_out * ld)?;
+            for (dst, src) in gyw.chunks_mut(ld).zip(gy_n.chunks(wd.out_len)) {
+                for (a, src) in src.chunks(oh * ow).enumerate() {
+                    for (r, row) in src.chunks(ow).enumerate() {
+                        dst[a * per_plane + r * wd.wp..][..ow].copy_from_slice(row);
+                    }
+                }
+            }
+            let per_group = wd.og * wd.kdim * LANES;
+            for (gi, acc_g) in acc.chunks_mut(per_group).enumerate() {
+                let (x_g, gy_g) = (&xp[gi * wd.cg * wd.channel..], &gyw[gi * wd.og * ld..]);
+                for a in 0..od {
+                    let (gbase, xbase) = (a * per_plane, a * wd.plane);
+                    weight_block(gy_g, ld, gbase, wd.og, x_g, xbase, &offs, span, acc_g);
+                }
+            }
+            Ok(())
+        },
+    )?;
+    let mut gw = host::zeros(p.weight_len())?;
+    fold_lanes(&lanes, &mut gw);
+    Ok(gw)
+}
 
 /// Runs `$inner::<…>($args)` compiled for AVX-512 (with FMA), for AVX2 with FMA, or for the
 /// baseline, whichever the processor supports, each with its own const parameters (in
@@ -313,7 +453,85 @@ fn sums<const OB: usize, const KB: usize, const L: usize, const FMA: bool>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::conv2d::{self, definition};
+    use super::super::conv_shifted::tests::{assert_close, definition_3d, stride_1, value};
+    use super::super::conv_shifted::{self, from_2d};
     use super::*;
+
+    /// Thin groups (fewer than 16 channels) take the direct products in the forward and
+    /// both gradients: 1, 3 and 6 channels, groups, dilation, asymmetric and no
+    /// padding, 1-D, 3-D, and outputs that leave a partial block of columns and of output
+    /// channels.
+    #[test]
+    fn thin_groups_direct_products_match_the_definition() {
+        // (n, c_in, h, w, c_out, kernel, padding, dilation, groups)
+        let cases = [
+            (3, 1, 28, 28, 6, [5, 5], [2, 2], [1, 1], 1),
+            (2, 6, 14, 14, 16, [5, 5], [0, 0], [1, 1], 1),
+            (1, 3, 17, 19, 11, [3, 3], [1, 1], [1, 1], 1),
+            (2, 6, 9, 12, 10, [3, 2], [1, 0], [2, 1], 2),
+            (1, 4, 1, 100, 7, [1, 9], [0, 4], [1, 1], 1),
+            (1, 15, 40, 33, 3, [3, 3], [1, 1], [1, 2], 1),
+        ];
+        for case in cases {
+            let (p, mut x, wt, gy) = stride_1(case);
+            let p3 = from_2d(&p);
+            assert!(
+                !conv_shifted::applies(&p3) && applies(&p3),
+                "{p:?} takes the direct path"
+            );
+            let [y, gx, gw] = definition(&x, &wt, &gy, &p);
+            let name = format!("{p:?}");
+            assert_close(&name, &conv2d::forward(&x, &wt, &p).unwrap(), &y);
+            assert_close(&name, &conv2d::grad_input(&gy, &wt, &p).unwrap(), &gx);
+            assert_close(&name, &conv2d::grad_weight(&x, &gy, &p).unwrap(), &gw);
+            // An infinite input value in an image's last column, which only dropped wide
+            // columns read with the other taps: the weight gradient leaves the direct sums
+            // and still matches the definition.
+            let last = p.w - 1;
+            x[last] = f32::INFINITY;
+            let [_, _, gw] = definition(&x, &wt, &gy, &p);
+            let got = conv2d::grad_weight(&x, &gy, &p).unwrap();
+            for (i, (&g, &e)) in got.iter().zip(&gw).enumerate() {
+                let same = (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs())
+                    || (g.is_nan() && e.is_nan())
+                    || g as f64 == e;
+                assert!(same, "{name} with ∞: [{i}] {g} vs {e}");
+            }
+            // An infinite weight: the input gradient leaves the direct products (whose
+            // zeros around the output gradient would meet it) and matches the definition.
+            let mut wt = wt;
+            wt[0] = f32::INFINITY;
+            let [_, gx, _] = definition(&x, &wt, &gy, &p);
+            let got = conv2d::grad_input(&gy, &wt, &p).unwrap();
+            for (i, (&g, &e)) in got.iter().zip(&gx).enumerate() {
+                let same = (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs())
+                    || (g.is_nan() && e.is_nan())
+                    || g as f64 == e;
+                assert!(same, "{name} with an ∞ weight: [{i}] {g} vs {e}");
+            }
+        }
+        let p = Conv3dParams {
+            n: 2,
+            c_in: 3,
+            c_out: 5,
+            input: [4, 6, 9],
+            output: [4, 6, 9],
+            kernel: [3, 3, 3],
+            stride: [1; 3],
+            padding: [1; 3],
+            dilation: [1; 3],
+            groups: 1,
+        };
+        assert!(applies(&p));
+        let x: Vec<f32> = (0..p.input_len()).map(|i| value(i, 1)).collect();
+        let wt: Vec<f32> = (0..p.weight_len()).map(|i| value(i, 2)).collect();
+        let gy: Vec<f32> = (0..p.output_len()).map(|i| value(i, 3)).collect();
+        let [y, gx, gw] = definition_3d(&x, &wt, &gy, &p);
+        assert_close("3-D", &conv_shifted::forward(&x, &wt, &p).unwrap(), &y);
+        assert_close("3-D", &grad_input(&gy, &wt, &p).unwrap(), &gx);
+        assert_close("3-D", &grad_weight(&x, &gy, &p).unwrap(), &gw);
+    }
 
     #[test]
     fn weight_sums_match_for_every_channel_and_pair_count() {
