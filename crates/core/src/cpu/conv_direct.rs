@@ -458,6 +458,17 @@ mod tests {
     use super::super::conv_shifted::{self, from_2d};
     use super::*;
 
+    /// Close where finite, NaN where the definition is NaN, equal infinities.
+    fn assert_same(what: &str, got: &[f32], want: &[f64]) {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (i, (&g, &e)) in got.iter().zip(want).enumerate() {
+            let same = (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs())
+                || (g.is_nan() && e.is_nan())
+                || g as f64 == e;
+            assert!(same, "{what}[{i}]: {g} vs {e}");
+        }
+    }
+
     /// Thin groups (fewer than 16 channels) take the direct products in the forward and
     /// both gradients: 1, 3 and 6 channels, groups, dilation, asymmetric and no
     /// padding, 1-D, 3-D, and outputs that leave a partial block of columns and of output
@@ -492,24 +503,14 @@ mod tests {
             x[last] = f32::INFINITY;
             let [_, _, gw] = definition(&x, &wt, &gy, &p);
             let got = conv2d::grad_weight(&x, &gy, &p).unwrap();
-            for (i, (&g, &e)) in got.iter().zip(&gw).enumerate() {
-                let same = (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs())
-                    || (g.is_nan() && e.is_nan())
-                    || g as f64 == e;
-                assert!(same, "{name} with ∞: [{i}] {g} vs {e}");
-            }
+            assert_same(&format!("{name} with ∞"), &got, &gw);
             // An infinite weight: the input gradient leaves the direct products (whose
             // zeros around the output gradient would meet it) and matches the definition.
             let mut wt = wt;
             wt[0] = f32::INFINITY;
             let [_, gx, _] = definition(&x, &wt, &gy, &p);
             let got = conv2d::grad_input(&gy, &wt, &p).unwrap();
-            for (i, (&g, &e)) in got.iter().zip(&gx).enumerate() {
-                let same = (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs())
-                    || (g.is_nan() && e.is_nan())
-                    || g as f64 == e;
-                assert!(same, "{name} with an ∞ weight: [{i}] {g} vs {e}");
-            }
+            assert_same(&format!("{name} with an ∞ weight"), &got, &gx);
         }
         let p = Conv3dParams {
             n: 2,
