@@ -243,9 +243,19 @@ fn metric_gradients_match_finite_differences() {
     gradcheck("squared_distance_matrix", &pair, &[true, true], &|x| {
         x[0].squared_distance_matrix(&x[1])
     });
-    // Far from the hinge: some triplets active, some not, none within 0.1 of the kink.
+    // Far from the hinge: some triplets active, some not, none within 0.1 of the kink, in
+    // squared distances (`well_separated`) and, for the margin loss's triplets
+    // (i, i + 2, i + 4), in plain ones (one seed put a triplet close enough to that kink
+    // for the finite differences to cross it).
     let labels = [0, 1, 2, 0, 1, 2];
-    let e = well_separated(6, 3, &labels, 0.8, 0.1, &mut rng);
+    let e = loop {
+        let e = well_separated(6, 3, &labels, 0.8, 0.1, &mut rng);
+        let dist = brute_distances(&e.to_vec().unwrap(), 6, 3);
+        let hinge = |i: usize| dist[i * 6 + i + 2].sqrt() - dist[i * 6 + i + 4].sqrt() + 0.8;
+        if (0..2).all(|i| hinge(i).abs() > 0.1) {
+            break e;
+        }
+    };
     let (a, p, q) = (
         e.narrow(0, 0, 2).unwrap(),
         e.narrow(0, 2, 2).unwrap(),
