@@ -1,9 +1,10 @@
 //! Convolution on the CPU: im2col over chunks of output rows (bounded scratch memory)
 //! followed by GEMM, one image per rayon task, or several images in one GEMM where the
 //! weight is large (see [`images_per_gemm`]); depthwise convolutions go to
-//! `conv2d_depthwise.rs`, and stride-1 ones with 16 or more channels per group and little
-//! padding overhead (`conv_shifted::applies`) to `conv_shifted.rs` (one GEMM per tap
-//! straight from the padded input).
+//! `conv2d_depthwise.rs`, and stride-1 ones to the zero-padded input's wide grid where its
+//! padding costs little: the forward by direct products (`conv_shifted::forward_applies`),
+//! the gradients by GEMMs per run of columns for 16 or more channels per group
+//! (`conv_shifted::applies`) or by direct products for fewer (`conv_direct::applies`).
 
 use rayon::prelude::*;
 
@@ -461,7 +462,7 @@ pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
         return conv2d_depthwise::forward(x, w, p);
     }
     let p3 = conv_shifted::from_2d(p);
-    if conv_shifted::applies(&p3) || conv_direct::applies(&p3) {
+    if conv_shifted::forward_applies(&p3) {
         return conv_shifted::forward(x, w, &p3);
     }
     let nb = images_per_gemm(p, &g);

@@ -286,9 +286,19 @@ fn columns<const OB: usize, const L: usize, const FMA: bool>(
 ) {
     // Pairs in chunks whose weights (OB rows of them) stay in the first-level cache
     // while every column block reads them; each chunk after the first adds to the block
-    // the chunks before it stored.
+    // the chunks before it stored. A chunk's weights are first laid out pair by pair, so
+    // the loop reads one pair's OB weights without a bounds check each (read in place,
+    // the checks took as many instructions as the products).
+    let mut packed = [[0.0f32; OB]; K_CHUNK];
+    let far = offs.iter().max().copied().unwrap_or(0);
     for k0 in (0..offs.len()).step_by(K_CHUNK) {
         let chunk = &offs[k0..offs.len().min(k0 + K_CHUNK)];
+        for (k, wk) in packed.iter_mut().enumerate().take(chunk.len()) {
+            for (o, v) in wk.iter_mut().enumerate() {
+                *v = w[o * kdim + k0 + k];
+            }
+        }
+        let packed = &packed[..chunk.len()];
         for c0 in (0..cols).step_by(L) {
             let mut acc = [[0.0f32; L]; OB];
             if k0 > 0 {
@@ -296,11 +306,11 @@ fn columns<const OB: usize, const L: usize, const FMA: bool>(
                     acc.copy_from_slice(&out[o * ld + c0..][..L]);
                 }
             }
-            for (k, &off) in chunk.iter().enumerate() {
-                let at = base + off + c0;
-                let xv: &[f32; L] = x[at..at + L].try_into().expect("L values");
+            let xs = &x[base + c0..][..far + L];
+            for (wk, &off) in packed.iter().zip(chunk) {
+                let xv: &[f32; L] = xs[off..off + L].try_into().expect("L values");
                 for (o, acc) in acc.iter_mut().enumerate() {
-                    let wv = w[o * kdim + k0 + k];
+                    let wv = wk[o];
                     for (a, &v) in acc.iter_mut().zip(xv) {
                         *a = if FMA { wv.mul_add(v, *a) } else { *a + wv * v };
                     }
@@ -454,20 +464,11 @@ fn sums<const OB: usize, const KB: usize, const L: usize, const FMA: bool>(
 #[cfg(test)]
 mod tests {
     use super::super::conv2d::{self, definition};
-    use super::super::conv_shifted::tests::{assert_close, definition_3d, stride_1, value};
+    use super::super::conv_shifted::tests::{
+        assert_close, assert_same, definition_3d, stride_1, value,
+    };
     use super::super::conv_shifted::{self, from_2d};
     use super::*;
-
-    /// Close where finite, NaN where the definition is NaN, equal infinities.
-    fn assert_same(what: &str, got: &[f32], want: &[f64]) {
-        assert_eq!(got.len(), want.len(), "{what}");
-        for (i, (&g, &e)) in got.iter().zip(want).enumerate() {
-            let same = (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs())
-                || (g.is_nan() && e.is_nan())
-                || g as f64 == e;
-            assert!(same, "{what}[{i}]: {g} vs {e}");
-        }
-    }
 
     /// Thin groups (fewer than 16 channels) take the direct products in the forward and
     /// both gradients: 1, 3 and 6 channels, groups, dilation, asymmetric and no

@@ -1,25 +1,26 @@
-//! Stride-1 convolutions of any rank (2-D ones are 3-D ones of depth 1) as one GEMM per
-//! kernel tap, read straight from the zero-padded input: no im2col.
+//! Stride-1 convolutions of any rank (2-D ones are 3-D ones of depth 1) read straight from
+//! the zero-padded input: no im2col.
 //!
 //! On the padded grid (`dp × hp × wp`), output position `(a, i, j)` and tap `(ta, ti, tj)`
 //! read the input at `(a + ta·dd, i + ti·dh, j + tj·dw)`. Numbering positions row after
 //! row at the padded width and plane after plane at the padded plane (the "wide" columns),
-//! a tap reads the input at the output's number plus a constant offset, so each tap is a
-//! plain GEMM whose operand is a strided view of the padded channels (`C × columns`,
-//! rows a channel apart). Besides the zero-padded copy, the GEMM's own packing is then
-//! the only copy of the input, where im2col wrote one copy per tap that the GEMM packed
-//! again, and a run's operands stay in cache across the taps. The `wp − ow` wide columns
-//! past each row's end are computed and dropped (for a 3×3 kernel with padding 1, 3.5%
-//! more products at 56², 13% at 14²), which [`applies`] bounds.
+//! a tap reads the input at the output's number plus a constant offset. The `wp − ow`
+//! wide columns past each row's end are computed and dropped (for a 3×3 kernel with
+//! padding 1, 3.5% more products at 56², 13% at 14²), which [`applies`] bounds.
 //!
-//! The gradients use the same offsets, a short run of wide columns at a time: each tap's
-//! rows are contiguous runs of the padded channels, gathered for the weight gradient's
-//! product and added back after the input gradient's; both read the output gradient
-//! widened with zeros in the dropped columns.
+//! The forward multiplies and adds straight from the grid, in registers
+//! (`conv_direct::block`), for every channel count. It replaced one GEMM per tap, whose
+//! operand was a strided view of the padded channels: on ResNet's and VGG's 3×3 layers
+//! (64 to 512 channels, 14² to 224²) that ran at 130–165 GFLOP/s on a 2-core Zen 4, the
+//! direct products at 165–200.
 //!
-//! Groups of fewer than 16 channels (`conv_direct::applies`) use the same grid without GEMMs:
-//! `conv_direct.rs` multiplies and adds straight from it in registers, for the forward and
-//! both gradients.
+//! The gradients of groups of 16 channels and more use GEMMs on the same offsets, a short
+//! run of wide columns at a time: each tap's rows are contiguous runs of the padded
+//! channels, gathered for the weight gradient's product and added back after the input
+//! gradient's; both read the output gradient widened with zeros in the dropped columns.
+//! (The direct input gradient was at most 10% faster there, slower at 256 channels on
+//! 14², and at batch 1 ran on one core.) Thinner groups (`conv_direct::applies`) take
+//! direct gradients too.
 
 use std::borrow::Cow;
 
@@ -39,6 +40,10 @@ pub(super) const MIN_CHANNELS: usize = 16;
 /// Values of the forward's output block: with 64 output channels 1,024 wide columns
 /// (256 KiB), which stay in the core's cache while every tap adds into them.
 const CHUNK_VALUES: usize = 1 << 16;
+
+/// The fewest wide columns per forward run: with 512 channels, runs of 256 columns
+/// were 5–10% slower than runs of 1,024 (the weights are read once per run).
+const FORWARD_COLS: usize = 1024;
 
 /// A 2-D convolution as a 3-D one of depth 1.
 pub(super) fn from_2d(p: &Conv2dParams) -> Conv3dParams {
@@ -89,6 +94,14 @@ pub(super) fn applies(p: &Conv3dParams) -> bool {
     })
 }
 
+/// Whether [`forward`] serves `p`: the grid fits, and at most half again as many columns
+/// as the output has. The direct products outrun im2col's GEMM by more than the dropped
+/// columns cost: at 7², 512 channels (9 columns for 7) took 14.7–14.9 ms at batch 8
+/// against im2col's 16.8–17.1, and 2.0–2.1 against 2.8–3.3 at batch 1.
+pub(super) fn forward_applies(p: &Conv3dParams) -> bool {
+    grid_fits(p).is_some_and(|wp| wp.saturating_mul(2) <= p.output[2].saturating_mul(3))
+}
+
 /// Wide columns per product in the gradients. There, a GEMM per tap would have an output
 /// of only `og × cg` (weight gradient) or a depth of only `og` (input gradient), which
 /// ran 10–40% slower than one product over every tap's rows (`kdim` of them, measured on
@@ -135,7 +148,7 @@ pub(super) fn wide(p: &Conv3dParams) -> Wide {
         plane,
         channel: dp * plane,
         taps,
-        forward_cols: (CHUNK_VALUES / og.max(1)).max(SPAN_COLS),
+        forward_cols: (CHUNK_VALUES / og.max(1)).max(FORWARD_COLS),
     }
 }
 
@@ -264,31 +277,28 @@ pub(super) fn spread(
 
 pub(super) fn forward(x: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<f32>> {
     let wd = wide(p);
-    let thin = (wd.cg < MIN_CHANNELS).then(|| conv_direct::pair_offsets(&wd));
+    let offs = conv_direct::pair_offsets(&wd);
     let mut out = host::zeros(p.output_len())?;
     per_image(&mut out, p.c_out * wd.out_len, p.n, |ni, y_n| {
         let x_n = &x[ni * p.c_in * wd.in_len..][..p.c_in * wd.in_len];
-        forward_image(x_n, w, p, &wd, thin.as_deref(), y_n)
+        forward_image(x_n, w, p, &wd, &offs, y_n)
     })?;
     Ok(out)
 }
 
-/// One image's output: per group and run of wide columns, the taps' GEMMs (or, with the
-/// offsets of a thin group's pairs, the direct products) add into a block whose kept
-/// columns are then copied out.
+/// One image's output: per group and run of wide columns, the direct products of the
+/// (channel, tap) pairs at offsets `offs` fill a block whose kept columns are then copied
+/// out.
 fn forward_image(
     x_n: &[f32],
     w: &[f32],
     p: &Conv3dParams,
     wd: &Wide,
-    thin: Option<&[usize]>,
+    offs: &[usize],
     y_n: &mut [f32],
 ) -> Result<()> {
-    let xp = match thin {
-        // The direct products read whole blocks of columns past the last one.
-        Some(_) => Cow::Owned(spread(x_n, p, wd, true, conv_direct::MAX_L)?),
-        None => padded(x_n, p, wd)?,
-    };
+    // The direct products read whole blocks of columns past the last one.
+    let xp = spread(x_n, p, wd, true, conv_direct::MAX_L)?;
     let [_, oh, ow] = p.output;
     for gi in 0..p.groups {
         let w_g = &w[gi * wd.og * wd.kdim..][..wd.og * wd.kdim];
@@ -299,22 +309,10 @@ fn forward_image(
             let widest = wd.forward_cols.next_multiple_of(conv_direct::MAX_L);
             let mut block = host::with_capacity(ob * widest)?;
             for s in wd.spans(p, wd.forward_cols) {
-                let ld = match thin {
-                    Some(offs) => {
-                        let ld = s.cols.next_multiple_of(conv_direct::MAX_L);
-                        block.resize(ob * ld, 0.0);
-                        let w_b = &w_g[o0 * wd.kdim..];
-                        conv_direct::block(
-                            w_b, wd.kdim, ob, x_g, s.at_in, offs, s.cols, &mut block, ld,
-                        );
-                        ld
-                    }
-                    None => {
-                        block.resize(ob * s.cols, 0.0);
-                        tap_products(w_g, x_g, wd, o0, ob, &s, &mut block);
-                        s.cols
-                    }
-                };
+                let ld = s.cols.next_multiple_of(conv_direct::MAX_L);
+                block.resize(ob * ld, 0.0);
+                let w_b = &w_g[o0 * wd.kdim..];
+                conv_direct::block(w_b, wd.kdim, ob, x_g, s.at_in, offs, s.cols, &mut block, ld);
                 let (first, last) = (s.j / wd.wp, (s.j + s.cols - 1) / wd.wp);
                 for (wide, y) in block.chunks(ld).zip(y_b.chunks_mut(wd.out_len)) {
                     let y = &mut y[s.a * oh * ow..][..oh * ow];
@@ -332,39 +330,6 @@ fn forward_image(
         })?;
     }
     Ok(())
-}
-
-/// Output channels `o0..o0 + ob` of run `s`, one GEMM per tap into `block`.
-fn tap_products(
-    w_g: &[f32],
-    x_g: &[f32],
-    wd: &Wide,
-    o0: usize,
-    ob: usize,
-    s: &Span,
-    block: &mut [f32],
-) {
-    for (t, &off) in wd.taps.iter().enumerate() {
-        gemm(
-            ob,
-            wd.cg,
-            s.cols,
-            &w_g[o0 * wd.kdim + t..],
-            // Tap t's `og × cg` matrix, read in place.
-            Layout {
-                rs: wd.kdim,
-                cs: wd.taps.len(),
-            },
-            &x_g[s.at_in + off..],
-            Layout {
-                rs: wd.channel,
-                cs: 1,
-            },
-            if t == 0 { 0.0 } else { 1.0 },
-            block,
-            Layout::rows(s.cols),
-        );
-    }
 }
 
 pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<f32>> {
@@ -525,6 +490,17 @@ pub(super) mod tests {
         }
     }
 
+    /// [`assert_close`], where NaN also equals NaN and an infinity the same infinity.
+    pub(crate) fn assert_same(what: &str, got: &[f32], want: &[f64]) {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (i, (&g, &e)) in got.iter().zip(want).enumerate() {
+            let same = (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs())
+                || (g.is_nan() && e.is_nan())
+                || g as f64 == e;
+            assert!(same, "{what}[{i}]: {g} vs {e}");
+        }
+    }
+
     /// A stride-1 case `(n, c_in, h, w, c_out, kernel, padding, dilation, groups)` and its
     /// input, weight and output gradient.
     #[allow(clippy::type_complexity)]
@@ -576,11 +552,18 @@ pub(super) mod tests {
             (1, 16, 200, 10, 64, [3, 3], [1, 1], [1, 1], 1),
             (2, 16, 1, 1500, 64, [1, 9], [0, 4], [1, 1], 1),
             (1, 16, 12, 12, 4, [3, 3], [0, 0], [1, 1], 1),
+            // 9 wide columns for 7: the forward on the grid, the gradients by im2col
+            (2, 16, 7, 7, 9, [3, 3], [1, 1], [1, 1], 1),
         ];
         for case in cases {
             let (p, x, wt, gy) = stride_1(case);
             let p3 = from_2d(&p);
-            assert!(applies(&p3), "{p:?} takes the tap-by-tap path");
+            assert!(forward_applies(&p3), "{p:?} takes the grid's forward");
+            assert_eq!(
+                applies(&p3),
+                (p.h, p.w) != (7, 7),
+                "{p:?}: the gradients' path"
+            );
             if p.c_out == 64 {
                 let wd = wide(&p3);
                 let runs = wd.spans(&p3, wd.forward_cols).count();
