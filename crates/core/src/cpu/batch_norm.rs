@@ -6,7 +6,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::PAR_CHUNK;
+use super::{simd, PAR_CHUNK};
 use crate::backend::ChannelParams;
 use crate::host;
 use crate::Result;
@@ -83,7 +83,7 @@ pub fn channel_sums(a: &[f32], b: Option<(&[f32], &[f32])>, p: &ChannelParams) -
                     let bp = b.map(|(b, centers)| {
                         (&b[q * inner..][..inner], centers[ch], centers[c + ch])
                     });
-                    plane_sums(ap, bp)
+                    simd(|| plane_sums(ap, bp))
                 })
                 .collect()
         })
@@ -112,29 +112,33 @@ pub fn channel_affine(
     let (c, inner) = (p.channels, p.inner.max(1));
     let per = planes_per_task(p);
     let task = per * inner;
-    let fill = |out: &mut [MaybeUninit<f32>]| {
-        out.par_chunks_mut(task).enumerate().for_each(|(t, ot)| {
-            for (j, op) in ot.chunks_mut(inner).enumerate() {
-                let q = t * per + j;
-                let (ch, at) = (q % c, &a[q * inner..][..op.len()]);
-                match b {
-                    None => {
-                        let (k, s) = (coef[ch], coef[c + ch]);
-                        for (o, &v) in op.iter_mut().zip(at) {
-                            *o = MaybeUninit::new(v * k + s);
-                        }
+    // The planes of task `t`.
+    let planes = |t: usize, ot: &mut [MaybeUninit<f32>]| {
+        for (j, op) in ot.chunks_mut(inner).enumerate() {
+            let q = t * per + j;
+            let (ch, at) = (q % c, &a[q * inner..][..op.len()]);
+            match b {
+                None => {
+                    let (k, s) = (coef[ch], coef[c + ch]);
+                    for (o, &v) in op.iter_mut().zip(at) {
+                        *o = MaybeUninit::new(v * k + s);
                     }
-                    Some(b) => {
-                        let (ka, kb) = (coef[ch], coef[c + ch]);
-                        let (cb, s) = (coef[2 * c + ch], coef[3 * c + ch]);
-                        let bt = &b[q * inner..][..op.len()];
-                        for ((o, &va), &vb) in op.iter_mut().zip(at).zip(bt) {
-                            *o = MaybeUninit::new(va * ka + (vb - cb) * kb + s);
-                        }
+                }
+                Some(b) => {
+                    let (ka, kb) = (coef[ch], coef[c + ch]);
+                    let (cb, s) = (coef[2 * c + ch], coef[3 * c + ch]);
+                    let bt = &b[q * inner..][..op.len()];
+                    for ((o, &va), &vb) in op.iter_mut().zip(at).zip(bt) {
+                        *o = MaybeUninit::new(va * ka + (vb - cb) * kb + s);
                     }
                 }
             }
-        })
+        }
+    };
+    let fill = |out: &mut [MaybeUninit<f32>]| {
+        out.par_chunks_mut(task)
+            .enumerate()
+            .for_each(|(t, ot)| simd(|| planes(t, ot)))
     };
     // SAFETY: the tasks' chunks cover the output and each plane's values are all written.
     unsafe { host::written(p.len(), fill) }

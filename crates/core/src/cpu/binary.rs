@@ -4,7 +4,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::PAR_CHUNK;
+use super::{simd, PAR_CHUNK};
 use crate::backend::{BinaryOp, BinaryParams};
 use crate::host;
 use crate::shape::{contiguous_strides, numel};
@@ -87,9 +87,11 @@ fn fill(
         out.par_chunks_mut(PAR_CHUNK)
             .zip(a.par_chunks(PAR_CHUNK).zip(b.par_chunks(PAR_CHUNK)))
             .for_each(|(o, (a, b))| {
-                for i in 0..o.len() {
-                    o[i] = MaybeUninit::new(f(a[i], b[i]));
-                }
+                simd(|| {
+                    for i in 0..o.len() {
+                        o[i] = MaybeUninit::new(f(a[i], b[i]));
+                    }
+                })
             });
         return;
     }

@@ -4,7 +4,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::PAR_CHUNK;
+use super::{simd, PAR_CHUNK};
 use crate::backend::UnaryOp;
 use crate::host;
 use crate::Result;
@@ -15,13 +15,18 @@ fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Result<Vec<f32>> {
         host::written(x.len(), |out| {
             out.par_chunks_mut(PAR_CHUNK)
                 .zip(x.par_chunks(PAR_CHUNK))
-                .for_each(|(o, i)| {
-                    o.iter_mut()
-                        .zip(i)
-                        .for_each(|(o, &v)| *o = MaybeUninit::new(f(v)))
-                });
+                .for_each(|(o, i)| each(o, i, &f));
         })
     }
+}
+
+/// `o[k] = f(i[k])`, with the processor's widest vectors ([`simd`]).
+fn each<F: Fn(f32) -> f32>(o: &mut [MaybeUninit<f32>], i: &[f32], f: &F) {
+    simd(|| {
+        o.iter_mut()
+            .zip(i)
+            .for_each(|(o, &v)| *o = MaybeUninit::new(f(v)))
+    })
 }
 
 pub fn unary(x: &[f32], op: UnaryOp) -> Result<Vec<f32>> {

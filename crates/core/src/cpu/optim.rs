@@ -4,7 +4,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::PAR_CHUNK;
+use super::{simd, PAR_CHUNK};
 use crate::backend::{AdamStep, SgdStep};
 use crate::host;
 use crate::Result;
@@ -43,9 +43,11 @@ pub fn adam_step(
         .zip(v1.par_chunks_mut(PAR_CHUNK))
         .enumerate()
         .for_each(|(c, ((pc, mc), vc))| {
-            for j in 0..pc.len() {
-                (pc[j], mc[j], vc[j]) = one(c * PAR_CHUNK + j);
-            }
+            simd(|| {
+                for j in 0..pc.len() {
+                    (pc[j], mc[j], vc[j]) = one(c * PAR_CHUNK + j);
+                }
+            })
         });
     Ok([p1, m1, v1])
 }
@@ -78,9 +80,11 @@ pub fn sgd_step(
                 out.par_chunks_mut(PAR_CHUNK)
                     .zip(chunks())
                     .for_each(|(pc, (_, (p, g)))| {
-                        for ((o1, &p), &g) in pc.iter_mut().zip(p).zip(g) {
-                            *o1 = MaybeUninit::new(p - o.lr * (g + p * o.weight_decay));
-                        }
+                        simd(|| {
+                            for ((o1, &p), &g) in pc.iter_mut().zip(p).zip(g) {
+                                *o1 = MaybeUninit::new(p - o.lr * (g + p * o.weight_decay));
+                            }
+                        })
                     })
             })
         }?;
@@ -95,13 +99,15 @@ pub fn sgd_step(
                 .zip(chunks())
                 .for_each(|((pc, bc), (c, (p, g)))| {
                     let old = buf.map(|b| &b[c * PAR_CHUNK..][..p.len()]);
-                    for j in 0..p.len() {
-                        let d = g[j] + p[j] * o.weight_decay;
-                        let b = old.map_or(d, |old| old[j] * o.momentum + d);
-                        let step = if o.nesterov { d + o.momentum * b } else { b };
-                        bc[j] = MaybeUninit::new(b);
-                        pc[j] = MaybeUninit::new(p[j] - o.lr * step);
-                    }
+                    simd(|| {
+                        for j in 0..p.len() {
+                            let d = g[j] + p[j] * o.weight_decay;
+                            let b = old.map_or(d, |old| old[j] * o.momentum + d);
+                            let step = if o.nesterov { d + o.momentum * b } else { b };
+                            bc[j] = MaybeUninit::new(b);
+                            pc[j] = MaybeUninit::new(p[j] - o.lr * step);
+                        }
+                    })
                 })
         })
     }?;

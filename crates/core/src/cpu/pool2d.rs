@@ -2,6 +2,7 @@
 
 use rayon::prelude::*;
 
+use super::simd;
 use crate::backend::{Pool2dParams, Resize2dParams};
 use crate::host;
 use crate::Result;
@@ -54,7 +55,7 @@ fn planes_in_parallel(out: &mut [f32], plane: usize, f: impl Fn(usize, &mut [f32
     if plane > 0 {
         out.par_chunks_mut(plane)
             .enumerate()
-            .for_each(|(i, o)| f(i, o));
+            .for_each(|(i, o)| simd(|| f(i, o)));
     }
 }
 
