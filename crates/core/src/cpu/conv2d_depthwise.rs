@@ -313,6 +313,21 @@ fn scatter(dst: &mut [f32], src: &[f32], s: usize) {
     }
 }
 
+/// Whether the grid stays within a few times the plane and its output: large padding
+/// with large dilation can make it vastly larger, which the row loops skip.
+fn grid_fits(p: &Conv2dParams) -> bool {
+    let side = |a: usize, len: usize| {
+        let s = p.stride[a].max(1);
+        len.checked_add(p.padding[a].checked_mul(2)?)?
+            .div_ceil(s)
+            .checked_mul(s)
+    };
+    let grid = side(0, p.h)
+        .zip(side(1, p.w))
+        .and_then(|(h, w)| h.checked_mul(w));
+    grid.is_some_and(|g| g <= (p.h * p.w + p.oh * p.ow).saturating_mul(4))
+}
+
 /// `buf` as `len` zeros when it is not that long yet: each task's buffers serve planes
 /// of one convolution, whose fills all write the same places.
 fn zeroed_once(buf: &mut Vec<f32>, len: usize) {
@@ -323,7 +338,7 @@ fn zeroed_once(buf: &mut Vec<f32>, len: usize) {
 }
 
 pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
-    if !w.iter().all(|v| v.is_finite()) {
+    if !grid_fits(p) || !w.iter().all(|v| v.is_finite()) {
         return forward_rows(x, w, p);
     }
     let mut out = host::zeros(p.output_len())?;
@@ -355,7 +370,7 @@ pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
 /// wide column `q − off_t`; with each output gradient plane widened and placed `far`
 /// (the farthest tap's offset) into a zeroed row, that is a read at `q + far − off_t`.
 pub fn grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
-    if !w.iter().all(|v| v.is_finite()) {
+    if !grid_fits(p) || !w.iter().all(|v| v.is_finite()) {
         return grad_input_rows(gy, w, p);
     }
     let mut gx = host::zeros(p.input_len())?;
@@ -393,7 +408,7 @@ pub fn grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
 /// One task per input channel: per image, [`weight_block`]'s sums of the widened output
 /// gradient (zeros in the dropped columns) against the input's grid, in a fixed order.
 pub fn grad_weight(x: &[f32], gy: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
-    if !x.iter().all(|v| v.is_finite()) {
+    if !grid_fits(p) || !x.iter().all(|v| v.is_finite()) {
         return grad_weight_rows(x, gy, p);
     }
     let (hw, ohw, og, kk) = (
@@ -588,6 +603,7 @@ mod tests {
                 assert_close(&format!("{what}: gx"), &gx.unwrap(), &gx0);
                 assert_close(&format!("{what}: gw"), &gw.unwrap(), &gw0);
             }
+            assert!(grid_fits(&p), "{name} takes the grid");
             x[w - 1] = f32::INFINITY;
             let [_, _, gw0] = definition(&x, &wt, &gy, &p);
             let what = format!("{name} with an ∞ input: gw");
@@ -602,5 +618,32 @@ mod tests {
                 &gx0,
             );
         }
+    }
+
+    /// Padding and dilation that make the grid many times the data leave it to the rows.
+    #[test]
+    fn a_grid_far_larger_than_the_data_is_left_to_the_rows() {
+        let p = Conv2dParams {
+            n: 1,
+            c_in: 2,
+            h: 3,
+            w: 3,
+            c_out: 2,
+            oh: 3,
+            ow: 3,
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: [30, 30],
+            dilation: [30, 30],
+            groups: 2,
+        };
+        assert!(!grid_fits(&p));
+        let x: Vec<f32> = (0..p.input_len()).map(|i| value(i, 1)).collect();
+        let wt: Vec<f32> = (0..p.weight_len()).map(|i| value(i, 2)).collect();
+        let gy: Vec<f32> = (0..p.output_len()).map(|i| value(i, 3)).collect();
+        let [y0, gx0, gw0] = definition(&x, &wt, &gy, &p);
+        assert_close("y", &forward(&x, &wt, &p).unwrap(), &y0);
+        assert_close("gx", &grad_input(&gy, &wt, &p).unwrap(), &gx0);
+        assert_close("gw", &grad_weight(&x, &gy, &p).unwrap(), &gw0);
     }
 }

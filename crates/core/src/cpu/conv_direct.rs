@@ -1,7 +1,9 @@
-//! The products of a stride-1 convolution with few input channels per group (a network's
-//! first layers: LeNet's 1 and 6, an RGB image's 3), computed directly on the zero-padded
-//! input's wide columns (see `conv_shifted.rs`): no im2col and no GEMM. The forward and
-//! the input gradient are [`block`]'s products, the weight gradient [`weight_block`]'s sums.
+//! The products of stride-1 convolutions computed directly on the zero-padded input's
+//! wide columns (see `conv_shifted.rs`): no im2col and no GEMM. Every such forward is
+//! [`block`]'s products, and so are depthwise layers' on their phase grid
+//! (`conv2d_depthwise.rs`). With few input channels per group (a network's first layers:
+//! LeNet's 1 and 6, an RGB image's 3), both gradients are direct too: the input gradient
+//! [`block`]'s products, the weight gradient [`weight_block`]'s sums.
 //!
 //! Each output column of the wide grid reads the input at its own number plus one offset
 //! per (channel, tap) pair, so a block of `OB` output channels × `L` consecutive columns
