@@ -14,6 +14,8 @@
 //! (column t·s + r goes to column t of phase r), so each tap reads or writes one
 //! contiguous span that vectorises, as at stride 1.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::conv2d::{col_spans, in_row};
@@ -266,12 +268,16 @@ impl Grid {
         }
     }
 
-    /// The inverse of [`Grid::widen`]: the kept columns of rows `ld` apart.
-    fn narrow(&self, p: &Conv2dParams, wide: &[f32], ld: usize, planes: &mut [f32]) {
+    /// The inverse of [`Grid::widen`]: the kept columns of rows `ld` apart, written into
+    /// every value of `planes`.
+    fn narrow(&self, p: &Conv2dParams, wide: &[f32], ld: usize, planes: &mut [MaybeUninit<f32>]) {
         let ohw = p.oh * p.ow;
         for (plane, wide) in planes.chunks_mut(ohw).zip(wide.chunks(ld)) {
             for (oi, row) in plane.chunks_mut(p.ow).enumerate() {
-                row.copy_from_slice(&wide[oi * self.wq..][..p.ow]);
+                let src = &wide[oi * self.wq..][..p.ow];
+                row.iter_mut()
+                    .zip(src)
+                    .for_each(|(d, &v)| *d = MaybeUninit::new(v));
             }
         }
     }
@@ -341,29 +347,32 @@ pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
     if !grid_fits(p) || !w.iter().all(|v| v.is_finite()) {
         return forward_rows(x, w, p);
     }
-    let mut out = host::zeros(p.output_len())?;
     let (hw, og, kk) = (p.h * p.w, multiplier(p), p.kernel[0] * p.kernel[1]);
     if p.oh * p.ow == 0 || og == 0 {
-        return Ok(out);
+        return host::zeros(p.output_len());
     }
     let g = Grid::of(p);
     // The products read whole blocks of MAX_L columns past the span.
     let ld = g.span.next_multiple_of(MAX_L);
-    out.par_chunks_mut(og * p.oh * p.ow)
-        .enumerate()
-        .for_each_init(
-            || (Vec::new(), Vec::new()),
-            |(grid, acc), (plane, y)| {
-                let ci = plane % p.c_in;
-                zeroed_once(grid, g.len() + MAX_L);
-                g.fill(p, &x[plane * hw..][..hw], grid);
-                zeroed_once(acc, og * ld);
-                let w_c = &w[ci * og * kk..][..og * kk];
-                block(w_c, kk, og, grid, 0, &g.offs, g.span, acc, ld);
-                g.narrow(p, acc, ld, y);
-            },
-        );
-    Ok(out)
+    let fill = |out: &mut [MaybeUninit<f32>]| {
+        out.par_chunks_mut(og * p.oh * p.ow)
+            .enumerate()
+            .for_each_init(
+                || (Vec::new(), Vec::new()),
+                |(grid, acc), (plane, y)| {
+                    let ci = plane % p.c_in;
+                    zeroed_once(grid, g.len() + MAX_L);
+                    g.fill(p, &x[plane * hw..][..hw], grid);
+                    zeroed_once(acc, og * ld);
+                    let w_c = &w[ci * og * kk..][..og * kk];
+                    block(w_c, kk, og, grid, 0, &g.offs, g.span, acc, ld);
+                    g.narrow(p, acc, ld, y);
+                },
+            )
+    };
+    // SAFETY: each task's output planes are written whole by `narrow`, and the tasks'
+    // chunks cover the output. (Zeroed first, the output cost one more pass over memory.)
+    unsafe { host::written(p.output_len(), fill) }
 }
 
 /// The forward's products run backwards: grid position `q` gathers `w[m][t] · gy_m` at
@@ -543,7 +552,7 @@ fn grad_weight_rows(x: &[f32], gy: &[f32], p: &Conv2dParams) -> Result<Vec<f32>>
 #[cfg(test)]
 mod tests {
     use super::super::conv2d::definition;
-    use super::super::conv_shifted::tests::{assert_close, assert_same, value};
+    use super::super::conv_shifted::tests::{assert_close, assert_same, operands};
     use super::*;
 
     /// Forward, input gradient and weight gradient against the definition, on the grid
@@ -582,9 +591,7 @@ mod tests {
                 dilation,
                 groups: c,
             };
-            let mut x: Vec<f32> = (0..p.input_len()).map(|i| value(i, 1)).collect();
-            let mut wt: Vec<f32> = (0..p.weight_len()).map(|i| value(i, 2)).collect();
-            let gy: Vec<f32> = (0..p.output_len()).map(|i| value(i, 3)).collect();
+            let (mut x, mut wt, gy) = operands(&p);
             let [y0, gx0, gw0] = definition(&x, &wt, &gy, &p);
             let name = format!("{p:?}");
             let grid = [
@@ -638,9 +645,7 @@ mod tests {
             groups: 2,
         };
         assert!(!grid_fits(&p));
-        let x: Vec<f32> = (0..p.input_len()).map(|i| value(i, 1)).collect();
-        let wt: Vec<f32> = (0..p.weight_len()).map(|i| value(i, 2)).collect();
-        let gy: Vec<f32> = (0..p.output_len()).map(|i| value(i, 3)).collect();
+        let (x, wt, gy) = operands(&p);
         let [y0, gx0, gw0] = definition(&x, &wt, &gy, &p);
         assert_close("y", &forward(&x, &wt, &p).unwrap(), &y0);
         assert_close("gx", &grad_input(&gy, &wt, &p).unwrap(), &gx0);

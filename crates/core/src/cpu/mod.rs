@@ -156,8 +156,9 @@ pub(crate) const PAR_CHUNK: usize = 1 << 14;
 
 /// Runs `body` compiled for AVX-512, else for AVX2, else for the baseline, whichever the
 /// processor supports: the project builds for baseline x86-64, whose 4-wide SSE2 took
-/// 3–4 times as long for elementwise ops on cached tensors (a ReLU6 that keeps NaN, over
-/// MobileNetV2's 7² activations). `body` runs inlined into each version.
+/// 2–4 times as long for elementwise ops on cached tensors (a ReLU6 that keeps NaN, over
+/// MobileNetV2's 7² activations). `body` has one call site in each version, so it is
+/// inlined and compiled with that version's features (the clamp's timing shows it).
 #[inline(always)]
 pub(crate) fn simd<R>(body: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
