@@ -5,13 +5,16 @@
 //! padding costs little: the forward by direct products (`conv_shifted::forward_applies`),
 //! the gradients by GEMMs per run of columns for 16 or more channels per group
 //! (`conv_shifted::applies`) or by direct products for fewer (`conv_direct::applies`).
+//! Strided ones with more than one tap take direct products on the input's phase grid
+//! (`conv2d_strided.rs`): the forward, and the weight gradient for fewer than 16 channels
+//! per group.
 
 use rayon::prelude::*;
 
-use super::conv2d_depthwise;
 use super::conv_direct;
 use super::conv_shifted;
 use super::gemm::{gemm, Layout};
+use super::{conv2d_depthwise, conv2d_strided};
 use crate::backend::Conv2dParams;
 use crate::host;
 use crate::Result;
@@ -465,6 +468,9 @@ pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
     if conv_shifted::forward_applies(&p3) {
         return conv_shifted::forward(x, w, &p3);
     }
+    if conv2d_strided::applies(p) {
+        return conv2d_strided::forward(x, w, p);
+    }
     let nb = images_per_gemm(p, &g);
     if nb > 1 {
         return forward_batched(x, w, p, &g, nb);
@@ -646,6 +652,9 @@ pub fn grad_weight(x: &[f32], gy: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> 
     }
     if conv_direct::applies(&p3) && x.iter().all(|v| v.is_finite()) {
         return conv_direct::grad_weight(x, gy, &p3);
+    }
+    if conv2d_strided::grad_weight_applies(p) && x.iter().all(|v| v.is_finite()) {
+        return conv2d_strided::grad_weight(x, gy, p);
     }
     let nb = images_per_gemm(p, &g);
     if nb > 1 {

@@ -8,6 +8,8 @@
 //! [`weight_block`]'s sums. Row by row, a 14² plane cost 3 calls of 14 values per tap
 //! and row, and MobileNetV2's depthwise layers on 28² to 7² ran 3.5–7× PyTorch's time.
 //!
+//! The grid serves dense strided convolutions too (`conv2d_strided.rs`).
+//!
 //! The row loops below remain for the cases whose padding zeros would meet non-finite
 //! values as 0·∞: a non-finite weight (forward and input gradient) or input (weight
 //! gradient). With a column stride s > 1 they first split a plane's columns by phase
@@ -156,23 +158,23 @@ fn multiplier(p: &Conv2dParams) -> usize {
 /// Numbering the outputs at the phases' width (the "wide" columns `oi·wq + oj`, of which
 /// those with `oj ≥ ow` are computed and dropped), each tap thus reads at the output's
 /// number plus its own offset, at any stride and dilation.
-struct Grid {
+pub(super) struct Grid {
     sh: usize,
     sw: usize,
-    wq: usize,
+    pub(super) wq: usize,
     /// values per phase (`hq·wq`)
     phase: usize,
     /// wide columns up to the last output: `(oh − 1)·wq + ow`
-    span: usize,
+    pub(super) span: usize,
     /// each tap's offset, in the weight's order
-    offs: Vec<usize>,
+    pub(super) offs: Vec<usize>,
     /// per column phase: its first input column, that column's place in a grid row,
     /// and how many columns it holds
     col_runs: Vec<(usize, usize, usize)>,
 }
 
 impl Grid {
-    fn of(p: &Conv2dParams) -> Grid {
+    pub(super) fn of(p: &Conv2dParams) -> Grid {
         let [sh, sw] = p.stride.map(|s| s.max(1));
         let hq = (p.h + 2 * p.padding[0]).div_ceil(sh);
         let wq = (p.w + 2 * p.padding[1]).div_ceil(sw);
@@ -201,7 +203,7 @@ impl Grid {
         }
     }
 
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.sh * self.sw * self.phase
     }
 
@@ -230,7 +232,7 @@ impl Grid {
 
     /// Copies an input plane into its place on a zeroed grid. Each plane of a
     /// convolution takes the same places, so a grid filled before needs no zeroing.
-    fn fill(&self, p: &Conv2dParams, plane: &[f32], grid: &mut [f32]) {
+    pub(super) fn fill(&self, p: &Conv2dParams, plane: &[f32], grid: &mut [f32]) {
         for (ih, row) in plane.chunks(p.w).enumerate().take(p.h) {
             for (iw0, at, len) in self.row_runs(p, ih) {
                 let dst = &mut grid[at..at + len];
@@ -259,7 +261,7 @@ impl Grid {
 
     /// Output planes copied to rows `ld` apart at the wide numbering; as with
     /// [`Grid::fill`], the dropped columns keep the zeros they were given.
-    fn widen(&self, p: &Conv2dParams, planes: &[f32], wide: &mut [f32], ld: usize) {
+    pub(super) fn widen(&self, p: &Conv2dParams, planes: &[f32], wide: &mut [f32], ld: usize) {
         let ohw = p.oh * p.ow;
         for (plane, wide) in planes.chunks(ohw).zip(wide.chunks_mut(ld)) {
             for (oi, row) in plane.chunks(p.ow).enumerate() {
@@ -321,7 +323,7 @@ fn scatter(dst: &mut [f32], src: &[f32], s: usize) {
 
 /// Whether the grid stays within a few times the plane and its output: large padding
 /// with large dilation can make it vastly larger, which the row loops skip.
-fn grid_fits(p: &Conv2dParams) -> bool {
+pub(super) fn grid_fits(p: &Conv2dParams) -> bool {
     let side = |a: usize, len: usize| {
         let s = p.stride[a].max(1);
         len.checked_add(p.padding[a].checked_mul(2)?)?
@@ -336,7 +338,7 @@ fn grid_fits(p: &Conv2dParams) -> bool {
 
 /// `buf` as `len` zeros when it is not that long yet: each task's buffers serve planes
 /// of one convolution, whose fills all write the same places.
-fn zeroed_once(buf: &mut Vec<f32>, len: usize) {
+pub(super) fn zeroed_once(buf: &mut Vec<f32>, len: usize) {
     if buf.len() != len {
         buf.clear();
         buf.resize(len, 0.0);

@@ -38,7 +38,7 @@ pub(super) const MAX_L: usize = 32;
 
 /// Weights of at most this many values take the direct weight gradient, whose partial
 /// sums are [`LANES`] times larger (4 MiB per thread here).
-const MAX_DIRECT_WEIGHT: usize = 1 << 16;
+pub(super) const MAX_DIRECT_WEIGHT: usize = 1 << 16;
 
 /// Whether the direct products serve `p` (the forward and both gradients): the grid fits,
 /// fewer channels per group than the GEMMs need, at most half again as many columns as

@@ -216,7 +216,7 @@ pub(super) fn rows_of(p: &Conv3dParams, wd: &Wide, padded: bool) -> impl Iterato
 /// batch 1 in style transfer and inference); where they run one per thread, each image is
 /// a single block. Each block writes only its own channels, so the result does not depend
 /// on the schedule.
-fn per_block(
+pub(super) fn per_block(
     buf: &mut [f32],
     len: usize,
     f: impl Fn(usize, &mut [f32]) -> Result<()> + Sync,
@@ -313,23 +313,31 @@ fn forward_image(
                 block.resize(ob * ld, 0.0);
                 let w_b = &w_g[o0 * wd.kdim..];
                 conv_direct::block(w_b, wd.kdim, ob, x_g, s.at_in, offs, s.cols, &mut block, ld);
-                let (first, last) = (s.j / wd.wp, (s.j + s.cols - 1) / wd.wp);
                 for (wide, y) in block.chunks(ld).zip(y_b.chunks_mut(wd.out_len)) {
                     let y = &mut y[s.a * oh * ow..][..oh * ow];
-                    for r in first..=last {
-                        let lo = (r * wd.wp).max(s.j);
-                        let hi = (r * wd.wp + ow).min(s.j + s.cols);
-                        if lo < hi {
-                            let dst = r * ow + lo - r * wd.wp;
-                            y[dst..dst + hi - lo].copy_from_slice(&wide[lo - s.j..hi - s.j]);
-                        }
-                    }
+                    keep_columns(&wide[..s.cols], s.j, wd.wp, ow, y);
                 }
             }
             Ok(())
         })?;
     }
     Ok(())
+}
+
+/// Copies the kept columns of a run of wide columns (`wide`, from column `j` of a plane
+/// `wp` wide) into the output plane `y` (`ow` wide); the others are dropped.
+pub(super) fn keep_columns(wide: &[f32], j: usize, wp: usize, ow: usize, y: &mut [f32]) {
+    let Some(end) = (j + wide.len()).checked_sub(1) else {
+        return;
+    };
+    for r in j / wp..=end / wp {
+        let lo = (r * wp).max(j);
+        let hi = (r * wp + ow).min(j + wide.len());
+        if lo < hi {
+            let dst = r * ow + lo - r * wp;
+            y[dst..dst + hi - lo].copy_from_slice(&wide[lo - j..hi - j]);
+        }
+    }
 }
 
 pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<f32>> {

@@ -6,6 +6,7 @@ mod batch_norm;
 mod binary;
 mod conv2d;
 mod conv2d_depthwise;
+mod conv2d_strided;
 mod conv_direct;
 mod conv_shifted;
 mod elementwise;

@@ -1,0 +1,213 @@
+//! The forward of strided convolutions (ResNet's and MobileNet's downsampling 3×3 layers
+//! and their stems) as direct products on the input's phase grid
+//! (`conv2d_depthwise::Grid`): each channel's padded plane split by stride phase, on which
+//! every (channel, tap) pair reads at the output's wide column plus one offset, so that
+//! `conv_direct::block` runs them as it runs stride-1 layers. im2col copied each input
+//! value about `kh·kw / (sh·sw)` times (2.25 for 3×3 at stride 2) and its GEMM then packed
+//! the copy again; the grid is one copy of the input.
+//!
+//! With few input channels per group (the stems: 3), the weight gradient is direct too,
+//! `conv_direct::weight_block`'s sums of the widened output gradient against the grid,
+//! where im2col copied each input value about 12 times (7×7 at stride 2) for a GEMM only
+//! 3 × 49 deep.
+//!
+//! The input gradient stays with im2col's GEMM and col2im. Run on the grid phase by phase
+//! (each phase gathering the output gradient over its own taps), it took 15–18 ms against
+//! 10.6–11.2 for 256 channels on 28² at stride 2, batch 8: each of its (output channel,
+//! tap) pairs reads its own row of the output gradient, 256 rows per chunk of pairs,
+//! which do not stay in the first-level cache as the forward's taps of one channel do.
+
+use super::conv2d::{per_image, per_image_sum};
+use super::conv2d_depthwise::{grid_fits, zeroed_once, Grid};
+use super::conv_direct::{block, fold_lanes, weight_block, LANES, MAX_DIRECT_WEIGHT, MAX_L};
+use super::conv_shifted::{keep_columns, per_block, MIN_CHANNELS};
+use crate::backend::Conv2dParams;
+use crate::host;
+use crate::Result;
+
+/// Wide columns per product: with 8 output channels at a time, 32 KiB of sums that stay
+/// in the first-level cache while each chunk of pairs adds into them.
+const RUN: usize = 1024;
+
+/// Whether the grid serves `p`: a stride above 1, more than one tap (a strided 1×1 layer
+/// reads one phase of four, and its GEMM on the subsampled input copies less), a grid
+/// within a few times the input and output, and wide rows at most half again as long as
+/// the output's.
+pub(super) fn applies(p: &Conv2dParams) -> bool {
+    p.stride.iter().any(|&s| s > 1)
+        && p.kernel[0] * p.kernel[1] > 1
+        && grid_fits(p)
+        && Grid::of(p).wq.saturating_mul(2) <= p.ow.saturating_mul(3)
+}
+
+/// Per image, every channel's plane is filled into its grid (zeros where padded), and per
+/// group and block of output channels the direct products of the (channel, tap) pairs
+/// fill runs of wide columns whose kept ones are copied out.
+pub(super) fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
+    let (hw, ohw) = (p.h * p.w, p.oh * p.ow);
+    let (cg, og) = (p.c_in / p.groups, p.c_out / p.groups);
+    let kdim = cg * p.kernel[0] * p.kernel[1];
+    let mut out = host::zeros(p.output_len())?;
+    if ohw == 0 || og == 0 {
+        return Ok(out);
+    }
+    let g = Grid::of(p);
+    let glen = g.len();
+    let offs = pair_offsets(&g, cg);
+    per_image(&mut out, p.c_out * ohw, p.n, |ni, y_n| {
+        // The products read whole blocks of MAX_L columns past the last channel's span.
+        let mut grid = host::zeros(p.c_in * glen + MAX_L)?;
+        let x_n = &x[ni * p.c_in * hw..][..p.c_in * hw];
+        for (plane, dst) in x_n.chunks(hw).zip(grid.chunks_mut(glen)) {
+            g.fill(p, plane, dst);
+        }
+        for gi in 0..p.groups {
+            let w_g = &w[gi * og * kdim..][..og * kdim];
+            let x_g = &grid[gi * cg * glen..];
+            let y_g = &mut y_n[gi * og * ohw..][..og * ohw];
+            per_block(y_g, ohw, |o0, y_b| {
+                let ob = y_b.len() / ohw;
+                let mut acc = host::with_capacity(ob * RUN)?;
+                for j in (0..g.span).step_by(RUN) {
+                    let cols = RUN.min(g.span - j);
+                    let ld = cols.next_multiple_of(MAX_L);
+                    acc.resize(ob * ld, 0.0);
+                    block(
+                        &w_g[o0 * kdim..],
+                        kdim,
+                        ob,
+                        x_g,
+                        j,
+                        &offs,
+                        cols,
+                        &mut acc,
+                        ld,
+                    );
+                    for (wide, y) in acc.chunks(ld).zip(y_b.chunks_mut(ohw)) {
+                        keep_columns(&wide[..cols], j, g.wq, p.ow, y);
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Whether [`grad_weight`] serves `p`: [`applies`], groups thinner than the GEMMs need
+/// (as `conv_direct::applies`), and a weight of at most `MAX_DIRECT_WEIGHT` values (the
+/// partial sums are `LANES` times its size per thread). The caller checks that the input
+/// is finite.
+pub(super) fn grad_weight_applies(p: &Conv2dParams) -> bool {
+    applies(p) && p.c_in / p.groups < MIN_CHANNELS && p.weight_len() <= MAX_DIRECT_WEIGHT
+}
+
+/// The weight gradient of a thin strided convolution ([`grad_weight_applies`]) for a
+/// finite input: per image, the output gradient widened to the grid's columns (zeros in
+/// the dropped ones and past the span, so the sums' reads there add nothing) against the
+/// input's grid.
+pub(super) fn grad_weight(x: &[f32], gy: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
+    let (hw, ohw) = (p.h * p.w, p.oh * p.ow);
+    let (cg, og) = (p.c_in / p.groups, p.c_out / p.groups);
+    let kdim = cg * p.kernel[0] * p.kernel[1];
+    let g = Grid::of(p);
+    let glen = g.len();
+    let offs = pair_offsets(&g, cg);
+    let ld = g.span.next_multiple_of(MAX_L);
+    let lanes = per_image_sum(
+        p.n,
+        p.weight_len() * LANES,
+        || Ok((Vec::new(), Vec::new())),
+        |ni, acc, (grid, wide)| {
+            zeroed_once(grid, p.c_in * glen + MAX_L);
+            let x_n = &x[ni * p.c_in * hw..][..p.c_in * hw];
+            for (plane, dst) in x_n.chunks(hw).zip(grid.chunks_mut(glen)) {
+                g.fill(p, plane, dst);
+            }
+            zeroed_once(wide, p.c_out * ld);
+            g.widen(p, &gy[ni * p.c_out * ohw..][..p.c_out * ohw], wide, ld);
+            for (gi, acc_g) in acc.chunks_mut(og * kdim * LANES).enumerate() {
+                let (gy_g, x_g) = (&wide[gi * og * ld..], &grid[gi * cg * glen..]);
+                weight_block(gy_g, ld, 0, og, x_g, 0, &offs, g.span, acc_g);
+            }
+            Ok(())
+        },
+    )?;
+    let mut gw = host::zeros(p.weight_len())?;
+    fold_lanes(&lanes, &mut gw);
+    Ok(gw)
+}
+
+/// Each (channel, tap) pair's offset on a group's grids (`cg` channels), in the weight's
+/// order.
+fn pair_offsets(g: &Grid, cg: usize) -> Vec<usize> {
+    let glen = g.len();
+    (0..cg)
+        .flat_map(|c| g.offs.iter().map(move |off| c * glen + off))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::conv2d::{self, definition};
+    use super::super::conv_shifted::tests::{assert_close, assert_same, operands};
+    use super::*;
+
+    /// The forward and the weight gradient against the definition for strides that split rows and columns into
+    /// phases, padding, dilation, groups, odd sizes, a 7×7 stem-like kernel and outputs
+    /// of one row or column; then with an infinite input in a row's last column, which
+    /// only dropped wide columns and the kept ones the definition names read (and which
+    /// sends the weight gradient elsewhere).
+    #[test]
+    fn matches_the_definition() {
+        // (h, w), c_in, c_out, groups, kernel, stride, padding, dilation
+        let cases = [
+            ([9, 11], 3, 5, 1, [3, 3], [2, 2], [1, 1], [1, 1]),
+            ([14, 14], 4, 9, 1, [3, 3], [2, 2], [1, 1], [1, 1]),
+            ([15, 13], 3, 4, 1, [7, 7], [2, 2], [3, 3], [1, 1]),
+            ([9, 11], 4, 6, 2, [3, 2], [3, 2], [1, 0], [2, 1]),
+            ([8, 10], 2, 3, 1, [2, 2], [2, 2], [0, 0], [1, 1]),
+            ([10, 9], 5, 17, 1, [3, 3], [1, 2], [1, 1], [1, 1]),
+            ([3, 12], 2, 2, 1, [3, 3], [2, 2], [0, 1], [1, 1]),
+        ];
+        for (hw, c_in, c_out, groups, k, stride, padding, dilation) in cases {
+            let [h, w] = hw;
+            let size = |a: usize, len: usize| {
+                (len + 2 * padding[a] - dilation[a] * (k[a] - 1) - 1) / stride[a] + 1
+            };
+            let p = Conv2dParams {
+                n: 2,
+                c_in,
+                h,
+                w,
+                c_out,
+                oh: size(0, h),
+                ow: size(1, w),
+                kernel: k,
+                stride,
+                padding,
+                dilation,
+                groups,
+            };
+            assert!(applies(&p), "{p:?} takes the grid");
+            assert!(
+                grad_weight_applies(&p),
+                "{p:?} takes the direct weight gradient"
+            );
+            let (mut x, wt, gy) = operands(&p);
+            let [y0, _, gw0] = definition(&x, &wt, &gy, &p);
+            assert_close(&format!("{p:?}: y"), &forward(&x, &wt, &p).unwrap(), &y0);
+            let gw = grad_weight(&x, &gy, &p).unwrap();
+            assert_close(&format!("{p:?}: gw"), &gw, &gw0);
+            x[w - 1] = f32::INFINITY;
+            let [y0, _, gw0] = definition(&x, &wt, &gy, &p);
+            let what = format!("{p:?} with an ∞ input");
+            assert_same(&format!("{what}: y"), &forward(&x, &wt, &p).unwrap(), &y0);
+            // The grid's weight gradient would meet the ∞ as 0·∞ in dropped columns; the
+            // dispatcher leaves such inputs to im2col.
+            let gw = conv2d::grad_weight(&x, &gy, &p).unwrap();
+            assert_same(&format!("{what}: gw"), &gw, &gw0);
+        }
+    }
+}
