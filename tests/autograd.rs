@@ -116,3 +116,38 @@ fn a_second_backward_needs_the_graph_retained() {
     z.backward().unwrap();
     assert_eq!(x.grad().unwrap().to_vec().unwrap(), vec![6.0, 12.0]);
 }
+
+#[test]
+fn an_activation_over_a_given_up_tensor_never_changes_what_others_see() {
+    let v = [-2.0, -0.5, 0.0, 0.5, 7.0, f32::NAN];
+    let relu6 = |x: f32| if x.is_nan() { x } else { x.clamp(0.0, 6.0) };
+    let a = t(&v, &[2, 3]);
+    let want: Vec<f32> = v.iter().map(|&x| relu6(x)).collect();
+    let same = |got: Vec<f32>, want: &[f32]| {
+        got.iter()
+            .zip(want)
+            .all(|(g, w)| g.to_bits() == w.to_bits())
+    };
+    // Another handle on the tensor, or a view sharing its buffer, keeps its values.
+    let got = a.clone().into_relu6().to_vec().unwrap();
+    assert!(same(got, &want));
+    let got = a.reshape(&[6]).unwrap().into_relu6().to_vec().unwrap();
+    assert!(same(got, &want));
+    assert!(
+        same(a.to_vec().unwrap(), &v),
+        "the original was written over"
+    );
+    // A temporary nothing else holds gives the same values.
+    let got = a.mul_scalar(1.0).into_relu6().to_vec().unwrap();
+    assert!(same(got, &want));
+
+    // Through a graph the activation is recorded, and its gradient flows.
+    let x = t(&[-1.0, 2.0, 8.0], &[3]).requires_grad();
+    let y = x.mul_scalar(1.0).into_relu6();
+    assert!(y.tracks_grad());
+    y.sum().backward().unwrap();
+    assert_eq!(x.grad().unwrap().to_vec().unwrap(), vec![0.0, 1.0, 0.0]);
+    let y = x.clone().into_relu();
+    y.sum().backward().unwrap();
+    assert_eq!(x.grad().unwrap().to_vec().unwrap(), vec![0.0, 2.0, 1.0]);
+}

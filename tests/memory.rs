@@ -82,6 +82,29 @@ fn a_conv_relu_stack_keeps_only_what_its_backward_needs() {
     }
 }
 
+#[test]
+fn inference_activations_make_no_buffer_of_their_own() {
+    let _turn = CPU_COUNTER.lock().unwrap_or_else(|e| e.into_inner());
+    let dev = Device::cpu();
+    let buffers = || dev.stats().buffers_allocated;
+    let x = Tensor::randn(&[1, 16, 64, 64], 0, &dev);
+    let w = Tensor::randn(&[16, 16, 3, 3], 1, &dev);
+    let same = Conv2dOptions {
+        padding: [1, 1],
+        ..Default::default()
+    };
+    let y = fovea::no_grad(|| x.conv2d(&w, None, same).unwrap());
+    let before = buffers();
+    let z = fovea::no_grad(|| y.into_relu());
+    assert_eq!(buffers(), before, "the ReLU wrote over the conv's output");
+    // Held elsewhere, the input keeps its values and the activation gets a buffer.
+    let kept = z.clone();
+    let before = buffers();
+    let r = z.into_relu6();
+    assert_eq!(buffers(), before + 1);
+    assert_eq!(kept.to_vec().unwrap().len(), r.to_vec().unwrap().len());
+}
+
 /// A GPU device of the test's own on the default adapter: tests that count the buffer
 /// pool's bytes cannot share it with tests running beside them.
 fn private_gpu(test: &str) -> Option<Device> {

@@ -85,6 +85,8 @@ fn a_timed_cpu_device_reports_each_op_by_shape() {
     x.conv2d(&w, None, strided).unwrap();
     x.conv2d(&w, None, strided).unwrap();
     y.relu().relu();
+    // A temporary's activation is written over its own buffer, and named so.
+    fovea::no_grad(|| y.mul_scalar(2.0).into_relu6());
     let times = dev
         .take_kernel_times()
         .expect("a timed device reports times");
@@ -98,6 +100,7 @@ fn a_timed_cpu_device_reports_each_op_by_shape() {
     assert_eq!(calls("conv2d 3x3 s1x1"), 1);
     assert_eq!(calls("conv2d 3x3 s2x2"), 2);
     assert_eq!(calls("Relu"), 2);
+    assert_eq!(calls("Clamp { min: 0.0, max: 6.0 } in place"), 1);
     assert!(
         times.iter().all(|k| k.ms >= 0.0 && k.ms.is_finite()),
         "{times:?}"

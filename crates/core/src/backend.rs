@@ -40,6 +40,11 @@ impl Storage {
         self.inner.downcast_ref::<T>()
     }
 
+    /// The backend's buffer to write, if it is of type `T` and no other handle shares it.
+    pub fn downcast_mut<T: Any>(&mut self) -> Option<&mut T> {
+        Arc::get_mut(&mut self.inner)?.downcast_mut::<T>()
+    }
+
     /// True when both handles share one buffer.
     pub fn same_buffer(&self, other: &Storage) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
@@ -540,6 +545,13 @@ pub trait Backend: Send + Sync {
     fn fill(&self, len: usize, value: f32) -> Result<Storage>;
     /// Elementwise unary op.
     fn unary(&self, x: &Storage, op: UnaryOp) -> Result<Storage>;
+    /// [`Backend::unary`] written over `x` itself, where the backend can and nothing else
+    /// shares the buffer: whether it did (else `x` is untouched). Inference's activations
+    /// then cost no new buffer and no pass of writes into one.
+    fn unary_in_place(&self, x: &mut Storage, op: UnaryOp) -> Result<bool> {
+        let _ = (x, op);
+        Ok(false)
+    }
     /// Elementwise binary op with broadcasting.
     fn binary(&self, a: &Storage, b: &Storage, p: &BinaryParams, op: BinaryOp) -> Result<Storage>;
     /// Reduction of the middle axis of `[outer, len, inner]` to `[outer, inner]`.

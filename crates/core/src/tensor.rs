@@ -285,6 +285,17 @@ impl Tensor {
         self.0.device.backend()
     }
 
+    /// The storage, for an op to write over, when no one else can observe it: this is the
+    /// only handle on the tensor and no gradient flows through it (no graph node, not
+    /// tracking). Whether another tensor shares the buffer is the backend's to check.
+    pub(crate) fn sole_storage(&mut self) -> Option<&mut Storage> {
+        let inner = Arc::get_mut(&mut self.0)?;
+        if inner.grad_fn.is_some() || *inner.requires_grad.get_mut() {
+            return None;
+        }
+        Some(inner.storage.get_mut().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// The backend storage currently behind this tensor.
     pub fn storage(&self) -> Storage {
         self.0

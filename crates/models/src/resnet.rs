@@ -166,14 +166,14 @@ impl ResidualBlock {
                 &h,
             )?;
             if i < last {
-                h = h.relu();
+                h = h.into_relu();
             }
         }
         let shortcut = match &self.downsample {
             Some(d) => pass.run("downsample", d, x)?,
             None => x.clone(),
         };
-        Ok(h.add(&shortcut)?.relu())
+        Ok(h.add(&shortcut)?.into_relu())
     }
 }
 

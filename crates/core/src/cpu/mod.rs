@@ -227,6 +227,16 @@ impl Backend for CpuBackend {
             || store(elementwise::unary(data(x), op)),
         )
     }
+    fn unary_in_place(&self, x: &mut Storage, op: UnaryOp) -> Result<bool> {
+        let Some(buf) = x.downcast_mut::<HostBuffer>() else {
+            return Ok(false);
+        };
+        self.times.time(
+            || format!("{op:?} in place"),
+            || elementwise::unary_in_place(&mut buf.0, op),
+        );
+        Ok(true)
+    }
     fn binary(&self, a: &Storage, b: &Storage, p: &BinaryParams, op: BinaryOp) -> Result<Storage> {
         self.times.time(
             || format!("{op:?}"),

@@ -32,6 +32,19 @@ impl Activation {
         }
     }
 
+    /// Applies the activation to a tensor given up by its caller: over its own buffer
+    /// where nothing else holds it and no gradient flows through it (inference), as
+    /// [`Tensor::into_relu`].
+    pub fn apply_owned(self, x: Tensor) -> Tensor {
+        match self {
+            Activation::None => x,
+            Activation::Relu => x.into_relu(),
+            Activation::Relu6 => x.into_relu6(),
+            Activation::Silu => x.into_silu(),
+            Activation::Hardswish => x.into_hardswish(),
+        }
+    }
+
     /// Applies the activation.
     pub fn apply(self, x: &Tensor) -> Tensor {
         match self {
@@ -94,7 +107,7 @@ impl Module for ConvNormAct {
             .bn
             .after_conv(&self.conv, x)
             .map_err(|e| e.in_layer("0"))?;
-        Ok(self.act.apply(&y))
+        Ok(self.act.apply_owned(y))
     }
     fn children(&self) -> Vec<(&str, &dyn Module)> {
         let mut c: Vec<(&str, &dyn Module)> = vec![("0", &self.conv), ("1", &self.bn)];

@@ -61,6 +61,39 @@ impl Tensor {
         self.unary_node(name, op, |_, _| move |g: &Tensor| Ok(g.mul_scalar(factor)))
     }
 
+    /// `op` applied to a tensor its caller gives up: written over its own buffer where
+    /// nothing else can see it ([`Tensor::sole_storage`], and a backend that writes in
+    /// place), else as `op_fn` computes it. In inference an activation after a
+    /// convolution then makes no new buffer and no second copy of the activation.
+    fn consumed(mut self, op: UnaryOp, op_fn: impl FnOnce(&Tensor) -> Tensor) -> Tensor {
+        let (shape, device) = (self.shape().to_vec(), self.device().clone());
+        if let Some(storage) = self.sole_storage() {
+            if let Ok(true) = device.backend().unary_in_place(storage, op) {
+                return Tensor::leaf(storage.clone(), shape, &device);
+            }
+        }
+        op_fn(&self)
+    }
+
+    /// [`Tensor::relu`] of a tensor given up by its caller, over its own buffer where
+    /// nothing else holds it or its data and no gradient flows through it (see
+    /// `Backend::unary_in_place`; PyTorch's `relu_` for a temporary).
+    pub fn into_relu(self) -> Tensor {
+        self.consumed(UnaryOp::Relu, Tensor::relu)
+    }
+    /// [`Tensor::relu6`], as [`Tensor::into_relu`].
+    pub fn into_relu6(self) -> Tensor {
+        self.consumed(UnaryOp::Clamp { min: 0.0, max: 6.0 }, Tensor::relu6)
+    }
+    /// [`Tensor::silu`], as [`Tensor::into_relu`].
+    pub fn into_silu(self) -> Tensor {
+        self.consumed(UnaryOp::Silu, Tensor::silu)
+    }
+    /// [`Tensor::hardswish`], as [`Tensor::into_relu`].
+    pub fn into_hardswish(self) -> Tensor {
+        self.consumed(UnaryOp::Hardswish, Tensor::hardswish)
+    }
+
     fn map(&self, op: UnaryOp) -> Tensor {
         Tensor::leaf(
             on_device(self.backend().unary(&self.storage(), op), "unary"),
