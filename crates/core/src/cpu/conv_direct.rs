@@ -26,8 +26,10 @@ use crate::Result;
 /// Widest block of output channels (with AVX-512: 8 × 32 accumulators, 16 registers).
 pub(super) const MAX_OB: usize = 8;
 
-/// (Channel, tap) pairs per pass over the columns: 8 rows of 256 weights are 8 KiB.
-const K_CHUNK: usize = 256;
+/// (Channel, tap) pairs per pass over the columns: 8 rows of 128 weights are 4 KiB, and
+/// the inputs of one chunk (14 channels of 3×3 taps) are what every block of channels
+/// reads before the next chunk. Chunks of 64 or 256 pairs were no faster (2026-12-01).
+const K_CHUNK: usize = 128;
 
 /// Columns per block, the most any version uses: the padded input needs this many
 /// readable values past its last one.
@@ -240,6 +242,11 @@ pub(super) fn block(
 }
 
 /// Every `OB × L` block of the product; the last channels in blocks of 4, 2 and 1.
+/// Pairs go in chunks, outermost: every block of channels runs over one chunk's inputs
+/// while they are still in the second-level cache. With the channels outermost, each
+/// block of 8 channels read the whole image again, and where the image, the weights and
+/// the sums together outgrow that cache (256 channels at 14², a strided layer's four
+/// phase planes) every block's reads came from the third level.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn blocks<const OB: usize, const L: usize, const FMA: bool>(
@@ -253,27 +260,35 @@ fn blocks<const OB: usize, const L: usize, const FMA: bool>(
     out: &mut [f32],
     ld: usize,
 ) {
-    let mut o = 0;
-    while o < og {
-        let left = og - o;
-        let (w, out) = (&w[o * kdim..], &mut out[o * ld..]);
-        o += if left >= OB {
-            columns::<OB, L, FMA>(w, kdim, x, base, offs, cols, out, ld);
-            OB
-        } else if left >= 4 {
-            columns::<4, L, FMA>(w, kdim, x, base, offs, cols, out, ld);
-            4
-        } else if left >= 2 {
-            columns::<2, L, FMA>(w, kdim, x, base, offs, cols, out, ld);
-            2
-        } else {
-            columns::<1, L, FMA>(w, kdim, x, base, offs, cols, out, ld);
-            1
-        };
+    for k0 in (0..offs.len()).step_by(K_CHUNK) {
+        let chunk = &offs[k0..offs.len().min(k0 + K_CHUNK)];
+        let mut o = 0;
+        while o < og {
+            let left = og - o;
+            let (w, out) = (&w[o * kdim + k0..], &mut out[o * ld..]);
+            let first = k0 == 0;
+            o += if left >= OB {
+                columns::<OB, L, FMA>(w, kdim, x, base, chunk, first, cols, out, ld);
+                OB
+            } else if left >= 4 {
+                columns::<4, L, FMA>(w, kdim, x, base, chunk, first, cols, out, ld);
+                4
+            } else if left >= 2 {
+                columns::<2, L, FMA>(w, kdim, x, base, chunk, first, cols, out, ld);
+                2
+            } else {
+                columns::<1, L, FMA>(w, kdim, x, base, chunk, first, cols, out, ld);
+                1
+            };
+        }
     }
 }
 
-/// `OB` output channels over all column blocks.
+/// `OB` output channels over all column blocks, for one chunk of pairs (`chunk`, their
+/// weights at the start of `w`'s rows): the first chunk stores its sums, each later one
+/// adds to what the chunks before it stored. The chunk's weights are first laid out pair
+/// by pair, so the loop reads one pair's OB weights without a bounds check each (read in
+/// place, the checks took as many instructions as the products).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn columns<const OB: usize, const L: usize, const FMA: bool>(
@@ -281,46 +296,39 @@ fn columns<const OB: usize, const L: usize, const FMA: bool>(
     kdim: usize,
     x: &[f32],
     base: usize,
-    offs: &[usize],
+    chunk: &[usize],
+    first: bool,
     cols: usize,
     out: &mut [f32],
     ld: usize,
 ) {
-    // Pairs in chunks whose weights (OB rows of them) stay in the first-level cache
-    // while every column block reads them; each chunk after the first adds to the block
-    // the chunks before it stored. A chunk's weights are first laid out pair by pair, so
-    // the loop reads one pair's OB weights without a bounds check each (read in place,
-    // the checks took as many instructions as the products).
     let mut packed = [[0.0f32; OB]; K_CHUNK];
-    let far = offs.iter().max().copied().unwrap_or(0);
-    for k0 in (0..offs.len()).step_by(K_CHUNK) {
-        let chunk = &offs[k0..offs.len().min(k0 + K_CHUNK)];
-        for (k, wk) in packed.iter_mut().enumerate().take(chunk.len()) {
-            for (o, v) in wk.iter_mut().enumerate() {
-                *v = w[o * kdim + k0 + k];
+    let far = chunk.iter().max().copied().unwrap_or(0);
+    for (k, wk) in packed.iter_mut().enumerate().take(chunk.len()) {
+        for (o, v) in wk.iter_mut().enumerate() {
+            *v = w[o * kdim + k];
+        }
+    }
+    let packed = &packed[..chunk.len()];
+    for c0 in (0..cols).step_by(L) {
+        let mut acc = [[0.0f32; L]; OB];
+        if !first {
+            for (o, acc) in acc.iter_mut().enumerate() {
+                acc.copy_from_slice(&out[o * ld + c0..][..L]);
             }
         }
-        let packed = &packed[..chunk.len()];
-        for c0 in (0..cols).step_by(L) {
-            let mut acc = [[0.0f32; L]; OB];
-            if k0 > 0 {
-                for (o, acc) in acc.iter_mut().enumerate() {
-                    acc.copy_from_slice(&out[o * ld + c0..][..L]);
+        let xs = &x[base + c0..][..far + L];
+        for (wk, &off) in packed.iter().zip(chunk) {
+            let xv: &[f32; L] = xs[off..off + L].try_into().expect("L values");
+            for (o, acc) in acc.iter_mut().enumerate() {
+                let wv = wk[o];
+                for (a, &v) in acc.iter_mut().zip(xv) {
+                    *a = if FMA { wv.mul_add(v, *a) } else { *a + wv * v };
                 }
             }
-            let xs = &x[base + c0..][..far + L];
-            for (wk, &off) in packed.iter().zip(chunk) {
-                let xv: &[f32; L] = xs[off..off + L].try_into().expect("L values");
-                for (o, acc) in acc.iter_mut().enumerate() {
-                    let wv = wk[o];
-                    for (a, &v) in acc.iter_mut().zip(xv) {
-                        *a = if FMA { wv.mul_add(v, *a) } else { *a + wv * v };
-                    }
-                }
-            }
-            for (o, acc) in acc.iter().enumerate() {
-                out[o * ld + c0..][..L].copy_from_slice(acc);
-            }
+        }
+        for (o, acc) in acc.iter().enumerate() {
+            out[o * ld + c0..][..L].copy_from_slice(acc);
         }
     }
 }
