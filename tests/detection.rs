@@ -13,7 +13,7 @@ use fovea::data::{canvas_images, digit_canvases, CanvasOptions, InMemoryDataset}
 use fovea::models::detection::{
     batched_nms, box_convert, box_iou, box_shapes, decode_localization, ink_landmarks,
     kmeans_anchors, landmark_loss, localization_loss, nms, BoxFormat, DecodeOptions,
-    LocalizationTarget, WindowClassifier, YoloLossOptions, YoloSpec,
+    LocalizationTarget, WindowClassifier, YoloLossOptions, YoloSpec, CROP_VALUES,
 };
 use fovea::models::Yolo;
 use fovea::nn::Module;
@@ -450,11 +450,15 @@ fn sliding_windows_give_the_same_scores_naively_and_convolutionally() {
     let dev = Device::cpu();
     let classifier = WindowClassifier::new(3, 4, 11, &dev).unwrap();
     let conv = classifier.to_convolutional().unwrap();
-    // The course's 16×16 (2×2 windows) and 28×28 (8×8) images, and an uneven one.
+    // The course's 16×16 (2×2 windows) and 28×28 (8×8) images, an uneven one, and one
+    // whose crops exceed one batch (bands of 20 rows of windows, then 6).
+    let crop_values = |s: [usize; 4], g: [usize; 2]| s[0] * s[1] * g[0] * g[1] * 14 * 14;
+    assert!(crop_values([2, 3, 64, 100], [26, 44]) > CROP_VALUES);
     for (shape, grid) in [
         ([1, 3, 16, 16], [2, 2]),
         ([1, 3, 28, 28], [8, 8]),
         ([2, 3, 19, 24], [3, 6]),
+        ([2, 3, 64, 100], [26, 44]),
     ] {
         let x = Tensor::randn(&shape, 4, &dev);
         let naive = no_grad(|| classifier.slide(&x, 2)).unwrap();

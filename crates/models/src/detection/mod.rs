@@ -23,7 +23,7 @@ pub use localize::{
     LandmarkHead, LocalizationHead, LocalizationLoss, LocalizationTarget, Localized,
 };
 pub use map::{average_precision, mean_average_precision, GroundTruth, MeanAp};
-pub use sliding::{ConvWindowClassifier, WindowClassifier, WINDOW, WINDOW_STRIDE};
+pub use sliding::{ConvWindowClassifier, WindowClassifier, CROP_VALUES, WINDOW, WINDOW_STRIDE};
 pub use yolo::{
     DecodeOptions, Detection, YoloHead, YoloLoss, YoloLossOptions, YoloSpec, YoloTargets,
 };

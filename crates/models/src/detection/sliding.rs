@@ -120,27 +120,38 @@ impl WindowClassifier {
     }
 
     /// The naive sliding window: crops every `14×14` window of `image` (`[N, C, H, W]`)
-    /// `stride` pixels apart and classifies the crops, a row of windows per batch.
-    /// Returns `[N, K, (H − 14)/stride + 1, (W − 14)/stride + 1]`, laid out as the
-    /// convolutional form's output (equal to it for `stride` = 2).
+    /// `stride` pixels apart and classifies the crops, as many rows of windows per batch
+    /// as [`CROP_VALUES`] allows. Returns `[N, K, (H − 14)/stride + 1, (W − 14)/stride +
+    /// 1]`, laid out as the convolutional form's output (equal to it for `stride` = 2).
     pub fn slide(&self, image: &Tensor, stride: usize) -> Result<Tensor> {
         let (oh, ow) = window_grid("WindowClassifier::slide", image, stride)?;
-        let n = image.shape()[0];
-        let mut rows = Vec::with_capacity(oh);
-        for i in 0..oh {
-            let band = image.narrow(2, i * stride, WINDOW)?;
-            let crops: Vec<Tensor> = (0..ow)
-                .map(|j| band.narrow(3, j * stride, WINDOW))
-                .collect::<Result<_>>()?;
-            // [ow·N, C, 14, 14], window-major → [ow·N, K]
-            rows.push(self.forward(&Tensor::cat(&crops.iter().collect::<Vec<_>>(), 0)?)?);
+        let [n, c] = [image.shape()[0], image.shape()[1]];
+        let row_values = ow * n * c * WINDOW * WINDOW;
+        let band = (CROP_VALUES / row_values.max(1)).clamp(1, oh);
+        let mut scores = Vec::with_capacity(oh.div_ceil(band));
+        for i0 in (0..oh).step_by(band) {
+            let mut crops = Vec::with_capacity(band * ow);
+            for i in i0..oh.min(i0 + band) {
+                let rows = image.narrow(2, i * stride, WINDOW)?;
+                for j in 0..ow {
+                    crops.push(rows.narrow(3, j * stride, WINDOW)?);
+                }
+            }
+            // [windows·N, C, 14, 14], window-major → [windows·N, K]
+            scores.push(self.forward(&Tensor::cat(&crops.iter().collect::<Vec<_>>(), 0)?)?);
         }
-        let k = rows[0].shape()[1];
-        Tensor::stack(&rows.iter().collect::<Vec<_>>(), 0)?
+        let k = scores[0].shape()[1];
+        Tensor::cat(&scores.iter().collect::<Vec<_>>(), 0)?
             .reshape(&[oh, ow, n, k])?
             .permute(&[2, 3, 0, 1])
     }
 }
+
+/// Most crop values [`WindowClassifier::slide`] classifies in one batch (4 MiB): a small
+/// image's windows all at once (a 64×64 image's 676: one forward instead of one per row
+/// of 26, whose small products took about twice as long in all), a large image's a band
+/// of rows at a time.
+pub const CROP_VALUES: usize = 1 << 20;
 
 /// The number of window rows and columns `stride` apart that fit `image`.
 fn window_grid(op: &'static str, image: &Tensor, stride: usize) -> Result<(usize, usize)> {
