@@ -3,6 +3,9 @@
 //! Batch norm was folded into these weights before export: there are no running
 //! statistics, only a convolution bias or a per-channel affine "scale" layer.
 
+use std::sync::Mutex;
+
+use fovea_core::backend::Storage;
 use fovea_core::nn::{init, join, Module};
 use fovea_core::ops::Conv2dOptions;
 use fovea_core::{Device, Result, Tensor};
@@ -122,6 +125,15 @@ pub struct ConvScale {
     pub biases: Tensor,
     /// whether ReLU follows
     pub relu: bool,
+    /// The filters and bias with the scale folded in, kept for inference with the
+    /// buffers they were made from.
+    folded: Mutex<Option<Folded>>,
+}
+
+struct Folded {
+    from: Vec<Storage>,
+    filters: Tensor,
+    bias: Tensor,
 }
 
 impl ConvScale {
@@ -138,18 +150,60 @@ impl ConvScale {
             weights: Tensor::ones(&[cout], dev).requires_grad(),
             biases: Tensor::zeros(&[cout], dev).requires_grad(),
             relu,
+            folded: Mutex::default(),
         }
+    }
+}
+
+impl ConvScale {
+    /// The convolution's filters and bias with the per-channel affine map folded in:
+    /// weight-sized work instead of a product and a sum over the activation.
+    fn fold(&self) -> Result<(Tensor, Tensor)> {
+        let c = self.weights.numel();
+        let filters = self
+            .conv
+            .filters
+            .mul(&self.weights.reshape(&[c, 1, 1, 1])?)?;
+        let bias = match &self.conv.bias {
+            Some(b) => b.mul(&self.weights)?.add(&self.biases)?,
+            None => self.biases.clone(),
+        };
+        Ok((filters, bias))
+    }
+
+    /// [`Self::fold`], reused while no gradient flows to the parameters and they hold the
+    /// buffers it was made from (a loaded or updated parameter gets new ones).
+    fn kept_fold(&self) -> Result<(Tensor, Tensor)> {
+        let params = [Some(&self.conv.filters), self.conv.bias.as_ref()];
+        let params = params
+            .into_iter()
+            .flatten()
+            .chain([&self.weights, &self.biases]);
+        if fovea_core::is_grad_enabled() && params.clone().any(Tensor::tracks_grad) {
+            return self.fold();
+        }
+        let from: Vec<Storage> = params.map(Tensor::storage).collect();
+        let mut kept = self.folded.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = kept.as_ref().filter(|f| {
+            f.from.len() == from.len() && f.from.iter().zip(&from).all(|(a, b)| a.same_buffer(b))
+        }) {
+            return Ok((f.filters.clone(), f.bias.clone()));
+        }
+        let (filters, bias) = self.fold()?;
+        *kept = Some(Folded {
+            from,
+            filters: filters.clone(),
+            bias: bias.clone(),
+        });
+        Ok((filters, bias))
     }
 }
 
 impl Module for ConvScale {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let c = self.weights.numel();
-        let y = self.conv.forward(x)?;
-        let y = y
-            .mul(&self.weights.reshape(&[1, c, 1, 1])?)?
-            .add(&self.biases.reshape(&[1, c, 1, 1])?)?;
-        Ok(if self.relu { y.relu() } else { y })
+        let (filters, bias) = self.kept_fold()?;
+        let y = x.conv2d(&filters, Some(&bias), self.conv.opts)?;
+        Ok(if self.relu { y.into_relu() } else { y })
     }
     fn macs(&self, input: &[usize], output: &[usize]) -> usize {
         self.conv.macs(input, output)
@@ -205,6 +259,56 @@ impl Module for Dense {
         f(&name, &self.weight);
         if let Some(b) = &self.bias {
             f(&join(prefix, "bias"), b);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `conv(x) · weights + biases`, then ReLU, as the layer is defined.
+    fn unfolded(l: &ConvScale, x: &Tensor) -> Vec<f32> {
+        let c = l.weights.numel();
+        let y = l.conv.forward(x).unwrap();
+        y.mul(&l.weights.reshape(&[c, 1, 1]).unwrap())
+            .unwrap()
+            .add(&l.biases.reshape(&[c, 1, 1]).unwrap())
+            .unwrap()
+            .relu()
+            .to_vec()
+            .unwrap()
+    }
+
+    fn close(a: &[f32], b: &[f32]) -> bool {
+        a.iter()
+            .zip(b)
+            .all(|(p, q)| (p - q).abs() <= 1e-5 * (1.0 + q.abs()))
+    }
+
+    #[test]
+    fn the_folded_scale_matches_the_definition_and_follows_new_parameters() {
+        let dev = Device::cpu();
+        let opts = Conv2dOptions {
+            padding: [1, 1],
+            ..Default::default()
+        };
+        let mut l = ConvScale::new((3, 5, 3), opts, true, 7, &dev);
+        l.weights = Tensor::randn(&[5], 1, &dev).requires_grad();
+        l.biases = Tensor::randn(&[5], 2, &dev).requires_grad();
+        let x = Tensor::randn(&[2, 3, 6, 6], 3, &dev);
+        // Gradients flow through the fold to the scale.
+        let y = l.forward(&x).unwrap();
+        assert!(close(&y.to_vec().unwrap(), &unfolded(&l, &x)));
+        y.sum().backward().unwrap();
+        assert!(l.weights.grad().is_some() && l.conv.filters.grad().is_some());
+        // Inference keeps the fold, and makes a new one for a replaced parameter.
+        for seed in [4, 5] {
+            l.weights = Tensor::randn(&[5], seed, &dev);
+            let got = fovea_core::no_grad(|| l.forward(&x)).unwrap();
+            let again = fovea_core::no_grad(|| l.forward(&x)).unwrap();
+            assert!(close(&got.to_vec().unwrap(), &unfolded(&l, &x)));
+            assert_eq!(got.to_vec().unwrap(), again.to_vec().unwrap());
         }
     }
 }
