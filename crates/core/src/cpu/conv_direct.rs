@@ -243,10 +243,10 @@ pub(super) fn block(
 
 /// Every `OB × L` block of the product; the last channels in blocks of 4, 2 and 1.
 /// Pairs go in chunks, outermost: every block of channels runs over one chunk's inputs
-/// while they are still in the second-level cache. With the channels outermost, each
-/// block of 8 channels read the whole image again, and where the image, the weights and
-/// the sums together outgrow that cache (256 channels at 14², a strided layer's four
-/// phase planes) every block's reads came from the third level.
+/// while they are still cached. With the channels outermost, each block of 8 channels
+/// read the whole image again, which cost most where the image, the weights and the sums
+/// together outgrow the second-level cache: a stride-2 layer of 256 channels on 28²
+/// (four phase planes, 2.4 MB of weights) took 7.7 ms at batch 8 that way, 6.0 this way.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn blocks<const OB: usize, const L: usize, const FMA: bool>(
