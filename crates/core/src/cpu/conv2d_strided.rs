@@ -154,11 +154,12 @@ mod tests {
     use super::super::conv_shifted::tests::{assert_close, assert_same, operands};
     use super::*;
 
-    /// The forward and the weight gradient against the definition for strides that split rows and columns into
-    /// phases, padding, dilation, groups, odd sizes, a 7×7 stem-like kernel and outputs
-    /// of one row or column; then with an infinite input in a row's last column, which
-    /// only dropped wide columns and the kept ones the definition names read (and which
-    /// sends the weight gradient elsewhere).
+    /// The forward and the weight gradient against the definition for strides that
+    /// split rows and columns into phases, padding, dilation, groups, odd sizes, a 7×7
+    /// stem-like kernel (147 pairs: more than one chunk of the direct products) and
+    /// outputs of one row or column; then with an infinite input in a row's last column,
+    /// which only dropped wide columns and the kept ones the definition names read (and
+    /// which sends the weight gradient elsewhere).
     #[test]
     fn matches_the_definition() {
         // (h, w), c_in, c_out, groups, kernel, stride, padding, dilation
