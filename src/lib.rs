@@ -14,8 +14,8 @@
 //! ```
 
 pub use fovea_core::{
-    backend, checkpoint, cpu, data, is_grad_enabled, nn, no_grad, ops, optim, parallel, rng, shape,
-    Device, Error, NoGradGuard, Result, Tensor,
+    autocast, backend, checkpoint, cpu, data, is_autocast_enabled, is_grad_enabled, nn, no_grad,
+    ops, optim, parallel, rng, round_to_f16, shape, Device, Error, NoGradGuard, Result, Tensor,
 };
 /// The wgpu backend.
 pub use fovea_kernels as kernels;

@@ -14,7 +14,7 @@ use common::{distinct, run_seed, Rng};
 use fovea::ops::{BatchNormOptions, Conv2dOptions, Pool2dOptions};
 use std::sync::Arc;
 
-use fovea::kernels::{OpenOptions, WgpuBackend};
+use fovea::kernels::OpenOptions;
 use fovea::{Device, Tensor};
 
 #[test]
@@ -519,13 +519,11 @@ fn parameters_through_a_uniform_buffer() {
     let Some(default) = common::gpu("parameters_through_a_uniform_buffer") else {
         return;
     };
-    let filter = std::env::var("FOVEA_ADAPTER").ok();
     let options = OpenOptions {
         immediates: false,
         ..Default::default()
     };
-    let backend = WgpuBackend::open_with_options(filter.as_deref(), options)
-        .unwrap_or_else(|e| panic!("{} without immediates: {e}", default.name()));
+    let backend = common::reopen(&default, options, "without immediates");
     assert!(!backend.ctx().immediates());
     let gpu = Device::from_backend(Arc::new(backend));
     let mut r = Rng(run_seed("parameters_through_a_uniform_buffer"));

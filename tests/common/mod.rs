@@ -4,6 +4,7 @@
 pub mod fixtures;
 pub mod parity;
 
+use fovea::kernels::{OpenOptions, WgpuBackend};
 use fovea::{Device, DeviceExt, Result, Tensor};
 
 /// ‖a − b‖ / ‖b‖ (or ‖a − b‖ when b is all zeros), in f64.
@@ -178,4 +179,12 @@ pub fn gpu(test: &str) -> Option<Device> {
             None
         }
     }
+}
+
+/// Another device on the adapter the default GPU device uses (`FOVEA_ADAPTER` as there),
+/// opened with `options`; `what` names the options in a failure.
+pub fn reopen(default: &Device, options: OpenOptions, what: &str) -> WgpuBackend {
+    let filter = std::env::var("FOVEA_ADAPTER").ok();
+    WgpuBackend::open_with_options(filter.as_deref(), options)
+        .unwrap_or_else(|e| panic!("{} {what}: {e}", default.name()))
 }

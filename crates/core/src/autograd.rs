@@ -13,6 +13,8 @@ pub(crate) struct Node {
     pub(crate) name: &'static str,
     /// The output's shape, which its gradient must have.
     pub(crate) shape: Vec<usize>,
+    /// Whether the forward ran under autocast: its backward runs the same way.
+    autocast: bool,
     /// The edges and the rule, which holds the tensors backward needs. A backward pass
     /// takes them as it goes (PyTorch's `retain_graph=False`), so activations are freed
     /// layer by layer instead of all at the end; `None` afterwards.
@@ -58,6 +60,7 @@ impl Node {
         Node {
             name,
             shape,
+            autocast: crate::autocast::is_autocast_enabled(),
             saved: Mutex::new(Some(Saved { edges, backward })),
         }
     }
@@ -164,7 +167,8 @@ pub(crate) fn run_backward(root: &Tensor, seed: Tensor, retain: bool) -> Result<
                 node.name
             )));
         };
-        let input_grads = backward(&g).map_err(|e| e.in_backward(node.name, g.shape()))?;
+        let input_grads = crate::autocast::scope(node.autocast, || backward(&g))
+            .map_err(|e| e.in_backward(node.name, g.shape()))?;
         for (edge, grad) in edges.iter().zip(input_grads) {
             let Some(grad) = grad else { continue };
             let want = match edge {

@@ -3,6 +3,7 @@
 //! `fovea` facade crate.
 #![warn(missing_docs)]
 
+mod autocast;
 mod autograd;
 pub mod backend;
 pub mod checkpoint;
@@ -19,6 +20,7 @@ pub mod rng;
 pub mod shape;
 mod tensor;
 
+pub use autocast::{autocast, is_autocast_enabled, round_to_f16};
 pub use autograd::{is_grad_enabled, no_grad, NoGradGuard};
 pub use device::Device;
 pub use error::{Error, Result};

@@ -11,10 +11,11 @@ use fovea_core::backend::Storage;
 use fovea_core::{Error, Result};
 use wgpu::util::DeviceExt;
 
+use crate::gemm_coop;
 use crate::gemm_gen::GemmEntry;
 use crate::pool::{GpuBuffer, Pool, PoolStats};
 use crate::profile::Profiler;
-use crate::source::Shader;
+use crate::source::{Precision, Shader};
 
 /// Dispatches recorded before the encoder is submitted without being asked. Small enough
 /// that the GPU starts on a long step while the host still records the rest (a 512×512
@@ -71,10 +72,11 @@ pub struct Ctx {
     /// The adapter this context runs on.
     pub info: wgpu::AdapterInfo,
     pub(crate) limits: wgpu::Limits,
-    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    /// Shader modules by name and the precision of their GEMM entries.
+    modules: Mutex<HashMap<(&'static str, Precision), wgpu::ShaderModule>>,
     /// Each pipeline with its bind group layout (fetching the layout from the pipeline
-    /// took about 1 µs a dispatch).
-    pipelines: Mutex<HashMap<(&'static str, &'static str), Pipeline>>,
+    /// took about 1 µs a dispatch), by shader, entry and precision.
+    pipelines: Mutex<HashMap<Kernel, Pipeline>>,
     pending: Mutex<Pending>,
     bind_groups: Mutex<BindGroups>,
     /// Where dispatches find their parameters: `None` when they take them as immediates
@@ -87,6 +89,32 @@ pub struct Ctx {
     submissions: Mutex<usize>,
     /// Per-kernel timing, when the device was opened with it.
     profiler: Option<Profiler>,
+    /// The subgroup size of autocast's cooperative-matrix GEMM, where it runs.
+    coop: Option<u32>,
+}
+
+/// The subgroup size with which autocast's GEMM can run on `adapter`'s cooperative
+/// matrices, once `device` was opened with them: 16×16×16 blocks of f16 with f32
+/// accumulators in subgroup scope, f16 arithmetic, subgroups of one fixed size that 256
+/// invocations fill, and workgroup memory for the staged tiles. `None` elsewhere.
+pub(crate) fn cooperative_subgroup(adapter: &wgpu::Adapter, device: &wgpu::Device) -> Option<u32> {
+    use wgpu::{CooperativeScalarType as T, Features as F};
+    let needed = F::EXPERIMENTAL_COOPERATIVE_MATRIX | F::SUBGROUP | F::SHADER_F16;
+    if !device.features().contains(needed) {
+        return None;
+    }
+    let blocks = adapter.cooperative_matrix_properties().iter().any(|p| {
+        [p.m_size, p.n_size, p.k_size] == [16; 3] && p.ab_type == T::F16 && p.cr_type == T::F32
+    });
+    let info = adapter.get_info();
+    let size = info.subgroup_min_size;
+    let entry = &crate::source::MATMUL_ENTRIES[0];
+    let room = device.limits().max_compute_workgroup_storage_size as usize;
+    (blocks
+        && size == info.subgroup_max_size
+        && gemm_coop::fits(entry, size)
+        && room >= gemm_coop::WORKGROUP_BYTES)
+        .then_some(size)
 }
 
 /// Bind groups made so far, by kernel and buffers, for dispatches that take their
@@ -102,7 +130,10 @@ struct BindGroups {
     released: usize,
 }
 
-type BindKey = (&'static str, &'static str, Vec<(u32, wgpu::Buffer)>);
+/// A kernel: shader, entry point, and how its GEMM multiplies.
+type Kernel = (&'static str, &'static str, Precision);
+
+type BindKey = (Kernel, Vec<(u32, wgpu::Buffer)>);
 
 #[derive(Clone)]
 struct Pipeline {
@@ -156,6 +187,7 @@ impl Ctx {
         });
         let profiler = profile.then(|| Profiler::new(&device, &queue, SUBMIT_EVERY as u32));
         Ctx {
+            coop: cooperative_subgroup(adapter, &device),
             profiler,
             limits,
             info: adapter.get_info(),
@@ -246,19 +278,19 @@ impl Ctx {
         Ok(Storage::new(len, buffer))
     }
 
-    fn pipeline(&self, shader: Shader, entry: &'static str) -> Pipeline {
-        let key = (shader.name, entry);
+    fn pipeline(&self, shader: Shader, key: Kernel) -> Pipeline {
+        let (_, entry, precision) = key;
         if let Some(p) = lock(&self.pipelines).get(&key) {
             return p.clone();
         }
         let module = lock(&self.modules)
-            .entry(shader.name)
+            .entry((shader.name, precision))
             .or_insert_with(|| {
                 self.device
                     .create_shader_module(wgpu::ShaderModuleDescriptor {
                         label: Some(shader.name),
                         source: wgpu::ShaderSource::Wgsl(
-                            shader.source_for(self.immediates()).into(),
+                            shader.source_for(self.immediates(), precision).into(),
                         ),
                     })
             })
@@ -313,10 +345,11 @@ impl Ctx {
                 params.len(),
             )));
         }
-        let pipeline = self.pipeline(shader, entry);
+        let key = (shader.name, entry, self.precision(shader, entry)?);
+        let pipeline = self.pipeline(shader, key);
         let mut pending = lock(&self.pending);
         let bind_group = match &self.arena {
-            None => self.bind_group((shader.name, entry), &pipeline, buffers),
+            None => self.bind_group(key, &pipeline, buffers),
             Some(arena) => {
                 let offset = pending.uniforms.len();
                 pending.uniforms.extend_from_slice(params);
@@ -344,10 +377,45 @@ impl Ctx {
         Ok(())
     }
 
+    /// How `shader::entry` multiplies: in f32 outside autocast and for every entry that
+    /// is not a generated GEMM; under autocast, on cooperative matrices where the device
+    /// runs them and the entry has that form, else with f16 tiles (a device without f16
+    /// arithmetic is an error naming it).
+    fn precision(&self, shader: Shader, entry: &'static str) -> Result<Precision> {
+        let Some(e) = shader.gemm.iter().find(|e| e.name == entry) else {
+            return Ok(Precision::F32);
+        };
+        if !fovea_core::is_autocast_enabled() {
+            return Ok(Precision::F32);
+        }
+        if !self.f16() {
+            return Err(Error::Backend(format!(
+                "autocast multiplies in f16, and {} ({:?}, {:?}) has no f16 arithmetic (wgpu's SHADER_F16); run this outside autocast, in f32",
+                self.info.name, self.info.backend, self.info.device_type
+            )));
+        }
+        Ok(match self.coop {
+            Some(sg) if gemm_coop::fits(e, sg) => Precision::Coop(sg),
+            _ => Precision::Half,
+        })
+    }
+
+    /// The subgroup size autocast's cooperative-matrix GEMM runs with, when the device was
+    /// opened with cooperative matrices that it can use (see [`cooperative_subgroup`]).
+    pub fn cooperative_matrix(&self) -> Option<u32> {
+        self.coop
+    }
+
+    /// Whether the device was opened with f16 arithmetic (`SHADER_F16`), which autocast's
+    /// GEMM tiles need.
+    pub fn f16(&self) -> bool {
+        self.device.features().contains(wgpu::Features::SHADER_F16)
+    }
+
     /// The bind group of `buffers` for the kernel `key`, made once (see [`BindGroups`]).
     fn bind_group(
         &self,
-        key: (&'static str, &'static str),
+        key: Kernel,
         pipeline: &Pipeline,
         buffers: &[(u32, &wgpu::Buffer)],
     ) -> wgpu::BindGroup {
@@ -360,7 +428,7 @@ impl Ctx {
         let buffers_key = buffers.iter().map(|&(b, buf)| (b, buf.clone())).collect();
         cache
             .groups
-            .entry((key.0, key.1, buffers_key))
+            .entry((key, buffers_key))
             .or_insert_with(|| self.make_bind_group(key.1, pipeline, None, buffers))
             .clone()
     }
@@ -445,6 +513,11 @@ impl Ctx {
         count: usize,
         entries: &[GemmEntry],
     ) -> usize {
+        // Under autocast on cooperative matrices, every GEMM takes the tile that has that
+        // form (the first of every table).
+        if self.coop.is_some() && fovea_core::is_autocast_enabled() {
+            return 0;
+        }
         let bytes = self.limits.max_compute_workgroup_storage_size as usize;
         crate::gemm_gen::tile_for(m, n, count, entries, bytes)
     }

@@ -222,20 +222,20 @@ fn tile_among(m: usize, n: usize, count: usize, allowed: &[bool; TILES.len()]) -
 /// fetch `i` at outer index `outer(i)` and K offset `k(i)` within the slice. A slice of
 /// fewer than 256 vec4s (a short tile's rows) is fetched by its first `lanes` threads; the
 /// others load the same addresses (`t % lanes`, so in bounds and cached) and store nothing.
-struct Spread {
-    order: Contiguous,
+pub(crate) struct Spread {
+    pub(crate) order: Contiguous,
     /// vec4s of the tile's edge (edge / 4)
-    quads: u32,
+    pub(crate) quads: u32,
     /// vec4s per row (one K value) of the slice in workgroup memory (see `row_vec4s`)
-    stride: u32,
-    fetches: u32,
-    lanes: u32,
+    pub(crate) stride: u32,
+    pub(crate) fetches: u32,
+    pub(crate) lanes: u32,
     /// the thread's index among the lanes
-    t: String,
+    pub(crate) t: String,
 }
 
 impl Spread {
-    fn new(order: Contiguous, edge: u32, stride: u32) -> Spread {
+    pub(crate) fn new(order: Contiguous, edge: u32, stride: u32) -> Spread {
         let vec4s = edge * DEPTH as u32 / 4;
         let lanes = vec4s.min(256);
         Spread {
@@ -253,28 +253,30 @@ impl Spread {
     }
     /// Threads that share one outer index (K order) or one K offset (outer order) step
     /// the other index; fetch i adds a whole block of 256 threads.
-    fn outer(&self, i: u32) -> String {
+    pub(crate) fn outer(&self, i: u32) -> String {
         let t = &self.t;
         match self.order {
             Contiguous::Outer => format!("({t} % {}u) * 4u", self.quads),
             Contiguous::K => format!("{t} / {}u + {}u", DEPTH / 4, i * 256 / (DEPTH as u32 / 4)),
         }
     }
-    fn k(&self, i: u32) -> String {
+    pub(crate) fn k(&self, i: u32) -> String {
         let t = &self.t;
         match self.order {
             Contiguous::Outer => format!("{t} / {q}u + {}u", i * 256 / self.quads, q = self.quads),
             Contiguous::K => format!("({t} % {}u) * 4u", DEPTH / 4),
         }
     }
-    /// Statements that store fetch i's vec4 `reg` into `tile`.
-    fn put(&self, tile: &str, reg: &str, i: u32) -> String {
+    /// Statements that store fetch i's vec4 `reg` into `tile` (of f16 with `half`).
+    fn put(&self, tile: &str, reg: &str, i: u32, half: bool) -> String {
         let (q, t, stride) = (self.quads, &self.t, self.stride);
+        let cast = |v: String, ty: &str| if half { format!("{ty}({v})") } else { v };
         let mut put = match self.order {
             Contiguous::Outer => {
                 format!(
-                    "        {tile}[({}) * {stride}u + {t} % {q}u] = {reg};\n",
-                    self.k(i)
+                    "        {tile}[({}) * {stride}u + {t} % {q}u] = {};\n",
+                    self.k(i),
+                    cast(reg.into(), "vec4<f16>")
                 )
             }
             Contiguous::K => {
@@ -283,8 +285,9 @@ impl Spread {
                 for (d, comp) in ["x", "y", "z", "w"].iter().enumerate() {
                     let _ = writeln!(
                         put,
-                        "        {tile}[(({}) + {d}u) * {stride}u + ({outer}) / 4u][({outer}) % 4u] = {reg}.{comp};",
-                        self.k(i)
+                        "        {tile}[(({}) + {d}u) * {stride}u + ({outer}) / 4u][({outer}) % 4u] = {};",
+                        self.k(i),
+                        cast(format!("{reg}.{comp}"), "f16")
                     );
                 }
                 put
@@ -339,17 +342,107 @@ fn row_vec4s(e: &GemmEntry) -> [u32; 2] {
     ]
 }
 
-/// The WGSL of one entry point (workgroup arrays included, named after the entry).
-pub fn entry_source(e: &GemmEntry) -> String {
+/// How an entry's threads fetch its operands, shared by the register-tiled loop and the
+/// cooperative-matrix one (`gemm_coop`).
+pub(crate) struct Loads<'a> {
+    e: &'a GemmEntry,
+    /// how the 256 threads share each operand's slice (A, B)
+    pub(crate) spread: [Spread; 2],
+    /// per operand, the distinct outer indices and K offsets among its fetches, and which
+    /// of them each fetch uses
+    outers: [(Vec<String>, Vec<usize>); 2],
+    offsets: [(Vec<String>, Vec<usize>); 2],
+}
+
+impl<'a> Loads<'a> {
+    pub(crate) fn new(e: &'a GemmEntry, spread: [Spread; 2]) -> Loads<'a> {
+        let outers = spread
+            .each_ref()
+            .map(|sp| distinct((0..sp.fetches).map(|i| sp.outer(i))));
+        let offsets = spread
+            .each_ref()
+            .map(|sp| distinct((0..sp.fetches).map(|i| sp.k(i))));
+        Loads {
+            e,
+            spread,
+            outers,
+            offsets,
+        }
+    }
+
+    fn operands(&self) -> [(&'static str, &Operand, &'static str); 2] {
+        [("a", &self.e.a, "row0"), ("b", &self.e.b, "col0")]
+    }
+
+    /// The entry's first statements, up to its accumulators: skip, K range `kr`, tile
+    /// origin, the thread's index `t`, and per operand a set-up `s{x}{j}` per distinct
+    /// outer index and a K position `p{x}{j}` per distinct K offset among its fetches
+    /// (fetches share one or the other). A skipped workgroup returns at once, or, with
+    /// `uniform` (cooperative operations must not follow a return that naga cannot prove
+    /// uniform), goes on with `skip` set and an empty range.
+    pub(crate) fn prologue(&self, uniform: bool) -> String {
+        let [edge_m, edge_n] = self.e.edges().map(|v| v as u32);
+        let tx = self.e.tile.threads[1];
+        let mut s = String::new();
+        let skip = if uniform {
+            "    let skip = gemm_skip(z, wid);\n    let kr = select(gemm_k_range(z), vec2<u32>(0u), skip);"
+        } else {
+            "    if (gemm_skip(z, wid)) {\n        return;\n    }\n    let kr = gemm_k_range(z);"
+        };
+        let _ = writeln!(
+            s,
+            "    let z = wid.z;\n{skip}\n    let row0 = wid.y * {edge_m}u;\n    let col0 = wid.x * {edge_n}u;\n    let t = lid.y * {tx}u + lid.x;"
+        );
+        for (o, (x, op, origin)) in self.operands().iter().enumerate() {
+            for (j, outer) in self.outers[o].0.iter().enumerate() {
+                let _ = writeln!(
+                    s,
+                    "    let s{x}{j} = {}_at(z, {origin} + {outer});",
+                    op.load
+                );
+            }
+            for (j, k) in self.offsets[o].0.iter().enumerate() {
+                let _ = writeln!(s, "    var p{x}{j} = {}_k(z, kr.x + {k});", op.state);
+            }
+        }
+        s
+    }
+
+    /// Loads every fetch into its register `n{x}{i}` at the current positions, then steps
+    /// the positions one slice on.
+    pub(crate) fn fetch(&self, indent: &str, decl: &str) -> String {
+        let mut f = String::new();
+        for (o, (x, op, _)) in self.operands().iter().enumerate() {
+            for i in 0..self.spread[o].fetches as usize {
+                let (j, q) = (self.outers[o].1[i], self.offsets[o].1[i]);
+                let _ = writeln!(
+                    f,
+                    "{indent}{decl}n{x}{i} = {}(z, s{x}{j}, p{x}{q});",
+                    op.load
+                );
+            }
+            for q in 0..self.offsets[o].0.len() {
+                let _ = writeln!(f, "{indent}p{x}{q} = {}_next(z, p{x}{q});", op.state);
+            }
+        }
+        f
+    }
+}
+
+/// The WGSL of one entry point (workgroup arrays included, named after the entry). With
+/// `half` (autocast), the workgroup tiles hold `f16`: each operand is rounded to f16 where
+/// it is staged and widened back to f32 for the multiply-adds, so products are exact and
+/// sums accumulate in f32 (the shader must `enable f16`).
+pub fn entry_source(e: &GemmEntry, half: bool) -> String {
     let [bm, bn] = e.tile.bands;
     let [ty, tx] = e.tile.threads;
-    let [edge_m, edge_n] = e.edges().map(|v| v as u32);
     let (sa, sb) = (format!("{}_a", e.name), format!("{}_b", e.name));
     let spread = spreads(e);
+    let elem = if half { "f16" } else { "f32" };
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "var<workgroup> {sa}: array<vec4<f32>, {}>;\nvar<workgroup> {sb}: array<vec4<f32>, {}>;\n",
+        "var<workgroup> {sa}: array<vec4<{elem}>, {}>;\nvar<workgroup> {sb}: array<vec4<{elem}>, {}>;\n",
         spread[0].stride * DEPTH as u32,
         spread[1].stride * DEPTH as u32
     );
@@ -358,80 +451,39 @@ pub fn entry_source(e: &GemmEntry) -> String {
         "@compute @workgroup_size({tx}, {ty})\nfn {}(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {{",
         e.name
     );
-    let _ = writeln!(
-        s,
-        "    let z = wid.z;\n    if (gemm_skip(z, wid)) {{\n        return;\n    }}\n    let kr = gemm_k_range(z);\n    let row0 = wid.y * {edge_m}u;\n    let col0 = wid.x * {edge_n}u;\n    let t = lid.y * {tx}u + lid.x;"
-    );
-    // Per operand (a, b): a set-up s{x}{j} per distinct outer index and a K position
-    // p{x}{j} per distinct K offset among its fetches (fetches share one or the other),
-    // and prefetch registers n{x}{i}.
-    let ops = [("a", &e.a, "row0"), ("b", &e.b, "col0")];
-    let outers = spread
-        .each_ref()
-        .map(|sp| distinct((0..sp.fetches).map(|i| sp.outer(i))));
-    let offsets = spread
-        .each_ref()
-        .map(|sp| distinct((0..sp.fetches).map(|i| sp.k(i))));
-    for (o, (x, op, origin)) in ops.iter().enumerate() {
-        for (j, outer) in outers[o].0.iter().enumerate() {
-            let _ = writeln!(
-                s,
-                "    let s{x}{j} = {}_at(z, {origin} + {outer});",
-                op.load
-            );
-        }
-        for (j, k) in offsets[o].0.iter().enumerate() {
-            let _ = writeln!(s, "    var p{x}{j} = {}_k(z, kr.x + {k});", op.state);
-        }
-    }
+    let loads = Loads::new(e, spread);
+    s.push_str(&loads.prologue(false));
     for r in 0..4 * bm {
         for h in 0..bn {
             let _ = writeln!(s, "    var c{r}_{h} = vec4<f32>(0.0);");
         }
     }
-    // Load every fetch at the current positions, then step the positions one slice on.
-    let fetch_all = |indent: &str, decl: &str| {
-        let mut f = String::new();
-        for (o, (x, op, _)) in ops.iter().enumerate() {
-            for i in 0..spread[o].fetches as usize {
-                let (j, q) = (outers[o].1[i], offsets[o].1[i]);
-                let _ = writeln!(
-                    f,
-                    "{indent}{decl}n{x}{i} = {}(z, s{x}{j}, p{x}{q});",
-                    op.load
-                );
-            }
-            for q in 0..offsets[o].0.len() {
-                let _ = writeln!(f, "{indent}p{x}{q} = {}_next(z, p{x}{q});", op.state);
-            }
-        }
-        f
-    };
-    s.push_str(&fetch_all("    ", "var "));
+    s.push_str(&loads.fetch("    ", "var "));
     let _ = writeln!(s, "    for (var k0 = kr.x; k0 < kr.y; k0 += {DEPTH}u) {{");
-    for ((x, _, _), sp) in ops.iter().zip(&spread) {
+    for (x, sp) in ["a", "b"].iter().zip(&loads.spread) {
         let tile = if *x == "a" { &sa } else { &sb };
         for i in 0..sp.fetches {
-            s.push_str(&sp.put(tile, &format!("n{x}{i}"), i));
+            s.push_str(&sp.put(tile, &format!("n{x}{i}"), i, half));
         }
     }
     s.push_str("        workgroupBarrier();\n");
-    s.push_str(&fetch_all("        ", ""));
-    let (qa, qb) = (spread[0].stride, spread[1].stride);
+    s.push_str(&loads.fetch("        ", ""));
+    let (qa, qb) = (loads.spread[0].stride, loads.spread[1].stride);
+    let widen = |v: String| if half { format!("vec4<f32>({v})") } else { v };
     for kk in 0..DEPTH as u32 {
         let _ = writeln!(s, "        {{");
         for band in 0..bm {
             let _ = writeln!(
                 s,
-                "            let a{band} = {sa}[{}u + lid.y];",
-                kk * qa + band * ty
+                "            let a{band} = {};",
+                widen(format!("{sa}[{}u + lid.y]", kk * qa + band * ty))
             );
         }
         for h in 0..bn {
             let _ = writeln!(
                 s,
-                "            let b{h} = {sb}[{}u + lid.x];",
-                kk * qb + h * tx
+                "            let b{h} = {};",
+                widen(format!("{sb}[{}u + lid.x]", kk * qb + h * tx))
             );
         }
         for band in 0..bm {
@@ -466,14 +518,15 @@ pub fn entry_source(e: &GemmEntry) -> String {
     s
 }
 
-/// The WGSL of several entry points, after the slice depth and the K position of operands
+/// The WGSL of several entry points, each written by `entry` (for instance
+/// `|e| entry_source(e, false)`), after the slice depth and the K position of operands
 /// whose loads need nothing but k (state `plain`).
-pub fn source(entries: &[GemmEntry]) -> String {
+pub fn source(entries: &[GemmEntry], entry: impl Fn(&GemmEntry) -> String) -> String {
     let head = format!(
         "const GEMM_DEPTH: u32 = {DEPTH}u;\n\nfn plain_k(z: u32, k: u32) -> u32 {{\n    return k;\n}}\n\nfn plain_next(z: u32, k: u32) -> u32 {{\n    return k + GEMM_DEPTH;\n}}\n"
     );
     std::iter::once(head)
-        .chain(entries.iter().map(entry_source))
+        .chain(entries.iter().map(entry))
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -484,21 +537,24 @@ mod tests {
 
     /// The source of an entry `g` with loads `la`/`lb`, positions `ka`/`kb`, store `st`.
     fn source_of(tile: Tile, a: Contiguous, b: Contiguous) -> String {
-        entry_source(&GemmEntry {
-            name: "g",
-            tile,
-            a: Operand {
-                order: a,
-                load: "la",
-                state: "ka",
+        entry_source(
+            &GemmEntry {
+                name: "g",
+                tile,
+                a: Operand {
+                    order: a,
+                    load: "la",
+                    state: "ka",
+                },
+                b: Operand {
+                    order: b,
+                    load: "lb",
+                    state: "kb",
+                },
+                store: "st",
             },
-            b: Operand {
-                order: b,
-                load: "lb",
-                state: "kb",
-            },
-            store: "st",
-        })
+            false,
+        )
     }
 
     fn with_edges(edges: [usize; 2]) -> Tile {

@@ -22,6 +22,7 @@ mod context;
 mod conv2d;
 mod conv2d_depthwise;
 mod elementwise;
+mod gemm_coop;
 mod gemm_gen;
 mod geometry;
 mod gram;
@@ -53,6 +54,16 @@ pub struct OpenOptions {
     /// has them, which shortens every submission; off, they go through a uniform buffer,
     /// as on adapters without immediates. On by default.
     pub immediates: bool,
+    /// Open the device with f16 arithmetic (`SHADER_F16`) where the adapter has it, for
+    /// [`fovea_core::autocast`]; off, autocast on this device is an error, as on adapters
+    /// without it. On by default.
+    pub f16: bool,
+    /// Open the device with cooperative matrices (tensor cores) where the adapter offers
+    /// what autocast's GEMM needs (see `Ctx::cooperative_matrix`), and run autocast's
+    /// 64×64 GEMM tiles on them. Off by default: wgpu marks the feature experimental, and
+    /// this path has not yet been checked against the CPU on such a GPU. `FOVEA_COOP=1`
+    /// turns it on for [`WgpuBackend::open`].
+    pub cooperative_matrix: bool,
 }
 
 impl Default for OpenOptions {
@@ -60,6 +71,8 @@ impl Default for OpenOptions {
         OpenOptions {
             profile: false,
             immediates: true,
+            f16: true,
+            cooperative_matrix: false,
         }
     }
 }
@@ -130,6 +143,8 @@ impl WgpuBackend {
         let options = OpenOptions {
             profile: set("FOVEA_PROFILE").is_some_and(|v| v != "0"),
             immediates: set("FOVEA_IMMEDIATES").is_none_or(|v| v != "0"),
+            cooperative_matrix: set("FOVEA_COOP").is_some_and(|v| v == "1"),
+            ..Default::default()
         };
         WgpuBackend::open_with_options(filter, options)
     }
@@ -200,6 +215,16 @@ impl WgpuBackend {
             )));
         }
         let mut features = wgpu::Features::empty();
+        if options.f16 {
+            features |= adapter.features() & wgpu::Features::SHADER_F16;
+        }
+        let coop = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
+            | wgpu::Features::SUBGROUP
+            | wgpu::Features::SHADER_F16;
+        let coop = options.f16 && options.cooperative_matrix && adapter.features().contains(coop);
+        if coop {
+            features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SUBGROUP;
+        }
         if profile {
             features |= timestamps;
         }
@@ -213,6 +238,14 @@ impl WgpuBackend {
             label: Some("fovea"),
             required_limits: adapter.limits(),
             required_features: features,
+            // SAFETY: wgpu's experimental features may misbehave when used incorrectly;
+            // only cooperative matrices are requested, only when the caller opted in, and
+            // only the shaders of `gemm_coop` use them.
+            experimental_features: if coop {
+                unsafe { wgpu::ExperimentalFeatures::enabled() }
+            } else {
+                wgpu::ExperimentalFeatures::disabled()
+            },
             ..Default::default()
         }))
         .map_err(|e| Error::Backend(format!("cannot open {name}: {e}")))?;

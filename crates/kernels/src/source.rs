@@ -4,6 +4,7 @@
 //! then the declaration of its parameters generated from the host's struct (`params.rs`),
 //! then the shader's own file and any generated GEMM entry points.
 
+use crate::gemm_coop;
 use crate::gemm_gen::{self, Contiguous, GemmEntry, Operand};
 use crate::params::Wgsl;
 
@@ -25,6 +26,18 @@ pub struct Shader {
     pub gemm: &'static [GemmEntry],
 }
 
+/// How a module's generated GEMM entries multiply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Precision {
+    /// f32 tiles and multiply-adds: outside autocast
+    F32,
+    /// autocast: operands staged as f16, multiply-adds in f32 (see `gemm_gen::entry_source`)
+    Half,
+    /// autocast on cooperative matrices, for subgroups of this many invocations: the 64×64
+    /// entries as in `gemm_coop`, the others as `Half`
+    Coop(u32),
+}
+
 /// How every shader declares its parameters, as written in the files: a uniform buffer at
 /// binding 0 (the form any adapter runs).
 const UNIFORM_PARAMS: &str = "@group(0) @binding(0) var<uniform> p:";
@@ -35,20 +48,36 @@ impl Shader {
     /// The complete WGSL: the prelude, the parameters' declaration, the file, then any
     /// generated entry points.
     pub fn source(&self) -> String {
-        let mut s = String::from(COMMON);
+        self.source_in(Precision::F32)
+    }
+
+    /// [`Shader::source`], with the generated GEMM entries in `precision`.
+    pub fn source_in(&self, precision: Precision) -> String {
+        let mut s = String::new();
+        match precision {
+            Precision::F32 => {}
+            Precision::Half => s.push_str("enable f16;\n\n"),
+            Precision::Coop(_) => s.push_str(gemm_coop::ENABLES),
+        }
+        s.push_str(COMMON);
         s.push('\n');
         (self.params)(&mut s);
         s.push_str(self.file);
         if !self.gemm.is_empty() {
             s.push('\n');
-            s.push_str(&gemm_gen::source(self.gemm));
+            s.push_str(&gemm_gen::source(self.gemm, |e| match precision {
+                Precision::F32 => gemm_gen::entry_source(e, false),
+                Precision::Coop(sg) if gemm_coop::fits(e, sg) => gemm_coop::entry_source(e, sg),
+                _ => gemm_gen::entry_source(e, true),
+            }));
         }
         s
     }
 
-    /// The complete WGSL with its parameters as immediates, or as the file has them.
-    pub fn source_for(&self, immediates: bool) -> String {
-        let source = self.source();
+    /// The complete WGSL with its parameters as immediates, or as the file has them, and
+    /// its GEMM entries in `precision`.
+    pub fn source_for(&self, immediates: bool, precision: Precision) -> String {
+        let source = self.source_in(precision);
         if immediates {
             source.replacen(UNIFORM_PARAMS, IMMEDIATE_PARAMS, 1)
         } else {
@@ -277,7 +306,7 @@ mod tests {
     /// `s`'s source in one parameter form, parsed and validated by naga (errors shown
     /// against the source).
     fn validated(s: &Shader, immediates: bool) -> (naga::Module, naga::valid::ModuleInfo) {
-        let source = s.source_for(immediates);
+        let source = s.source_for(immediates, Precision::F32);
         let module = naga::front::wgsl::parse_str(&source)
             .unwrap_or_else(|e| panic!("{}.wgsl: {}", s.name, e.emit_to_string(&source)));
         let info = naga::valid::Validator::new(
@@ -289,6 +318,43 @@ mod tests {
         (module, info)
     }
 
+    /// Autocast's variants of the GEMM shaders (f16 tiles) validate with f16 arithmetic,
+    /// in both parameter forms, and translate to Metal Shading Language; every GEMM entry
+    /// stages f16, and the plain sources mention no f16.
+    #[test]
+    fn half_tiles_validate() {
+        use naga::valid::Capabilities;
+        for s in ALL.iter().filter(|s| !s.gemm.is_empty()) {
+            for immediates in [false, true] {
+                let source = s.source_for(immediates, Precision::Half);
+                let module = naga::front::wgsl::parse_str(&source)
+                    .unwrap_or_else(|e| panic!("{}.wgsl: {}", s.name, e.emit_to_string(&source)));
+                let info = naga::valid::Validator::new(
+                    naga::valid::ValidationFlags::all(),
+                    Capabilities::IMMEDIATES | Capabilities::SHADER_FLOAT16,
+                )
+                .validate(&module)
+                .unwrap_or_else(|e| panic!("{}.wgsl: {}", s.name, e.emit_to_string(&source)));
+                naga::back::msl::write_string(
+                    &module,
+                    &info,
+                    &naga::back::msl::Options::default(),
+                    &naga::back::msl::PipelineOptions::default(),
+                )
+                .unwrap_or_else(|e| panic!("{}.wgsl (f16) to MSL: {e}", s.name));
+            }
+            let half = s.source_in(Precision::Half);
+            for e in s.gemm {
+                assert!(
+                    half.contains(&format!("var<workgroup> {}_a: array<vec4<f16>", e.name)),
+                    "{}",
+                    e.name
+                );
+            }
+            assert!(!s.source().contains("f16"), "{}.wgsl's f32 source", s.name);
+        }
+    }
+
     /// The shaders' parameters, declared from the host's structs, lay out as the host's do
     /// (WGSL and `repr(C)` agree on every field type `params.rs` maps): as immediates, a
     /// shorter host struct would leave the shader reading undefined values, and a longer
@@ -296,7 +362,7 @@ mod tests {
     #[test]
     fn host_parameters_match_the_shaders() {
         for s in ALL {
-            let source = s.source_for(true);
+            let source = s.source_for(true, Precision::F32);
             let module = naga::front::wgsl::parse_str(&source).unwrap();
             let size = naga::valid::ImmediateSlots::size_for_module(&module);
             assert_eq!(

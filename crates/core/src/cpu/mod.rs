@@ -127,6 +127,31 @@ pub(crate) fn data(s: &Storage) -> &[f32] {
         .0
 }
 
+/// A GEMM operand as the kernels read it: under autocast rounded to f16, as the GPU's
+/// GEMM tiles hold it (see [`crate::autocast`]), else the storage itself.
+fn operand(s: &Storage) -> std::borrow::Cow<'_, [f32]> {
+    use rayon::prelude::*;
+    let x = data(s);
+    if !crate::autocast::is_autocast_enabled() {
+        return x.into();
+    }
+    x.par_iter()
+        .with_min_len(1 << 14)
+        .map(|&v| crate::autocast::round_to_f16(v))
+        .collect::<Vec<f32>>()
+        .into()
+}
+
+/// [`operand`] for a convolution's operand; depthwise ones stay f32 under autocast, as on
+/// the GPU, where they are not GEMMs.
+fn conv_operand(s: &Storage, groups: usize, c_in: usize) -> std::borrow::Cow<'_, [f32]> {
+    if groups > 1 && groups == c_in {
+        data(s).into()
+    } else {
+        operand(s)
+    }
+}
+
 /// What a CPU kernel hands back: its values, or the error of a fallible allocation.
 trait Values {
     fn values(self) -> Result<Vec<f32>>;
@@ -267,7 +292,7 @@ impl Backend for CpuBackend {
     fn matmul(&self, a: &Storage, b: &Storage, p: &MatmulParams) -> Result<Storage> {
         self.times.time(
             || "matmul".into(),
-            || store(matmul::matmul(data(a), data(b), p)),
+            || store(matmul::matmul(&operand(a), &operand(b), p)),
         )
     }
     fn gram(&self, f: &Storage, n: usize, c: usize, hw: usize) -> Result<Storage> {
@@ -283,7 +308,10 @@ impl Backend for CpuBackend {
         };
         self.times.time(
             || "gram".into(),
-            || store(matmul::matmul(data(f), data(f), &p)),
+            || {
+                let f = operand(f);
+                store(matmul::matmul(&f, &f, &p))
+            },
         )
     }
     fn conv2d(
@@ -296,7 +324,11 @@ impl Backend for CpuBackend {
         self.times.time(
             || conv_name("conv2d", p),
             || {
-                let mut y = conv2d::forward(data(x), data(w), p)?;
+                let (x, w) = (
+                    conv_operand(x, p.groups, p.c_in),
+                    conv_operand(w, p.groups, p.c_in),
+                );
+                let mut y = conv2d::forward(&x, &w, p)?;
                 if let Some(b) = bias {
                     conv2d::add_bias(&mut y, data(b), p.oh * p.ow);
                 }
@@ -307,7 +339,13 @@ impl Backend for CpuBackend {
     fn conv2d_grad_input(&self, gy: &Storage, w: &Storage, p: &Conv2dParams) -> Result<Storage> {
         self.times.time(
             || conv_name("conv2d_grad_input", p),
-            || store(conv2d::grad_input(data(gy), data(w), p)),
+            || {
+                store(conv2d::grad_input(
+                    &conv_operand(gy, p.groups, p.c_in),
+                    &conv_operand(w, p.groups, p.c_in),
+                    p,
+                ))
+            },
         )
     }
     fn adam_step(
@@ -344,7 +382,13 @@ impl Backend for CpuBackend {
     fn conv2d_grad_weight(&self, x: &Storage, gy: &Storage, p: &Conv2dParams) -> Result<Storage> {
         self.times.time(
             || conv_name("conv2d_grad_weight", p),
-            || store(conv2d::grad_weight(data(x), data(gy), p)),
+            || {
+                store(conv2d::grad_weight(
+                    &conv_operand(x, p.groups, p.c_in),
+                    &conv_operand(gy, p.groups, p.c_in),
+                    p,
+                ))
+            },
         )
     }
     fn runs_conv3d(&self, p: &Conv3dParams) -> bool {
@@ -360,7 +404,11 @@ impl Backend for CpuBackend {
         self.times.time(
             || conv3d_name("conv3d", p),
             || {
-                let mut y = conv_shifted::forward(data(x), data(w), p)?;
+                let (x, w) = (
+                    conv_operand(x, p.groups, p.c_in),
+                    conv_operand(w, p.groups, p.c_in),
+                );
+                let mut y = conv_shifted::forward(&x, &w, p)?;
                 if let Some(b) = bias {
                     conv2d::add_bias(&mut y, data(b), p.output.iter().product());
                 }
@@ -371,13 +419,25 @@ impl Backend for CpuBackend {
     fn conv3d_grad_input(&self, gy: &Storage, w: &Storage, p: &Conv3dParams) -> Result<Storage> {
         self.times.time(
             || conv3d_name("conv3d_grad_input", p),
-            || store(conv_shifted::grad_input(data(gy), data(w), p)),
+            || {
+                store(conv_shifted::grad_input(
+                    &conv_operand(gy, p.groups, p.c_in),
+                    &conv_operand(w, p.groups, p.c_in),
+                    p,
+                ))
+            },
         )
     }
     fn conv3d_grad_weight(&self, x: &Storage, gy: &Storage, p: &Conv3dParams) -> Result<Storage> {
         self.times.time(
             || conv3d_name("conv3d_grad_weight", p),
-            || store(conv_shifted::grad_weight(data(x), data(gy), p)),
+            || {
+                store(conv_shifted::grad_weight(
+                    &conv_operand(x, p.groups, p.c_in),
+                    &conv_operand(gy, p.groups, p.c_in),
+                    p,
+                ))
+            },
         )
     }
     fn max_pool2d(&self, x: &Storage, p: &Pool2dParams) -> Result<Storage> {
