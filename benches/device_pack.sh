@@ -4,7 +4,7 @@
 # limited to 64 MiB with the working tree.
 set -euo pipefail
 cargo build --release --bin fovea-bench --example style_transfer
-tests="gpu_parity conv2d optim torch_fixtures style_transfer profile memory training bad_input"
+tests="gpu_parity conv2d optim torch_fixtures style_transfer profile memory training bad_input autocast grad_scaler"
 mapfile -t lines < <(cargo test --workspace --no-run --message-format=json 2>/dev/null |
   python3 -c '
 import sys, json

@@ -310,6 +310,17 @@ fn main() -> Result<()> {
             timed,
             flop: 2.0 * (m * m * m) as f64,
         });
+        if autocasts(&dev) {
+            let timed = time(&dev, &o, || {
+                fovea::autocast(|| a.matmul(&b))?;
+                Ok(())
+            })?;
+            rows.push(Row {
+                name: format!("matmul {m}^3 autocast"),
+                timed,
+                flop: 2.0 * (m * m * m) as f64,
+            });
+        }
     }
     if wanted("dispatch") {
         // 1,000 dependent one-element ops: the cost of recording and running one dispatch,
@@ -473,10 +484,18 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// Whether autocast's rows run on `dev`: on a GPU with f16 arithmetic (the CPU's autocast
+/// rounds its operands in an extra pass, a reference with no speed to gain).
+fn autocasts(dev: &Device) -> bool {
+    let one = Tensor::ones(&[1, 1], dev);
+    dev.is_gpu() && fovea::autocast(|| one.matmul(&one)).is_ok()
+}
+
 /// The zoo's networks at 224×224: a training step (forward in training mode with batch
 /// statistics, cross-entropy, backward, SGD with momentum 0.9) and an inference pass (eval
 /// mode, no graph) each for ResNet-18 (batch 64), MobileNetV2 (64) and VGG-16 (32), capped
-/// by `--batch`.
+/// by `--batch`; on a GPU with f16 the training step again under autocast with a
+/// `GradScaler` (PyTorch's AMP recipe).
 fn zoo_rows(
     dev: &Device,
     o: &Opts,
@@ -485,7 +504,7 @@ fn zoo_rows(
 ) -> Result<()> {
     use fovea::models::{MobileNetV2, ResNet, Vgg, VggConfig};
     use fovea::nn::Module;
-    use fovea::optim::{Optimizer, Sgd, SgdOptions};
+    use fovea::optim::{GradScaler, Optimizer, Sgd, SgdOptions};
     type Build = fn(&Device) -> fovea::Result<Box<dyn Module>>;
     let nets: [(&str, usize, Build); 3] = [
         ("resnet18", 64, |d| {
@@ -527,10 +546,26 @@ fn zoo_rows(
                 Ok(())
             })?;
             rows.push(Row {
-                name: train,
+                name: train.clone(),
                 timed,
                 flop: f64::NAN,
             });
+            if autocasts(dev) {
+                let mut scaler = GradScaler::new(Default::default())?;
+                let timed = time(dev, o, || {
+                    opt.zero_grad();
+                    let loss = fovea::autocast(|| model.forward(&x)?.cross_entropy(&labels))?;
+                    scaler.scale(&loss).backward()?;
+                    scaler.step(&mut opt)?;
+                    scaler.update()?;
+                    Ok(())
+                })?;
+                rows.push(Row {
+                    name: format!("{train} autocast"),
+                    timed,
+                    flop: f64::NAN,
+                });
+            }
         }
         if wanted(&infer) {
             model.eval();

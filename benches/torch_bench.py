@@ -96,6 +96,10 @@ if wanted(f"matmul {m}^3"):
     A = torch.randn(m, m, device=dev); B = torch.randn(m, m, device=dev)
     ms = timed(lambda: A @ B)
     rows.append({"name": f"matmul {m}^3", "ms": ms, "tflops": 2.0 * m ** 3 / ms / 1e9})
+    if dev == "cuda" and wanted(f"matmul {m}^3 autocast"):
+        with torch.autocast("cuda", dtype=torch.float16):
+            ms = timed(lambda: A @ B)
+        rows.append({"name": f"matmul {m}^3 autocast", "ms": ms, "tflops": 2.0 * m ** 3 / ms / 1e9})
 x = torch.ones(1, device=dev)
 def tiny():
     y = x
@@ -219,7 +223,19 @@ for net, batch, build in [("resnet18", 64, torchvision.models.resnet18),
             model(xb)
     if dev == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    for name, f, mode in [(train_name, train_step, model.train), (infer_name, infer, model.eval)]:
+    # Mixed precision as fovea-bench's autocast row: torch.autocast (f16) and a GradScaler.
+    scaler = torch.amp.GradScaler("cuda") if dev == "cuda" else None
+    def amp_step():
+        sgd.zero_grad()
+        with torch.autocast("cuda", dtype=torch.float16):
+            loss = F.cross_entropy(model(xb), yb)
+        scaler.scale(loss).backward()
+        scaler.step(sgd)
+        scaler.update()
+    steps = [(train_name, train_step, model.train), (infer_name, infer, model.eval)]
+    if dev == "cuda":
+        steps.append((f"{train_name} autocast", amp_step, model.train))
+    for name, f, mode in steps:
         if wanted(name):
             mode()
             if dev == "cuda":

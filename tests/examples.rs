@@ -153,14 +153,29 @@ fn style_transfer_lowers_its_cost_and_writes_the_pictures() {
 
 #[test]
 fn train_lenet_resumes_exactly_where_it_stopped() {
-    let dir = std::env::temp_dir().join(format!("fovea-resume-{}", std::process::id()));
+    resumes_exactly(&[]);
+}
+
+/// Under autocast with loss scaling too, the scaler's state travelling in the training
+/// state.
+#[test]
+fn train_lenet_resumes_exactly_under_autocast() {
+    resumes_exactly(&["--autocast"]);
+}
+
+fn resumes_exactly(mode: &[&str]) {
+    let dir = std::env::temp_dir().join(format!(
+        "fovea-resume-{}{}",
+        std::process::id(),
+        mode.concat()
+    ));
     let run = |extra: &[&str], out: &str| -> String {
         let out = dir.join(out);
         let mut args: Vec<&OsStr> = ["--device", "cpu", "--epochs", "3", "--limit", "600"]
             .map(OsStr::new)
             .to_vec();
         args.extend([OsStr::new("--out"), out.as_os_str()]);
-        args.extend(extra.iter().map(OsStr::new));
+        args.extend(mode.iter().chain(extra).map(OsStr::new));
         run_example("train_lenet", &args)
     };
     // The epoch-3 line up to its accuracy (the rest is timing): loss and accuracy must match.

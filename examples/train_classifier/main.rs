@@ -7,7 +7,8 @@
 //!
 //! `cargo run --release --example train_classifier -- [--model resnet18|mobilenet_v2]
 //!  [--width N] [--epochs N] [--batch N] [--lr F] [--limit N] [--data DIR]
-//!  [--device cpu|gpu|best] [--out FILE] [--seed N] [--resume FILE] [--stop-after N]`
+//!  [--device cpu|gpu|best] [--out FILE] [--seed N] [--resume FILE] [--stop-after N]
+//!  [--autocast]`
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -67,6 +68,10 @@ struct Args {
     /// Stop after this epoch (the schedule still spans --epochs).
     #[arg(long)]
     stop_after: Option<usize>,
+    /// Mixed precision: products and convolutions in f16 (`fovea::autocast`), the loss
+    /// scaled by a `GradScaler`.
+    #[arg(long)]
+    autocast: bool,
 }
 
 fn build(a: &Args, dev: &Device) -> Result<Box<dyn Module>> {
@@ -143,6 +148,7 @@ fn main() -> Result<()> {
         min: 0.0,
         t_max: a.epochs * steps_per_epoch,
     };
+    let mut amp = common::amp::Amp::new(a.autocast)?;
     let state_path = a.out.with_extension("train.safetensors");
     let (mut first_epoch, mut curves) = (0, Vec::<[f64; 3]>::new());
     if let Some(path) = &a.resume {
@@ -151,6 +157,7 @@ fn main() -> Result<()> {
             .get("epochs_done")
             .with_context(|| format!("{} has no epochs_done counter", path.display()))?
             as usize;
+        amp.restore(&progress)?;
         // The curves so far travel in the state file as f64 bit patterns.
         for e in 0..first_epoch {
             let v = |k: &str| progress.get(&format!("{k}{e}")).map(|&b| f64::from_bits(b));
@@ -183,10 +190,12 @@ fn main() -> Result<()> {
             let batch = batch?;
             opt.set_lr(schedule.lr_at(epoch * steps_per_epoch + i));
             opt.zero_grad();
-            let logits = model.forward(&batch.images)?;
-            let loss = logits.cross_entropy(&batch.labels)?;
-            loss.backward()?;
-            opt.step()?;
+            let (logits, loss) = amp.forward(|| -> fovea::Result<_> {
+                let logits = model.forward(&batch.images)?;
+                let loss = logits.cross_entropy(&batch.labels)?;
+                Ok((logits, loss))
+            })?;
+            amp.backward_and_step(&loss, &mut opt)?;
             losses.push(loss.detach());
             // Training accuracy from the same logits, counted now and then (a read-back
             // waits for the device).
@@ -229,6 +238,7 @@ fn main() -> Result<()> {
                     .map(|(k, v)| (format!("{k}{e}"), v.to_bits()))
             })
             .chain([("epochs_done".to_string(), epoch as u64 + 1)])
+            .chain(amp.progress())
             .collect();
         let progress: Vec<(&str, u64)> = keys.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         checkpoint::save_training(model.as_ref(), &opt, &progress, &state_path)?;

@@ -4,7 +4,7 @@
 //!
 //! `cargo run --release --example train_lenet -- [--epochs N] [--batch N] [--lr F]
 //!  [--limit N] [--data DIR] [--device cpu|gpu|best] [--out FILE] [--model modern|classic]
-//!  [--seed N] [--resume FILE] [--stop-after N]` (`--help` says what each does)
+//!  [--seed N] [--resume FILE] [--stop-after N] [--autocast]` (`--help` says what each does)
 //!
 //! After every epoch it writes the model (`FILE`, PyTorch state_dict names) and the whole
 //! training state (`FILE` with `.train.safetensors`: optimizer moments, dropout stream,
@@ -64,6 +64,10 @@ struct Args {
     /// End the run after this epoch, keeping the schedule of --epochs.
     #[arg(long)]
     stop_after: Option<usize>,
+    /// Mixed precision: products and convolutions in f16 (`fovea::autocast`), the loss
+    /// scaled by a `GradScaler`.
+    #[arg(long)]
+    autocast: bool,
 }
 
 fn main() -> Result<()> {
@@ -108,6 +112,7 @@ fn main() -> Result<()> {
         min: lr * 0.02,
         t_max: a.epochs,
     };
+    let mut amp = common::amp::Amp::new(a.autocast)?;
     let state_path = a.out.with_extension("train.safetensors");
     let mut first_epoch = 0;
     let (mut losses, mut accuracies) = (Vec::new(), Vec::new());
@@ -117,6 +122,7 @@ fn main() -> Result<()> {
             .get("epochs_done")
             .with_context(|| format!("{} has no epochs_done counter", path.display()))?
             as usize;
+        amp.restore(&progress)?;
         // The curves so far travel in the state file as f64 bit patterns.
         for e in 0..first_epoch {
             let value = |key: String| progress.get(&key).map(|&b| f64::from_bits(b));
@@ -149,9 +155,9 @@ fn main() -> Result<()> {
         for (i, batch) in loader.enumerate() {
             let batch = batch?;
             opt.zero_grad();
-            let loss = model.forward(&batch.images)?.cross_entropy(&batch.labels)?;
-            loss.backward()?;
-            opt.step()?;
+            let loss =
+                amp.forward(|| model.forward(&batch.images)?.cross_entropy(&batch.labels))?;
+            amp.backward_and_step(&loss, &mut opt)?;
             // Detached: the value only, not the step's whole graph.
             epoch_loss.push(loss.detach());
             seen += batch.labels.len();
@@ -192,6 +198,7 @@ fn main() -> Result<()> {
                 ]
             })
             .chain([("epochs_done".to_string(), epoch as u64 + 1)])
+            .chain(amp.progress())
             .collect();
         let progress: Vec<(&str, u64)> = keys.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         fovea::checkpoint::save_training(model.as_ref(), &opt, &progress, &state_path)?;
