@@ -513,8 +513,8 @@ impl Ctx {
         count: usize,
         entries: &[GemmEntry],
     ) -> usize {
-        // Under autocast on cooperative matrices, every GEMM takes the tile that has that
-        // form (the first of every table).
+        // Under autocast on cooperative matrices, every GEMM that picks among the tiles
+        // takes the one with that form (the first of every table; Gram picks by channels).
         if self.coop.is_some() && fovea_core::is_autocast_enabled() {
             return 0;
         }

@@ -107,10 +107,20 @@ pub fn entry_source(e: &GemmEntry, subgroup: u32) -> String {
     s.push_str(&loads.fetch("        ", ""));
     // A's slice holds (m, k) at k·EDGE + m: column-major; B's (k, n) at k·EDGE + n:
     // row-major.
+    // A subgroup's blocks lie along one row of blocks in fours (its first block is a
+    // multiple of `per`, and `per` divides 4 or is a multiple of it): one load of A each.
     for j in 0..per {
+        if j % 4 == 0 {
+            let _ = writeln!(
+                s,
+                "        let a{} = coopLoad<coop_mat16x16<f16, A>>(&{sa}[r{j}], {EDGE}u);",
+                j / 4
+            );
+        }
         let _ = writeln!(
             s,
-            "        c{j} = coopMultiplyAdd(coopLoad<coop_mat16x16<f16, A>>(&{sa}[r{j}], {EDGE}u), coopLoadT<coop_mat16x16<f16, B>>(&{sb}[q{j}], {EDGE}u), c{j});"
+            "        c{j} = coopMultiplyAdd(a{}, coopLoadT<coop_mat16x16<f16, B>>(&{sb}[q{j}], {EDGE}u), c{j});",
+            j / 4
         );
     }
     s.push_str("        workgroupBarrier();\n    }\n");
@@ -152,8 +162,8 @@ mod tests {
     }
 
     /// Every GEMM shader's cooperative module, for each subgroup size it supports and in
-    /// both parameter forms, validates with naga and translates to SPIR-V (what wgpu
-    /// hands Vulkan); its 64×64 entries, and only those, multiply on cooperative matrices,
+    /// both parameter forms, validates with naga and translates to SPIR-V as wgpu does for
+    /// Vulkan; its 64×64 entries, and only those, multiply on cooperative matrices,
     /// with one accumulator per block the subgroup owns.
     #[test]
     fn cooperative_modules_validate_and_translate_to_spirv() {
@@ -163,7 +173,7 @@ mod tests {
             | Capabilities::SUBGROUP
             | Capabilities::COOPERATIVE_MATRIX;
         let mut cooperative = 0;
-        for sg in [16, 32, 64, 128] {
+        for sg in [16, 32, 64, 128, 256] {
             for s in ALL.iter().filter(|s| !s.gemm.is_empty()) {
                 for immediates in [false, true] {
                     let source = s.source_for(immediates, Precision::Coop(sg));
@@ -175,13 +185,20 @@ mod tests {
                         .subgroup_operations(SubgroupOperationSet::BASIC)
                         .validate(&module)
                         .unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(&source)));
-                    naga::back::spv::write_vec(
-                        &module,
-                        &info,
-                        &naga::back::spv::Options::default(),
-                        None,
-                    )
-                    .unwrap_or_else(|e| panic!("{what} to SPIR-V: {e}"));
+                    // As wgpu writes SPIR-V for Vulkan: version 1.5, indices clamped.
+                    let restrict = naga::proc::BoundsCheckPolicy::Restrict;
+                    let options = naga::back::spv::Options {
+                        lang_version: (1, 5),
+                        bounds_check_policies: naga::proc::BoundsCheckPolicies {
+                            index: restrict,
+                            buffer: restrict,
+                            image_load: restrict,
+                            binding_array: restrict,
+                        },
+                        ..Default::default()
+                    };
+                    naga::back::spv::write_vec(&module, &info, &options, None)
+                        .unwrap_or_else(|e| panic!("{what} to SPIR-V: {e}"));
                 }
                 let source = s.source_in(Precision::Coop(sg));
                 for e in s.gemm {
