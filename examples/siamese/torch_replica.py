@@ -7,6 +7,9 @@ threshold on 2,000 balanced pairs (an upper bound of the example's threshold fig
 accuracy by pair of digits, and one-shot recognition over 200 episodes.
 
     python3 examples/siamese/torch_replica.py [--affine] [--seen 7] [--steps 600] ...
+
+Variants tried beside the recipe (README, Metric learning): --inst, --loss supcon, --deskew,
+--tta.
 """
 import argparse, gzip, time
 from collections import defaultdict
@@ -29,6 +32,15 @@ ap.add_argument("--shift", type=int, default=2, help="whole-pixel shifts (withou
 ap.add_argument("--affine", action="store_true", help="the example's affine distortions")
 ap.add_argument("--data", default="assets/data/mnist-10k")
 ap.add_argument("--seed", type=int, default=0)
+ap.add_argument("--inst", type=int, default=0,
+                help="also this many seen images per step, two distorted views each, as identities")
+ap.add_argument("--lam", type=float, default=1.0, help="weight of that instance loss")
+ap.add_argument("--loss", default="triplet", choices=["triplet", "supcon"],
+                help="batch-all triplets, or the supervised contrastive loss")
+ap.add_argument("--tau", type=float, default=0.1, help="temperature of the contrastive loss")
+ap.add_argument("--digit", type=float, default=1.0, help="weight of the digits' own loss")
+ap.add_argument("--deskew", action="store_true", help="straighten every digit by its second moments (needs scipy)")
+ap.add_argument("--tta", type=int, default=0, help="average the test embeddings over this many 1-pixel shifts")
 a = ap.parse_args()
 torch.manual_seed(a.seed)
 rng = np.random.default_rng(a.seed)
@@ -41,8 +53,26 @@ def load(split):
     return torch.tensor((x - 0.1307) / 0.3081), torch.tensor(idx("labels-idx1-ubyte.gz", 8).astype(np.int64))
 
 
+def deskew(x):
+    """Shears each digit upright about its centre of mass, by its second moments."""
+    import scipy.ndimage as nd
+    out = np.empty_like(x)
+    ys_, xs_ = np.mgrid[:28, :28].astype(np.float32)
+    for i, im in enumerate(x[:, 0]):
+        w = im - im.min()
+        t = w.sum()
+        cy, cx = (w * ys_).sum() / t, (w * xs_).sum() / t
+        vy = (w * (ys_ - cy) ** 2).sum() / t
+        cyx = (w * (ys_ - cy) * (xs_ - cx)).sum() / t
+        alpha = cyx / vy
+        m = np.array([[1, 0], [alpha, 1]])
+        off = np.array([cy, cx]) - m @ np.array([13.5, 13.5])
+        out[i, 0] = nd.affine_transform(im, m, offset=off, order=1, cval=float(im.min()))
+    return torch.tensor(out)
 xtr, ytr = load("train")
 xte, yte = load("t10k")
+if a.deskew:
+    xtr, xte = deskew(xtr.numpy()), deskew(xte.numpy())
 xs, ys = xtr[ytr < a.seen], ytr[ytr < a.seen]
 xu, yu = xte[yte >= 7], yte[yte >= 7]
 
@@ -84,6 +114,16 @@ def batch_all(e, y, margin):
     return loss.sum() / (loss > 1e-16).sum().clamp(min=1)
 
 
+def supcon(e, y, tau):
+    """Khosla et al.'s supervised contrastive loss on L2-normalised embeddings."""
+    s = e @ e.T / tau
+    eye = torch.eye(len(y), dtype=torch.bool)
+    s = s.masked_fill(eye, -1e9)
+    logp = s - torch.logsumexp(s, 1, keepdim=True)
+    pos = (y[:, None] == y[None, :]) & ~eye
+    return -(logp * pos).sum(1).div(pos.sum(1).clamp(min=1)).mean()
+
+
 net = Encoder()
 opt = torch.optim.Adam(net.parameters(), lr=a.lr)
 sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, a.steps, a.lr * 0.02)
@@ -93,7 +133,14 @@ for t in range(a.steps):
     ix = np.concatenate([rng.choice(g, a.per_class, replace=False) for g in groups])
     x, y = distort(xs[ix]), ys[ix]
     if a.mode == "triplet":
-        loss = batch_all(net(x), y, a.margin)
+        e = net(x)
+        loss = a.digit * (batch_all(e, y, a.margin) if a.loss == "triplet" else supcon(e, y, a.tau))
+        if a.inst:
+            ii = rng.choice(len(xs), a.inst, replace=False)
+            xi = torch.cat([distort(xs[ii]), distort(xs[ii])])
+            yi = torch.arange(a.inst).repeat(2)
+            ei = net(xi)
+            loss = loss + a.lam * (batch_all(ei, yi, a.margin) if a.loss == "triplet" else supcon(ei, yi, a.tau))
     else:
         loss = F.cross_entropy(net.classify(net.embed(net.features(x))), y)
     opt.zero_grad()
@@ -103,6 +150,11 @@ for t in range(a.steps):
 net.eval()
 with torch.no_grad():
     e = net(xu)
+    if a.tta:
+        acc = e.clone()
+        for dy, dx in [(0, 1), (0, -1), (1, 0), (-1, 0), (1, 1), (-1, -1), (1, -1), (-1, 1)][:a.tta]:
+            acc += net(torch.roll(xu, shifts=(dy, dx), dims=(2, 3)))
+        e = F.normalize(acc, dim=1)
 
 pairs_rng = np.random.default_rng(1)
 pairs = []
