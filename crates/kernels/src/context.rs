@@ -382,12 +382,12 @@ impl Ctx {
     /// runs them and the entry has that form, else with f16 tiles (a device without f16
     /// arithmetic is an error naming it).
     fn precision(&self, shader: Shader, entry: &'static str) -> Result<Precision> {
-        let Some(e) = shader.gemm.iter().find(|e| e.name == entry) else {
-            return Ok(Precision::F32);
-        };
         if !fovea_core::is_autocast_enabled() {
             return Ok(Precision::F32);
         }
+        let Some(e) = shader.gemm.iter().find(|e| e.name == entry) else {
+            return Ok(Precision::F32);
+        };
         if !self.f16() {
             return Err(Error::Backend(format!(
                 "autocast multiplies in f16, and {} ({:?}, {:?}) has no f16 arithmetic (wgpu's SHADER_F16); run this outside autocast, in f32",

@@ -178,15 +178,20 @@ impl Windows {
             if nj == 0 {
                 continue;
             }
+            // The best so far stays in registers: reading `value[best]` back each tap made
+            // every comparison wait for the previous one's load.
             let (mut best, mut j) = (j0, j0);
+            let (mut b, mut br) = (value[j0], row[j0]);
             for _ in 1..nj {
                 j += dw;
-                let (v, b) = (value[j], value[best]);
+                let (v, r) = (value[j], row[j]);
                 let tie = (v == b) | (v.is_nan() & b.is_nan());
-                let take = (v > b) | (v.is_nan() & !b.is_nan()) | (tie & (row[j] < row[best]));
-                best = [best, j][take as usize];
+                let take = (v > b) | (v.is_nan() & !b.is_nan()) | (tie & (r < br));
+                if take {
+                    (best, b, br) = (j, v, r);
+                }
             }
-            found(oj, (i0 + row[best] as usize * self.dilation[0]) * w + best);
+            found(oj, (i0 + br as usize * self.dilation[0]) * w + best);
         }
     }
 }
