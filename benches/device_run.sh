@@ -16,7 +16,7 @@
 # picks the parts. DEVICE_AB (variables, e.g. "FOVEA_COL2IM=0") times the rows once more
 # under them, wall and per kernel, into fovea_ab.json and fovea_ab_kernels.json: a
 # comparison within one call, which device_summary.py prints beside the main rows.
-# Autocast: on a GPU with f16 the bench adds "... autocast" rows (f16 tiles), torch_bench
+# Autocast: on a GPU the bench adds "... autocast" rows (operands rounded to f16), torch_bench
 # the same rows under torch.autocast; DEVICE_AB="FOVEA_COOP=1" times them again on
 # cooperative matrices, and the autocast test binary checks both paths against the CPU.
 set -uo pipefail

@@ -91,16 +91,22 @@ pub struct Ctx {
     profiler: Option<Profiler>,
     /// The subgroup size of autocast's cooperative-matrix GEMM, where it runs.
     coop: Option<u32>,
+    /// Whether shaders can round to f16 (`quantizeToF16`), as autocast's GEMMs do.
+    f16_rounding: bool,
 }
+
+/// What a device needs for autocast's cooperative-matrix GEMM (`gemm_coop`).
+pub(crate) const COOP_FEATURES: wgpu::Features = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
+    .union(wgpu::Features::SUBGROUP)
+    .union(wgpu::Features::SHADER_F16);
 
 /// The subgroup size with which autocast's GEMM can run on `adapter`'s cooperative
 /// matrices, once `device` was opened with them: 16×16×16 blocks of f16 with f32
 /// accumulators in subgroup scope, f16 arithmetic, subgroups of one fixed size that 256
 /// invocations fill, and workgroup memory for the staged tiles. `None` elsewhere.
 pub(crate) fn cooperative_subgroup(adapter: &wgpu::Adapter, device: &wgpu::Device) -> Option<u32> {
-    use wgpu::{CooperativeScalarType as T, Features as F};
-    let needed = F::EXPERIMENTAL_COOPERATIVE_MATRIX | F::SUBGROUP | F::SHADER_F16;
-    if !device.features().contains(needed) {
+    use wgpu::CooperativeScalarType as T;
+    if !device.features().contains(COOP_FEATURES) {
         return None;
     }
     let blocks = adapter.cooperative_matrix_properties().iter().any(|p| {
@@ -188,6 +194,10 @@ impl Ctx {
         let profiler = profile.then(|| Profiler::new(&device, &queue, SUBMIT_EVERY as u32));
         Ctx {
             coop: cooperative_subgroup(adapter, &device),
+            f16_rounding: adapter
+                .get_downlevel_capabilities()
+                .flags
+                .contains(wgpu::DownlevelFlags::SHADER_F16_IN_F32),
             profiler,
             limits,
             info: adapter.get_info(),
@@ -379,8 +389,8 @@ impl Ctx {
 
     /// How `shader::entry` multiplies: in f32 outside autocast and for every entry that
     /// is not a generated GEMM; under autocast, on cooperative matrices where the device
-    /// runs them and the entry has that form, else with f16 tiles (a device without f16
-    /// arithmetic is an error naming it).
+    /// runs them and the entry has that form, else with operands rounded to f16 (an error
+    /// naming the device where it cannot round to f16).
     fn precision(&self, shader: Shader, entry: &'static str) -> Result<Precision> {
         if !fovea_core::is_autocast_enabled() {
             return Ok(Precision::F32);
@@ -388,28 +398,20 @@ impl Ctx {
         let Some(e) = shader.gemm.iter().find(|e| e.name == entry) else {
             return Ok(Precision::F32);
         };
-        if !self.f16() {
-            return Err(Error::Backend(format!(
-                "autocast multiplies in f16, and {} ({:?}, {:?}) has no f16 arithmetic (wgpu's SHADER_F16); run this outside autocast, in f32",
+        match self.coop {
+            Some(sg) if gemm_coop::fits(e, sg) => Ok(Precision::Coop(sg)),
+            _ if self.f16_rounding => Ok(Precision::Half),
+            _ => Err(Error::Backend(format!(
+                "autocast rounds to f16, and {} ({:?}, {:?}) cannot (no SHADER_F16_IN_F32 in its downlevel capabilities); run this outside autocast, in f32",
                 self.info.name, self.info.backend, self.info.device_type
-            )));
+            ))),
         }
-        Ok(match self.coop {
-            Some(sg) if gemm_coop::fits(e, sg) => Precision::Coop(sg),
-            _ => Precision::Half,
-        })
     }
 
     /// The subgroup size autocast's cooperative-matrix GEMM runs with, when the device was
     /// opened with cooperative matrices that it can use (see [`cooperative_subgroup`]).
     pub fn cooperative_matrix(&self) -> Option<u32> {
         self.coop
-    }
-
-    /// Whether the device was opened with f16 arithmetic (`SHADER_F16`), which autocast's
-    /// GEMM tiles need.
-    pub fn f16(&self) -> bool {
-        self.device.features().contains(wgpu::Features::SHADER_F16)
     }
 
     /// The bind group of `buffers` for the kernel `key`, made once (see [`BindGroups`]).

@@ -150,16 +150,7 @@ pub const WORKGROUP_BYTES: usize = (2 * EDGE as usize * DEPTH * 2) + (EDGE * EDG
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::{Precision, ALL};
-
-    /// The body of entry `name` in `source`.
-    fn body<'a>(source: &'a str, name: &str) -> &'a str {
-        let start = source
-            .find(&format!("fn {name}("))
-            .unwrap_or_else(|| panic!("{name} is missing"));
-        let len = source[start..].find("\n}\n").unwrap();
-        &source[start..start + len]
-    }
+    use crate::source::{entry_body, Precision, ALL};
 
     /// Every GEMM shader's cooperative module, for each subgroup size it supports and in
     /// both parameter forms, validates with naga and translates to SPIR-V as wgpu does for
@@ -170,6 +161,7 @@ mod tests {
         use naga::valid::{Capabilities, ShaderStages, SubgroupOperationSet, ValidationFlags};
         let caps = Capabilities::IMMEDIATES
             | Capabilities::SHADER_FLOAT16
+            | Capabilities::SHADER_FLOAT16_IN_FLOAT32
             | Capabilities::SUBGROUP
             | Capabilities::COOPERATIVE_MATRIX;
         let mut cooperative = 0;
@@ -202,7 +194,7 @@ mod tests {
                 }
                 let source = s.source_in(Precision::Coop(sg));
                 for e in s.gemm {
-                    let body = body(&source, e.name);
+                    let body = entry_body(&source, e.name);
                     let adds = body.matches("coopMultiplyAdd").count();
                     let want = if fits(e, sg) {
                         16 / (256 / sg).min(16)

@@ -267,16 +267,14 @@ impl Spread {
             Contiguous::K => format!("({t} % {}u) * 4u", DEPTH / 4),
         }
     }
-    /// Statements that store fetch i's vec4 `reg` into `tile` (of f16 with `half`).
-    fn put(&self, tile: &str, reg: &str, i: u32, half: bool) -> String {
+    /// Statements that store fetch i's vec4 `reg` into `tile`.
+    fn put(&self, tile: &str, reg: &str, i: u32) -> String {
         let (q, t, stride) = (self.quads, &self.t, self.stride);
-        let cast = |v: String, ty: &str| if half { format!("{ty}({v})") } else { v };
         let mut put = match self.order {
             Contiguous::Outer => {
                 format!(
-                    "        {tile}[({}) * {stride}u + {t} % {q}u] = {};\n",
-                    self.k(i),
-                    cast(reg.into(), "vec4<f16>")
+                    "        {tile}[({}) * {stride}u + {t} % {q}u] = {reg};\n",
+                    self.k(i)
                 )
             }
             Contiguous::K => {
@@ -285,9 +283,8 @@ impl Spread {
                 for (d, comp) in ["x", "y", "z", "w"].iter().enumerate() {
                     let _ = writeln!(
                         put,
-                        "        {tile}[(({}) + {d}u) * {stride}u + ({outer}) / 4u][({outer}) % 4u] = {};",
-                        self.k(i),
-                        cast(format!("{reg}.{comp}"), "f16")
+                        "        {tile}[(({}) + {d}u) * {stride}u + ({outer}) / 4u][({outer}) % 4u] = {reg}.{comp};",
+                        self.k(i)
                     );
                 }
                 put
@@ -430,19 +427,19 @@ impl<'a> Loads<'a> {
 }
 
 /// The WGSL of one entry point (workgroup arrays included, named after the entry). With
-/// `half` (autocast), the workgroup tiles hold `f16`: each operand is rounded to f16 where
-/// it is staged and widened back to f32 for the multiply-adds, so products are exact and
-/// sums accumulate in f32 (the shader must `enable f16`).
+/// `half` (autocast), each fetched operand is rounded to an f16 value before it is staged
+/// (`quantizeToF16`, which needs no f16 arithmetic, only wgpu's `SHADER_F16_IN_F32`
+/// downlevel flag): products of f16 values are exact in f32 and sums accumulate in f32, as
+/// on tensor cores, and the inner loop is the f32 one.
 pub fn entry_source(e: &GemmEntry, half: bool) -> String {
     let [bm, bn] = e.tile.bands;
     let [ty, tx] = e.tile.threads;
     let (sa, sb) = (format!("{}_a", e.name), format!("{}_b", e.name));
     let spread = spreads(e);
-    let elem = if half { "f16" } else { "f32" };
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "var<workgroup> {sa}: array<vec4<{elem}>, {}>;\nvar<workgroup> {sb}: array<vec4<{elem}>, {}>;\n",
+        "var<workgroup> {sa}: array<vec4<f32>, {}>;\nvar<workgroup> {sb}: array<vec4<f32>, {}>;\n",
         spread[0].stride * DEPTH as u32,
         spread[1].stride * DEPTH as u32
     );
@@ -463,27 +460,29 @@ pub fn entry_source(e: &GemmEntry, half: bool) -> String {
     for (x, sp) in ["a", "b"].iter().zip(&loads.spread) {
         let tile = if *x == "a" { &sa } else { &sb };
         for i in 0..sp.fetches {
-            s.push_str(&sp.put(tile, &format!("n{x}{i}"), i, half));
+            if half {
+                let _ = writeln!(s, "        n{x}{i} = quantizeToF16(n{x}{i});");
+            }
+            s.push_str(&sp.put(tile, &format!("n{x}{i}"), i));
         }
     }
     s.push_str("        workgroupBarrier();\n");
     s.push_str(&loads.fetch("        ", ""));
     let (qa, qb) = (loads.spread[0].stride, loads.spread[1].stride);
-    let widen = |v: String| if half { format!("vec4<f32>({v})") } else { v };
     for kk in 0..DEPTH as u32 {
         let _ = writeln!(s, "        {{");
         for band in 0..bm {
             let _ = writeln!(
                 s,
-                "            let a{band} = {};",
-                widen(format!("{sa}[{}u + lid.y]", kk * qa + band * ty))
+                "            let a{band} = {sa}[{}u + lid.y];",
+                kk * qa + band * ty
             );
         }
         for h in 0..bn {
             let _ = writeln!(
                 s,
-                "            let b{h} = {};",
-                widen(format!("{sb}[{}u + lid.x]", kk * qb + h * tx))
+                "            let b{h} = {sb}[{}u + lid.x];",
+                kk * qb + h * tx
             );
         }
         for band in 0..bm {

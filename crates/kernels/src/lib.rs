@@ -54,10 +54,6 @@ pub struct OpenOptions {
     /// has them, which shortens every submission; off, they go through a uniform buffer,
     /// as on adapters without immediates. On by default.
     pub immediates: bool,
-    /// Open the device with f16 arithmetic (`SHADER_F16`) where the adapter has it, for
-    /// [`fovea_core::autocast`]; off, autocast on this device is an error, as on adapters
-    /// without it. On by default.
-    pub f16: bool,
     /// Open the device with cooperative matrices (tensor cores) where the adapter offers
     /// what autocast's GEMM needs (see `Ctx::cooperative_matrix`), and run autocast's
     /// 64×64 GEMM tiles on them. Off by default: wgpu marks the feature experimental, and
@@ -71,7 +67,6 @@ impl Default for OpenOptions {
         OpenOptions {
             profile: false,
             immediates: true,
-            f16: true,
             cooperative_matrix: false,
         }
     }
@@ -137,14 +132,14 @@ impl WgpuBackend {
     /// adapter's real limits, not wgpu's conservative defaults. `FOVEA_PROFILE=1` turns on
     /// per-kernel timing (see [`WgpuBackend::open_with`]); `FOVEA_IMMEDIATES=0` passes
     /// parameters through a uniform buffer instead of immediates (see [`OpenOptions`]), for
-    /// a driver that mishandles them.
+    /// a driver that mishandles them; `FOVEA_COOP=1` runs autocast on cooperative matrices
+    /// where the adapter has them.
     pub fn open(filter: Option<&str>) -> Result<WgpuBackend> {
         let set = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let options = OpenOptions {
             profile: set("FOVEA_PROFILE").is_some_and(|v| v != "0"),
             immediates: set("FOVEA_IMMEDIATES").is_none_or(|v| v != "0"),
             cooperative_matrix: set("FOVEA_COOP").is_some_and(|v| v == "1"),
-            ..Default::default()
         };
         WgpuBackend::open_with_options(filter, options)
     }
@@ -215,15 +210,10 @@ impl WgpuBackend {
             )));
         }
         let mut features = wgpu::Features::empty();
-        if options.f16 {
-            features |= adapter.features() & wgpu::Features::SHADER_F16;
-        }
-        let coop = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
-            | wgpu::Features::SUBGROUP
-            | wgpu::Features::SHADER_F16;
-        let coop = options.f16 && options.cooperative_matrix && adapter.features().contains(coop);
+        let coop =
+            options.cooperative_matrix && adapter.features().contains(context::COOP_FEATURES);
         if coop {
-            features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX | wgpu::Features::SUBGROUP;
+            features |= context::COOP_FEATURES;
         }
         if profile {
             features |= timestamps;

@@ -31,7 +31,8 @@ pub struct Shader {
 pub enum Precision {
     /// f32 tiles and multiply-adds: outside autocast
     F32,
-    /// autocast: operands staged as f16, multiply-adds in f32 (see `gemm_gen::entry_source`)
+    /// autocast: operands rounded to f16 as they are staged, multiply-adds in f32 (see
+    /// `gemm_gen::entry_source`)
     Half,
     /// autocast on cooperative matrices, for subgroups of this many invocations: the 64×64
     /// entries as in `gemm_coop`, the others as `Half`
@@ -55,8 +56,7 @@ impl Shader {
     pub fn source_in(&self, precision: Precision) -> String {
         let mut s = String::new();
         match precision {
-            Precision::F32 => {}
-            Precision::Half => s.push_str("enable f16;\n\n"),
+            Precision::F32 | Precision::Half => {}
             Precision::Coop(_) => s.push_str(gemm_coop::ENABLES),
         }
         s.push_str(COMMON);
@@ -299,6 +299,16 @@ shaders! {
     OPTIM = "optim" (crate::optim::Params);
 }
 
+/// The body of entry `name` in a shader's `source`, for tests.
+#[cfg(test)]
+pub(crate) fn entry_body<'a>(source: &'a str, name: &str) -> &'a str {
+    let start = source
+        .find(&format!("fn {name}("))
+        .unwrap_or_else(|| panic!("{name} is missing"));
+    let len = source[start..].find("\n}\n").unwrap();
+    &source[start..start + len]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,12 +328,12 @@ mod tests {
         (module, info)
     }
 
-    /// Autocast's variants of the GEMM shaders (f16 tiles) validate with f16 arithmetic,
-    /// in both parameter forms, and translate to Metal Shading Language; every GEMM entry
-    /// stages f16, and the plain sources mention no f16.
+    /// Autocast's variants of the GEMM shaders validate without f16 arithmetic (they round
+    /// with `quantizeToF16`, which needs only f16-in-f32 support), in both parameter
+    /// forms, and translate to MSL, HLSL and GLSL ES as the plain ones do; every GEMM entry
+    /// rounds each fetch before staging it, and the plain entries round nothing.
     #[test]
-    fn half_tiles_validate() {
-        use naga::valid::Capabilities;
+    fn autocast_variants_validate_and_round_every_fetch() {
         for s in ALL.iter().filter(|s| !s.gemm.is_empty()) {
             for immediates in [false, true] {
                 let source = s.source_for(immediates, Precision::Half);
@@ -331,27 +341,26 @@ mod tests {
                     .unwrap_or_else(|e| panic!("{}.wgsl: {}", s.name, e.emit_to_string(&source)));
                 let info = naga::valid::Validator::new(
                     naga::valid::ValidationFlags::all(),
-                    Capabilities::IMMEDIATES | Capabilities::SHADER_FLOAT16,
+                    naga::valid::Capabilities::IMMEDIATES
+                        | naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32,
                 )
                 .validate(&module)
                 .unwrap_or_else(|e| panic!("{}.wgsl: {}", s.name, e.emit_to_string(&source)));
-                naga::back::msl::write_string(
-                    &module,
-                    &info,
-                    &naga::back::msl::Options::default(),
-                    &naga::back::msl::PipelineOptions::default(),
-                )
-                .unwrap_or_else(|e| panic!("{}.wgsl (f16) to MSL: {e}", s.name));
+                translate(&format!("{}.wgsl (autocast)", s.name), &module, &info);
             }
-            let half = s.source_in(Precision::Half);
+            let (half, plain) = (s.source_in(Precision::Half), s.source());
             for e in s.gemm {
-                assert!(
-                    half.contains(&format!("var<workgroup> {}_a: array<vec4<f16>", e.name)),
+                let (half, plain) = (entry_body(&half, e.name), entry_body(&plain, e.name));
+                let fetches = half.matches("    var n").count();
+                assert!(fetches > 0, "{}", e.name);
+                assert_eq!(
+                    half.matches("= quantizeToF16(n").count(),
+                    fetches,
                     "{}",
                     e.name
                 );
+                assert!(!plain.contains("quantizeToF16"), "{}", e.name);
             }
-            assert!(!s.source().contains("f16"), "{}.wgsl's f32 source", s.name);
         }
     }
 
@@ -443,69 +452,78 @@ mod tests {
     /// GPUs, DX12 and OpenGL: CI runs on Vulkan only, where naga writes SPIR-V instead.
     #[test]
     fn every_shader_translates_for_metal_dx12_and_gl() {
-        use naga::back::{glsl, hlsl, msl};
         for s in ALL {
             for immediates in [false, true] {
                 let (module, info) = validated(s, immediates);
-                let what = format!("{}.wgsl (immediates: {immediates})", s.name);
-                let (_, translated) = msl::write_string(
+                translate(
+                    &format!("{}.wgsl (immediates: {immediates})", s.name),
                     &module,
                     &info,
-                    &msl::Options::default(),
-                    &msl::PipelineOptions::default(),
-                )
-                .unwrap_or_else(|e| panic!("{what} to MSL: {e}"));
-                for (ep, name) in module
-                    .entry_points
-                    .iter()
-                    .zip(&translated.entry_point_names)
-                {
-                    assert!(name.is_ok(), "{what}: MSL entry {}: {name:?}", ep.name);
-                }
-                for shader_model in [hlsl::ShaderModel::V5_1, hlsl::ShaderModel::V6_0] {
-                    let options = hlsl::Options {
-                        shader_model,
-                        immediates_target: Some(hlsl::BindTarget {
-                            register: 8,
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    };
-                    let mut out = String::new();
-                    hlsl::Writer::new(&mut out, &options, &hlsl::PipelineOptions::default())
-                        .write(&module, &info, None)
-                        .unwrap_or_else(|e| panic!("{what} to HLSL {shader_model:?}: {e}"));
-                    for ep in &module.entry_points {
-                        assert!(out.contains(&ep.name), "{what}: HLSL lacks {}", ep.name);
-                    }
-                }
-                // OpenGL ES 3.1, the compute-capable GL that wgpu's GL back end needs.
-                for ep in &module.entry_points {
-                    let options = glsl::Options {
-                        version: glsl::Version::Embedded {
-                            version: 310,
-                            is_webgl: false,
-                        },
-                        ..Default::default()
-                    };
-                    let pipeline = glsl::PipelineOptions {
-                        shader_stage: naga::ShaderStage::Compute,
-                        entry_point: ep.name.clone(),
-                        multiview: None,
-                    };
-                    let mut out = String::new();
-                    glsl::Writer::new(
-                        &mut out,
-                        &module,
-                        &info,
-                        &options,
-                        &pipeline,
-                        Default::default(),
-                    )
-                    .and_then(|mut w| w.write())
-                    .unwrap_or_else(|e| panic!("{what} to GLSL ES, entry {}: {e}", ep.name));
-                }
+                );
             }
+        }
+    }
+
+    /// Translates a validated module to MSL, HLSL 5.1 and 6.0, and GLSL ES 3.1 (`what`
+    /// names it in a failure).
+    fn translate(what: &str, module: &naga::Module, info: &naga::valid::ModuleInfo) {
+        use naga::back::{glsl, hlsl, msl};
+        let (_, translated) = msl::write_string(
+            module,
+            info,
+            &msl::Options::default(),
+            &msl::PipelineOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{what} to MSL: {e}"));
+        for (ep, name) in module
+            .entry_points
+            .iter()
+            .zip(&translated.entry_point_names)
+        {
+            assert!(name.is_ok(), "{what}: MSL entry {}: {name:?}", ep.name);
+        }
+        for shader_model in [hlsl::ShaderModel::V5_1, hlsl::ShaderModel::V6_0] {
+            let options = hlsl::Options {
+                shader_model,
+                immediates_target: Some(hlsl::BindTarget {
+                    register: 8,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let mut out = String::new();
+            hlsl::Writer::new(&mut out, &options, &hlsl::PipelineOptions::default())
+                .write(module, info, None)
+                .unwrap_or_else(|e| panic!("{what} to HLSL {shader_model:?}: {e}"));
+            for ep in &module.entry_points {
+                assert!(out.contains(&ep.name), "{what}: HLSL lacks {}", ep.name);
+            }
+        }
+        // OpenGL ES 3.1, the compute-capable GL that wgpu's GL back end needs.
+        for ep in &module.entry_points {
+            let options = glsl::Options {
+                version: glsl::Version::Embedded {
+                    version: 310,
+                    is_webgl: false,
+                },
+                ..Default::default()
+            };
+            let pipeline = glsl::PipelineOptions {
+                shader_stage: naga::ShaderStage::Compute,
+                entry_point: ep.name.clone(),
+                multiview: None,
+            };
+            let mut out = String::new();
+            glsl::Writer::new(
+                &mut out,
+                module,
+                info,
+                &options,
+                &pipeline,
+                Default::default(),
+            )
+            .and_then(|mut w| w.write())
+            .unwrap_or_else(|e| panic!("{what} to GLSL ES, entry {}: {e}", ep.name));
         }
     }
 
