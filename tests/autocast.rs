@@ -1,7 +1,7 @@
 //! Autocast (`fovea::autocast`, PyTorch's `torch.autocast` with f16): matrix products and
 //! convolutions multiply f16-rounded operands and sum in f32, on the CPU (the reference)
-//! and on the GPU (f16 workgroup tiles); everything else stays f32; an op's backward runs
-//! as its forward did; a GPU without f16 arithmetic is an error naming it.
+//! and on the GPU (operands rounded as the GEMM stages them); everything else stays f32;
+//! an op's backward runs as its forward did, and data-parallel replicas inherit the scope.
 
 mod common;
 
@@ -104,6 +104,105 @@ fn backward_runs_as_its_forward_did() {
     assert_eq!(grad_of(false, false), FINE);
 }
 
+/// A bilinear op of `x` and `w` with every value 1 + 2⁻¹², under autocast: its output and
+/// both gradients (of the sum) must be those of the all-ones operands in f32, to the last
+/// bit (sums of small integers are exact), and differ from the f32 op on the fine values.
+/// On each GPU path (matmul; convolutions whose input gradient runs at stride 1, by
+/// stride phases and through col2im) this shows that the forward and both backward
+/// products rounded their operands.
+fn gradients_are_rounded(
+    dev: &Device,
+    what: &str,
+    shapes: [&[usize]; 2],
+    f: &dyn Fn(&Tensor, &Tensor) -> Result<Tensor>,
+) {
+    let run = |value: f32, cast: bool| -> Vec<Vec<f32>> {
+        let [x, w] = shapes.map(|s| {
+            Tensor::from_vec(vec![value; s.iter().product()], s, dev)
+                .unwrap()
+                .requires_grad()
+        });
+        let y = if cast {
+            autocast(|| f(&x, &w))
+        } else {
+            f(&x, &w)
+        }
+        .unwrap();
+        y.sum().backward().unwrap();
+        [y, x.grad().unwrap(), w.grad().unwrap()]
+            .iter()
+            .map(|t| t.to_vec().unwrap())
+            .collect()
+    };
+    let (rounded, ones, fine) = (run(FINE, true), run(1.0, false), run(FINE, false));
+    for (k, part) in ["output", "input gradient", "weight gradient"]
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(rounded[k], ones[k], "{what} on {}: {part}", dev.name());
+        assert_ne!(fine[k], ones[k], "{what} on {}: {part} in f32", dev.name());
+    }
+}
+
+fn every_product_rounds(dev: &Device) {
+    gradients_are_rounded(dev, "matmul", [&[3, 5], &[5, 4]], &|x, w| x.matmul(w));
+    let conv = |stride: usize, dilation: usize| {
+        move |x: &Tensor, w: &Tensor| {
+            x.conv2d(
+                w,
+                None,
+                Conv2dOptions {
+                    stride: [stride; 2],
+                    padding: [1, 1],
+                    dilation: [dilation; 2],
+                    ..Default::default()
+                },
+            )
+        }
+    };
+    for (what, c, s, d, k) in [
+        ("conv2d 3x3", 4, 1, 1, 3),
+        ("conv2d 3x3 stride 2", 4, 2, 1, 3),
+        ("conv2d 3x3 dilation 2", 4, 1, 2, 3),
+        ("conv2d 5x5 stride 3", 20, 3, 1, 5),
+    ] {
+        gradients_are_rounded(dev, what, [&[2, c, 9, 8], &[6, c, k, k]], &conv(s, d));
+    }
+}
+
+#[test]
+fn every_product_and_gradient_rounds_on_the_cpu() {
+    every_product_rounds(&Device::cpu());
+}
+
+#[test]
+fn every_product_and_gradient_rounds_on_the_gpu() {
+    let Some(gpu) = common::gpu("every_product_and_gradient_rounds_on_the_gpu") else {
+        return;
+    };
+    every_product_rounds(&gpu);
+}
+
+/// Data-parallel replicas run on threads of their own; autocast reaches them. Each of two
+/// replicas takes one row x = 1 + 2⁻¹² of `y = x·w`: the summed weight gradient is 1 under
+/// autocast and 1 + 2⁻¹² without.
+#[test]
+fn autocast_reaches_data_parallel_replicas() {
+    use fovea::nn::{Linear, Module};
+    use fovea::parallel::DataParallel;
+    let devs = [Device::cpu(), Device::cpu_with_memory_limit(usize::MAX)];
+    let dp = DataParallel::new(&devs, |d| Ok(Linear::new(1, 1, false, 0, d))).unwrap();
+    let x = t(&[FINE, FINE], &[2, 1], &devs[0]);
+    let loss = |m: &Linear, part: &[Tensor]| Ok(m.forward(&part[0])?.sum());
+    let grad = |cast: bool| {
+        let step = || dp.forward_backward(&[&x], loss);
+        if cast { autocast(step) } else { step() }.unwrap();
+        scalar(dp.parameters(0)[0].grad().unwrap())
+    };
+    assert_eq!(grad(false), FINE);
+    assert_eq!(grad(true), 1.0);
+}
+
 /// `f` under autocast on the GPU against the CPU under autocast (forward ≤ 1e-4, gradients
 /// ≤ 1e-3: the same roundings, summed in other orders), and against the CPU in f32, which
 /// it must differ from (it rounded) by no more than f16's precision allows (≤ 1e-2).
@@ -136,8 +235,8 @@ fn autocast_gpu_matches_the_cpu() {
     };
     gpu_matches_the_cpu(&gpu);
     // Again on a device opened with cooperative matrices: where the adapter has what
-    // autocast's GEMM needs, its 64×64 tiles run on them; elsewhere (lavapipe) the f16
-    // tiles run again.
+    // autocast's GEMM needs, its 64×64 tiles run on them; elsewhere (lavapipe) the
+    // rounded f32 tiles run again.
     let options = OpenOptions {
         cooperative_matrix: true,
         ..Default::default()
@@ -278,8 +377,8 @@ fn gpu_matches_the_cpu(gpu: &Device) {
     );
 }
 
-/// A small CNN's weights after three SGD steps under autocast with loss scaling.
-fn trained_under_autocast(dev: &Device) -> Vec<Vec<f32>> {
+/// A small CNN's weights after three SGD steps with loss scaling, under autocast or not.
+fn trained_under_autocast(dev: &Device, cast: bool) -> Vec<Vec<f32>> {
     let cpu = Device::cpu();
     let on = |t: Tensor| t.to_device(dev).unwrap();
     let w1 = on(Tensor::randn(&[8, 3, 3, 3], 1, &cpu).mul_scalar(0.3)).requires_grad();
@@ -297,7 +396,7 @@ fn trained_under_autocast(dev: &Device) -> Vec<Vec<f32>> {
     let mut scaler = GradScaler::new(GradScalerOptions::default()).unwrap();
     for _ in 0..3 {
         opt.zero_grad();
-        let loss = autocast(|| -> Result<Tensor> {
+        let forward = || -> Result<Tensor> {
             let h = x
                 .conv2d(
                     &w1,
@@ -312,8 +411,8 @@ fn trained_under_autocast(dev: &Device) -> Vec<Vec<f32>> {
                 .reshape(&[4, 8 * 4 * 4])?;
             // The loss in f32, as autocast leaves it.
             Ok(h.linear(&w2, None)?.sub(&y)?.square().mean())
-        })
-        .unwrap();
+        };
+        let loss = if cast { autocast(forward) } else { forward() }.unwrap();
         scaler.scale(&loss).backward().unwrap();
         assert!(scaler.step(&mut opt).unwrap(), "a clean step was skipped");
         scaler.update().unwrap();
@@ -329,35 +428,18 @@ fn autocast_training_steps_agree_across_backends() {
         return;
     };
     let (c, g) = (
-        trained_under_autocast(&Device::cpu()),
-        trained_under_autocast(&gpu),
+        trained_under_autocast(&Device::cpu(), true),
+        trained_under_autocast(&gpu, true),
     );
-    for (i, (c, g)) in c.iter().zip(&g).enumerate() {
-        let err = rel_err(g, c);
-        assert!(err <= 1e-4, "weight {i}: rel. error {err:.2e}");
+    let full = trained_under_autocast(&Device::cpu(), false);
+    for (i, ((c, g), f)) in c.iter().zip(&g).zip(&full).enumerate() {
+        // Rounding moves the weights (by about 1e-5 here); the GPU must be much nearer the
+        // CPU's autocast than the CPU's f32 is.
+        let (err, apart) = (rel_err(g, c), rel_err(f, c));
+        assert!(apart > 0.0, "weight {i}: autocast changed nothing");
+        assert!(
+            err <= 1e-4 && err * 10.0 <= apart,
+            "weight {i}: rel. error {err:.2e}, f32 against autocast {apart:.2e}"
+        );
     }
-}
-
-/// A device opened without f16 arithmetic: autocast's products are an error naming the op,
-/// the device and the way out; outside autocast the same product runs.
-#[test]
-fn autocast_without_f16_is_an_error_naming_the_device() {
-    let Some(default) = common::gpu("autocast_without_f16_is_an_error_naming_the_device") else {
-        return;
-    };
-    let options = OpenOptions {
-        f16: false,
-        ..Default::default()
-    };
-    let backend = common::reopen(&default, options, "without f16");
-    assert!(!backend.ctx().f16());
-    let gpu = Device::from_backend(Arc::new(backend));
-    let a = Tensor::randn(&[3, 4], 1, &gpu);
-    let b = Tensor::randn(&[4, 2], 2, &gpu);
-    let e = autocast(|| a.matmul(&b)).unwrap_err().to_string();
-    assert!(
-        e.contains("matmul") && e.contains(&gpu.name()) && e.contains("f16") && e.contains("f32"),
-        "{e}"
-    );
-    assert!(a.matmul(&b).is_ok());
 }

@@ -3,7 +3,7 @@
 //! programs.
 
 use std::ffi::OsStr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use fovea::DeviceExt;
@@ -193,6 +193,13 @@ fn resumes_exactly(mode: &[&str]) {
         "--stop-after 2 ran a third epoch:\n{first}"
     );
     let state = dir.join("part.train.safetensors");
+    // Under autocast the state holds the loss scaler's (PyTorch's initial scale, 2¹⁶,
+    // which these few clean steps do not grow).
+    let meta = safetensors_metadata(&state);
+    let scale = meta.get("progress.amp_scale").map(|v| v.as_str());
+    let want = 65536f32.to_bits().to_string();
+    let want = (!mode.is_empty()).then_some(want.as_str());
+    assert_eq!(scale, want, "the loss scale in the training state");
     let rest = run(&["--resume", state.to_str().unwrap()], "part.safetensors");
     assert!(rest.contains("resumed from"), "{rest}");
     assert_eq!(
@@ -201,6 +208,14 @@ fn resumes_exactly(mode: &[&str]) {
         "resumed:\n{rest}\nwhole:\n{whole}"
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The string metadata in a safetensors file's header.
+fn safetensors_metadata(path: &Path) -> std::collections::HashMap<String, String> {
+    let bytes = std::fs::read(path).unwrap();
+    let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + len]).unwrap();
+    serde_json::from_value(header["__metadata__"].clone()).unwrap()
 }
 
 /// The mean losses of the `epoch  N/M  loss L …` lines.

@@ -20,7 +20,7 @@ pub mod rng;
 pub mod shape;
 mod tensor;
 
-pub use autocast::{autocast, is_autocast_enabled, round_to_f16};
+pub use autocast::{autocast, is_autocast_enabled};
 pub use autograd::{is_grad_enabled, no_grad, NoGradGuard};
 pub use device::Device;
 pub use error::{Error, Result};

@@ -54,6 +54,11 @@ fn each<F: Fn(f32) -> f32>(o: &mut [MaybeUninit<f32>], i: &[f32], f: &F) {
     })
 }
 
+/// `f` of every value, into a new buffer, in parallel chunks with the widest vectors.
+pub(super) fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Result<Vec<f32>> {
+    Fresh(x).apply(f)
+}
+
 pub fn unary(x: &[f32], op: UnaryOp) -> Result<Vec<f32>> {
     by_op(op, Fresh(x))
 }

@@ -20,6 +20,7 @@ mod reduce;
 mod upsample2d;
 mod upsample_bilinear2d;
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::backend::*;
@@ -128,25 +129,20 @@ pub(crate) fn data(s: &Storage) -> &[f32] {
 }
 
 /// A GEMM operand as the kernels read it: under autocast rounded to f16, as the GPU's
-/// GEMM tiles hold it (see [`crate::autocast`]), else the storage itself.
-fn operand(s: &Storage) -> std::borrow::Cow<'_, [f32]> {
-    use rayon::prelude::*;
+/// GEMM stages it (see [`crate::autocast`]), else the storage itself.
+fn operand(s: &Storage) -> Result<Cow<'_, [f32]>> {
     let x = data(s);
     if !crate::autocast::is_autocast_enabled() {
-        return x.into();
+        return Ok(x.into());
     }
-    x.par_iter()
-        .with_min_len(1 << 14)
-        .map(|&v| crate::autocast::round_to_f16(v))
-        .collect::<Vec<f32>>()
-        .into()
+    Ok(elementwise::map(x, crate::autocast::round_to_f16)?.into())
 }
 
 /// [`operand`] for a convolution's operand; depthwise ones stay f32 under autocast, as on
 /// the GPU, where they are not GEMMs.
-fn conv_operand(s: &Storage, groups: usize, c_in: usize) -> std::borrow::Cow<'_, [f32]> {
+fn conv_operand(s: &Storage, groups: usize, c_in: usize) -> Result<Cow<'_, [f32]>> {
     if groups > 1 && groups == c_in {
-        data(s).into()
+        Ok(data(s).into())
     } else {
         operand(s)
     }
@@ -292,7 +288,7 @@ impl Backend for CpuBackend {
     fn matmul(&self, a: &Storage, b: &Storage, p: &MatmulParams) -> Result<Storage> {
         self.times.time(
             || "matmul".into(),
-            || store(matmul::matmul(&operand(a), &operand(b), p)),
+            || store(matmul::matmul(&operand(a)?, &operand(b)?, p)),
         )
     }
     fn gram(&self, f: &Storage, n: usize, c: usize, hw: usize) -> Result<Storage> {
@@ -309,7 +305,7 @@ impl Backend for CpuBackend {
         self.times.time(
             || "gram".into(),
             || {
-                let f = operand(f);
+                let f = operand(f)?;
                 store(matmul::matmul(&f, &f, &p))
             },
         )
@@ -325,8 +321,8 @@ impl Backend for CpuBackend {
             || conv_name("conv2d", p),
             || {
                 let (x, w) = (
-                    conv_operand(x, p.groups, p.c_in),
-                    conv_operand(w, p.groups, p.c_in),
+                    conv_operand(x, p.groups, p.c_in)?,
+                    conv_operand(w, p.groups, p.c_in)?,
                 );
                 let mut y = conv2d::forward(&x, &w, p)?;
                 if let Some(b) = bias {
@@ -341,8 +337,8 @@ impl Backend for CpuBackend {
             || conv_name("conv2d_grad_input", p),
             || {
                 store(conv2d::grad_input(
-                    &conv_operand(gy, p.groups, p.c_in),
-                    &conv_operand(w, p.groups, p.c_in),
+                    &conv_operand(gy, p.groups, p.c_in)?,
+                    &conv_operand(w, p.groups, p.c_in)?,
                     p,
                 ))
             },
@@ -384,8 +380,8 @@ impl Backend for CpuBackend {
             || conv_name("conv2d_grad_weight", p),
             || {
                 store(conv2d::grad_weight(
-                    &conv_operand(x, p.groups, p.c_in),
-                    &conv_operand(gy, p.groups, p.c_in),
+                    &conv_operand(x, p.groups, p.c_in)?,
+                    &conv_operand(gy, p.groups, p.c_in)?,
                     p,
                 ))
             },
@@ -405,8 +401,8 @@ impl Backend for CpuBackend {
             || conv3d_name("conv3d", p),
             || {
                 let (x, w) = (
-                    conv_operand(x, p.groups, p.c_in),
-                    conv_operand(w, p.groups, p.c_in),
+                    conv_operand(x, p.groups, p.c_in)?,
+                    conv_operand(w, p.groups, p.c_in)?,
                 );
                 let mut y = conv_shifted::forward(&x, &w, p)?;
                 if let Some(b) = bias {
@@ -421,8 +417,8 @@ impl Backend for CpuBackend {
             || conv3d_name("conv3d_grad_input", p),
             || {
                 store(conv_shifted::grad_input(
-                    &conv_operand(gy, p.groups, p.c_in),
-                    &conv_operand(w, p.groups, p.c_in),
+                    &conv_operand(gy, p.groups, p.c_in)?,
+                    &conv_operand(w, p.groups, p.c_in)?,
                     p,
                 ))
             },
@@ -433,8 +429,8 @@ impl Backend for CpuBackend {
             || conv3d_name("conv3d_grad_weight", p),
             || {
                 store(conv_shifted::grad_weight(
-                    &conv_operand(x, p.groups, p.c_in),
-                    &conv_operand(gy, p.groups, p.c_in),
+                    &conv_operand(x, p.groups, p.c_in)?,
+                    &conv_operand(gy, p.groups, p.c_in)?,
                     p,
                 ))
             },

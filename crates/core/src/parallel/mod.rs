@@ -257,6 +257,9 @@ impl<M: Module> DataParallel<M> {
             ps.iter().for_each(Tensor::zero_grad);
         }
         let (tx, rx) = std::sync::mpsc::channel();
+        // Autocast is per thread: the replicas' threads take the caller's, as PyTorch's
+        // `parallel_apply` does.
+        let autocast = crate::autocast::is_autocast_enabled();
         let (mut results, finished) = std::thread::scope(|s| {
             let handles: Vec<_> = shards
                 .iter()
@@ -264,6 +267,7 @@ impl<M: Module> DataParallel<M> {
                 .map(|(i, rows)| {
                     let (loss, tx) = (&loss, tx.clone());
                     s.spawn(move || -> Result<f32> {
+                        let _autocast = crate::autocast::Guard::set(autocast);
                         let _joined = sync::join(i, tx);
                         let part = batch
                             .iter()
