@@ -468,3 +468,38 @@ fn empty_operands_on_the_gpu_give_what_the_cpu_gives() {
         assert_eq!(got.to_vec().unwrap(), want.to_vec().unwrap(), "{what}");
     }
 }
+
+/// An input plane with no values, all padding (height 0, padding 1): a strided
+/// convolution's output is all zeros (plus the bias), forward and both gradients, on
+/// both devices. The CPU's phase grid once panicked on it ("chunk size must be
+/// non-zero").
+#[test]
+fn a_strided_convolution_of_an_empty_plane_is_zeros() {
+    let mut devices = vec![Device::cpu()];
+    devices.extend(common::gpu(
+        "a_strided_convolution_of_an_empty_plane_is_zeros",
+    ));
+    for dev in devices {
+        // One padded row of 20 columns and 2×2 taps at stride 2: small enough a grid for
+        // the CPU to take its phase-grid path.
+        let x = Tensor::zeros(&[2, 3, 0, 20], &dev).requires_grad();
+        let w = Tensor::ones(&[4, 3, 2, 2], &dev).requires_grad();
+        let b = Tensor::ones(&[4], &dev);
+        let opts = Conv2dOptions {
+            stride: [2, 2],
+            padding: [1, 0],
+            ..Default::default()
+        };
+        let y = x.conv2d(&w, Some(&b), opts).unwrap();
+        assert_eq!(y.shape(), [2, 4, 1, 10], "on {}", dev.name());
+        assert!(
+            y.to_vec().unwrap().iter().all(|&v| v == 1.0),
+            "on {}",
+            dev.name()
+        );
+        y.sum().backward().unwrap();
+        assert_eq!(x.grad().unwrap().numel(), 0);
+        let gw = w.grad().unwrap().to_vec().unwrap();
+        assert!(gw.iter().all(|&v| v == 0.0), "on {}", dev.name());
+    }
+}

@@ -29,12 +29,14 @@ use crate::Result;
 /// in the first-level cache while each chunk of pairs adds into them.
 const RUN: usize = 1024;
 
-/// Whether the grid serves `p`: a stride above 1, more than one tap (a strided 1×1 layer
-/// reads one phase of four, and its GEMM on the subsampled input copies less), a grid
-/// within a few times the input and output, and wide rows at most half again as long as
-/// the output's.
+/// Whether the grid serves `p`: an input plane of at least one value (an empty one, all
+/// padding, has no planes to fill), a stride above 1, more than one tap (a strided 1×1
+/// layer reads one phase of four, and its GEMM on the subsampled input copies less), a
+/// grid within a few times the input and output, and wide rows at most half again as long
+/// as the output's.
 pub(super) fn applies(p: &Conv2dParams) -> bool {
-    p.stride.iter().any(|&s| s > 1)
+    p.h * p.w > 0
+        && p.stride.iter().any(|&s| s > 1)
         && p.kernel[0] * p.kernel[1] > 1
         && grid_fits(p)
         && Grid::of(p).wq.saturating_mul(2) <= p.ow.saturating_mul(3)
