@@ -63,19 +63,6 @@ fn rounds_the_gemm_family_only(dev: &Device) {
     assert_eq!(depthwise.unwrap().to_vec().unwrap(), [FINE, 1.0]);
 }
 
-#[test]
-fn autocast_rounds_products_not_the_rest_on_the_cpu() {
-    rounds_the_gemm_family_only(&Device::cpu());
-}
-
-#[test]
-fn autocast_rounds_products_not_the_rest_on_the_gpu() {
-    let Some(gpu) = common::gpu("autocast_rounds_products_not_the_rest_on_the_gpu") else {
-        return;
-    };
-    rounds_the_gemm_family_only(&gpu);
-}
-
 /// The weight gradient of `y = x·w` is `xᵀ·gy`: with x = 1 + 2⁻¹² it shows whether the
 /// backward multiplied in f16, which must follow where the forward ran, not where
 /// `backward()` is called.
@@ -171,15 +158,18 @@ fn every_product_rounds(dev: &Device) {
 }
 
 #[test]
-fn every_product_and_gradient_rounds_on_the_cpu() {
+fn products_and_their_gradients_round_and_nothing_else_on_the_cpu() {
+    rounds_the_gemm_family_only(&Device::cpu());
     every_product_rounds(&Device::cpu());
 }
 
 #[test]
-fn every_product_and_gradient_rounds_on_the_gpu() {
-    let Some(gpu) = common::gpu("every_product_and_gradient_rounds_on_the_gpu") else {
+fn products_and_their_gradients_round_and_nothing_else_on_the_gpu() {
+    let test = "products_and_their_gradients_round_and_nothing_else_on_the_gpu";
+    let Some(gpu) = common::gpu(test) else {
         return;
     };
+    rounds_the_gemm_family_only(&gpu);
     every_product_rounds(&gpu);
 }
 

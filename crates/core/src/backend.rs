@@ -302,6 +302,12 @@ pub struct Conv2dParams {
 }
 
 impl Conv2dParams {
+    /// One input channel per group, and more than one group: each channel convolved on
+    /// its own (depthwise), which both backends run apart from the GEMM-based forms.
+    pub fn is_depthwise(&self) -> bool {
+        self.groups > 1 && self.c_in == self.groups
+    }
+
     /// Elements of the input tensor.
     pub fn input_len(&self) -> usize {
         self.n * self.c_in * self.h * self.w
@@ -347,6 +353,12 @@ pub struct Conv3dParams {
 }
 
 impl Conv3dParams {
+    /// One input channel per group, and more than one group (see
+    /// [`Conv2dParams::is_depthwise`]).
+    pub fn is_depthwise(&self) -> bool {
+        self.groups > 1 && self.c_in == self.groups
+    }
+
     /// Elements of the input tensor.
     pub fn input_len(&self) -> usize {
         self.n * self.c_in * self.input.iter().product::<usize>()

@@ -19,7 +19,7 @@ wgsl_struct! {
 
 /// Whether `p` is a depthwise convolution this kernel handles.
 pub fn applies(p: &Conv2dParams) -> bool {
-    p.groups > 1 && p.c_in == p.groups
+    p.is_depthwise()
 }
 
 #[allow(clippy::too_many_arguments)]

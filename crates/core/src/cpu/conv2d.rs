@@ -461,7 +461,7 @@ fn grad_weight_batched(
 
 pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
     let g = geo(p);
-    if g.cg == 1 && p.groups > 1 {
+    if p.is_depthwise() {
         return conv2d_depthwise::forward(x, w, p);
     }
     let p3 = conv_shifted::from_2d(p);
@@ -524,7 +524,7 @@ pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
 
 pub fn grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
     let g = geo(p);
-    if g.cg == 1 && p.groups > 1 {
+    if p.is_depthwise() {
         return conv2d_depthwise::grad_input(gy, w, p);
     }
     let p3 = conv_shifted::from_2d(p);
@@ -643,7 +643,7 @@ pub fn grad_weight(x: &[f32], gy: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> 
         // Nothing flows into the weight (and no empty image need be visited).
         return host::zeros(len);
     }
-    if g.cg == 1 && p.groups > 1 {
+    if p.is_depthwise() {
         return conv2d_depthwise::grad_weight(x, gy, p);
     }
     let p3 = conv_shifted::from_2d(p);

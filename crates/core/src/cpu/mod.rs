@@ -138,10 +138,10 @@ fn operand(s: &Storage) -> Result<Cow<'_, [f32]>> {
     Ok(elementwise::map(x, crate::autocast::round_to_f16)?.into())
 }
 
-/// [`operand`] for a convolution's operand; depthwise ones stay f32 under autocast, as on
-/// the GPU, where they are not GEMMs.
-fn conv_operand(s: &Storage, groups: usize, c_in: usize) -> Result<Cow<'_, [f32]>> {
-    if groups > 1 && groups == c_in {
+/// [`operand`] for a convolution's operand; a depthwise convolution's stay f32 under
+/// autocast, as on the GPU, where it is not a GEMM.
+fn conv_operand(s: &Storage, depthwise: bool) -> Result<Cow<'_, [f32]>> {
+    if depthwise {
         Ok(data(s).into())
     } else {
         operand(s)
@@ -321,8 +321,8 @@ impl Backend for CpuBackend {
             || conv_name("conv2d", p),
             || {
                 let (x, w) = (
-                    conv_operand(x, p.groups, p.c_in)?,
-                    conv_operand(w, p.groups, p.c_in)?,
+                    conv_operand(x, p.is_depthwise())?,
+                    conv_operand(w, p.is_depthwise())?,
                 );
                 let mut y = conv2d::forward(&x, &w, p)?;
                 if let Some(b) = bias {
@@ -337,8 +337,8 @@ impl Backend for CpuBackend {
             || conv_name("conv2d_grad_input", p),
             || {
                 store(conv2d::grad_input(
-                    &conv_operand(gy, p.groups, p.c_in)?,
-                    &conv_operand(w, p.groups, p.c_in)?,
+                    &conv_operand(gy, p.is_depthwise())?,
+                    &conv_operand(w, p.is_depthwise())?,
                     p,
                 ))
             },
@@ -380,8 +380,8 @@ impl Backend for CpuBackend {
             || conv_name("conv2d_grad_weight", p),
             || {
                 store(conv2d::grad_weight(
-                    &conv_operand(x, p.groups, p.c_in)?,
-                    &conv_operand(gy, p.groups, p.c_in)?,
+                    &conv_operand(x, p.is_depthwise())?,
+                    &conv_operand(gy, p.is_depthwise())?,
                     p,
                 ))
             },
@@ -401,8 +401,8 @@ impl Backend for CpuBackend {
             || conv3d_name("conv3d", p),
             || {
                 let (x, w) = (
-                    conv_operand(x, p.groups, p.c_in)?,
-                    conv_operand(w, p.groups, p.c_in)?,
+                    conv_operand(x, p.is_depthwise())?,
+                    conv_operand(w, p.is_depthwise())?,
                 );
                 let mut y = conv_shifted::forward(&x, &w, p)?;
                 if let Some(b) = bias {
@@ -417,8 +417,8 @@ impl Backend for CpuBackend {
             || conv3d_name("conv3d_grad_input", p),
             || {
                 store(conv_shifted::grad_input(
-                    &conv_operand(gy, p.groups, p.c_in)?,
-                    &conv_operand(w, p.groups, p.c_in)?,
+                    &conv_operand(gy, p.is_depthwise())?,
+                    &conv_operand(w, p.is_depthwise())?,
                     p,
                 ))
             },
@@ -429,8 +429,8 @@ impl Backend for CpuBackend {
             || conv3d_name("conv3d_grad_weight", p),
             || {
                 store(conv_shifted::grad_weight(
-                    &conv_operand(x, p.groups, p.c_in)?,
-                    &conv_operand(gy, p.groups, p.c_in)?,
+                    &conv_operand(x, p.is_depthwise())?,
+                    &conv_operand(gy, p.is_depthwise())?,
                     p,
                 ))
             },
