@@ -15,7 +15,7 @@
 
 pub use fovea_core::{
     autocast, backend, checkpoint, cpu, data, is_autocast_enabled, is_grad_enabled, nn, no_grad,
-    ops, optim, parallel, rng, shape, Device, Error, NoGradGuard, Result, Tensor,
+    ops, optim, parallel, rng, shape, DType, Device, Error, NoGradGuard, Result, Tensor,
 };
 /// The wgpu backend.
 pub use fovea_kernels as kernels;

@@ -19,7 +19,7 @@ use fovea::models::{
     imagenet, AlexNet, EfficientNet, GoogLeNet, MobileNetV2, MobileNetV3, ResNet, Vgg, VggConfig,
 };
 use fovea::nn::Module;
-use fovea::{no_grad, Device, DeviceExt, Tensor};
+use fovea::{no_grad, DType, Device, DeviceExt, Tensor};
 use image::{Rgb, RgbImage};
 
 const PHOTOS: [&str; 8] = [
@@ -63,6 +63,25 @@ struct Args {
     /// Where the contact sheet goes.
     #[arg(long, default_value = "out/classify")]
     out: PathBuf,
+    /// Element type of the weights and activations: f16 halves the memory they take
+    /// (ops compute in f32 and round each result to f16).
+    #[arg(long, value_enum, default_value = "f32")]
+    dtype: Precision,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Precision {
+    F32,
+    F16,
+}
+
+impl Precision {
+    fn dtype(self) -> DType {
+        match self {
+            Precision::F32 => DType::F32,
+            Precision::F16 => DType::F16,
+        }
+    }
 }
 
 fn build(name: &str, dev: &Device) -> Result<Box<dyn Module>> {
@@ -110,6 +129,7 @@ fn main() -> Result<()> {
         bail!("{} lacks {:?}", weights.display(), report.missing);
     }
     model.eval();
+    model.to_dtype(a.dtype.dtype())?;
     let names = imagenet::class_names(&root.join("assets/weights/imagenet_classes.txt"))?;
     let photos: Vec<PathBuf> = if a.image.is_empty() {
         PHOTOS
@@ -120,16 +140,18 @@ fn main() -> Result<()> {
         a.image.clone()
     };
     println!(
-        "{} on {} ({} parameters)",
+        "{} on {} ({} parameters, {})",
         a.model,
         dev.name(),
-        model.num_parameters()
+        model.num_parameters(),
+        a.dtype.dtype()
     );
     let mut sheet_tiles = Vec::new();
     for path in &photos {
         let x = imagenet::load(path, a.resize, a.crop, &dev)?;
         let t = Instant::now();
-        let probs = no_grad(|| model.forward(&x)?.softmax(1))?.to_vec()?;
+        let input = x.to_dtype(a.dtype.dtype())?;
+        let probs = no_grad(|| model.forward(&input)?.softmax(1))?.to_vec()?;
         let ms = t.elapsed().as_secs_f64() * 1e3;
         let top = imagenet::top_k(&probs, a.topk.max(3));
         println!("\n{} ({ms:.0} ms)", path.display());
@@ -142,6 +164,11 @@ fn main() -> Result<()> {
     let out = a.out.join("contact_sheet.png");
     common::save_png(&sheet, &out)?;
     println!("\nwrote {}", out.display());
+    println!(
+        "peak memory on {}: {:.1} MiB",
+        dev.name(),
+        dev.backend().stats().peak_bytes as f64 / (1 << 20) as f64
+    );
     Ok(())
 }
 

@@ -4,7 +4,7 @@ use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use crate::{Error, Result, Tensor};
+use crate::{DType, Error, Result, Tensor};
 
 pub(crate) type BackwardFn = Box<dyn Fn(&Tensor) -> Result<Vec<Option<Tensor>>> + Send + Sync>;
 
@@ -15,6 +15,8 @@ pub(crate) struct Node {
     pub(crate) shape: Vec<usize>,
     /// Whether the forward ran under autocast: its backward runs the same way.
     autocast: bool,
+    /// The output's dtype, which its gradient is given in.
+    pub(crate) dtype: DType,
     /// The edges and the rule, which holds the tensors backward needs. A backward pass
     /// takes them as it goes (PyTorch's `retain_graph=False`), so activations are freed
     /// layer by layer instead of all at the end; `None` afterwards.
@@ -54,12 +56,14 @@ impl Node {
     pub(crate) fn new(
         name: &'static str,
         shape: Vec<usize>,
+        dtype: DType,
         edges: Vec<Edge>,
         backward: BackwardFn,
     ) -> Node {
         Node {
             name,
             shape,
+            dtype,
             autocast: crate::autocast::is_autocast_enabled(),
             saved: Mutex::new(Some(Saved { edges, backward })),
         }
@@ -135,6 +139,31 @@ fn topological_order(root: &Arc<Node>) -> Vec<Arc<Node>> {
     order
 }
 
+thread_local! {
+    static IN_BACKWARD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks this thread as running backward rules until dropped.
+struct InBackward(bool);
+
+impl InBackward {
+    fn enter() -> InBackward {
+        InBackward(IN_BACKWARD.with(|b| b.replace(true)))
+    }
+}
+
+impl Drop for InBackward {
+    fn drop(&mut self) {
+        IN_BACKWARD.with(|b| b.set(self.0));
+    }
+}
+
+/// True while this thread runs backward rules, which may mix an f16 input's saved values
+/// with f32 gradients (the engine casts each gradient back to its input's dtype).
+pub(crate) fn in_backward() -> bool {
+    IN_BACKWARD.with(|b| b.get())
+}
+
 /// Backpropagates `seed` from `root`. Unless `retain`, every node's saved tensors are
 /// released once used, and a second backward through them is an error.
 pub(crate) fn run_backward(root: &Tensor, seed: Tensor, retain: bool) -> Result<()> {
@@ -144,10 +173,12 @@ pub(crate) fn run_backward(root: &Tensor, seed: Tensor, retain: bool) -> Result<
             root.shape()
         )));
     }
+    let _guard = NoGradGuard::new();
+    let seed = seed.to_dtype(root.dtype())?;
     let Some(root_node) = root.0.grad_fn.clone() else {
         return root.accumulate_grad(seed);
     };
-    let _guard = NoGradGuard::new();
+    let _backward = InBackward::enter();
     let mut grads: HashMap<*const Node, Tensor> = HashMap::new();
     grads.insert(Arc::as_ptr(&root_node), seed);
     for node in topological_order(&root_node).into_iter().rev() {
@@ -171,11 +202,14 @@ pub(crate) fn run_backward(root: &Tensor, seed: Tensor, retain: bool) -> Result<
             .map_err(|e| e.in_backward(node.name, g.shape()))?;
         for (edge, grad) in edges.iter().zip(input_grads) {
             let Some(grad) = grad else { continue };
-            let want = match edge {
-                Edge::Op(input) => &input.shape[..],
-                Edge::Leaf(t) => t.shape(),
+            let (want, dtype) = match edge {
+                Edge::Op(input) => (&input.shape[..], input.dtype),
+                Edge::Leaf(t) => (t.shape(), t.dtype()),
                 Edge::Skip => continue,
             };
+            // A rule may compute in f32 what an f16 input needs in f16 (PyTorch's engine
+            // casts the same way).
+            let grad = grad.to_dtype(dtype)?;
             if grad.shape() != want {
                 return Err(Error::Autograd(format!(
                     "internal error: the backward rule of {} gave a gradient of shape {:?} for an input of shape {want:?}",

@@ -6,28 +6,40 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::Result;
+use crate::{DType, Result};
 
-/// A backend's opaque buffer of `len` f32 values. Cloning shares the buffer: tensors are
-/// immutable, so views such as `reshape` share storage freely.
+/// A backend's opaque buffer of `len` values of one [`DType`]. Cloning shares the buffer:
+/// tensors are immutable, so views such as `reshape` share storage freely.
 #[derive(Clone)]
 pub struct Storage {
     len: usize,
+    dtype: DType,
     inner: Arc<dyn Any + Send + Sync>,
 }
 
 impl Storage {
-    /// Wraps a backend's buffer type.
+    /// Wraps a backend's buffer type holding `len` f32 values.
     pub fn new<T: Any + Send + Sync>(len: usize, buffer: T) -> Self {
+        Storage::typed(len, DType::F32, buffer)
+    }
+
+    /// Wraps a backend's buffer type holding `len` values of `dtype`.
+    pub fn typed<T: Any + Send + Sync>(len: usize, dtype: DType, buffer: T) -> Self {
         Storage {
             len,
+            dtype,
             inner: Arc::new(buffer),
         }
     }
 
-    /// Number of f32 elements.
+    /// Number of elements.
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
     }
 
     /// True when the storage holds no elements.
@@ -53,7 +65,7 @@ impl Storage {
 
 impl fmt::Debug for Storage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Storage({} f32)", self.len)
+        write!(f, "Storage({} {})", self.len, self.dtype)
     }
 }
 
@@ -534,8 +546,10 @@ pub trait Backend: Send + Sync {
     fn upload_vec(&self, data: Vec<f32>) -> Result<Storage> {
         self.upload(&data)
     }
-    /// Copies a storage back to the host (synchronising pending work).
+    /// Copies an f32 storage back to the host (synchronising pending work).
     fn download(&self, x: &Storage) -> Result<Vec<f32>>;
+    /// The values of `x` converted to `to` (f16 rounds to nearest, ties to even).
+    fn cast(&self, x: &Storage, to: DType) -> Result<Storage>;
     /// Waits until all recorded work has finished.
     fn sync(&self) -> Result<()> {
         Ok(())

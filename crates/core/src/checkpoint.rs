@@ -18,7 +18,8 @@ fn path_str(path: &Path) -> String {
     path.display().to_string()
 }
 
-/// Writes named tensors to `path` as safetensors (f32), atomically.
+/// Writes named tensors to `path` as safetensors (each in its dtype, F32 or F16),
+/// atomically.
 pub fn save(tensors: &[(String, Tensor)], path: &Path) -> Result<()> {
     save_with_metadata(tensors, HashMap::new(), path)
 }
@@ -29,22 +30,33 @@ pub fn save_with_metadata(
     metadata: HashMap<String, String>,
     path: &Path,
 ) -> Result<()> {
-    let host: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+    let host: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(n, t)| {
-            Ok((
-                n.clone(),
-                t.shape().to_vec(),
-                t.to_vec()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ))
+            let values = t.to_vec()?;
+            // An f16 tensor's values widened exactly, so narrowing them again is exact.
+            let (dtype, bytes) = match t.dtype() {
+                crate::DType::F32 => (
+                    Dtype::F32,
+                    values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                ),
+                crate::DType::F16 => (
+                    Dtype::F16,
+                    values
+                        .iter()
+                        .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                        .collect(),
+                ),
+            };
+            Ok((n.clone(), dtype, t.shape().to_vec(), bytes))
         })
         .collect::<Result<_>>()?;
     let views: Vec<(String, TensorView<'_>)> = host
         .iter()
-        .map(|(n, s, d)| {
+        .map(|(n, dtype, s, d)| {
             Ok((
                 n.clone(),
-                TensorView::new(Dtype::F32, s.clone(), d).map_err(|e| Error::Format {
+                TensorView::new(*dtype, s.clone(), d).map_err(|e| Error::Format {
                     path: path_str(path),
                     msg: e.to_string(),
                 })?,

@@ -1,4 +1,5 @@
-//! `Tensor`: an immutable n-d array of f32 on a device, with an optional autodiff node.
+//! `Tensor`: an immutable n-d array of f32 (or f16) on a device, with an optional autodiff
+//! node.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -6,9 +7,9 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::autograd::{self, BackwardFn, Edge, Node, Saved};
 use crate::backend::{Backend, Storage};
-use crate::ops::check_output;
+use crate::ops::{check_output, on_device};
 use crate::shape::{checked_numel, numel};
-use crate::{rng, Device, Error, Result};
+use crate::{rng, DType, Device, Error, Result};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -82,7 +83,8 @@ impl Tensor {
 
     /// The result of an op: records a graph node when grad mode is on and any input
     /// tracks gradients. `backward` maps the output gradient to one optional gradient per
-    /// input, in order.
+    /// input, in order. Kernels compute in f32; the result is rounded to f16 where the
+    /// inputs are f16 (see [`result_dtype`]).
     pub(crate) fn from_op(
         storage: Storage,
         shape: Vec<usize>,
@@ -91,11 +93,38 @@ impl Tensor {
         inputs: &[&Tensor],
         backward: impl Fn(&Tensor) -> Result<Vec<Option<Tensor>>> + Send + Sync + 'static,
     ) -> Tensor {
+        Tensor::from_op_as(
+            result_dtype(inputs),
+            storage,
+            shape,
+            device,
+            name,
+            inputs,
+            backward,
+        )
+    }
+
+    /// [`Tensor::from_op`] whose result has `dtype`.
+    pub(crate) fn from_op_as(
+        dtype: DType,
+        storage: Storage,
+        shape: Vec<usize>,
+        device: &Device,
+        name: &'static str,
+        inputs: &[&Tensor],
+        backward: impl Fn(&Tensor) -> Result<Vec<Option<Tensor>>> + Send + Sync + 'static,
+    ) -> Tensor {
+        let storage = if storage.dtype() == dtype {
+            storage
+        } else {
+            on_device(device.backend().cast(&storage, dtype), name)
+        };
         let track = autograd::is_grad_enabled() && inputs.iter().any(|t| t.tracks_grad());
         let node = track.then(|| {
             Arc::new(Node::new(
                 name,
                 shape.clone(),
+                storage.dtype(),
                 inputs.iter().map(|&t| Edge::to(t)).collect(),
                 Box::new(backward) as BackwardFn,
             ))
@@ -178,14 +207,25 @@ impl Tensor {
         Tensor::full(shape, 1.0, device)
     }
 
-    /// Zeros with this tensor's shape and device.
+    /// Zeros with this tensor's shape, device and dtype.
     pub fn zeros_like(&self) -> Tensor {
-        Tensor::zeros(self.shape(), self.device())
+        self.full_like(0.0)
     }
 
-    /// Ones with this tensor's shape and device.
+    /// Ones with this tensor's shape, device and dtype.
     pub fn ones_like(&self) -> Tensor {
-        Tensor::ones(self.shape(), self.device())
+        self.full_like(1.0)
+    }
+
+    fn full_like(&self, value: f32) -> Tensor {
+        let t = Tensor::full(self.shape(), value, self.device());
+        match self.dtype() {
+            DType::F32 => t,
+            dtype => {
+                let s = on_device(t.backend().cast(&t.storage(), dtype), "full");
+                Tensor::leaf(s, self.shape().to_vec(), self.device())
+            }
+        }
     }
 
     /// Values of a seeded stream: the shape is checked against the device before the
@@ -305,12 +345,83 @@ impl Tensor {
             .clone()
     }
 
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.0
+            .storage
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .dtype()
+    }
+
+    /// The values as f32 storage, as kernels read them: an f16 tensor's are widened
+    /// (exactly) into a new buffer.
+    pub(crate) fn f32_storage(&self) -> Storage {
+        let s = self.storage();
+        match s.dtype() {
+            DType::F32 => s,
+            _ => on_device(self.backend().cast(&s, DType::F32), "to_dtype(float32)"),
+        }
+    }
+
+    /// This tensor's values as `dtype` (a copy, unless it already is): f32 → f16 rounds
+    /// to nearest, ties to even, and overflows to ±inf, as PyTorch's `.to(torch.float16)`.
+    /// Differentiable: the gradient comes back in this tensor's dtype. Ops on f16 tensors
+    /// compute in f32 and round their results to f16; elementwise ops that mix f16 and
+    /// f32 give f32, and matrix products and convolutions that mix them are an error
+    /// naming both dtypes, as in PyTorch.
+    pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
+        let from = self.dtype();
+        if from == dtype {
+            return Ok(self.clone());
+        }
+        let s = self
+            .backend()
+            .cast(&self.storage(), dtype)
+            .map_err(|e| e.in_op("to_dtype", &[self.shape()]))?;
+        Ok(Tensor::from_op_as(
+            dtype,
+            s,
+            self.shape().to_vec(),
+            self.device(),
+            "to_dtype",
+            &[self],
+            move |g| Ok(vec![Some(g.to_dtype(from)?)]),
+        ))
+    }
+
+    /// [`Tensor::to_dtype`] f16 (PyTorch's `.half()`).
+    pub fn half(&self) -> Result<Tensor> {
+        self.to_dtype(DType::F16)
+    }
+
+    /// [`Tensor::to_dtype`] f32 (PyTorch's `.float()`).
+    pub fn float(&self) -> Result<Tensor> {
+        self.to_dtype(DType::F32)
+    }
+
+    /// Converts this tensor's data to `dtype` in place, outside the graph, where every
+    /// clone of the handle sees it: how [`crate::nn::Module::to_dtype`] turns a model's
+    /// parameters to f16, as PyTorch's `module.half()`. Its gradient is forgotten.
+    pub fn set_dtype(&self, dtype: DType) -> Result<()> {
+        let mut slot = self.0.storage.write().unwrap_or_else(|e| e.into_inner());
+        if slot.dtype() != dtype {
+            *slot = self
+                .backend()
+                .cast(&slot, dtype)
+                .map_err(|e| e.in_op("set_dtype", &[self.shape()]))?;
+            drop(slot);
+            self.zero_grad();
+        }
+        Ok(())
+    }
+
     /// A process-unique id (stable for the tensor's lifetime).
     pub fn id(&self) -> u64 {
         self.0.id
     }
 
-    /// Copies the values to the host in row-major order.
+    /// Copies the values to the host in row-major order (an f16 tensor's widened to f32).
     pub fn to_vec(&self) -> Result<Vec<f32>> {
         self.backend().download(&self.storage())
     }
@@ -448,6 +559,15 @@ impl Tensor {
         } else {
             self.backend().upload(&src.to_vec()?)?
         };
+        // The target keeps its dtype, as PyTorch's `copy_`.
+        let dtype = self.dtype();
+        let storage = if storage.dtype() == dtype {
+            storage
+        } else {
+            self.backend()
+                .cast(&storage, dtype)
+                .map_err(|e| e.in_op("assign", &[self.shape()]))?
+        };
         *self.0.storage.write().unwrap_or_else(|e| e.into_inner()) = storage;
         Ok(())
     }
@@ -496,9 +616,25 @@ impl Tensor {
     }
 }
 
+/// An op's result dtype: f16 when its inputs are f16, else f32. Zero-dimensional inputs
+/// (scalars) count only when every input is one, as in PyTorch's type promotion, so that
+/// `x * scalar` keeps x's dtype.
+pub(crate) fn result_dtype(inputs: &[&Tensor]) -> DType {
+    let shaped = inputs.iter().any(|t| t.rank() > 0);
+    let mut counted = inputs.iter().filter(|t| !shaped || t.rank() > 0).peekable();
+    if counted.peek().is_some() && counted.all(|t| t.dtype() == DType::F16) {
+        DType::F16
+    } else {
+        DType::F32
+    }
+}
+
 impl fmt::Debug for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Tensor{:?} on {}", self.shape(), self.device().name())?;
+        if self.dtype() != DType::F32 {
+            write!(f, " {}", self.dtype())?;
+        }
         if let Some(node) = &self.0.grad_fn {
             write!(f, " (grad_fn: {})", node.name)?;
         } else if self.is_requires_grad() {

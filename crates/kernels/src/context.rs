@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fovea_core::backend::Storage;
-use fovea_core::{Error, Result};
+use fovea_core::{DType, Error, Result};
 use wgpu::util::DeviceExt;
 
 use crate::gemm_coop;
@@ -273,6 +273,20 @@ impl Ctx {
 
     /// A new storage of `len` f32 values (contents undefined until written).
     pub(crate) fn alloc(&self, len: usize) -> Result<Storage> {
+        self.alloc_typed(len, DType::F32)
+    }
+
+    /// A new storage of `len` values of `dtype` (f16 packed two to a 32-bit word).
+    pub(crate) fn alloc_typed(&self, len: usize, dtype: DType) -> Result<Storage> {
+        let words = match dtype {
+            DType::F32 => len,
+            DType::F16 => len.div_ceil(2),
+        };
+        self.alloc_words(words)
+            .map(|buffer| Storage::typed(len, dtype, buffer))
+    }
+
+    fn alloc_words(&self, len: usize) -> Result<GpuBuffer> {
         let max = self.max_len();
         if len > max {
             let mib = |n: usize| n as f64 * 4.0 / (1 << 20) as f64;
@@ -282,10 +296,9 @@ impl Ctx {
                 mib(max)
             )));
         }
-        let buffer = self
+        Ok(self
             .pool
-            .get(&self.device, len as u64 * 4, self.max_bytes());
-        Ok(Storage::new(len, buffer))
+            .get(&self.device, len as u64 * 4, self.max_bytes()))
     }
 
     fn pipeline(&self, shader: Shader, key: Kernel) -> Pipeline {

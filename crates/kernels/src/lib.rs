@@ -18,6 +18,7 @@ mod params;
 mod adaptive_pool2d;
 mod batch_norm;
 mod binary;
+mod cast;
 mod context;
 mod conv2d;
 mod conv2d_depthwise;
@@ -40,7 +41,7 @@ mod upsample_bilinear2d;
 use std::sync::{Arc, OnceLock};
 
 use fovea_core::backend::*;
-use fovea_core::{Device, Error, Result};
+use fovea_core::{DType, Device, Error, Result};
 
 pub use context::Ctx;
 pub use pool::PoolStats;
@@ -268,7 +269,13 @@ impl Backend for WgpuBackend {
         self.ctx.upload(data)
     }
     fn download(&self, x: &Storage) -> Result<Vec<f32>> {
-        self.ctx.download(x)
+        match x.dtype() {
+            DType::F32 => self.ctx.download(x),
+            _ => self.ctx.download(&cast::cast(&self.ctx, x, DType::F32)?),
+        }
+    }
+    fn cast(&self, x: &Storage, to: DType) -> Result<Storage> {
+        cast::cast(&self.ctx, x, to)
     }
     fn sync(&self) -> Result<()> {
         self.ctx.sync()

@@ -297,6 +297,7 @@ shaders! {
     UPSAMPLE_BILINEAR2D = "upsample_bilinear2d" (crate::upsample_bilinear2d::Params);
     GRAM = "gram" (crate::gram::Params) + GRAM_ENTRIES;
     OPTIM = "optim" (crate::optim::Params);
+    CAST = "cast" (crate::cast::Params);
 }
 
 /// The body of entry `name` in a shader's `source`, for tests.

@@ -4,6 +4,7 @@
 mod adaptive_pool2d;
 mod batch_norm;
 mod binary;
+mod cast;
 mod conv2d;
 mod conv2d_depthwise;
 mod conv2d_strided;
@@ -98,20 +99,30 @@ static BUFFERS: AtomicU64 = AtomicU64::new(0);
 /// A CPU tensor's values, counted in [`LIVE_BYTES`] while alive.
 struct HostBuffer(Vec<f32>);
 
+/// Counts a new buffer of `bytes` in the live and peak bytes.
+fn count_new(bytes: usize) {
+    let bytes = bytes as u64;
+    let live = LIVE_BYTES.fetch_add(bytes, Ordering::Relaxed) + bytes;
+    PEAK_BYTES.fetch_max(live, Ordering::Relaxed);
+    BUFFERS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Takes a dropped buffer of `bytes` off the live bytes; what stays live.
+fn count_drop(bytes: usize) -> u64 {
+    let bytes = bytes as u64;
+    LIVE_BYTES.fetch_sub(bytes, Ordering::Relaxed) - bytes
+}
+
 impl HostBuffer {
     fn new(v: Vec<f32>) -> HostBuffer {
-        let bytes = (v.len() * 4) as u64;
-        let live = LIVE_BYTES.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        PEAK_BYTES.fetch_max(live, Ordering::Relaxed);
-        BUFFERS.fetch_add(1, Ordering::Relaxed);
+        count_new(v.len() * 4);
         HostBuffer(v)
     }
 }
 
 impl Drop for HostBuffer {
     fn drop(&mut self) {
-        let bytes = (self.0.len() * 4) as u64;
-        let live = LIVE_BYTES.fetch_sub(bytes, Ordering::Relaxed) - bytes;
+        let live = count_drop(self.0.len() * 4);
         host::recycle(
             std::mem::take(&mut self.0),
             live,
@@ -235,8 +246,17 @@ impl Backend for CpuBackend {
         store(d)
     }
     fn download(&self, x: &Storage) -> Result<Vec<f32>> {
+        if x.dtype() != crate::DType::F32 {
+            return self.download(&cast::cast(x, crate::DType::F32)?);
+        }
         self.times
             .time(|| "download".into(), || crate::host::copied(data(x)))
+    }
+    fn cast(&self, x: &Storage, to: crate::DType) -> Result<Storage> {
+        self.times.time(
+            || format!("cast {} to {to}", x.dtype()),
+            || cast::cast(x, to),
+        )
     }
     fn fill(&self, len: usize, value: f32) -> Result<Storage> {
         self.times

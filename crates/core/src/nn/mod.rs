@@ -40,7 +40,7 @@ pub use summary::{summary, Summary, SummaryRow};
 
 use std::sync::atomic::AtomicU64;
 
-use crate::{Result, Tensor};
+use crate::{DType, Result, Tensor};
 
 /// Joins a parent prefix and a child name with a dot (`""` + `"weight"` = `"weight"`).
 pub fn join(prefix: &str, name: &str) -> String {
@@ -77,6 +77,22 @@ pub trait Module: Send + Sync {
         for (name, child) in self.children() {
             child.visit_buffers(&join(prefix, name), f);
         }
+    }
+
+    /// Converts every parameter and floating-point buffer to `dtype` in place, as
+    /// PyTorch's `module.half()` and `module.float()`: batch norm's running statistics
+    /// follow, its `num_batches_tracked` counter (an integer in PyTorch) stays f32.
+    /// Gradients are forgotten. An optimizer made before keeps its state in f32.
+    fn to_dtype(&self, dtype: DType) -> Result<()> {
+        let mut result = Ok(());
+        let mut convert = |name: &str, t: &Tensor| {
+            if result.is_ok() && !name.ends_with("num_batches_tracked") {
+                result = t.set_dtype(dtype);
+            }
+        };
+        self.visit_parameters("", &mut convert);
+        self.visit_buffers("", &mut convert);
+        result
     }
 
     /// Calls `f` with every random-stream counter (dropout's call count): state that is

@@ -44,7 +44,7 @@ impl Tensor {
         let p = resize_params("adaptive_avg_pool2d", self, output_size)?;
         let s = self
             .backend()
-            .adaptive_avg_pool2d(&self.storage(), &p)
+            .adaptive_avg_pool2d(&self.f32_storage(), &p)
             .map_err(|e| e.in_op("adaptive_avg_pool2d", &[self.shape()]))?;
         let shape = vec![self.shape()[0], self.shape()[1], p.oh, p.ow];
         let in_shape = self.shape().to_vec();
@@ -55,7 +55,9 @@ impl Tensor {
             "adaptive_avg_pool2d",
             &[self],
             move |g| {
-                let s = g.backend().adaptive_avg_pool2d_backward(&g.storage(), &p)?;
+                let s = g
+                    .backend()
+                    .adaptive_avg_pool2d_backward(&g.f32_storage(), &p)?;
                 Ok(vec![Some(Tensor::leaf(s, in_shape.clone(), g.device()))])
             },
         ))

@@ -118,7 +118,7 @@ impl Tensor {
         };
         let op = |e: crate::Error| e.in_op(name, &[shape]);
         let backend = self.backend();
-        let x = self.storage();
+        let x = self.f32_storage();
         // Synchronised, the sums (and the count) are the whole batch's across replicas and
         // processes, forward and backward; a replica's own sums otherwise.
         let replicas = sync.then(ReplicaSum::current).flatten();
@@ -140,7 +140,7 @@ impl Tensor {
             let mean = sum.div_scalar(count as f32);
             let centers = pair(&mean, &mean)?;
             let sums = backend
-                .channel_sums(&x, Some((&x, &centers.storage())), &p)
+                .channel_sums(&x, Some((&x, &centers.f32_storage())), &p)
                 .map_err(op)?;
             let (sq, _) = across(halves(sums, c, self)?.1, 0.0)?;
             let var = sq.div_scalar(count as f32);
@@ -165,18 +165,21 @@ impl Tensor {
             }
         };
         let (y, invstd, scale) = no_grad(|| -> Result<_> {
+            // The per-channel factors stay f32 whatever the dtypes (f16 statistics or
+            // parameters are widened), as PyTorch's kernels keep them.
+            let (mean, var) = (mean.float()?, var.float()?);
             let invstd = var.add_scalar(opts.eps).sqrt().recip();
             let scale = match weight {
-                Some(w) => w.detach().mul(&invstd)?,
+                Some(w) => w.detach().float()?.mul(&invstd)?,
                 None => invstd.clone(),
             };
             let shift = mean.mul(&scale)?.neg();
             let shift = match bias {
-                Some(b) => shift.add(&b.detach())?,
+                Some(b) => shift.add(&b.detach().float()?)?,
                 None => shift,
             };
             let y = backend
-                .channel_affine(&x, None, &pair(&scale, &shift)?.storage(), &p)
+                .channel_affine(&x, None, &pair(&scale, &shift)?.f32_storage(), &p)
                 .map_err(op)?;
             Ok((y, invstd, scale))
         })?;
@@ -190,7 +193,9 @@ impl Tensor {
         );
         let (has_weight, has_bias, training) = (weight.is_some(), bias.is_some(), opts.training);
         let saved_x = self.detach();
-        Ok(Tensor::from_op(
+        // The output takes the input's dtype, whatever the parameters' (PyTorch's rule).
+        Ok(Tensor::from_op_as(
+            self.dtype(),
             y,
             shape.to_vec(),
             self.device(),
@@ -207,8 +212,8 @@ impl Tensor {
                     let centers = pair(&zeros, &mean)?;
                     let sums = backend
                         .channel_sums(
-                            &gy.storage(),
-                            Some((&saved_x.storage(), &centers.storage())),
+                            &gy.f32_storage(),
+                            Some((&saved_x.f32_storage(), &centers.f32_storage())),
                             &p,
                         )
                         .map_err(op)?;
@@ -227,7 +232,7 @@ impl Tensor {
                         let (all_gy, all_gy_xc) = match &replicas {
                             Some(r) => {
                                 let (both, _) = r.sum(&pair(sum_gy, sum_gy_xc)?, 0.0)?;
-                                halves(both.storage(), c, &saved_x)?
+                                halves(both.f32_storage(), c, &saved_x)?
                             }
                             None => (sum_gy.clone(), sum_gy_xc.clone()),
                         };
@@ -241,9 +246,9 @@ impl Tensor {
                         let coef = Tensor::cat(&[&scale, &kx, &mean, &k0], 0)?;
                         let gx = backend
                             .channel_affine(
-                                &gy.storage(),
-                                Some(&saved_x.storage()),
-                                &coef.storage(),
+                                &gy.f32_storage(),
+                                Some(&saved_x.f32_storage()),
+                                &coef.f32_storage(),
                                 &p,
                             )
                             .map_err(op)?;
@@ -253,7 +258,7 @@ impl Tensor {
                     _ => {
                         let coef = pair(&scale, &zeros)?;
                         let gx = backend
-                            .channel_affine(&gy.storage(), None, &coef.storage(), &p)
+                            .channel_affine(&gy.f32_storage(), None, &coef.f32_storage(), &p)
                             .map_err(op)?;
                         Some(like_x(gx))
                     }

@@ -23,7 +23,7 @@ impl Tensor {
         };
         let s = self
             .backend()
-            .binary(&self.storage(), &other.storage(), &p, op)
+            .binary(&self.f32_storage(), &other.f32_storage(), &p, op)
             .map_err(|e| e.in_op(name, &[self.shape(), other.shape()]))?;
         Ok(Tensor::leaf(s, shape, self.device()))
     }
@@ -64,7 +64,7 @@ impl Tensor {
         let out = self.zip_raw(other, op, name)?;
         let (a_shape, b_shape) = (self.shape().to_vec(), other.shape().to_vec());
         Ok(Tensor::from_op(
-            out.storage(),
+            out.f32_storage(),
             out.shape().to_vec(),
             self.device(),
             name,

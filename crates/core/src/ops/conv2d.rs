@@ -1,7 +1,7 @@
 //! 2-D convolution (PyTorch's `F.conv2d`): NCHW input, `[out, in/groups, kh, kw]` weight.
 
 use super::pool2d::same_padding;
-use super::{check_device, check_positive, check_rank};
+use super::{check_device, check_dtypes, check_positive, check_rank};
 use crate::backend::{Backend, Conv2dParams, Storage};
 use crate::shape::conv_out_len;
 use crate::{Error, Result, Tensor};
@@ -46,6 +46,7 @@ pub(crate) fn check_conv_common(
     groups: usize,
 ) -> Result<()> {
     check_device(op, &[x, w])?;
+    check_dtypes(op, &[x, w])?;
     check_rank(op, "input", x, 4)?;
     check_rank(op, "weight", w, 4)?;
     check_positive(op, "stride", stride)?;
@@ -66,6 +67,7 @@ pub(crate) fn check_bias(
 ) -> Result<()> {
     let Some(b) = bias else { return Ok(()) };
     check_device(op, &[x, b])?;
+    check_dtypes(op, &[x, b])?;
     if b.shape() != [c] {
         return Err(Error::op(
             op,
@@ -98,7 +100,7 @@ pub(crate) fn conv_node(
     let w_saved = x.tracks_grad().then(|| weight.detach());
     let (x_shape, w_shape) = (x.shape().to_vec(), weight.shape().to_vec());
     Ok(Tensor::from_op(
-        out.storage(),
+        out.f32_storage(),
         out.shape().to_vec(),
         out.device(),
         op,
@@ -107,12 +109,12 @@ pub(crate) fn conv_node(
             let leaf = |s, shape: &[usize]| Tensor::leaf(s, shape.to_vec(), g.device());
             let gx = w_saved
                 .as_ref()
-                .map(|w| grad_x(g.backend(), &g.storage(), &w.storage()))
+                .map(|w| grad_x(g.backend(), &g.f32_storage(), &w.f32_storage()))
                 .transpose()?
                 .map(|s| leaf(s, &x_shape));
             let gw = x_saved
                 .as_ref()
-                .map(|x| grad_w(g.backend(), &g.storage(), &x.storage()))
+                .map(|x| grad_w(g.backend(), &g.f32_storage(), &x.f32_storage()))
                 .transpose()?
                 .map(|s| leaf(s, &w_shape));
             let mut all = vec![gx, gw];
@@ -231,9 +233,9 @@ impl Tensor {
         let s = self
             .backend()
             .conv2d(
-                &self.storage(),
-                &weight.storage(),
-                bias.map(|b| b.storage()).as_ref(),
+                &self.f32_storage(),
+                &weight.f32_storage(),
+                bias.map(|b| b.f32_storage()).as_ref(),
                 &p,
             )
             .map_err(|e| e.in_op(OP, &[self.shape(), weight.shape()]))?;

@@ -11,7 +11,7 @@
 //! channels, one GEMM per tap straight from the padded input, with no depth gather.
 
 use super::conv2d::{check_bias, conv_node};
-use super::{check_device, check_rank, ConvTranspose2dOptions};
+use super::{check_device, check_dtypes, check_rank, ConvTranspose2dOptions};
 use crate::backend::{Conv3dParams, StridedView};
 use crate::ops::Conv2dOptions;
 use crate::shape::conv_out_len;
@@ -59,7 +59,7 @@ impl Tensor {
             },
         )?;
         Ok(Tensor::from_op(
-            taps.storage(),
+            taps.f32_storage(),
             vec![n * od, kd * c, h, w],
             self.device(),
             "conv3d",
@@ -173,6 +173,7 @@ fn check_nd(
     positive: &[usize],
 ) -> Result<()> {
     check_device(op, &[x, w])?;
+    check_dtypes(op, &[x, w])?;
     check_rank(op, "input", x, rank)?;
     check_rank(op, "weight", w, rank)?;
     if positive.contains(&0) {
@@ -355,9 +356,9 @@ impl Tensor {
         let s = self
             .backend()
             .conv3d(
-                &self.storage(),
-                &weight.storage(),
-                bias.map(|b| b.storage()).as_ref(),
+                &self.f32_storage(),
+                &weight.f32_storage(),
+                bias.map(|b| b.f32_storage()).as_ref(),
                 &p,
             )
             .map_err(|e| e.in_op(OP, &[self.shape(), weight.shape()]))?;
@@ -479,6 +480,7 @@ impl Tensor {
         match bias {
             Some(b) => {
                 check_device(OP, &[self, b])?;
+                check_dtypes(OP, &[self, b])?;
                 if b.shape() != [g * og] {
                     return Err(Error::op(
                         OP,

@@ -130,7 +130,7 @@ impl Tensor {
         check_bias(OP, self, bias, p.c_in)?;
         let s = self
             .backend()
-            .conv2d_grad_input(&self.storage(), &weight.storage(), &p)
+            .conv2d_grad_input(&self.f32_storage(), &weight.f32_storage(), &p)
             .map_err(|e| e.in_op(OP, &[self.shape(), weight.shape()]))?;
         let mut y = Tensor::leaf(s, vec![p.n, p.c_in, oh, ow], self.device());
         if let Some(b) = bias {

@@ -2,7 +2,7 @@
 
 use super::on_device;
 use crate::backend::{BinaryOp, UnaryOp};
-use crate::{Result, Tensor};
+use crate::{DType, Result, Tensor};
 
 /// The one tensor a unary op's gradient is computed from, and so the only one kept for
 /// backward: a ReLU keeps its output, so the convolution output feeding it is freed as
@@ -26,7 +26,7 @@ impl Tensor {
     where
         R: Fn(&Tensor) -> Result<Tensor> + Send + Sync + 'static,
     {
-        let storage = on_device(self.backend().unary(&self.storage(), op), name);
+        let storage = on_device(self.backend().unary(&self.f32_storage(), op), name);
         let y = Tensor::leaf(storage.clone(), self.shape().to_vec(), self.device());
         let rule = rule(self, y);
         Tensor::from_op(
@@ -67,7 +67,7 @@ impl Tensor {
     /// convolution then makes no new buffer and no second copy of the activation.
     fn consumed(mut self, op: UnaryOp, op_fn: impl FnOnce(&Tensor) -> Tensor) -> Tensor {
         let (shape, device) = (self.shape().to_vec(), self.device().clone());
-        if let Some(storage) = self.sole_storage() {
+        if let Some(storage) = self.sole_storage().filter(|s| s.dtype() == DType::F32) {
             if let Ok(true) = device.backend().unary_in_place(storage, op) {
                 return Tensor::leaf(storage.clone(), shape, &device);
             }
@@ -96,7 +96,7 @@ impl Tensor {
 
     fn map(&self, op: UnaryOp) -> Tensor {
         Tensor::leaf(
-            on_device(self.backend().unary(&self.storage(), op), "unary"),
+            on_device(self.backend().unary(&self.f32_storage(), op), "unary"),
             self.shape().to_vec(),
             self.device(),
         )
@@ -145,7 +145,7 @@ impl Tensor {
         let out = self.zip_raw(y, BinaryOp::ReluBackward, "relu_backward")?;
         let y = y.detach();
         Ok(Tensor::from_op(
-            out.storage(),
+            out.f32_storage(),
             out.shape().to_vec(),
             self.device(),
             "relu_backward",

@@ -24,7 +24,7 @@ impl Tensor {
         // The backend's Gram kernel: on the GPU it computes only the upper triangle.
         let g = self
             .backend()
-            .gram(&f.storage(), n, c, h * w)
+            .gram(&f.f32_storage(), n, c, h * w)
             .map_err(|e| e.in_op("gram", &[self.shape()]))?;
         let in_shape = self.shape().to_vec();
         Ok(Tensor::from_op(

@@ -76,7 +76,7 @@ impl Tensor {
         check_output(op, &[self.shape()], &view.shape, self.device())?;
         let s = self
             .backend()
-            .strided_copy(&self.storage(), &view)
+            .strided_copy(&self.f32_storage(), &view)
             .map_err(|e| e.in_op(op, &[self.shape()]))?;
         Ok(Tensor::leaf(s, view.shape, self.device()))
     }
@@ -110,7 +110,7 @@ impl Tensor {
         let mut inverse = vec![0; rank];
         perm.iter().enumerate().for_each(|(i, &p)| inverse[p] = i);
         Ok(Tensor::from_op(
-            out.storage(),
+            out.f32_storage(),
             out.shape().to_vec(),
             self.device(),
             "permute",
@@ -166,7 +166,7 @@ impl Tensor {
         )?;
         let rank = self.rank();
         Ok(Tensor::from_op(
-            out.storage(),
+            out.f32_storage(),
             out.shape().to_vec(),
             self.device(),
             "narrow",
@@ -220,7 +220,7 @@ impl Tensor {
         )?;
         let orig = self.shape().to_vec();
         Ok(Tensor::from_op(
-            out.storage(),
+            out.f32_storage(),
             shape.to_vec(),
             self.device(),
             "expand",
@@ -256,7 +256,7 @@ impl Tensor {
         };
         let s = self
             .backend()
-            .pad(&self.storage(), &p)
+            .pad(&self.f32_storage(), &p)
             .map_err(|e| e.in_op("pad", &[self.shape()]))?;
         let (before, orig) = (before.to_vec(), self.shape().to_vec());
         Ok(Tensor::from_op(
@@ -334,7 +334,7 @@ impl Tensor {
             outer: numel(&first.shape()[..d]),
             part_lens: tensors.iter().map(|t| t.shape()[d] * inner).collect(),
         };
-        let storages: Vec<_> = tensors.iter().map(|t| t.storage()).collect();
+        let storages: Vec<_> = tensors.iter().map(|t| t.f32_storage()).collect();
         let refs: Vec<_> = storages.iter().collect();
         let s = first
             .backend()

@@ -1,7 +1,7 @@
 //! Fully connected layer (PyTorch's `F.linear`): `y = x · Wᵀ + b` with `W: [out, in]`.
 
-use super::check_device;
 use super::matmul::mm;
+use super::{check_device, check_dtypes};
 use crate::{Error, Result, Tensor};
 
 impl Tensor {
@@ -10,6 +10,10 @@ impl Tensor {
     pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         const OP: &str = "linear";
         check_device(OP, &[self, weight])?;
+        check_dtypes(OP, &[self, weight])?;
+        if let Some(b) = bias {
+            check_dtypes(OP, &[self, b])?;
+        }
         let in_f = *self.shape().last().unwrap_or(&0);
         if self.rank() == 0 || weight.rank() != 2 || weight.shape()[1] != in_f {
             return Err(Error::op(
@@ -27,7 +31,7 @@ impl Tensor {
         let y = mm(&x2, weight, false, true, &[])?;
         let (xc, wc) = (x2.clone(), weight.clone());
         let y = Tensor::from_op(
-            y.storage(),
+            y.f32_storage(),
             vec![rows, out_f],
             self.device(),
             OP,

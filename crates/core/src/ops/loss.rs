@@ -3,7 +3,7 @@
 use super::check_device;
 use crate::{Error, Result, Tensor};
 
-/// A `[N, K]` one-hot tensor of class indices, checked against `x`'s shape.
+/// A `[N, K]` one-hot tensor of class indices in `x`'s dtype, checked against `x`'s shape.
 fn one_hot(op: &'static str, x: &Tensor, targets: &[usize]) -> Result<Tensor> {
     if x.rank() != 2 || x.shape()[0] != targets.len() || x.shape()[0] == 0 {
         return Err(Error::op(
@@ -27,7 +27,7 @@ fn one_hot(op: &'static str, x: &Tensor, targets: &[usize]) -> Result<Tensor> {
         .iter()
         .enumerate()
         .for_each(|(i, &t)| onehot[i * k + t] = 1.0);
-    Tensor::from_vec(onehot, x.shape(), x.device())
+    Tensor::from_vec(onehot, x.shape(), x.device())?.to_dtype(x.dtype())
 }
 
 impl Tensor {

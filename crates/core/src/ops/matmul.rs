@@ -1,7 +1,7 @@
 //! Batched matrix multiply with broadcast batch dimensions (`torch.matmul` semantics for
 //! operands of rank ≥ 1).
 
-use super::{check_device, check_output};
+use super::{check_device, check_dtypes, check_output};
 use crate::backend::MatmulParams;
 use crate::shape::{broadcast_shapes, numel};
 use crate::{Error, Result, Tensor};
@@ -41,7 +41,7 @@ pub(crate) fn mm(
     };
     let s = a
         .backend()
-        .matmul(&a.storage(), &b.storage(), &p)
+        .matmul(&a.f32_storage(), &b.f32_storage(), &p)
         .map_err(|e| e.in_op("matmul", &[a.shape(), b.shape()]))?;
     Ok(Tensor::leaf(s, shape, a.device()))
 }
@@ -51,6 +51,7 @@ impl Tensor {
     /// vector and that dimension is dropped from the result; batch dimensions broadcast.
     pub fn matmul(&self, other: &Tensor) -> Result<Tensor> {
         check_device("matmul", &[self, other])?;
+        check_dtypes("matmul", &[self, other])?;
         if self.rank() == 0 || other.rank() == 0 {
             return Err(Error::op(
                 "matmul",
@@ -105,7 +106,7 @@ impl Tensor {
         let out = mm(&a, &b, false, false, &batch)?;
         let (ac, bc, batch_g) = (a.clone(), b.clone(), batch.clone());
         let y = Tensor::from_op(
-            out.storage(),
+            out.f32_storage(),
             out.shape().to_vec(),
             self.device(),
             "matmul",

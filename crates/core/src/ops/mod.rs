@@ -47,6 +47,29 @@ pub(crate) fn check_device(op: &'static str, tensors: &[&Tensor]) -> Result<()> 
     Ok(())
 }
 
+/// Fails when a matrix product or convolution meets tensors of two dtypes outside
+/// autocast (PyTorch's rule: these do not promote). Backward rules may mix them: the
+/// engine casts each gradient back to its input's dtype.
+pub(crate) fn check_dtypes(op: &'static str, tensors: &[&Tensor]) -> Result<()> {
+    if crate::autocast::is_autocast_enabled() || crate::autograd::in_backward() {
+        return Ok(());
+    }
+    let first = tensors[0].dtype();
+    match tensors[1..].iter().find(|t| t.dtype() != first) {
+        None => Ok(()),
+        Some(t) => Err(Error::op(
+            op,
+            format!(
+                "tensors of two dtypes met: {} {:?} and {} {:?}; convert one with .to_dtype() (or run under fovea::autocast)",
+                first,
+                tensors[0].shape(),
+                t.dtype(),
+                t.shape()
+            ),
+        )),
+    }
+}
+
 /// Unwraps a backend result in an op whose signature cannot fail on user input: an error
 /// here means the device itself failed (lost, out of memory).
 pub(crate) fn on_device<T>(r: Result<T>, op: &str) -> T {

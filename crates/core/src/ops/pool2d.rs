@@ -181,7 +181,7 @@ impl Tensor {
         check_output("max_pool2d", &[self.shape()], &shape, self.device())?;
         let s = self
             .backend()
-            .max_pool2d(&self.storage(), &p)
+            .max_pool2d(&self.f32_storage(), &p)
             .map_err(|e| e.in_op("max_pool2d", &[self.shape()]))?;
         let x = self.clone();
         Ok(Tensor::from_op(
@@ -193,7 +193,7 @@ impl Tensor {
             move |g| {
                 let s = g
                     .backend()
-                    .max_pool2d_backward(&x.storage(), &g.storage(), &p)?;
+                    .max_pool2d_backward(&x.f32_storage(), &g.f32_storage(), &p)?;
                 Ok(vec![Some(Tensor::leaf(s, x.shape().to_vec(), g.device()))])
             },
         ))
@@ -215,14 +215,14 @@ impl Tensor {
         check_output(OP, &[self.shape()], &shape, self.device())?;
         let (y, idx) = self
             .backend()
-            .max_pool2d_with_indices(&self.storage(), &p)
+            .max_pool2d_with_indices(&self.f32_storage(), &p)
             .map_err(|e| e.in_op(OP, &[self.shape()]))?;
         let indices = Tensor::leaf(idx, shape.clone(), self.device());
         let x = self.clone();
         let values = Tensor::from_op(y, shape, self.device(), OP, &[self], move |g| {
             let s = g
                 .backend()
-                .max_pool2d_backward(&x.storage(), &g.storage(), &p)?;
+                .max_pool2d_backward(&x.f32_storage(), &g.f32_storage(), &p)?;
             Ok(vec![Some(Tensor::leaf(s, x.shape().to_vec(), g.device()))])
         });
         Ok((values, indices))
@@ -275,7 +275,7 @@ impl Tensor {
         };
         let y = self
             .backend()
-            .max_unpool2d(&self.storage(), &indices.storage(), &p)
+            .max_unpool2d(&self.f32_storage(), &indices.f32_storage(), &p)
             .map_err(|e| e.in_op(OP, &[s, indices.shape()]))?;
         let idx = indices.detach();
         let in_shape = s.to_vec();
@@ -286,9 +286,9 @@ impl Tensor {
             OP,
             &[self],
             move |g| {
-                let s = g
-                    .backend()
-                    .max_unpool2d_backward(&g.storage(), &idx.storage(), &p)?;
+                let s =
+                    g.backend()
+                        .max_unpool2d_backward(&g.f32_storage(), &idx.f32_storage(), &p)?;
                 Ok(vec![Some(Tensor::leaf(s, in_shape.clone(), g.device()))])
             },
         ))
@@ -316,7 +316,7 @@ impl Tensor {
         check_output("avg_pool2d", &[self.shape()], &shape, self.device())?;
         let s = self
             .backend()
-            .avg_pool2d(&self.storage(), &p)
+            .avg_pool2d(&self.f32_storage(), &p)
             .map_err(|e| e.in_op("avg_pool2d", &[self.shape()]))?;
         let in_shape = self.shape().to_vec();
         Ok(Tensor::from_op(
@@ -326,7 +326,7 @@ impl Tensor {
             "avg_pool2d",
             &[self],
             move |g| {
-                let s = g.backend().avg_pool2d_backward(&g.storage(), &p)?;
+                let s = g.backend().avg_pool2d_backward(&g.f32_storage(), &p)?;
                 Ok(vec![Some(Tensor::leaf(s, in_shape.clone(), g.device()))])
             },
         ))

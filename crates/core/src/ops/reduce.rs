@@ -14,7 +14,7 @@ impl Tensor {
             len: shape[d],
             inner: numel(&shape[d + 1..]),
         };
-        let storage = on_device(self.backend().reduce(&self.storage(), &p, op), "reduce");
+        let storage = on_device(self.backend().reduce(&self.f32_storage(), &p, op), "reduce");
         let mut out_shape = shape.to_vec();
         out_shape[d] = 1;
         // A sum's gradient needs only the input's shape; a max's needs both values.

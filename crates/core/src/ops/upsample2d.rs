@@ -10,7 +10,7 @@ impl Tensor {
         let p = resize_params("upsample_nearest2d", self, size)?;
         let s = self
             .backend()
-            .upsample_nearest2d(&self.storage(), &p)
+            .upsample_nearest2d(&self.f32_storage(), &p)
             .map_err(|e| e.in_op("upsample_nearest2d", &[self.shape()]))?;
         let shape = vec![self.shape()[0], self.shape()[1], p.oh, p.ow];
         let in_shape = self.shape().to_vec();
@@ -21,7 +21,9 @@ impl Tensor {
             "upsample_nearest2d",
             &[self],
             move |g| {
-                let s = g.backend().upsample_nearest2d_backward(&g.storage(), &p)?;
+                let s = g
+                    .backend()
+                    .upsample_nearest2d_backward(&g.f32_storage(), &p)?;
                 Ok(vec![Some(Tensor::leaf(s, in_shape.clone(), g.device()))])
             },
         ))

@@ -82,7 +82,7 @@ impl Tensor {
         };
         let out = self
             .backend()
-            .upsample_bilinear2d(&self.storage(), &p)
+            .upsample_bilinear2d(&self.f32_storage(), &p)
             .map_err(|e| e.in_op(op, &[s]))?;
         let shape = vec![s[0], s[1], p.oh, p.ow];
         let in_shape = s.to_vec();
@@ -95,7 +95,7 @@ impl Tensor {
             move |g| {
                 let s = g
                     .backend()
-                    .upsample_bilinear2d_backward(&g.storage(), &p)
+                    .upsample_bilinear2d_backward(&g.f32_storage(), &p)
                     .map_err(|e| e.in_backward(op, g.shape()))?;
                 Ok(vec![Some(Tensor::leaf(s, in_shape.clone(), g.device()))])
             },

@@ -115,7 +115,13 @@ impl Optimizer for Adam {
                 .unwrap_or_else(|| (p.zeros_like(), p.zeros_like()));
             let [p1, m1, v1] = p
                 .backend()
-                .adam_step(&p.storage(), &g.storage(), &m.storage(), &v.storage(), &s)
+                .adam_step(
+                    &p.f32_storage(),
+                    &g.f32_storage(),
+                    &m.f32_storage(),
+                    &v.f32_storage(),
+                    &s,
+                )
                 .map_err(|e| e.in_op("Adam", &[p.shape()]))?;
             let leaf = |s| Tensor::leaf(s, p.shape().to_vec(), p.device());
             p.assign(&leaf(p1))?;

@@ -89,9 +89,9 @@ impl Optimizer for Sgd {
             let (p1, buf) = p
                 .backend()
                 .sgd_step(
-                    &p.storage(),
-                    &g.storage(),
-                    prev.map(|b| b.storage()).as_ref(),
+                    &p.f32_storage(),
+                    &g.f32_storage(),
+                    prev.map(|b| b.f32_storage()).as_ref(),
                     &s,
                 )
                 .map_err(|e| e.in_op("SGD", &[p.shape()]))?;
