@@ -32,6 +32,9 @@ struct Opts {
     only: Option<String>,
     style_size: usize,
     unet_size: usize,
+    /// The autocast training rows on the CPU too (its autocast is the GPU's reference:
+    /// for memory and correctness, not speed).
+    autocast_cpu: bool,
 }
 
 fn parse() -> Result<Opts> {
@@ -45,6 +48,7 @@ fn parse() -> Result<Opts> {
         only: None,
         style_size: 512,
         unet_size: 256,
+        autocast_cpu: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -59,7 +63,8 @@ fn parse() -> Result<Opts> {
             "--only" => o.only = Some(v()?),
             "--style-size" => o.style_size = v()?.parse()?,
             "--unet-size" => o.unet_size = v()?.parse()?,
-            _ => bail!("usage: fovea-bench [--device cpu|gpu|best] [--batch N] [--matmul N] [--repeats N] [--warm-ms MS] [--only SUBSTRING] [--style-size N] [--unet-size N] [--json]"),
+            "--autocast-cpu" => o.autocast_cpu = true,
+            _ => bail!("usage: fovea-bench [--device cpu|gpu|best] [--batch N] [--matmul N] [--repeats N] [--warm-ms MS] [--only SUBSTRING] [--style-size N] [--unet-size N] [--autocast-cpu] [--json]"),
         }
     }
     Ok(o)
@@ -489,8 +494,8 @@ fn main() -> Result<()> {
 /// The zoo's networks at 224×224: a training step (forward in training mode with batch
 /// statistics, cross-entropy, backward, SGD with momentum 0.9) and an inference pass (eval
 /// mode, no graph) each for ResNet-18 (batch 64), MobileNetV2 (64) and VGG-16 (32), capped
-/// by `--batch`; on a GPU the training step again under autocast with a
-/// `GradScaler` (PyTorch's AMP recipe).
+/// by `--batch`; on a GPU (or with `--autocast-cpu`) the training step again under
+/// autocast with a `GradScaler` (PyTorch's AMP recipe).
 fn zoo_rows(
     dev: &Device,
     o: &Opts,
@@ -518,22 +523,24 @@ fn zoo_rows(
             format!("{net} training step 224x224 batch {n}"),
             format!("{net} inference 224x224 batch {n}"),
         );
-        if !wanted(&train) && !wanted(&infer) {
+        let amp = format!("{train} autocast");
+        let amp_wanted = wanted(&amp) && (dev.is_gpu() || o.autocast_cpu);
+        if !wanted(&train) && !wanted(&infer) && !amp_wanted {
             continue;
         }
         let model = build(dev)?;
         let x = Tensor::randn(&[n, 3, 224, 224], 20, dev);
         let labels: Vec<usize> = (0..n).map(|i| (i * 37) % 1000).collect();
+        model.train();
+        let mut opt = Sgd::new(
+            model.parameters(),
+            SgdOptions {
+                lr: 0.01,
+                momentum: 0.9,
+                ..Default::default()
+            },
+        );
         if wanted(&train) {
-            model.train();
-            let mut opt = Sgd::new(
-                model.parameters(),
-                SgdOptions {
-                    lr: 0.01,
-                    momentum: 0.9,
-                    ..Default::default()
-                },
-            );
             let timed = time(dev, o, || {
                 opt.zero_grad();
                 model.forward(&x)?.cross_entropy(&labels)?.backward()?;
@@ -545,22 +552,22 @@ fn zoo_rows(
                 timed,
                 flop: f64::NAN,
             });
-            if dev.is_gpu() {
-                let mut scaler = GradScaler::new(Default::default())?;
-                let timed = time(dev, o, || {
-                    opt.zero_grad();
-                    let loss = fovea::autocast(|| model.forward(&x)?.cross_entropy(&labels))?;
-                    scaler.scale(&loss).backward()?;
-                    scaler.step(&mut opt)?;
-                    scaler.update()?;
-                    Ok(())
-                })?;
-                rows.push(Row {
-                    name: format!("{train} autocast"),
-                    timed,
-                    flop: f64::NAN,
-                });
-            }
+        }
+        if amp_wanted {
+            let mut scaler = GradScaler::new(Default::default())?;
+            let timed = time(dev, o, || {
+                opt.zero_grad();
+                let loss = fovea::autocast(|| model.forward(&x)?.cross_entropy(&labels))?;
+                scaler.scale(&loss).backward()?;
+                scaler.step(&mut opt)?;
+                scaler.update()?;
+                Ok(())
+            })?;
+            rows.push(Row {
+                name: amp,
+                timed,
+                flop: f64::NAN,
+            });
         }
         if wanted(&infer) {
             model.eval();

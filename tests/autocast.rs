@@ -14,7 +14,7 @@ use fovea::ops::{
     Conv1dOptions, Conv2dOptions, Conv3dOptions, ConvTranspose2dOptions, Pool2dOptions,
 };
 use fovea::optim::{GradScaler, GradScalerOptions, Optimizer, Sgd, SgdOptions};
-use fovea::{autocast, Device, Result, Tensor};
+use fovea::{autocast, DType, Device, Result, Tensor};
 
 /// 1 + 2⁻¹² is f32 but rounds to 1 in f16 (11 significant bits), so `[1 + 2⁻¹², −1] · [1, 1]`
 /// is 2⁻¹² in f32 and 0 under autocast.
@@ -47,12 +47,13 @@ fn rounds_the_gemm_family_only(dev: &Device) {
     // Elementwise ops and reductions stay f32.
     let sum = autocast(|| a.add_scalar(1.0).sum());
     assert_eq!(scalar(sum), FINE + 1.0 - 1.0 + 1.0);
-    // Depthwise convolutions stay f32 (they are not GEMMs).
+    // Depthwise convolutions multiply in f32 (they are not GEMMs) and round the result:
+    // (1 + 2⁻¹²)(1 + 2⁻¹¹) is 1 + 2⁻¹⁰ in f16, where the rounded operands' product is 1.
     let dw = t(&[FINE, 1.0], &[1, 2, 1, 1], dev);
-    let ones = t(&[1.0, 1.0], &[2, 1, 1, 1], dev);
+    let w = t(&[1.0 + 1.0 / 2048.0, 1.0], &[2, 1, 1, 1], dev);
     let depthwise = autocast(|| {
         dw.conv2d(
-            &ones,
+            &w,
             None,
             Conv2dOptions {
                 groups: 2,
@@ -60,7 +61,9 @@ fn rounds_the_gemm_family_only(dev: &Device) {
             },
         )
     });
-    assert_eq!(depthwise.unwrap().to_vec().unwrap(), [FINE, 1.0]);
+    let depthwise = depthwise.unwrap();
+    assert_eq!(depthwise.dtype(), DType::F16);
+    assert_eq!(depthwise.to_vec().unwrap(), [1.0 + 1.0 / 1024.0, 1.0]);
 }
 
 /// The weight gradient of `y = x·w` is `xᵀ·gy`: with x = 1 + 2⁻¹² it shows whether the

@@ -93,18 +93,6 @@ fn conversion_rounds_to_nearest_even_on_every_device() {
     }
 }
 
-#[test]
-fn f16_storage_holds_two_bytes_a_value() {
-    let dev = Device::cpu();
-    let x = Tensor::randn(&[1 << 20], 3, &dev);
-    let before = dev.backend().stats().bytes_allocated;
-    let h = x.half().unwrap();
-    let after = dev.backend().stats().bytes_allocated;
-    assert_eq!(after - before, 2 << 20, "an f16 tensor of 2²⁰ values");
-    drop(h);
-    assert_eq!(dev.backend().stats().bytes_allocated, before);
-}
-
 /// A small CNN: convolution, batch norm, ReLU, average pool, flatten and a linear layer.
 fn net(dev: &Device) -> Sequential {
     let pad = Conv2dOptions {

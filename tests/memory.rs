@@ -6,8 +6,9 @@ mod common;
 
 use std::sync::Mutex;
 
+use fovea::nn::{BatchNorm2d, Conv2d, Module, Relu, Sequential};
 use fovea::ops::Conv2dOptions;
-use fovea::{Device, DeviceExt, Tensor};
+use fovea::{autocast, DType, Device, DeviceExt, Tensor};
 
 /// The CPU counter is process-wide: its tests take turns.
 static CPU_COUNTER: Mutex<()> = Mutex::new(());
@@ -199,5 +200,60 @@ fn a_repeated_step_reuses_the_pools_buffers_instead_of_trading_classes() {
         gpu.stats().buffers_allocated,
         created,
         "steps after the first created buffers"
+    );
+}
+
+#[test]
+fn f16_tensors_hold_two_bytes_a_value() {
+    let _turn = CPU_COUNTER.lock().unwrap_or_else(|e| e.into_inner());
+    let dev = Device::cpu();
+    let x = Tensor::randn(&[1 << 20], 3, &dev);
+    let before = dev.stats().bytes_allocated;
+    let h = x.half().unwrap();
+    assert_eq!(dev.stats().bytes_allocated - before, 2 << 20);
+    drop(h);
+    assert_eq!(dev.stats().bytes_allocated, before);
+}
+
+/// Under autocast a convolution's result is f16, and so is what follows it (batch norm,
+/// ReLU), so the activations the graph keeps for backward take about half the bytes.
+#[test]
+fn autocast_keeps_activations_in_f16() {
+    let _turn = CPU_COUNTER.lock().unwrap_or_else(|e| e.into_inner());
+    let dev = Device::cpu();
+    let pad = Conv2dOptions {
+        padding: [1, 1],
+        ..Default::default()
+    };
+    let mut net = Sequential::new();
+    for i in 0..4 {
+        net = net
+            .push(Conv2d::new(16, 16, [3, 3], pad, false, i, &dev).unwrap())
+            .push(BatchNorm2d::new(16, &dev))
+            .push(Relu);
+    }
+    let x = Tensor::randn(&[4, 16, 32, 32], 1, &dev).requires_grad();
+    let held = |cast: bool| {
+        let base = dev.stats().bytes_allocated;
+        let y = if cast {
+            autocast(|| net.forward(&x)).unwrap()
+        } else {
+            net.forward(&x).unwrap()
+        };
+        assert_eq!(y.dtype(), if cast { DType::F16 } else { DType::F32 });
+        let loss = autocast(|| y.square().mean());
+        assert_eq!(loss.dtype(), DType::F32, "autocast sums in f32");
+        let held = dev.stats().bytes_allocated - base;
+        loss.backward().unwrap();
+        x.zero_grad();
+        held
+    };
+    let (full, half) = (held(false), held(true));
+    // Each layer keeps batch norm's input and ReLU's output (the next convolution's
+    // input): eight activations of 256 KiB in f32.
+    assert!(full >= 8 * 256 * 1024, "f32 holds {full} bytes");
+    assert!(
+        (half as f64) < 0.6 * full as f64,
+        "autocast holds {half} bytes, f32 {full}"
     );
 }

@@ -99,7 +99,8 @@ pub(crate) fn conv_node(
     let x_saved = weight.tracks_grad().then(|| x.detach());
     let w_saved = x.tracks_grad().then(|| weight.detach());
     let (x_shape, w_shape) = (x.shape().to_vec(), weight.shape().to_vec());
-    Ok(Tensor::from_op(
+    Ok(Tensor::from_op_as(
+        crate::autocast::gemm_dtype(&inputs),
         out.f32_storage(),
         out.shape().to_vec(),
         out.device(),

@@ -27,6 +27,11 @@ impl Tensor {
         R: Fn(&Tensor) -> Result<Tensor> + Send + Sync + 'static,
     {
         let storage = on_device(self.backend().unary(&self.f32_storage(), op), name);
+        // Rounded before it is kept, so that an f16 activation is kept in f16.
+        let storage = match self.dtype() {
+            DType::F32 => storage,
+            dtype => on_device(self.backend().cast(&storage, dtype), name),
+        };
         let y = Tensor::leaf(storage.clone(), self.shape().to_vec(), self.device());
         let rule = rule(self, y);
         Tensor::from_op(

@@ -30,7 +30,8 @@ impl Tensor {
         let x2 = self.reshape(&[rows, in_f])?;
         let y = mm(&x2, weight, false, true, &[])?;
         let (xc, wc) = (x2.clone(), weight.clone());
-        let y = Tensor::from_op(
+        let y = Tensor::from_op_as(
+            crate::autocast::gemm_dtype(&[&x2, weight]),
             y.f32_storage(),
             vec![rows, out_f],
             self.device(),
@@ -53,7 +54,8 @@ impl Tensor {
         let y = y.reshape(&shape)?;
         match bias {
             None => Ok(y),
-            Some(b) if b.shape() == [out_f] => y.add(b),
+            // Under autocast the bias joins the f16 result as f16 (PyTorch casts it).
+            Some(b) if b.shape() == [out_f] => y.add(&b.to_dtype(y.dtype())?),
             Some(b) => Err(Error::op(
                 OP,
                 format!("bias must have shape [{out_f}], got {:?}", b.shape()),

@@ -105,7 +105,8 @@ impl Tensor {
         let (a, b) = (fit(&a)?, fit(&b)?);
         let out = mm(&a, &b, false, false, &batch)?;
         let (ac, bc, batch_g) = (a.clone(), b.clone(), batch.clone());
-        let y = Tensor::from_op(
+        let y = Tensor::from_op_as(
+            crate::autocast::gemm_dtype(&[&a, &b]),
             out.f32_storage(),
             out.shape().to_vec(),
             self.device(),

@@ -3,7 +3,7 @@
 use super::{check_output, on_device};
 use crate::backend::{BinaryOp, ReduceOp, ReduceParams};
 use crate::shape::{numel, resolve_dim};
-use crate::{Error, Result, Tensor};
+use crate::{DType, Error, Result, Tensor};
 
 impl Tensor {
     /// Reduces dimension `d` to size 1 (keepdim), recording the graph.
@@ -23,7 +23,13 @@ impl Tensor {
             let y = Tensor::leaf(storage.clone(), out_shape.clone(), self.device());
             (self.detach(), y)
         });
-        Tensor::from_op(
+        // Autocast sums in f32 and keeps the f32 result (PyTorch lists sum as f32).
+        let dtype = match op {
+            ReduceOp::Sum if crate::is_autocast_enabled() => DType::F32,
+            _ => self.dtype(),
+        };
+        Tensor::from_op_as(
+            dtype,
             storage,
             out_shape,
             self.device(),
