@@ -47,6 +47,40 @@ fn rounds_the_gemm_family_only(dev: &Device) {
     // Elementwise ops and reductions stay f32.
     let sum = autocast(|| a.add_scalar(1.0).sum());
     assert_eq!(scalar(sum), FINE + 1.0 - 1.0 + 1.0);
+    // Products give f16; sums, softmax, exp, log, powers and reciprocals give f32, from
+    // f16 inputs too; other elementwise ops keep their input's dtype.
+    let h = t(&[0.5, 2.0], &[1, 2], dev).half().unwrap();
+    let dtypes = autocast(|| -> Result<Vec<DType>> {
+        Ok(vec![
+            a.matmul(&b)?.dtype(),
+            h.sum().dtype(),
+            h.softmax(1)?.dtype(),
+            h.log_softmax(1)?.dtype(),
+            h.exp().dtype(),
+            h.log().dtype(),
+            h.powf(2.0).dtype(),
+            h.recip().dtype(),
+            h.relu().dtype(),
+            h.mul_scalar(2.0).dtype(),
+        ])
+    })
+    .unwrap();
+    let want = [
+        DType::F16,
+        DType::F32,
+        DType::F32,
+        DType::F32,
+        DType::F32,
+        DType::F32,
+    ]
+    .into_iter()
+    .chain([DType::F32, DType::F32, DType::F16, DType::F16]);
+    assert!(dtypes.into_iter().eq(want), "dtypes under autocast");
+    assert_eq!(
+        h.exp().dtype(),
+        DType::F16,
+        "outside autocast, f16 stays f16"
+    );
     // Depthwise convolutions multiply in f32 (they are not GEMMs) and round the result:
     // (1 + 2⁻¹²)(1 + 2⁻¹¹) is 1 + 2⁻¹⁰ in f16, where the rounded operands' product is 1.
     let dw = t(&[FINE, 1.0], &[1, 2, 1, 1], dev);

@@ -10,8 +10,8 @@
 //! did, whether or not `backward()` is called inside the scope, and the gradients that
 //! flow back through f16 activations are f16, as in PyTorch. What runs in f32, as
 //! PyTorch's autocast lists it: sums and means, softmax and log-softmax, so the losses
-//! built on them give f32; batch-norm statistics; optimizers, on f32 parameters (master
-//! weights). Two exceptions: a Gram matrix's result stays f32 (its sums over a whole
+//! built on them give f32; exp, log, powers and reciprocals; batch-norm statistics;
+//! optimizers, on f32 parameters (master weights). Two exceptions: a Gram matrix's result stays f32 (its sums over a whole
 //! feature map pass f16's range), and 1-D and 2-D depthwise convolutions multiply in f32
 //! (memory-bound, not GEMMs), with f16 results.
 //!

@@ -27,14 +27,24 @@ impl Tensor {
         R: Fn(&Tensor) -> Result<Tensor> + Send + Sync + 'static,
     {
         let storage = on_device(self.backend().unary(&self.f32_storage(), op), name);
+        // PyTorch's autocast gives these in f32 whatever the input's dtype.
+        let dtype = match op {
+            UnaryOp::Exp | UnaryOp::Log | UnaryOp::Powf(_) | UnaryOp::Recip | UnaryOp::RDiv(_)
+                if crate::is_autocast_enabled() =>
+            {
+                DType::F32
+            }
+            _ => self.dtype(),
+        };
         // Rounded before it is kept, so that an f16 activation is kept in f16.
-        let storage = match self.dtype() {
+        let storage = match dtype {
             DType::F32 => storage,
             dtype => on_device(self.backend().cast(&storage, dtype), name),
         };
         let y = Tensor::leaf(storage.clone(), self.shape().to_vec(), self.device());
         let rule = rule(self, y);
-        Tensor::from_op(
+        Tensor::from_op_as(
+            dtype,
             storage,
             self.shape().to_vec(),
             self.device(),
