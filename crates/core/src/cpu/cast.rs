@@ -4,7 +4,7 @@
 use half::{f16, slice::HalfFloatSliceExt};
 use rayon::prelude::*;
 
-use super::{count_drop, count_new, data, store, PAR_CHUNK};
+use super::{count_drop, count_new, data, store_f16_exact, PAR_CHUNK};
 use crate::backend::Storage;
 use crate::{DType, Error, Result};
 
@@ -71,7 +71,7 @@ pub(super) fn cast(x: &Storage, to: DType) -> Result<Storage> {
             let x = halves(x);
             let mut y = crate::host::zeros(x.len())?;
             convert(x, &mut y, |x, y| x.convert_to_f32_slice(y));
-            store(y)
+            Ok(store_f16_exact(y))
         }
         (from, to) => unreachable!("no conversion from {from} to {to}"),
     }

@@ -96,8 +96,9 @@ static LIVE_BYTES: AtomicU64 = AtomicU64::new(0);
 static PEAK_BYTES: AtomicU64 = AtomicU64::new(0);
 static BUFFERS: AtomicU64 = AtomicU64::new(0);
 
-/// A CPU tensor's values, counted in [`LIVE_BYTES`] while alive.
-struct HostBuffer(Vec<f32>);
+/// A CPU tensor's values, counted in [`LIVE_BYTES`] while alive. `f16_exact` marks values
+/// widened from f16, which autocast need not round again.
+struct HostBuffer(Vec<f32>, bool);
 
 /// Counts a new buffer of `bytes` in the live and peak bytes.
 fn count_new(bytes: usize) {
@@ -116,7 +117,7 @@ fn count_drop(bytes: usize) -> u64 {
 impl HostBuffer {
     fn new(v: Vec<f32>) -> HostBuffer {
         count_new(v.len() * 4);
-        HostBuffer(v)
+        HostBuffer(v, false)
     }
 }
 
@@ -143,7 +144,8 @@ pub(crate) fn data(s: &Storage) -> &[f32] {
 /// GEMM stages it (see [`crate::autocast`]), else the storage itself.
 fn operand(s: &Storage) -> Result<Cow<'_, [f32]>> {
     let x = data(s);
-    if !crate::autocast::is_autocast_enabled() {
+    let exact = s.downcast::<HostBuffer>().is_some_and(|b| b.1);
+    if !crate::autocast::is_autocast_enabled() || exact {
         return Ok(x.into());
     }
     Ok(elementwise::map(x, crate::autocast::round_to_f16)?.into())
@@ -182,6 +184,13 @@ impl Values for Result<Vec<f32>> {
 fn store(v: impl Values) -> Result<Storage> {
     let v = v.values()?;
     Ok(Storage::new(v.len(), HostBuffer::new(v)))
+}
+
+/// [`store`] for values widened from f16.
+fn store_f16_exact(v: Vec<f32>) -> Storage {
+    let mut b = HostBuffer::new(v);
+    b.1 = true;
+    Storage::new(b.0.len(), b)
 }
 
 /// Slices at least this long are split across threads.
@@ -272,6 +281,7 @@ impl Backend for CpuBackend {
         let Some(buf) = x.downcast_mut::<HostBuffer>() else {
             return Ok(false);
         };
+        buf.1 = false;
         self.times.time(
             || format!("{op:?} in place"),
             || elementwise::unary_in_place(&mut buf.0, op),
