@@ -1,5 +1,5 @@
-//! Property test: random (often invalid) shapes and parameters thrown at every op must
-//! give `Ok` or a clear `Err`, never a panic; sizes near and past `usize` and the device's
+//! Property test: random (often invalid) shapes, parameters and dtypes thrown at every op
+//! must give `Ok` or a clear `Err`, never a panic; sizes near and past `usize` and the device's
 //! memory among them, on the CPU and the GPU. The hostile sizes one by one are in
 //! `hostile_sizes.rs`.
 
@@ -50,14 +50,25 @@ fn tensor(r: &mut Rng, max_rank: usize, dev: &Device) -> Tensor {
         *s.last_mut().expect("a huge dimension") = 0;
     }
     let seed = r.next();
-    Tensor::try_randn(&s, seed, dev).unwrap_or_else(|_| Tensor::randn(&[0], seed, dev))
+    let t = Tensor::try_randn(&s, seed, dev).unwrap_or_else(|_| Tensor::randn(&[0], seed, dev));
+    maybe_half(r, t)
+}
+
+/// Now and then the tensor in f16, so that ops meet f16 and mixed dtypes too.
+fn maybe_half(r: &mut Rng, t: Tensor) -> Tensor {
+    if r.chance(0.15) {
+        t.half().expect("an f32 tensor converts to f16")
+    } else {
+        t
+    }
 }
 
 fn image(r: &mut Rng, dev: &Device) -> Tensor {
     // Mostly rank 4 so that deeper validation is reached, sometimes not.
     if r.chance(0.85) {
         let s: Vec<usize> = (0..4).map(|_| r.pick(&[0, 1, 2, 3, 4, 6, 7])).collect();
-        Tensor::randn(&s, r.next(), dev)
+        let t = Tensor::randn(&s, r.next(), dev);
+        maybe_half(r, t)
     } else {
         tensor(r, 5, dev)
     }
