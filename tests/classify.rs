@@ -1,7 +1,7 @@
 //! The pretrained MobileNetV2 against torchvision's own answers on the bundled photos
 //! (tests/fixtures/mobilenet_v2_reference.json, made by mobilenet_v2_reference.py beside
-//! it): the same top-1 class on every photo and its probability within ±0.02; the GPU
-//! backend gives the CPU's logits.
+//! it): the same top-1 class on every photo and its probability within ±0.02, in f32 and
+//! in f16; the GPU backend gives the CPU's logits.
 
 mod common;
 
@@ -10,7 +10,7 @@ use std::path::Path;
 use fovea::checkpoint;
 use fovea::models::{imagenet, MobileNetV2};
 use fovea::nn::Module;
-use fovea::{no_grad, Device};
+use fovea::{no_grad, DType, Device};
 use serde_json::Value;
 
 fn root() -> &'static Path {
@@ -30,29 +30,42 @@ fn pretrained(dev: &Device) -> MobileNetV2 {
 
 #[test]
 fn mobilenet_v2_agrees_with_torchvision_on_every_bundled_photo() {
+    agrees_with_torchvision(DType::F32);
+}
+
+/// The same in f16 (weights and activations): the answers must survive the rounding.
+#[test]
+fn mobilenet_v2_in_f16_agrees_with_torchvision_on_every_bundled_photo() {
+    agrees_with_torchvision(DType::F16);
+}
+
+fn agrees_with_torchvision(dtype: DType) {
     let dev = Device::cpu();
     let model = pretrained(&dev);
+    model.to_dtype(dtype).unwrap();
     let text =
         std::fs::read_to_string(root().join("tests/fixtures/mobilenet_v2_reference.json")).unwrap();
     let reference: Value = serde_json::from_str(&text).unwrap();
     let photos = reference["photos"].as_object().unwrap();
     assert!(photos.len() >= 8);
     for (photo, top) in photos {
-        let x = imagenet::load(&root().join("assets/images").join(photo), 256, 224, &dev).unwrap();
-        let probs = no_grad(|| model.forward(&x)?.softmax(1))
+        let x = imagenet::load(&root().join("assets/images").join(photo), 256, 224, &dev)
             .unwrap()
-            .to_vec()
+            .to_dtype(dtype)
             .unwrap();
+        let y = no_grad(|| model.forward(&x)).unwrap();
+        assert_eq!(y.dtype(), dtype);
+        let probs = y.softmax(1).unwrap().to_vec().unwrap();
         let (class, p) = imagenet::top_k(&probs, 1)[0];
         let want_class = top[0][0].as_u64().unwrap() as usize;
         let want_p = top[0][2].as_f64().unwrap() as f32;
         assert_eq!(
             class, want_class,
-            "{photo}: top-1 {class} ({p}), torchvision {top}"
+            "{dtype}: {photo}: top-1 {class} ({p}), torchvision {top}"
         );
         assert!(
             (p - want_p).abs() <= 0.02,
-            "{photo}: p {p} vs torchvision {want_p}"
+            "{dtype}: {photo}: p {p} vs torchvision {want_p}"
         );
     }
 }
