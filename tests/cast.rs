@@ -345,3 +345,51 @@ fn f16_models_save_as_f16() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// What a first review found: a mean of many f16 values overflowed where its sum did;
+/// dropout's mask turned f16 into f32; Gram under autocast gave f16; a strided 3-D
+/// transposed convolution's spacers turned f16 into f32; loss scaling would unscale f16
+/// gradients into zeros (PyTorch refuses them).
+#[test]
+fn f16_reductions_masks_and_scaling_keep_their_rules() {
+    let dev = Device::cpu();
+    let ones = Tensor::ones(&[100_000], &dev).half().unwrap();
+    assert_eq!(
+        ones.sum().item().unwrap(),
+        f32::INFINITY,
+        "the sum overflows f16"
+    );
+    assert_eq!(ones.mean().item().unwrap(), 1.0);
+    assert_eq!(ones.mean().dtype(), DType::F16);
+    let m = ones.reshape(&[1000, 100]).unwrap();
+    let md = m.mean_dims(&[0, 1], false).unwrap();
+    assert_eq!((md.dtype(), md.item().unwrap()), (DType::F16, 1.0));
+    let x = Tensor::randn(&[4, 8], 1, &dev).half().unwrap();
+    assert_eq!(x.dropout(0.5, true, 3).unwrap().dtype(), DType::F16);
+    assert_eq!(x.drop_path(0.5, true, 3).unwrap().dtype(), DType::F16);
+    let f = Tensor::randn(&[1, 3, 4, 4], 2, &dev).half().unwrap();
+    assert_eq!(autocast(|| f.gram()).unwrap().dtype(), DType::F32);
+    assert_eq!(f.gram().unwrap().dtype(), DType::F16);
+    let v = Tensor::randn(&[1, 2, 3, 4, 4], 4, &dev).half().unwrap();
+    let w = Tensor::randn(&[2, 2, 2, 3, 3], 5, &dev).half().unwrap();
+    let opts = fovea::ops::Conv3dOptions {
+        stride: [2, 1, 1],
+        ..Default::default()
+    };
+    let y = v.conv_transpose3d(&w, None, opts).unwrap();
+    assert_eq!(y.dtype(), DType::F16);
+    let want = v
+        .float()
+        .unwrap()
+        .conv_transpose3d(&w.float().unwrap(), None, opts)
+        .unwrap();
+    let e = rel_err(&y.to_vec().unwrap(), &want.to_vec().unwrap());
+    assert!(e < 1e-3, "conv_transpose3d in f16: rel. error {e:.2e}");
+    let p = Tensor::randn(&[3], 6, &dev).half().unwrap().requires_grad();
+    let opt = Sgd::new(vec![p.clone()], SgdOptions::default());
+    let mut scaler = fovea::optim::GradScaler::new(Default::default()).unwrap();
+    scaler.scale(&p.sum()).backward().unwrap();
+    let e = scaler.unscale(&opt).unwrap_err().to_string();
+    assert!(e.contains("float16") && e.contains("autocast"), "{e}");
+    opt.zero_grad();
+}

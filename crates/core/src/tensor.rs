@@ -522,7 +522,9 @@ impl Tensor {
                 ));
             }
         }
-        *self.0.grad.lock().unwrap_or_else(|e| e.into_inner()) = g.map(|g| g.detach());
+        // A gradient takes its tensor's dtype.
+        let g = g.map(|g| g.detach().to_dtype(self.dtype())).transpose()?;
+        *self.0.grad.lock().unwrap_or_else(|e| e.into_inner()) = g;
         Ok(())
     }
 

@@ -451,6 +451,8 @@ impl Tensor {
         let y = y
             .reshape(&[n, d, g, kd, og, oh * ow])?
             .permute(&[0, 2, 4, 3, 1, 5])?;
+        // The taps add up in f32 and the sum is rounded once, below.
+        let y = y.float()?;
         let zeros =
             (sd > 1).then(|| Tensor::zeros(&[n * g * og, d, sd - 1, oh * ow], self.device()));
         let mut out: Option<Tensor> = None;
@@ -476,7 +478,8 @@ impl Tensor {
         let out = out
             .expect("kd > 0 was checked")
             .narrow(1, pd, od)?
-            .reshape(&[n, g * og, od, oh, ow])?;
+            .reshape(&[n, g * og, od, oh, ow])?
+            .to_dtype(crate::autocast::gemm_dtype(&[self, weight]))?;
         match bias {
             Some(b) => {
                 check_device(OP, &[self, b])?;
@@ -487,7 +490,7 @@ impl Tensor {
                         format!("bias must have shape [{}], got {:?}", g * og, b.shape()),
                     ));
                 }
-                out.add(&b.reshape(&[1, g * og, 1, 1, 1])?)
+                out.add(&b.reshape(&[1, g * og, 1, 1, 1])?.to_dtype(out.dtype())?)
             }
             None => Ok(out),
         }

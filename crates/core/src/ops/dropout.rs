@@ -21,7 +21,8 @@ impl Tensor {
         }
         let keep = Tensor::rand(self.shape(), seed, self.device())
             .zip_raw(&Tensor::scalar(p, self.device()), BinaryOp::Ge, "dropout")?
-            .mul_scalar(1.0 / (1.0 - p));
+            .mul_scalar(1.0 / (1.0 - p))
+            .to_dtype(self.dtype())?;
         self.mul(&keep)
     }
 }
@@ -54,7 +55,8 @@ impl Tensor {
         shape[0] = self.shape()[0];
         let keep = Tensor::rand(&shape, seed, self.device())
             .zip_raw(&Tensor::scalar(p, self.device()), BinaryOp::Ge, "drop_path")?
-            .mul_scalar(1.0 / (1.0 - p));
+            .mul_scalar(1.0 / (1.0 - p))
+            .to_dtype(self.dtype())?;
         self.mul(&keep)
     }
 }

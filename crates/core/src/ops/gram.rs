@@ -27,7 +27,15 @@ impl Tensor {
             .gram(&f.f32_storage(), n, c, h * w)
             .map_err(|e| e.in_op("gram", &[self.shape()]))?;
         let in_shape = self.shape().to_vec();
-        Ok(Tensor::from_op(
+        // Under autocast the result stays f32: its sums over a whole feature map pass
+        // f16's range.
+        let dtype = if crate::is_autocast_enabled() {
+            crate::DType::F32
+        } else {
+            crate::tensor::result_dtype(&[self])
+        };
+        Ok(Tensor::from_op_as(
+            dtype,
             g,
             vec![n, c, c],
             self.device(),

@@ -147,7 +147,7 @@ impl Tensor {
         let sq_b = other.square().sum_dims(&[1], true)?.t()?;
         // f32 under autocast too: the subtraction cancels for near neighbours, leaving f16's
         // error on ‖a‖² (PyTorch keeps cdist in f32 likewise).
-        let dot = crate::autocast::scope(false, || self.matmul(&other.t()?))?;
+        let dot = crate::autocast::scope(false, || self.float()?.matmul(&other.float()?.t()?))?;
         Ok(sq_a.add(&sq_b)?.sub(&dot.mul_scalar(2.0))?.relu())
     }
 }

@@ -6,8 +6,29 @@ use crate::shape::{numel, resolve_dim};
 use crate::{DType, Error, Result, Tensor};
 
 impl Tensor {
+    /// A sum's result dtype: f32 under autocast (PyTorch lists sum as f32), else the
+    /// input's.
+    fn sum_dtype(&self) -> DType {
+        if crate::is_autocast_enabled() {
+            DType::F32
+        } else {
+            self.dtype()
+        }
+    }
+
     /// Reduces dimension `d` to size 1 (keepdim), recording the graph.
     pub(crate) fn reduce_dim(&self, d: usize, op: ReduceOp) -> Tensor {
+        let dtype = match op {
+            ReduceOp::Sum => self.sum_dtype(),
+            _ => self.dtype(),
+        };
+        self.reduce_dim_as(d, op, dtype)
+    }
+
+    /// [`Tensor::reduce_dim`] with a result of `dtype`: the kernels sum in f32, and
+    /// sums over several steps keep f32 until the last, so that an f16 sum or mean
+    /// rounds once and overflows only if its result does.
+    fn reduce_dim_as(&self, d: usize, op: ReduceOp, dtype: DType) -> Tensor {
         let shape = self.shape();
         let p = ReduceParams {
             outer: numel(&shape[..d]),
@@ -23,11 +44,6 @@ impl Tensor {
             let y = Tensor::leaf(storage.clone(), out_shape.clone(), self.device());
             (self.detach(), y)
         });
-        // Autocast sums in f32 and keeps the f32 result (PyTorch lists sum as f32).
-        let dtype = match op {
-            ReduceOp::Sum if crate::is_autocast_enabled() => DType::F32,
-            _ => self.dtype(),
-        };
         Tensor::from_op_as(
             dtype,
             storage,
@@ -50,6 +66,7 @@ impl Tensor {
         )
     }
 
+    /// Reduces `dims`; a sum's result is f32 (cast by the caller).
     fn reduce_dims(
         &self,
         name: &'static str,
@@ -88,7 +105,10 @@ impl Tensor {
         }
         let mut t = self.clone();
         for &d in &resolved {
-            t = t.reduce_dim(d, op);
+            t = match op {
+                ReduceOp::Sum => t.reduce_dim_as(d, op, DType::F32),
+                _ => t.reduce_dim(d, op),
+            };
         }
         if keepdim {
             return Ok(t);
@@ -109,21 +129,28 @@ impl Tensor {
         on_device(self.flat().reduce_dim(0, ReduceOp::Sum).reshape(&[]), "sum")
     }
 
-    /// Mean of all elements, as a 0-dimensional tensor.
+    /// Mean of all elements, as a 0-dimensional tensor (divided before an f16 result is
+    /// rounded, as PyTorch's).
     pub fn mean(&self) -> Tensor {
-        self.sum().div_scalar(self.numel().max(1) as f32)
+        let sum = self.flat().reduce_dim_as(0, ReduceOp::Sum, DType::F32);
+        let mean = sum.div_scalar(self.numel().max(1) as f32);
+        on_device(
+            mean.reshape(&[]).and_then(|m| m.to_dtype(self.sum_dtype())),
+            "mean",
+        )
     }
 
     /// Sum over `dims` (negative counts from the end); `keepdim` keeps them as size 1.
     pub fn sum_dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
-        self.reduce_dims("sum", dims, keepdim, ReduceOp::Sum)
+        self.reduce_dims("sum", dims, keepdim, ReduceOp::Sum)?
+            .to_dtype(self.sum_dtype())
     }
 
     /// Mean over `dims`.
     pub fn mean_dims(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
         let s = self.reduce_dims("mean", dims, keepdim, ReduceOp::Sum)?;
         let count = (self.numel() / s.numel().max(1)).max(1);
-        Ok(s.div_scalar(count as f32))
+        s.div_scalar(count as f32).to_dtype(self.sum_dtype())
     }
 
     /// Maximum over `dims`; ties share the gradient.

@@ -139,6 +139,18 @@ impl GradScaler {
         // The reciprocal in f64, as PyTorch takes it, so a power-of-two scale divides
         // exactly.
         let inv = (1.0 / self.scale as f64) as f32;
+        // PyTorch refuses too: unscaled in f16, small gradients would flush to zero.
+        let half = |p: &&Tensor| p.grad().is_some_and(|g| g.dtype() != crate::DType::F32);
+        if let Some(p) = opt.params().iter().find(half) {
+            return Err(Error::op(
+                "grad_scaler.unscale",
+                format!(
+                    "cannot unscale {} gradients (parameter of shape {:?}): keep parameters in f32 and run the forward under autocast",
+                    p.dtype(),
+                    p.shape()
+                ),
+            ));
+        }
         let found_inf = no_grad(|| -> Result<bool> {
             let mut count: Option<Tensor> = None;
             for p in opt.params() {

@@ -370,7 +370,10 @@ impl<M: Module> DataParallel<M> {
             for (k, p) in ps[range.clone()].iter().enumerate() {
                 let n = p.numel();
                 let g = (flags[k] > 0.0)
-                    .then(|| Tensor::from_slice(&sum[at..at + n], p.shape(), p.device()))
+                    .then(|| {
+                        Tensor::from_slice(&sum[at..at + n], p.shape(), p.device())?
+                            .to_dtype(p.dtype())
+                    })
                     .transpose()?;
                 p.set_grad(g)?;
                 at += n;
