@@ -59,6 +59,7 @@ fn rounds_the_gemm_family_only(dev: &Device) {
             h.exp().dtype(),
             h.log().dtype(),
             h.powf(2.0).dtype(),
+            h.pow(&h)?.dtype(),
             h.recip().dtype(),
             h.relu().dtype(),
             h.mul_scalar(2.0).dtype(),
@@ -74,7 +75,7 @@ fn rounds_the_gemm_family_only(dev: &Device) {
         DType::F32,
     ]
     .into_iter()
-    .chain([DType::F32, DType::F32, DType::F16, DType::F16]);
+    .chain([DType::F32, DType::F32, DType::F32, DType::F16, DType::F16]);
     assert!(dtypes.into_iter().eq(want), "dtypes under autocast");
     assert_eq!(
         h.exp().dtype(),

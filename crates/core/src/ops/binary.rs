@@ -118,9 +118,14 @@ impl Tensor {
             Ok((g.mul(&share)?, g.mul(&share.affine(-1.0, 1.0))?))
         })
     }
-    /// `a^b` elementwise with broadcasting (the gradient in `b` needs `a > 0`).
+    /// `a^b` elementwise with broadcasting (the gradient in `b` needs `a > 0`); in f32
+    /// under autocast, as PyTorch's.
     pub fn pow(&self, other: &Tensor) -> Result<Tensor> {
-        self.binary(other, BinaryOp::Pow, "pow", |a, b, g| {
+        let (a, b) = (
+            crate::autocast::f32_input(self)?,
+            crate::autocast::f32_input(other)?,
+        );
+        a.binary(&b, BinaryOp::Pow, "pow", |a, b, g| {
             let y = a.zip_raw(b, BinaryOp::Pow, "pow")?;
             let ga = g
                 .mul(b)?
