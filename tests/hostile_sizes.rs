@@ -503,3 +503,33 @@ fn a_strided_convolution_of_an_empty_plane_is_zeros() {
         assert!(gw.iter().all(|&v| v == 0.0), "on {}", dev.name());
     }
 }
+
+/// A grouped transposed convolution of an input with no channels (found by the random
+/// bad-input test, seed 1796185625167743722): the output's channels get nothing, so it is
+/// all zeros, on both devices. The CPU's depthwise input gradient, which the transposed
+/// form runs on, once sliced past an empty buffer for want of output channels.
+#[test]
+fn a_transposed_convolution_of_no_channels_is_zeros() {
+    let mut devices = vec![Device::cpu()];
+    devices.extend(common::gpu(
+        "a_transposed_convolution_of_no_channels_is_zeros",
+    ));
+    for dev in devices {
+        let x = Tensor::zeros(&[2, 0, 2, 7], &dev);
+        let w = Tensor::ones(&[0, 1, 6, 7], &dev);
+        let opts = fovea::ops::ConvTranspose2dOptions {
+            stride: [1, 9],
+            padding: [1, 1],
+            dilation: [2, 2],
+            groups: 2,
+            ..Default::default()
+        };
+        let y = x.conv_transpose2d(&w, None, opts).unwrap();
+        assert_eq!(y.shape(), [2, 2, 10, 65], "on {}", dev.name());
+        assert!(
+            y.to_vec().unwrap().iter().all(|&v| v == 0.0),
+            "on {}",
+            dev.name()
+        );
+    }
+}

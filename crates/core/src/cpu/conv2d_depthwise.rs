@@ -391,7 +391,8 @@ pub fn grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
         multiplier(p),
         p.kernel[0] * p.kernel[1],
     );
-    if hw == 0 {
+    // No output channels (a transposed convolution of an input with none): nothing flows.
+    if hw == 0 || og == 0 {
         return Ok(gx);
     }
     let g = Grid::of(p);
