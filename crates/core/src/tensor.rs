@@ -219,13 +219,7 @@ impl Tensor {
 
     fn full_like(&self, value: f32) -> Tensor {
         let t = Tensor::full(self.shape(), value, self.device());
-        match self.dtype() {
-            DType::F32 => t,
-            dtype => {
-                let s = on_device(t.backend().cast(&t.storage(), dtype), "full");
-                Tensor::leaf(s, self.shape().to_vec(), self.device())
-            }
-        }
+        on_device(t.to_dtype(self.dtype()), "full")
     }
 
     /// Values of a seeded stream: the shape is checked against the device before the

@@ -96,9 +96,12 @@ static LIVE_BYTES: AtomicU64 = AtomicU64::new(0);
 static PEAK_BYTES: AtomicU64 = AtomicU64::new(0);
 static BUFFERS: AtomicU64 = AtomicU64::new(0);
 
-/// A CPU tensor's values, counted in [`LIVE_BYTES`] while alive. `f16_exact` marks values
-/// widened from f16, which autocast need not round again.
-struct HostBuffer(Vec<f32>, bool);
+/// A CPU tensor's values, counted in [`LIVE_BYTES`] while alive.
+struct HostBuffer {
+    values: Vec<f32>,
+    /// The values were widened from f16: autocast need not round them again.
+    f16_exact: bool,
+}
 
 /// Counts a new buffer of `bytes` in the live and peak bytes.
 fn count_new(bytes: usize) {
@@ -117,15 +120,18 @@ fn count_drop(bytes: usize) -> u64 {
 impl HostBuffer {
     fn new(v: Vec<f32>) -> HostBuffer {
         count_new(v.len() * 4);
-        HostBuffer(v, false)
+        HostBuffer {
+            values: v,
+            f16_exact: false,
+        }
     }
 }
 
 impl Drop for HostBuffer {
     fn drop(&mut self) {
-        let live = count_drop(self.0.len() * 4);
+        let live = count_drop(self.values.len() * 4);
         host::recycle(
-            std::mem::take(&mut self.0),
+            std::mem::take(&mut self.values),
             live,
             PEAK_BYTES.load(Ordering::Relaxed),
         );
@@ -137,14 +143,14 @@ impl Drop for HostBuffer {
 pub(crate) fn data(s: &Storage) -> &[f32] {
     &s.downcast::<HostBuffer>()
         .expect("internal error: a non-CPU storage reached the CPU backend")
-        .0
+        .values
 }
 
 /// A GEMM operand as the kernels read it: under autocast rounded to f16, as the GPU's
 /// GEMM stages it (see [`crate::autocast`]), else the storage itself.
 fn operand(s: &Storage) -> Result<Cow<'_, [f32]>> {
     let x = data(s);
-    let exact = s.downcast::<HostBuffer>().is_some_and(|b| b.1);
+    let exact = s.downcast::<HostBuffer>().is_some_and(|b| b.f16_exact);
     if !crate::autocast::is_autocast_enabled() || exact {
         return Ok(x.into());
     }
@@ -189,8 +195,8 @@ fn store(v: impl Values) -> Result<Storage> {
 /// [`store`] for values widened from f16.
 fn store_f16_exact(v: Vec<f32>) -> Storage {
     let mut b = HostBuffer::new(v);
-    b.1 = true;
-    Storage::new(b.0.len(), b)
+    b.f16_exact = true;
+    Storage::new(b.values.len(), b)
 }
 
 /// Slices at least this long are split across threads.
@@ -281,10 +287,10 @@ impl Backend for CpuBackend {
         let Some(buf) = x.downcast_mut::<HostBuffer>() else {
             return Ok(false);
         };
-        buf.1 = false;
+        buf.f16_exact = false;
         self.times.time(
             || format!("{op:?} in place"),
-            || elementwise::unary_in_place(&mut buf.0, op),
+            || elementwise::unary_in_place(&mut buf.values, op),
         );
         Ok(true)
     }
