@@ -6,6 +6,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use super::reduce::fold_halves;
 use super::{simd, PAR_CHUNK};
 use crate::backend::ChannelParams;
 use crate::host;
@@ -21,18 +22,6 @@ fn planes_per_task(p: &ChannelParams) -> usize {
 /// independent ones vectorise (sixteen measured no faster: the pass is memory-bound).
 const LANES: usize = 8;
 
-/// The lanes added pairwise in a fixed order.
-fn fold(mut acc: [f64; LANES]) -> f64 {
-    let mut n = LANES;
-    while n > 1 {
-        n /= 2;
-        for l in 0..n {
-            acc[l] += acc[l + n];
-        }
-    }
-    acc[0]
-}
-
 /// `Σ a` and `Σ (a − ca)(b − cb)` of one plane, in [`LANES`] lanes.
 fn plane_sums(a: &[f32], b: Option<(&[f32], f32, f32)>) -> (f64, f64) {
     let mut s1 = [0.0f64; LANES];
@@ -43,7 +32,7 @@ fn plane_sums(a: &[f32], b: Option<(&[f32], f32, f32)>) -> (f64, f64) {
             s1.iter_mut().zip(c).for_each(|(s, &v)| *s += v as f64);
         }
         return (
-            fold(s1) + a_rest.iter().map(|&v| v as f64).sum::<f64>(),
+            fold_halves(s1) + a_rest.iter().map(|&v| v as f64).sum::<f64>(),
             0.0,
         );
     };
@@ -56,7 +45,7 @@ fn plane_sums(a: &[f32], b: Option<(&[f32], f32, f32)>) -> (f64, f64) {
             s2[l] += ((al[l] - ca) * (bl[l] - cb)) as f64;
         }
     }
-    let (mut t1, mut t2) = (fold(s1), fold(s2));
+    let (mut t1, mut t2) = (fold_halves(s1), fold_halves(s2));
     for (&va, &vb) in a_rest.iter().zip(b_rest) {
         t1 += va as f64;
         t2 += ((va - ca) * (vb - cb)) as f64;

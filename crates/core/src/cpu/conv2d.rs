@@ -3,8 +3,9 @@
 //! weight is large (see [`images_per_gemm`]); depthwise convolutions go to
 //! `conv2d_depthwise.rs`, and stride-1 ones to the zero-padded input's wide grid where its
 //! padding costs little: the forward by direct products (`conv_shifted::forward_applies`),
-//! the gradients by GEMMs per run of columns for 16 or more channels per group
-//! (`conv_shifted::applies`) or by direct products for fewer (`conv_direct::applies`).
+//! the gradients by direct products too (the weight's in `conv_weight.rs` for 16 or more
+//! channels per group), where the grid's dropped columns are few (`conv_shifted::applies`)
+//! or the channels are (`conv_direct::applies`).
 //! Strided ones with more than one tap take direct products on the input's phase grid
 //! (`conv2d_strided.rs`): the forward, and the weight gradient for fewer than 16 channels
 //! per group.

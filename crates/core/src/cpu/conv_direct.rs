@@ -1,9 +1,9 @@
 //! The products of stride-1 convolutions computed directly on the zero-padded input's
 //! wide columns (see `conv_shifted.rs`): no im2col and no GEMM. Every such forward is
 //! [`block`]'s products, and so are depthwise layers' on their phase grid
-//! (`conv2d_depthwise.rs`). With few input channels per group (a network's first layers:
-//! LeNet's 1 and 6, an RGB image's 3), both gradients are direct too: the input gradient
-//! [`block`]'s products, the weight gradient [`weight_block`]'s sums.
+//! (`conv2d_depthwise.rs`), and every such input gradient ([`grad_input`]). With few input
+//! channels per group (a network's first layers: LeNet's 1 and 6, an RGB image's 3), the
+//! weight gradient is [`weight_block`]'s sums; with more, `conv_weight.rs`'s.
 //!
 //! Each output column of the wide grid reads the input at its own number plus one offset
 //! per (channel, tap) pair, so a block of `OB` output channels × `L` consecutive columns
@@ -18,7 +18,10 @@
 //! project builds for baseline x86-64, which would otherwise leave 4-wide SSE here).
 
 use super::conv2d::{per_image, per_image_sum};
-use super::conv_shifted::{grid_fits, rows_of, spread, wide, Wide, MIN_CHANNELS};
+use super::conv_shifted::{
+    grid_fits, keep_columns, per_block, spread, wide, Wide, CHUNK_VALUES, FORWARD_COLS,
+    MIN_CHANNELS,
+};
 use crate::backend::Conv3dParams;
 use crate::host;
 use crate::Result;
@@ -68,19 +71,19 @@ pub(super) fn pair_offsets(wd: &Wide) -> Vec<usize> {
         .collect()
 }
 
-/// The input gradient of a thin-group convolution ([`applies`]) as the forward's
-/// direct products run backwards, for finite weights (an ∞ one would meet the zeros around
-/// the output gradient as 0·∞). Padded input position `q` gathers `w[o][c][t] · gy` at wide
-/// output column `q − off_t` over every (output channel, tap): with the output gradient
-/// placed `far` (the last tap's offset) into a zeroed buffer, at each output position's
-/// padded-input number, that is a read at `q + far − off_t`, one more product of
-/// [`block`] with the weight transposed to rows of input channels. The padded
-/// border of the result is then dropped.
+/// The input gradient of a stride-1 convolution as the forward's direct products run
+/// backwards, for finite weights (an ∞ one would meet the zeros around the output gradient
+/// as 0·∞). Padded input position `q` gathers `w[o][c][t] · gy` at wide output column
+/// `q − off_t` over every (output channel, tap): with the output gradient placed `far`
+/// (the last tap's offset) into a zeroed buffer, at each output position's padded-input
+/// number, that is a read at `q + far − off_t`, one more product of [`block`] with the
+/// weight transposed to rows of input channels. As in the forward, runs of wide columns
+/// over the input's rows keep a block of sums in cache while every pair adds into it, and
+/// the padded border's columns are computed and dropped.
 pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<f32>> {
     let wd = wide(p);
     let (taps, far) = (wd.taps.len(), wd.taps.iter().max().copied().unwrap_or(0));
-    let ld = wd.channel.next_multiple_of(MAX_L);
-    let ldg = far + ld;
+    let ldg = far + wd.channel;
     let pairs = wd.og * taps;
     let mut wt = host::zeros(p.weight_len())?;
     for (gi, w_g) in w.chunks(wd.og * wd.kdim).enumerate() {
@@ -94,29 +97,52 @@ pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<
         .flat_map(|o| wd.taps.iter().map(move |off| o * ldg + far - off))
         .collect();
     let [od, oh, ow] = p.output;
+    let [d, h, iw] = p.input;
+    // Where each input plane's first value sits in its padded channel, and how many wide
+    // columns reach its last.
+    let first =
+        |a: usize| ((a + p.padding[0]) * wd.plane / wd.wp + p.padding[1]) * wd.wp + p.padding[2];
+    let span = (h - 1) * wd.wp + iw;
+    let cols = (CHUNK_VALUES / wd.cg.max(1)).max(FORWARD_COLS);
     let mut gx = host::zeros(p.input_len())?;
     per_image(&mut gx, p.c_in * wd.in_len, p.n, |ni, gx_n| {
         let gy_n = &gy[ni * p.c_out * wd.out_len..][..p.c_out * wd.out_len];
         let mut ext = host::zeros(p.c_out * ldg + MAX_L)?;
-        for (dst, src) in ext.chunks_mut(ldg).zip(gy_n.chunks(wd.out_len)) {
-            for (a, plane) in src.chunks(oh * ow).enumerate().take(od) {
-                for (r, row) in plane.chunks(ow).enumerate() {
-                    dst[far + a * wd.plane + r * wd.wp..][..ow].copy_from_slice(row);
+        per_block(&mut ext[..p.c_out * ldg], ldg, |o0, block| {
+            for (dst, src) in block
+                .chunks_mut(ldg)
+                .zip(gy_n[o0 * wd.out_len..].chunks(wd.out_len))
+            {
+                for (a, plane) in src.chunks(oh * ow).enumerate().take(od) {
+                    for (r, row) in plane.chunks(ow).enumerate() {
+                        dst[far + a * wd.plane + r * wd.wp..][..ow].copy_from_slice(row);
+                    }
                 }
             }
-        }
-        let mut out = host::zeros(wd.cg * ld)?;
+            Ok(())
+        })?;
         for gi in 0..p.groups {
             let w_g = &wt[gi * wd.cg * pairs..][..wd.cg * pairs];
             let ext_g = &ext[gi * wd.og * ldg..];
-            block(w_g, pairs, wd.cg, ext_g, 0, &offs, wd.channel, &mut out, ld);
             let gx_g = &mut gx_n[gi * wd.cg * wd.in_len..][..wd.cg * wd.in_len];
-            let row = p.input[2];
-            for (dst, src) in gx_g.chunks_mut(wd.in_len).zip(out.chunks(ld)) {
-                for (values, at) in dst.chunks_mut(row).zip(rows_of(p, &wd, true)) {
-                    values.copy_from_slice(&src[at..at + row]);
+            per_block(gx_g, wd.in_len, |c0, gx_b| {
+                let cb = gx_b.len() / wd.in_len;
+                let mut out = host::with_capacity(cb * cols.next_multiple_of(MAX_L))?;
+                for a in 0..d {
+                    for j in (0..span).step_by(cols) {
+                        let n = cols.min(span - j);
+                        let ld = n.next_multiple_of(MAX_L);
+                        out.resize(cb * ld, 0.0);
+                        let w_b = &w_g[c0 * pairs..];
+                        block(w_b, pairs, cb, ext_g, first(a) + j, &offs, n, &mut out, ld);
+                        for (wide, g) in out.chunks(ld).zip(gx_b.chunks_mut(wd.in_len)) {
+                            let g = &mut g[a * h * iw..][..h * iw];
+                            keep_columns(&wide[..n], j, wd.wp, iw, g);
+                        }
+                    }
                 }
-            }
+                Ok(())
+            })?;
         }
         Ok(())
     })?;
@@ -202,6 +228,7 @@ macro_rules! by_cpu {
         $inner::<$($c),*>($($arg),*)
     }};
 }
+pub(super) use by_cpu;
 
 /// Adds the products of `og` output channels' weights (`w`, rows of `kdim`) and the
 /// padded input `x` into `out` (`og` rows `ld` apart) for wide columns `0..cols`, where
@@ -452,21 +479,31 @@ fn sums<const OB: usize, const KB: usize, const L: usize, const FMA: bool>(
             std::array::from_fn(|o| g_rows[o][b * L..][..L].try_into().expect("L values"));
         let xv: [[f32; L]; KB] =
             std::array::from_fn(|k| x_rows[k][b * L..][..L].try_into().expect("L values"));
-        for (acc, g) in acc.iter_mut().zip(&g) {
-            for (a, xv) in acc.iter_mut().zip(&xv) {
-                for l in 0..L {
-                    a[l] = if FMA {
-                        g[l].mul_add(xv[l], a[l])
-                    } else {
-                        a[l] + g[l] * xv[l]
-                    };
-                }
-            }
-        }
+        outer_products::<OB, KB, L, FMA>(&mut acc, &g, &xv);
     }
     for (o, acc) in acc.iter().enumerate() {
         for (k, a) in acc.iter().enumerate() {
             lanes[(o * kdim + k) * LANES..][..L].copy_from_slice(a);
+        }
+    }
+}
+
+/// `acc[o][k] += g[o] · xv[k]` lane by lane: one step of the weight gradient's sums.
+#[inline(always)]
+pub(super) fn outer_products<const OB: usize, const KB: usize, const L: usize, const FMA: bool>(
+    acc: &mut [[[f32; L]; KB]; OB],
+    g: &[[f32; L]; OB],
+    xv: &[[f32; L]; KB],
+) {
+    for (acc, g) in acc.iter_mut().zip(g) {
+        for (a, xv) in acc.iter_mut().zip(xv) {
+            for l in 0..L {
+                a[l] = if FMA {
+                    g[l].mul_add(xv[l], a[l])
+                } else {
+                    a[l] + g[l] * xv[l]
+                };
+            }
         }
     }
 }

@@ -10,6 +10,7 @@ mod conv2d_depthwise;
 mod conv2d_strided;
 mod conv_direct;
 mod conv_shifted;
+mod conv_weight;
 mod elementwise;
 mod gemm;
 mod layout;

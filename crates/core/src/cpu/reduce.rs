@@ -7,6 +7,21 @@ use crate::backend::{ReduceOp, ReduceParams};
 use crate::host;
 use crate::Result;
 
+/// The lanes of a vector of partial sums added pairwise in a fixed order (halves, then
+/// quarters, …), which keeps the adds in vector registers.
+#[inline(always)]
+pub(super) fn fold_halves<T: Copy + std::ops::AddAssign, const N: usize>(mut v: [T; N]) -> T {
+    let mut n = N;
+    while n > 1 {
+        n /= 2;
+        for l in 0..n {
+            let hi = v[l + n];
+            v[l] += hi;
+        }
+    }
+    v[0]
+}
+
 /// The sum of `x` in eight interleaved lanes, combined in a fixed order: one running sum
 /// waits out each add's latency, eight independent ones vectorise.
 fn lanes_sum(x: &[f32]) -> f64 {

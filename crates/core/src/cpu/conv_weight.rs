@@ -1,0 +1,228 @@
+//! The weight gradient of stride-1 convolutions with 16+ channels per group, as dot
+//! products over the wide grid (`conv_shifted.rs`): `gw[o][c][t]` is the output gradient's
+//! row `o` dotted with the padded input's channel `c` read from tap `t`'s offset. Both rows
+//! are contiguous runs of columns, so blocks of output channels × (channel, tap) pairs
+//! hold their sums in vector registers and read each row once per block.
+//!
+//! This replaced a GEMM per run of 256 wide columns with the taps' rows gathered as its
+//! operand: both of that product's operands run along its depth (the columns), so
+//! `matrixmultiply` transposed both while packing them, and on ResNet's 3×3 layers the
+//! packing took a third as long as the products (perf, 2026-12-02).
+//!
+//! The sums of a block are added across once per chunk of columns ([`CHUNK_STEPS`]),
+//! which may span several images (deep layers' planes are short).
+
+use super::conv_direct::{by_cpu, outer_products, pair_offsets, MAX_L};
+use super::conv_shifted::{per_block, spread, wide, Wide};
+use super::reduce::fold_halves;
+use crate::backend::Conv3dParams;
+use crate::host;
+use crate::Result;
+
+/// Vector steps per chunk (4,096 columns with 16 lanes). Each block's sums are added
+/// across once per chunk; chunks of 1,024 to 16,384 columns measured alike on ResNet's
+/// 3×3 layers (2026-12-02), shorter ones slower, even where a chunk's rows outgrow the
+/// second-level cache (the reads are sequential).
+const CHUNK_STEPS: usize = 256;
+
+/// Values of the padded inputs and widened output gradients made at once (64 MiB): a
+/// whole batch of ResNet's layers at 224², two images at a time of VGG's first layers.
+/// Tests take less, so that their small images go in several groups too.
+const GROUP_VALUES: usize = if cfg!(test) { 1 << 18 } else { 1 << 24 };
+
+/// Lanes of the widest vector any version uses: rows are padded to a multiple of it.
+const LANES: usize = 16;
+
+/// One piece of a chunk: a run of `steps` vectors of columns, starting at `gy` in the
+/// widened output gradient and at `x` in the padded input (per image and plane).
+#[derive(Clone, Copy)]
+struct Piece {
+    gy: usize,
+    x: usize,
+    steps: usize,
+}
+
+/// `p`'s weight gradient for finite `x` (an ∞ would meet the output gradient's zeros in
+/// the dropped columns as 0·∞).
+pub(super) fn grad_weight(x: &[f32], gy: &[f32], p: &Conv3dParams) -> Result<Vec<f32>> {
+    let wd = &wide(p);
+    let [od, oh, ow] = p.output;
+    let per_plane = ((oh - 1) * wd.wp + ow).next_multiple_of(LANES);
+    let glen = od * per_plane;
+    let per_image = p.c_in * wd.channel + p.c_out * glen;
+    let batch = (GROUP_VALUES / per_image.max(1)).clamp(1, p.n);
+    let offs = pair_offsets(wd);
+    let mut gw = host::zeros(p.weight_len())?;
+    for n0 in (0..p.n).step_by(batch) {
+        let nb = batch.min(p.n - n0);
+        let part = Conv3dParams { n: nb, ..*p };
+        let x_b = &x[n0 * p.c_in * wd.in_len..][..nb * p.c_in * wd.in_len];
+        let gy_b = &gy[n0 * p.c_out * wd.out_len..][..nb * p.c_out * wd.out_len];
+        // Rows are read a whole vector past a plane's last column, and the input's taps
+        // further: zeros in the output gradient there, the input's slack below.
+        let xp = spread(x_b, &part, wd, true, MAX_L)?;
+        let gyw = widened(gy_b, &part, wd, per_plane)?;
+        let chunks = chunks(&part, wd, per_plane, glen);
+        for (gi, gw_g) in gw.chunks_mut(wd.og * wd.kdim).enumerate() {
+            let (x_g, gy_g) = (&xp[gi * wd.cg * wd.channel..], gi * wd.og * glen);
+            // Each thread takes whole rows of the gradient, so the sums do not depend on
+            // the schedule.
+            per_block(gw_g, wd.kdim, |o0, rows| {
+                for chunk in &chunks {
+                    dots(&gyw[gy_g + o0 * glen..], glen, x_g, &offs, chunk, rows);
+                }
+                Ok(())
+            })?;
+        }
+    }
+    Ok(gw)
+}
+
+/// The output gradient's planes on the wide grid, each `per_plane` long: zeros in the
+/// dropped columns and past the last one.
+fn widened(gy: &[f32], p: &Conv3dParams, wd: &Wide, per_plane: usize) -> Result<Vec<f32>> {
+    let [od, oh, ow] = p.output;
+    let glen = od * per_plane;
+    let mut gyw = host::zeros(p.n * p.c_out * glen)?;
+    per_block(&mut gyw, glen, |c0, block| {
+        let src = gy[c0 * wd.out_len..].chunks(wd.out_len);
+        for (dst, src) in block.chunks_mut(glen).zip(src) {
+            for (a, plane) in src.chunks(oh * ow).enumerate() {
+                for (r, row) in plane.chunks(ow).enumerate() {
+                    dst[a * per_plane + r * wd.wp..][..ow].copy_from_slice(row);
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(gyw)
+}
+
+/// Every (image, plane)'s run of columns, cut into chunks of [`CHUNK_STEPS`] vectors; short
+/// planes (deep layers' 7² or 14²) share a chunk.
+fn chunks(p: &Conv3dParams, wd: &Wide, per_plane: usize, glen: usize) -> Vec<Vec<Piece>> {
+    let chunk = CHUNK_STEPS;
+    let steps = per_plane / LANES;
+    let mut out = vec![Vec::new()];
+    let mut filled = 0;
+    for ni in 0..p.n {
+        for a in 0..p.output[0] {
+            let mut s = 0;
+            while s < steps {
+                let take = (chunk - filled).min(steps - s);
+                out.last_mut().expect("a chunk").push(Piece {
+                    gy: ni * p.c_out * glen + a * per_plane + s * LANES,
+                    x: ni * p.c_in * wd.channel + a * wd.plane + s * LANES,
+                    steps: take,
+                });
+                (s, filled) = (s + take, filled + take);
+                if filled == chunk {
+                    out.push(Vec::new());
+                    filled = 0;
+                }
+            }
+        }
+    }
+    out.retain(|c| !c.is_empty());
+    out
+}
+
+/// Adds one chunk's products into `rows` (output channels' rows of the weight gradient,
+/// `offs.len()` each): row `o` of `gy` (rows `glen` apart) dotted with the input `x` at
+/// each pair's offset, over the chunk's pieces.
+fn dots(gy: &[f32], glen: usize, x: &[f32], offs: &[usize], chunk: &[Piece], rows: &mut [f32]) {
+    let kdim = offs.len();
+    let og = rows.len() / kdim.max(1);
+    let far = offs.iter().max().copied().unwrap_or(0);
+    for pc in chunk {
+        let reach = pc.steps * LANES;
+        assert!(
+            og == 0 || gy.len() >= (og - 1) * glen + pc.gy + reach,
+            "conv_weight: output gradient too short"
+        );
+        assert!(
+            x.len() >= pc.x + far + reach,
+            "conv_weight: input without its slack"
+        );
+    }
+    by_cpu!(
+        dot_blocks(gy: &[f32], glen: usize, x: &[f32], offs: &[usize], chunk: &[Piece],
+            rows: &mut [f32]),
+        avx512: [4, 6, 16, true],
+        avx2: [2, 4, 8, true],
+        base: [2, 4, 8, false]
+    )
+}
+
+/// Every block of `OB` output channels × `KB` pairs; the channels and pairs left over in
+/// blocks of one.
+#[inline(always)]
+fn dot_blocks<const OB: usize, const KB: usize, const L: usize, const FMA: bool>(
+    gy: &[f32],
+    glen: usize,
+    x: &[f32],
+    offs: &[usize],
+    chunk: &[Piece],
+    rows: &mut [f32],
+) {
+    let kdim = offs.len();
+    let og = rows.len() / kdim.max(1);
+    let (whole_o, whole_k) = (og - og % OB, kdim - kdim % KB);
+    let mut o0 = 0;
+    while o0 < og {
+        let ob = if o0 < whole_o { OB } else { 1 };
+        let gy_o = &gy[o0 * glen..];
+        let mut k0 = 0;
+        while k0 < kdim {
+            let kb = if k0 < whole_k { KB } else { 1 };
+            let out = &mut rows[o0 * kdim + k0..];
+            let offs = &offs[k0..k0 + kb];
+            match (ob == OB, kb == KB) {
+                (true, true) => sums::<OB, KB, L, FMA>(gy_o, glen, x, offs, chunk, out, kdim),
+                (true, false) => sums::<OB, 1, L, FMA>(gy_o, glen, x, offs, chunk, out, kdim),
+                (false, true) => sums::<1, KB, L, FMA>(gy_o, glen, x, offs, chunk, out, kdim),
+                (false, false) => sums::<1, 1, L, FMA>(gy_o, glen, x, offs, chunk, out, kdim),
+            }
+            k0 += kb;
+        }
+        o0 += ob;
+    }
+}
+
+/// `OB` output channels × `KB` pairs over one chunk, `L` lanes of sums each in registers,
+/// added across at the end into `out` (rows `kdim` apart).
+#[inline(always)]
+fn sums<const OB: usize, const KB: usize, const L: usize, const FMA: bool>(
+    gy: &[f32],
+    glen: usize,
+    x: &[f32],
+    offs: &[usize],
+    chunk: &[Piece],
+    out: &mut [f32],
+    kdim: usize,
+) {
+    let mut acc = [[[0.0f32; L]; KB]; OB];
+    for pc in chunk {
+        let n = pc.steps * (LANES / L) * L;
+        // Whole rows checked once, so the loop below loads each vector once.
+        let g_rows: [&[f32]; OB] = std::array::from_fn(|o| &gy[o * glen + pc.gy..][..n]);
+        let x_rows: [&[f32]; KB] = std::array::from_fn(|k| &x[pc.x + offs[k]..][..n]);
+        for b in 0..n / L {
+            // SAFETY: every row holds `n` values and `b·L + l < n`. Checked reads here
+            // left the loop a panicking exit, and then the compiler stored every sum back
+            // to memory on each step.
+            let g: [[f32; L]; OB] = std::array::from_fn(|o| {
+                std::array::from_fn(|l| unsafe { *g_rows[o].get_unchecked(b * L + l) })
+            });
+            let xv: [[f32; L]; KB] = std::array::from_fn(|k| {
+                std::array::from_fn(|l| unsafe { *x_rows[k].get_unchecked(b * L + l) })
+            });
+            outer_products::<OB, KB, L, FMA>(&mut acc, &g, &xv);
+        }
+    }
+    for (o, acc) in acc.iter().enumerate() {
+        for (k, a) in acc.iter().enumerate() {
+            out[o * kdim + k] += fold_halves(*a);
+        }
+    }
+}
