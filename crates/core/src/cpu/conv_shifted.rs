@@ -426,8 +426,8 @@ fn grad_input_image(
 
 pub(super) fn grad_weight(x: &[f32], gy: &[f32], p: &Conv3dParams) -> Result<Vec<f32>> {
     let wd = wide(p);
-    if x.iter().all(|v| v.is_finite()) {
-        return conv_weight::grad_weight(x, gy, p);
+    if let Some(gw) = conv_weight::grad_weight(x, gy, p)? {
+        return Ok(gw);
     }
     per_image_sum(
         p.n,

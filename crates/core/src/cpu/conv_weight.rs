@@ -25,10 +25,11 @@ use crate::Result;
 /// second-level cache (the reads are sequential).
 const CHUNK_STEPS: usize = 256;
 
-/// Values of the padded inputs and widened output gradients made at once (64 MiB): a
-/// whole batch of ResNet's layers at 224², two images at a time of VGG's first layers.
-/// Tests take less, so that their small images go in several groups too.
-const GROUP_VALUES: usize = if cfg!(test) { 1 << 18 } else { 1 << 24 };
+/// Values of the padded inputs and widened output gradients made at once (4 MiB, which
+/// stay in the processor's cache while the products read them): 2 images of ResNet's
+/// 64-channel layers at 56², 8 of its 256-channel ones at 14². Tests take less, so that
+/// their small images go in several groups too.
+const GROUP_VALUES: usize = if cfg!(test) { 1 << 18 } else { 1 << 20 };
 
 /// Lanes of the widest vector any version uses: rows are padded to a multiple of it.
 const LANES: usize = 16;
@@ -42,9 +43,10 @@ struct Piece {
     steps: usize,
 }
 
-/// `p`'s weight gradient for finite `x` (an ∞ would meet the output gradient's zeros in
-/// the dropped columns as 0·∞).
-pub(super) fn grad_weight(x: &[f32], gy: &[f32], p: &Conv3dParams) -> Result<Vec<f32>> {
+/// `p`'s weight gradient, or `None` where `x` holds a non-finite value (an ∞ would meet
+/// the output gradient's zeros in the dropped columns as 0·∞). Each group of images is
+/// checked once padded, while it is cached.
+pub(super) fn grad_weight(x: &[f32], gy: &[f32], p: &Conv3dParams) -> Result<Option<Vec<f32>>> {
     let wd = &wide(p);
     let [od, oh, ow] = p.output;
     let per_plane = ((oh - 1) * wd.wp + ow).next_multiple_of(LANES);
@@ -61,6 +63,9 @@ pub(super) fn grad_weight(x: &[f32], gy: &[f32], p: &Conv3dParams) -> Result<Vec
         // Rows are read a whole vector past a plane's last column, and the input's taps
         // further: zeros in the output gradient there, the input's slack below.
         let xp = spread(x_b, &part, wd, true, MAX_L)?;
+        if !xp.iter().all(|v| v.is_finite()) {
+            return Ok(None);
+        }
         let gyw = widened(gy_b, &part, wd, per_plane)?;
         let chunks = chunks(&part, wd, per_plane, glen);
         for (gi, gw_g) in gw.chunks_mut(wd.og * wd.kdim).enumerate() {
@@ -75,7 +80,7 @@ pub(super) fn grad_weight(x: &[f32], gy: &[f32], p: &Conv3dParams) -> Result<Vec
             })?;
         }
     }
-    Ok(gw)
+    Ok(Some(gw))
 }
 
 /// The output gradient's planes on the wide grid, each `per_plane` long: zeros in the
@@ -148,6 +153,7 @@ fn dots(gy: &[f32], glen: usize, x: &[f32], offs: &[usize], chunk: &[Piece], row
     by_cpu!(
         dot_blocks(gy: &[f32], glen: usize, x: &[f32], offs: &[usize], chunk: &[Piece],
             rows: &mut [f32]),
+        // 4 × 6 sums (24 registers) and 10 loads per step; 6 × 4, 4 × 4 were slower
         avx512: [4, 6, 16, true],
         avx2: [2, 4, 8, true],
         base: [2, 4, 8, false]
