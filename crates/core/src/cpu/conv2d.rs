@@ -14,6 +14,7 @@ use rayon::prelude::*;
 
 use super::conv_direct;
 use super::conv_shifted;
+use super::conv_taps;
 use super::gemm::{gemm, Layout};
 use super::{conv2d_depthwise, conv2d_strided};
 use crate::backend::Conv2dParams;
@@ -465,6 +466,9 @@ pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
     if p.is_depthwise() {
         return conv2d_depthwise::forward(x, w, p);
     }
+    if let Some((q, lo)) = conv_taps::cropped(p) {
+        return forward(x, &conv_taps::crop_weight(w, p, &q, lo)?, &q);
+    }
     let p3 = conv_shifted::from_2d(p);
     if conv_shifted::forward_applies(&p3) {
         return conv_shifted::forward(x, w, &p3);
@@ -527,6 +531,9 @@ pub fn grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
     let g = geo(p);
     if p.is_depthwise() {
         return conv2d_depthwise::grad_input(gy, w, p);
+    }
+    if let Some((q, lo)) = conv_taps::cropped(p) {
+        return grad_input(gy, &conv_taps::crop_weight(w, p, &q, lo)?, &q);
     }
     let p3 = conv_shifted::from_2d(p);
     if conv_shifted::applies(&p3) {
@@ -646,6 +653,9 @@ pub fn grad_weight(x: &[f32], gy: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> 
     }
     if p.is_depthwise() {
         return conv2d_depthwise::grad_weight(x, gy, p);
+    }
+    if let Some((q, lo)) = conv_taps::cropped(p) {
+        return conv_taps::uncrop_weight(&grad_weight(x, gy, &q)?, p, &q, lo);
     }
     let p3 = conv_shifted::from_2d(p);
     if conv_shifted::applies(&p3) {

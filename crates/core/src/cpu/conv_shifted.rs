@@ -99,9 +99,19 @@ pub(super) fn applies(p: &Conv3dParams) -> bool {
 /// Whether [`forward`] serves `p`: the grid fits, and at most half again as many columns
 /// as the output has. The direct products outrun im2col's GEMM by more than the dropped
 /// columns cost: at 7², 512 channels (9 columns for 7) took 14.7–14.9 ms at batch 8
-/// against im2col's 16.8–17.1, and 2.0–2.1 against 2.8–3.3 at batch 1.
+/// against im2col's 16.8–17.1, and 2.0–2.1 against 2.8–3.3 at batch 1. A plane whose
+/// wide columns fit one block of the products goes there too however many are dropped:
+/// a 3² map of 256 channels (13 columns for 9) took 0.34–0.37 ms in the face ResNet
+/// against im2col's 0.45–0.49, whose GEMM copies the whole 2.4 MB weight to pack it for
+/// 9 columns.
 pub(super) fn forward_applies(p: &Conv3dParams) -> bool {
-    grid_fits(p).is_some_and(|wp| wp.saturating_mul(2) <= p.output[2].saturating_mul(3))
+    grid_fits(p).is_some_and(|wp| {
+        let span = (p.output[1] - 1)
+            .saturating_mul(wp)
+            .saturating_add(p.output[2]);
+        wp.saturating_mul(2) <= p.output[2].saturating_mul(3)
+            || (p.output[0] == 1 && span <= conv_direct::MAX_L)
+    })
 }
 
 /// Wide columns per product in the gradients. There, a GEMM per tap would have an output

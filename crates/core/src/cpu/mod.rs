@@ -10,6 +10,7 @@ mod conv2d_depthwise;
 mod conv2d_strided;
 mod conv_direct;
 mod conv_shifted;
+mod conv_taps;
 mod conv_weight;
 mod elementwise;
 mod gemm;
@@ -72,7 +73,11 @@ fn conv_name(op: &str, p: &Conv2dParams) -> String {
     } else {
         String::new()
     };
-    format!("{op} {kh}x{kw} s{sh}x{sw}{groups}")
+    let name = format!("{op} {kh}x{kw} s{sh}x{sw}{groups}");
+    if !profile::by_shape() {
+        return name;
+    }
+    format!("{name} n{} {}->{} {}x{}", p.n, p.c_in, p.c_out, p.h, p.w)
 }
 
 fn conv3d_name(op: &str, p: &Conv3dParams) -> String {

@@ -3,10 +3,11 @@
 //! it returns, so its wall time is the op's time. Names
 //! carry what tells calls of one op apart where it matters (the binary op, the
 //! convolution's kernel, stride and groups), so a profile of a whole network says which
-//! layer shapes take the time.
+//! layer shapes take the time. `FOVEA_PROFILE=shapes` also names each convolution's
+//! batch, channels and input size, which tells a network's layers apart.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use crate::backend::KernelTime;
@@ -16,6 +17,12 @@ pub(super) struct OpTimes {
     on: bool,
     /// Calls and milliseconds per name since the last `take`.
     tally: Mutex<HashMap<String, (usize, f64)>>,
+}
+
+/// Whether profiles name convolutions by their full shape (`FOVEA_PROFILE=shapes`).
+pub(super) fn by_shape() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("FOVEA_PROFILE").is_ok_and(|v| v == "shapes"))
 }
 
 impl OpTimes {

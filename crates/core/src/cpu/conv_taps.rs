@@ -1,0 +1,132 @@
+//! Kernel taps that read only padding: a 3×3 convolution with padding 1 on a 1×1 map (the
+//! last stage of dlib's face ResNet) multiplies 8 of its 9 taps by zeros. Where such taps
+//! form an equal border on both sides of an axis, the convolution is the one with those
+//! taps cut off and that much less padding, whose weight is a ninth as large there: the
+//! face ResNet's 256-channel 1×1 layer read 2.4 MB of weights for 256 KB of use.
+
+use crate::backend::Conv2dParams;
+use crate::host;
+use crate::Result;
+
+/// The convolution without the taps that read only padding, and how many were cut from
+/// the start of each axis; `None` where every tap reads the input somewhere or the dead
+/// taps are not an equal border (so the output keeps its size).
+pub(super) fn cropped(p: &Conv2dParams) -> Option<(Conv2dParams, [usize; 2])> {
+    let axes = [0, 1].map(|a| {
+        let (len, out) = if a == 0 { (p.h, p.oh) } else { (p.w, p.ow) };
+        live(
+            len,
+            out,
+            p.kernel[a],
+            p.stride[a],
+            p.padding[a],
+            p.dilation[a],
+        )
+    });
+    let mut q = *p;
+    let mut lo = [0; 2];
+    for (a, (first, end)) in axes.into_iter().enumerate() {
+        let cut = p.kernel[a] - end;
+        if first != cut || first * p.dilation[a] > p.padding[a] {
+            return None;
+        }
+        q.kernel[a] = end - first;
+        q.padding[a] = p.padding[a] - first * p.dilation[a];
+        lo[a] = first;
+    }
+    (lo != [0, 0]).then_some((q, lo))
+}
+
+/// The first tap and one past the last that some output position reads a real input
+/// value with, along one axis (`(0, k)` where none does: nothing to cut then).
+fn live(len: usize, out: usize, k: usize, s: usize, pad: usize, d: usize) -> (usize, usize) {
+    let reads = |t: usize| {
+        // Output i reads position i·s + t·d − pad; some i < out must land in 0..len.
+        let from = pad as isize - (t * d) as isize;
+        let i0 = if from <= 0 {
+            0
+        } else {
+            (from as usize).div_ceil(s.max(1))
+        };
+        i0 < out && (i0 * s) as isize - from < len as isize
+    };
+    match ((0..k).find(|&t| reads(t)), (0..k).rev().find(|&t| reads(t))) {
+        (Some(first), Some(last)) => (first, last + 1),
+        _ => (0, k),
+    }
+}
+
+/// `w`'s taps that `q` keeps, `lo` from the start of each axis of `p`'s kernel.
+pub(super) fn crop_weight(
+    w: &[f32],
+    p: &Conv2dParams,
+    q: &Conv2dParams,
+    lo: [usize; 2],
+) -> Result<Vec<f32>> {
+    let ([kh, kw], [qh, qw]) = (p.kernel, q.kernel);
+    let mut out = host::with_capacity(q.weight_len())?;
+    for plane in w.chunks(kh * kw) {
+        for r in 0..qh {
+            out.extend_from_slice(&plane[(lo[0] + r) * kw + lo[1]..][..qw]);
+        }
+    }
+    Ok(out)
+}
+
+/// A gradient for `q`'s kept taps placed into `p`'s kernel, zeros at the cut ones.
+pub(super) fn uncrop_weight(
+    g: &[f32],
+    p: &Conv2dParams,
+    q: &Conv2dParams,
+    lo: [usize; 2],
+) -> Result<Vec<f32>> {
+    let ([kh, kw], [qh, qw]) = (p.kernel, q.kernel);
+    let mut out = host::zeros(p.weight_len())?;
+    for (dst, src) in out.chunks_mut(kh * kw).zip(g.chunks(qh * qw)) {
+        for (r, row) in src.chunks(qw).enumerate() {
+            dst[(lo[0] + r) * kw + lo[1]..][..qw].copy_from_slice(row);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::conv2d::{self, definition};
+    use super::super::conv_shifted::tests::{assert_close, stride_1};
+    use super::*;
+
+    /// Maps smaller than the kernel's reach: the cut convolution gives the definition's
+    /// output and gradients, and only equal borders of dead taps are cut.
+    #[test]
+    fn taps_on_padding_alone_are_cut_and_change_nothing() {
+        // (n, c_in, h, w, c_out, kernel, padding, dilation, groups), the kernel kept
+        let cases = [
+            ((2, 16, 1, 1, 8, [3, 3], [1, 1], [1, 1], 1), Some([1, 1])),
+            ((1, 4, 2, 2, 3, [5, 5], [2, 2], [1, 1], 1), Some([3, 3])),
+            ((1, 4, 1, 6, 3, [3, 3], [1, 1], [1, 1], 1), Some([1, 3])),
+            ((1, 4, 1, 1, 3, [3, 3], [2, 2], [2, 2], 1), Some([1, 1])),
+            // every tap reads the input somewhere
+            ((1, 4, 2, 2, 3, [3, 3], [2, 2], [1, 1], 1), None),
+            ((1, 4, 5, 5, 3, [3, 3], [1, 1], [1, 1], 1), None),
+        ];
+        for (case, kept) in cases {
+            let (p, x, wt, gy) = stride_1(case);
+            let cut = cropped(&p);
+            assert_eq!(cut.map(|(q, _)| q.kernel), kept, "{p:?}");
+            if let Some((q, _)) = cut {
+                assert_eq!([q.oh, q.ow], [p.oh, p.ow], "{p:?}");
+            }
+            let [y, gx, gw] = definition(&x, &wt, &gy, &p);
+            let name = format!("{p:?}");
+            assert_close(&name, &conv2d::forward(&x, &wt, &p).unwrap(), &y);
+            assert_close(&name, &conv2d::grad_input(&gy, &wt, &p).unwrap(), &gx);
+            assert_close(&name, &conv2d::grad_weight(&x, &gy, &p).unwrap(), &gw);
+        }
+        // At stride 2 a 2×2 map's one output reads taps 1 and 2 of 3: a border on one
+        // side only, which a symmetric padding cannot express.
+        let (mut p, ..) = stride_1((1, 4, 2, 2, 3, [3, 3], [1, 1], [1, 1], 1));
+        (p.stride, p.oh, p.ow) = ([2, 2], 1, 1);
+        assert!(cropped(&p).is_none());
+    }
+}
