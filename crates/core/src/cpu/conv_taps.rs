@@ -41,14 +41,12 @@ pub(super) fn cropped(p: &Conv2dParams) -> Option<(Conv2dParams, [usize; 2])> {
 /// value with, along one axis (`(0, k)` where none does: nothing to cut then).
 fn live(len: usize, out: usize, k: usize, s: usize, pad: usize, d: usize) -> (usize, usize) {
     let reads = |t: usize| {
-        // Output i reads position i·s + t·d − pad; some i < out must land in 0..len.
-        let from = pad as isize - (t * d) as isize;
-        let i0 = if from <= 0 {
-            0
-        } else {
-            (from as usize).div_ceil(s.max(1))
-        };
-        i0 < out && (i0 * s) as isize - from < len as isize
+        // Output i reads position i·s + t·d − pad; some i < out must land in 0..len. In
+        // i128, where no product of two sizes wraps.
+        let from = pad as i128 - t as i128 * d as i128;
+        let s = s.max(1) as i128;
+        let i0 = if from <= 0 { 0 } else { (from + s - 1) / s };
+        i0 < out as i128 && i0 * s - from < len as i128
     };
     match ((0..k).find(|&t| reads(t)), (0..k).rev().find(|&t| reads(t))) {
         (Some(first), Some(last)) => (first, last + 1),
