@@ -27,11 +27,12 @@ pub(super) fn cropped(p: &Conv2dParams) -> Option<(Conv2dParams, [usize; 2])> {
     let mut lo = [0; 2];
     for (a, (first, end)) in axes.into_iter().enumerate() {
         let cut = p.kernel[a] - end;
-        if first != cut || first * p.dilation[a] > p.padding[a] {
+        let dead = first.checked_mul(p.dilation[a])?;
+        if first != cut || dead > p.padding[a] {
             return None;
         }
         q.kernel[a] = end - first;
-        q.padding[a] = p.padding[a] - first * p.dilation[a];
+        q.padding[a] = p.padding[a] - dead;
         lo[a] = first;
     }
     (lo != [0, 0]).then_some((q, lo))
