@@ -21,7 +21,8 @@
 //! which stay for a non-finite input or weight: there the dropped columns must be zeroed
 //! before use, since 0·∞ would reach kept values. On ResNet-18's 3×3 layers at batch 8
 //! (64 to 256 channels, 56² to 14², a 2-core Zen 5, 2026-12-02) the direct input gradient
-//! took 3–13% less time than the GEMMs, the direct weight gradient 5–20% less.
+//! took 5–22% less time than the GEMMs, the direct weight gradient 3–30% less
+//! (`benches/RESULTS-3.md`).
 
 use std::borrow::Cow;
 
