@@ -52,7 +52,7 @@ pub(super) fn grad_weight(x: &[f32], gy: &[f32], p: &Conv3dParams) -> Result<Opt
     let per_plane = ((oh - 1) * wd.wp + ow).next_multiple_of(LANES);
     let glen = od * per_plane;
     let per_image = p.c_in * wd.channel + p.c_out * glen;
-    let batch = (GROUP_VALUES / per_image.max(1)).clamp(1, p.n);
+    let batch = (GROUP_VALUES / per_image.max(1)).clamp(1, p.n.max(1));
     let offs = pair_offsets(wd);
     let mut gw = host::zeros(p.weight_len())?;
     for n0 in (0..p.n).step_by(batch) {
