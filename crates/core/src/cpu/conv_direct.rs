@@ -1,9 +1,11 @@
 //! The products of stride-1 convolutions computed directly on the zero-padded input's
 //! wide columns (see `conv_shifted.rs`): no im2col and no GEMM. Every such forward is
 //! [`block`]'s products, and so are depthwise layers' on their phase grid
-//! (`conv2d_depthwise.rs`), and every such input gradient ([`grad_input`]). With few input
-//! channels per group (a network's first layers: LeNet's 1 and 6, an RGB image's 3), the
-//! weight gradient is [`weight_block`]'s sums; with more, `conv_weight.rs`'s.
+//! (`conv2d_depthwise.rs`), and so is the input gradient ([`grad_input`]) wherever the
+//! grid's gradients serve (`conv_shifted::applies`, or [`applies`] for thin groups) and the
+//! weights are finite. With few input channels per group (a network's first layers:
+//! LeNet's 1 and 6, an RGB image's 3), the weight gradient is [`weight_block`]'s sums; with
+//! more, `conv_weight.rs`'s.
 //!
 //! Each output column of the wide grid reads the input at its own number plus one offset
 //! per (channel, tap) pair, so a block of `OB` output channels × `L` consecutive columns
@@ -38,8 +40,8 @@ const K_CHUNK: usize = 128;
 /// readable values past its last one.
 pub(super) const MAX_L: usize = 32;
 
-// The image-level drivers of the direct products, on `conv_shifted.rs`'s wide grid (its
-// forward takes [`block`] for thin groups itself, beside its own GEMMs).
+// The image-level drivers of the direct products, on `conv_shifted.rs`'s wide grid (whose
+// forward calls [`block`] itself).
 
 /// Weights of at most this many values take the direct weight gradient, whose partial
 /// sums are [`LANES`] times larger (4 MiB per thread here).

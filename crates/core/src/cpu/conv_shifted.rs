@@ -36,8 +36,10 @@ use crate::backend::{Conv2dParams, Conv3dParams};
 use crate::host;
 use crate::Result;
 
-/// Fewer input channels per group make each tap's GEMM too thin (K = channels) to beat
-/// im2col's one deep GEMM.
+/// The fewest input channels per group for [`applies`]' gradients; thinner groups take
+/// `conv_direct`'s (their weight gradient keeps per-lane partial sums, which only a small
+/// weight affords). The threshold dates from the GEMMs those gradients replaced, whose
+/// depth was the channel count.
 pub(super) const MIN_CHANNELS: usize = 16;
 
 /// Values of the forward's output block: with 64 output channels 1,024 wide columns
@@ -89,8 +91,10 @@ pub(super) fn grid_fits(p: &Conv3dParams) -> Option<usize> {
         .then_some(wp)
 }
 
-/// Whether the tap-by-tap GEMMs serve `p`: the grid fits, enough channels per group, and
-/// at most a fifth more columns than the output has.
+/// Whether the grid's gradients serve `p` (`conv_direct::grad_input` and
+/// `conv_weight.rs`, or the GEMMs below for non-finite operands): the grid fits, enough
+/// channels per group, and at most a fifth more columns than the output has (at 7², 9
+/// wide columns for 7, both direct gradients were slower than im2col's GEMMs).
 pub(super) fn applies(p: &Conv3dParams) -> bool {
     grid_fits(p).is_some_and(|wp| {
         p.c_in / p.groups >= MIN_CHANNELS && wp.saturating_mul(5) <= p.output[2].saturating_mul(6)
@@ -115,7 +119,8 @@ pub(super) fn forward_applies(p: &Conv3dParams) -> bool {
     })
 }
 
-/// Wide columns per product in the gradients. There, a GEMM per tap would have an output
+/// Wide columns per product in the gradients' GEMMs (taken for non-finite operands only).
+/// There, a GEMM per tap would have an output
 /// of only `og × cg` (weight gradient) or a depth of only `og` (input gradient), which
 /// ran 10–40% slower than one product over every tap's rows (`kdim` of them, measured on
 /// the 1-D and 3-D benchmark shapes); those rows are contiguous runs of the padded
@@ -570,7 +575,7 @@ pub(super) mod tests {
         (p, x, wt, gy)
     }
 
-    /// The 2-D convolution's entry points take the tap-by-tap path and match the
+    /// The 2-D convolution's entry points take the grid's paths and match the
     /// definition: padding on either axis or none, dilation, groups, a 1-D kernel,
     /// rectangular images, runs of columns that split rows or span several, one image
     /// and several.
@@ -591,6 +596,12 @@ pub(super) mod tests {
             // the weight gradient's chunks of 4,096 columns end inside each image, which
             // (in tests) it pads one at a time
             (2, 16, 50, 100, 16, [3, 3], [1, 1], [1, 1], 1),
+            // (channel, tap) pairs left over from the weight gradient's blocks (64 pairs
+            // per group, blocks of 6), two groups over several images
+            (2, 32, 9, 10, 32, [2, 2], [1, 1], [1, 1], 2),
+            (3, 32, 6, 12, 16, [3, 3], [1, 1], [1, 1], 2),
+            // three images padded two and then one at a time (in tests)
+            (3, 16, 40, 60, 32, [3, 3], [1, 1], [1, 1], 1),
         ];
         for case in cases {
             let (p, x, wt, gy) = stride_1(case);
@@ -782,7 +793,7 @@ pub(super) mod tests {
                 dilation,
                 groups,
             };
-            assert!(applies(&p), "{p:?} takes the tap-by-tap path");
+            assert!(applies(&p), "{p:?} takes the grid's gradients");
             let x: Vec<f32> = (0..p.input_len()).map(|i| value(i, 1)).collect();
             let wt: Vec<f32> = (0..p.weight_len()).map(|i| value(i, 2)).collect();
             let gy: Vec<f32> = (0..p.output_len()).map(|i| value(i, 3)).collect();

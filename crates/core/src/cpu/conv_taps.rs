@@ -10,8 +10,13 @@ use crate::Result;
 
 /// The convolution without the taps that read only padding, and how many were cut from
 /// the start of each axis; `None` where every tap reads the input somewhere or the dead
-/// taps are not an equal border (so the output keeps its size).
+/// taps are not an equal border (so the output keeps its size), and for an empty input,
+/// weight or output (nothing to gain, and an empty weight may claim a kernel of 2⁶⁰ taps,
+/// which the search below would walk).
 pub(super) fn cropped(p: &Conv2dParams) -> Option<(Conv2dParams, [usize; 2])> {
+    if p.weight_len() == 0 || p.input_len() == 0 || p.output_len() == 0 {
+        return None;
+    }
     let axes = [0, 1].map(|a| {
         let (len, out) = if a == 0 { (p.h, p.oh) } else { (p.w, p.ow) };
         live(
@@ -43,7 +48,8 @@ pub(super) fn cropped(p: &Conv2dParams) -> Option<(Conv2dParams, [usize; 2])> {
 fn live(len: usize, out: usize, k: usize, s: usize, pad: usize, d: usize) -> (usize, usize) {
     let reads = |t: usize| {
         // Output i reads position i·s + t·d − pad; some i < out must land in 0..len. In
-        // i128, where no product of two sizes wraps.
+        // i128: t is below the kernel's size, which a non-empty weight keeps under 2⁶²,
+        // so t·d stays under 2¹²⁶.
         let from = pad as i128 - t as i128 * d as i128;
         let s = s.max(1) as i128;
         let i0 = if from <= 0 { 0 } else { (from + s - 1) / s };
@@ -92,7 +98,7 @@ pub(super) fn uncrop_weight(
 #[cfg(test)]
 mod tests {
     use super::super::conv2d::{self, definition};
-    use super::super::conv_shifted::tests::{assert_close, stride_1};
+    use super::super::conv_shifted::tests::{assert_close, stride_1, value};
     use super::*;
 
     /// Maps smaller than the kernel's reach: the cut convolution gives the definition's
@@ -122,10 +128,26 @@ mod tests {
             assert_close(&name, &conv2d::grad_input(&gy, &wt, &p).unwrap(), &gx);
             assert_close(&name, &conv2d::grad_weight(&x, &gy, &p).unwrap(), &gw);
         }
-        // At stride 2 a 2×2 map's one output reads taps 1 and 2 of 3: a border on one
-        // side only, which a symmetric padding cannot express.
-        let (mut p, ..) = stride_1((1, 4, 2, 2, 3, [3, 3], [1, 1], [1, 1], 1));
-        (p.stride, p.oh, p.ow) = ([2, 2], 1, 1);
+        // At stride 2 a 1×1 map's one output reads the middle tap only, and a 2×2 map's
+        // taps 1 and 2 of 3: a border on one side, which a symmetric padding cannot
+        // express. Groups cut as plain convolutions.
+        for (case, kept) in [
+            ((2, 8, 1, 1, 4, [3, 3], [1, 1], [1, 1], 2), Some([1, 1])),
+            ((1, 4, 2, 2, 3, [3, 3], [1, 1], [1, 1], 1), None),
+        ] {
+            let (mut p, x, wt, _) = stride_1(case);
+            (p.stride, p.oh, p.ow) = ([2, 2], 1, 1);
+            let gy: Vec<f32> = (0..p.output_len()).map(|i| value(i, 3)).collect();
+            assert_eq!(cropped(&p).map(|(q, _)| q.kernel), kept, "{p:?}");
+            let [y, gx, gw] = definition(&x, &wt, &gy, &p);
+            let name = format!("{p:?}");
+            assert_close(&name, &conv2d::forward(&x, &wt, &p).unwrap(), &y);
+            assert_close(&name, &conv2d::grad_input(&gy, &wt, &p).unwrap(), &gx);
+            assert_close(&name, &conv2d::grad_weight(&x, &gy, &p).unwrap(), &gw);
+        }
+        // An empty weight claiming a kernel of 2⁶¹ taps is left alone at once.
+        let (mut p, ..) = stride_1((1, 1, 1, 1, 0, [1, 1], [0, 0], [1, 1], 1));
+        (p.kernel, p.padding) = ([1 << 61, 1], [1 << 60, 0]);
         assert!(cropped(&p).is_none());
     }
 }
