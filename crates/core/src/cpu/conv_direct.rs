@@ -24,6 +24,7 @@ use super::conv_shifted::{
     grid_fits, keep_columns, per_block, spread, wide, Wide, CHUNK_VALUES, FORWARD_COLS,
     MIN_CHANNELS,
 };
+use super::conv_weight;
 use crate::backend::Conv3dParams;
 use crate::host;
 use crate::Result;
@@ -173,14 +174,8 @@ pub(super) fn grad_weight(x: &[f32], gy: &[f32], p: &Conv3dParams) -> Result<Vec
             let x_n = &x[ni * p.c_in * wd.in_len..][..p.c_in * wd.in_len];
             let gy_n = &gy[ni * p.c_out * wd.out_len..][..p.c_out * wd.out_len];
             let xp = spread(x_n, p, &wd, true, MAX_L)?;
-            let mut gyw = host::zeros(p.c_out * ld)?;
-            for (dst, src) in gyw.chunks_mut(ld).zip(gy_n.chunks(wd.out_len)) {
-                for (a, src) in src.chunks(oh * ow).enumerate() {
-                    for (r, row) in src.chunks(ow).enumerate() {
-                        dst[a * per_plane + r * wd.wp..][..ow].copy_from_slice(row);
-                    }
-                }
-            }
+            let one = Conv3dParams { n: 1, ..*p };
+            let gyw = conv_weight::widened(gy_n, &one, &wd, per_plane)?;
             let per_group = wd.og * wd.kdim * LANES;
             for (gi, acc_g) in acc.chunks_mut(per_group).enumerate() {
                 let (x_g, gy_g) = (&xp[gi * wd.cg * wd.channel..], &gyw[gi * wd.og * ld..]);

@@ -85,7 +85,12 @@ pub(super) fn grad_weight(x: &[f32], gy: &[f32], p: &Conv3dParams) -> Result<Opt
 
 /// The output gradient's planes on the wide grid, each `per_plane` long: zeros in the
 /// dropped columns and past the last one.
-fn widened(gy: &[f32], p: &Conv3dParams, wd: &Wide, per_plane: usize) -> Result<Vec<f32>> {
+pub(super) fn widened(
+    gy: &[f32],
+    p: &Conv3dParams,
+    wd: &Wide,
+    per_plane: usize,
+) -> Result<Vec<f32>> {
     let [od, oh, ow] = p.output;
     let glen = od * per_plane;
     let mut gyw = host::zeros(p.n * p.c_out * glen)?;

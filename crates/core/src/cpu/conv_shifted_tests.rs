@@ -1,0 +1,296 @@
+//! Tests of the wide grid's convolutions against the definition, and helpers the other
+//! direct paths' tests share.
+
+use super::super::conv2d::{self, definition};
+use super::*;
+
+pub(crate) fn value(i: usize, s: usize) -> f32 {
+    ((i * 7919 + s * 104729) % 2001) as f32 / 1000.0 - 1.0
+}
+
+pub(crate) fn assert_close(what: &str, got: &[f32], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (i, (&g, &e)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
+            "{what}[{i}]: {g} vs {e}"
+        );
+    }
+}
+
+/// [`assert_close`], where NaN also equals NaN and an infinity the same infinity.
+pub(crate) fn assert_same(what: &str, got: &[f32], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (i, (&g, &e)) in got.iter().zip(want).enumerate() {
+        let same = (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs())
+            || (g.is_nan() && e.is_nan())
+            || g as f64 == e;
+        assert!(same, "{what}[{i}]: {g} vs {e}");
+    }
+}
+
+/// The input, weight and output gradient of a 2-D case, from [`value`].
+pub(crate) fn operands(p: &Conv2dParams) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let x = (0..p.input_len()).map(|i| value(i, 1)).collect();
+    let wt = (0..p.weight_len()).map(|i| value(i, 2)).collect();
+    let gy = (0..p.output_len()).map(|i| value(i, 3)).collect();
+    (x, wt, gy)
+}
+
+/// A stride-1 case `(n, c_in, h, w, c_out, kernel, padding, dilation, groups)` and its
+/// input, weight and output gradient.
+#[allow(clippy::type_complexity)]
+pub(crate) fn stride_1(
+    (n, c_in, h, w, c_out, kernel, padding, dilation, groups): (
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        [usize; 2],
+        [usize; 2],
+        [usize; 2],
+        usize,
+    ),
+) -> (Conv2dParams, Vec<f32>, Vec<f32>, Vec<f32>) {
+    let p = Conv2dParams {
+        n,
+        c_in,
+        h,
+        w,
+        c_out,
+        oh: h + 2 * padding[0] - dilation[0] * (kernel[0] - 1),
+        ow: w + 2 * padding[1] - dilation[1] * (kernel[1] - 1),
+        kernel,
+        stride: [1, 1],
+        padding,
+        dilation,
+        groups,
+    };
+    let (x, wt, gy) = operands(&p);
+    (p, x, wt, gy)
+}
+
+/// The 2-D convolution's entry points take the grid's paths and match the
+/// definition: padding on either axis or none, dilation, groups, a 1-D kernel,
+/// rectangular images, runs of columns that split rows or span several, one image
+/// and several.
+#[test]
+fn two_d_taps_on_the_padded_grid_match_the_definition() {
+    // (n, c_in, h, w, c_out, kernel, padding, dilation, groups)
+    let cases = [
+        (2, 16, 9, 11, 5, [3, 3], [1, 1], [1, 1], 1),
+        (1, 32, 7, 6, 8, [3, 2], [0, 1], [2, 1], 2),
+        (3, 16, 1, 40, 3, [1, 9], [0, 4], [1, 1], 1),
+        (2, 24, 20, 20, 6, [5, 5], [2, 2], [1, 1], 1),
+        (1, 16, 200, 10, 64, [3, 3], [1, 1], [1, 1], 1),
+        (2, 16, 1, 1500, 64, [1, 9], [0, 4], [1, 1], 1),
+        (1, 16, 12, 12, 4, [3, 3], [0, 0], [1, 1], 1),
+        // 9 wide columns for 7: the forward on the grid, the gradients by im2col
+        (2, 16, 7, 7, 9, [3, 3], [1, 1], [1, 1], 1),
+        // 5,098 wide columns per image: two runs of the input gradient's products, and
+        // the weight gradient's chunks of 4,096 columns end inside each image, which
+        // (in tests) it pads one at a time
+        (2, 16, 50, 100, 16, [3, 3], [1, 1], [1, 1], 1),
+        // (channel, tap) pairs left over from the weight gradient's blocks (64 pairs
+        // per group, blocks of 6), two groups over several images
+        (2, 32, 9, 10, 32, [2, 2], [1, 1], [1, 1], 2),
+        (3, 32, 6, 12, 16, [3, 3], [1, 1], [1, 1], 2),
+        // three images padded two and then one at a time (in tests)
+        (3, 16, 40, 60, 32, [3, 3], [1, 1], [1, 1], 1),
+    ];
+    for case in cases {
+        let (p, x, wt, gy) = stride_1(case);
+        let p3 = from_2d(&p);
+        assert!(forward_applies(&p3), "{p:?} takes the grid's forward");
+        assert_eq!(
+            applies(&p3),
+            (p.h, p.w) != (7, 7),
+            "{p:?}: the gradients' path"
+        );
+        if p.c_out == 64 {
+            let wd = wide(&p3);
+            let runs = wd.spans(&p3, wd.forward_cols).count();
+            assert!(runs > 1, "{p:?} splits into runs");
+        }
+        let [y, gx, gw] = definition(&x, &wt, &gy, &p);
+        let name = format!("{p:?}");
+        assert_close(&name, &conv2d::forward(&x, &wt, &p).unwrap(), &y);
+        assert_close(&name, &conv2d::grad_input(&gy, &wt, &p).unwrap(), &gx);
+        assert_close(&name, &conv2d::grad_weight(&x, &gy, &p).unwrap(), &gw);
+    }
+}
+
+/// A non-finite input or weight value reaches only what the definition gives it: the
+/// dropped wide columns are zeroed in the gradients, not multiplied as 0·∞ (an ∞ in an
+/// image's last column would otherwise reach the weight gradient of a tap that never
+/// reads it at a kept output, and an ∞ weight the input gradient of a pixel it never
+/// touches). The forward is not compared: there, as in PyTorch and im2col, an ∞
+/// weight times a padding zero gives NaN, which the definition skips.
+#[test]
+fn non_finite_values_stay_where_the_definition_puts_them() {
+    // 10×10: one run of columns; 8×41: the second run starts inside row 5's dropped
+    // columns (wide column 256 of rows 43 wide).
+    for (h, w) in [(10, 10), (8, 41)] {
+        let p = Conv2dParams {
+            n: 1,
+            c_in: 16,
+            h,
+            w,
+            c_out: 2,
+            oh: h,
+            ow: w,
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: [1, 1],
+            dilation: [1, 1],
+            groups: 1,
+        };
+        assert!(applies(&from_2d(&p)));
+        let (mut x, mut wt, gy) = operands(&p);
+        let same = |what: &str, got: &[f32], want: &[f64]| {
+            assert_eq!(got.len(), want.len(), "{what}");
+            for (i, (&g, &e)) in got.iter().zip(want).enumerate() {
+                if e.is_finite() {
+                    assert!(
+                        (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                        "{h}x{w} {what}[{i}]: {g} vs {e}"
+                    );
+                } else {
+                    assert!(!g.is_finite(), "{h}x{w} {what}[{i}]: {g} vs {e}");
+                }
+            }
+        };
+        // Channel 0, row 0, last column.
+        x[w - 1] = f32::INFINITY;
+        let [_, _, gw] = definition(&x, &wt, &gy, &p);
+        same("gw", &conv2d::grad_weight(&x, &gy, &p).unwrap(), &gw);
+        assert!(gw.iter().any(|v| v.is_finite()) && gw.iter().any(|v| !v.is_finite()));
+        x[w - 1] = 0.5;
+        // Output channel 0, input channel 0, tap (1, 2).
+        wt[5] = f32::INFINITY;
+        let [_, gx, _] = definition(&x, &wt, &gy, &p);
+        same("gx", &conv2d::grad_input(&gy, &wt, &p).unwrap(), &gx);
+        assert!(gx.iter().any(|v| v.is_finite()) && gx.iter().any(|v| !v.is_finite()));
+    }
+}
+
+/// Padding and dilation so large that the padded grid overflows (or dwarfs the data)
+/// leave the convolution to im2col, which only visits the kept windows.
+#[test]
+fn a_padded_grid_far_larger_than_the_data_is_left_to_im2col() {
+    let p = Conv2dParams {
+        n: 1,
+        c_in: 16,
+        h: 1,
+        w: 10,
+        c_out: 16,
+        oh: 1,
+        ow: 10,
+        kernel: [2, 1],
+        stride: [1, 1],
+        padding: [1 << 61, 0],
+        dilation: [1 << 62, 1],
+        groups: 1,
+    };
+    assert!(!applies(&from_2d(&p)));
+    let wide_axis = Conv2dParams {
+        kernel: [1, 2],
+        padding: [0, 1 << 61],
+        dilation: [1, 1 << 62],
+        ..p
+    };
+    assert!(!applies(&from_2d(&wide_axis)));
+    let huge = Conv2dParams {
+        padding: [100_000_000, 0],
+        dilation: [200_000_000, 1],
+        ..p
+    };
+    assert!(!applies(&from_2d(&huge)));
+    assert!(applies(&from_2d(&Conv2dParams {
+        padding: [1, 0],
+        dilation: [2, 1],
+        ..p
+    })));
+}
+
+/// The 3-D convolution's definition in f64: the output and both gradients.
+pub(crate) fn definition_3d(x: &[f32], w: &[f32], gy: &[f32], p: &Conv3dParams) -> [Vec<f64>; 3] {
+    let (cg, og) = (p.c_in / p.groups, p.c_out / p.groups);
+    let (mut y, mut gx, mut gw) = (
+        vec![0.0f64; p.output_len()],
+        vec![0.0f64; p.input_len()],
+        vec![0.0f64; p.weight_len()],
+    );
+    let taps: usize = p.kernel.iter().product();
+    let out: usize = p.output.iter().product();
+    for (yi, yv) in y.iter_mut().enumerate() {
+        let (pos, o, ni) = (yi % out, yi / out % p.c_out, yi / out / p.c_out);
+        let at = [
+            pos / (p.output[1] * p.output[2]),
+            pos / p.output[2] % p.output[1],
+            pos % p.output[2],
+        ];
+        for cc in 0..cg {
+            let ci = o / og * cg + cc;
+            for t in 0..taps {
+                let tap = [
+                    t / (p.kernel[1] * p.kernel[2]),
+                    t / p.kernel[2] % p.kernel[1],
+                    t % p.kernel[2],
+                ];
+                let mut xi = ni * p.c_in + ci;
+                let mut inside = true;
+                for a in 0..3 {
+                    let v = (at[a] + tap[a] * p.dilation[a]) as isize - p.padding[a] as isize;
+                    inside &= v >= 0 && v < p.input[a] as isize;
+                    xi = xi * p.input[a] + v.max(0) as usize;
+                }
+                if !inside {
+                    continue;
+                }
+                let wi = (o * cg + cc) * taps + t;
+                *yv += (x[xi] * w[wi]) as f64;
+                gx[xi] += (gy[yi] * w[wi]) as f64;
+                gw[wi] += (gy[yi] * x[xi]) as f64;
+            }
+        }
+    }
+    [y, gx, gw]
+}
+
+/// 3-D convolutions: padding on some axes, dilation along the depth, groups, and a
+/// kernel of depth 1.
+#[test]
+fn three_d_taps_on_the_padded_grid_match_the_definition() {
+    // (n, c_in, input, c_out, kernel, padding, dilation, groups)
+    let cases = [
+        (2, 16, [4, 5, 10], 3, [3, 3, 3], [1, 1, 1], [1, 1, 1], 1),
+        (1, 32, [7, 4, 9], 4, [2, 3, 2], [0, 1, 1], [2, 1, 1], 2),
+        (3, 16, [3, 6, 10], 5, [1, 3, 3], [1, 0, 1], [1, 1, 1], 1),
+    ];
+    for (n, c_in, input, c_out, kernel, padding, dilation, groups) in cases {
+        let output = [0, 1, 2].map(|a| input[a] + 2 * padding[a] - dilation[a] * (kernel[a] - 1));
+        let p = Conv3dParams {
+            n,
+            c_in,
+            c_out,
+            input,
+            output,
+            kernel,
+            stride: [1; 3],
+            padding,
+            dilation,
+            groups,
+        };
+        assert!(applies(&p), "{p:?} takes the grid's gradients");
+        let x: Vec<f32> = (0..p.input_len()).map(|i| value(i, 1)).collect();
+        let wt: Vec<f32> = (0..p.weight_len()).map(|i| value(i, 2)).collect();
+        let gy: Vec<f32> = (0..p.output_len()).map(|i| value(i, 3)).collect();
+        let [y, gx, gw] = definition_3d(&x, &wt, &gy, &p);
+        let name = format!("{p:?}");
+        assert_close(&name, &forward(&x, &wt, &p).unwrap(), &y);
+        assert_close(&name, &grad_input(&gy, &wt, &p).unwrap(), &gx);
+        assert_close(&name, &grad_weight(&x, &gy, &p).unwrap(), &gw);
+    }
+}
