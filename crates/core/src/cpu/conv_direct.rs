@@ -21,7 +21,7 @@
 
 use super::conv2d::{per_image, per_image_sum};
 use super::conv_shifted::{
-    grid_fits, keep_columns, per_block, spread, wide, Wide, CHUNK_VALUES, FORWARD_COLS,
+    grid_fits, keep_columns, per_block, rows_of, spread, wide, Wide, CHUNK_VALUES, FORWARD_COLS,
     MIN_CHANNELS,
 };
 use super::conv_weight;
@@ -99,31 +99,17 @@ pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<
     let offs: Vec<usize> = (0..wd.og)
         .flat_map(|o| wd.taps.iter().map(move |off| o * ldg + far - off))
         .collect();
-    let [od, oh, ow] = p.output;
     let [d, h, iw] = p.input;
     // Where each input plane's first value sits in its padded channel, and how many wide
     // columns reach its last.
-    let first =
-        |a: usize| ((a + p.padding[0]) * wd.plane / wd.wp + p.padding[1]) * wd.wp + p.padding[2];
+    let firsts: Vec<usize> = rows_of(p, &wd, true).step_by(h.max(1)).collect();
     let span = (h - 1) * wd.wp + iw;
     let cols = (CHUNK_VALUES / wd.cg.max(1)).max(FORWARD_COLS);
     let mut gx = host::zeros(p.input_len())?;
     per_image(&mut gx, p.c_in * wd.in_len, p.n, |ni, gx_n| {
         let gy_n = &gy[ni * p.c_out * wd.out_len..][..p.c_out * wd.out_len];
-        let mut ext = host::zeros(p.c_out * ldg + MAX_L)?;
-        per_block(&mut ext[..p.c_out * ldg], ldg, |o0, block| {
-            for (dst, src) in block
-                .chunks_mut(ldg)
-                .zip(gy_n[o0 * wd.out_len..].chunks(wd.out_len))
-            {
-                for (a, plane) in src.chunks(oh * ow).enumerate().take(od) {
-                    for (r, row) in plane.chunks(ow).enumerate() {
-                        dst[far + a * wd.plane + r * wd.wp..][..ow].copy_from_slice(row);
-                    }
-                }
-            }
-            Ok(())
-        })?;
+        let one = Conv3dParams { n: 1, ..*p };
+        let ext = conv_weight::widened(gy_n, &one, &wd, far, wd.plane, ldg, MAX_L)?;
         for gi in 0..p.groups {
             let w_g = &wt[gi * wd.cg * pairs..][..wd.cg * pairs];
             let ext_g = &ext[gi * wd.og * ldg..];
@@ -137,7 +123,7 @@ pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<
                         let ld = n.next_multiple_of(MAX_L);
                         out.resize(cb * ld, 0.0);
                         let w_b = &w_g[c0 * pairs..];
-                        block(w_b, pairs, cb, ext_g, first(a) + j, &offs, n, &mut out, ld);
+                        block(w_b, pairs, cb, ext_g, firsts[a] + j, &offs, n, &mut out, ld);
                         for (wide, g) in out.chunks(ld).zip(gx_b.chunks_mut(wd.in_len)) {
                             let g = &mut g[a * h * iw..][..h * iw];
                             keep_columns(&wide[..n], j, wd.wp, iw, g);
@@ -175,7 +161,7 @@ pub(super) fn grad_weight(x: &[f32], gy: &[f32], p: &Conv3dParams) -> Result<Vec
             let gy_n = &gy[ni * p.c_out * wd.out_len..][..p.c_out * wd.out_len];
             let xp = spread(x_n, p, &wd, true, MAX_L)?;
             let one = Conv3dParams { n: 1, ..*p };
-            let gyw = conv_weight::widened(gy_n, &one, &wd, per_plane)?;
+            let gyw = conv_weight::widened(gy_n, &one, &wd, 0, per_plane, ld, 0)?;
             let per_group = wd.og * wd.kdim * LANES;
             for (gi, acc_g) in acc.chunks_mut(per_group).enumerate() {
                 let (x_g, gy_g) = (&xp[gi * wd.cg * wd.channel..], &gyw[gi * wd.og * ld..]);

@@ -66,7 +66,7 @@ pub(super) fn grad_weight(x: &[f32], gy: &[f32], p: &Conv3dParams) -> Result<Opt
         if !xp.iter().all(|v| v.is_finite()) {
             return Ok(None);
         }
-        let gyw = widened(gy_b, &part, wd, per_plane)?;
+        let gyw = widened(gy_b, &part, wd, 0, per_plane, glen, 0)?;
         let chunks = chunks(&part, wd, per_plane, glen);
         for (gi, gw_g) in gw.chunks_mut(wd.og * wd.kdim).enumerate() {
             let (x_g, gy_g) = (&xp[gi * wd.cg * wd.channel..], gi * wd.og * glen);
@@ -83,23 +83,29 @@ pub(super) fn grad_weight(x: &[f32], gy: &[f32], p: &Conv3dParams) -> Result<Opt
     Ok(Some(gw))
 }
 
-/// The output gradient's planes on the wide grid, each `per_plane` long: zeros in the
-/// dropped columns and past the last one.
+/// The output gradient on the wide grid: each channel `len` values long, its plane `a`'s
+/// row `r` from `lead + a·plane + r·wp`, zeros elsewhere and in `slack` values past the
+/// last channel. The weight gradients' sums read it from the start of each plane (`lead`
+/// 0, planes rounded up to their vectors); the direct input gradient reads it shifted by
+/// the farthest tap (`lead` that tap's offset, planes as the padded input's).
 pub(super) fn widened(
     gy: &[f32],
     p: &Conv3dParams,
     wd: &Wide,
-    per_plane: usize,
+    lead: usize,
+    plane: usize,
+    len: usize,
+    slack: usize,
 ) -> Result<Vec<f32>> {
     let [od, oh, ow] = p.output;
-    let glen = od * per_plane;
-    let mut gyw = host::zeros(p.n * p.c_out * glen)?;
-    per_block(&mut gyw, glen, |c0, block| {
+    let channels = p.n * p.c_out;
+    let mut gyw = host::zeros(channels * len + slack)?;
+    per_block(&mut gyw[..channels * len], len, |c0, block| {
         let src = gy[c0 * wd.out_len..].chunks(wd.out_len);
-        for (dst, src) in block.chunks_mut(glen).zip(src) {
-            for (a, plane) in src.chunks(oh * ow).enumerate() {
-                for (r, row) in plane.chunks(ow).enumerate() {
-                    dst[a * per_plane + r * wd.wp..][..ow].copy_from_slice(row);
+        for (dst, src) in block.chunks_mut(len).zip(src) {
+            for (a, values) in src.chunks(oh * ow).enumerate().take(od) {
+                for (r, row) in values.chunks(ow).enumerate() {
+                    dst[lead + a * plane + r * wd.wp..][..ow].copy_from_slice(row);
                 }
             }
         }
