@@ -96,8 +96,14 @@ fn reductions_and_softmax() {
     let s = [r.range(1, 4), r.range(1, 9), r.range(1, 40), r.range(1, 33)];
     let x = randn(&s, r.next());
     let d = distinct(&s, r.next(), &Device::cpu());
-    parity(&gpu, "sum (long axis)", &[x.clone()], &|t| Ok(t[0].sum()));
-    parity(&gpu, "mean_dims", &[x.clone()], &|t| {
+    // Whole sums of zero-mean values may cancel to near zero (0.06 from 2,128 values
+    // whose magnitudes add to 3,367), where f32 rounding that is tiny against the values
+    // is large against the result. Shifted values keep the comparison well-conditioned.
+    let shifted = x.add_scalar(1.0);
+    parity(&gpu, "sum (long axis)", &[shifted.clone()], &|t| {
+        Ok(t[0].sum())
+    });
+    parity(&gpu, "mean_dims", &[shifted], &|t| {
         t[0].mean_dims(&[0, 2, 3], true)
     });
     parity(&gpu, "sum_dims", &[x.clone()], &|t| {

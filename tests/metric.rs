@@ -243,16 +243,20 @@ fn metric_gradients_match_finite_differences() {
     gradcheck("squared_distance_matrix", &pair, &[true, true], &|x| {
         x[0].squared_distance_matrix(&x[1])
     });
-    // Far from the hinge: some triplets active, some not, none within 0.1 of the kink, in
-    // squared distances (`well_separated`) and, for the margin loss's triplets
-    // (i, i + 2, i + 4), in plain ones (one seed put a triplet close enough to that kink
-    // for the finite differences to cross it).
+    // Far from the hinge: some triplets active, some not, none within 0.1 of the kink.
+    // `well_separated` keeps the labels' triplets away from it in squared distances; the
+    // losses below take triplets (i, i + 2, i + 4), which are not the labels' triplets,
+    // so both of their kinks are checked here too (seeds put one triplet close enough to
+    // each kink for the finite differences to cross it).
     let labels = [0, 1, 2, 0, 1, 2];
     let e = loop {
         let e = well_separated(6, 3, &labels, 0.8, 0.1, &mut rng);
         let dist = brute_distances(&e.to_vec().unwrap(), 6, 3);
-        let hinge = |i: usize| dist[i * 6 + i + 2].sqrt() - dist[i * 6 + i + 4].sqrt() + 0.8;
-        if (0..2).all(|i| hinge(i).abs() > 0.1) {
+        let pos = |i: usize| dist[i * 6 + i + 2];
+        let neg = |i: usize| dist[i * 6 + i + 4];
+        let plain = |i: usize| pos(i).sqrt() - neg(i).sqrt() + 0.8;
+        let squared = |i: usize| pos(i) - neg(i) + 0.8;
+        if (0..2).all(|i| plain(i).abs() > 0.1 && squared(i).abs() > 0.1) {
             break e;
         }
     };
