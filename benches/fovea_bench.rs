@@ -261,6 +261,20 @@ fn main() -> Result<()> {
             timed,
             flop: (n * 64 * 56 * 56 * 9) as f64,
         });
+        // ResNet's stem pooling in training: the backward finds each window's arg-max
+        // again and scatters the output gradient there.
+        let x = x.requires_grad();
+        let gy = Tensor::randn(&[n, 64, 56, 56], 12, &dev);
+        let timed = time(&dev, &o, || {
+            x.max_pool2d(opts)?.backward_with(&gy)?;
+            x.zero_grad();
+            Ok(())
+        })?;
+        rows.push(Row {
+            name: format!("max_pool2d n{n} 64 112x112 k3 s2 p1 fwd+bwd"),
+            timed,
+            flop: f64::NAN,
+        });
     }
     if wanted("batch_norm") {
         // Training mode, forward and backward with the affine parameters: ResNet-18's first

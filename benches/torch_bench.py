@@ -77,6 +77,14 @@ if wanted(f"max_pool2d n{n} 64 112x112 k3 s2 p1 fwd"):
     x = torch.randn(n, 64, 112, 112, device=dev)
     ms = timed(lambda: F.max_pool2d(x, 3, 2, 1))
     rows.append({"name": f"max_pool2d n{n} 64 112x112 k3 s2 p1 fwd", "ms": ms, "tflops": n * 64 * 56 * 56 * 9 / ms / 1e9})
+if wanted(f"max_pool2d n{n} 64 112x112 k3 s2 p1 fwd+bwd"):
+    x = torch.randn(n, 64, 112, 112, device=dev, requires_grad=True)
+    gy = torch.randn(n, 64, 56, 56, device=dev)
+    def pool_step():
+        F.max_pool2d(x, 3, 2, 1).backward(gy)
+        x.grad = None
+    ms = timed(pool_step)
+    rows.append({"name": f"max_pool2d n{n} 64 112x112 k3 s2 p1 fwd+bwd", "ms": ms, "tflops": None})
 if wanted(f"batch_norm train n{n} 64 112x112 fwd+bwd"):
     x = torch.randn(n, 64, 112, 112, device=dev, requires_grad=True)
     gy = torch.randn(n, 64, 112, 112, device=dev)
