@@ -25,6 +25,10 @@ fn apply(x: f32, z: f32) -> f32 {
         case 7u: { return select(0.0, 1.0, x >= z); }
         case 8u: { return select(0.0, 1.0, x == z); }
         case 9u: { return select(0.0, x, z > 0.0); }
+        case 10u: {
+            let s = x + z;
+            return select(0.0, s, s > 0.0);
+        }
         default: { return nan(); }
     }
 }

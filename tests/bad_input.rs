@@ -162,9 +162,10 @@ fn call(r: &mut Rng, which: usize, dev: &Device) -> (String, Result<()>) {
             (format!("expand {:?} to {s:?}", a.shape()), ok(a.expand(&s)))
         }
         8 => {
-            let op = r.range(0, 6);
+            let op = r.range(0, 7);
             let res = match op {
                 0 => a.add(&b),
+                6 => a.add_relu(&b),
                 1 => a.sub(&b),
                 2 => a.mul(&b),
                 3 => a.div(&b),

@@ -71,6 +71,9 @@ fn elementwise_and_broadcasting() {
                 .div(&t[2].abs().add_scalar(0.5))
         },
     );
+    parity(&gpu, "add_relu", &[x.clone(), b.clone()], &|t| {
+        t[0].add_relu(&t[1])
+    });
     let (d1, d2) = (
         distinct(&s, r.next(), &Device::cpu()),
         distinct(&[s[2]], r.next(), &Device::cpu()).add_scalar(0.05),

@@ -109,6 +109,12 @@ fn broadcasting_binary_ops() {
             t[0].maximum(&t[1])
         });
         gradcheck("minimum", &[da, db], &both, &|t| t[0].minimum(&t[1]));
+        // Sums at least 0.2 from ReLU's kink: |a| ≥ 0.3, |b| < 0.1.
+        let (ka, kb) = (
+            away_from_zero(&sa, s1, 0.3, &dev()),
+            Tensor::rand(&sb, s2, &dev()).affine(0.2, -0.1),
+        );
+        gradcheck("add_relu", &[ka, kb], &both, &|t| t[0].add_relu(&t[1]));
         gradcheck("pow", &[positive(&sa, s1), randn(&sb, s2)], &both, &|t| {
             t[0].pow(&t[1])
         });

@@ -161,6 +161,9 @@ pub enum BinaryOp {
     /// `a` where `b > 0`, else `0` (a NaN `a` too): ReLU's backward from its output,
     /// PyTorch's `threshold_backward` at 0, one pass where a mask and a product took two
     ReluBackward,
+    /// `a + b` where positive, else `0` (a NaN sum too, as [`UnaryOp::Relu`]): a residual
+    /// block's sum and activation in one pass over memory instead of two
+    AddRelu,
 }
 
 /// Reductions over one axis.

@@ -55,6 +55,7 @@ pub fn binary(
         BinaryOp::Ge => 7,
         BinaryOp::Eq => 8,
         BinaryOp::ReluBackward => 9,
+        BinaryOp::AddRelu => 10,
     };
     let p = Params {
         n: n as u32,

@@ -173,7 +173,7 @@ impl ResidualBlock {
             Some(d) => pass.run("downsample", d, x)?,
             None => x.clone(),
         };
-        Ok(h.add(&shortcut)?.into_relu())
+        h.add_relu(&shortcut)
     }
 }
 

@@ -164,6 +164,14 @@ pub fn binary(a: &[f32], b: &[f32], p: &BinaryParams, op: BinaryOp) -> Result<Ve
         BinaryOp::Ge => apply(a, b, p, |x, y| if x >= y { 1.0 } else { 0.0 }),
         BinaryOp::Eq => apply(a, b, p, |x, y| if x == y { 1.0 } else { 0.0 }),
         BinaryOp::ReluBackward => apply(a, b, p, |g, y| if y > 0.0 { g } else { 0.0 }),
+        BinaryOp::AddRelu => apply(a, b, p, |x, y| {
+            let s = x + y;
+            if s > 0.0 {
+                s
+            } else {
+                0.0
+            }
+        }),
     }
 }
 
@@ -236,6 +244,29 @@ mod tests {
                 }
                 assert_eq!(g, a[ia] - b[ib], "{sa:?} - {sb:?} at {i}");
             }
+        }
+    }
+
+    /// The fused sum and ReLU gives what the sum and then ReLU give, bit for bit, with a
+    /// broadcast operand, signed zeros, infinities and NaN (which ReLU maps to 0).
+    #[test]
+    fn add_relu_is_relu_of_the_sum() {
+        let special = [
+            0.0,
+            -0.0,
+            1.5,
+            -1.5,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+        ];
+        let a: Vec<f32> = special.iter().flat_map(|&x| [x; 7]).collect();
+        let p = params(&[7, 7], &[7, 1], &[0, 1]);
+        let got = binary(&a, &special, &p, BinaryOp::AddRelu).unwrap();
+        let sum = binary(&a, &special, &p, BinaryOp::Add).unwrap();
+        for (i, (&g, &s)) in got.iter().zip(&sum).enumerate() {
+            let want = if s > 0.0 { s } else { 0.0 };
+            assert_eq!(g.to_bits(), want.to_bits(), "{} + {}", a[i], special[i % 7]);
         }
     }
 }

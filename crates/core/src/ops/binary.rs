@@ -3,6 +3,7 @@
 use super::{check_device, check_output};
 use crate::backend::{BinaryOp, BinaryParams, ReduceOp};
 use crate::shape::{broadcast_shapes, broadcast_strides};
+use crate::tensor::result_dtype;
 use crate::{Result, Tensor};
 
 impl Tensor {
@@ -82,6 +83,32 @@ impl Tensor {
     /// `a + b` with broadcasting.
     pub fn add(&self, other: &Tensor) -> Result<Tensor> {
         self.binary_linear(other, BinaryOp::Add, "add", 1.0)
+    }
+    /// `relu(a + b)` with broadcasting, in one pass: a residual block's sum and activation
+    /// (the sum is not kept; the backward masks by the output, as ReLU's does).
+    pub fn add_relu(&self, other: &Tensor) -> Result<Tensor> {
+        const OP: &str = "add_relu";
+        let out = self.zip_raw(other, BinaryOp::AddRelu, OP)?;
+        let (a_shape, b_shape) = (self.shape().to_vec(), other.shape().to_vec());
+        // Rounded before it is kept, so that an f16 activation is kept in f16 only.
+        let dtype = result_dtype(&[self, other]);
+        let out = out.to_dtype(dtype)?;
+        let y = out.detach();
+        Ok(Tensor::from_op_as(
+            dtype,
+            out.storage(),
+            out.shape().to_vec(),
+            self.device(),
+            OP,
+            &[self, other],
+            move |g| {
+                let g = g.relu_backward(&y)?;
+                Ok(vec![
+                    Some(g.sum_to_shape(&a_shape)?),
+                    Some(g.sum_to_shape(&b_shape)?),
+                ])
+            },
+        ))
     }
     /// `a - b` with broadcasting.
     pub fn sub(&self, other: &Tensor) -> Result<Tensor> {

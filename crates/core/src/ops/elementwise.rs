@@ -156,7 +156,7 @@ impl Tensor {
     }
     /// The upstream gradient `self` where relu's output `y` is positive, else 0; linear in
     /// `self`, so it differentiates again (`y` is a constant here).
-    fn relu_backward(&self, y: &Tensor) -> Result<Tensor> {
+    pub(super) fn relu_backward(&self, y: &Tensor) -> Result<Tensor> {
         let out = self.zip_raw(y, BinaryOp::ReluBackward, "relu_backward")?;
         let y = y.detach();
         Ok(Tensor::from_op(

@@ -52,7 +52,7 @@ impl DlibResidual {
         let o = pass.run("conv1", &self.conv1, x)?;
         let mut o = pass.run("conv2", &self.conv2, &o)?;
         if !self.down {
-            return Ok(o.add(x)?.into_relu());
+            return o.add_relu(x);
         }
         let mut p = x.avg_pool2d(Pool2dOptions::square(2))?;
         let (ps, os) = (p.shape().to_vec(), o.shape().to_vec());
@@ -62,7 +62,7 @@ impl DlibResidual {
         if ps[1] < os[1] {
             p = p.pad(&[0, 0, 0, 0, 0, os[1] - ps[1]], 0.0)?;
         }
-        Ok(p.add(&o)?.into_relu())
+        p.add_relu(&o)
     }
 }
 
