@@ -42,7 +42,9 @@ impl Tensor {
         self.binary_node(other, op, name, move |g| grad(&a, &b, g))
     }
 
-    /// `a ± b`: the gradients are `g` and `±g`, so no input is kept (only shapes).
+    /// `a ± b`: the gradients are `g` and `±g`, so no input is kept (only shapes). A sum
+    /// hands both inputs the same gradient tensor, as PyTorch's does: multiplied by 1 it
+    /// was a copy of every sum's gradient (MobileNetV2's residual sums, 11 a step).
     fn binary_linear(
         &self,
         other: &Tensor,
@@ -51,7 +53,12 @@ impl Tensor {
         sign: f32,
     ) -> Result<Tensor> {
         self.binary_node(other, op, name, move |g| {
-            Ok((g.clone(), g.mul_scalar(sign)))
+            let gb = if sign == 1.0 {
+                g.clone()
+            } else {
+                g.mul_scalar(sign)
+            };
+            Ok((g.clone(), gb))
         })
     }
 
