@@ -30,6 +30,36 @@ fn shared_subexpressions_sum_their_paths() {
 }
 
 #[test]
+fn gradients_summed_in_place_never_change_a_shared_or_held_gradient() {
+    // A sum hands both inputs one gradient tensor: a's second path must not add into the
+    // buffer that b's gradient shares.
+    let a = t(&[1.0, 2.0], &[2]).requires_grad();
+    let b = t(&[3.0, 4.0], &[2]).requires_grad();
+    a.add(&b)
+        .unwrap()
+        .add(&a)
+        .unwrap()
+        .sum()
+        .backward()
+        .unwrap();
+    assert_eq!(a.grad().unwrap().to_vec().unwrap(), vec![2.0, 2.0]);
+    assert_eq!(b.grad().unwrap().to_vec().unwrap(), vec![1.0, 1.0]);
+    // A gradient the caller holds keeps its values when the next backward adds to it.
+    let held = b.grad().unwrap();
+    b.mul_scalar(3.0).sum().backward().unwrap();
+    assert_eq!(held.to_vec().unwrap(), vec![1.0, 1.0]);
+    assert_eq!(b.grad().unwrap().to_vec().unwrap(), vec![4.0, 4.0]);
+    // Inside the graph, a node reached by several paths sums them (here into a buffer
+    // nothing else holds).
+    let x = t(&[0.5, -1.5], &[2]).requires_grad();
+    let h = x.mul_scalar(2.0);
+    let y = h.square().add(&h.mul_scalar(3.0)).unwrap().add(&h).unwrap();
+    y.sum().backward().unwrap();
+    // dy/dh = 2h + 4, dh/dx = 2.
+    assert_eq!(x.grad().unwrap().to_vec().unwrap(), vec![12.0, -4.0]);
+}
+
+#[test]
 fn detach_and_no_grad_cut_the_graph() {
     let x = t(&[1.0, 2.0], &[2]).requires_grad();
     let y = x.detach().mul_scalar(2.0).add(&x).unwrap();

@@ -221,7 +221,7 @@ pub(crate) fn run_backward(root: &Tensor, seed: Tensor, retain: bool) -> Result<
                 Edge::Op(input) => {
                     let key = Arc::as_ptr(input);
                     let sum = match grads.remove(&key) {
-                        Some(prev) => prev.add(&grad)?,
+                        Some(prev) => prev.into_add(&grad)?,
                         None => grad,
                     };
                     grads.insert(key, sum);

@@ -581,6 +581,13 @@ pub trait Backend: Send + Sync {
         let _ = (x, op);
         Ok(false)
     }
+    /// `a += b` over `a`'s own buffer (both f32, of one length), where the backend can and
+    /// nothing else shares the buffer: whether it did (else `a` is untouched). Gradients
+    /// summed in the backward pass then grow one buffer instead of a new one per sum.
+    fn add_in_place(&self, a: &mut Storage, b: &Storage) -> Result<bool> {
+        let _ = (a, b);
+        Ok(false)
+    }
     /// Elementwise binary op with broadcasting.
     fn binary(&self, a: &Storage, b: &Storage, p: &BinaryParams, op: BinaryOp) -> Result<Storage>;
     /// Reduction of the middle axis of `[outer, len, inner]` to `[outer, inner]`.

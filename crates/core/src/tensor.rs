@@ -525,7 +525,7 @@ impl Tensor {
     pub(crate) fn accumulate_grad(&self, g: Tensor) -> Result<()> {
         let mut slot = self.0.grad.lock().unwrap_or_else(|e| e.into_inner());
         let sum = match slot.take() {
-            Some(prev) => prev.add(&g)?,
+            Some(prev) => prev.into_add(&g)?,
             None => g,
         };
         *slot = Some(sum);

@@ -68,6 +68,13 @@ pub fn unary_in_place(x: &mut [f32], op: UnaryOp) {
     by_op(op, Over(x))
 }
 
+/// `a[k] += b[k]`, in parallel chunks with the widest vectors.
+pub fn add_in_place(a: &mut [f32], b: &[f32]) {
+    a.par_chunks_mut(PAR_CHUNK)
+        .zip(b.par_chunks(PAR_CHUNK))
+        .for_each(|(a, b)| simd(|| a.iter_mut().zip(b).for_each(|(a, &b)| *a += b)));
+}
+
 fn by_op<A: Apply>(op: UnaryOp, x: A) -> A::Out {
     match op {
         UnaryOp::Neg => x.apply(|v| -v),

@@ -300,6 +300,20 @@ impl Backend for CpuBackend {
         );
         Ok(true)
     }
+    fn add_in_place(&self, a: &mut Storage, b: &Storage) -> Result<bool> {
+        let b = data(b);
+        match a.downcast_mut::<HostBuffer>() {
+            Some(buf) if buf.values.len() == b.len() => {
+                buf.f16_exact = false;
+                self.times.time(
+                    || "Add in place".into(),
+                    || elementwise::add_in_place(&mut buf.values, b),
+                );
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
     fn binary(&self, a: &Storage, b: &Storage, p: &BinaryParams, op: BinaryOp) -> Result<Storage> {
         self.times.time(
             || format!("{op:?}"),

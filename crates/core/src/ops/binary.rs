@@ -4,7 +4,7 @@ use super::{check_device, check_output};
 use crate::backend::{BinaryOp, BinaryParams, ReduceOp};
 use crate::shape::{broadcast_shapes, broadcast_strides};
 use crate::tensor::result_dtype;
-use crate::{Result, Tensor};
+use crate::{DType, Result, Tensor};
 
 impl Tensor {
     /// Raw broadcast op, no graph.
@@ -116,6 +116,22 @@ impl Tensor {
                 ])
             },
         ))
+    }
+    /// `self + other` for a tensor its caller gives up: summed into its own buffer where
+    /// the shapes match, both are f32 and nothing else holds it or tracks a gradient through
+    /// it ([`Tensor::sole_storage`], and a backend that adds in place), else [`Tensor::add`].
+    /// The backward pass sums gradients this way.
+    pub(crate) fn into_add(mut self, other: &Tensor) -> Result<Tensor> {
+        let (shape, device) = (self.shape().to_vec(), self.device().clone());
+        if shape == other.shape() && other.dtype() == DType::F32 && device.same(other.device()) {
+            let b = other.storage();
+            if let Some(a) = self.sole_storage().filter(|s| s.dtype() == DType::F32) {
+                if device.backend().add_in_place(a, &b)? {
+                    return Ok(Tensor::leaf(a.clone(), shape, &device));
+                }
+            }
+        }
+        self.add(other)
     }
     /// `a - b` with broadcasting.
     pub fn sub(&self, other: &Tensor) -> Result<Tensor> {
