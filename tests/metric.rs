@@ -163,7 +163,6 @@ fn well_separated(
 #[test]
 fn mining_matches_a_brute_force_enumeration() {
     let mut rng = Rng(run_seed("mining_matches_a_brute_force_enumeration"));
-    let dev = Device::cpu();
     let mut checked = 0;
     for _ in 0..40 {
         let (n, d, classes) = (rng.range(2, 12), rng.range(1, 5), rng.range(1, 4));
