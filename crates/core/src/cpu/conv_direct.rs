@@ -19,6 +19,7 @@
 //! for the baseline, and the one the processor supports is picked at run time (the
 //! project builds for baseline x86-64, which would otherwise leave 4-wide SSE here).
 
+use super::by_cpu;
 use super::conv2d::{per_image, per_image_sum};
 use super::conv_shifted::{
     grid_fits, keep_columns, per_block, rows_of, spread, wide, Wide, CHUNK_VALUES, FORWARD_COLS,
@@ -177,41 +178,6 @@ pub(super) fn grad_weight(x: &[f32], gy: &[f32], p: &Conv3dParams) -> Result<Vec
     fold_lanes(&lanes, &mut gw);
     Ok(gw)
 }
-
-/// Runs `$inner::<…>($args)` compiled for AVX-512 (with FMA), for AVX2 with FMA, or for the
-/// baseline, whichever the processor supports, each with its own const parameters (in
-/// brackets: block sizes that fit its registers, and whether to fuse multiply and add).
-macro_rules! by_cpu {
-    ($inner:ident($($arg:ident: $ty:ty),*), avx512: [$($a:expr),*], avx2: [$($b:expr),*],
-     base: [$($c:expr),*]) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx512f,fma")]
-            #[allow(clippy::too_many_arguments)]
-            unsafe fn avx512($($arg: $ty),*) {
-                $inner::<$($a),*>($($arg),*)
-            }
-            #[target_feature(enable = "avx2,fma")]
-            #[allow(clippy::too_many_arguments)]
-            unsafe fn avx2($($arg: $ty),*) {
-                $inner::<$($b),*>($($arg),*)
-            }
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the processor has AVX-512F; the caller's asserts keep every
-                // access of the (bounds-checked) loops in range.
-                return unsafe { avx512($($arg),*) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                // SAFETY: as above, with AVX2 and FMA.
-                return unsafe { avx2($($arg),*) };
-            }
-        }
-        $inner::<$($c),*>($($arg),*)
-    }};
-}
-pub(super) use by_cpu;
 
 /// Adds the products of `og` output channels' weights (`w`, rows of `kdim`) and the
 /// padded input `x` into `out` (`og` rows `ld` apart) for wide columns `0..cols`, where

@@ -12,7 +12,8 @@
 //! The sums of a block are added across once per chunk of columns ([`CHUNK_STEPS`]),
 //! which may span several images (deep layers' planes are short).
 
-use super::conv_direct::{by_cpu, outer_products, pair_offsets, MAX_L};
+use super::by_cpu;
+use super::conv_direct::{outer_products, pair_offsets, MAX_L};
 use super::conv_shifted::{per_block, spread, wide, Wide};
 use super::reduce::fold_halves;
 use crate::backend::Conv3dParams;

@@ -237,6 +237,44 @@ pub(crate) fn simd<R>(body: impl FnOnce() -> R) -> R {
     body()
 }
 
+/// Runs `$inner::<…>($args)` compiled for AVX-512 (with FMA), for AVX2 with FMA, or for the
+/// baseline, whichever the processor supports, each with its own const parameters (in
+/// brackets: block sizes that fit its registers, and whether to fuse multiply and add).
+/// Unlike [`simd`], whose closure the compiler may leave out of line (then compiled for
+/// the baseline), `$inner` is a named `#[inline(always)]` function, so its loops are
+/// compiled with each version's features.
+macro_rules! by_cpu {
+    ($inner:ident($($arg:ident: $ty:ty),*), avx512: [$($a:expr),*], avx2: [$($b:expr),*],
+     base: [$($c:expr),*]) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f,fma")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn avx512($($arg: $ty),*) {
+                $inner::<$($a),*>($($arg),*)
+            }
+            #[target_feature(enable = "avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn avx2($($arg: $ty),*) {
+                $inner::<$($b),*>($($arg),*)
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the processor has AVX-512F; the caller's asserts keep every
+                // access of the (bounds-checked) loops in range.
+                return unsafe { avx512($($arg),*) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: as above, with AVX2 and FMA.
+                return unsafe { avx2($($arg),*) };
+            }
+        }
+        $inner::<$($c),*>($($arg),*)
+    }};
+}
+pub(super) use by_cpu;
+
 impl Backend for CpuBackend {
     fn name(&self) -> String {
         "cpu".into()

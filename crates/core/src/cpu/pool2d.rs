@@ -4,7 +4,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::conv_direct::by_cpu;
+use super::by_cpu;
 use crate::backend::{Pool2dParams, Resize2dParams};
 use crate::host;
 use crate::Result;
