@@ -176,6 +176,10 @@ fn main() -> Result<()> {
         (32, 256, 56, 56, 64, 1, 1, 0, 1),
         (32, 256, 56, 56, 256, 3, 1, 1, 256),
         (256, 6, 14, 14, 16, 5, 1, 0, 1),
+        // ResNet-18's deep 3×3 layers at batch 8: short planes, many channels.
+        (8, 256, 14, 14, 256, 3, 1, 1, 1),
+        (8, 512, 7, 7, 512, 3, 1, 1, 1),
+        (8, 256, 14, 14, 512, 3, 2, 1, 1),
     ];
     for (n, cin, h, w, cout, k, s, p, g) in convs {
         let n = n.min(o.batch_cap);

@@ -4,6 +4,9 @@
 //   partial results with the reduce kernel. A workgroup per channel alone would leave most
 //   of a large GPU idle on the early layers (64 channels of 800 K values at batch 64).
 //   channel_affine: one thread per value.
+// With p.relu, a ReLU is fused in: channel_affine clamps a one-input map at zero; with the
+// second input (the forward's x), both kernels read `a` as zero where the forward's value
+// x·g + h (g, h: the forward's coefficients after the others) was not positive.
 
 // p's type is declared in crates/kernels/src/batch_norm.rs (wgsl_struct!); source.rs puts
 // its WGSL before this text.
@@ -32,13 +35,24 @@ fn channel_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
         let end = min(per_channel, (chunk + 1u) * p.chunk);
         let ca = select(0.0, k[ch], p.two == 1u);
         let cb = select(0.0, k[p.channels + ch], p.two == 1u);
+        let gated = p.two == 1u && p.relu == 1u;
+        var g = 0.0;
+        var h = 0.0;
+        if (gated) {
+            g = k[2u * p.channels + ch];
+            h = k[3u * p.channels + ch];
+        }
         for (var j = chunk * p.chunk + lid.x; j < end; j += 256u) {
             let i = (j / p.inner) * p.channels * p.inner + ch * p.inner + j % p.inner;
-            let va = a[i];
-            s1 += va;
+            var va = a[i];
             if (p.two == 1u) {
-                s2 += (va - ca) * (b[i] - cb);
+                let vb = b[i];
+                if (gated && !(vb * g + h > 0.0)) {
+                    va = 0.0;
+                }
+                s2 += (va - ca) * (vb - cb);
             }
+            s1 += va;
         }
     }
     part1[lid.x] = s1;
@@ -66,10 +80,16 @@ fn channel_affine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
         return;
     }
     let ch = (i / p.inner) % p.channels;
+    let c = p.channels;
     if (p.two == 1u) {
-        let c = p.channels;
-        out[i] = a[i] * k[ch] + (b[i] - k[2u * c + ch]) * k[c + ch] + k[3u * c + ch];
+        let vb = b[i];
+        var va = a[i];
+        if (p.relu == 1u && !(vb * k[4u * c + ch] + k[5u * c + ch] > 0.0)) {
+            va = 0.0;
+        }
+        out[i] = va * k[ch] + (vb - k[2u * c + ch]) * k[c + ch] + k[3u * c + ch];
     } else {
-        out[i] = a[i] * k[ch] + k[p.channels + ch];
+        let y = a[i] * k[ch] + k[c + ch];
+        out[i] = select(y, 0.0, p.relu == 1u && !(y > 0.0));
     }
 }

@@ -264,15 +264,20 @@ fn call(r: &mut Rng, which: usize, dev: &Device) -> (String, Result<()>) {
                 training: r.chance(0.5),
                 ..Default::default()
             };
-            let stats = r.chance(0.5);
-            let res = if stats {
-                x.batch_norm(Some(&c), Some(&c), Some(&c), Some(&c), opts)
+            let (stats, relu) = (r.chance(0.5), r.chance(0.5));
+            let bn = if relu {
+                Tensor::batch_norm_relu
             } else {
-                x.batch_norm(None, None, Some(&c), None, opts)
+                Tensor::batch_norm
+            };
+            let res = if stats {
+                bn(&x, Some(&c), Some(&c), Some(&c), Some(&c), opts)
+            } else {
+                bn(&x, None, None, Some(&c), None, opts)
             };
             (
                 format!(
-                    "batch_norm x{:?} c{:?} {opts:?} stats {stats}",
+                    "batch_norm x{:?} c{:?} {opts:?} stats {stats} relu {relu}",
                     x.shape(),
                     c.shape()
                 ),

@@ -376,6 +376,12 @@ fn pooling_resizing_and_normalisation() {
         ],
         &|t| t[0].batch_norm(None, None, Some(&t[1]), Some(&t[2]), bn),
     );
+    parity(
+        &gpu,
+        "batch_norm_relu",
+        &bn_relu_inputs(&s, &mut r, None),
+        &|t| t[0].batch_norm_relu(None, None, Some(&t[1]), Some(&t[2]), bn),
+    );
     parity(&gpu, "dropout", &[randn(&s, r.next())], &|t| {
         t[0].dropout(0.4, true, 11)
     });
@@ -403,10 +409,21 @@ fn pooling_resizing_and_normalisation() {
     });
 }
 
+/// Input, weight and bias of batch norm + ReLU with every value before the ReLU off its kink
+/// (see `bias_off_relu_kink`), so the devices' rounding cannot put one on either side.
+fn bn_relu_inputs(s: &[usize], r: &mut Rng, stats: Option<(&[f32], &[f32])>) -> [Tensor; 3] {
+    let x = randn(s, r.next()).affine(3.0, 10.0);
+    let w = randn(&[s[1]], r.next());
+    let (b, kept) = common::bias_off_relu_kink(&x, &w.to_vec().unwrap(), stats, 1e-5);
+    assert!(kept > 1e-4, "{s:?}: values {kept:.1e} from the kink");
+    [x, w, Tensor::from_vec(b, &[s[1]], &Device::cpu()).unwrap()]
+}
+
 /// Batch norm's fused kernels: channels whose values span several workgroup chunks of the
 /// sums (more than 4,096 per channel), inputs of rank 2, 3 and 5, an offset mean (the
 /// statistics are centred, not sums of squares), training and eval, with and without the
-/// affine parameters; the running statistics agree after a training step.
+/// affine parameters and with a ReLU fused in; the running statistics agree after a
+/// training step.
 #[test]
 fn batch_norm_across_chunks_ranks_and_modes() {
     let Some(gpu) = common::gpu("batch_norm_across_chunks_ranks_and_modes") else {
@@ -455,6 +472,13 @@ fn batch_norm_across_chunks_ranks_and_modes() {
             parity(&gpu, &format!("{name} no affine"), &[x.clone()], &|t| {
                 let (rm, rv) = (rm.to_device(t[0].device())?, rv.to_device(t[0].device())?);
                 t[0].batch_norm(Some(&rm), Some(&rv), None, None, opts)
+            });
+            let (m, v) = (rm.to_vec().unwrap(), rv.to_vec().unwrap());
+            let stats = (!training).then_some((&m[..], &v[..]));
+            let inputs = bn_relu_inputs(s, &mut r, stats);
+            parity(&gpu, &format!("{name} relu"), &inputs, &|t| {
+                let (rm, rv) = (rm.to_device(t[0].device())?, rv.to_device(t[0].device())?);
+                t[0].batch_norm_relu(Some(&rm), Some(&rv), Some(&t[1]), Some(&t[2]), opts)
             });
         }
         let opts = BatchNormOptions {

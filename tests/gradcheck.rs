@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{away_from_zero, distinct, gradcheck, run_seed, Rng};
+use common::{away_from_zero, bias_off_relu_kink, distinct, gradcheck, run_seed, Rng};
 use fovea::ops::{BatchNormOptions, Conv2dOptions, ConvTranspose2dOptions, Pool2dOptions};
 use fovea::{Device, Tensor};
 
@@ -24,6 +24,24 @@ fn randn(s: &[usize], seed: u64) -> Tensor {
 
 fn positive(s: &[usize], seed: u64) -> Tensor {
     Tensor::rand(s, seed, &dev()).affine(1.5, 0.5)
+}
+
+/// Input, weight and bias of a fused batch norm + ReLU whose values before the ReLU all lie
+/// 0.06 or more from its kink, drawn until they do. A finite-difference step (1e-2) moves
+/// them by at most about 0.04: on a weight, 1e-2 times a normalised value (|x̂| ≤ 3 here);
+/// on a bias, 1e-2; on an input, 1e-2 · |w| / σ, with |w| < 1.5 and σ near 2.
+fn bn_relu_inputs(s: &[usize], seed: u64, stats: Option<(&[f32], &[f32])>) -> [Tensor; 3] {
+    let c = s[1];
+    for k in 0..200 {
+        let seed = seed.wrapping_add(2 * k);
+        let x = randn(s, seed).affine(2.0, 0.5);
+        let w = away_from_zero(&[c], seed + 1, 0.5, &dev()).mul_scalar(1.5);
+        let (b, kept) = bias_off_relu_kink(&x, &w.to_vec().unwrap(), stats, 1e-5);
+        if kept >= 0.06 {
+            return [x, w, Tensor::from_vec(b, &[c], &dev()).unwrap()];
+        }
+    }
+    panic!("no batch norm + ReLU inputs 0.06 off the kink for shape {s:?}");
 }
 
 #[test]
@@ -430,6 +448,25 @@ fn normalisation_and_dropout() {
                     )
                 },
             );
+        }
+        for training in [true, false] {
+            let (m, v) = (rm.to_vec().unwrap(), rv.to_vec().unwrap());
+            let stats = (!training).then_some((&m[..], &v[..]));
+            let inputs = bn_relu_inputs(&s, seed + 5, stats);
+            let opts = BatchNormOptions {
+                training,
+                ..Default::default()
+            };
+            // In training the running statistics are left out: each evaluation would move them.
+            let (m, v) = if training {
+                (None, None)
+            } else {
+                (Some(&rm), Some(&rv))
+            };
+            let name = format!("batch_norm_relu training {training}");
+            gradcheck(&name, &inputs, &all, &|t| {
+                t[0].batch_norm_relu(m, v, Some(&t[1]), Some(&t[2]), opts)
+            });
         }
         gradcheck("dropout", &[randn(&s, seed)], &[true], &|t| {
             t[0].dropout(0.3, true, 5)

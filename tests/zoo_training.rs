@@ -91,6 +91,61 @@ fn batch_norm_folded_into_the_conv_in_eval_matches_conv_then_batch_norm() {
     }
 }
 
+/// Batch norm + ReLU as one op gives `batch_norm(…)?.relu()` bit for bit on the CPU: the
+/// values, the gradients of the input, weight and bias, and the running statistics, in
+/// training and eval, on ranks 2, 4 and 5; and a `ConvNormAct` with ReLU (which fuses it)
+/// gives its layers run one by one.
+#[test]
+fn batch_norm_relu_fused_matches_batch_norm_then_relu_bit_for_bit() {
+    let dev = Device::cpu();
+    let shapes: [&[usize]; 3] = [&[4, 3, 5, 7], &[6, 5], &[2, 3, 4, 2, 3]];
+    for (s, training) in shapes.iter().flat_map(|s| [(s, true), (s, false)]) {
+        let c = s[1];
+        let x = Tensor::randn(s, 1, &dev).affine(2.0, 0.3);
+        let (w, b) = (Tensor::randn(&[c], 2, &dev), Tensor::randn(&[c], 3, &dev));
+        let gy = Tensor::randn(s, 4, &dev);
+        let run = |fused: bool| -> Vec<Vec<f32>> {
+            let [x, w, b] = [&x, &w, &b].map(|t| t.detach().requires_grad());
+            let rm = Tensor::randn(&[c], 5, &dev);
+            let rv = Tensor::rand(&[c], 6, &dev).add_scalar(0.5);
+            let opts = BatchNormOptions {
+                training,
+                ..Default::default()
+            };
+            let (srm, srv) = (Some(&rm), Some(&rv));
+            let y = if fused {
+                x.batch_norm_relu(srm, srv, Some(&w), Some(&b), opts)
+                    .unwrap()
+            } else {
+                let y = x.batch_norm(srm, srv, Some(&w), Some(&b), opts).unwrap();
+                y.relu()
+            };
+            y.backward_with(&gy).unwrap();
+            let grads = [&x, &w, &b].map(|t| t.grad().unwrap());
+            [&y, &grads[0], &grads[1], &grads[2], &rm, &rv]
+                .iter()
+                .map(|t| t.to_vec().unwrap())
+                .collect()
+        };
+        let (fused, plain) = (run(true), run(false));
+        let zeros = fused[0].iter().filter(|&&v| v == 0.0).count();
+        assert!(
+            zeros > 0 && zeros < fused[0].len(),
+            "{s:?}: the ReLU both clamps and passes"
+        );
+        for (i, (f, p)) in fused.iter().zip(&plain).enumerate() {
+            let same = f.iter().zip(p).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{s:?} training {training}: result {i} differs");
+        }
+    }
+    let block = ConvNormAct::new(5, 7, 3, 1, 1, 1e-3, Activation::Relu, 3, &dev).unwrap();
+    let x = Tensor::randn(&[2, 5, 6, 7], 4, &dev);
+    let fused = block.forward(&x).unwrap().to_vec().unwrap();
+    let h = block.conv.forward(&x).unwrap();
+    let plain = block.bn.forward(&h).unwrap().relu().to_vec().unwrap();
+    assert_eq!(fused, plain, "ConvNormAct with ReLU, training");
+}
+
 /// Without gradients the folded weight is kept between calls: a second call folds nothing
 /// (no products on a timed device); replacing any one parameter, running statistic or
 /// `eps` makes the next call fold again, and every result equals the unfolded layers.

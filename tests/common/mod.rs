@@ -61,6 +61,46 @@ pub fn run_seed(test: &str) -> u64 {
     seed
 }
 
+/// A `[C]` batch norm bias that keeps every normalised value of `x` (`[N, C, …]`, scaled by
+/// `weight`) off ReLU's kink, and the distance kept (the smallest over the channels): each
+/// channel's bias puts zero in the middle of the widest gap between its sorted values,
+/// values on both sides. The statistics are the batch's (biased variance), or `stats`
+/// (running mean and variance) in eval mode.
+pub fn bias_off_relu_kink(
+    x: &Tensor,
+    weight: &[f32],
+    stats: Option<(&[f32], &[f32])>,
+    eps: f32,
+) -> (Vec<f32>, f64) {
+    let (shape, v) = (x.shape().to_vec(), x.to_vec().unwrap());
+    let (c, inner) = (shape[1], shape[2..].iter().product::<usize>());
+    let (mut bias, mut kept) = (vec![0.0f32; c], f64::INFINITY);
+    for ch in 0..c {
+        let vals: Vec<f64> = (0..shape[0])
+            .flat_map(|n| v[(n * c + ch) * inner..][..inner].iter().map(|&x| x as f64))
+            .collect();
+        let (mean, var) = match stats {
+            Some((m, s)) => (m[ch] as f64, s[ch] as f64),
+            None => {
+                let mean = vals.iter().sum::<f64>() / vals.len() as f64;
+                let var = vals.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / vals.len() as f64;
+                (mean, var)
+            }
+        };
+        let k = weight[ch] as f64 / (var + eps as f64).sqrt();
+        let mut z: Vec<f64> = vals.iter().map(|x| (x - mean) * k).collect();
+        z.sort_by(f64::total_cmp);
+        let (lo, hi) = z
+            .windows(2)
+            .map(|w| (w[0], w[1]))
+            .max_by(|a, b| (a.1 - a.0).total_cmp(&(b.1 - b.0)))
+            .expect("two values or more per channel");
+        bias[ch] = (-(lo + hi) / 2.0) as f32;
+        kept = kept.min((hi - lo) / 2.0);
+    }
+    (bias, kept)
+}
+
 /// Values in `(-1, 1)` whose magnitude is at least `gap`: keeps finite differences away
 /// from the kinks of relu/abs/max at 0.
 pub fn away_from_zero(shape: &[usize], seed: u64, gap: f32, dev: &Device) -> Tensor {

@@ -211,6 +211,14 @@ pub struct ChannelParams {
     pub channels: usize,
     /// product of the dimensions after it
     pub inner: usize,
+    /// A ReLU fused in (batch norm then ReLU). `channel_affine` without `b` clamps its
+    /// output at zero (a NaN becomes 0, as [`UnaryOp::Relu`] does). With `b` (the
+    /// forward's input), `channel_affine` and `channel_sums` read `a` (the gradient of the
+    /// ReLU's output) as zero wherever the forward's value `b · g[c] + h[c]` was not
+    /// positive, `g` and `h` being the forward's coefficients appended to `coef` or
+    /// `centers` (`[6C]` and `[4C]`): the mask is recomputed from the input, so the
+    /// normalised values need not be kept.
+    pub relu: bool,
 }
 
 impl ChannelParams {
@@ -698,7 +706,8 @@ pub trait Backend: Send + Sync {
     /// Per-channel sums of `a` (see [`ChannelParams`]): `[C]` values `Σ a`; with
     /// `Some((b, centers))`, where `centers` is `[2C]` (`ca` then `cb`), `[2C]` values:
     /// `Σ a` then `Σ (a − ca[c]) · (b − cb[c])`. Batch norm's statistics (the mean, then
-    /// the squared deviations from it: no cancellation) and its backward sums.
+    /// the squared deviations from it: no cancellation) and its backward sums. With
+    /// `p.relu`, `b` is given and `centers` is `[4C]` (see [`ChannelParams::relu`]).
     fn channel_sums(
         &self,
         a: &Storage,
@@ -708,7 +717,8 @@ pub trait Backend: Send + Sync {
     /// A per-channel affine map: `a · k[c] + k[C + c]` with `coef` `[2C]`, or with `b`
     /// and `coef` `[4C]`, `a · k[c] + (b − k[2C + c]) · k[C + c] + k[3C + c]` (`b` centred
     /// before it is scaled, so an offset mean costs no digits). Batch norm's forward and
-    /// its input gradient, each in one pass.
+    /// its input gradient, each in one pass. With `p.relu` and `b`, `coef` is `[6C]` (see
+    /// [`ChannelParams::relu`]).
     fn channel_affine(
         &self,
         a: &Storage,

@@ -16,6 +16,8 @@ wgsl_struct! {
         /// values per chunk of a channel, and chunks per channel
         chunk: u32,
         chunks: u32,
+        /// 1: a fused ReLU (see `ChannelParams::relu`)
+        relu: u32,
     }
 }
 
@@ -30,6 +32,7 @@ fn params(p: &ChannelParams, two: bool, chunk: usize) -> Params {
         two: two as u32,
         chunk: chunk as u32,
         chunks: p.per_channel().div_ceil(chunk).max(1) as u32,
+        relu: p.relu as u32,
     }
 }
 

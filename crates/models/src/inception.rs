@@ -44,9 +44,7 @@ impl BasicConv2d {
     }
 
     fn run(&self, x: &Tensor, pass: &mut Pass) -> Result<Tensor> {
-        Ok(pass
-            .conv_bn(("conv", &self.conv), ("bn", &self.bn), x)?
-            .relu())
+        pass.conv_bn_relu(("conv", &self.conv), ("bn", &self.bn), x)
     }
 }
 

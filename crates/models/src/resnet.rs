@@ -160,14 +160,12 @@ impl ResidualBlock {
         let last = self.convs.len() - 1;
         let mut h = x.clone();
         for i in 0..=last {
-            h = pass.conv_bn(
-                (CONV_NAMES[i], &self.convs[i]),
-                (BN_NAMES[i], &self.bns[i]),
-                &h,
-            )?;
-            if i < last {
-                h = h.into_relu();
-            }
+            let (conv, bn) = ((CONV_NAMES[i], &self.convs[i]), (BN_NAMES[i], &self.bns[i]));
+            h = if i < last {
+                pass.conv_bn_relu(conv, bn, &h)?
+            } else {
+                pass.conv_bn(conv, bn, &h)?
+            };
         }
         let shortcut = match &self.downsample {
             Some(d) => pass.run("downsample", d, x)?,
@@ -300,8 +298,14 @@ impl ResNet {
     }
 
     fn trunk(&self, x: &Tensor, pass: &mut Pass) -> Result<Tensor> {
-        let mut h = pass.conv_bn(("conv1", &self.conv1), ("bn1", &self.bn1), x)?;
-        h = pass.run("relu", &Relu, &h)?;
+        let (conv1, bn1) = (("conv1", &self.conv1), ("bn1", &self.bn1));
+        // The stem's ReLU is a layer of its own in a summary.
+        let mut h = if pass.is_summary() {
+            let h = pass.conv_bn(conv1, bn1, x)?;
+            pass.run("relu", &Relu, &h)?
+        } else {
+            pass.conv_bn_relu(conv1, bn1, x)?
+        };
         h = pass.run("maxpool", self.maxpool.as_ref(), &h)?;
         for (name, layer) in LAYER_NAMES.iter().zip(&self.layers) {
             h = pass.run(name, layer, &h)?;

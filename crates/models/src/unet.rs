@@ -89,9 +89,7 @@ impl DoubleConv {
     fn run(&self, x: &Tensor, pass: &mut Pass) -> Result<Tensor> {
         let mut h = x.clone();
         for (i, (conv, bn)) in PAIR_NAMES.iter().enumerate() {
-            h = pass
-                .conv_bn((conv, &self.convs[i]), (bn, &self.bns[i]), &h)?
-                .relu();
+            h = pass.conv_bn_relu((conv, &self.convs[i]), (bn, &self.bns[i]), &h)?;
         }
         Ok(h)
     }

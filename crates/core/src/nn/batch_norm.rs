@@ -100,9 +100,19 @@ impl BatchNorm2d {
     /// or running statistic is replaced; until then it holds on to the buffers it was
     /// made from.
     pub fn after_conv(&self, conv: &Conv2d, x: &Tensor) -> Result<Tensor> {
+        self.after_conv_with(conv, x, false)
+    }
+
+    /// [`Self::after_conv`] then ReLU: in training the ReLU is fused into the batch norm
+    /// ([`Self::forward_relu`]); in eval it follows the folded convolution.
+    pub fn after_conv_relu(&self, conv: &Conv2d, x: &Tensor) -> Result<Tensor> {
+        self.after_conv_with(conv, x, true)
+    }
+
+    fn after_conv_with(&self, conv: &Conv2d, x: &Tensor, relu: bool) -> Result<Tensor> {
         if self.is_training() {
             *self.folded.lock().unwrap_or_else(|e| e.into_inner()) = None;
-            return self.forward(&conv.forward(x)?);
+            return self.run(&conv.forward(x)?, relu);
         }
         let c = self.weight.numel();
         if conv.weight.shape()[0] != c {
@@ -119,7 +129,31 @@ impl BatchNorm2d {
         } else {
             self.kept_fold(conv)?
         };
-        x.conv2d(&w, Some(&b), conv.opts)
+        let y = x.conv2d(&w, Some(&b), conv.opts)?;
+        Ok(if relu { y.into_relu() } else { y })
+    }
+
+    /// This layer then ReLU, as one op ([`Tensor::batch_norm_relu`]).
+    pub fn forward_relu(&self, x: &Tensor) -> Result<Tensor> {
+        self.run(x, true)
+    }
+
+    fn run(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
+        let training = self.training.load(Ordering::Relaxed);
+        if training {
+            crate::no_grad(|| {
+                self.num_batches_tracked
+                    .assign(&self.num_batches_tracked.add_scalar(1.0))
+            })?;
+        }
+        let opts = BatchNormOptions {
+            training,
+            momentum: self.momentum,
+            eps: self.eps,
+        };
+        let (rm, rv) = (Some(&self.running_mean), Some(&self.running_var));
+        let (w, b) = (Some(&self.weight), Some(&self.bias));
+        x.batch_norm_with(rm, rv, w, b, opts, self.is_sync(), relu)
     }
 
     /// `conv`'s weight and bias with this layer's eval-mode affine map folded in.
@@ -167,25 +201,7 @@ impl BatchNorm2d {
 
 impl Module for BatchNorm2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let training = self.training.load(Ordering::Relaxed);
-        if training {
-            crate::no_grad(|| {
-                self.num_batches_tracked
-                    .assign(&self.num_batches_tracked.add_scalar(1.0))
-            })?;
-        }
-        let opts = BatchNormOptions {
-            training,
-            momentum: self.momentum,
-            eps: self.eps,
-        };
-        let (rm, rv) = (Some(&self.running_mean), Some(&self.running_var));
-        let (w, b) = (Some(&self.weight), Some(&self.bias));
-        if self.is_sync() {
-            x.sync_batch_norm(rm, rv, w, b, opts)
-        } else {
-            x.batch_norm(rm, rv, w, b, opts)
-        }
+        self.run(x, false)
     }
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         f(&join(prefix, "weight"), &self.weight);

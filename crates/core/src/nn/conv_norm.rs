@@ -103,10 +103,11 @@ impl ConvNormAct {
 
 impl Module for ConvNormAct {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self
-            .bn
-            .after_conv(&self.conv, x)
-            .map_err(|e| e.in_layer("0"))?;
+        let in_conv = |e: crate::Error| e.in_layer("0");
+        if self.act == Activation::Relu {
+            return self.bn.after_conv_relu(&self.conv, x).map_err(in_conv);
+        }
+        let y = self.bn.after_conv(&self.conv, x).map_err(in_conv)?;
         Ok(self.act.apply_owned(y))
     }
     fn children(&self) -> Vec<(&str, &dyn Module)> {

@@ -42,15 +42,42 @@ impl<'a> Pass<'a> {
     /// mode ([`BatchNorm2d::after_conv`]).
     pub fn conv_bn(
         &mut self,
+        conv: (&str, &Conv2d),
+        bn: (&str, &BatchNorm2d),
+        x: &Tensor,
+    ) -> Result<Tensor> {
+        self.conv_bn_with(conv, bn, x, false)
+    }
+
+    /// [`Self::conv_bn`] then ReLU, fused into the batch norm in training
+    /// ([`BatchNorm2d::after_conv_relu`]).
+    pub fn conv_bn_relu(
+        &mut self,
+        conv: (&str, &Conv2d),
+        bn: (&str, &BatchNorm2d),
+        x: &Tensor,
+    ) -> Result<Tensor> {
+        self.conv_bn_with(conv, bn, x, true)
+    }
+
+    fn conv_bn_with(
+        &mut self,
         (conv_name, conv): (&str, &Conv2d),
         (bn_name, bn): (&str, &BatchNorm2d),
         x: &Tensor,
+        relu: bool,
     ) -> Result<Tensor> {
         if self.is_summary() {
             let h = self.run(conv_name, conv, x)?;
-            return self.run(bn_name, bn, &h);
+            let y = self.run(bn_name, bn, &h)?;
+            return Ok(if relu { y.into_relu() } else { y });
         }
-        bn.after_conv(conv, x).map_err(|e| e.in_layer(conv_name))
+        let y = if relu {
+            bn.after_conv_relu(conv, x)
+        } else {
+            bn.after_conv(conv, x)
+        };
+        y.map_err(|e| e.in_layer(conv_name))
     }
 
     /// True when this pass records a summary.

@@ -42,7 +42,22 @@ impl Tensor {
         bias: Option<&Tensor>,
         opts: BatchNormOptions,
     ) -> Result<Tensor> {
-        self.batch_norm_with(running_mean, running_var, weight, bias, opts, false)
+        self.batch_norm_with(running_mean, running_var, weight, bias, opts, false, false)
+    }
+
+    /// [`Tensor::batch_norm`] then ReLU, fused: the ReLU is applied as the normalised
+    /// values are written, and its backward mask is recomputed from the input, so neither
+    /// a pass of its own nor the normalised tensor is kept. Values and gradients are those
+    /// of `batch_norm(…)?.relu()` bit for bit on the CPU.
+    pub fn batch_norm_relu(
+        &self,
+        running_mean: Option<&Tensor>,
+        running_var: Option<&Tensor>,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        opts: BatchNormOptions,
+    ) -> Result<Tensor> {
+        self.batch_norm_with(running_mean, running_var, weight, bias, opts, false, true)
     }
 
     /// [`Tensor::batch_norm`] with the statistics of the whole batch across data-parallel
@@ -60,7 +75,7 @@ impl Tensor {
         bias: Option<&Tensor>,
         opts: BatchNormOptions,
     ) -> Result<Tensor> {
-        self.batch_norm_with(running_mean, running_var, weight, bias, opts, true)
+        self.batch_norm_with(running_mean, running_var, weight, bias, opts, true, false)
     }
 
     /// Batch norm from two primitives (per-channel sums, a per-channel affine map):
@@ -68,8 +83,10 @@ impl Tensor {
     /// read of the gradient and input and one pass writing the input gradient; composed
     /// from elementwise ops and reductions it made about ten passes each way. With `sync`
     /// the sums are added across replicas and processes, one all-reduce each for the mean,
-    /// the variance and the backward's two sums.
-    fn batch_norm_with(
+    /// the variance and the backward's two sums. With `relu`, a ReLU follows (see
+    /// [`Tensor::batch_norm_relu`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn batch_norm_with(
         &self,
         running_mean: Option<&Tensor>,
         running_var: Option<&Tensor>,
@@ -77,11 +94,13 @@ impl Tensor {
         bias: Option<&Tensor>,
         opts: BatchNormOptions,
         sync: bool,
+        relu: bool,
     ) -> Result<Tensor> {
-        let name: &'static str = if sync {
-            "sync_batch_norm"
-        } else {
-            "batch_norm"
+        let name: &'static str = match (sync, relu) {
+            (false, false) => "batch_norm",
+            (false, true) => "batch_norm_relu",
+            (true, false) => "sync_batch_norm",
+            (true, true) => "sync_batch_norm_relu",
         };
         if self.rank() < 2 {
             return Err(Error::op(
@@ -115,7 +134,10 @@ impl Tensor {
             outer: shape[0],
             channels: c,
             inner: shape[2..].iter().product(),
+            relu: false,
         };
+        // The passes a fused ReLU changes: the output, and every backward pass.
+        let pr = ChannelParams { relu, ..p };
         let op = |e: crate::Error| e.in_op(name, &[shape]);
         let backend = self.backend();
         let x = self.f32_storage();
@@ -164,7 +186,7 @@ impl Tensor {
                 }
             }
         };
-        let (y, invstd, scale) = no_grad(|| -> Result<_> {
+        let (y, invstd, scale, shift) = no_grad(|| -> Result<_> {
             // The per-channel factors stay f32 whatever the dtypes (f16 statistics or
             // parameters are widened), as PyTorch's kernels keep them.
             let (mean, var) = (mean.float()?, var.float()?);
@@ -179,9 +201,9 @@ impl Tensor {
                 None => shift,
             };
             let y = backend
-                .channel_affine(&x, None, &pair(&scale, &shift)?.f32_storage(), &p)
+                .channel_affine(&x, None, &pair(&scale, &shift)?.f32_storage(), &pr)
                 .map_err(op)?;
-            Ok((y, invstd, scale))
+            Ok((y, invstd, scale, shift))
         })?;
         let mut inputs = vec![self];
         inputs.extend(weight);
@@ -206,15 +228,24 @@ impl Tensor {
                 let op = |e: crate::Error| e.in_op(name, &[saved_x.shape()]);
                 let like_x = |s| Tensor::leaf(s, saved_x.shape().to_vec(), saved_x.device());
                 let zeros = mean.zeros_like();
+                // A fused ReLU's gate: the forward's scale and shift, appended to each
+                // backward pass's per-channel coefficients.
+                let gated = |parts: &[&Tensor]| -> Result<Tensor> {
+                    let mut all = parts.to_vec();
+                    if relu {
+                        all.extend([&scale, &shift]);
+                    }
+                    Tensor::cat(&all, 0)
+                };
                 // Σ gy and Σ gy·(x − mean) per channel, unless nothing needs them: frozen
                 // statistics and parameters (a fine-tuned backbone's batch norm in eval).
                 let sums = if wants.1 || wants.2 || (training && wants.0) {
-                    let centers = pair(&zeros, &mean)?;
+                    let centers = gated(&[&zeros, &mean])?;
                     let sums = backend
                         .channel_sums(
                             &gy.f32_storage(),
                             Some((&saved_x.f32_storage(), &centers.f32_storage())),
-                            &p,
+                            &pr,
                         )
                         .map_err(op)?;
                     Some(halves(sums, c, &saved_x)?)
@@ -243,18 +274,31 @@ impl Tensor {
                             .mul(&all_gy_xc)?
                             .mul_scalar(-1.0 / m);
                         let k0 = scale.mul(&all_gy)?.mul_scalar(-1.0 / m);
-                        let coef = Tensor::cat(&[&scale, &kx, &mean, &k0], 0)?;
+                        let coef = gated(&[&scale, &kx, &mean, &k0])?;
                         let gx = backend
                             .channel_affine(
                                 &gy.f32_storage(),
                                 Some(&saved_x.f32_storage()),
                                 &coef.f32_storage(),
-                                &p,
+                                &pr,
                             )
                             .map_err(op)?;
                         Some(like_x(gx))
                     }
-                    // Running statistics are constants: gy scaled.
+                    // Running statistics are constants: gy scaled (masked by the input, a
+                    // fused ReLU's gate, through the two-input form with zero terms).
+                    _ if relu => {
+                        let coef = gated(&[&scale, &zeros, &zeros, &zeros])?;
+                        let gx = backend
+                            .channel_affine(
+                                &gy.f32_storage(),
+                                Some(&saved_x.f32_storage()),
+                                &coef.f32_storage(),
+                                &pr,
+                            )
+                            .map_err(op)?;
+                        Some(like_x(gx))
+                    }
                     _ => {
                         let coef = pair(&scale, &zeros)?;
                         let gx = backend
