@@ -268,6 +268,33 @@ pub(super) fn per_image(
     }
 }
 
+/// [`per_image`] for drivers that take several images per call: `f(first, count, out)`
+/// over runs of at most `most` consecutive images, shared evenly between the threads where
+/// there are at least as many images as threads; otherwise one image per call, in turn
+/// (the drivers then split its channels between the threads).
+pub(super) fn per_images(
+    out: &mut [f32],
+    chunk: usize,
+    n: usize,
+    most: usize,
+    f: impl Fn(usize, usize, &mut [f32]) -> Result<()> + Sync,
+) -> Result<()> {
+    if chunk == 0 {
+        return Ok(());
+    }
+    let threads = rayon::current_num_threads();
+    if n >= threads {
+        let per = n.div_ceil(threads).clamp(1, most.max(1));
+        out.par_chunks_mut(per * chunk)
+            .enumerate()
+            .try_for_each(|(i, c)| f(i * per, c.len() / chunk, c))
+    } else {
+        out.chunks_mut(chunk)
+            .enumerate()
+            .try_for_each(|(i, c)| f(i, 1, c))
+    }
+}
+
 /// An im2col buffer with room for the largest chunk of rows, allocated fallibly: with a
 /// wide output and a deep kernel one row alone can outgrow [`COL_BUDGET`].
 fn scratch(p: &Conv2dParams, g: &Geo) -> Result<Vec<f32>> {

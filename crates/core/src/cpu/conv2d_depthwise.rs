@@ -367,7 +367,7 @@ pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
                     g.fill(p, &x[plane * hw..][..hw], grid);
                     zeroed_once(acc, og * ld);
                     let w_c = &w[ci * og * kk..][..og * kk];
-                    block(w_c, kk, og, grid, 0, &g.offs, g.span, acc, ld);
+                    block(w_c, kk, og, grid, &[0], &g.offs, g.span, acc, ld);
                     g.narrow(p, acc, ld, y);
                 },
             )
@@ -410,7 +410,7 @@ pub fn grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
             g.widen(p, gy_c, &mut ext[far..], ldg);
             zeroed_once(acc, ld);
             let w_c = &w[ci * og * kk..][..og * kk];
-            block(w_c, og * kk, 1, ext, 0, &offs, g.len(), acc, ld);
+            block(w_c, og * kk, 1, ext, &[0], &offs, g.len(), acc, ld);
             g.unfill(p, acc, gx_c);
         },
     );

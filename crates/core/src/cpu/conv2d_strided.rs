@@ -17,7 +17,7 @@
 //! tap) pairs reads its own row of the output gradient, 256 rows per chunk of pairs,
 //! which do not stay in the first-level cache as the forward's taps of one channel do.
 
-use super::conv2d::{per_image, per_image_sum};
+use super::conv2d::{per_image_sum, per_images};
 use super::conv2d_depthwise::{grid_fits, zeroed_once, Grid};
 use super::conv_direct::{block, fold_lanes, weight_block, LANES, MAX_DIRECT_WEIGHT, MAX_L};
 use super::conv_shifted::{keep_columns, per_block, MIN_CHANNELS};
@@ -56,41 +56,52 @@ pub(super) fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>
     let g = Grid::of(p);
     let glen = g.len();
     let offs = pair_offsets(&g, cg);
-    per_image(&mut out, p.c_out * ohw, p.n, |ni, y_n| {
+    // Short grids (deep layers') take several images per product, as stride-1 layers do.
+    let most = if g.span <= RUN {
+        (RUN / g.span.next_multiple_of(MAX_L)).max(1)
+    } else {
+        1
+    };
+    let per_out = p.c_out * ohw;
+    per_images(&mut out, per_out, p.n, most, |n0, count, y| {
         // The products read whole blocks of MAX_L columns past the last channel's span.
-        let mut grid = host::zeros(p.c_in * glen + MAX_L)?;
-        let x_n = &x[ni * p.c_in * hw..][..p.c_in * hw];
-        for (plane, dst) in x_n.chunks(hw).zip(grid.chunks_mut(glen)) {
+        let mut grid = host::zeros(count * p.c_in * glen + MAX_L)?;
+        let x = &x[n0 * p.c_in * hw..][..count * p.c_in * hw];
+        for (plane, dst) in x.chunks(hw).zip(grid.chunks_mut(glen)) {
             g.fill(p, plane, dst);
         }
         for gi in 0..p.groups {
             let w_g = &w[gi * og * kdim..][..og * kdim];
             let x_g = &grid[gi * cg * glen..];
-            let y_g = &mut y_n[gi * og * ohw..][..og * ohw];
-            per_block(y_g, ohw, |o0, y_b| {
-                let ob = y_b.len() / ohw;
-                let mut acc = host::with_capacity(ob * RUN)?;
+            // `ob` channels from `o0`, into `y` (image 0's channel `o0` onwards, the next
+            // image's `per_out` further).
+            let products = |o0: usize, ob: usize, y: &mut [f32]| -> Result<()> {
+                let mut acc = host::with_capacity(ob * count * RUN)?;
                 for j in (0..g.span).step_by(RUN) {
                     let cols = RUN.min(g.span - j);
-                    let ld = cols.next_multiple_of(MAX_L);
+                    let run = cols.next_multiple_of(MAX_L);
+                    let ld = count * run;
                     acc.resize(ob * ld, 0.0);
-                    block(
-                        &w_g[o0 * kdim..],
-                        kdim,
-                        ob,
-                        x_g,
-                        j,
-                        &offs,
-                        cols,
-                        &mut acc,
-                        ld,
-                    );
-                    for (wide, y) in acc.chunks(ld).zip(y_b.chunks_mut(ohw)) {
-                        keep_columns(&wide[..cols], j, g.wq, p.ow, y);
+                    let bases: Vec<usize> = (0..count).map(|i| i * p.c_in * glen + j).collect();
+                    let w_b = &w_g[o0 * kdim..];
+                    block(w_b, kdim, ob, x_g, &bases, &offs, cols, &mut acc, ld);
+                    for (o, row) in acc.chunks(ld).enumerate() {
+                        for (i, wide) in row.chunks(run).enumerate() {
+                            let y = &mut y[i * per_out + o * ohw..][..ohw];
+                            keep_columns(&wide[..cols], j, g.wq, p.ow, y);
+                        }
                     }
                 }
                 Ok(())
-            })?;
+            };
+            let y_g = &mut y[gi * og * ohw..];
+            if count == 1 {
+                per_block(&mut y_g[..og * ohw], ohw, |o0, y_b| {
+                    products(o0, y_b.len() / ohw, y_b)
+                })?;
+            } else {
+                products(0, og, y_g)?;
+            }
         }
         Ok(())
     })?;
@@ -161,7 +172,8 @@ mod tests {
     /// stem-like kernel (147 pairs: more than one chunk of the direct products) and
     /// outputs of one row or column; then with an infinite input in a row's last column,
     /// which only dropped wide columns and the kept ones the definition names read (and
-    /// which sends the weight gradient elsewhere).
+    /// which sends the weight gradient elsewhere). Three images: with two threads (or
+    /// one), a product takes two (or three) images' short grids at once.
     #[test]
     fn matches_the_definition() {
         // (h, w), c_in, c_out, groups, kernel, stride, padding, dilation
@@ -180,7 +192,7 @@ mod tests {
                 (len + 2 * padding[a] - dilation[a] * (k[a] - 1) - 1) / stride[a] + 1
             };
             let p = Conv2dParams {
-                n: 2,
+                n: 3,
                 c_in,
                 h,
                 w,

@@ -28,7 +28,7 @@ use std::borrow::Cow;
 
 use rayon::prelude::*;
 
-use super::conv2d::{per_image, per_image_sum};
+use super::conv2d::{per_image, per_image_sum, per_images};
 use super::conv_direct;
 use super::conv_weight;
 use super::gemm::{gemm, Layout};
@@ -297,47 +297,76 @@ pub(super) fn forward(x: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<f32>
     let wd = wide(p);
     let offs = conv_direct::pair_offsets(&wd);
     let mut out = host::zeros(p.output_len())?;
-    per_image(&mut out, p.c_out * wd.out_len, p.n, |ni, y_n| {
-        let x_n = &x[ni * p.c_in * wd.in_len..][..p.c_in * wd.in_len];
-        forward_image(x_n, w, p, &wd, &offs, y_n)
+    let (per_in, per_out) = (p.c_in * wd.in_len, p.c_out * wd.out_len);
+    let most = images_per_run(p.output, wd.wp, wd.forward_cols);
+    per_images(&mut out, per_out, p.n, most, |n0, count, y| {
+        let x = &x[n0 * per_in..][..count * per_in];
+        forward_images(x, count, w, p, &wd, &offs, y)
     })?;
     Ok(out)
 }
 
-/// One image's output: per group and run of wide columns, the direct products of the
-/// (channel, tap) pairs at offsets `offs` fill a block whose kept columns are then copied
-/// out.
-fn forward_image(
-    x_n: &[f32],
+/// How many images' planes one call of the direct products may take: as many as fill
+/// `cols` wide columns where a plane's are one short run (deep layers' 7² and 14²), else
+/// one.
+pub(super) fn images_per_run(output: [usize; 3], wp: usize, cols: usize) -> usize {
+    let [od, oh, ow] = output;
+    let span = oh.saturating_sub(1) * wp + ow;
+    if od == 1 && span <= cols {
+        (cols / span.next_multiple_of(conv_direct::MAX_L)).max(1)
+    } else {
+        1
+    }
+}
+
+/// `count` images' output: per group and run of wide columns, the direct products of the
+/// (channel, tap) pairs at offsets `offs` fill a block (the images' runs side by side)
+/// whose kept columns are then copied out.
+fn forward_images(
+    x: &[f32],
+    count: usize,
     w: &[f32],
     p: &Conv3dParams,
     wd: &Wide,
     offs: &[usize],
-    y_n: &mut [f32],
+    y: &mut [f32],
 ) -> Result<()> {
     // The direct products read whole blocks of columns past the last one.
-    let xp = spread(x_n, p, wd, true, conv_direct::MAX_L)?;
+    let xp = spread(x, p, wd, true, conv_direct::MAX_L)?;
     let [_, oh, ow] = p.output;
+    let (per_in, per_out) = (p.c_in * wd.channel, p.c_out * wd.out_len);
     for gi in 0..p.groups {
         let w_g = &w[gi * wd.og * wd.kdim..][..wd.og * wd.kdim];
         let x_g = &xp[gi * wd.cg * wd.channel..];
-        let y_g = &mut y_n[gi * wd.og * wd.out_len..][..wd.og * wd.out_len];
-        per_block(y_g, wd.out_len, |o0, y_b| {
-            let ob = y_b.len() / wd.out_len;
-            let widest = wd.forward_cols.next_multiple_of(conv_direct::MAX_L);
+        // `ob` channels from `o0`, into `y` (image 0's channel `o0` onwards, the next
+        // image's `per_out` further).
+        let products = |o0: usize, ob: usize, y: &mut [f32]| -> Result<()> {
+            let widest = count * wd.forward_cols.next_multiple_of(conv_direct::MAX_L);
             let mut block = host::with_capacity(ob * widest)?;
             for s in wd.spans(p, wd.forward_cols) {
-                let ld = s.cols.next_multiple_of(conv_direct::MAX_L);
+                let run = s.cols.next_multiple_of(conv_direct::MAX_L);
+                let ld = count * run;
                 block.resize(ob * ld, 0.0);
+                let bases: Vec<usize> = (0..count).map(|i| i * per_in + s.at_in).collect();
                 let w_b = &w_g[o0 * wd.kdim..];
-                conv_direct::block(w_b, wd.kdim, ob, x_g, s.at_in, offs, s.cols, &mut block, ld);
-                for (wide, y) in block.chunks(ld).zip(y_b.chunks_mut(wd.out_len)) {
-                    let y = &mut y[s.a * oh * ow..][..oh * ow];
-                    keep_columns(&wide[..s.cols], s.j, wd.wp, ow, y);
+                conv_direct::block(w_b, wd.kdim, ob, x_g, &bases, offs, s.cols, &mut block, ld);
+                for (o, row) in block.chunks(ld).enumerate() {
+                    for (i, wide) in row.chunks(run).enumerate() {
+                        let y = &mut y[i * per_out + o * wd.out_len + s.a * oh * ow..][..oh * ow];
+                        keep_columns(&wide[..s.cols], s.j, wd.wp, ow, y);
+                    }
                 }
             }
             Ok(())
-        })?;
+        };
+        let y_g = &mut y[gi * wd.og * wd.out_len..];
+        if count == 1 {
+            per_block(&mut y_g[..wd.og * wd.out_len], wd.out_len, |o0, y_b| {
+                products(o0, y_b.len() / wd.out_len, y_b)
+            })?;
+        } else {
+            products(0, wd.og, y_g)?;
+        }
     }
     Ok(())
 }

@@ -98,6 +98,9 @@ fn two_d_taps_on_the_padded_grid_match_the_definition() {
         (3, 32, 6, 12, 16, [3, 3], [1, 1], [1, 1], 2),
         // three images padded two and then one at a time (in tests)
         (3, 16, 40, 60, 32, [3, 3], [1, 1], [1, 1], 1),
+        // short planes: a product takes the runs of three images, then of two (in tests,
+        // two threads), forward and input gradient
+        (5, 16, 5, 12, 24, [3, 3], [1, 1], [1, 1], 1),
     ];
     for case in cases {
         let (p, x, wt, gy) = stride_1(case);
