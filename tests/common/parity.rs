@@ -4,6 +4,9 @@ use fovea::{Device, Result, Tensor};
 
 use super::rel_err;
 
+/// The seed of the output gradient [`parity`] sends back.
+pub const GY_SEED: u64 = 17;
+
 /// Runs `f` on CPU and GPU copies of `inputs` (all requiring grad) and compares the
 /// outputs and every input's gradient.
 pub fn parity(
@@ -29,7 +32,7 @@ pub fn parity(
         "{name}: forward rel. error {err:.2e} (shape {:?})",
         yc.shape()
     );
-    let gy = Tensor::randn(yc.shape(), 17, &cpu);
+    let gy = Tensor::randn(yc.shape(), GY_SEED, &cpu);
     yc.backward_with(&gy).unwrap();
     yg.backward_with(&gy.to_device(gpu).unwrap()).unwrap();
     for (i, (c, g)) in xc.iter().zip(&xg).enumerate() {
