@@ -42,8 +42,8 @@ fn plane_sums(a: &[f32], b: Option<(&[f32], f32, f32)>, gate: Option<(f32, f32)>
     let (g, h) = gate.unwrap_or((0.0, 1.0));
     let keep = |va: f32, vb: f32| relu_mask(va, vb * g + h);
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx") {
-        // SAFETY: the processor has AVX.
+    if super::cpu_level() >= super::Level::Avx2 {
+        // SAFETY: the processor has AVX2, hence AVX.
         let (s1, s2, done) = unsafe {
             match gate {
                 Some(gate) => centred_lanes_avx::<true>(a, b, centres, gate),

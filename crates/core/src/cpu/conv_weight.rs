@@ -165,9 +165,10 @@ fn dots(gy: &[f32], glen: usize, x: &[f32], offs: &[usize], chunk: &[Piece], row
     by_cpu!(
         dot_blocks(gy: &[f32], glen: usize, x: &[f32], offs: &[usize], chunk: &[Piece],
             rows: &mut [f32]),
-        // 4 × 6 sums (24 registers) and 10 loads per step; 6 × 4, 4 × 4 were slower
+        // 4 × 6 sums (24 registers) and 10 loads per step; 6 × 4, 4 × 4 were slower. AVX2:
+        // 3 × 4 sums (12 of its 16 registers); 2 × 4 took twice as long (2026-12-02)
         avx512: [4, 6, 16, true],
-        avx2: [2, 4, 8, true],
+        avx2: [3, 4, 8, true],
         base: [2, 4, 8, false]
     )
 }

@@ -208,8 +208,52 @@ fn store_f16_exact(v: Vec<f32>) -> Storage {
 /// Slices at least this long are split across threads.
 pub(crate) const PAR_CHUNK: usize = 1 << 14;
 
-/// Runs `body` compiled for AVX-512, else for AVX2, else for the baseline, whichever the
-/// processor supports: the project builds for baseline x86-64, whose 4-wide SSE2 took
+/// The instruction sets the CPU kernels are compiled for, narrowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Level {
+    Base,
+    /// AVX2 with FMA
+    Avx2,
+    /// AVX-512F with FMA
+    Avx512,
+}
+
+/// The widest [`Level`] the processor has, capped by `FOVEA_CPU_LEVEL` (`avx2` or `base`),
+/// so that the narrower builds of the kernels (a laptop's AVX2, say) can be run, timed and
+/// tested on a wider processor. Read once; an unknown value is reported and ignored.
+pub(crate) fn cpu_level() -> Level {
+    static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let cap = match std::env::var("FOVEA_CPU_LEVEL").as_deref() {
+            Ok("base") => Level::Base,
+            Ok("avx2") => Level::Avx2,
+            Ok("avx512") | Err(_) => Level::Avx512,
+            Ok(other) => {
+                eprintln!(
+                    "fovea: FOVEA_CPU_LEVEL={other:?} is not one of avx512, avx2, base; ignored"
+                );
+                Level::Avx512
+            }
+        };
+        #[cfg(target_arch = "x86_64")]
+        let has = {
+            let fma = std::arch::is_x86_feature_detected!("fma");
+            if fma && std::arch::is_x86_feature_detected!("avx512f") {
+                Level::Avx512
+            } else if fma && std::arch::is_x86_feature_detected!("avx2") {
+                Level::Avx2
+            } else {
+                Level::Base
+            }
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let has = Level::Base;
+        has.min(cap)
+    })
+}
+
+/// Runs `body` compiled for AVX-512, else for AVX2, else for the baseline, whichever
+/// [`cpu_level`] allows: the project builds for baseline x86-64, whose 4-wide SSE2 took
 /// 2–4 times as long for elementwise ops on cached tensors (a ReLU6 that keeps NaN, over
 /// MobileNetV2's 7² activations). `body` has one call site in each version, so it is
 /// inlined and compiled with that version's features (the clamp's timing shows it).
@@ -225,13 +269,12 @@ pub(crate) fn simd<R>(body: impl FnOnce() -> R) -> R {
         unsafe fn avx2<R>(body: impl FnOnce() -> R) -> R {
             body()
         }
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        match cpu_level() {
             // SAFETY: the processor has AVX-512F.
-            return unsafe { avx512(body) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
+            Level::Avx512 => return unsafe { avx512(body) },
             // SAFETY: the processor has AVX2.
-            return unsafe { avx2(body) };
+            Level::Avx2 => return unsafe { avx2(body) },
+            Level::Base => {}
         }
     }
     body()
@@ -258,16 +301,13 @@ macro_rules! by_cpu {
             unsafe fn avx2($($arg: $ty),*) {
                 $inner::<$($b),*>($($arg),*)
             }
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the processor has AVX-512F; the caller's asserts keep every
-                // access of the (bounds-checked) loops in range.
-                return unsafe { avx512($($arg),*) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
+            match $crate::cpu::cpu_level() {
+                // SAFETY: the processor has AVX-512F and FMA; the caller's asserts keep
+                // every access of the (bounds-checked) loops in range.
+                $crate::cpu::Level::Avx512 => return unsafe { avx512($($arg),*) },
                 // SAFETY: as above, with AVX2 and FMA.
-                return unsafe { avx2($($arg),*) };
+                $crate::cpu::Level::Avx2 => return unsafe { avx2($($arg),*) },
+                $crate::cpu::Level::Base => {}
             }
         }
         $inner::<$($c),*>($($arg),*)
