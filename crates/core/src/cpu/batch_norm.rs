@@ -37,17 +37,31 @@ fn plane_sums(a: &[f32], b: Option<(&[f32], f32, f32)>, gate: Option<(f32, f32)>
             0.0,
         );
     };
-    let centres = (ca, cb);
-    // Without a gate, one that is always open (b · 0 + 1).
-    let (g, h) = gate.unwrap_or((0.0, 1.0));
-    let keep = |va: f32, vb: f32| relu_mask(va, vb * g + h);
+    match gate {
+        None => centred(a, b, (ca, cb), None, |va, _| va),
+        Some((g, h)) => centred(a, b, (ca, cb), gate, move |va, vb| {
+            relu_mask(va, vb * g + h)
+        }),
+    }
+}
+
+/// The centred sums, `keep` applying the gate (if any) to each `a`: whole groups of lanes
+/// with AVX where [`super::cpu_level`] allows, the rest (or all) by the plain loop.
+#[inline(always)]
+fn centred(
+    a: &[f32],
+    b: &[f32],
+    centres: (f32, f32),
+    gate: Option<(f32, f32)>,
+    keep: impl Fn(f32, f32) -> f32,
+) -> (f64, f64) {
     #[cfg(target_arch = "x86_64")]
     if super::cpu_level() >= super::Level::Avx2 {
         // SAFETY: the processor has AVX2, hence AVX.
         let (s1, s2, done) = unsafe {
             match gate {
                 Some(gate) => centred_lanes_avx::<true>(a, b, centres, gate),
-                None => centred_lanes_avx::<false>(a, b, centres, (g, h)),
+                None => centred_lanes_avx::<false>(a, b, centres, (0.0, 0.0)),
             }
         };
         return rest_sums((s1, s2), &a[done..], &b[done..], centres, keep);
@@ -353,5 +367,20 @@ mod tests {
             );
             assert_eq!((sums.len(), plain.len()), (2 * c, c));
         }
+    }
+
+    /// Without the gate every value of `a` counts, whatever `b` holds: an infinite or NaN
+    /// `b` (an input that overflowed) leaves `Σ a` whole, in the vector lanes and the rest.
+    #[test]
+    fn ungated_sums_keep_every_value_beside_non_finite_inputs() {
+        let p = params(1, 1, 19, false);
+        let a = vec![1.0f32; 19];
+        let mut b = values(19, 2);
+        for i in [0, 9, 17] {
+            b[i] = f32::INFINITY;
+        }
+        b[18] = f32::NAN;
+        let sums = channel_sums(&a, Some((&b, &[0.0, 0.0])), &p).unwrap();
+        assert_eq!(sums[0], 19.0);
     }
 }

@@ -20,7 +20,7 @@
 use super::conv2d::{per_image_sum, per_images};
 use super::conv2d_depthwise::{grid_fits, zeroed_once, Grid};
 use super::conv_direct::{block, fold_lanes, weight_block, LANES, MAX_DIRECT_WEIGHT, MAX_L};
-use super::conv_shifted::{keep_columns, per_block, MIN_CHANNELS};
+use super::conv_shifted::{channel_blocks, images_per_span, Runs, MIN_CHANNELS};
 use crate::backend::Conv2dParams;
 use crate::host;
 use crate::Result;
@@ -58,7 +58,7 @@ pub(super) fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>
     let offs = pair_offsets(&g, cg);
     // Short grids (deep layers') take several images per product, as stride-1 layers do.
     let most = if g.span <= RUN {
-        (RUN / g.span.next_multiple_of(MAX_L)).max(1)
+        images_per_span(g.span, RUN)
     } else {
         1
     };
@@ -79,29 +79,16 @@ pub(super) fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>
                 let mut acc = host::with_capacity(ob * count * RUN)?;
                 for j in (0..g.span).step_by(RUN) {
                     let cols = RUN.min(g.span - j);
-                    let run = cols.next_multiple_of(MAX_L);
-                    let ld = count * run;
-                    acc.resize(ob * ld, 0.0);
+                    let r = Runs::new(count, cols, j);
+                    acc.resize(ob * r.ld, 0.0);
                     let bases: Vec<usize> = (0..count).map(|i| i * p.c_in * glen + j).collect();
                     let w_b = &w_g[o0 * kdim..];
-                    block(w_b, kdim, ob, x_g, &bases, &offs, cols, &mut acc, ld);
-                    for (o, row) in acc.chunks(ld).enumerate() {
-                        for (i, wide) in row.chunks(run).enumerate() {
-                            let y = &mut y[i * per_out + o * ohw..][..ohw];
-                            keep_columns(&wide[..cols], j, g.wq, p.ow, y);
-                        }
-                    }
+                    block(w_b, kdim, ob, x_g, &bases, &offs, cols, &mut acc, r.ld);
+                    r.keep(&acc, (g.wq, p.ow), y, ohw, |o, i| i * per_out + o * ohw);
                 }
                 Ok(())
             };
-            let y_g = &mut y[gi * og * ohw..];
-            if count == 1 {
-                per_block(&mut y_g[..og * ohw], ohw, |o0, y_b| {
-                    products(o0, y_b.len() / ohw, y_b)
-                })?;
-            } else {
-                products(0, og, y_g)?;
-            }
+            channel_blocks(&mut y[gi * og * ohw..], count, og, ohw, products)?;
         }
         Ok(())
     })?;

@@ -22,7 +22,7 @@
 use super::by_cpu;
 use super::conv2d::{per_image_sum, per_images};
 use super::conv_shifted::{
-    grid_fits, images_per_run, keep_columns, per_block, rows_of, spread, wide, Wide, CHUNK_VALUES,
+    channel_blocks, grid_fits, images_per_run, rows_of, spread, wide, Runs, Wide, CHUNK_VALUES,
     FORWARD_COLS, MIN_CHANNELS,
 };
 use super::conv_weight;
@@ -123,31 +123,21 @@ pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<
                 for (a, &first) in firsts.iter().enumerate() {
                     for j in (0..span).step_by(cols) {
                         let n = cols.min(span - j);
-                        let run = n.next_multiple_of(MAX_L);
-                        let ld = count * run;
-                        out.resize(cb * ld, 0.0);
+                        let r = Runs::new(count, n, j);
+                        out.resize(cb * r.ld, 0.0);
                         let bases: Vec<usize> =
                             (0..count).map(|i| i * p.c_out * ldg + first + j).collect();
                         let w_b = &w_g[c0 * pairs..];
-                        block(w_b, pairs, cb, ext_g, &bases, &offs, n, &mut out, ld);
-                        for (c, row) in out.chunks(ld).enumerate() {
-                            for (i, wide) in row.chunks(run).enumerate() {
-                                let at = i * per_in + c * wd.in_len + a * h * iw;
-                                keep_columns(&wide[..n], j, wd.wp, iw, &mut gx[at..][..h * iw]);
-                            }
-                        }
+                        block(w_b, pairs, cb, ext_g, &bases, &offs, n, &mut out, r.ld);
+                        r.keep(&out, (wd.wp, iw), gx, h * iw, |c, i| {
+                            i * per_in + c * wd.in_len + a * h * iw
+                        });
                     }
                 }
                 Ok(())
             };
             let gx_g = &mut gx[gi * wd.cg * wd.in_len..];
-            if count == 1 {
-                per_block(&mut gx_g[..wd.cg * wd.in_len], wd.in_len, |c0, gx_b| {
-                    products(c0, gx_b.len() / wd.in_len, gx_b)
-                })?;
-            } else {
-                products(0, wd.cg, gx_g)?;
-            }
+            channel_blocks(gx_g, count, wd.cg, wd.in_len, products)?;
         }
         Ok(())
     })?;

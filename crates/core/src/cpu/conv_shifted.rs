@@ -311,11 +311,78 @@ pub(super) fn forward(x: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<f32>
 /// one.
 pub(super) fn images_per_run(output: [usize; 3], wp: usize, cols: usize) -> usize {
     let [od, oh, ow] = output;
-    let span = oh.saturating_sub(1) * wp + ow;
-    if od == 1 && span <= cols {
-        (cols / span.next_multiple_of(conv_direct::MAX_L)).max(1)
+    if od == 1 {
+        images_per_span(oh.saturating_sub(1) * wp + ow, cols)
     } else {
         1
+    }
+}
+
+/// How many images' runs of `span` wide columns fit in `cols`, at least one.
+pub(super) fn images_per_span(span: usize, cols: usize) -> usize {
+    (cols / span.next_multiple_of(conv_direct::MAX_L)).max(1)
+}
+
+/// Where a product over several images put its sums: one run of `cols` wide columns per
+/// image, `run` apart, in rows `ld` apart, each from wide column `j` of its image's plane.
+pub(super) struct Runs {
+    pub(super) ld: usize,
+    run: usize,
+    cols: usize,
+    j: usize,
+}
+
+impl Runs {
+    pub(super) fn new(images: usize, cols: usize, j: usize) -> Runs {
+        let run = cols.next_multiple_of(conv_direct::MAX_L);
+        Runs {
+            ld: images * run,
+            run,
+            cols,
+            j,
+        }
+    }
+
+    /// Copies each run's kept columns (of rows `wp` wide, `ow` of them kept) out of
+    /// `block` into `y`: row `o` of image `i` to the plane of `len` values at `at(o, i)`.
+    pub(super) fn keep(
+        &self,
+        block: &[f32],
+        (wp, ow): (usize, usize),
+        y: &mut [f32],
+        len: usize,
+        at: impl Fn(usize, usize) -> usize,
+    ) {
+        for (o, row) in block.chunks(self.ld).enumerate() {
+            for (i, wide) in row.chunks(self.run).enumerate() {
+                keep_columns(
+                    &wide[..self.cols],
+                    self.j,
+                    wp,
+                    ow,
+                    &mut y[at(o, i)..][..len],
+                );
+            }
+        }
+    }
+}
+
+/// `products(first, count, y)` over the `channels` channels (`len` values each) of `y`:
+/// for one image, in blocks split between the threads ([`per_block`]); for several (one
+/// thread's share already, their channels an image apart), all at once.
+pub(super) fn channel_blocks(
+    y: &mut [f32],
+    images: usize,
+    channels: usize,
+    len: usize,
+    products: impl Fn(usize, usize, &mut [f32]) -> Result<()> + Sync,
+) -> Result<()> {
+    if images == 1 {
+        per_block(&mut y[..channels * len], len, |c0, b| {
+            products(c0, b.len() / len, b)
+        })
+    } else {
+        products(0, channels, y)
     }
 }
 
@@ -344,29 +411,21 @@ fn forward_images(
             let widest = count * wd.forward_cols.next_multiple_of(conv_direct::MAX_L);
             let mut block = host::with_capacity(ob * widest)?;
             for s in wd.spans(p, wd.forward_cols) {
-                let run = s.cols.next_multiple_of(conv_direct::MAX_L);
-                let ld = count * run;
-                block.resize(ob * ld, 0.0);
+                let r = Runs::new(count, s.cols, s.j);
+                block.resize(ob * r.ld, 0.0);
                 let bases: Vec<usize> = (0..count).map(|i| i * per_in + s.at_in).collect();
                 let w_b = &w_g[o0 * wd.kdim..];
-                conv_direct::block(w_b, wd.kdim, ob, x_g, &bases, offs, s.cols, &mut block, ld);
-                for (o, row) in block.chunks(ld).enumerate() {
-                    for (i, wide) in row.chunks(run).enumerate() {
-                        let y = &mut y[i * per_out + o * wd.out_len + s.a * oh * ow..][..oh * ow];
-                        keep_columns(&wide[..s.cols], s.j, wd.wp, ow, y);
-                    }
-                }
+                conv_direct::block(
+                    w_b, wd.kdim, ob, x_g, &bases, offs, s.cols, &mut block, r.ld,
+                );
+                r.keep(&block, (wd.wp, ow), y, oh * ow, |o, i| {
+                    i * per_out + o * wd.out_len + s.a * oh * ow
+                });
             }
             Ok(())
         };
         let y_g = &mut y[gi * wd.og * wd.out_len..];
-        if count == 1 {
-            per_block(&mut y_g[..wd.og * wd.out_len], wd.out_len, |o0, y_b| {
-                products(o0, y_b.len() / wd.out_len, y_b)
-            })?;
-        } else {
-            products(0, wd.og, y_g)?;
-        }
+        channel_blocks(y_g, count, wd.og, wd.out_len, products)?;
     }
     Ok(())
 }
