@@ -166,9 +166,12 @@ fn dots(gy: &[f32], glen: usize, x: &[f32], offs: &[usize], chunk: &[Piece], row
         dot_blocks(gy: &[f32], glen: usize, x: &[f32], offs: &[usize], chunk: &[Piece],
             rows: &mut [f32]),
         // 4 × 6 sums (24 registers) and 10 loads per step; 6 × 4, 4 × 4 were slower. AVX2:
-        // 3 × 4 sums (12 of its 16 registers); 2 × 4 took twice as long (2026-12-02)
+        // 4 × 3 sums, so that the 3 input vectors, 12 sums and one output-gradient vector
+        // fill its 16 registers; as 3 × 4 (4 inputs held) one sum went to the stack every
+        // step, and on a Zen 3 ResNet's 14² layer's weight gradient took 42 ms, not 35;
+        // 2 × 4 took twice as long (2026-12-02)
         avx512: [4, 6, 16, true],
-        avx2: [3, 4, 8, true],
+        avx2: [4, 3, 8, true],
         base: [2, 4, 8, false]
     )
 }
