@@ -14,6 +14,7 @@ mod conv_taps;
 mod conv_weight;
 mod elementwise;
 mod gemm;
+mod gram;
 mod layout;
 mod matmul;
 mod optim;
@@ -426,22 +427,9 @@ impl Backend for CpuBackend {
         )
     }
     fn gram(&self, f: &Storage, n: usize, c: usize, hw: usize) -> Result<Storage> {
-        // F·Fᵀ through the GEMM with B read transposed; symmetry is not worth exploiting
-        // on the CPU, where the GEMM is already near peak.
-        let p = MatmulParams {
-            batch: n,
-            m: c,
-            k: hw,
-            n: c,
-            trans_b: true,
-            ..Default::default()
-        };
         self.times.time(
             || "gram".into(),
-            || {
-                let f = operand(f)?;
-                store(matmul::matmul(&f, &f, &p))
-            },
+            || store(gram::gram(&operand(f)?, n, c, hw)),
         )
     }
     fn conv2d(
