@@ -304,7 +304,8 @@ macro_rules! by_cpu {
             }
             match $crate::cpu::cpu_level() {
                 // SAFETY: the processor has AVX-512F and FMA; the caller's asserts keep
-                // every access of the (bounds-checked) loops in range.
+                // every access of the loops in range (checked, or unchecked where a loop's
+                // own SAFETY note says why).
                 $crate::cpu::Level::Avx512 => return unsafe { avx512($($arg),*) },
                 // SAFETY: as above, with AVX2 and FMA.
                 $crate::cpu::Level::Avx2 => return unsafe { avx2($($arg),*) },
