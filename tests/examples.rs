@@ -17,10 +17,15 @@ fn example(name: &str) -> PathBuf {
     // (`cargo test --test examples`) does not rebuild examples and would run a stale one.
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "--example", name]);
-    if profile_dir.ends_with("release") {
-        cmd.arg("--release");
-    }
+    // The test profile, not `dev`: the same directory, but the kernels optimized as in the
+    // test binaries (at `dev`'s opt-level 0 the CPU backend runs the examples many times
+    // slower, and the workspace would be compiled a second time).
+    let profile = if profile_dir.ends_with("release") {
+        "release"
+    } else {
+        "test"
+    };
+    cmd.args(["build", "--quiet", "--profile", profile, "--example", name]);
     assert!(
         cmd.status().unwrap().success(),
         "building example {name} failed"

@@ -16,17 +16,21 @@ fn example() -> PathBuf {
     let profile_dir = exe.parent().unwrap().parent().unwrap();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
+    // The test profile rather than `dev` (see tests/examples.rs): kernels optimized.
+    let profile = if profile_dir.ends_with("release") {
+        "release"
+    } else {
+        "test"
+    };
     cmd.args([
         "build",
         "--quiet",
         "--features",
         "mpi",
-        "--example",
-        "data_parallel",
+        "--profile",
+        profile,
     ]);
-    if profile_dir.ends_with("release") {
-        cmd.arg("--release");
-    }
+    cmd.args(["--example", "data_parallel"]);
     assert!(
         cmd.status().unwrap().success(),
         "building data_parallel failed"
