@@ -2,9 +2,10 @@
 //! and their stems) as direct products on the input's phase grid
 //! (`conv2d_depthwise::Grid`): each channel's padded plane split by stride phase, on which
 //! every (channel, tap) pair reads at the output's wide column plus one offset, so that
-//! `conv_direct::block` runs them as it runs stride-1 layers. im2col copied each input
-//! value about `kh·kw / (sh·sw)` times (2.25 for 3×3 at stride 2) and its GEMM then packed
-//! the copy again; the grid is one copy of the input.
+//! `conv_direct::block` runs them as it runs stride-1 layers (or, onto small planes,
+//! `conv_channels::block`). im2col copied each input value about `kh·kw / (sh·sw)` times
+//! (2.25 for 3×3 at stride 2) and its GEMM then packed the copy again; the grid is one
+//! copy of the input.
 //!
 //! With few input channels per group (the stems: 3), the weight gradient is direct too,
 //! `conv_direct::weight_block`'s sums of the widened output gradient against the grid,
@@ -19,6 +20,7 @@
 
 use super::conv2d::{per_image_sum, per_images};
 use super::conv2d_depthwise::{grid_fits, zeroed_once, Grid};
+use super::conv_channels::{self, Kept};
 use super::conv_direct::{block, fold_lanes, weight_block, LANES, MAX_DIRECT_WEIGHT, MAX_L};
 use super::conv_shifted::{channel_blocks, images_per_span, Runs, MIN_CHANNELS};
 use crate::backend::Conv2dParams;
@@ -83,7 +85,19 @@ pub(super) fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>
                     acc.resize(ob * r.ld, 0.0);
                     let bases: Vec<usize> = (0..count).map(|i| i * p.c_in * glen + j).collect();
                     let w_b = &w_g[o0 * kdim..];
-                    block(w_b, kdim, ob, x_g, &bases, &offs, cols, &mut acc, r.ld);
+                    if conv_channels::applies(ob, g.span, ohw) {
+                        let kept = Kept {
+                            j,
+                            wp: g.wq,
+                            ow: p.ow,
+                        };
+                        let acc = &mut acc;
+                        conv_channels::block(
+                            w_b, kdim, ob, x_g, &bases, &offs, cols, kept, acc, r.ld,
+                        );
+                    } else {
+                        block(w_b, kdim, ob, x_g, &bases, &offs, cols, &mut acc, r.ld);
+                    }
                     r.keep(&acc, (g.wq, p.ow), y, ohw, |o, i| i * per_out + o * ohw);
                 }
                 Ok(())
@@ -172,6 +186,8 @@ mod tests {
             ([8, 10], 2, 3, 1, [2, 2], [2, 2], [0, 0], [1, 1]),
             ([10, 9], 5, 17, 1, [3, 3], [1, 2], [1, 1], [1, 1]),
             ([3, 12], 2, 2, 1, [3, 3], [2, 2], [0, 1], [1, 1]),
+            // onto 7²: the products vectorized along channels (`conv_channels.rs`)
+            ([14, 14], 4, 40, 1, [3, 3], [2, 2], [1, 1], [1, 1]),
         ];
         for (hw, c_in, c_out, groups, k, stride, padding, dilation) in cases {
             let [h, w] = hw;

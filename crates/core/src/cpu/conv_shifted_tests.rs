@@ -115,6 +115,9 @@ fn two_d_taps_on_the_padded_grid_match_the_definition() {
         // short planes: a product takes the runs of three images, then of two (in tests,
         // two threads), forward and input gradient
         (5, 16, 5, 12, 24, [3, 3], [1, 1], [1, 1], 1),
+        // a 7² plane and 40 output channels: the forward vectorized along channels
+        // (`conv_channels.rs`), two panels and a partial one
+        (3, 16, 7, 7, 40, [3, 3], [1, 1], [1, 1], 1),
     ];
     for case in cases {
         let (p, x, wt, gy) = stride_1(case);
