@@ -20,8 +20,8 @@
 
 use super::conv2d::{per_image_sum, per_images};
 use super::conv2d_depthwise::{grid_fits, zeroed_once, Grid};
-use super::conv_channels::{self, Kept};
-use super::conv_direct::{block, fold_lanes, weight_block, LANES, MAX_DIRECT_WEIGHT, MAX_L};
+use super::conv_channels::{self, Plane};
+use super::conv_direct::{fold_lanes, weight_block, LANES, MAX_DIRECT_WEIGHT, MAX_L};
 use super::conv_shifted::{channel_blocks, images_per_span, Runs, MIN_CHANNELS};
 use crate::backend::Conv2dParams;
 use crate::host;
@@ -77,6 +77,11 @@ pub(super) fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>
             let x_g = &grid[gi * cg * glen..];
             // `ob` channels from `o0`, into `y` (image 0's channel `o0` onwards, the next
             // image's `per_out` further).
+            let plane = Plane {
+                wp: g.wq,
+                oh: p.oh,
+                ow: p.ow,
+            };
             let products = |o0: usize, ob: usize, y: &mut [f32]| -> Result<()> {
                 let mut acc = host::with_capacity(ob * count * RUN)?;
                 for j in (0..g.span).step_by(RUN) {
@@ -85,19 +90,8 @@ pub(super) fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>
                     acc.resize(ob * r.ld, 0.0);
                     let bases: Vec<usize> = (0..count).map(|i| i * p.c_in * glen + j).collect();
                     let w_b = &w_g[o0 * kdim..];
-                    if conv_channels::applies(ob, g.span, ohw) {
-                        let kept = Kept {
-                            j,
-                            wp: g.wq,
-                            ow: p.ow,
-                        };
-                        let acc = &mut acc;
-                        conv_channels::block(
-                            w_b, kdim, ob, x_g, &bases, &offs, cols, kept, acc, r.ld,
-                        );
-                    } else {
-                        block(w_b, kdim, ob, x_g, &bases, &offs, cols, &mut acc, r.ld);
-                    }
+                    let run = (cols, j, plane);
+                    conv_channels::products(w_b, kdim, ob, x_g, &bases, &offs, run, &mut acc, r.ld);
                     r.keep(&acc, (g.wq, p.ow), y, ohw, |o, i| i * per_out + o * ohw);
                 }
                 Ok(())

@@ -15,68 +15,95 @@
 //! 7² took 13.5 ms and 14² 12.4.
 
 use super::by_cpu;
-use super::conv_direct::MAX_L;
+use super::conv_direct::{self, Pairs, MAX_L};
 
 /// (Channel, tap) pairs per pass: `V` weights each (8 KiB with 16), and with 3×3 taps
 /// the inputs of 14 channels, which stay in the first-level cache while every block of
 /// positions reads them.
 const K_CHUNK: usize = 128;
 
-/// The output columns of a run that are kept: column `c` of a run starting at column `j`
-/// of planes `wp` wide whose rows keep `ow`.
+/// An output plane on the wide grid: `oh` rows of `ow` kept columns, `wp` wide columns
+/// apart.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Kept {
-    pub(super) j: usize,
+pub(super) struct Plane {
     pub(super) wp: usize,
+    pub(super) oh: usize,
     pub(super) ow: usize,
 }
 
-impl Kept {
+impl Plane {
+    /// Whether the plane's wide column `c` is an output's.
     fn keeps(&self, c: usize) -> bool {
-        (self.j + c) % self.wp < self.ow
+        c % self.wp < self.ow
+    }
+
+    /// Wide columns up to the last output.
+    fn span(&self) -> usize {
+        (self.oh.max(1) - 1) * self.wp + self.ow
     }
 }
 
-/// Whether a block of `og` output channels over planes of `span` wide columns that keep
-/// `kept` of them takes these products: at least 16 channels (a panel's width with AVX2),
-/// and the wide columns' blocks of 16 computing at least a tenth more columns than are
-/// kept (7² and 14² planes, not 28² or larger).
-pub(super) fn applies(og: usize, span: usize, kept: usize) -> bool {
-    og >= 16 && span.next_multiple_of(16) * 10 >= kept * 11
+/// Whether a block of `og` output channels over `plane` takes these products: at least
+/// 16 channels (a panel's width with AVX2), and the wide columns' blocks of 16 computing
+/// at least a tenth more columns than the plane keeps (7² and 14² planes, not 28² or
+/// larger).
+fn applies(og: usize, plane: Plane) -> bool {
+    og >= 16 && plane.span().next_multiple_of(16) * 10 >= plane.oh * plane.ow * 11
 }
 
-/// As `conv_direct::block` (the same arguments and layout of `out`), but only the columns
-/// that `kept` keeps are written; the others are left as they were.
+/// The forward's products for runs of `cols` wide columns from column `j` of `plane`
+/// (the arguments and layout of `out` as in `conv_direct::block`): these products where
+/// [`applies`], which write only the kept columns, else the wide columns'.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn block(
+pub(super) fn products(
     w: &[f32],
     kdim: usize,
     og: usize,
     x: &[f32],
     bases: &[usize],
     offs: &[usize],
-    cols: usize,
-    kept: Kept,
+    (cols, j, plane): (usize, usize, Plane),
     out: &mut [f32],
     ld: usize,
 ) {
+    if applies(og, plane) {
+        block(w, kdim, og, x, bases, offs, (cols, j, plane), out, ld);
+    } else {
+        conv_direct::block(w, kdim, og, x, bases, offs, cols, out, ld);
+    }
+}
+
+/// As `conv_direct::block`, but only the kept columns are written; the others are left
+/// as they were.
+#[allow(clippy::too_many_arguments)]
+fn block(
+    w: &[f32],
+    kdim: usize,
+    og: usize,
+    x: &[f32],
+    bases: &[usize],
+    offs: &[usize],
+    run: (usize, usize, Plane),
+    out: &mut [f32],
+    ld: usize,
+) {
+    let (cols, _, plane) = run;
     assert_eq!(
         offs.len(),
         kdim,
         "conv_channels: one offset per weight column"
     );
     assert!(w.len() >= og * kdim, "conv_channels: weights too short");
-    assert!(kept.wp > 0, "conv_channels: empty rows");
-    let run = cols.next_multiple_of(MAX_L);
+    assert!(plane.wp > 0, "conv_channels: empty rows");
     let far = bases.iter().max().copied().unwrap_or(0) + offs.iter().max().copied().unwrap_or(0);
     assert!(x.len() >= far + cols, "conv_channels: input too short");
     assert!(
-        ld >= bases.len() * run && out.len() >= og * ld,
+        ld >= bases.len() * cols.next_multiple_of(MAX_L) && out.len() >= og * ld,
         "conv_channels: output rows too short"
     );
     by_cpu!(
         panels(w: &[f32], kdim: usize, og: usize, x: &[f32], bases: &[usize], offs: &[usize],
-            cols: usize, kept: Kept, out: &mut [f32], ld: usize),
+            run: (usize, usize, Plane), out: &mut [f32], ld: usize),
         // 8 × 2 sums of 16, as the wide columns' block: 8 positions' addresses leave
         // general registers for the loop (12 would not); not yet timed on AVX-512
         avx512: [8, 32, true],
@@ -98,8 +125,7 @@ fn panels<const P: usize, const V: usize, const FMA: bool>(
     x: &[f32],
     bases: &[usize],
     offs: &[usize],
-    cols: usize,
-    kept: Kept,
+    (cols, j, plane): (usize, usize, Plane),
     out: &mut [f32],
     ld: usize,
 ) {
@@ -110,7 +136,7 @@ fn panels<const P: usize, const V: usize, const FMA: bool>(
         .enumerate()
         .flat_map(|(r, &base)| {
             (0..cols)
-                .filter(move |&c| kept.keeps(c))
+                .filter(move |&c| plane.keeps(j + c))
                 .map(move |c| (base + c, r * run + c))
         })
         .collect();
@@ -118,7 +144,6 @@ fn panels<const P: usize, const V: usize, const FMA: bool>(
         return;
     };
     at.resize(at.len().next_multiple_of(P), last);
-    let inputs: Vec<usize> = at.iter().map(|&(i, _)| i).collect();
     let mut part = vec![[[0.0f32; V]; P]; at.len() / P];
     let mut packed = vec![0.0f32; K_CHUNK.min(kdim) * V];
     for o0 in (0..og).step_by(V) {
@@ -136,7 +161,7 @@ fn panels<const P: usize, const V: usize, const FMA: bool>(
                 }
             }
             let pairs = Pairs::new(chunk);
-            for (acc, at) in part.iter_mut().zip(inputs.chunks_exact(P)) {
+            for (acc, at) in part.iter_mut().zip(at.chunks_exact(P)) {
                 sums::<P, V, FMA>(acc, wk, x, at, &pairs, k0 == 0);
             }
         }
@@ -150,20 +175,7 @@ fn panels<const P: usize, const V: usize, const FMA: bool>(
     }
 }
 
-/// A chunk of pairs' offsets and the farthest of them.
-struct Pairs<'a> {
-    offs: &'a [usize],
-    far: usize,
-}
-
-impl<'a> Pairs<'a> {
-    fn new(offs: &'a [usize]) -> Self {
-        let far = offs.iter().max().copied().unwrap_or(0);
-        Pairs { offs, far }
-    }
-}
-
-/// One block's sums over one chunk of pairs: position `p` reads `x[at[p] + chunk[k]]`
+/// One block's sums over one chunk of pairs: position `p` reads `x[at[p].0 + chunk[k]]`
 /// times pair `k`'s weights `w[k·V..]`; the first chunk starts from zero, the others
 /// from `part`.
 #[inline(always)]
@@ -171,17 +183,17 @@ fn sums<const P: usize, const V: usize, const FMA: bool>(
     part: &mut [[f32; V]; P],
     w: &[f32],
     x: &[f32],
-    at: &[usize],
+    at: &[(usize, usize)],
     pairs: &Pairs,
     first: bool,
 ) {
-    let (chunk, far) = (pairs.offs, pairs.far);
+    let (chunk, far) = (pairs.offs(), pairs.far());
     assert_eq!(
         w.len(),
         V * chunk.len(),
         "conv_channels: V weights per pair"
     );
-    let xs: [&[f32]; P] = std::array::from_fn(|p| &x[at[p]..][..far + 1]);
+    let xs: [&[f32]; P] = std::array::from_fn(|p| &x[at[p].0..][..far + 1]);
     let mut acc = if first { [[0.0f32; V]; P] } else { *part };
     let w = w
         .chunks_exact(V)
@@ -202,7 +214,6 @@ fn sums<const P: usize, const V: usize, const FMA: bool>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::conv_direct;
 
     /// The same bits as the wide columns' products in every kept column, for channel
     /// counts around the panels' widths, runs of several images, rows that keep all or
@@ -223,37 +234,41 @@ mod tests {
             let w: Vec<f32> = (0..og * kdim)
                 .map(|i| ((i * 13 % 11) as f32 - 5.0) / 8.0)
                 .collect();
-            let runs: [(&[usize], usize, Kept); 5] = [
-                (&[0], 1, Kept { j: 0, wp: 1, ow: 1 }),
-                (&[3], 37, Kept { j: 0, wp: 9, ow: 7 }),
-                (&[5], 64, Kept { j: 3, wp: 8, ow: 8 }),
-                (
-                    &[0, 40, 7],
-                    37,
-                    Kept {
-                        j: 0,
-                        wp: 16,
-                        ow: 14,
-                    },
-                ),
-                (&[9, 2], 55, Kept { j: 0, wp: 8, ow: 7 }),
+            // (bases, columns, first column, plane): `oh` matters only to the rule.
+            let plane = |wp, ow| Plane { wp, oh: 1, ow };
+            let runs: [(&[usize], usize, usize, Plane); 5] = [
+                (&[0], 1, 0, plane(1, 1)),
+                (&[3], 37, 0, plane(9, 7)),
+                (&[5], 64, 3, plane(8, 8)),
+                (&[0, 40, 7], 37, 0, plane(16, 14)),
+                (&[9, 2], 55, 0, plane(8, 7)),
             ];
-            for (bases, cols, kept) in runs {
+            for (bases, cols, j, plane) in runs {
                 let ld = bases.len() * cols.next_multiple_of(MAX_L) + 3;
                 let mut want = vec![f32::NAN; og * ld];
                 conv_direct::block(&w, kdim, og, &x, bases, &offs, cols, &mut want, ld);
                 let mut got = vec![-7.0; og * ld];
-                block(&w, kdim, og, &x, bases, &offs, cols, kept, &mut got, ld);
+                block(
+                    &w,
+                    kdim,
+                    og,
+                    &x,
+                    bases,
+                    &offs,
+                    (cols, j, plane),
+                    &mut got,
+                    ld,
+                );
                 let run = cols.next_multiple_of(MAX_L);
                 for (i, (&g, &v)) in got.iter().zip(&want).enumerate() {
                     let c = i % ld;
                     let (r, c) = (c / run, c % run);
-                    let kept_here = r < bases.len() && c < cols && kept.keeps(c);
+                    let kept_here = r < bases.len() && c < cols && plane.keeps(j + c);
                     let want = if kept_here { v } else { -7.0 };
                     assert_eq!(
                         g.to_bits(),
                         want.to_bits(),
-                        "og {og}, bases {bases:?}, cols {cols}, {kept:?}: row {} column {c} of run {r}",
+                        "og {og}, bases {bases:?}, cols {cols} from {j}, {plane:?}: row {} column {c} of run {r}",
                         i / ld
                     );
                 }

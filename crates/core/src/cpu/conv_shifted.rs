@@ -30,7 +30,7 @@ use std::borrow::Cow;
 use rayon::prelude::*;
 
 use super::conv2d::{per_image, per_image_sum, per_images};
-use super::conv_channels::{self, Kept};
+use super::conv_channels::{self, Plane};
 use super::conv_direct;
 use super::conv_weight;
 use super::gemm::{gemm, Layout};
@@ -409,7 +409,7 @@ fn forward_images(
         let x_g = &xp[gi * wd.cg * wd.channel..];
         // `ob` channels from `o0`, into `y` (image 0's channel `o0` onwards, the next
         // image's `per_out` further).
-        let span = (oh - 1) * wd.wp + ow;
+        let plane = Plane { wp: wd.wp, oh, ow };
         let products = |o0: usize, ob: usize, y: &mut [f32]| -> Result<()> {
             let widest = count * wd.forward_cols.next_multiple_of(conv_direct::MAX_L);
             let mut block = host::with_capacity(ob * widest)?;
@@ -418,20 +418,8 @@ fn forward_images(
                 block.resize(ob * r.ld, 0.0);
                 let bases: Vec<usize> = (0..count).map(|i| i * per_in + s.at_in).collect();
                 let w_b = &w_g[o0 * wd.kdim..];
-                if conv_channels::applies(ob, span, oh * ow) {
-                    let kept = Kept {
-                        j: s.j,
-                        wp: wd.wp,
-                        ow,
-                    };
-                    conv_channels::block(
-                        w_b, wd.kdim, ob, x_g, &bases, offs, s.cols, kept, &mut block, r.ld,
-                    );
-                } else {
-                    conv_direct::block(
-                        w_b, wd.kdim, ob, x_g, &bases, offs, s.cols, &mut block, r.ld,
-                    );
-                }
+                let run = (s.cols, s.j, plane);
+                conv_channels::products(w_b, wd.kdim, ob, x_g, &bases, offs, run, &mut block, r.ld);
                 r.keep(&block, (wd.wp, ow), y, oh * ow, |o, i| {
                     i * per_out + o * wd.out_len + s.a * oh * ow
                 });
