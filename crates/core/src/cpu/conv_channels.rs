@@ -1,5 +1,6 @@
 //! The direct products of `conv_direct::block` vectorized along output channels instead
-//! of wide columns, for small output planes. There the wide columns' blocks of 16 compute
+//! of wide columns, for small output planes (forwards, and input gradients onto small
+//! input planes). There the wide columns' blocks of 16 compute
 //! many columns that are dropped: a 7² plane's rows are 9 wide columns (8 for a stride-2
 //! layer's phase grid) and its 49 outputs take 64 columns, a 14² plane's 196 take 224.
 //! Here a block is `P` kept output positions × `V` output channels: each (channel, tap)
@@ -104,9 +105,12 @@ fn block(
     by_cpu!(
         panels(w: &[f32], kdim: usize, og: usize, x: &[f32], bases: &[usize], offs: &[usize],
             run: (usize, usize, Plane), out: &mut [f32], ld: usize),
-        // 8 × 2 sums of 16, as the wide columns' block: 8 positions' addresses leave
-        // general registers for the loop (12 would not); not yet timed on AVX-512
-        avx512: [8, 32, true],
+        // 12 sums of 16. The compiler keeps the sums in vector registers for this shape
+        // only: as 8 × 32, 6 × 32, 12 × 32, 4 × 32, 8 × 16 or 16 × 16 it left them in
+        // memory and ran the loop one value at a time, and on a Zen 4 (2026-12-03,
+        // batch 8) 256@14² took 150–400 ms against 10 this way (AVX2's 6 × 16: 12).
+        // Three positions' addresses go to the stack: one reload per 4 products.
+        avx512: [12, 16, true],
         // 6 × 2 sums of 8 in 12 of the 16 registers, as the wide columns' block
         avx2: [6, 16, true],
         base: [4, 8, false]

@@ -21,6 +21,7 @@
 
 use super::by_cpu;
 use super::conv2d::{per_image_sum, per_images};
+use super::conv_channels::{self, Plane};
 use super::conv_shifted::{
     channel_blocks, grid_fits, images_per_run, rows_of, spread, wide, Runs, Wide, CHUNK_VALUES,
     FORWARD_COLS, MIN_CHANNELS,
@@ -83,7 +84,9 @@ pub(super) fn pair_offsets(wd: &Wide) -> Vec<usize> {
 /// number, that is a read at `q + far − off_t`, one more product of [`block`] with the
 /// weight transposed to rows of input channels. As in the forward, runs of wide columns
 /// over the input's rows keep a block of sums in cache while every pair adds into it, and
-/// the padded border's columns are computed and dropped.
+/// the padded border's columns are computed and dropped; onto small input planes (7²,
+/// 14²) the products are `conv_channels.rs`'s, which compute only the kept ones (256@14²
+/// at batch 8 on a Zen 4, 2026-12-03: the input gradient about 10% faster, 7² alike).
 pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<f32>> {
     let wd = wide(p);
     let (taps, far) = (wd.taps.len(), wd.taps.iter().max().copied().unwrap_or(0));
@@ -106,6 +109,11 @@ pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<
     let firsts: Vec<usize> = rows_of(p, &wd, true).step_by(h.max(1)).collect();
     let span = (h - 1) * wd.wp + iw;
     let cols = (CHUNK_VALUES / wd.cg.max(1)).max(FORWARD_COLS);
+    let plane = Plane {
+        wp: wd.wp,
+        oh: h,
+        ow: iw,
+    };
     let (per_in, per_out) = (p.c_in * wd.in_len, p.c_out * wd.out_len);
     let most = images_per_run(p.input, wd.wp, cols);
     let mut gx = host::zeros(p.input_len())?;
@@ -128,7 +136,10 @@ pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<
                         let bases: Vec<usize> =
                             (0..count).map(|i| i * p.c_out * ldg + first + j).collect();
                         let w_b = &w_g[c0 * pairs..];
-                        block(w_b, pairs, cb, ext_g, &bases, &offs, n, &mut out, r.ld);
+                        let run = (n, j, plane);
+                        conv_channels::products(
+                            w_b, pairs, cb, ext_g, &bases, &offs, run, &mut out, r.ld,
+                        );
                         r.keep(&out, (wd.wp, iw), gx, h * iw, |c, i| {
                             i * per_in + c * wd.in_len + a * h * iw
                         });

@@ -118,6 +118,8 @@ fn two_d_taps_on_the_padded_grid_match_the_definition() {
         // a 7² plane and 40 output channels: the forward vectorized along channels
         // (`conv_channels.rs`), two panels and a partial one
         (3, 16, 7, 7, 40, [3, 3], [1, 1], [1, 1], 1),
+        // a 14² plane of 40 input channels: the input gradient vectorized along channels
+        (2, 40, 14, 14, 8, [3, 3], [1, 1], [1, 1], 1),
     ];
     for case in cases {
         let (p, x, wt, gy) = stride_1(case);
