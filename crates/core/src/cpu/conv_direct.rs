@@ -84,9 +84,10 @@ pub(super) fn pair_offsets(wd: &Wide) -> Vec<usize> {
 /// number, that is a read at `q + far − off_t`, one more product of [`block`] with the
 /// weight transposed to rows of input channels. As in the forward, runs of wide columns
 /// over the input's rows keep a block of sums in cache while every pair adds into it, and
-/// the padded border's columns are computed and dropped; onto small input planes (7²,
-/// 14²) the products are `conv_channels.rs`'s, which compute only the kept ones (256@14²
-/// at batch 8 on a Zen 4, 2026-12-03: the input gradient about 10% faster, 7² alike).
+/// the padded border's columns are computed and dropped; onto small input planes (14²;
+/// 7² ones of 16+ channels take im2col's gradients) the products are `conv_channels.rs`'s,
+/// which compute only the kept ones (256@14² at batch 8 on a Zen 4, 2026-12-03: the input
+/// gradient about 10% faster).
 pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<f32>> {
     let wd = wide(p);
     let (taps, far) = (wd.taps.len(), wd.taps.iter().max().copied().unwrap_or(0));
