@@ -108,7 +108,7 @@ fn block(
         // 12 sums of 16. The compiler keeps the sums in vector registers for this shape
         // only: as 8 × 32, 6 × 32, 12 × 32, 4 × 32, 8 × 16 or 16 × 16 it left them in
         // memory and ran the loop one value at a time, and on a Zen 4 (2026-12-03,
-        // batch 8) 256@14² took 150–400 ms against 10 this way (AVX2's 6 × 16: 12).
+        // batch 8) 256@14² took 140–490 ms against 10 this way (AVX2's 6 × 16: 12).
         // Three positions' addresses go to the stack: one reload per 4 products.
         avx512: [12, 16, true],
         // 6 × 2 sums of 8 in 12 of the 16 registers, as the wide columns' block
