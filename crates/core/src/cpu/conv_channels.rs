@@ -183,7 +183,7 @@ fn panels<const P: usize, const V: usize, const FMA: bool>(
 /// times pair `k`'s weights `w[k·V..]`; the first chunk starts from zero, the others
 /// from `part`.
 #[inline(always)]
-fn sums<const P: usize, const V: usize, const FMA: bool>(
+pub(super) fn sums<const P: usize, const V: usize, const FMA: bool>(
     part: &mut [[f32; V]; P],
     w: &[f32],
     x: &[f32],
