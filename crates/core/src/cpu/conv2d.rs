@@ -16,6 +16,7 @@ use super::conv_direct;
 use super::conv_shifted;
 use super::conv_taps;
 use super::gemm::{gemm, Layout};
+use super::reduce::all_finite;
 use super::{conv2d_depthwise, conv2d_strided};
 use crate::backend::Conv2dParams;
 use crate::host;
@@ -566,7 +567,7 @@ pub fn grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
     if conv_shifted::applies(&p3) {
         return conv_shifted::grad_input(gy, w, &p3);
     }
-    if conv_direct::applies(&p3) && w.iter().all(|v| v.is_finite()) {
+    if conv_direct::applies(&p3) && all_finite(w) {
         return conv_direct::grad_input(gy, w, &p3);
     }
     let nb = images_per_gemm(p, &g);
@@ -688,10 +689,10 @@ pub fn grad_weight(x: &[f32], gy: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> 
     if conv_shifted::applies(&p3) {
         return conv_shifted::grad_weight(x, gy, &p3);
     }
-    if conv_direct::applies(&p3) && x.iter().all(|v| v.is_finite()) {
+    if conv_direct::applies(&p3) && all_finite(x) {
         return conv_direct::grad_weight(x, gy, &p3);
     }
-    if conv2d_strided::grad_weight_applies(p) && x.iter().all(|v| v.is_finite()) {
+    if conv2d_strided::grad_weight_applies(p) && all_finite(x) {
         return conv2d_strided::grad_weight(x, gy, p);
     }
     let nb = images_per_gemm(p, &g);

@@ -22,6 +22,7 @@ use rayon::prelude::*;
 
 use super::conv2d::{col_spans, in_row};
 use super::conv_direct::{block, fold_lanes, weight_block, LANES, MAX_L};
+use super::reduce::all_finite;
 use crate::backend::Conv2dParams;
 use crate::host;
 use crate::Result;
@@ -346,7 +347,7 @@ pub(super) fn zeroed_once(buf: &mut Vec<f32>, len: usize) {
 }
 
 pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
-    if !grid_fits(p) || !w.iter().all(|v| v.is_finite()) {
+    if !grid_fits(p) || !all_finite(w) {
         return forward_rows(x, w, p);
     }
     let (hw, og, kk) = (p.h * p.w, multiplier(p), p.kernel[0] * p.kernel[1]);
@@ -381,7 +382,7 @@ pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
 /// wide column `q − off_t`; with each output gradient plane widened and placed `far`
 /// (the farthest tap's offset) into a zeroed row, that is a read at `q + far − off_t`.
 pub fn grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
-    if !grid_fits(p) || !w.iter().all(|v| v.is_finite()) {
+    if !grid_fits(p) || !all_finite(w) {
         return grad_input_rows(gy, w, p);
     }
     let mut gx = host::zeros(p.input_len())?;
@@ -420,7 +421,7 @@ pub fn grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
 /// One task per input channel: per image, [`weight_block`]'s sums of the widened output
 /// gradient (zeros in the dropped columns) against the input's grid, in a fixed order.
 pub fn grad_weight(x: &[f32], gy: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
-    if !grid_fits(p) || !x.iter().all(|v| v.is_finite()) {
+    if !grid_fits(p) || !all_finite(x) {
         return grad_weight_rows(x, gy, p);
     }
     let (hw, ohw, og, kk) = (

@@ -34,6 +34,7 @@ use super::conv_channels::{self, Plane};
 use super::conv_direct;
 use super::conv_weight;
 use super::gemm::{gemm, Layout};
+use super::reduce::all_finite;
 use crate::backend::{Conv2dParams, Conv3dParams};
 use crate::host;
 use crate::Result;
@@ -449,7 +450,7 @@ pub(super) fn keep_columns(wide: &[f32], j: usize, wp: usize, ow: usize, y: &mut
 }
 
 pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<f32>> {
-    if w.iter().all(|v| v.is_finite()) {
+    if all_finite(w) {
         return conv_direct::grad_input(gy, w, p);
     }
     let wd = wide(p);

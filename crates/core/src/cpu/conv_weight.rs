@@ -15,7 +15,7 @@
 use super::by_cpu;
 use super::conv_direct::{outer_products, pair_offsets, MAX_L};
 use super::conv_shifted::{per_block, spread, wide, Wide};
-use super::reduce::fold_halves;
+use super::reduce::{all_finite, fold_halves};
 use crate::backend::Conv3dParams;
 use crate::host;
 use crate::Result;
@@ -64,7 +64,7 @@ pub(super) fn grad_weight(x: &[f32], gy: &[f32], p: &Conv3dParams) -> Result<Opt
         // Rows are read a whole vector past a plane's last column, and the input's taps
         // further: zeros in the output gradient there, the input's slack below.
         let xp = spread(x_b, &part, wd, true, MAX_L)?;
-        if !xp.iter().all(|v| v.is_finite()) {
+        if !all_finite(&xp) {
             return Ok(None);
         }
         let gyw = widened(gy_b, &part, wd, 0, per_plane, glen, 0)?;

@@ -22,6 +22,24 @@ pub(super) fn fold_halves<T: Copy + std::ops::AddAssign, const N: usize>(mut v: 
     v[0]
 }
 
+/// Whether every value of `x` is finite: in parallel over large slices, each piece
+/// without an early exit so that it runs as vector compares. The direct gradients check
+/// whole activations this way; `iter().all` ran one value at a time on one thread, and
+/// a 3-D layer's weight gradient (64 channels of 16×56², batch 4) took 523–527 ms
+/// against 491–500 with this (Zen 4, 2026-12-03).
+pub(crate) fn all_finite(x: &[f32]) -> bool {
+    const PIECE: usize = 1 << 16;
+    let piece = |x: &[f32]| {
+        x.iter().fold(0u32, |bad, v| {
+            bad | u32::from(v.to_bits() & 0x7f80_0000 == 0x7f80_0000)
+        }) == 0
+    };
+    if x.len() <= PIECE {
+        return piece(x);
+    }
+    x.par_chunks(PIECE).all(piece)
+}
+
 /// The sum of `x` in eight interleaved lanes, combined in a fixed order: one running sum
 /// waits out each add's latency, eight independent ones vectorise.
 fn lanes_sum(x: &[f32]) -> f64 {
@@ -116,6 +134,30 @@ pub fn reduce(x: &[f32], p: &ReduceParams, op: ReduceOp) -> Result<Vec<f32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A single ∞, −∞ or NaN anywhere, in a short slice or in any piece of a long one,
+    /// makes the slice not finite; the largest finite values and zeros do not.
+    #[test]
+    fn all_finite_finds_every_non_finite_value() {
+        for len in [0, 1, 7, 1 << 16, (1 << 16) + 1, 3 << 17] {
+            let mut x: Vec<f32> = (0..len).map(|i| (i % 5) as f32 - 2.0).collect();
+            if len > 0 {
+                x[len / 2] = f32::MAX;
+                x[0] = -f32::MAX;
+            }
+            assert!(all_finite(&x), "len {len}");
+            for at in [0, len / 3, len.saturating_sub(1)]
+                .into_iter()
+                .filter(|_| len > 0)
+            {
+                for bad in [f32::INFINITY, f32::NEG_INFINITY, f32::NAN] {
+                    let mut y = x.clone();
+                    y[at] = bad;
+                    assert!(!all_finite(&y), "len {len}: {bad} at {at}");
+                }
+            }
+        }
+    }
 
     /// Values that are not exactly representable sums, with one NaN-free spread.
     fn values(n: usize) -> Vec<f32> {
