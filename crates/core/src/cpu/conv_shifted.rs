@@ -26,6 +26,7 @@
 //! (`benches/RESULTS-3.md`).
 
 use std::borrow::Cow;
+use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
@@ -237,10 +238,10 @@ pub(super) fn rows_of(p: &Conv3dParams, wd: &Wide, padded: bool) -> impl Iterato
 /// batch 1 in style transfer and inference); where they run one per thread, each image is
 /// a single block. Each block writes only its own channels, so the result does not depend
 /// on the schedule.
-pub(super) fn per_block(
-    buf: &mut [f32],
+pub(super) fn per_block<T: Send>(
+    buf: &mut [T],
     len: usize,
-    f: impl Fn(usize, &mut [f32]) -> Result<()> + Sync,
+    f: impl Fn(usize, &mut [T]) -> Result<()> + Sync,
 ) -> Result<()> {
     let channels = buf.len() / len.max(1);
     if channels == 0 {
@@ -282,18 +283,49 @@ pub(super) fn spread(
     } else {
         (wd.out_len, p.output[2], wd.widened_len(p))
     };
-    let len = src.len() / compact.max(1) * wide;
-    let mut out = host::zeros(len + slack)?;
-    per_block(&mut out[..len], wide, |c0, block| {
-        let src = src[c0 * compact..].chunks(compact);
-        for (src, dst) in src.zip(block.chunks_mut(wide)) {
-            for (values, at) in src.chunks(row).zip(rows_of(p, wd, padded)) {
-                dst[at..at + row].copy_from_slice(values);
-            }
+    let channels = src.len() / compact.max(1);
+    channels_made(channels, wide, slack, |c, dst| {
+        let values = &src[c * compact..][..compact];
+        for (values, at) in values.chunks(row).zip(rows_of(p, wd, padded)) {
+            dst[at..at + row].copy_from_slice(values);
         }
-        Ok(())
-    })?;
-    Ok(out)
+    })
+}
+
+/// `channels` channels of `len` values and `slack` zeros after them, each channel
+/// cleared and then given its values by `fill(c, channel)`, in blocks of channels split
+/// between the threads ([`per_block`]). A channel is cleared just before it is filled,
+/// while it is in the cache: clearing the whole buffer first, as one pass on one thread,
+/// was about a third of the copying's time in conv1d's gradients (`perf`, 2026-12-03).
+pub(super) fn channels_made(
+    channels: usize,
+    len: usize,
+    slack: usize,
+    fill: impl Fn(usize, &mut [f32]) + Sync,
+) -> Result<Vec<f32>> {
+    let body = channels * len;
+    // SAFETY: every value is written: the slack here, each channel by `clear` before
+    // `fill` sees it. A failed `per_block` can only come from `fill`, which cannot fail.
+    unsafe {
+        host::written(body + slack, |buf| {
+            let (made, rest) = buf.split_at_mut(body);
+            rest.fill(MaybeUninit::new(0.0));
+            let done = per_block(made, len.max(1), |c0, block| {
+                for (c, channel) in block.chunks_mut(len.max(1)).enumerate() {
+                    fill(c0 + c, clear(channel));
+                }
+                Ok(())
+            });
+            debug_assert!(done.is_ok());
+        })
+    }
+}
+
+/// `values` set to zero, as initialized values.
+fn clear(values: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    values.fill(MaybeUninit::new(0.0));
+    // SAFETY: every value was just written; `MaybeUninit<f32>` has `f32`'s layout.
+    unsafe { &mut *(values as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
 pub(super) fn forward(x: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<f32>> {

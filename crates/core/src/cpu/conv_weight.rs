@@ -14,7 +14,7 @@
 
 use super::by_cpu;
 use super::conv_direct::{outer_products, pair_offsets, MAX_L};
-use super::conv_shifted::{per_block, spread, wide, Wide};
+use super::conv_shifted::{channels_made, per_block, spread, wide, Wide};
 use super::reduce::{all_finite, fold_halves};
 use crate::backend::Conv3dParams;
 use crate::host;
@@ -99,20 +99,14 @@ pub(super) fn widened(
     slack: usize,
 ) -> Result<Vec<f32>> {
     let [od, oh, ow] = p.output;
-    let channels = p.n * p.c_out;
-    let mut gyw = host::zeros(channels * len + slack)?;
-    per_block(&mut gyw[..channels * len], len, |c0, block| {
-        let src = gy[c0 * wd.out_len..].chunks(wd.out_len);
-        for (dst, src) in block.chunks_mut(len).zip(src) {
-            for (a, values) in src.chunks(oh * ow).enumerate().take(od) {
-                for (r, row) in values.chunks(ow).enumerate() {
-                    dst[lead + a * plane + r * wd.wp..][..ow].copy_from_slice(row);
-                }
+    channels_made(p.n * p.c_out, len, slack, |c, dst| {
+        let src = &gy[c * wd.out_len..][..wd.out_len];
+        for (a, values) in src.chunks(oh * ow).enumerate().take(od) {
+            for (r, row) in values.chunks(ow).enumerate() {
+                dst[lead + a * plane + r * wd.wp..][..ow].copy_from_slice(row);
             }
         }
-        Ok(())
-    })?;
-    Ok(gyw)
+    })
 }
 
 /// Every (image, plane)'s run of columns, cut into chunks of [`CHUNK_STEPS`] vectors; short
