@@ -151,6 +151,7 @@ pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<
             let gx_g = &mut gx[gi * wd.cg * wd.in_len..];
             channel_blocks(gx_g, count, wd.cg, wd.in_len, products)?;
         }
+        super::recycle_scratch(ext);
         Ok(())
     })?;
     Ok(gx)

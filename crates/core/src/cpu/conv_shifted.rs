@@ -463,6 +463,7 @@ fn forward_images(
         let y_g = &mut y[gi * wd.og * wd.out_len..];
         channel_blocks(y_g, count, wd.og, wd.out_len, products)?;
     }
+    super::recycle_scratch(xp);
     Ok(())
 }
 

@@ -80,6 +80,8 @@ pub(super) fn grad_weight(x: &[f32], gy: &[f32], p: &Conv3dParams) -> Result<Opt
                 Ok(())
             })?;
         }
+        super::recycle_scratch(xp);
+        super::recycle_scratch(gyw);
     }
     Ok(Some(gw))
 }

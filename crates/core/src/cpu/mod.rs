@@ -146,6 +146,18 @@ impl Drop for HostBuffer {
     }
 }
 
+/// Hands an op's large scratch buffer (a padded copy of its input, say) to the pool of
+/// freed tensor buffers, under the same bound, so that the next call of the same shape
+/// reuses its pages: dropped, a buffer of many megabytes goes back to the kernel and
+/// returns as fresh pages, each a fault and a clearing.
+pub(super) fn recycle_scratch(v: Vec<f32>) {
+    host::recycle(
+        v,
+        LIVE_BYTES.load(Ordering::Relaxed),
+        PEAK_BYTES.load(Ordering::Relaxed),
+    );
+}
+
 /// The host slice behind a CPU storage. Ops check devices before calling a backend, so
 /// a foreign storage here is a bug in fovea, not in user code.
 pub(crate) fn data(s: &Storage) -> &[f32] {
