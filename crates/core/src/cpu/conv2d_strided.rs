@@ -20,7 +20,7 @@
 
 use super::conv2d::{per_image_sum, per_images};
 use super::conv2d_depthwise::{grid_fits, zeroed_once, Grid};
-use super::conv_channels::{self, Plane};
+use super::conv_channels::{self, Axis, Border, Plane};
 use super::conv_direct::{fold_lanes, weight_block, LANES, MAX_DIRECT_WEIGHT, MAX_L};
 use super::conv_shifted::{channel_blocks, images_per_span, Runs, MIN_CHANNELS};
 use crate::backend::Conv2dParams;
@@ -81,6 +81,14 @@ pub(super) fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>
                 wp: g.wq,
                 oh: p.oh,
                 ow: p.ow,
+                border: Some(Border {
+                    axes: [
+                        Axis::forward(1, 1, (1, 0, 1)),
+                        Axis::forward(p.kernel[0], p.h, (p.stride[0], p.padding[0], p.dilation[0])),
+                        Axis::forward(p.kernel[1], p.w, (p.stride[1], p.padding[1], p.dilation[1])),
+                    ],
+                    a: 0,
+                }),
             };
             let products = |o0: usize, ob: usize, y: &mut [f32]| -> Result<()> {
                 let mut acc = host::with_capacity(ob * count * RUN)?;
@@ -182,6 +190,10 @@ mod tests {
             ([3, 12], 2, 2, 1, [3, 3], [2, 2], [0, 1], [1, 1]),
             // onto 7²: the products vectorized along channels (`conv_channels.rs`)
             ([14, 14], 4, 40, 1, [3, 3], [2, 2], [1, 1], [1, 1]),
+            // there, border positions skip the taps that read padding: on every side, and
+            // with dilation
+            ([15, 13], 3, 20, 1, [5, 5], [2, 2], [2, 2], [1, 1]),
+            ([12, 12], 4, 24, 1, [3, 3], [2, 2], [2, 2], [2, 2]),
         ];
         for (hw, c_in, c_out, groups, k, stride, padding, dilation) in cases {
             let [h, w] = hw;

@@ -7,16 +7,30 @@
 //! pair loads `V` packed weights and broadcasts one input per position, read at that
 //! position's own address, so only kept positions are computed (the last block repeats
 //! its last position). The sums run over the pairs in the same order as in
-//! `conv_direct::block`, with the same multiply-adds, so both give the same bits.
+//! `conv_direct::block`, with the same multiply-adds, so both give the same bits (the
+//! skipped products below add zeros).
 //!
 //! On a 2-core Zen 3 (AVX2, batch 8, 2026-12-02, fastest of three rounds) the forwards
 //! took: 512@7² 15.2 → 11.9 ms, 256@14² 12.3 → 10.9, 256@14² stride 2 onto 7² 8.0 → 7.0,
 //! 256@28² stride 2 onto 14² 14.3 → 13.7. More than half of that came from finding a
 //! chunk's farthest offset once rather than once per block of positions: without it,
 //! 7² took 13.5 ms and 14² 12.4.
+//!
+//! Positions on a plane's border skip the taps that read padding, where the caller says
+//! which those are ([`Border`]): a 3×3 kernel's outputs on a 7² plane read 19 real rows
+//! of 21 along each axis, so a fifth of their products were zeros (oneDNN's direct
+//! kernels skip them too, which is how PyTorch ran 512@7² in 7.7 ms against our 9.9).
+//! Positions are grouped by the taps they read, so that a block's (the union of its
+//! positions') leaves out as many as it can. Single-threaded at batch 4 on a Zen 4
+//! (2026-12-03, fastest of six rounds): 512@7² 10.25 → 9.35 ms, 256@14² 9.09 → 8.51,
+//! 256@14² stride 2 onto 7² 5.71 → 5.44, 256@28² stride 2 onto 14² 9.77 → 9.67.
+//! Blocks of 4 positions for each class's leftovers, instead of blocks shared across
+//! classes, took 16% of the 7² forward's samples (`perf`) for a small share of its
+//! products, and were dropped.
 
 use super::by_cpu;
 use super::conv_direct::{self, Pairs, MAX_L};
+use super::reduce::all_finite;
 
 /// (Channel, tap) pairs per pass: `V` weights each (8 KiB with 16), and with 3×3 taps
 /// the inputs of 14 channels, which stay in the first-level cache while every block of
@@ -24,18 +38,109 @@ use super::conv_direct::{self, Pairs, MAX_L};
 const K_CHUNK: usize = 128;
 
 /// An output plane on the wide grid: `oh` rows of `ow` kept columns, `wp` wide columns
-/// apart.
+/// apart, and where known, which taps of its positions read zero padding.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Plane {
     pub(super) wp: usize,
     pub(super) oh: usize,
     pub(super) ow: usize,
+    pub(super) border: Option<Border>,
+}
+
+/// Which taps of a product read real values: along each axis (depth, rows, columns),
+/// tap `t` of the output at `q` reads `q·scale + shift + t·step`, which is real if it
+/// lies in `0..n`; the plane is depth slice `a`. Pair `k` is tap `k mod taps` (the
+/// weights' order).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Border {
+    pub(super) axes: [Axis; 3],
+    pub(super) a: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Axis {
+    pub(super) taps: usize,
+    pub(super) n: usize,
+    pub(super) scale: isize,
+    pub(super) shift: isize,
+    pub(super) step: isize,
+}
+
+impl Axis {
+    /// The forward's: tap `t` reads `q·stride − padding + t·dilation` of `n` inputs.
+    pub(super) fn forward(
+        taps: usize,
+        n: usize,
+        (stride, padding, dilation): (usize, usize, usize),
+    ) -> Axis {
+        Axis {
+            taps,
+            n,
+            scale: stride as isize,
+            shift: -(padding as isize),
+            step: dilation as isize,
+        }
+    }
+
+    /// The input gradient's: tap `t` of input `q` reads output `q + padding − t·dilation`
+    /// of `n`.
+    pub(super) fn backward(taps: usize, n: usize, padding: usize, dilation: usize) -> Axis {
+        Axis {
+            taps,
+            n,
+            scale: 1,
+            shift: padding as isize,
+            step: -(dilation as isize),
+        }
+    }
+
+    fn reads(&self, q: usize, t: usize) -> bool {
+        let at = q as isize * self.scale + self.shift + t as isize * self.step;
+        (0..self.n as isize).contains(&at)
+    }
+}
+
+/// A position's taps as bits, every bit set where it reads every tap or the kernel has
+/// more than 64.
+type Taps = u64;
+
+impl Border {
+    /// The taps of the output at row `r`, column `c` that read real values.
+    fn taps(&self, r: usize, c: usize) -> Taps {
+        let [d, h, w] = self.axes;
+        let all = d.taps * h.taps * w.taps;
+        if all > Taps::BITS as usize {
+            return Taps::MAX;
+        }
+        let mut bits: Taps = 0;
+        for (t, (td, (th, tw))) in (0..d.taps)
+            .flat_map(|td| {
+                (0..h.taps).flat_map(move |th| (0..w.taps).map(move |tw| (td, (th, tw))))
+            })
+            .enumerate()
+        {
+            if d.reads(self.a, td) && h.reads(r, th) && w.reads(c, tw) {
+                bits |= 1 << t;
+            }
+        }
+        if bits.count_ones() as usize == all {
+            Taps::MAX
+        } else {
+            bits
+        }
+    }
 }
 
 impl Plane {
     /// Whether the plane's wide column `c` is an output's.
     fn keeps(&self, c: usize) -> bool {
         c % self.wp < self.ow
+    }
+
+    /// The taps that wide column `c`'s position reads real values with.
+    fn taps(&self, c: usize) -> Taps {
+        self.border
+            .map_or(Taps::MAX, |b| b.taps(c / self.wp, c % self.wp))
     }
 
     /// Wide columns up to the last output.
@@ -117,9 +222,61 @@ fn block(
     )
 }
 
+/// The kept positions in blocks of `P` slots (first input, column in `out`; the last
+/// block repeating its last position), with each block's class: `None` where one of its
+/// positions reads every tap, else an index into the classes' taps (those that any of
+/// its positions reads real values with). Sorted by their taps, as bits from the
+/// kernel's first tap up, positions reading every tap come first and the border's
+/// follow with their subsets nearby (a 3×3 kernel's left column after its top row, the
+/// top-left corner after that), so that most blocks hold one class and those across two
+/// rarely need every tap.
+struct Blocks {
+    slots: Vec<(usize, usize)>,
+    class: Vec<Option<usize>>,
+    classes: Vec<Taps>,
+}
+
+fn blocks<const P: usize>(bases: &[usize], (cols, j, plane): (usize, usize, Plane)) -> Blocks {
+    let run = cols.next_multiple_of(MAX_L);
+    let mut at: Vec<(Taps, usize, usize)> = bases
+        .iter()
+        .enumerate()
+        .flat_map(|(r, &base)| {
+            (0..cols)
+                .filter(move |&c| plane.keeps(j + c))
+                .map(move |c| (plane.taps(j + c), base + c, r * run + c))
+        })
+        .collect();
+    // Stable, so that a class's positions keep their order.
+    at.sort_by_key(|&(taps, ..)| std::cmp::Reverse(taps));
+    if let Some(&last) = at.last() {
+        at.resize(at.len().next_multiple_of(P), last);
+    }
+    let mut classes: Vec<Taps> = Vec::new();
+    let class = at
+        .chunks_exact(P)
+        .map(|block| {
+            let taps = block.iter().fold(0, |t, b| t | b.0);
+            (taps != Taps::MAX).then(|| {
+                classes.iter().position(|&c| c == taps).unwrap_or_else(|| {
+                    classes.push(taps);
+                    classes.len() - 1
+                })
+            })
+        })
+        .collect();
+    Blocks {
+        slots: at.iter().map(|&(_, x, c)| (x, c)).collect(),
+        class,
+        classes,
+    }
+}
+
 /// Every panel of `V` output channels (the last padded with zero weights, its padding
-/// not stored) over every block of `P` kept positions, chunk by chunk of pairs; a panel's
-/// partial sums for all positions stay in a buffer between chunks.
+/// not stored) over every block of kept positions, chunk by chunk of pairs; a panel's
+/// partial sums for all positions stay in a buffer between chunks. A border block runs
+/// over only the pairs whose taps read real values, unless the chunk's weights are not
+/// all finite (an infinite weight times the padding's zero is NaN, as with every tap).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn panels<const P: usize, const V: usize, const FMA: bool>(
@@ -129,32 +286,45 @@ fn panels<const P: usize, const V: usize, const FMA: bool>(
     x: &[f32],
     bases: &[usize],
     offs: &[usize],
-    (cols, j, plane): (usize, usize, Plane),
+    run: (usize, usize, Plane),
     out: &mut [f32],
     ld: usize,
 ) {
-    let run = cols.next_multiple_of(MAX_L);
-    // Each kept position's first input and its column in `out`.
-    let mut at: Vec<(usize, usize)> = bases
-        .iter()
-        .enumerate()
-        .flat_map(|(r, &base)| {
-            (0..cols)
-                .filter(move |&c| plane.keeps(j + c))
-                .map(move |c| (base + c, r * run + c))
+    let Blocks {
+        slots,
+        class,
+        classes,
+    } = blocks::<P>(bases, run);
+    if slots.is_empty() {
+        return;
+    }
+    let taps = run
+        .2
+        .border
+        .map_or(1, |b| b.axes.iter().map(|a| a.taps).product::<usize>());
+    // Per chunk, each class's pairs (indices into the chunk).
+    let chunks: Vec<(Pairs, Vec<Vec<u16>>)> = (0..kdim)
+        .step_by(K_CHUNK)
+        .map(|k0| {
+            let chunk = &offs[k0..kdim.min(k0 + K_CHUNK)];
+            let picked = classes
+                .iter()
+                .map(|&c| {
+                    (0..chunk.len() as u16)
+                        .filter(|&k| c >> ((k0 + k as usize) % taps) & 1 == 1)
+                        .collect()
+                })
+                .collect();
+            (Pairs::new(chunk), picked)
         })
         .collect();
-    let Some(&last) = at.last() else {
-        return;
-    };
-    at.resize(at.len().next_multiple_of(P), last);
-    let mut part = vec![[[0.0f32; V]; P]; at.len() / P];
+    let mut part = vec![[0.0f32; V]; slots.len()];
     let mut packed = vec![0.0f32; K_CHUNK.min(kdim) * V];
     for o0 in (0..og).step_by(V) {
         let ov = V.min(og - o0);
-        for k0 in (0..kdim).step_by(K_CHUNK) {
-            let chunk = &offs[k0..kdim.min(k0 + K_CHUNK)];
-            let wk = &mut packed[..chunk.len() * V];
+        for (ci, (pairs, picked)) in chunks.iter().enumerate() {
+            let k0 = ci * K_CHUNK;
+            let wk = &mut packed[..pairs.offs().len() * V];
             for (k, row) in wk.chunks_exact_mut(V).enumerate() {
                 for (o, v) in row.iter_mut().enumerate() {
                     *v = if o < ov {
@@ -164,24 +334,29 @@ fn panels<const P: usize, const V: usize, const FMA: bool>(
                     };
                 }
             }
-            let pairs = Pairs::new(chunk);
-            for (acc, at) in part.iter_mut().zip(at.chunks_exact(P)) {
-                sums::<P, V, FMA>(acc, wk, x, at, &pairs, k0 == 0);
+            let wk = &*wk;
+            let skip = all_finite(wk);
+            let blocks = part
+                .chunks_exact_mut(P)
+                .zip(slots.chunks_exact(P))
+                .zip(&class);
+            for ((acc, at), &class) in blocks {
+                let acc = <&mut [[f32; V]; P]>::try_from(acc).expect("P slots");
+                let some = class.filter(|_| skip).map(|c| &picked[c][..]);
+                sums::<P, V, FMA>(acc, wk, x, at, pairs, some, ci == 0);
             }
         }
-        for (acc, at) in part.iter().zip(at.chunks_exact(P)) {
-            for (sums, &(_, col)) in acc.iter().zip(at) {
-                for (o, &s) in sums[..ov].iter().enumerate() {
-                    out[(o0 + o) * ld + col] = s;
-                }
+        for (sums, &(_, col)) in part.iter().zip(&slots) {
+            for (o, &s) in sums[..ov].iter().enumerate() {
+                out[(o0 + o) * ld + col] = s;
             }
         }
     }
 }
 
-/// One block's sums over one chunk of pairs: position `p` reads `x[at[p].0 + chunk[k]]`
-/// times pair `k`'s weights `w[k·V..]`; the first chunk starts from zero, the others
-/// from `part`.
+/// One block's sums over one chunk of pairs (or those of its pairs that `some` picks):
+/// position `p` reads `x[at[p].0 + chunk[k]]` times pair `k`'s weights `w[k·V..]`; the
+/// first chunk starts from zero, the others from `part`.
 #[inline(always)]
 pub(super) fn sums<const P: usize, const V: usize, const FMA: bool>(
     part: &mut [[f32; V]; P],
@@ -189,23 +364,64 @@ pub(super) fn sums<const P: usize, const V: usize, const FMA: bool>(
     x: &[f32],
     at: &[(usize, usize)],
     pairs: &Pairs,
+    some: Option<&[u16]>,
     first: bool,
 ) {
-    let (chunk, far) = (pairs.offs(), pairs.far());
+    let chunk = pairs.offs();
     assert_eq!(
         w.len(),
         V * chunk.len(),
         "conv_channels: V weights per pair"
     );
+    let wk = |k: usize| <&[f32; V]>::try_from(&w[k * V..][..V]).expect("V values");
+    match some {
+        // SAFETY: each offset is one of the chunk's, at most `far` (`Pairs::new`).
+        None => unsafe {
+            accumulate::<P, V, FMA>(
+                part,
+                x,
+                at,
+                pairs.far(),
+                first,
+                chunk
+                    .iter()
+                    .zip(w.chunks_exact(V))
+                    .map(|(&off, wk)| (off, <&[f32; V]>::try_from(wk).expect("V values"))),
+            )
+        },
+        // SAFETY: as above; `chunk[k]` is checked.
+        Some(ks) => unsafe {
+            accumulate::<P, V, FMA>(
+                part,
+                x,
+                at,
+                pairs.far(),
+                first,
+                ks.iter().map(|&k| (chunk[k as usize], wk(k as usize))),
+            )
+        },
+    }
+}
+
+/// `sums` over the pairs `pairs` yields (offset, weights).
+///
+/// # Safety
+/// Every offset is at most `far`, and each `at[p].0 + far` is inside `x`.
+#[inline(always)]
+unsafe fn accumulate<'w, const P: usize, const V: usize, const FMA: bool>(
+    part: &mut [[f32; V]; P],
+    x: &[f32],
+    at: &[(usize, usize)],
+    far: usize,
+    first: bool,
+    pairs: impl Iterator<Item = (usize, &'w [f32; V])>,
+) {
     let xs: [&[f32]; P] = std::array::from_fn(|p| &x[at[p].0..][..far + 1]);
     let mut acc = if first { [[0.0f32; V]; P] } else { *part };
-    let w = w
-        .chunks_exact(V)
-        .map(|wk| <&[f32; V]>::try_from(wk).expect("V values"));
-    for (wk, &off) in w.zip(chunk) {
+    for (off, wk) in pairs {
         for (acc, xs) in acc.iter_mut().zip(&xs) {
-            // SAFETY: `off` is at most `far` (`Pairs::new`), and each `xs` holds `far + 1`
-            // values.
+            // SAFETY: `off` is at most `far` (the caller's contract), and each `xs` holds
+            // `far + 1` values.
             let v = unsafe { *xs.get_unchecked(off) };
             for (a, &wv) in acc.iter_mut().zip(wk) {
                 *a = if FMA { wv.mul_add(v, *a) } else { *a + wv * v };
@@ -216,67 +432,5 @@ pub(super) fn sums<const P: usize, const V: usize, const FMA: bool>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The same bits as the wide columns' products in every kept column, for channel
-    /// counts around the panels' widths, runs of several images, rows that keep all or
-    /// part of their columns and a last block of positions that is partial; the dropped
-    /// columns untouched.
-    #[test]
-    fn kept_columns_match_the_wide_products_bit_for_bit() {
-        let channel = 150;
-        let taps = [0, 1, 7, 20, 41];
-        let offs: Vec<usize> = (0..3)
-            .flat_map(|c| taps.iter().map(move |t| c * channel + t))
-            .collect();
-        let kdim = offs.len();
-        let x: Vec<f32> = (0..3 * channel + 2 * MAX_L + 128)
-            .map(|i| ((i * 29 % 17) as f32 - 8.0) / 4.0)
-            .collect();
-        for og in [1, 5, 8, 16, 17, 33] {
-            let w: Vec<f32> = (0..og * kdim)
-                .map(|i| ((i * 13 % 11) as f32 - 5.0) / 8.0)
-                .collect();
-            // (bases, columns, first column, plane): `oh` matters only to the rule.
-            let plane = |wp, ow| Plane { wp, oh: 1, ow };
-            let runs: [(&[usize], usize, usize, Plane); 5] = [
-                (&[0], 1, 0, plane(1, 1)),
-                (&[3], 37, 0, plane(9, 7)),
-                (&[5], 64, 3, plane(8, 8)),
-                (&[0, 40, 7], 37, 0, plane(16, 14)),
-                (&[9, 2], 55, 0, plane(8, 7)),
-            ];
-            for (bases, cols, j, plane) in runs {
-                let ld = bases.len() * cols.next_multiple_of(MAX_L) + 3;
-                let mut want = vec![f32::NAN; og * ld];
-                conv_direct::block(&w, kdim, og, &x, bases, &offs, cols, &mut want, ld);
-                let mut got = vec![-7.0; og * ld];
-                block(
-                    &w,
-                    kdim,
-                    og,
-                    &x,
-                    bases,
-                    &offs,
-                    (cols, j, plane),
-                    &mut got,
-                    ld,
-                );
-                let run = cols.next_multiple_of(MAX_L);
-                for (i, (&g, &v)) in got.iter().zip(&want).enumerate() {
-                    let c = i % ld;
-                    let (r, c) = (c / run, c % run);
-                    let kept_here = r < bases.len() && c < cols && plane.keeps(j + c);
-                    let want = if kept_here { v } else { -7.0 };
-                    assert_eq!(
-                        g.to_bits(),
-                        want.to_bits(),
-                        "og {og}, bases {bases:?}, cols {cols} from {j}, {plane:?}: row {} column {c} of run {r}",
-                        i / ld
-                    );
-                }
-            }
-        }
-    }
-}
+#[path = "conv_channels_tests.rs"]
+mod tests;

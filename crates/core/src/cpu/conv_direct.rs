@@ -21,7 +21,7 @@
 
 use super::by_cpu;
 use super::conv2d::{per_image_sum, per_images};
-use super::conv_channels::{self, Plane};
+use super::conv_channels::{self, Axis, Border, Plane};
 use super::conv_shifted::{
     channel_blocks, grid_fits, images_per_run, rows_of, spread, wide, Runs, Wide, CHUNK_VALUES,
     FORWARD_COLS, MIN_CHANNELS,
@@ -110,10 +110,16 @@ pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<
     let firsts: Vec<usize> = rows_of(p, &wd, true).step_by(h.max(1)).collect();
     let span = (h - 1) * wd.wp + iw;
     let cols = (CHUNK_VALUES / wd.cg.max(1)).max(FORWARD_COLS);
+    let border = Border {
+        axes: [0, 1, 2]
+            .map(|a| Axis::backward(p.kernel[a], p.output[a], p.padding[a], p.dilation[a])),
+        a: 0,
+    };
     let plane = Plane {
         wp: wd.wp,
         oh: h,
         ow: iw,
+        border: Some(border),
     };
     let (per_in, per_out) = (p.c_in * wd.in_len, p.c_out * wd.out_len);
     let most = images_per_run(p.input, wd.wp, cols);
@@ -137,7 +143,8 @@ pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<
                         let bases: Vec<usize> =
                             (0..count).map(|i| i * p.c_out * ldg + first + j).collect();
                         let w_b = &w_g[c0 * pairs..];
-                        let run = (n, j, plane);
+                        let border = Some(Border { a, ..border });
+                        let run = (n, j, Plane { border, ..plane });
                         conv_channels::products(
                             w_b, pairs, cb, ext_g, &bases, &offs, run, &mut out, r.ld,
                         );

@@ -31,7 +31,7 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 
 use super::conv2d::{per_image, per_image_sum, per_images};
-use super::conv_channels::{self, Plane};
+use super::conv_channels::{self, Axis, Border, Plane};
 use super::conv_direct;
 use super::conv_weight;
 use super::gemm::{gemm, Layout};
@@ -443,7 +443,19 @@ fn forward_images(
         let x_g = &xp[gi * wd.cg * wd.channel..];
         // `ob` channels from `o0`, into `y` (image 0's channel `o0` onwards, the next
         // image's `per_out` further).
-        let plane = Plane { wp: wd.wp, oh, ow };
+        let border = Border {
+            axes: [0, 1, 2].map(|a| {
+                let geometry = (p.stride[a], p.padding[a], p.dilation[a]);
+                Axis::forward(p.kernel[a], p.input[a], geometry)
+            }),
+            a: 0,
+        };
+        let plane = Plane {
+            wp: wd.wp,
+            oh,
+            ow,
+            border: Some(border),
+        };
         let products = |o0: usize, ob: usize, y: &mut [f32]| -> Result<()> {
             let widest = count * wd.forward_cols.next_multiple_of(conv_direct::MAX_L);
             let mut block = host::with_capacity(ob * widest)?;
@@ -452,7 +464,8 @@ fn forward_images(
                 block.resize(ob * r.ld, 0.0);
                 let bases: Vec<usize> = (0..count).map(|i| i * per_in + s.at_in).collect();
                 let w_b = &w_g[o0 * wd.kdim..];
-                let run = (s.cols, s.j, plane);
+                let border = Some(Border { a: s.a, ..border });
+                let run = (s.cols, s.j, Plane { border, ..plane });
                 conv_channels::products(w_b, wd.kdim, ob, x_g, &bases, offs, run, &mut block, r.ld);
                 r.keep(&block, (wd.wp, ow), y, oh * ow, |o, i| {
                     i * per_out + o * wd.out_len + s.a * oh * ow

@@ -120,6 +120,11 @@ fn two_d_taps_on_the_padded_grid_match_the_definition() {
         (3, 16, 7, 7, 40, [3, 3], [1, 1], [1, 1], 1),
         // a 14² plane of 40 input channels: the input gradient vectorized along channels
         (2, 40, 14, 14, 8, [3, 3], [1, 1], [1, 1], 1),
+        // border positions skipping the taps that read padding: dilated, and a 5×5
+        // kernel whose middle rows read every tap
+        (2, 16, 14, 14, 20, [3, 3], [2, 2], [2, 2], 1),
+        (3, 16, 14, 14, 24, [5, 5], [2, 2], [1, 1], 1),
+        (1, 40, 20, 20, 8, [5, 5], [2, 2], [1, 1], 2),
     ];
     for case in cases {
         let (p, x, wt, gy) = stride_1(case);
@@ -127,7 +132,7 @@ fn two_d_taps_on_the_padded_grid_match_the_definition() {
         assert!(forward_applies(&p3), "{p:?} takes the grid's forward");
         assert_eq!(
             applies(&p3),
-            (p.h, p.w) != (7, 7),
+            (p.w + 2 * p.padding[1]) * 5 <= p.ow * 6,
             "{p:?}: the gradients' path"
         );
         if p.c_out == 64 {
@@ -297,6 +302,9 @@ fn three_d_taps_on_the_padded_grid_match_the_definition() {
         (2, 16, [4, 5, 10], 3, [3, 3, 3], [1, 1, 1], [1, 1, 1], 1),
         (1, 32, [7, 4, 9], 4, [2, 3, 2], [0, 1, 1], [2, 1, 1], 2),
         (3, 16, [3, 6, 10], 5, [1, 3, 3], [1, 0, 1], [1, 1, 1], 1),
+        // small planes of 16+ channels (forward and input gradient vectorized along
+        // channels): the first and last slices skip the kernel's outer depth taps
+        (2, 20, [3, 10, 10], 24, [3, 3, 3], [1, 1, 1], [1, 1, 1], 1),
     ];
     for (n, c_in, input, c_out, kernel, padding, dilation, groups) in cases {
         let output = [0, 1, 2].map(|a| input[a] + 2 * padding[a] - dilation[a] * (kernel[a] - 1));

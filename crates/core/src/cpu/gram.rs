@@ -217,7 +217,7 @@ fn panels<const P: usize, const V: usize, const FMA: bool>(
                 }
                 let first = c0 + k0 == k_lo;
                 for (acc, at) in part.iter_mut().zip(at.chunks_exact(P)) {
-                    sums::<P, V, FMA>(acc, wk, x, at, &pairs, first);
+                    sums::<P, V, FMA>(acc, wk, x, at, &pairs, None, first);
                 }
             }
         }

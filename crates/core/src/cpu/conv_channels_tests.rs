@@ -1,0 +1,132 @@
+//! Tests of the products vectorized along output channels against the wide columns'.
+
+use super::*;
+
+/// The same bits as the wide columns' products in every kept column, for channel
+/// counts around the panels' widths, runs of several images, rows that keep all or
+/// part of their columns and a last block of positions that is partial; the dropped
+/// columns untouched.
+#[test]
+fn kept_columns_match_the_wide_products_bit_for_bit() {
+    let channel = 150;
+    let taps = [0, 1, 7, 20, 41];
+    let offs: Vec<usize> = (0..3)
+        .flat_map(|c| taps.iter().map(move |t| c * channel + t))
+        .collect();
+    let kdim = offs.len();
+    let x: Vec<f32> = (0..3 * channel + 2 * MAX_L + 128)
+        .map(|i| ((i * 29 % 17) as f32 - 8.0) / 4.0)
+        .collect();
+    for og in [1, 5, 8, 16, 17, 33] {
+        let w: Vec<f32> = (0..og * kdim)
+            .map(|i| ((i * 13 % 11) as f32 - 5.0) / 8.0)
+            .collect();
+        // (bases, columns, first column, plane): `oh` matters only to the rule.
+        let plane = |wp, ow| Plane {
+            wp,
+            oh: 1,
+            ow,
+            border: None,
+        };
+        let runs: [(&[usize], usize, usize, Plane); 5] = [
+            (&[0], 1, 0, plane(1, 1)),
+            (&[3], 37, 0, plane(9, 7)),
+            (&[5], 64, 3, plane(8, 8)),
+            (&[0, 40, 7], 37, 0, plane(16, 14)),
+            (&[9, 2], 55, 0, plane(8, 7)),
+        ];
+        for (bases, cols, j, plane) in runs {
+            let ld = bases.len() * cols.next_multiple_of(MAX_L) + 3;
+            let mut want = vec![f32::NAN; og * ld];
+            conv_direct::block(&w, kdim, og, &x, bases, &offs, cols, &mut want, ld);
+            let mut got = vec![-7.0; og * ld];
+            block(
+                &w,
+                kdim,
+                og,
+                &x,
+                bases,
+                &offs,
+                (cols, j, plane),
+                &mut got,
+                ld,
+            );
+            let run = cols.next_multiple_of(MAX_L);
+            for (i, (&g, &v)) in got.iter().zip(&want).enumerate() {
+                let c = i % ld;
+                let (r, c) = (c / run, c % run);
+                let kept_here = r < bases.len() && c < cols && plane.keeps(j + c);
+                let want = if kept_here { v } else { -7.0 };
+                assert_eq!(
+                    g.to_bits(),
+                    want.to_bits(),
+                    "og {og}, bases {bases:?}, cols {cols} from {j}, {plane:?}: row {} column {c} of run {r}",
+                    i / ld
+                );
+            }
+        }
+    }
+}
+
+/// Border positions that skip the taps reading padding give the bits of the wide
+/// products (which add those zero products) in every kept column: a 3×3 kernel
+/// with padding 1 on 7² planes, 16 channels (two chunks of pairs, the second starting
+/// inside a channel's taps) over two images, 20 output channels. With an infinite
+/// weight no pair is skipped, so its 0·∞ reaches the border outputs as NaN there too.
+#[test]
+fn border_positions_match_the_wide_products() {
+    let (cg, og, side, wp) = (16, 20, 7, 9);
+    let channel = wp * wp;
+    let offs: Vec<usize> = (0..cg)
+        .flat_map(|c| (0..9).map(move |t| c * channel + t / 3 * wp + t % 3))
+        .collect();
+    let kdim = offs.len();
+    let images = [0, cg * channel];
+    let mut x = vec![0.0f32; 2 * cg * channel + 2 * MAX_L];
+    for (i, v) in x.iter_mut().enumerate().take(2 * cg * channel) {
+        let (r, c) = (i % channel / wp, i % wp);
+        if (1..=side).contains(&r) && (1..=side).contains(&c) {
+            *v = ((i * 29 % 17) as f32 - 8.0) / 4.0;
+        }
+    }
+    let forward = Axis::forward(3, side, (1, 1, 1));
+    let plane = Plane {
+        wp,
+        oh: side,
+        ow: side,
+        border: Some(Border {
+            axes: [Axis::forward(1, 1, (1, 0, 1)), forward, forward],
+            a: 0,
+        }),
+    };
+    let mut w: Vec<f32> = (0..og * kdim)
+        .map(|i| ((i * 13 % 11) as f32 - 5.0) / 8.0)
+        .collect();
+    let cols = (side - 1) * wp + side;
+    let ld = images.len() * cols.next_multiple_of(MAX_L);
+    for infinite in [false, true] {
+        if infinite {
+            // Channel 0's top-left tap, which the left column's outputs (a block of
+            // their own) read as padding.
+            w[3 * kdim] = f32::INFINITY;
+        }
+        let mut want = vec![f32::NAN; og * ld];
+        conv_direct::block(&w, kdim, og, &x, &images, &offs, cols, &mut want, ld);
+        let mut got = vec![f32::NAN; og * ld];
+        let run = (cols, 0, plane);
+        block(&w, kdim, og, &x, &images, &offs, run, &mut got, ld);
+        let mut nans = 0;
+        for (i, (&g, &v)) in got.iter().zip(&want).enumerate() {
+            let c = i % ld % cols.next_multiple_of(MAX_L);
+            if c < cols && plane.keeps(c) {
+                nans += usize::from(v.is_nan());
+                assert!(
+                    g.to_bits() == v.to_bits() || (g.is_nan() && v.is_nan()),
+                    "infinite weight {infinite}: row {} column {c}: {g} against {v}",
+                    i / ld
+                );
+            }
+        }
+        assert_eq!(nans > 0, infinite, "NaN outputs");
+    }
+}
