@@ -8,7 +8,8 @@
 //! position's own address, so only kept positions are computed (the last block repeats
 //! its last position). The sums run over the pairs in the same order as in
 //! `conv_direct::block`, with the same multiply-adds, so both give the same bits (the
-//! skipped products below add zeros).
+//! skipped products below add zeros; only a sum that is exactly −0 could come out +0
+//! there).
 //!
 //! On a 2-core Zen 3 (AVX2, batch 8, 2026-12-02, fastest of three rounds) the forwards
 //! took: 512@7² 15.2 → 11.9 ms, 256@14² 12.3 → 10.9, 256@14² stride 2 onto 7² 8.0 → 7.0,
@@ -22,8 +23,9 @@
 //! kernels skip them too, which is how PyTorch ran 512@7² in 7.7 ms against our 9.9).
 //! Positions are grouped by the taps they read, so that a block's (the union of its
 //! positions') leaves out as many as it can. Single-threaded at batch 4 on a Zen 4
-//! (2026-12-03, fastest of six rounds): 512@7² 10.25 → 9.35 ms, 256@14² 9.09 → 8.51,
-//! 256@14² stride 2 onto 7² 5.71 → 5.44, 256@28² stride 2 onto 14² 9.77 → 9.67.
+//! (2026-12-03, fastest of four to six rounds): 512@7² 10.14 → 9.35 ms, 256@14² 8.91 →
+//! 8.51, 256@14² stride 2 onto 7² 5.65 → 5.35; 256@28² stride 2 onto 14² unchanged
+//! (9.65 against 9.67).
 //! Blocks of 4 positions for each class's leftovers, instead of blocks shared across
 //! classes, took 16% of the 7² forward's samples (`perf`) for a small share of its
 //! products, and were dropped.
@@ -36,6 +38,9 @@ use super::reduce::all_finite;
 /// the inputs of 14 channels, which stay in the first-level cache while every block of
 /// positions reads them.
 const K_CHUNK: usize = 128;
+
+// Border blocks pick a chunk's pairs by `u16` index.
+const _: () = assert!(K_CHUNK <= 1 << 16);
 
 /// An output plane on the wide grid: `oh` rows of `ow` kept columns, `wp` wide columns
 /// apart, and where known, which taps of its positions read zero padding.
@@ -105,28 +110,63 @@ impl Axis {
 type Taps = u64;
 
 impl Border {
-    /// The taps of the output at row `r`, column `c` that read real values.
-    fn taps(&self, r: usize, c: usize) -> Taps {
+    /// Each output's taps that read real values, from masks made once per axis (a
+    /// position's set is its row's, its column's and the slice's in common): made per
+    /// position, tap by tap, they took a sixth of a batch-1 network's time.
+    fn masks(&self, rows: usize, cols: usize) -> Masks {
         let [d, h, w] = self.axes;
         let all = d.taps * h.taps * w.taps;
         if all > Taps::BITS as usize {
-            return Taps::MAX;
+            return Masks::default();
         }
-        let mut bits: Taps = 0;
-        for (t, (td, (th, tw))) in (0..d.taps)
-            .flat_map(|td| {
-                (0..h.taps).flat_map(move |th| (0..w.taps).map(move |tw| (td, (th, tw))))
-            })
-            .enumerate()
-        {
-            if d.reads(self.a, td) && h.reads(r, th) && w.reads(c, tw) {
-                bits |= 1 << t;
+        // Bit `(td·kh + th)·kw + tw` for each tap along `axis` that `q` reads for real.
+        let along = |axis: usize, q: usize| -> Taps {
+            let mut bits = 0;
+            for t in 0..all {
+                let at = [t / (h.taps * w.taps), t / w.taps % h.taps, t % w.taps];
+                if self.axes[axis].reads(q, at[axis]) {
+                    bits |= 1 << t;
+                }
             }
-        }
-        if bits.count_ones() as usize == all {
-            Taps::MAX
-        } else {
             bits
+        };
+        Masks {
+            slice: along(0, self.a),
+            rows: (0..rows).map(|r| along(1, r)).collect(),
+            cols: (0..cols).map(|c| along(2, c)).collect(),
+            all: if all == Taps::BITS as usize {
+                Taps::MAX
+            } else {
+                (1 << all) - 1
+            },
+        }
+    }
+}
+
+/// [`Border::masks`]: per output row and column, and for the plane's slice, the taps read
+/// for real along that axis; empty where every position counts as reading every tap.
+#[derive(Default)]
+struct Masks {
+    slice: Taps,
+    rows: Vec<Taps>,
+    cols: Vec<Taps>,
+    all: Taps,
+}
+
+impl Masks {
+    /// The taps the output at row `r`, column `c` reads real values with ([`Taps::MAX`]
+    /// for every tap).
+    fn taps(&self, r: usize, c: usize) -> Taps {
+        match (self.rows.get(r), self.cols.get(c)) {
+            (Some(&rows), Some(&cols)) => {
+                let bits = self.slice & rows & cols;
+                if bits == self.all {
+                    Taps::MAX
+                } else {
+                    bits
+                }
+            }
+            _ => Taps::MAX,
         }
     }
 }
@@ -137,10 +177,10 @@ impl Plane {
         c % self.wp < self.ow
     }
 
-    /// The taps that wide column `c`'s position reads real values with.
-    fn taps(&self, c: usize) -> Taps {
+    /// Each kept position's taps ([`Masks::taps`] by row and column).
+    fn masks(&self) -> Masks {
         self.border
-            .map_or(Taps::MAX, |b| b.taps(c / self.wp, c % self.wp))
+            .map_or_else(Masks::default, |b| b.masks(self.oh, self.ow))
     }
 
     /// Wide columns up to the last output.
@@ -238,14 +278,17 @@ struct Blocks {
 
 fn blocks<const P: usize>(bases: &[usize], (cols, j, plane): (usize, usize, Plane)) -> Blocks {
     let run = cols.next_multiple_of(MAX_L);
+    let masks = plane.masks();
+    let wp = plane.wp;
     let mut at: Vec<(Taps, usize, usize)> = bases
         .iter()
         .enumerate()
         .flat_map(|(r, &base)| {
             (0..cols)
                 .filter(move |&c| plane.keeps(j + c))
-                .map(move |c| (plane.taps(j + c), base + c, r * run + c))
+                .map(move |c| ((j + c) / wp, (j + c) % wp, base + c, r * run + c))
         })
+        .map(|(row, col, x, out)| (masks.taps(row, col), x, out))
         .collect();
     // Stable, so that a class's positions keep their order.
     at.sort_by_key(|&(taps, ..)| std::cmp::Reverse(taps));
@@ -257,7 +300,9 @@ fn blocks<const P: usize>(bases: &[usize], (cols, j, plane): (usize, usize, Plan
         .chunks_exact(P)
         .map(|block| {
             let taps = block.iter().fold(0, |t, b| t | b.0);
-            (taps != Taps::MAX).then(|| {
+            // A block whose positions together read every tap runs over every pair, on
+            // the loop without the index list.
+            (taps != Taps::MAX && taps != masks.all).then(|| {
                 classes.iter().position(|&c| c == taps).unwrap_or_else(|| {
                     classes.push(taps);
                     classes.len() - 1
@@ -406,7 +451,7 @@ pub(super) fn sums<const P: usize, const V: usize, const FMA: bool>(
 /// `sums` over the pairs `pairs` yields (offset, weights).
 ///
 /// # Safety
-/// Every offset is at most `far`, and each `at[p].0 + far` is inside `x`.
+/// Every offset is at most `far` (the positions' reads up to `far` are checked here).
 #[inline(always)]
 unsafe fn accumulate<'w, const P: usize, const V: usize, const FMA: bool>(
     part: &mut [[f32; V]; P],

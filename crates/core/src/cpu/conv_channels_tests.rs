@@ -130,3 +130,50 @@ fn border_positions_match_the_wide_products() {
         assert_eq!(nans > 0, infinite, "NaN outputs");
     }
 }
+
+/// A 3×3 kernel with padding 1 on a 7² plane: the interior reads every tap, each side
+/// loses a kernel row or column and each corner both, and the blocks of 12 (two images,
+/// so 98 positions) mostly keep to one class: of the nine blocks, the four of interior
+/// positions and the one they share with the top row run over every pair, the other four
+/// (left, right and bottom side with their corners, and the last corner) over six of the
+/// nine taps or fewer. Without a border every position reads every tap.
+#[test]
+fn border_classes_follow_the_taps_read() {
+    let forward = Axis::forward(3, 7, (1, 1, 1));
+    let border = Border {
+        axes: [Axis::forward(1, 1, (1, 0, 1)), forward, forward],
+        a: 0,
+    };
+    let masks = border.masks(7, 7);
+    assert_eq!(masks.taps(3, 3), Taps::MAX, "interior");
+    assert_eq!(masks.taps(0, 3), 0b111_111_000, "top row");
+    assert_eq!(masks.taps(3, 0), 0b110_110_110, "left column");
+    assert_eq!(masks.taps(0, 0), 0b110_110_000, "top-left corner");
+    assert_eq!(masks.taps(6, 6), 0b000_011_011, "bottom-right corner");
+    let plane = Plane {
+        wp: 9,
+        oh: 7,
+        ow: 7,
+        border: Some(border),
+    };
+    let cols = 6 * 9 + 7;
+    let b = blocks::<12>(&[0, 1000], (cols, 0, plane));
+    assert_eq!(b.slots.len(), 108);
+    assert_eq!(b.class.iter().filter(|c| c.is_none()).count(), 5);
+    assert_eq!(b.class.iter().flatten().count(), 4);
+    for taps in &b.classes {
+        assert!(taps.count_ones() <= 6, "{taps:b}");
+    }
+    let plain = blocks::<12>(
+        &[0, 1000],
+        (
+            cols,
+            0,
+            Plane {
+                border: None,
+                ..plane
+            },
+        ),
+    );
+    assert!(plain.class.iter().all(|c| c.is_none()) && plain.classes.is_empty());
+}

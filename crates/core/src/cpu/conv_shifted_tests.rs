@@ -124,8 +124,10 @@ fn two_d_taps_on_the_padded_grid_match_the_definition() {
         // kernel whose middle rows read every tap
         (2, 16, 14, 14, 20, [3, 3], [2, 2], [2, 2], 1),
         (3, 16, 14, 14, 24, [5, 5], [2, 2], [1, 1], 1),
-        (1, 40, 20, 20, 8, [5, 5], [2, 2], [1, 1], 2),
-        (1, 32, 20, 20, 8, [3, 3], [2, 2], [2, 2], 1),
+        // (two images: each thread's one keeps all its channels in one block of 16+,
+        // whatever the number of threads)
+        (2, 40, 20, 20, 8, [5, 5], [2, 2], [1, 1], 2),
+        (2, 32, 20, 20, 8, [3, 3], [2, 2], [2, 2], 1),
     ];
     for case in cases {
         let (p, x, wt, gy) = stride_1(case);
