@@ -274,6 +274,8 @@ struct Blocks {
     slots: Vec<(usize, usize)>,
     class: Vec<Option<usize>>,
     classes: Vec<Taps>,
+    /// the kernel's taps (pair `k` is tap `k mod taps`), where there are classes
+    taps: usize,
 }
 
 fn blocks<const P: usize>(bases: &[usize], (cols, j, plane): (usize, usize, Plane)) -> Blocks {
@@ -314,6 +316,7 @@ fn blocks<const P: usize>(bases: &[usize], (cols, j, plane): (usize, usize, Plan
         slots: at.iter().map(|&(_, x, c)| (x, c)).collect(),
         class,
         classes,
+        taps: (masks.all.count_ones() as usize).max(1),
     }
 }
 
@@ -339,14 +342,11 @@ fn panels<const P: usize, const V: usize, const FMA: bool>(
         slots,
         class,
         classes,
+        taps,
     } = blocks::<P>(bases, run);
     if slots.is_empty() {
         return;
     }
-    let taps = run
-        .2
-        .border
-        .map_or(1, |b| b.axes.iter().map(|a| a.taps).product::<usize>());
     // Per chunk, each class's pairs (indices into the chunk).
     let chunks: Vec<(Pairs, Vec<Vec<u16>>)> = (0..kdim)
         .step_by(K_CHUNK)
@@ -380,7 +380,8 @@ fn panels<const P: usize, const V: usize, const FMA: bool>(
                 }
             }
             let wk = &*wk;
-            let skip = all_finite(wk);
+            // Only border blocks ask; the others run over every pair anyway.
+            let skip = !classes.is_empty() && all_finite(wk);
             let blocks = part
                 .chunks_exact_mut(P)
                 .zip(slots.chunks_exact(P))
