@@ -15,6 +15,7 @@ use rayon::prelude::*;
 use super::conv_direct;
 use super::conv_shifted;
 use super::conv_taps;
+use super::conv_weight;
 use super::gemm::{gemm, Layout};
 use super::reduce::all_finite;
 use super::{conv2d_depthwise, conv2d_strided};
@@ -686,8 +687,8 @@ pub fn grad_weight(x: &[f32], gy: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> 
         return conv_taps::uncrop_weight(&grad_weight(x, gy, &q)?, p, &q, lo);
     }
     let p3 = conv_shifted::from_2d(p);
-    if conv_shifted::applies(&p3) {
-        return conv_shifted::grad_weight(x, gy, &p3);
+    if conv_weight::applies(&p3) {
+        return conv_weight::grad_weight(x, gy, &p3);
     }
     if conv_direct::applies(&p3) && all_finite(x) {
         return conv_direct::grad_weight(x, gy, &p3);

@@ -5,7 +5,7 @@
 //! grid's gradients serve (`conv_shifted::applies`, or [`applies`] for thin groups) and the
 //! weights are finite. With few input channels per group (a network's first layers:
 //! LeNet's 1 and 6, an RGB image's 3), the weight gradient is [`weight_block`]'s sums; with
-//! more, `conv_weight.rs`'s.
+//! more, `conv_weight.rs`'s (16+ output channels) or `conv_weight_wide.rs`'s.
 //!
 //! Each output column of the wide grid reads the input at its own number plus one offset
 //! per (channel, tap) pair, so a block of `OB` output channels × `L` consecutive columns
@@ -26,7 +26,7 @@ use super::conv_shifted::{
     channel_blocks, grid_fits, images_per_run, rows_of, spread, wide, Runs, Wide, CHUNK_VALUES,
     FORWARD_COLS, MIN_CHANNELS,
 };
-use super::conv_weight;
+use super::conv_weight_wide;
 use crate::backend::Conv3dParams;
 use crate::host;
 use crate::Result;
@@ -127,7 +127,7 @@ pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<
     per_images(&mut gx, per_in, p.n, most, |n0, count, gx| {
         let gy = &gy[n0 * per_out..][..count * per_out];
         let some = Conv3dParams { n: count, ..*p };
-        let ext = conv_weight::widened(gy, &some, &wd, far, wd.plane, ldg, MAX_L)?;
+        let ext = conv_weight_wide::widened(gy, &some, &wd, far, wd.plane, ldg, MAX_L)?;
         for gi in 0..p.groups {
             let w_g = &wt[gi * wd.cg * pairs..][..wd.cg * pairs];
             let ext_g = &ext[gi * wd.og * ldg..];
@@ -187,7 +187,7 @@ pub(super) fn grad_weight(x: &[f32], gy: &[f32], p: &Conv3dParams) -> Result<Vec
             let gy_n = &gy[ni * p.c_out * wd.out_len..][..p.c_out * wd.out_len];
             let xp = spread(x_n, p, &wd, true, MAX_L)?;
             let one = Conv3dParams { n: 1, ..*p };
-            let gyw = conv_weight::widened(gy_n, &one, &wd, 0, per_plane, ld, 0)?;
+            let gyw = conv_weight_wide::widened(gy_n, &one, &wd, 0, per_plane, ld, 0)?;
             let per_group = wd.og * wd.kdim * LANES;
             for (gi, acc_g) in acc.chunks_mut(per_group).enumerate() {
                 let (x_g, gy_g) = (&xp[gi * wd.cg * wd.channel..], &gyw[gi * wd.og * ld..]);

@@ -15,8 +15,10 @@
 //! direct products at 165–200. Small planes (7², 14²) with 16 or more output channels
 //! take `conv_channels.rs`'s products instead, which skip the dropped columns.
 //!
-//! The gradients are direct products as well, for finite operands: the input gradient
-//! `conv_direct::grad_input`, the weight gradient `conv_weight.rs`'s sums. They replaced
+//! The gradients are direct products as well: the input gradient
+//! `conv_direct::grad_input` and the weight gradient `conv_weight_wide.rs`'s sums for
+//! finite operands, and for 16+ output channels `conv_weight.rs`'s, which compute only
+//! the definition's products and so take any values. They replaced
 //! GEMMs on the same offsets, a short run of wide columns at a time (each tap's rows
 //! gathered for the weight gradient's product, added back after the input gradient's),
 //! which stay for a non-finite input or weight: there the dropped columns must be zeroed
@@ -33,9 +35,9 @@ use rayon::prelude::*;
 use super::conv2d::{per_image, per_image_sum, per_images};
 use super::conv_channels::{self, Axis, Border, Plane};
 use super::conv_direct;
-use super::conv_weight;
 use super::gemm::{gemm, Layout};
 use super::reduce::all_finite;
+use super::{conv_weight, conv_weight_wide};
 use crate::backend::{Conv2dParams, Conv3dParams};
 use crate::host;
 use crate::Result;
@@ -70,14 +72,25 @@ pub(super) fn from_2d(p: &Conv2dParams) -> Conv3dParams {
     }
 }
 
-/// Whether the wide grid serves `p` at all: stride 1, a kernel of more than one tap, and a
-/// padded grid no larger than a few times the input and output (large padding with large
-/// dilation can make it vastly larger; im2col then stays cheaper). Gives the padded width.
+/// Whether the wide grid serves `p` at all: stride 1 and [`padded_fits`]. Gives the
+/// padded width.
 pub(super) fn grid_fits(p: &Conv3dParams) -> Option<usize> {
+    if p.stride != [1, 1, 1] {
+        return None;
+    }
+    padded_fits(p)
+}
+
+/// Whether reading `p`'s taps from a zero-padded copy of the input pays, at any stride: a
+/// kernel of more than one tap, and a padded grid no larger than a few times the input
+/// and output (large padding with large dilation can make it vastly larger; im2col then
+/// stays cheaper). Gives the padded width.
+pub(super) fn padded_fits(p: &Conv3dParams) -> Option<usize> {
     let nonempty = p.output_len() > 0 && p.input_len() > 0;
     let groups_fit =
         p.groups > 0 && p.c_in.is_multiple_of(p.groups) && p.c_out.is_multiple_of(p.groups);
-    if !nonempty || !groups_fit || p.stride != [1, 1, 1] || p.kernel.iter().product::<usize>() < 2 {
+    let strided = p.stride.iter().all(|&s| s > 0);
+    if !nonempty || !groups_fit || !strided || p.kernel.iter().product::<usize>() < 2 {
         return None;
     }
     let padded = (0..3).try_fold(1usize, |acc, a| {
@@ -96,7 +109,7 @@ pub(super) fn grid_fits(p: &Conv3dParams) -> Option<usize> {
 }
 
 /// Whether the grid's gradients serve `p` (`conv_direct::grad_input` and
-/// `conv_weight.rs`, or the GEMMs below for non-finite operands): the grid fits, enough
+/// `conv_weight_wide.rs`, or the GEMMs below for non-finite operands): the grid fits, enough
 /// channels per group, and at most a fifth more columns than the output has (at 7², 9
 /// wide columns for 7, both direct gradients were slower than im2col's GEMMs).
 pub(super) fn applies(p: &Conv3dParams) -> bool {
@@ -578,9 +591,15 @@ fn grad_input_image(
     })
 }
 
+/// The weight gradient on the padded grid: with 16+ output channels per group
+/// `conv_weight.rs`'s sums, with fewer `conv_weight_wide.rs`'s over the wide columns,
+/// and for a non-finite input there the GEMMs below.
 pub(super) fn grad_weight(x: &[f32], gy: &[f32], p: &Conv3dParams) -> Result<Vec<f32>> {
+    if conv_weight::applies(p) {
+        return conv_weight::grad_weight(x, gy, p);
+    }
     let wd = wide(p);
-    if let Some(gw) = conv_weight::grad_weight(x, gy, p)? {
+    if let Some(gw) = conv_weight_wide::grad_weight(x, gy, p)? {
         return Ok(gw);
     }
     per_image_sum(

@@ -100,14 +100,14 @@ fn two_d_taps_on_the_padded_grid_match_the_definition() {
         (1, 16, 200, 10, 64, [3, 3], [1, 1], [1, 1], 1),
         (2, 16, 1, 1500, 64, [1, 9], [0, 4], [1, 1], 1),
         (1, 16, 12, 12, 4, [3, 3], [0, 0], [1, 1], 1),
-        // 9 wide columns for 7: the forward on the grid, the gradients by im2col
+        // 9 wide columns for 7: the forward on the grid, the input gradient by im2col,
+        // the weight gradient (9 output channels) by im2col too
         (2, 16, 7, 7, 9, [3, 3], [1, 1], [1, 1], 1),
-        // 5,098 wide columns per image: two runs of the input gradient's products, and
-        // the weight gradient's chunks of 4,096 columns end inside each image, which
-        // (in tests) it pads one at a time
+        // 5,098 wide columns per image: two runs of the input gradient's products; the
+        // weight gradient pads one image at a time (in tests)
         (2, 16, 50, 100, 16, [3, 3], [1, 1], [1, 1], 1),
         // (channel, tap) pairs left over from the weight gradient's blocks (64 pairs
-        // per group, blocks of 6), two groups over several images
+        // per group: five blocks of 12, then 3 and 1), two groups over several images
         (2, 32, 9, 10, 32, [2, 2], [1, 1], [1, 1], 2),
         (3, 32, 6, 12, 16, [3, 3], [1, 1], [1, 1], 2),
         // three images padded two and then one at a time (in tests)
@@ -116,7 +116,8 @@ fn two_d_taps_on_the_padded_grid_match_the_definition() {
         // two threads), forward and input gradient
         (5, 16, 5, 12, 24, [3, 3], [1, 1], [1, 1], 1),
         // a 7² plane and 40 output channels: the forward vectorized along channels
-        // (`conv_channels.rs`), two panels and a partial one
+        // (`conv_channels.rs`), two panels and a partial one; the weight gradient's
+        // sums (`conv_weight.rs`), two blocks of 16 channels and one of 8
         (3, 16, 7, 7, 40, [3, 3], [1, 1], [1, 1], 1),
         // a 14² plane of 40 input channels: the input gradient vectorized along channels
         (2, 40, 14, 14, 8, [3, 3], [1, 1], [1, 1], 1),
@@ -159,22 +160,23 @@ fn two_d_taps_on_the_padded_grid_match_the_definition() {
 }
 
 /// A non-finite input or weight value reaches only what the definition gives it: the
-/// dropped wide columns are zeroed in the gradients, not multiplied as 0·∞ (an ∞ in an
-/// image's last column would otherwise reach the weight gradient of a tap that never
-/// reads it at a kept output, and an ∞ weight the input gradient of a pixel it never
-/// touches). The forward is not compared: there, as in PyTorch and im2col, an ∞
-/// weight times a padding zero gives NaN, which the definition skips.
+/// dropped wide columns are zeroed in the input gradient, not multiplied as 0·∞ (an ∞
+/// weight would otherwise reach the input gradient of a pixel it never touches), and the
+/// weight gradient (2 output channels: im2col's; 16: `conv_weight.rs`'s) multiplies an ∞
+/// in an image's last column only by the output gradients the definition does. The
+/// forward is not compared: there, as in PyTorch and im2col, an ∞ weight times a padding
+/// zero gives NaN, which the definition skips.
 #[test]
 fn non_finite_values_stay_where_the_definition_puts_them() {
     // 10×10: one run of columns; 8×41: the second run starts inside row 5's dropped
     // columns (wide column 256 of rows 43 wide).
-    for (h, w) in [(10, 10), (8, 41)] {
+    for (h, w, c_out) in [(10, 10, 2), (8, 41, 2), (10, 10, 16), (8, 41, 16)] {
         let p = Conv2dParams {
             n: 1,
             c_in: 16,
             h,
             w,
-            c_out: 2,
+            c_out,
             oh: h,
             ow: w,
             kernel: [3, 3],
@@ -184,6 +186,10 @@ fn non_finite_values_stay_where_the_definition_puts_them() {
             groups: 1,
         };
         assert!(applies(&from_2d(&p)));
+        assert_eq!(
+            super::super::conv_weight::applies(&from_2d(&p)),
+            c_out == 16
+        );
         let (mut x, mut wt, gy) = operands(&p);
         let same = |what: &str, got: &[f32], want: &[f64]| {
             assert_eq!(got.len(), want.len(), "{what}");
@@ -332,5 +338,65 @@ fn three_d_taps_on_the_padded_grid_match_the_definition() {
         assert_close(&name, &forward(&x, &wt, &p).unwrap(), &y);
         assert_close(&name, &grad_input(&gy, &wt, &p).unwrap(), &gx);
         assert_close(&name, &grad_weight(&x, &gy, &p).unwrap(), &gw);
+    }
+}
+
+/// `conv_weight.rs` splits a group's pairs between more tasks the more threads there
+/// are; each sum still adds the same products in the same order, so the weight gradient
+/// is the same bit for bit.
+#[test]
+fn weight_gradient_sums_do_not_depend_on_the_threads() {
+    let (p, x, _, gy) = stride_1((3, 32, 14, 14, 64, [3, 3], [1, 1], [1, 1], 1));
+    let p3 = from_2d(&p);
+    assert!(super::super::conv_weight::applies(&p3));
+    let run = |threads| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("a thread pool");
+        pool.install(|| super::super::conv_weight::grad_weight(&x, &gy, &p3).unwrap())
+    };
+    let one = run(1);
+    for threads in [2, 3, 5] {
+        assert!(run(threads) == one, "{threads} threads");
+    }
+}
+
+/// Strided layers of 16+ channels take `conv_weight.rs`'s sums too, each row reading
+/// every `stride`-th column of the padded input: strides 2 and 3 (different per axis),
+/// padding, dilation, groups, and a last output column whose last tap reads the padded
+/// grid's last column.
+#[test]
+fn strided_weight_gradients_match_the_definition() {
+    // (n, c_in, h, w, c_out, kernel, stride, padding, dilation, groups)
+    let cases = [
+        (2, 16, 14, 14, 32, [3, 3], [2, 2], [1, 1], [1, 1], 1),
+        (3, 32, 9, 11, 40, [3, 3], [2, 3], [1, 0], [1, 1], 2),
+        (1, 16, 16, 15, 16, [5, 5], [3, 3], [2, 2], [1, 1], 1),
+        (2, 24, 13, 13, 16, [3, 3], [2, 2], [2, 2], [2, 2], 1),
+    ];
+    for (n, c_in, h, w, c_out, kernel, stride, padding, dilation, groups) in cases {
+        let out = |a: usize, side: usize| {
+            (side + 2 * padding[a] - dilation[a] * (kernel[a] - 1) - 1) / stride[a] + 1
+        };
+        let p = Conv2dParams {
+            n,
+            c_in,
+            h,
+            w,
+            c_out,
+            oh: out(0, h),
+            ow: out(1, w),
+            kernel,
+            stride,
+            padding,
+            dilation,
+            groups,
+        };
+        assert!(super::super::conv_weight::applies(&from_2d(&p)), "{p:?}");
+        let (x, wt, gy) = operands(&p);
+        let [_, _, gw] = definition(&x, &wt, &gy, &p);
+        let got = conv2d::grad_weight(&x, &gy, &p).unwrap();
+        assert_close_sums(&format!("{p:?}"), &got, &gw, n * p.oh * p.ow);
     }
 }

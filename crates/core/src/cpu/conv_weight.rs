@@ -1,246 +1,364 @@
-//! The weight gradient of stride-1 convolutions with 16+ channels per group, as dot
-//! products over the wide grid (`conv_shifted.rs`): `gw[o][c][t]` is the output gradient's
-//! row `o` dotted with the padded input's channel `c` read from tap `t`'s offset. Both rows
-//! are contiguous runs of columns, so blocks of output channels × (channel, tap) pairs
-//! hold their sums in vector registers and read each row once per block.
+//! The weight gradient of convolutions (any stride) with 16+ input and output channels per
+//! group: `gw[o][c][t] = Σ_q gy[o][q] · x[c][s·q + t]` over the output positions `q`, read
+//! from the zero-padded input (`conv_shifted.rs`'s grid) with the output channels in the
+//! vector lanes. The output gradient is rearranged once so that each position's block of
+//! 16 channels is one vector; per position, a block of sums multiplies it by 12 (channel,
+//! tap) pairs' input values, each broadcast from the padded input (AVX-512 takes the
+//! broadcast straight from memory in the multiply-add).
 //!
-//! This replaced a GEMM per run of 256 wide columns with the taps' rows gathered as its
-//! operand: both of that product's operands run along its depth (the columns), so
-//! `matrixmultiply` transposed both while packing them, and on ResNet's 3×3 layers the
-//! packing took a third as long as the products (perf, 2026-12-02).
-//!
-//! The sums of a block are added across once per chunk of columns ([`CHUNK_STEPS`]),
-//! which may span several images (deep layers' planes are short).
+//! This replaced dot products along the wide grid's columns (positions in the lanes,
+//! `conv_weight_wide.rs`, which stays for fewer output channels): those computed the
+//! dropped columns too (13% more products at 14², 23% at 7²) and added each block's lanes
+//! across once per chunk, which on deep layers' short planes came often. Single-threaded
+//! on a Zen 4 at batch 4 (2026-12-03), ResNet's 256-channel 14² layer's weight gradient
+//! took 12.3 → 9.1 ms, the 128-channel 28² one 9.8 → 8.9; 7² layers (whose dropped
+//! columns had sent them to im2col's GEMM) come here too.
 
 use super::by_cpu;
-use super::conv_direct::{outer_products, pair_offsets, MAX_L};
-use super::conv_shifted::{channels_made, per_block, spread, wide, Wide};
-use super::reduce::{all_finite, fold_halves};
+use super::conv_direct::{outer_products, pair_offsets};
+use super::conv_shifted::{padded_fits, per_block, spread, wide, Wide, MIN_CHANNELS};
 use crate::backend::Conv3dParams;
 use crate::host;
 use crate::Result;
+use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
-/// Vector steps per chunk (4,096 columns with 16 lanes). Each block's sums are added
-/// across once per chunk; chunks of 1,024 to 16,384 columns measured alike on ResNet's
-/// 3×3 layers (2026-12-02), shorter ones slower, even where a chunk's rows outgrow the
-/// second-level cache (the reads are sequential).
-const CHUNK_STEPS: usize = 256;
-
-/// Values of the padded inputs and widened output gradients made at once (4 MiB, which
+/// Values of the padded inputs and rearranged output gradients made at once (4 MiB, which
 /// stay in the processor's cache while the products read them): 2 images of ResNet's
 /// 64-channel layers at 56², 8 of its 256-channel ones at 14². Tests take less, so that
 /// their small images go in several groups too.
 const GROUP_VALUES: usize = if cfg!(test) { 1 << 18 } else { 1 << 20 };
 
-/// Lanes of the widest vector any version uses: rows are padded to a multiple of it.
+/// Output positions whose products a block of sums adds up in registers before adding them
+/// into memory: a sum over every position of a large layer in one chain (7,200 terms
+/// in a test) rounded past the definition's tolerance.
+const CHUNK_POSITIONS: usize = 256;
+
+/// Output channels per block of the rearranged output gradient: the widest vector any
+/// version uses.
 const LANES: usize = 16;
 
-/// One piece of a chunk: a run of `steps` vectors of columns, starting at `gy` in the
-/// widened output gradient and at `x` in the padded input (per image and plane).
-#[derive(Clone, Copy)]
-struct Piece {
-    gy: usize,
-    x: usize,
-    steps: usize,
-}
-
-/// `p`'s weight gradient, or `None` where `x` holds a non-finite value (an ∞ would meet
-/// the output gradient's zeros in the dropped columns as 0·∞). Each group of images is
-/// checked once padded, while it is cached.
-pub(super) fn grad_weight(x: &[f32], gy: &[f32], p: &Conv3dParams) -> Result<Option<Vec<f32>>> {
-    let wd = &wide(p);
-    let [od, oh, ow] = p.output;
-    let per_plane = ((oh - 1) * wd.wp + ow).next_multiple_of(LANES);
-    let glen = od * per_plane;
-    let per_image = p.c_in * wd.channel + p.c_out * glen;
+/// The batch in groups of images of `per_image` values each (padded input and rearranged
+/// output gradient) that fit [`GROUP_VALUES`]: each group's parameters and its images'
+/// inputs and output gradients.
+pub(super) fn image_groups<'a>(
+    x: &'a [f32],
+    gy: &'a [f32],
+    p: &'a Conv3dParams,
+    wd: &'a Wide,
+    per_image: usize,
+) -> impl Iterator<Item = (Conv3dParams, &'a [f32], &'a [f32])> + 'a {
     let batch = (GROUP_VALUES / per_image.max(1)).clamp(1, p.n.max(1));
-    let offs = pair_offsets(wd);
-    let mut gw = host::zeros(p.weight_len())?;
-    for n0 in (0..p.n).step_by(batch) {
+    (0..p.n).step_by(batch).map(move |n0| {
         let nb = batch.min(p.n - n0);
-        let part = Conv3dParams { n: nb, ..*p };
-        let x_b = &x[n0 * p.c_in * wd.in_len..][..nb * p.c_in * wd.in_len];
-        let gy_b = &gy[n0 * p.c_out * wd.out_len..][..nb * p.c_out * wd.out_len];
-        // Rows are read a whole vector past a plane's last column, and the input's taps
-        // further: zeros in the output gradient there, the input's slack below.
-        let xp = spread(x_b, &part, wd, true, MAX_L)?;
-        if !all_finite(&xp) {
-            return Ok(None);
-        }
-        let gyw = widened(gy_b, &part, wd, 0, per_plane, glen, 0)?;
-        let chunks = chunks(&part, wd, per_plane, glen);
-        for (gi, gw_g) in gw.chunks_mut(wd.og * wd.kdim).enumerate() {
-            let (x_g, gy_g) = (&xp[gi * wd.cg * wd.channel..], gi * wd.og * glen);
-            // Each thread takes whole rows of the gradient, so the sums do not depend on
-            // the schedule.
-            per_block(gw_g, wd.kdim, |o0, rows| {
-                for chunk in &chunks {
-                    dots(&gyw[gy_g + o0 * glen..], glen, x_g, &offs, chunk, rows);
-                }
-                Ok(())
-            })?;
-        }
-        super::recycle_scratch(xp);
-        super::recycle_scratch(gyw);
-    }
-    Ok(Some(gw))
-}
-
-/// The output gradient on the wide grid: each channel `len` values long, its plane `a`'s
-/// row `r` from `lead + a·plane + r·wp`, zeros elsewhere and in `slack` values past the
-/// last channel. The weight gradients' sums read it from the start of each plane (`lead`
-/// 0, planes rounded up to their vectors); the direct input gradient reads it shifted by
-/// the farthest tap (`lead` that tap's offset, planes as the padded input's).
-pub(super) fn widened(
-    gy: &[f32],
-    p: &Conv3dParams,
-    wd: &Wide,
-    lead: usize,
-    plane: usize,
-    len: usize,
-    slack: usize,
-) -> Result<Vec<f32>> {
-    let [od, oh, ow] = p.output;
-    channels_made(p.n * p.c_out, len, slack, |c, dst| {
-        let src = &gy[c * wd.out_len..][..wd.out_len];
-        for (a, values) in src.chunks(oh * ow).enumerate().take(od) {
-            for (r, row) in values.chunks(ow).enumerate() {
-                dst[lead + a * plane + r * wd.wp..][..ow].copy_from_slice(row);
-            }
-        }
+        let (x_len, gy_len) = (p.c_in * wd.in_len, p.c_out * wd.out_len);
+        (
+            Conv3dParams { n: nb, ..*p },
+            &x[n0 * x_len..][..nb * x_len],
+            &gy[n0 * gy_len..][..nb * gy_len],
+        )
     })
 }
 
-/// Every (image, plane)'s run of columns, cut into chunks of [`CHUNK_STEPS`] vectors; short
-/// planes (deep layers' 7² or 14²) share a chunk.
-fn chunks(p: &Conv3dParams, wd: &Wide, per_plane: usize, glen: usize) -> Vec<Vec<Piece>> {
-    let chunk = CHUNK_STEPS;
-    let steps = per_plane / LANES;
-    let mut out = vec![Vec::new()];
-    let mut filled = 0;
-    for ni in 0..p.n {
-        for a in 0..p.output[0] {
-            let mut s = 0;
-            while s < steps {
-                let take = (chunk - filled).min(steps - s);
-                out.last_mut().expect("a chunk").push(Piece {
-                    gy: ni * p.c_out * glen + a * per_plane + s * LANES,
-                    x: ni * p.c_in * wd.channel + a * wd.plane + s * LANES,
-                    steps: take,
+/// How a row's positions read the padded input: `ow` of them, `step` apart (the stride).
+#[derive(Clone, Copy)]
+struct Along {
+    ow: usize,
+    step: usize,
+}
+
+/// One output row: its first position among the group's output positions, and where its
+/// first tap reads the padded input.
+#[derive(Clone, Copy)]
+struct Row {
+    q: usize,
+    x: usize,
+}
+
+/// Whether these sums serve `p`: the padded input fits (more than one tap, not vastly
+/// larger than the input; any stride) and the groups have 16+ input and output channels
+/// (thinner ones take `conv_direct`'s or `conv_weight_wide.rs`'s sums, or im2col's).
+pub(super) fn applies(p: &Conv3dParams) -> bool {
+    padded_fits(p).is_some()
+        && p.c_in / p.groups >= MIN_CHANNELS
+        && p.c_out / p.groups >= MIN_CHANNELS
+}
+
+/// `p`'s weight gradient. Every product is one of im2col's (a padding zero or an input
+/// value times an output gradient; no column of the wide grid is computed and dropped),
+/// so a non-finite input reaches exactly the sums the definition puts it in.
+pub(super) fn grad_weight(x: &[f32], gy: &[f32], p: &Conv3dParams) -> Result<Vec<f32>> {
+    let wd = &wide(p);
+    let per_image = p.c_in * wd.channel + p.c_out.next_multiple_of(LANES) * wd.out_len;
+    let offs = pair_offsets(wd);
+    let mut gw = host::zeros(p.weight_len())?;
+    for (part, x_b, gy_b) in image_groups(x, gy, p, wd, per_image) {
+        let nb = part.n;
+        let xp = spread(x_b, &part, wd, true, 0)?;
+        let gyt = interleaved(gy_b, &part, wd)?;
+        let rows = rows(&part, wd);
+        let q_len = nb * wd.out_len;
+        let blocks = wd.og.div_ceil(LANES);
+        for (gi, gw_g) in gw.chunks_mut(wd.og * wd.kdim).enumerate() {
+            let x_g = &xp[gi * wd.cg * wd.channel..];
+            let gy_g = &gyt[gi * blocks * q_len * LANES..][..blocks * q_len * LANES];
+            let tiles = tiles(wd.og, wd.kdim);
+            let at = Along {
+                ow: p.output[2],
+                step: p.stride[2],
+            };
+            let sums: Vec<Vec<f32>> = tiles
+                .par_iter()
+                .map(|t| tile_sums(gy_g, q_len, x_g, &offs, &rows, at, t))
+                .collect();
+            let kdim = wd.kdim;
+            gw_g.par_chunks_mut(LANES * kdim)
+                .enumerate()
+                .for_each(|(b, gw_b)| {
+                    for (t, sums) in tiles.iter().zip(&sums) {
+                        if t.o.start == b * LANES {
+                            add_lanes(gw_b, kdim, t.k.start, sums);
+                        }
+                    }
                 });
-                (s, filled) = (s + take, filled + take);
-                if filled == chunk {
-                    out.push(Vec::new());
-                    filled = 0;
+        }
+        super::recycle_scratch(xp);
+        super::recycle_scratch(gyt);
+    }
+    Ok(gw)
+}
+
+/// Every output row of the group, in order of position.
+fn rows(p: &Conv3dParams, wd: &Wide) -> Vec<Row> {
+    let [od, oh, ow] = p.output;
+    let mut rows = Vec::with_capacity(p.n * od * oh);
+    for ni in 0..p.n {
+        for a in 0..od {
+            for y in 0..oh {
+                rows.push(Row {
+                    q: ((ni * od + a) * oh + y) * ow,
+                    x: ni * p.c_in * wd.channel
+                        + a * p.stride[0] * wd.plane
+                        + y * p.stride[1] * wd.wp,
+                });
+            }
+        }
+    }
+    rows
+}
+
+/// The output gradient rearranged so that each position's output channels are adjacent:
+/// per group, blocks of [`LANES`] channels, each block position by position over the
+/// group's images (`[block][image · positions][channel in block]`), zeros for the channels
+/// past the group's last.
+fn interleaved(gy: &[f32], p: &Conv3dParams, wd: &Wide) -> Result<Vec<f32>> {
+    let blocks = wd.og.div_ceil(LANES);
+    let q_img = wd.out_len;
+    let len = p.n * q_img * LANES;
+    let fill = |cb: usize, dst: &mut [MaybeUninit<f32>]| {
+        let (gi, b) = (cb / blocks, cb % blocks);
+        let o0 = gi * wd.og + b * LANES;
+        let lanes = LANES.min(wd.og - b * LANES);
+        for (ni, dst) in dst.chunks_exact_mut(q_img * LANES).enumerate() {
+            let src = &gy[(ni * p.c_out + o0) * q_img..][..lanes * q_img];
+            // A square of 16 positions × 16 channels at a time, so that the strided
+            // writes stay in the first-level cache; zeros in the lanes past the group's
+            // channels.
+            for (j, tile) in dst.chunks_mut(LANES * LANES).enumerate() {
+                let cols = tile.len() / LANES;
+                for (l, channel) in src.chunks_exact(q_img).enumerate() {
+                    for (d, v) in tile
+                        .chunks_exact_mut(LANES)
+                        .zip(&channel[j * LANES..][..cols])
+                    {
+                        d[l] = MaybeUninit::new(*v);
+                    }
+                }
+                for d in tile.chunks_exact_mut(LANES) {
+                    d[lanes..].fill(MaybeUninit::new(0.0));
                 }
             }
         }
+    };
+    // SAFETY: `fill` writes every value of each block it is given (each square whole).
+    // A failed `per_block` can only come from its closure, which cannot fail.
+    unsafe {
+        host::written(p.groups * blocks * len, |buf| {
+            let done = per_block(buf, len.max(1), |cb0, part| {
+                for (i, dst) in part.chunks_mut(len.max(1)).enumerate() {
+                    fill(cb0 + i, dst);
+                }
+                Ok(())
+            });
+            debug_assert!(done.is_ok());
+        })
     }
-    out.retain(|c| !c.is_empty());
+}
+
+/// A piece of a group's weight gradient one task computes: output channels `o` (one
+/// block of [`LANES`]) × pairs `k`.
+struct Tile {
+    o: std::ops::Range<usize>,
+    k: std::ops::Range<usize>,
+}
+
+/// The group's weight gradient cut into tasks: blocks of [`LANES`] output channels, each
+/// split along the pairs where there are fewer blocks than the threads would need.
+fn tiles(og: usize, kdim: usize) -> Vec<Tile> {
+    let blocks = og.div_ceil(LANES);
+    let parts = (4 * rayon::current_num_threads())
+        .div_ceil(blocks)
+        .clamp(1, kdim.div_ceil(64).max(1));
+    // Whole blocks of pairs per task (12 is a multiple of every version's block).
+    let per = kdim.div_ceil(parts).next_multiple_of(12);
+    let mut out = Vec::new();
+    for b in 0..blocks {
+        for k0 in (0..kdim).step_by(per.max(1)) {
+            out.push(Tile {
+                o: b * LANES..((b + 1) * LANES).min(og),
+                k: k0..(k0 + per).min(kdim),
+            });
+        }
+    }
     out
 }
 
-/// Adds one chunk's products into `rows` (output channels' rows of the weight gradient,
-/// `offs.len()` each): row `o` of `gy` (rows `glen` apart) dotted with the input `x` at
-/// each pair's offset, over the chunk's pieces.
-fn dots(gy: &[f32], glen: usize, x: &[f32], offs: &[usize], chunk: &[Piece], rows: &mut [f32]) {
-    let kdim = offs.len();
-    let og = rows.len() / kdim.max(1);
+/// One tile's sums over every row of positions: per pair, its block's [`LANES`] output
+/// channels.
+fn tile_sums(
+    gy: &[f32],
+    q_len: usize,
+    x: &[f32],
+    offs: &[usize],
+    rows: &[Row],
+    at: Along,
+    t: &Tile,
+) -> Vec<f32> {
+    let Along { ow, step } = at;
+    let block = &gy[t.o.start / LANES * q_len * LANES..][..q_len * LANES];
+    let offs = &offs[t.k.clone()];
     let far = offs.iter().max().copied().unwrap_or(0);
-    for pc in chunk {
-        let reach = pc.steps * LANES;
+    for r in rows {
         assert!(
-            og == 0 || gy.len() >= (og - 1) * glen + pc.gy + reach,
+            block.len() >= (r.q + ow) * LANES,
             "conv_weight: output gradient too short"
         );
         assert!(
-            x.len() >= pc.x + far + reach,
-            "conv_weight: input without its slack"
+            ow == 0 || x.len() > r.x + far + (ow - 1) * step,
+            "conv_weight: input too short"
         );
     }
+    let mut out = vec![0.0; LANES * offs.len()];
+    sums_by_cpu(block, x, offs, rows, at, &mut out);
+    out
+}
+
+/// Adds a tile's sums (`LANES` output channels per pair, from pair `k0`) into its block's
+/// rows of the weight gradient (`kdim` values each), 16 pairs at a time so that the
+/// reads across the lanes stay in the first-level cache.
+fn add_lanes(gw_b: &mut [f32], kdim: usize, k0: usize, sums: &[f32]) {
+    for (j, square) in sums.chunks(LANES * LANES).enumerate() {
+        for (o, row) in gw_b.chunks_exact_mut(kdim).enumerate() {
+            let dst = &mut row[k0 + j * LANES..];
+            for (d, lanes) in dst.iter_mut().zip(square.chunks_exact(LANES)) {
+                *d += lanes[o];
+            }
+        }
+    }
+}
+
+/// `out[k][l]` (16 lanes per pair) = the sums of one block of output channels over every
+/// row, for the pairs at `offs`.
+fn sums_by_cpu(gy: &[f32], x: &[f32], offs: &[usize], rows: &[Row], at: Along, out: &mut [f32]) {
     by_cpu!(
-        dot_blocks(gy: &[f32], glen: usize, x: &[f32], offs: &[usize], chunk: &[Piece],
-            rows: &mut [f32]),
-        // 4 × 6 sums (24 registers) and 10 loads per step; 6 × 4, 4 × 4 were slower. AVX2:
-        // 4 × 3 sums, so that the 3 input vectors, 12 sums and one output-gradient vector
-        // fill its 16 registers; as 3 × 4 (4 inputs held) one sum went to the stack every
-        // step, and on a Zen 3 ResNet's 14² layer's weight gradient took 42 ms, not 35;
-        // 2 × 4 took twice as long (2026-12-02)
-        avx512: [4, 6, 16, true],
-        avx2: [4, 3, 8, true],
-        base: [2, 4, 8, false]
+        pair_blocks(gy: &[f32], x: &[f32], offs: &[usize], rows: &[Row], at: Along,
+            out: &mut [f32]),
+        // 12 sums and no vector of the input: AVX-512 multiplies by a broadcast straight
+        // from memory. 24 sums (1 × 24, or 2 blocks × 12 or × 8) spilled to the stack or
+        // became gathers, and took 1.5 to 30 times as long (2026-12-03).
+        avx512: [1, 12, 6, 3, 16, true],
+        avx2: [2, 6, 3, 1, 8, true],
+        base: [2, 4, 2, 1, 8, false]
     )
 }
 
-/// Every block of `OB` output channels × `KB` pairs; the channels and pairs left over in
-/// blocks of one.
+/// Blocks of `KB` pairs, the pairs left over in blocks of `K2`, `K3` and one (one sum per
+/// pair would wait on each product's latency); `OB` vectors of `L` lanes make the block's
+/// 16 output channels.
 #[inline(always)]
-fn dot_blocks<const OB: usize, const KB: usize, const L: usize, const FMA: bool>(
+fn pair_blocks<
+    const OB: usize,
+    const KB: usize,
+    const K2: usize,
+    const K3: usize,
+    const L: usize,
+    const FMA: bool,
+>(
     gy: &[f32],
-    glen: usize,
     x: &[f32],
     offs: &[usize],
-    chunk: &[Piece],
-    rows: &mut [f32],
+    rows: &[Row],
+    at: Along,
+    out: &mut [f32],
 ) {
     let kdim = offs.len();
-    let og = rows.len() / kdim.max(1);
-    let (whole_o, whole_k) = (og - og % OB, kdim - kdim % KB);
-    let mut o0 = 0;
-    while o0 < og {
-        let ob = if o0 < whole_o { OB } else { 1 };
-        let gy_o = &gy[o0 * glen..];
+    // Every pair over one chunk of rows before the next chunk, so that the chunk's output
+    // gradient is read from the first-level cache.
+    for rows in rows.chunks(CHUNK_POSITIONS.div_ceil(at.ow.max(1))) {
         let mut k0 = 0;
         while k0 < kdim {
-            let kb = if k0 < whole_k { KB } else { 1 };
-            let out = &mut rows[o0 * kdim + k0..];
-            let offs = &offs[k0..k0 + kb];
-            match (ob == OB, kb == KB) {
-                (true, true) => sums::<OB, KB, L, FMA>(gy_o, glen, x, offs, chunk, out, kdim),
-                (true, false) => sums::<OB, 1, L, FMA>(gy_o, glen, x, offs, chunk, out, kdim),
-                (false, true) => sums::<1, KB, L, FMA>(gy_o, glen, x, offs, chunk, out, kdim),
-                (false, false) => sums::<1, 1, L, FMA>(gy_o, glen, x, offs, chunk, out, kdim),
+            let kb = [KB, K2, K3, 1]
+                .into_iter()
+                .find(|&b| k0 + b <= kdim)
+                .unwrap_or(1);
+            let (offs, out) = (&offs[k0..k0 + kb], &mut out[k0 * LANES..][..kb * LANES]);
+            match kb {
+                _ if kb == KB => sums::<OB, KB, L, FMA>(gy, x, offs, rows, at, out),
+                _ if kb == K2 => sums::<OB, K2, L, FMA>(gy, x, offs, rows, at, out),
+                _ if kb == K3 => sums::<OB, K3, L, FMA>(gy, x, offs, rows, at, out),
+                _ => sums::<OB, 1, L, FMA>(gy, x, offs, rows, at, out),
             }
             k0 += kb;
         }
-        o0 += ob;
     }
 }
 
-/// `OB` output channels × `KB` pairs over one chunk, `L` lanes of sums each in registers,
-/// added across at the end into `out` (rows `kdim` apart).
+/// `KB` pairs × `OB·L` output channels over a chunk of rows: per position, `OB` vectors of
+/// the output gradient times each pair's input value, broadcast.
 #[inline(always)]
 fn sums<const OB: usize, const KB: usize, const L: usize, const FMA: bool>(
     gy: &[f32],
-    glen: usize,
     x: &[f32],
     offs: &[usize],
-    chunk: &[Piece],
+    rows: &[Row],
+    Along { ow, step }: Along,
     out: &mut [f32],
-    kdim: usize,
 ) {
+    const { assert!(OB * L == LANES) };
+    if ow == 0 {
+        return;
+    }
     let mut acc = [[[0.0f32; L]; KB]; OB];
-    for pc in chunk {
-        let n = pc.steps * (LANES / L) * L;
-        // Whole rows checked once, so the loop below loads each vector once.
-        let g_rows: [&[f32]; OB] = std::array::from_fn(|o| &gy[o * glen + pc.gy..][..n]);
-        let x_rows: [&[f32]; KB] = std::array::from_fn(|k| &x[pc.x + offs[k]..][..n]);
-        for b in 0..n / L {
-            // SAFETY: every row holds `n` values and `b·L + l < n`. Checked reads here
-            // left the loop a panicking exit, and then the compiler stored every sum back
-            // to memory on each step.
-            let g: [[f32; L]; OB] = std::array::from_fn(|o| {
-                std::array::from_fn(|l| unsafe { *g_rows[o].get_unchecked(b * L + l) })
+    for r in rows {
+        let g_row = &gy[r.q * LANES..][..ow * LANES];
+        let x_rows: [&[f32]; KB] =
+            std::array::from_fn(|k| &x[r.x + offs[k]..][..(ow - 1) * step + 1]);
+        for i in 0..ow {
+            // SAFETY: `g_row` holds `ow` positions of `LANES` values and each `x_rows[k]`
+            // `(ow − 1)·step + 1` values; `i < ow` and `ob·L + l < LANES`.
+            let g: [[f32; L]; OB] = std::array::from_fn(|ob| {
+                std::array::from_fn(|l| unsafe { *g_row.get_unchecked(i * LANES + ob * L + l) })
             });
-            let xv: [[f32; L]; KB] = std::array::from_fn(|k| {
-                std::array::from_fn(|l| unsafe { *x_rows[k].get_unchecked(b * L + l) })
-            });
+            let xv: [[f32; L]; KB] =
+                std::array::from_fn(|k| [unsafe { *x_rows[k].get_unchecked(i * step) }; L]);
             outer_products::<OB, KB, L, FMA>(&mut acc, &g, &xv);
         }
     }
-    for (o, acc) in acc.iter().enumerate() {
-        for (k, a) in acc.iter().enumerate() {
-            out[o * kdim + k] += fold_halves(*a);
+    for (k, lanes) in out.chunks_exact_mut(LANES).enumerate() {
+        for (ob, acc) in acc.iter().enumerate() {
+            for (o, a) in lanes[ob * L..][..L].iter_mut().zip(acc[k]) {
+                *o += a;
+            }
         }
     }
 }

@@ -13,6 +13,7 @@ mod conv_direct;
 mod conv_shifted;
 mod conv_taps;
 mod conv_weight;
+mod conv_weight_wide;
 mod elementwise;
 mod gemm;
 mod gram;
