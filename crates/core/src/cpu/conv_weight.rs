@@ -10,9 +10,10 @@
 //! `conv_weight_wide.rs`, which stays for fewer output channels): those computed the
 //! dropped columns too (13% more products at 14², 23% at 7²) and added each block's lanes
 //! across once per chunk, which on deep layers' short planes came often. Single-threaded
-//! on a Zen 4 at batch 4 (2026-12-03), ResNet's 256-channel 14² layer's weight gradient
-//! took 12.3 → 9.1 ms, the 128-channel 28² one 9.8 → 8.9; 7² layers (whose dropped
-//! columns had sent them to im2col's GEMM) come here too.
+//! on a Zen 4 at batch 4 (2026-12-03, `benches/RESULTS-3.md`), ResNet's 256-channel 14²
+//! layer's weight gradient took 12.8 → 10.2 ms, the 128-channel 28² one 10.1 → 9.2; 7² and
+//! strided layers (which went to im2col's GEMM) 12.6 → 11.8 and, from 28² at stride 2,
+//! 14.5 → 10.7.
 
 use super::by_cpu;
 use super::conv_direct::{outer_products, pair_offsets};
