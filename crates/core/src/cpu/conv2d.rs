@@ -3,12 +3,13 @@
 //! weight is large (see [`images_per_gemm`]); depthwise convolutions go to
 //! `conv2d_depthwise.rs`, and stride-1 ones to the zero-padded input's wide grid where its
 //! padding costs little: the forward by direct products (`conv_shifted::forward_applies`),
-//! the gradients by direct products too (the weight's in `conv_weight.rs` for 16 or more
-//! channels per group), where the grid's dropped columns are few (`conv_shifted::applies`)
-//! or the channels are (`conv_direct::applies`).
+//! the gradients by direct products too, where the grid's dropped columns are few
+//! (`conv_shifted::applies`) or the channels are (`conv_direct::applies`). The weight
+//! gradient of 16 or more input and output channels per group is `conv_weight.rs`'s at
+//! any stride and plane size (it computes no dropped column).
 //! Strided ones with more than one tap take direct products on the input's phase grid
-//! (`conv2d_strided.rs`): the forward, and the weight gradient for fewer than 16 channels
-//! per group.
+//! (`conv2d_strided.rs`): the forward, and the weight gradient for fewer than 16 input
+//! channels per group.
 
 use rayon::prelude::*;
 
@@ -687,8 +688,8 @@ pub fn grad_weight(x: &[f32], gy: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> 
         return conv_taps::uncrop_weight(&grad_weight(x, gy, &q)?, p, &q, lo);
     }
     let p3 = conv_shifted::from_2d(p);
-    if conv_weight::applies(&p3) {
-        return conv_weight::grad_weight(x, gy, &p3);
+    if conv_weight::applies(&p3) || conv_shifted::applies(&p3) {
+        return conv_shifted::grad_weight(x, gy, &p3);
     }
     if conv_direct::applies(&p3) && all_finite(x) {
         return conv_direct::grad_weight(x, gy, &p3);

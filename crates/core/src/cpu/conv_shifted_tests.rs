@@ -314,6 +314,9 @@ fn three_d_taps_on_the_padded_grid_match_the_definition() {
         // small planes of 16+ channels (forward and input gradient vectorized along
         // channels): the first and last slices skip the kernel's outer depth taps
         (2, 20, [3, 10, 10], 24, [3, 3, 3], [1, 1, 1], [1, 1, 1], 1),
+        // the weight gradient's sums over groups of 16 input and 20 output channels,
+        // dilated along the depth
+        (2, 32, [5, 6, 10], 40, [3, 3, 3], [1, 1, 1], [2, 1, 1], 2),
     ];
     for (n, c_in, input, c_out, kernel, padding, dilation, groups) in cases {
         let output = [0, 1, 2].map(|a| input[a] + 2 * padding[a] - dilation[a] * (kernel[a] - 1));
@@ -398,5 +401,49 @@ fn strided_weight_gradients_match_the_definition() {
         let [_, _, gw] = definition(&x, &wt, &gy, &p);
         let got = conv2d::grad_weight(&x, &gy, &p).unwrap();
         assert_close_sums(&format!("{p:?}"), &got, &gw, n * p.oh * p.ow);
+    }
+}
+
+/// `conv2d::grad_weight` sends 16+ input channels per group to the padded input's sums:
+/// with 16+ output channels `conv_weight.rs`'s (at 7² and at stride 2 too, where the wide
+/// grid does not serve), with fewer `conv_weight_wide.rs`'s (a last layer, 32 → 3 with a
+/// 9×9 kernel). Each path rounds its own way, so equal bits show which one ran.
+#[test]
+fn weight_gradients_take_the_padded_input_sums() {
+    use super::super::{conv_weight, conv_weight_wide};
+    // (n, c_in, side, c_out, kernel, stride, padding), through the wide grid's sums
+    let cases = [
+        ((1, 32, 48, 3, 9, 1, 4), true),
+        ((2, 16, 14, 32, 3, 1, 1), false),
+        ((2, 16, 7, 32, 3, 1, 1), false),
+        ((2, 16, 14, 32, 3, 2, 1), false),
+    ];
+    for ((n, c_in, side, c_out, k, s, pad), wide_sums) in cases {
+        let out = (side + 2 * pad - k) / s + 1;
+        let p = Conv2dParams {
+            n,
+            c_in,
+            h: side,
+            w: side,
+            c_out,
+            oh: out,
+            ow: out,
+            kernel: [k, k],
+            stride: [s, s],
+            padding: [pad, pad],
+            dilation: [1, 1],
+            groups: 1,
+        };
+        let (x, _, gy) = operands(&p);
+        let p3 = from_2d(&p);
+        let want = if wide_sums {
+            conv_weight_wide::grad_weight(&x, &gy, &p3)
+                .unwrap()
+                .unwrap()
+        } else {
+            conv_weight::grad_weight(&x, &gy, &p3).unwrap()
+        };
+        let got = conv2d::grad_weight(&x, &gy, &p).unwrap();
+        assert!(got == want, "{p:?}");
     }
 }
