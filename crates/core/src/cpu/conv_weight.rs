@@ -3,7 +3,7 @@
 //! from the zero-padded input (`conv_shifted.rs`'s grid) with the output channels in the
 //! vector lanes. The output gradient is rearranged once so that each position's block of
 //! 16 channels is one vector; per position, a block of sums multiplies it by 12 (channel,
-//! tap) pairs' input values (6 in the AVX2 build), each broadcast from the padded input
+//! tap) pairs' input values (4 in the AVX2 build), each broadcast from the padded input
 //! (AVX-512 takes the broadcast straight from memory in the multiply-add). Where a padding
 //! zero meets a non-finite output gradient the sum is NaN, as in im2col's GEMM.
 //!
@@ -256,7 +256,10 @@ fn sums_by_cpu(gy: &[f32], x: &[f32], offs: &[usize], xpos: &[usize], out: &mut 
         // from memory. 24 sums (1 × 24, or 2 blocks × 12 or × 8) spilled to the stack or
         // became gathers, and took 1.5 to 30 times as long (2026-12-03).
         avx512: [1, 12, 6, 3, 16, true],
-        avx2: [2, 6, 3, 1, 8, true],
+        // AVX2 loads each broadcast into a register: 2 × 4 sums, 2 output-gradient vectors
+        // and 4 broadcasts fill its 16. As 2 × 6 the sums went to the stack every step and
+        // 256@14² took twice as long as the dot products it replaced (22.2 against 11.1 ms).
+        avx2: [2, 4, 2, 1, 8, true],
         base: [2, 4, 2, 1, 8, false]
     )
 }
