@@ -17,7 +17,7 @@
 //!
 //! The gradients are direct products as well: the input gradient
 //! `conv_direct::grad_input` and the weight gradient `conv_weight_wide.rs`'s sums for
-//! finite operands, and for 16+ output channels `conv_weight.rs`'s, which compute only
+//! finite operands, and for 16+ input and output channels `conv_weight.rs`'s, which compute only
 //! the definition's products and so take any values. They replaced
 //! GEMMs on the same offsets, a short run of wide columns at a time (each tap's rows
 //! gathered for the weight gradient's product, added back after the input gradient's),
@@ -591,9 +591,9 @@ fn grad_input_image(
     })
 }
 
-/// The weight gradient on the padded grid: with 16+ output channels per group
-/// `conv_weight.rs`'s sums, with fewer `conv_weight_wide.rs`'s over the wide columns,
-/// and for a non-finite input there the GEMMs below.
+/// The weight gradient on the padded grid: with 16+ input and output channels per group
+/// `conv_weight.rs`'s sums, with fewer output channels `conv_weight_wide.rs`'s over the
+/// wide columns, and for a non-finite input there the GEMMs below.
 pub(super) fn grad_weight(x: &[f32], gy: &[f32], p: &Conv3dParams) -> Result<Vec<f32>> {
     if conv_weight::applies(p) {
         return conv_weight::grad_weight(x, gy, p);
