@@ -17,9 +17,9 @@
 //!
 //! The gradients are direct products as well: the input gradient
 //! `conv_direct::grad_input` and the weight gradient `conv_weight_wide.rs`'s sums for
-//! finite operands, and for 16+ input and output channels `conv_weight.rs`'s, which compute only
-//! the definition's products and so take any values. They replaced
-//! GEMMs on the same offsets, a short run of wide columns at a time (each tap's rows
+//! finite operands, and for 16+ input and output channels `conv_weight.rs`'s, which
+//! compute only the definition's products and so take any values. They replaced GEMMs
+//! on the same offsets, a short run of wide columns at a time (each tap's rows
 //! gathered for the weight gradient's product, added back after the input gradient's),
 //! which stay for a non-finite input or weight: there the dropped columns must be zeroed
 //! before use, since 0·∞ would reach kept values. On ResNet-18's 3×3 layers at batch 8
