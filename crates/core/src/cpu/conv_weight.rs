@@ -78,21 +78,25 @@ pub(super) fn grad_weight(x: &[f32], gy: &[f32], p: &Conv3dParams) -> Result<Vec
     let wd = &wide(p);
     let per_image = p.c_in * wd.channel + p.groups * wd.og.next_multiple_of(LANES) * wd.out_len;
     let offs = pair_offsets(wd);
+    let far = offs.iter().max().copied().unwrap_or(0);
+    let (blocks, tiles) = (wd.og.div_ceil(LANES), tiles(wd.og, wd.kdim));
     let mut gw = host::zeros(p.weight_len())?;
     for (part, x_b, gy_b) in image_groups(x, gy, p, wd, per_image) {
-        let nb = part.n;
         let xp = spread(x_b, &part, wd, true, 0)?;
         let gyt = interleaved(gy_b, &part, wd)?;
         let xpos = positions(&part, wd);
-        let q_len = nb * wd.out_len;
-        let blocks = wd.og.div_ceil(LANES);
+        let q_len = xpos.len();
         for (gi, gw_g) in gw.chunks_mut(wd.og * wd.kdim).enumerate() {
             let x_g = &xp[gi * wd.cg * wd.channel..];
             let gy_g = &gyt[gi * blocks * q_len * LANES..][..blocks * q_len * LANES];
-            let tiles = tiles(wd.og, wd.kdim);
+            // Every unchecked read of the sums is inside `x_g`: positions only grow.
+            assert!(
+                xpos.last().is_none_or(|&last| x_g.len() > last + far),
+                "conv_weight: input too short"
+            );
             let sums: Vec<Vec<f32>> = tiles
                 .par_iter()
-                .map(|t| tile_sums(gy_g, q_len, x_g, &offs, &xpos, t))
+                .map(|t| tile_sums(gy_g, x_g, &offs, &xpos, t))
                 .collect();
             let kdim = wd.kdim;
             gw_g.par_chunks_mut(LANES * kdim)
@@ -206,28 +210,13 @@ fn tiles(og: usize, kdim: usize) -> Vec<Tile> {
     out
 }
 
-/// One tile's sums over every output position: per pair, its block's [`LANES`] output
-/// channels.
-fn tile_sums(
-    gy: &[f32],
-    q_len: usize,
-    x: &[f32],
-    offs: &[usize],
-    xpos: &[usize],
-    t: &Tile,
-) -> Vec<f32> {
-    let block = &gy[t.o.start / LANES * q_len * LANES..][..q_len * LANES];
+/// One tile's sums over every output position (`gy` holds the group's blocks, `LANES`
+/// values per position each; the caller checked every read of `x`): per pair, its
+/// block's [`LANES`] output channels.
+fn tile_sums(gy: &[f32], x: &[f32], offs: &[usize], xpos: &[usize], t: &Tile) -> Vec<f32> {
+    let len = xpos.len() * LANES;
+    let block = &gy[t.o.start / LANES * len..][..len];
     let offs = &offs[t.k.clone()];
-    let far = offs.iter().max().copied().unwrap_or(0);
-    let last = xpos.iter().max().copied().unwrap_or(0);
-    assert!(
-        block.len() >= xpos.len() * LANES,
-        "conv_weight: output gradient too short"
-    );
-    assert!(
-        xpos.is_empty() || x.len() > last + far,
-        "conv_weight: input too short"
-    );
     let mut out = vec![0.0; LANES * offs.len()];
     sums_by_cpu(block, x, offs, xpos, &mut out);
     out
