@@ -29,10 +29,23 @@
 //! Blocks of 4 positions for each class's leftovers, instead of blocks shared across
 //! classes, took 16% of the 7² forward's samples (`perf`) for a small share of its
 //! products, and were dropped.
+//!
+//! On an Intel Xeon (Emerald Rapids: two 512-bit multiply-add units per core, about 160
+//! GFLOP/s measured; 2026-12-03) the 12 × 16 block ran at about 105 GFLOP/s: per (channel,
+//! tap) pair it loaded a weight vector, an offset, 12 inputs and three spilled addresses
+//! for 12 multiply-adds, so the loads bound it before the multiply-adds did. With AVX-512
+//! a block is now 6 positions × 2 vectors of 16 channels, written with intrinsics
+//! (`accumulate_zmm`): 2 weight vectors, 6 inputs and an offset per 12 multiply-adds. The
+//! weights are laid out for it by 16 × 16 transposes (`transpose.rs`). Value by value,
+//! the compiler had made the writes scatters and the reads jumped a row (9 KiB or more)
+//! each time. Single-threaded at batch 4 (fastest of five alternating rounds, PyTorch in
+//! brackets): 512@7² 8.35 → 5.83 ms (6.11), 256@14² 7.54 → 6.02 (5.41), stride 2 onto 7²
+//! 5.00 → 3.51 (3.22), stride 2 onto 14² 10.49 → 7.72 (5.98).
 
 use super::by_cpu;
 use super::conv_direct::{self, Pairs, MAX_L};
 use super::reduce::all_finite;
+use super::transpose::transpose_into;
 
 /// (Channel, tap) pairs per pass: `V` weights each (8 KiB with 16), and with 3×3 taps
 /// the inputs of 14 channels, which stay in the first-level cache while every block of
@@ -248,18 +261,47 @@ fn block(
         "conv_channels: output rows too short"
     );
     by_cpu!(
-        panels(w: &[f32], kdim: usize, og: usize, x: &[f32], bases: &[usize], offs: &[usize],
+        split(w: &[f32], kdim: usize, og: usize, x: &[f32], bases: &[usize], offs: &[usize],
             run: (usize, usize, Plane), out: &mut [f32], ld: usize),
-        // 12 sums of 16. The compiler keeps the sums in vector registers for this shape
-        // only: as 8 × 32, 6 × 32, 12 × 32, 4 × 32, 8 × 16 or 16 × 16 it left them in
-        // memory and ran the loop one value at a time, and on a Zen 4 (2026-12-03,
-        // batch 8) 256@14² took 140–490 ms against 10 this way (AVX2's 6 × 16: 12).
-        // Three positions' addresses go to the stack: one reload per 4 products.
-        avx512: [12, 16, true],
+        // 6 positions × 2 vectors of 16 channels (`accumulate_zmm`), and 12 × 1 for a
+        // last 16 or fewer. 12 × 1 loads a weight vector and 12 inputs per 12
+        // multiply-adds, which on a core with two 512-bit multiply-add units (Intel's)
+        // leaves the loads the limit; 6 × 2 loads 8.
+        avx512: [6, 12, 16, 2, true],
         // 6 × 2 sums of 8 in 12 of the 16 registers, as the wide columns' block
-        avx2: [6, 16, true],
-        base: [4, 8, false]
+        avx2: [6, 6, 16, 1, true],
+        base: [4, 4, 8, 1, false]
     )
+}
+
+/// [`panels`] of `V·W` output channels over blocks of `P` positions, except for a last
+/// `V` or fewer channels, which take panels of `V` over blocks of `P1`: a panel of
+/// `V·W` would be mostly zero weights.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn split<const P: usize, const P1: usize, const V: usize, const W: usize, const FMA: bool>(
+    w: &[f32],
+    kdim: usize,
+    og: usize,
+    x: &[f32],
+    bases: &[usize],
+    offs: &[usize],
+    run: (usize, usize, Plane),
+    out: &mut [f32],
+    ld: usize,
+) {
+    let wide = if W > 1 && og % (V * W) <= V {
+        og - og % (V * W)
+    } else {
+        og
+    };
+    if wide > 0 {
+        panels::<P, V, W, FMA>(w, kdim, wide, x, bases, offs, run, out, ld);
+    }
+    if wide < og {
+        let (w, out) = (&w[wide * kdim..], &mut out[wide * ld..]);
+        panels::<P1, V, 1, FMA>(w, kdim, og - wide, x, bases, offs, run, out, ld);
+    }
 }
 
 /// The kept positions in blocks of `P` slots (first input, column in `out`; the last
@@ -320,14 +362,14 @@ fn blocks<const P: usize>(bases: &[usize], (cols, j, plane): (usize, usize, Plan
     }
 }
 
-/// Every panel of `V` output channels (the last padded with zero weights, its padding
+/// Every panel of `V·W` output channels (the last padded with zero weights, its padding
 /// not stored) over every block of kept positions, chunk by chunk of pairs; a panel's
 /// partial sums for all positions stay in a buffer between chunks. A border block runs
 /// over only the pairs whose taps read real values, unless the chunk's weights are not
 /// all finite (an infinite weight times the padding's zero is NaN, as with every tap).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn panels<const P: usize, const V: usize, const FMA: bool>(
+fn panels<const P: usize, const V: usize, const W: usize, const FMA: bool>(
     w: &[f32],
     kdim: usize,
     og: usize,
@@ -363,20 +405,19 @@ fn panels<const P: usize, const V: usize, const FMA: bool>(
             (Pairs::new(chunk), picked)
         })
         .collect();
-    let mut part = vec![[0.0f32; V]; slots.len()];
-    let mut packed = vec![0.0f32; K_CHUNK.min(kdim) * V];
-    for o0 in (0..og).step_by(V) {
-        let ov = V.min(og - o0);
+    let lanes = V * W;
+    let mut part = vec![[[0.0f32; V]; W]; slots.len()];
+    let mut packed = vec![0.0f32; K_CHUNK.min(kdim) * lanes];
+    for o0 in (0..og).step_by(lanes) {
+        let ov = lanes.min(og - o0);
         for (ci, (pairs, picked)) in chunks.iter().enumerate() {
             let k0 = ci * K_CHUNK;
-            let wk = &mut packed[..pairs.offs().len() * V];
-            for (k, row) in wk.chunks_exact_mut(V).enumerate() {
-                for (o, v) in row.iter_mut().enumerate() {
-                    *v = if o < ov {
-                        w[(o0 + o) * kdim + k0 + k]
-                    } else {
-                        0.0
-                    };
+            let kc = pairs.offs().len();
+            let wk = &mut packed[..kc * lanes];
+            transpose_into(&w[o0 * kdim + k0..], kdim, (ov, kc), wk, lanes);
+            if ov < lanes {
+                for row in wk.chunks_exact_mut(lanes) {
+                    row[ov..].fill(0.0);
                 }
             }
             let wk = &*wk;
@@ -387,13 +428,13 @@ fn panels<const P: usize, const V: usize, const FMA: bool>(
                 .zip(slots.chunks_exact(P))
                 .zip(&class);
             for ((acc, at), &class) in blocks {
-                let acc = <&mut [[f32; V]; P]>::try_from(acc).expect("P slots");
+                let acc = <&mut [[[f32; V]; W]; P]>::try_from(acc).expect("P slots");
                 let some = class.filter(|_| skip).map(|c| &picked[c][..]);
-                sums::<P, V, FMA>(acc, wk, x, at, pairs, some, ci == 0);
+                sums::<P, V, W, FMA>(acc, wk, x, at, pairs, some, ci == 0);
             }
         }
         for (sums, &(_, col)) in part.iter().zip(&slots) {
-            for (o, &s) in sums[..ov].iter().enumerate() {
+            for (o, &s) in sums.as_flattened()[..ov].iter().enumerate() {
                 out[(o0 + o) * ld + col] = s;
             }
         }
@@ -401,11 +442,11 @@ fn panels<const P: usize, const V: usize, const FMA: bool>(
 }
 
 /// One block's sums over one chunk of pairs (or those of its pairs that `some` picks):
-/// position `p` reads `x[at[p].0 + chunk[k]]` times pair `k`'s weights `w[k·V..]`; the
-/// first chunk starts from zero, the others from `part`.
+/// position `p` reads `x[at[p].0 + chunk[k]]` times pair `k`'s weights `w[k·V·W..]`
+/// (`W` vectors of `V`); the first chunk starts from zero, the others from `part`.
 #[inline(always)]
-pub(super) fn sums<const P: usize, const V: usize, const FMA: bool>(
-    part: &mut [[f32; V]; P],
+pub(super) fn sums<const P: usize, const V: usize, const W: usize, const FMA: bool>(
+    part: &mut [[[f32; V]; W]; P],
     w: &[f32],
     x: &[f32],
     at: &[(usize, usize)],
@@ -416,14 +457,48 @@ pub(super) fn sums<const P: usize, const V: usize, const FMA: bool>(
     let chunk = pairs.offs();
     assert_eq!(
         w.len(),
-        V * chunk.len(),
-        "conv_channels: V weights per pair"
+        V * W * chunk.len(),
+        "conv_channels: V·W weights per pair"
     );
-    let wk = |k: usize| <&[f32; V]>::try_from(&w[k * V..][..V]).expect("V values");
+    let wk = |k: usize| &w[k * V * W..][..V * W];
+    #[cfg(target_arch = "x86_64")]
+    if V == 16 && W == 2 && super::cpu_level() == super::Level::Avx512 {
+        // SAFETY: the same layout (`V` and `W` are 16 and 2); the processor has AVX-512F;
+        // each offset is one of the chunk's, at most `far` (`Pairs::new`), and each
+        // weight slice `V·W` long.
+        unsafe {
+            let part = &mut *(part as *mut [[[f32; V]; W]; P]).cast::<[[[f32; 16]; 2]; P]>();
+            let far = pairs.far();
+            match some {
+                None => accumulate_zmm(
+                    part,
+                    x,
+                    at,
+                    far,
+                    first,
+                    chunk.iter().copied().zip(w.chunks_exact(V * W)),
+                ),
+                Some(ks) => accumulate_zmm(
+                    part,
+                    x,
+                    at,
+                    far,
+                    first,
+                    ks.iter().map(|&k| (chunk[k as usize], wk(k as usize))),
+                ),
+            }
+        }
+        return;
+    }
+    let vectors = |wk: &[f32]| -> &[[f32; V]; W] {
+        assert_eq!(wk.len(), V * W, "conv_channels: V·W weights");
+        // SAFETY: `V·W` floats, as `[[f32; V]; W]` is, with `f32`'s alignment.
+        unsafe { &*wk.as_ptr().cast::<[[f32; V]; W]>() }
+    };
     match some {
         // SAFETY: each offset is one of the chunk's, at most `far` (`Pairs::new`).
         None => unsafe {
-            accumulate::<P, V, FMA>(
+            accumulate::<P, V, W, FMA>(
                 part,
                 x,
                 at,
@@ -431,50 +506,109 @@ pub(super) fn sums<const P: usize, const V: usize, const FMA: bool>(
                 first,
                 chunk
                     .iter()
-                    .zip(w.chunks_exact(V))
-                    .map(|(&off, wk)| (off, <&[f32; V]>::try_from(wk).expect("V values"))),
+                    .zip(w.chunks_exact(V * W))
+                    .map(|(&off, wk)| (off, vectors(wk))),
             )
         },
         // SAFETY: as above; `chunk[k]` is checked.
         Some(ks) => unsafe {
-            accumulate::<P, V, FMA>(
+            accumulate::<P, V, W, FMA>(
                 part,
                 x,
                 at,
                 pairs.far(),
                 first,
-                ks.iter().map(|&k| (chunk[k as usize], wk(k as usize))),
+                ks.iter()
+                    .map(|&k| (chunk[k as usize], vectors(wk(k as usize)))),
             )
         },
     }
 }
 
-/// `sums` over the pairs `pairs` yields (offset, weights).
+/// `sums` over the pairs `pairs` yields (offset, weights). The compiler keeps the sums
+/// in vector registers for one vector per position (12 × 16 with AVX-512, 6 × 16 as two
+/// halves with AVX2), not for two or more: as `[f32; 32]` rows (8, 6, 12 or 4 of them),
+/// 8 × 16 or 16 × 16, and as 6 × 2 vectors of 16 in this loop, it left them in memory
+/// and ran the loop one value at a time (on a Zen 4, 2026-12-03, batch 8, 256@14² took
+/// 140–490 ms against 10 this way); `accumulate_zmm` does 6 × 2 by hand.
 ///
 /// # Safety
 /// Every offset is at most `far` (the positions' reads up to `far` are checked here).
 #[inline(always)]
-unsafe fn accumulate<'w, const P: usize, const V: usize, const FMA: bool>(
-    part: &mut [[f32; V]; P],
+unsafe fn accumulate<'w, const P: usize, const V: usize, const W: usize, const FMA: bool>(
+    part: &mut [[[f32; V]; W]; P],
     x: &[f32],
     at: &[(usize, usize)],
     far: usize,
     first: bool,
-    pairs: impl Iterator<Item = (usize, &'w [f32; V])>,
+    pairs: impl Iterator<Item = (usize, &'w [[f32; V]; W])>,
 ) {
     let xs: [&[f32]; P] = std::array::from_fn(|p| &x[at[p].0..][..far + 1]);
-    let mut acc = if first { [[0.0f32; V]; P] } else { *part };
+    let mut acc = if first { [[[0.0f32; V]; W]; P] } else { *part };
     for (off, wk) in pairs {
         for (acc, xs) in acc.iter_mut().zip(&xs) {
             // SAFETY: `off` is at most `far` (the caller's contract), and each `xs` holds
             // `far + 1` values.
             let v = unsafe { *xs.get_unchecked(off) };
-            for (a, &wv) in acc.iter_mut().zip(wk) {
-                *a = if FMA { wv.mul_add(v, *a) } else { *a + wv * v };
+            for (acc, wk) in acc.iter_mut().zip(wk) {
+                for (a, &wv) in acc.iter_mut().zip(wk) {
+                    *a = if FMA { wv.mul_add(v, *a) } else { *a + wv * v };
+                }
             }
         }
     }
     *part = acc;
+}
+
+/// [`accumulate`] for two vectors of 16 channels, in AVX-512's registers by hand: the
+/// compiler kept the 6 × 2 sums in memory and ran them one value at a time (20 times as
+/// long), as it did every shape of more than one vector per position.
+///
+/// # Safety
+/// As [`accumulate`], on a processor with AVX-512F; each weight slice holds 32 values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn accumulate_zmm<'w, const P: usize>(
+    part: &mut [[[f32; 16]; 2]; P],
+    x: &[f32],
+    at: &[(usize, usize)],
+    far: usize,
+    first: bool,
+    pairs: impl Iterator<Item = (usize, &'w [f32])>,
+) {
+    use std::arch::x86_64::*;
+    let xs: [*const f32; P] = std::array::from_fn(|p| x[at[p].0..][..far + 1].as_ptr());
+    let mut acc = [[_mm512_setzero_ps(); 2]; P];
+    if !first {
+        for (acc, part) in acc.iter_mut().zip(part.iter()) {
+            for (a, v) in acc.iter_mut().zip(part) {
+                // SAFETY: 16 values.
+                *a = unsafe { _mm512_loadu_ps(v.as_ptr()) };
+            }
+        }
+    }
+    for (off, wk) in pairs {
+        debug_assert_eq!(wk.len(), 32);
+        // SAFETY: 32 weights (the caller's contract); `off` is at most `far` and each
+        // `xs[p]` starts `far + 1` values.
+        unsafe {
+            let w = [
+                _mm512_loadu_ps(wk.as_ptr()),
+                _mm512_loadu_ps(wk.as_ptr().add(16)),
+            ];
+            for (acc, xs) in acc.iter_mut().zip(&xs) {
+                let v = _mm512_set1_ps(*xs.add(off));
+                acc[0] = _mm512_fmadd_ps(w[0], v, acc[0]);
+                acc[1] = _mm512_fmadd_ps(w[1], v, acc[1]);
+            }
+        }
+    }
+    for (acc, part) in acc.iter().zip(part.iter_mut()) {
+        for (a, v) in acc.iter().zip(part) {
+            // SAFETY: 16 values.
+            unsafe { _mm512_storeu_ps(v.as_mut_ptr(), *a) };
+        }
+    }
 }
 
 #[cfg(test)]

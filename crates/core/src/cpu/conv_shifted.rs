@@ -336,7 +336,7 @@ pub(super) fn channels_made(
 }
 
 /// `values` set to zero, as initialized values.
-fn clear(values: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+pub(super) fn clear(values: &mut [MaybeUninit<f32>]) -> &mut [f32] {
     values.fill(MaybeUninit::new(0.0));
     // SAFETY: every value was just written; `MaybeUninit<f32>` has `f32`'s layout.
     unsafe { &mut *(values as *mut [MaybeUninit<f32>] as *mut [f32]) }

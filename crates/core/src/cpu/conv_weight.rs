@@ -15,10 +15,19 @@
 //! layer's weight gradient took 12.8 → 10.2 ms, the 128-channel 28² one 10.1 → 9.2; 7² and
 //! strided layers (which went to im2col's GEMM) 12.6 → 11.8 and, from 28² at stride 2,
 //! 14.5 → 10.7.
+//!
+//! With AVX-512 a tile takes two blocks of 16 output channels (`pair_zmm`, intrinsics):
+//! per position two output-gradient vectors and 6 inputs for 12 multiply-adds, where one
+//! vector and 12 inputs left the loads the limit on cores with two 512-bit multiply-add
+//! units. On an Intel Xeon (2026-12-03, single-threaded, batch 4, fastest of four
+//! rounds): 256@14² 8.2 → 7.2 ms, 128@28² 8.6 → 7.3, 512@7² 10.8 → 9.9, stride 2 from
+//! 28² 10.3 → 9.0; 64@56² unchanged. The output gradient's rearrangement is 16 × 16
+//! transposes (`transpose.rs`).
 
 use super::by_cpu;
 use super::conv_direct::{outer_products, pair_offsets};
-use super::conv_shifted::{padded_fits, per_block, spread, wide, Wide, MIN_CHANNELS};
+use super::conv_shifted::{clear, padded_fits, per_block, spread, wide, Wide, MIN_CHANNELS};
+use super::transpose::transpose_into;
 use crate::backend::Conv3dParams;
 use crate::host;
 use crate::Result;
@@ -103,8 +112,10 @@ pub(super) fn grad_weight(x: &[f32], gy: &[f32], p: &Conv3dParams) -> Result<Vec
                 .enumerate()
                 .for_each(|(b, gw_b)| {
                     for (t, sums) in tiles.iter().zip(&sums) {
-                        if t.o.start == b * LANES {
-                            add_lanes(gw_b, kdim, t.k.start, sums);
+                        if t.o.contains(&(b * LANES)) {
+                            let j = (b * LANES - t.o.start) / LANES;
+                            let len = LANES * t.k.len();
+                            add_lanes(gw_b, kdim, t.k.start, &sums[j * len..][..len]);
                         }
                     }
                 });
@@ -148,26 +159,12 @@ fn interleaved(gy: &[f32], p: &Conv3dParams, wd: &Wide) -> Result<Vec<f32>> {
         let lanes = LANES.min(wd.og - b * LANES);
         for (ni, dst) in dst.chunks_exact_mut(q_img * LANES).enumerate() {
             let src = &gy[(ni * p.c_out + o0) * q_img..][..lanes * q_img];
-            // A square of 16 positions × 16 channels at a time, so that the strided
-            // writes stay in the first-level cache; zeros in the lanes past the group's
-            // channels.
-            for (j, tile) in dst.chunks_mut(LANES * LANES).enumerate() {
-                let cols = tile.len() / LANES;
-                for (l, channel) in src.chunks_exact(q_img).enumerate() {
-                    for (d, v) in tile
-                        .chunks_exact_mut(LANES)
-                        .zip(&channel[j * LANES..][..cols])
-                    {
-                        d[l] = MaybeUninit::new(*v);
-                    }
-                }
-                for d in tile.chunks_exact_mut(LANES) {
-                    d[lanes..].fill(MaybeUninit::new(0.0));
-                }
-            }
+            // Zeros in the lanes past the group's channels.
+            let dst = clear(dst);
+            transpose_into(src, q_img, (lanes, q_img), dst, LANES);
         }
     };
-    // SAFETY: `fill` writes every value of each block it is given (each square whole).
+    // SAFETY: `fill` writes every value of each block it is given.
     // A failed `per_block` can only come from its closure, which cannot fail.
     unsafe {
         host::written(p.groups * blocks * len, |buf| {
@@ -183,16 +180,29 @@ fn interleaved(gy: &[f32], p: &Conv3dParams, wd: &Wide) -> Result<Vec<f32>> {
 }
 
 /// A piece of a group's weight gradient one task computes: output channels `o` (one
-/// block of [`LANES`]) × pairs `k`.
+/// block of [`LANES`], or two where `pair_zmm` takes them) × pairs `k`.
 struct Tile {
     o: std::ops::Range<usize>,
     k: std::ops::Range<usize>,
 }
 
-/// The group's weight gradient cut into tasks: blocks of [`LANES`] output channels, each
-/// split along the pairs where there are fewer blocks than the threads would need.
+/// Blocks of [`LANES`] output channels per tile: two with AVX-512, whose sums then load
+/// two output-gradient vectors and 6 inputs per 12 multiply-adds instead of one and 12
+/// (`pair_zmm`).
+fn tile_blocks() -> usize {
+    if cfg!(target_arch = "x86_64") && super::cpu_level() == super::Level::Avx512 {
+        2
+    } else {
+        1
+    }
+}
+
+/// The group's weight gradient cut into tasks: [`tile_blocks`] blocks of [`LANES`]
+/// output channels (the last may hold fewer), each split along the pairs where there are
+/// fewer of them than the threads would need.
 fn tiles(og: usize, kdim: usize) -> Vec<Tile> {
-    let blocks = og.div_ceil(LANES);
+    let width = LANES * tile_blocks();
+    let blocks = og.div_ceil(width);
     let parts = (4 * rayon::current_num_threads())
         .div_ceil(blocks)
         .clamp(1, kdim.div_ceil(64).max(1));
@@ -202,7 +212,7 @@ fn tiles(og: usize, kdim: usize) -> Vec<Tile> {
     for b in 0..blocks {
         for k0 in (0..kdim).step_by(per.max(1)) {
             out.push(Tile {
-                o: b * LANES..((b + 1) * LANES).min(og),
+                o: b * width..((b + 1) * width).min(og),
                 k: k0..(k0 + per).min(kdim),
             });
         }
@@ -211,14 +221,27 @@ fn tiles(og: usize, kdim: usize) -> Vec<Tile> {
 }
 
 /// One tile's sums over every output position (`gy` holds the group's blocks, `LANES`
-/// values per position each; the caller checked every read of `x`): per pair, its
-/// block's [`LANES`] output channels.
+/// values per position each; the caller checked every read of `x`): per block of the
+/// tile and pair, its [`LANES`] output channels.
 fn tile_sums(gy: &[f32], x: &[f32], offs: &[usize], xpos: &[usize], t: &Tile) -> Vec<f32> {
     let len = xpos.len() * LANES;
-    let block = &gy[t.o.start / LANES * len..][..len];
+    let (b0, nb) = (t.o.start / LANES, t.o.len().div_ceil(LANES));
+    let blocks = &gy[b0 * len..][..nb * len];
     let offs = &offs[t.k.clone()];
-    let mut out = vec![0.0; LANES * offs.len()];
-    sums_by_cpu(block, x, offs, xpos, &mut out);
+    let mut out = vec![0.0; nb * LANES * offs.len()];
+    #[cfg(target_arch = "x86_64")]
+    if nb == 2 {
+        // SAFETY: two blocks come only from `tiles` with AVX-512 (`tile_blocks`); the
+        // caller checked every read of `x`.
+        unsafe { pair_zmm(blocks, x, offs, xpos, &mut out) };
+        return out;
+    }
+    for (block, out) in blocks
+        .chunks_exact(len)
+        .zip(out.chunks_exact_mut(LANES * offs.len()))
+    {
+        sums_by_cpu(block, x, offs, xpos, out);
+    }
     out
 }
 
@@ -323,6 +346,94 @@ fn sums<const OB: usize, const KB: usize, const L: usize, const FMA: bool>(
             for (o, a) in lanes[ob * L..][..L].iter_mut().zip(acc[k]) {
                 *o += a;
             }
+        }
+    }
+}
+
+/// [`pair_blocks`] for two blocks of output channels at once (`gy` holds both, one after
+/// the other; `out` their sums, block by block), in AVX-512's registers by hand: 6 pairs
+/// × 2 vectors of sums, the pairs left over in blocks of 3 and 1. Each sum adds the same
+/// products in the same order as [`pair_blocks`]'s, so both give the same bits.
+///
+/// # Safety
+/// AVX-512F; every `xpos[i] + offs[k]` lies inside `x`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pair_zmm(gy: &[f32], x: &[f32], offs: &[usize], xpos: &[usize], out: &mut [f32]) {
+    let kdim = offs.len();
+    let len = xpos.len() * LANES;
+    assert!(
+        gy.len() == 2 * len && out.len() == 2 * LANES * kdim,
+        "conv_weight: two blocks"
+    );
+    let (gy0, gy1) = gy.split_at(len);
+    let (out0, out1) = out.split_at_mut(LANES * kdim);
+    for (c, xpos) in xpos.chunks(CHUNK_POSITIONS).enumerate() {
+        let at = c * CHUNK_POSITIONS * LANES;
+        let g = [
+            &gy0[at..][..xpos.len() * LANES],
+            &gy1[at..][..xpos.len() * LANES],
+        ];
+        let mut k0 = 0;
+        while k0 < kdim {
+            let kb = [6, 3, 1].into_iter().find(|&b| k0 + b <= kdim).unwrap_or(1);
+            let o = k0 * LANES..(k0 + kb) * LANES;
+            let outs = [&mut out0[o.clone()], &mut out1[o]];
+            let offs = &offs[k0..k0 + kb];
+            // SAFETY: as this function's.
+            unsafe {
+                match kb {
+                    6 => pair_sums::<6>(g, x, offs, xpos, outs),
+                    3 => pair_sums::<3>(g, x, offs, xpos, outs),
+                    _ => pair_sums::<1>(g, x, offs, xpos, outs),
+                }
+            }
+            k0 += kb;
+        }
+    }
+}
+
+/// `KB` pairs × two blocks over a chunk of positions, added into `outs`.
+///
+/// # Safety
+/// As `pair_zmm`'s; `gy[j]` holds `LANES` values per position.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn pair_sums<const KB: usize>(
+    gy: [&[f32]; 2],
+    x: &[f32],
+    offs: &[usize],
+    xpos: &[usize],
+    outs: [&mut [f32]; 2],
+) {
+    use std::arch::x86_64::*;
+    let rows: [*const f32; KB] = std::array::from_fn(|k| x[offs[k]..].as_ptr());
+    let mut acc = [[_mm512_setzero_ps(); KB]; 2];
+    for (i, &at) in xpos.iter().enumerate() {
+        // SAFETY: `gy` holds `LANES` values per position; `at + offs[k]` is inside `x`
+        // (the caller's contract).
+        unsafe {
+            let g = [
+                _mm512_loadu_ps(gy[0].as_ptr().add(i * LANES)),
+                _mm512_loadu_ps(gy[1].as_ptr().add(i * LANES)),
+            ];
+            for k in 0..KB {
+                let v = _mm512_set1_ps(*rows[k].add(at));
+                acc[0][k] = _mm512_fmadd_ps(g[0], v, acc[0][k]);
+                acc[1][k] = _mm512_fmadd_ps(g[1], v, acc[1][k]);
+            }
+        }
+    }
+    for (acc, out) in acc.iter().zip(outs) {
+        for (a, o) in acc.iter().zip(out.chunks_exact_mut(LANES)) {
+            // SAFETY: 16 values each.
+            unsafe {
+                _mm512_storeu_ps(
+                    o.as_mut_ptr(),
+                    _mm512_add_ps(_mm512_loadu_ps(o.as_ptr()), *a),
+                )
+            };
         }
     }
 }

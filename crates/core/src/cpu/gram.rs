@@ -16,6 +16,7 @@ use rayon::prelude::*;
 use super::by_cpu;
 use super::conv_channels::sums;
 use super::conv_direct::Pairs;
+use super::transpose::transpose_into;
 use crate::host;
 use crate::Result;
 
@@ -147,9 +148,9 @@ fn products(
             copy: &mut [f32]),
         // The channel products' blocks, whose sums the compiler keeps in registers
         // (`conv_channels::block`).
-        avx512: [12, 16, true],
-        avx2: [6, 16, true],
-        base: [4, 8, false]
+        avx512: [6, 16, 2, true],
+        avx2: [6, 16, 1, true],
+        base: [4, 8, 1, false]
     )
 }
 
@@ -166,7 +167,7 @@ struct Panel {
 /// over every block of `P` columns from its diagonal block on. The partial sums of all panels stay
 /// in a buffer between passes; within a column the sums run over the features in order.
 #[inline(always)]
-fn panels<const P: usize, const V: usize, const FMA: bool>(
+fn panels<const P: usize, const V: usize, const W: usize, const FMA: bool>(
     f: &[f32],
     (c, hw): (usize, usize),
     (k_lo, k_hi): (usize, usize),
@@ -175,12 +176,13 @@ fn panels<const P: usize, const V: usize, const FMA: bool>(
     copy: &mut [f32],
 ) {
     let offs: Vec<usize> = (0..K_CHUNK.min(k_hi - k_lo)).collect();
-    let mut packed = vec![0.0f32; offs.len() * V];
+    let lanes = V * W;
+    let mut packed = vec![0.0f32; offs.len() * lanes];
     let m = rows.len() / c;
     // Per panel: its first row in the band, its rows, and its columns' first feature in
     // `copy` (the last block repeating the last column).
     let panels: Vec<Panel> = (0..m)
-        .step_by(V)
+        .step_by(lanes)
         .map(|p0| {
             let s0 = (r0 + p0) - (r0 + p0) % DIAG;
             let mut at: Vec<(usize, usize)> = (s0..c).map(|s| ((s - r0) * LD, s)).collect();
@@ -188,14 +190,14 @@ fn panels<const P: usize, const V: usize, const FMA: bool>(
             at.resize(at.len().next_multiple_of(P), last);
             Panel {
                 p0,
-                ov: V.min(m - p0),
+                ov: lanes.min(m - p0),
                 at,
             }
         })
         .collect();
-    let mut parts: Vec<Vec<[[f32; V]; P]>> = panels
+    let mut parts: Vec<Vec<[[[f32; V]; W]; P]>> = panels
         .iter()
-        .map(|p| vec![[[0.0f32; V]; P]; p.at.len() / P])
+        .map(|p| vec![[[[0.0f32; V]; W]; P]; p.at.len() / P])
         .collect();
     for c0 in (k_lo..k_hi).step_by(SLAB) {
         let cw = SLAB.min(k_hi - c0);
@@ -207,24 +209,21 @@ fn panels<const P: usize, const V: usize, const FMA: bool>(
             let x = &copy[k0..];
             let pairs = Pairs::new(&offs[..kc]);
             for (Panel { p0, ov, at }, part) in panels.iter().zip(parts.iter_mut()) {
-                let wk = &mut packed[..kc * V];
-                wk.fill(0.0);
-                for o in 0..*ov {
-                    let src = &x[(p0 + o) * LD..][..kc];
-                    for (k, &v) in src.iter().enumerate() {
-                        wk[k * V + o] = v;
-                    }
+                let wk = &mut packed[..kc * lanes];
+                if *ov < lanes {
+                    wk.fill(0.0);
                 }
+                transpose_into(&x[p0 * LD..], LD, (*ov, kc), wk, lanes);
                 let first = c0 + k0 == k_lo;
                 for (acc, at) in part.iter_mut().zip(at.chunks_exact(P)) {
-                    sums::<P, V, FMA>(acc, wk, x, at, &pairs, None, first);
+                    sums::<P, V, W, FMA>(acc, wk, x, at, &pairs, None, first);
                 }
             }
         }
     }
     for (Panel { p0, ov, at }, part) in panels.iter().zip(&parts) {
         for (sums, &(_, s)) in part.iter().flatten().zip(at) {
-            for (o, &v) in sums[..*ov].iter().enumerate() {
+            for (o, &v) in sums.as_flattened()[..*ov].iter().enumerate() {
                 rows[(p0 + o) * c + s] = v;
             }
         }

@@ -23,6 +23,7 @@ mod optim;
 mod pool2d;
 mod profile;
 mod reduce;
+mod transpose;
 mod upsample2d;
 mod upsample_bilinear2d;
 
