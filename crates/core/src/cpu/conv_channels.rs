@@ -47,7 +47,7 @@ use super::conv_direct::{self, Pairs, MAX_L};
 use super::reduce::all_finite;
 use super::transpose::transpose_into;
 
-/// (Channel, tap) pairs per pass: `V` weights each (8 KiB with 16), and with 3×3 taps
+/// (Channel, tap) pairs per pass: `V·W` weights each (16 KiB with 32), and with 3×3 taps
 /// the inputs of 14 channels, which stay in the first-level cache while every block of
 /// positions reads them.
 const K_CHUNK: usize = 128;
@@ -462,8 +462,9 @@ pub(super) fn sums<const P: usize, const V: usize, const W: usize, const FMA: bo
     );
     let wk = |k: usize| &w[k * V * W..][..V * W];
     #[cfg(target_arch = "x86_64")]
-    if V == 16 && W == 2 && super::cpu_level() == super::Level::Avx512 {
-        // SAFETY: the same layout (`V` and `W` are 16 and 2); the processor has AVX-512F;
+    if FMA && V == 16 && W == 2 && super::cpu_level() == super::Level::Avx512 {
+        // SAFETY: the same layout (`V` and `W` are 16 and 2), and fused multiply-adds as
+        // asked; the processor has AVX-512F;
         // each offset is one of the chunk's, at most `far` (`Pairs::new`), and each
         // weight slice `V·W` long.
         unsafe {

@@ -21,7 +21,8 @@ use crate::host;
 use crate::Result;
 
 /// Rows per task where the images' pieces are too few to share between the threads:
-/// the band's rows share each pass's copy of the features, four panels of 16.
+/// the band's rows share each pass's copy of the features, two panels of 32 (four of 16
+/// without AVX-512).
 const BAND: usize = 64;
 
 /// Features per piece: each image's sums are split into pieces of this many columns of
@@ -31,7 +32,8 @@ const BAND: usize = 64;
 const PIECE: usize = 4096;
 
 /// Diagonal blocks: the products of each row from its block's first column, the entries
-/// left of that mirrored. A multiple of every level's panel width.
+/// left of that mirrored. Every panel starts at a multiple of it (panels are 16 or 32
+/// rows).
 const DIAG: usize = 16;
 
 /// Columns of features per pass: a panel's packed values (8 KiB with 16 rows) and each

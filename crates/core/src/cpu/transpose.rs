@@ -16,20 +16,15 @@ pub(super) fn transpose_into(
     if rows == 0 || cols == 0 {
         return;
     }
+    let span = |n: usize, stride: usize, len: usize| (n - 1).checked_mul(stride)?.checked_add(len);
     assert!(
-        src.len() >= (rows - 1) * ld + cols && dst.len() >= (cols - 1) * dld + rows,
+        span(rows, ld, cols).is_some_and(|n| src.len() >= n)
+            && span(cols, dld, rows).is_some_and(|n| dst.len() >= n),
         "transpose: {rows} × {cols} from rows {ld} apart into rows {dld} apart, but {} and {} values",
         src.len(),
         dst.len()
     );
-    let (mut r0, mut c0) = (0, 0);
-    #[cfg(target_arch = "x86_64")]
-    if super::cpu_level() == super::Level::Avx512 {
-        (r0, c0) = (rows - rows % 16, cols - cols % 16);
-        // SAFETY: the processor has AVX-512F; the squares lie within the bounds checked
-        // above.
-        unsafe { squares(src, ld, (r0, c0), dst, dld) };
-    }
+    let (r0, c0) = squares_done(src, ld, (rows, cols), dst, dld);
     // What the squares left: the rows past `r0` in every column, the columns past `c0`
     // in the rows before.
     for (r, c) in (r0..rows)
@@ -38,6 +33,27 @@ pub(super) fn transpose_into(
     {
         dst[c * dld + r] = src[r * ld + c];
     }
+}
+
+/// The whole 16 × 16 squares of [`transpose_into`]'s block, where the processor has
+/// AVX-512, and how far they reach (rows, columns); `(0, 0)` elsewhere.
+fn squares_done(
+    src: &[f32],
+    ld: usize,
+    (rows, cols): (usize, usize),
+    dst: &mut [f32],
+    dld: usize,
+) -> (usize, usize) {
+    #[cfg(target_arch = "x86_64")]
+    if super::cpu_level() == super::Level::Avx512 {
+        let (r0, c0) = (rows - rows % 16, cols - cols % 16);
+        // SAFETY: the processor has AVX-512F; the squares lie within the bounds
+        // `transpose_into` checked.
+        unsafe { squares(src, ld, (r0, c0), dst, dld) };
+        return (r0, c0);
+    }
+    let _ = (src, ld, rows, cols, dst, dld);
+    (0, 0)
 }
 
 /// [`transpose_into`] over `rows × cols`, both multiples of 16, square by square.
