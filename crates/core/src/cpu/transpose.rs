@@ -1,9 +1,12 @@
 //! Blocks of a row-major matrix copied transposed, as the products vectorized along
 //! channels pack their weights (`conv_channels.rs`): per pair, the weights of a panel's
-//! output channels side by side, from rows `kdim` values apart. Read value by value,
-//! either the reads or the writes jump a row each time; the compiler made the writes
-//! scatters, a fifth of the packing's samples at 7² and 14² (2026-12-03). With AVX-512,
-//! 16 × 16 squares go through registers: 16 row loads, 64 shuffles, 16 stores.
+//! output channels side by side, from rows `kdim` values apart. Value by value, with the
+//! pairs outermost every read jumped a row (9 KiB or more); with the channels outermost
+//! the compiler made the writes scatters (`vscatterdps`). With AVX-512, 16 × 16 squares
+//! go through registers: 16 row loads, 64 shuffles, 16 stores. Single-threaded forwards
+//! on an Intel Xeon (2026-12-03, batch 4, fastest of four alternating rounds): channels
+//! outermost, 512@7² 8.00 → 7.66 ms and 256@14² 6.97 → 6.93; then the squares, 7.31 →
+//! 6.10 and 6.39 → 6.19 (a later set).
 
 /// `dst[c·dld + r] = src[r·ld + c]` for `r < rows`, `c < cols`.
 pub(super) fn transpose_into(
