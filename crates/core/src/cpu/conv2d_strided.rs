@@ -91,7 +91,7 @@ pub(super) fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>
                 }),
             };
             let products = |o0: usize, ob: usize, y: &mut [f32]| -> Result<()> {
-                let mut acc = host::with_capacity(ob * count * RUN)?;
+                let mut acc = host::with_capacity(ob * Runs::row_len(count, RUN))?;
                 for j in (0..g.span).step_by(RUN) {
                     let cols = RUN.min(g.span - j);
                     let r = Runs::new(count, cols, j);

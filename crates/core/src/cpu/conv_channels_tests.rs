@@ -177,3 +177,28 @@ fn border_classes_follow_the_taps_read() {
     );
     assert!(plain.class.iter().all(|c| c.is_none()) && plain.classes.is_empty());
 }
+
+/// A plane whose wide columns drop between a twentieth and a tenth of what they compute
+/// (28², 8%): with AVX-512 these products serve it, elsewhere the wide columns'. Either
+/// way the forward and the input gradient are the definition's, and the first asks which.
+#[test]
+fn planes_dropping_a_twentieth_to_a_tenth_match_the_definition() {
+    use super::super::conv2d::{self, definition};
+    use super::super::conv_shifted::from_2d;
+    use super::super::conv_shifted::tests::{assert_close, stride_1};
+
+    let (p, x, wt, gy) = stride_1((2, 16, 28, 28, 20, [3, 3], [1, 1], [1, 1], 1));
+    let p3 = from_2d(&p);
+    let plane = Plane {
+        wp: 30,
+        oh: 28,
+        ow: 28,
+        border: None,
+    };
+    let avx512 = super::super::cpu_level() == super::super::Level::Avx512;
+    assert_eq!(applies(p3.c_out, plane), avx512, "{p:?}");
+    let [y, gx, _] = definition(&x, &wt, &gy, &p);
+    let name = format!("{p:?}");
+    assert_close(&name, &conv2d::forward(&x, &wt, &p).unwrap(), &y);
+    assert_close(&name, &conv2d::grad_input(&gy, &wt, &p).unwrap(), &gx);
+}

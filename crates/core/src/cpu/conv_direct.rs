@@ -129,7 +129,7 @@ pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<
             // `cb` channels from `c0`, into `gx` (image 0's channel `c0` onwards, the next
             // image's `per_in` further).
             let products = |c0: usize, cb: usize, gx: &mut [f32]| -> Result<()> {
-                let mut out = host::with_capacity(cb * count * cols.next_multiple_of(MAX_L))?;
+                let mut out = host::with_capacity(cb * Runs::row_len(count, cols))?;
                 for (a, &first) in firsts.iter().enumerate() {
                     for j in (0..span).step_by(cols) {
                         let n = cols.min(span - j);
