@@ -166,26 +166,26 @@ pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<
 /// 3×3 taps): single-threaded at batch 4, 256@14² and 512@14² spent 5.1% of a forward and
 /// backward's samples (`perf`) in those calls, 3.2% with the rows copied as arrays here.
 fn swapped(w: &[f32], (og, cg): (usize, usize), taps: usize) -> Result<Vec<f32>> {
-    // Rows of a known length `T` are copied as arrays, which compile to a few moves.
-    fn rows<const T: usize>(w: &[f32], (og, cg): (usize, usize), out: &mut [MaybeUninit<f32>]) {
-        let group = og * cg * T;
-        for (w_g, out_g) in w.chunks_exact(group).zip(out.chunks_exact_mut(group)) {
-            for (c, out_c) in out_g.chunks_exact_mut(og * T).enumerate() {
-                for (o, dst) in out_c.chunks_exact_mut(T).enumerate() {
-                    let src: &[f32; T] = w_g[(o * cg + c) * T..][..T].try_into().expect("T");
-                    let dst: &mut [MaybeUninit<f32>; T] = dst.try_into().expect("T");
-                    *dst = src.map(MaybeUninit::new);
-                }
-            }
-        }
-    }
-    fn any(w: &[f32], (og, cg): (usize, usize), t: usize, out: &mut [MaybeUninit<f32>]) {
+    // Rows of a known length `T` (0: `t`, known at run time) are copied through arrays,
+    // whose constant length lets each copy compile to a few moves.
+    fn rows<const T: usize>(
+        w: &[f32],
+        (og, cg, t): (usize, usize, usize),
+        out: &mut [MaybeUninit<f32>],
+    ) {
+        let t = if T > 0 { T } else { t };
         let group = og * cg * t;
         for (w_g, out_g) in w.chunks_exact(group).zip(out.chunks_exact_mut(group)) {
             for (c, out_c) in out_g.chunks_exact_mut(og * t).enumerate() {
                 for (o, dst) in out_c.chunks_exact_mut(t).enumerate() {
                     let src = &w_g[(o * cg + c) * t..][..t];
-                    dst.iter_mut().zip(src).for_each(|(d, &v)| _ = d.write(v));
+                    if T > 0 {
+                        let src: &[f32; T] = src.try_into().expect("T values");
+                        let dst: &mut [MaybeUninit<f32>; T] = dst.try_into().expect("T values");
+                        dst.iter_mut().zip(src).for_each(|(d, &v)| _ = d.write(v));
+                    } else {
+                        dst.iter_mut().zip(src).for_each(|(d, &v)| _ = d.write(v));
+                    }
                 }
             }
         }
@@ -199,11 +199,11 @@ fn swapped(w: &[f32], (og, cg): (usize, usize), taps: usize) -> Result<Vec<f32>>
     // rows of `taps` are written.
     unsafe {
         host::written(w.len(), |out| match taps {
-            1 => rows::<1>(w, (og, cg), out),
-            9 => rows::<9>(w, (og, cg), out),
-            25 => rows::<25>(w, (og, cg), out),
-            27 => rows::<27>(w, (og, cg), out),
-            _ => any(w, (og, cg), taps, out),
+            1 => rows::<1>(w, (og, cg, taps), out),
+            9 => rows::<9>(w, (og, cg, taps), out),
+            25 => rows::<25>(w, (og, cg, taps), out),
+            27 => rows::<27>(w, (og, cg, taps), out),
+            _ => rows::<0>(w, (og, cg, taps), out),
         })
     }
 }
