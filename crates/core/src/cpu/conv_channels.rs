@@ -45,7 +45,7 @@
 use super::by_cpu;
 use super::conv_direct::{self, Pairs, MAX_L};
 use super::reduce::all_finite;
-use super::transpose::transpose_into;
+use super::transpose::panel_into;
 
 /// (Channel, tap) pairs per pass: `V·W` weights each (16 KiB with 32), and with 3×3 taps
 /// the inputs of 14 channels, which stay in the first-level cache while every block of
@@ -425,12 +425,7 @@ fn panels<const P: usize, const V: usize, const W: usize, const FMA: bool>(
             let k0 = ci * K_CHUNK;
             let kc = pairs.offs().len();
             let wk = &mut packed[..kc * lanes];
-            transpose_into(&w[o0 * kdim + k0..], kdim, (ov, kc), wk, lanes);
-            if ov < lanes {
-                for row in wk.chunks_exact_mut(lanes) {
-                    row[ov..].fill(0.0);
-                }
-            }
+            panel_into(&w[o0 * kdim + k0..], kdim, (ov, kc), wk, lanes);
             let wk = &*wk;
             // Only border blocks ask; the others run over every pair anyway.
             let skip = !classes.is_empty() && all_finite(wk);

@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use super::by_cpu;
 use super::conv_channels::sums;
 use super::conv_direct::Pairs;
-use super::transpose::transpose_into;
+use super::transpose::panel_into;
 use crate::host;
 use crate::Result;
 
@@ -212,10 +212,7 @@ fn panels<const P: usize, const V: usize, const W: usize, const FMA: bool>(
             let pairs = Pairs::new(&offs[..kc]);
             for (Panel { p0, ov, at }, part) in panels.iter().zip(parts.iter_mut()) {
                 let wk = &mut packed[..kc * lanes];
-                if *ov < lanes {
-                    wk.fill(0.0);
-                }
-                transpose_into(&x[p0 * LD..], LD, (*ov, kc), wk, lanes);
+                panel_into(&x[p0 * LD..], LD, (*ov, kc), wk, lanes);
                 let first = c0 + k0 == k_lo;
                 for (acc, at) in part.iter_mut().zip(at.chunks_exact(P)) {
                     sums::<P, V, W, FMA>(acc, wk, x, at, &pairs, None, first);

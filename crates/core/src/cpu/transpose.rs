@@ -38,6 +38,24 @@ pub(super) fn transpose_into(
     }
 }
 
+/// A panel for the channel-vectorized products: [`transpose_into`] into rows of `lanes`
+/// (`dld`), each row's values past `rows` zero, so that a panel of fewer channels than
+/// its lanes multiplies zero weights there. `dst` holds `cols · lanes` values.
+pub(super) fn panel_into(
+    src: &[f32],
+    ld: usize,
+    (rows, cols): (usize, usize),
+    dst: &mut [f32],
+    lanes: usize,
+) {
+    transpose_into(src, ld, (rows, cols), dst, lanes);
+    if rows < lanes {
+        for row in dst[..cols * lanes].chunks_exact_mut(lanes) {
+            row[rows..].fill(0.0);
+        }
+    }
+}
+
 /// The whole 16 × 16 squares of [`transpose_into`]'s block, where the processor has
 /// AVX-512, and how far they reach (rows, columns); `(0, 0)` elsewhere.
 fn squares_done(
@@ -168,6 +186,22 @@ mod tests {
                     -1.0
                 };
                 assert_eq!(v, want, "{rows} × {cols}: row {r}, column {c}");
+            }
+        }
+    }
+
+    /// Panels of fewer rows than lanes get zeros past them; full ones are the transpose.
+    #[test]
+    fn panels_pad_with_zeros() {
+        for (rows, cols) in [(5, 20), (16, 17), (32, 3), (31, 33)] {
+            let (ld, lanes) = (cols + 2, 32);
+            let src: Vec<f32> = (0..rows * ld).map(|i| i as f32 + 1.0).collect();
+            let mut dst = vec![-1.0; cols * lanes];
+            panel_into(&src, ld, (rows, cols), &mut dst, lanes);
+            for (i, &v) in dst.iter().enumerate() {
+                let (c, r) = (i / lanes, i % lanes);
+                let want = if r < rows { src[r * ld + c] } else { 0.0 };
+                assert_eq!(v, want, "{rows} × {cols}: lane {r}, row {c}");
             }
         }
     }
