@@ -1,5 +1,6 @@
-//! A thin, bounds-checked layer over `matrixmultiply::sgemm` that spreads one large
-//! product over the rayon pool when the caller is not already running in parallel.
+//! A thin, bounds-checked layer over the GEMMs (`gemm_zmm` with AVX-512, else
+//! `matrixmultiply::sgemm`) that spreads one large product over the rayon pool when the
+//! caller is not already running in parallel.
 
 /// A matrix view: row stride and column stride in elements.
 #[derive(Clone, Copy, Debug)]
@@ -75,6 +76,24 @@ pub fn gemm(
         // SAFETY: bounds were checked above for the whole matrices; the sub-blocks lie
         // inside them and blocks given to different threads do not overlap in C.
         unsafe {
+            #[cfg(target_arch = "x86_64")]
+            if super::cpu_level() == super::Level::Avx512 {
+                return super::gemm_zmm::sgemm(
+                    i1 - i0,
+                    k,
+                    j1 - j0,
+                    a.as_ptr().add(i0 * la.rs),
+                    la.rs,
+                    la.cs,
+                    b.as_ptr().add(j0 * lb.cs),
+                    lb.rs,
+                    lb.cs,
+                    beta,
+                    cp.get().add(i0 * lc.rs + j0 * lc.cs),
+                    lc.rs,
+                    lc.cs,
+                );
+            }
             matrixmultiply::sgemm(
                 i1 - i0,
                 k,
@@ -99,7 +118,7 @@ pub fn gemm(
     }
     let split_cols = n >= m;
     let len = if split_cols { n } else { m };
-    let step = len.div_ceil(threads).next_multiple_of(16).min(len);
+    let step = len.div_ceil(threads).next_multiple_of(32).min(len);
     rayon::scope(|s| {
         let mut start = 0;
         while start < len {
@@ -150,6 +169,63 @@ mod tests {
                 Layout::rows(n),
             );
             assert_eq!(c, naive(m, k, n, &a, &b), "{m}x{k}x{n}");
+        }
+    }
+
+    /// Every operand row-major or transposed, `beta` 0 (over NaNs), 1 and 0.5, and sizes
+    /// that cross the packed blocks' edges (12 × 32 blocks, 256-deep slices, 1024-column
+    /// and 240-row packs) by one either way.
+    #[test]
+    fn layouts_and_beta_match_naive() {
+        let sizes = [(13, 257, 33), (241, 31, 1025), (11, 513, 31), (25, 1, 65)];
+        for &(m, k, n) in &sizes {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 5) % 11) as f32 - 5.0).collect();
+            let want = naive(m, k, n, &a, &b);
+            let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
+            let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+            for (ta, tb, tc) in [
+                (false, false, false),
+                (true, true, true),
+                (true, false, true),
+            ] {
+                for beta in [0.0, 1.0, 0.5] {
+                    let (ao, la) = if ta {
+                        (&at, Layout::trans(m))
+                    } else {
+                        (&a, Layout::rows(k))
+                    };
+                    let (bo, lb) = if tb {
+                        (&bt, Layout::trans(k))
+                    } else {
+                        (&b, Layout::rows(n))
+                    };
+                    let lc = if tc {
+                        Layout::trans(m)
+                    } else {
+                        Layout::rows(n)
+                    };
+                    let before = |i: usize, j: usize| ((i + 3 * j) % 5) as f32;
+                    let mut c = vec![0.0; m * n];
+                    for i in 0..m {
+                        for j in 0..n {
+                            c[i * lc.rs + j * lc.cs] =
+                                if beta == 0.0 { f32::NAN } else { before(i, j) };
+                        }
+                    }
+                    gemm(m, k, n, ao, la, bo, lb, beta, &mut c, lc);
+                    for i in 0..m {
+                        for j in 0..n {
+                            let mut w = want[i * n + j];
+                            if beta != 0.0 {
+                                w += beta * before(i, j);
+                            }
+                            let got = c[i * lc.rs + j * lc.cs];
+                            assert_eq!(got, w, "{m}x{k}x{n} {ta} {tb} {tc} beta {beta} at {i},{j}");
+                        }
+                    }
+                }
+            }
         }
     }
 }

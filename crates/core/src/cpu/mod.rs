@@ -1,5 +1,5 @@
-//! The CPU reference backend: clear, correct and reasonably fast (GEMM from
-//! `matrixmultiply`, rayon across batch, channels and rows).
+//! The CPU reference backend: clear, correct and reasonably fast (GEMM from `gemm_zmm`
+//! with AVX-512, else `matrixmultiply`; rayon across batch, channels and rows).
 
 mod adaptive_pool2d;
 mod batch_norm;
@@ -16,6 +16,8 @@ mod conv_weight;
 mod conv_weight_wide;
 mod elementwise;
 mod gemm;
+#[cfg(target_arch = "x86_64")]
+mod gemm_zmm;
 mod gram;
 mod layout;
 mod matmul;
