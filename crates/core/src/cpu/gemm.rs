@@ -228,4 +228,25 @@ mod tests {
             }
         }
     }
+
+    /// Strides that are neither 1 nor a row's length (every other row and column of a
+    /// larger matrix): the packings' general-stride paths.
+    #[test]
+    fn gapped_operands_match_naive() {
+        let (m, k, n) = (14, 37, 35);
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i * 5) % 11) as f32 - 5.0).collect();
+        let mut ag = vec![f32::NAN; 4 * m * k];
+        for (i, v) in a.iter().enumerate() {
+            ag[(i / k) * 4 * k + (i % k) * 2] = *v;
+        }
+        let mut bg = vec![f32::NAN; 4 * k * n];
+        for (i, v) in b.iter().enumerate() {
+            bg[(i / n) * 4 * n + (i % n) * 2] = *v;
+        }
+        let (la, lb) = (Layout { rs: 4 * k, cs: 2 }, Layout { rs: 4 * n, cs: 2 });
+        let mut c = vec![1.0; m * n];
+        gemm(m, k, n, &ag, la, &bg, lb, 0.0, &mut c, Layout::rows(n));
+        assert_eq!(c, naive(m, k, n, &a, &b));
+    }
 }

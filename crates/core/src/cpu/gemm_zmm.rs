@@ -1,9 +1,9 @@
 //! The GEMM for processors with AVX-512: packed blocks and a 12 × 32 register block.
 //!
 //! `matrixmultiply`'s AVX-512 kernel is 16 × 16: per step of `k` it loads one vector of B
-//! and broadcasts 16 values of A for 16 multiply-adds. On an Intel Xeon with two 512-bit
-//! multiply-add units that is a load per multiply-add, more than the load ports keep up
-//! with. Here a step loads two vectors of B and broadcasts 12 values of A for 24
+//! and broadcasts 16 values of A for 16 multiply-adds: by the count, a load per
+//! multiply-add, more than the load ports feed to an Intel Xeon's two 512-bit
+//! multiply-add units. Here a step loads two vectors of B and broadcasts 12 values of A for 24
 //! multiply-adds. The packing changed too: A's rows are copied as they are (the kernel
 //! broadcasts from 12 rows `KC` apart, fixed displacements), and a transposed B is
 //! gathered 16 values at a time instead of one. Single-threaded on that Xeon, beside
@@ -176,7 +176,7 @@ unsafe fn pack_b(bp: &mut [f32], b: *const f32, rs: usize, cs: usize, kc: usize,
 /// How a packed A panel is laid out: a row's values `KC` apart from the next row's
 /// when A's rows are contiguous (each row copied as it is), else a step's `MR` values
 /// side by side (each step of a transposed A copied as it is).
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Panel {
     Rows,
     Steps,
