@@ -41,6 +41,14 @@
 //! each time. Single-threaded at batch 4 (fastest of five alternating rounds, PyTorch in
 //! brackets): 512@7² 8.35 → 5.83 ms (6.11), 256@14² 7.54 → 6.02 (5.41), stride 2 onto 7²
 //! 5.00 → 3.51 (3.22), stride 2 onto 14² 10.49 → 7.72 (5.98).
+//!
+//! Four vectors of 16 channels per position instead of two (24 sums in registers, 4
+//! weight vectors and 6 inputs per 24 multiply-adds) sped up the strided layers, whose
+//! phase grids spread a pair's inputs over four planes: single-threaded at batch 8
+//! (Intel Xeon, 2026-12-03, the fastest of three sets of 3–4 alternating rounds, PyTorch
+//! in brackets), stride 2 onto 14² 17.13 → 14.71 ms (12.52), onto 7² 7.45 → 6.77 (6.74);
+//! 256@14² (12.65 → 12.47, 10.78) and 512@7² (11.80 → 11.19, 11.62) moved within the
+//! noise. A 64-pair chunk instead of 128 was no faster with either width.
 
 use super::by_cpu;
 use super::conv_direct::{self, Pairs, MAX_L};
@@ -274,20 +282,21 @@ fn block(
     by_cpu!(
         split(w: &[f32], kdim: usize, og: usize, x: &[f32], bases: &[usize], offs: &[usize],
             run: (usize, usize, Plane), out: &mut [f32], ld: usize),
-        // 6 positions × 2 vectors of 16 channels (`accumulate_zmm`), and 12 × 1 for a
-        // last 16 or fewer. 12 × 1 loads a weight vector and 12 inputs per 12
+        // 6 positions × 4 vectors of 16 channels (`accumulate_zmm`), then 6 × 2 and
+        // 12 × 1 for what is left. 12 × 1 loads a weight vector and 12 inputs per 12
         // multiply-adds, which on a core with two 512-bit multiply-add units (Intel's)
-        // leaves the loads the limit; 6 × 2 loads 8.
-        avx512: [6, 12, 16, 2, true],
+        // leaves the loads the limit; 6 × 2 loads 8, 6 × 4 loads 10 per 24.
+        avx512: [6, 12, 16, 4, true],
         // 6 × 2 sums of 8 in 12 of the 16 registers, as the wide columns' block
         avx2: [6, 6, 16, 1, true],
         base: [4, 4, 8, 1, false]
     )
 }
 
-/// [`panels`] of `V·W` output channels over blocks of `P` positions, except for a last
-/// `V` or fewer channels, which take panels of `V` over blocks of `P1`: a panel of
-/// `V·W` would be mostly zero weights.
+/// [`panels`] of `V·W` output channels over blocks of `P` positions, then of `2·V` for
+/// what is left, then of `V` over blocks of `P1`; each width takes a last, partly empty
+/// panel only where it lacks fewer than `V` channels (a wider one would be mostly zero
+/// weights).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn split<const P: usize, const P1: usize, const V: usize, const W: usize, const FMA: bool>(
@@ -301,17 +310,27 @@ fn split<const P: usize, const P1: usize, const V: usize, const W: usize, const 
     out: &mut [f32],
     ld: usize,
 ) {
-    let wide = if W > 1 && og % (V * W) <= V {
-        og - og % (V * W)
-    } else {
-        og
+    // The channels that panels of `lanes` take out of `n`.
+    let take = |n: usize, lanes: usize| {
+        if n % lanes > lanes - V {
+            n
+        } else {
+            n - n % lanes
+        }
     };
+    let wide = if W > 2 { take(og, V * W) } else { 0 };
+    let pair = if W > 1 { take(og - wide, 2 * V) } else { 0 };
     if wide > 0 {
         panels::<P, V, W, FMA>(w, kdim, wide, x, bases, offs, run, out, ld);
     }
-    if wide < og {
+    if pair > 0 {
         let (w, out) = (&w[wide * kdim..], &mut out[wide * ld..]);
-        panels::<P1, V, 1, FMA>(w, kdim, og - wide, x, bases, offs, run, out, ld);
+        panels::<P, V, 2, FMA>(w, kdim, pair, x, bases, offs, run, out, ld);
+    }
+    let o = wide + pair;
+    if o < og {
+        let (w, out) = (&w[o * kdim..], &mut out[o * ld..]);
+        panels::<P1, V, 1, FMA>(w, kdim, og - o, x, bases, offs, run, out, ld);
     }
 }
 
@@ -468,13 +487,13 @@ pub(super) fn sums<const P: usize, const V: usize, const W: usize, const FMA: bo
     );
     let wk = |k: usize| &w[k * V * W..][..V * W];
     #[cfg(target_arch = "x86_64")]
-    if FMA && V == 16 && W == 2 && super::cpu_level() == super::Level::Avx512 {
-        // SAFETY: the same layout (`V` and `W` are 16 and 2), and fused multiply-adds as
+    if FMA && V == 16 && (W == 2 || W == 4) && super::cpu_level() == super::Level::Avx512 {
+        // SAFETY: the same layout (`V` is 16, `W` 2 or 4), and fused multiply-adds as
         // asked; the processor has AVX-512F;
         // each offset is one of the chunk's, at most `far` (`Pairs::new`), and each
         // weight slice `V·W` long.
         unsafe {
-            let part = &mut *(part as *mut [[[f32; V]; W]; P]).cast::<[[[f32; 16]; 2]; P]>();
+            let part = &mut *(part as *mut [[[f32; V]; W]; P]).cast::<[[[f32; 16]; W]; P]>();
             let far = pairs.far();
             match some {
                 None => accumulate_zmm(
@@ -567,16 +586,16 @@ unsafe fn accumulate<'w, const P: usize, const V: usize, const W: usize, const F
     *part = acc;
 }
 
-/// [`accumulate`] for two vectors of 16 channels, in AVX-512's registers by hand: the
+/// [`accumulate`] for `W` (2 or 4) vectors of 16 channels, in AVX-512's registers by hand: the
 /// compiler kept the 6 × 2 sums in memory and ran them one value at a time (20 times as
 /// long), as it did every shape of more than one vector per position.
 ///
 /// # Safety
-/// As [`accumulate`], on a processor with AVX-512F; each weight slice holds 32 values.
+/// As [`accumulate`], on a processor with AVX-512F; each weight slice holds `16·W` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn accumulate_zmm<'w, const P: usize>(
-    part: &mut [[[f32; 16]; 2]; P],
+unsafe fn accumulate_zmm<'w, const P: usize, const W: usize>(
+    part: &mut [[[f32; 16]; W]; P],
     x: &[f32],
     at: &[(usize, usize)],
     far: usize,
@@ -585,7 +604,7 @@ unsafe fn accumulate_zmm<'w, const P: usize>(
 ) {
     use std::arch::x86_64::*;
     let xs: [*const f32; P] = std::array::from_fn(|p| x[at[p].0..][..far + 1].as_ptr());
-    let mut acc = [[_mm512_setzero_ps(); 2]; P];
+    let mut acc = [[_mm512_setzero_ps(); W]; P];
     if !first {
         for (acc, part) in acc.iter_mut().zip(part.iter()) {
             for (a, v) in acc.iter_mut().zip(part) {
@@ -595,18 +614,16 @@ unsafe fn accumulate_zmm<'w, const P: usize>(
         }
     }
     for (off, wk) in pairs {
-        debug_assert_eq!(wk.len(), 32);
-        // SAFETY: 32 weights (the caller's contract); `off` is at most `far` and each
+        debug_assert_eq!(wk.len(), 16 * W);
+        // SAFETY: `16·W` weights (the caller's contract); `off` is at most `far` and each
         // `xs[p]` starts `far + 1` values.
         unsafe {
-            let w = [
-                _mm512_loadu_ps(wk.as_ptr()),
-                _mm512_loadu_ps(wk.as_ptr().add(16)),
-            ];
+            let w: [__m512; W] = std::array::from_fn(|v| _mm512_loadu_ps(wk.as_ptr().add(16 * v)));
             for (acc, xs) in acc.iter_mut().zip(&xs) {
                 let v = _mm512_set1_ps(*xs.add(off));
-                acc[0] = _mm512_fmadd_ps(w[0], v, acc[0]);
-                acc[1] = _mm512_fmadd_ps(w[1], v, acc[1]);
+                for (a, w) in acc.iter_mut().zip(&w) {
+                    *a = _mm512_fmadd_ps(*w, v, *a);
+                }
             }
         }
     }

@@ -17,7 +17,7 @@ fn kept_columns_match_the_wide_products_bit_for_bit() {
     let x: Vec<f32> = (0..3 * channel + 2 * MAX_L + 128)
         .map(|i| ((i * 29 % 17) as f32 - 8.0) / 4.0)
         .collect();
-    for og in [1, 5, 8, 16, 17, 33] {
+    for og in [1, 5, 8, 16, 17, 33, 47, 64, 81, 100, 113] {
         let w: Vec<f32> = (0..og * kdim)
             .map(|i| ((i * 13 % 11) as f32 - 5.0) / 8.0)
             .collect();
