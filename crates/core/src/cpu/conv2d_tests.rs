@@ -94,3 +94,55 @@ fn images_sharing_a_gemm_match_the_definition() {
         }
     }
 }
+
+/// The input gradient on planes whose wide rows are a fifth to a third longer than the
+/// output's: from 256 output positions on, the direct products
+/// (`conv_direct::grad_input_applies`), below that and with an infinite weight,
+/// im2col's GEMM; each equal to the definition (with the infinite weight, NaN or the
+/// same infinity wherever the definition's is).
+#[test]
+fn direct_input_gradient_on_short_rows_matches_the_definition() {
+    // (n, c_in, side, direct)
+    for (n, c, side, direct) in [(6, 16, 7, true), (4, 16, 7, false), (5, 20, 8, true)] {
+        let p = Conv2dParams {
+            n,
+            c_in: c,
+            h: side,
+            w: side,
+            c_out: 18,
+            oh: side,
+            ow: side,
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: [1, 1],
+            dilation: [1, 1],
+            groups: 1,
+        };
+        let p3 = super::conv_shifted::from_2d(&p);
+        assert!(!super::conv_shifted::applies(&p3), "{p:?}");
+        assert_eq!(super::conv_direct::grad_input_applies(&p3), direct, "{p:?}");
+        let value = |i: usize, s: usize| ((i * 7919 + s * 104729) % 2001) as f32 / 1000.0 - 1.0;
+        let x: Vec<f32> = (0..p.input_len()).map(|i| value(i, 1)).collect();
+        let mut w: Vec<f32> = (0..p.weight_len()).map(|i| value(i, 2)).collect();
+        let gy: Vec<f32> = (0..p.output_len()).map(|i| value(i, 3)).collect();
+        for infinite in [false, true] {
+            if infinite {
+                w[5] = f32::INFINITY;
+            }
+            let got = grad_input(&gy, &w, &p).unwrap();
+            let want = &definition(&x, &w, &gy, &p)[1];
+            assert_eq!(got.len(), want.len());
+            for (i, (&g, &e)) in got.iter().zip(want.iter()).enumerate() {
+                let same = if e.is_finite() {
+                    (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs())
+                } else {
+                    g.is_nan() == e.is_nan() && (e.is_nan() || g as f64 == e)
+                };
+                assert!(
+                    same,
+                    "{p:?} infinite weight {infinite}: gx[{i}]: {g} vs {e}"
+                );
+            }
+        }
+    }
+}
