@@ -213,20 +213,26 @@ impl Plane {
 /// Whether a block of `og` output channels over `plane` takes these products: at least
 /// 16 channels (a panel's width with AVX2), and the wide columns' blocks of 16 computing
 /// at least a tenth more columns than the plane keeps (7² and 14² planes, not 28² or
-/// larger), or with AVX-512 a twentieth (28² too, 8% there).
+/// larger), or with AVX-512 a twentieth (28² too, 8% there); with AVX-512, also 128 or
+/// more channels on a plane of more than one row, whatever it drops.
 ///
 /// With AVX-512 on an Intel Xeon (2026-12-03, fastest of 6–8 alternating rounds), these
 /// products beat the wide columns' at 28² (128 channels, batch 4, single-threaded: forward
 /// 6.58 ms against 7.29, input gradient 6.96 against 7.93; two threads at batch 8, 6.85
 /// against 7.49), tied at 56² (7.55 against 7.18) and lost on a 1-D signal of 4096
-/// (22.9 against 18.9), where the wide columns drop no column at all.
+/// (22.9 against 18.9), where the wide columns drop no column at all. With four vectors
+/// of channels per position they won on large planes too once there were 128 channels
+/// or more (two threads, fastest of three rounds; forward, or forward and backward):
+/// 256@56² batch 8 141.5 → 107.8 ms (PyTorch 102.7), 128@112² batch 8 132.4 → 117.2,
+/// 512@64² batch 1 97.5 → 66.3 (61.5), 128@256² forward and backward 348 → 303 (296),
+/// 256@128² 268 → 215 (232); with 64 channels they lost (64@224² batch 2 32.9 → 41.6)
+/// or tied, and on a 1-D signal of 128 channels they were no faster (41.3 against 44.2).
 fn applies(og: usize, plane: Plane) -> bool {
-    let per_cent = if super::cpu_level() == super::Level::Avx512 {
-        105
-    } else {
-        110
-    };
-    og >= 16 && plane.span().next_multiple_of(16) * 100 >= plane.oh * plane.ow * per_cent
+    let avx512 = super::cpu_level() == super::Level::Avx512;
+    let per_cent = if avx512 { 105 } else { 110 };
+    og >= 16
+        && (avx512 && og >= 128 && plane.oh > 1
+            || plane.span().next_multiple_of(16) * 100 >= plane.oh * plane.ow * per_cent)
 }
 
 /// The forward's products for runs of `cols` wide columns from column `j` of `plane`

@@ -202,3 +202,31 @@ fn planes_dropping_a_twentieth_to_a_tenth_match_the_definition() {
     assert_close(&name, &conv2d::forward(&x, &wt, &p).unwrap(), &y);
     assert_close(&name, &conv2d::grad_input(&gy, &wt, &p).unwrap(), &gx);
 }
+
+/// A plane whose wide columns drop under a twentieth (61 wide, 3%): with AVX-512, 130
+/// output channels take these products (two panels of 64, then a panel of 16 mostly
+/// empty) and 64 the wide columns'; with one row, the wide columns' whatever the
+/// channels. Either way the forward and the input gradient are the definition's.
+#[test]
+fn many_channels_on_large_planes_match_the_definition() {
+    use super::super::conv2d::{self, definition};
+    use super::super::conv_shifted::from_2d;
+    use super::super::conv_shifted::tests::{assert_close, stride_1};
+
+    let avx512 = super::super::cpu_level() == super::super::Level::Avx512;
+    for (rows, c_out, channel_products) in [(3, 130, avx512), (3, 64, false), (1, 130, false)] {
+        let (p, x, wt, gy) = stride_1((2, 16, rows, 61, c_out, [3, 3], [1, 1], [1, 1], 1));
+        let p3 = from_2d(&p);
+        let plane = Plane {
+            wp: 63,
+            oh: rows,
+            ow: 61,
+            border: None,
+        };
+        assert_eq!(applies(p3.c_out, plane), channel_products, "{p:?}");
+        let [y, gx, _] = definition(&x, &wt, &gy, &p);
+        let name = format!("{p:?}");
+        assert_close(&name, &conv2d::forward(&x, &wt, &p).unwrap(), &y);
+        assert_close(&name, &conv2d::grad_input(&gy, &wt, &p).unwrap(), &gx);
+    }
+}
