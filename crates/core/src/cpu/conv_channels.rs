@@ -223,7 +223,7 @@ impl Plane {
 /// (22.9 against 18.9), where the wide columns drop no column at all. With four vectors
 /// of channels per position they won on large planes too once there were 128 channels
 /// or more (two threads, fastest of three rounds; forward, or forward and backward):
-/// 256@56² batch 8 141.5 → 107.8 ms (PyTorch 102.7), 128@112² batch 8 132.4 → 117.2,
+/// 256@56² batch 8 125.5 → 111.3 ms (PyTorch 102.7), 128@112² batch 8 132.4 → 117.2,
 /// 512@64² batch 1 97.5 → 66.3 (61.5), 128@256² forward and backward 348 → 303 (296),
 /// 256@128² 268 → 215 (232); with 64 channels they lost (64@224² batch 2 32.9 → 41.6)
 /// or tied, and on a 1-D signal of 128 channels they were no faster (41.3 against 44.2).
