@@ -213,8 +213,10 @@ impl Plane {
 /// Whether a block of `og` output channels over `plane` takes these products: at least
 /// 16 channels (a panel's width with AVX2), and the wide columns' blocks of 16 computing
 /// at least a tenth more columns than the plane keeps (7² and 14² planes, not 28² or
-/// larger), or with AVX-512 a twentieth (28² too, 8% there); with AVX-512, also 128 or
-/// more channels on a plane of more than one row, whatever it drops.
+/// larger), or with AVX-512 a twentieth (28² too, 8% there); with AVX-512, also a block
+/// of 128 or more channels on a plane of more than one row, whatever it drops. A block
+/// is a layer's channels where each thread has images of its own, and a thread's share
+/// of them where there are fewer images than threads (`conv_shifted::channel_blocks`).
 ///
 /// With AVX-512 on an Intel Xeon (2026-12-03, fastest of 6–8 alternating rounds), these
 /// products beat the wide columns' at 28² (128 channels, batch 4, single-threaded: forward
@@ -224,9 +226,9 @@ impl Plane {
 /// of channels per position they won on large planes too once there were 128 channels
 /// or more (two threads, fastest of three rounds; forward, or forward and backward):
 /// 256@56² batch 8 125.5 → 111.3 ms (PyTorch 102.7), 128@112² batch 8 132.4 → 117.2,
-/// 512@64² batch 1 97.5 → 66.3 (61.5), 128@256² forward and backward 348 → 303 (296),
-/// 256@128² 268 → 215 (232); with 64 channels they lost (64@224² batch 2 32.9 → 41.6)
-/// or tied, and on a 1-D signal of 128 channels they were no faster (41.3 against 44.2).
+/// 512@64² batch 1 97.5 → 66.3 (61.5), 256@128² batch 1 forward and backward 268 → 215
+/// (232); with blocks of 64 channels they lost (64@224² batch 2 32.9 → 41.6) or tied,
+/// and on a 1-D signal of 128 channels they were no faster (44.2 against 41.3).
 fn applies(og: usize, plane: Plane) -> bool {
     let avx512 = super::cpu_level() == super::Level::Avx512;
     let per_cent = if avx512 { 105 } else { 110 };

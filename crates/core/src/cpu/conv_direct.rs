@@ -2,8 +2,8 @@
 //! wide columns (see `conv_shifted.rs`): no im2col and no GEMM. Every such forward is
 //! [`block`]'s products, and so are depthwise layers' on their phase grid
 //! (`conv2d_depthwise.rs`), and so is the input gradient ([`grad_input`]) wherever the
-//! grid's gradients serve (`conv_shifted::applies`, or [`applies`] for thin groups) and the
-//! weights are finite. With few input channels per group (a network's first layers:
+//! grid's gradients serve (`conv_shifted::applies`, [`applies`] for thin groups, or
+//! [`grad_input_applies`] for 6² to 9² planes) and the weights are finite. With few input channels per group (a network's first layers:
 //! LeNet's 1 and 6, an RGB image's 3), the weight gradient is [`weight_block`]'s sums; with
 //! more, `conv_weight.rs`'s (16+ output channels) or `conv_weight_wide.rs`'s.
 //!
@@ -105,8 +105,8 @@ pub(super) fn pair_offsets(wd: &Wide) -> Vec<usize> {
 /// number, that is a read at `q + far − off_t`, one more product of [`block`] with the
 /// weight transposed to rows of input channels. As in the forward, runs of wide columns
 /// over the input's rows keep a block of sums in cache while every pair adds into it, and
-/// the padded border's columns are computed and dropped; onto small input planes (14²;
-/// 7² ones of 16+ channels take im2col's gradients) the products are `conv_channels.rs`'s,
+/// the padded border's columns are computed and dropped; onto small input planes (14²,
+/// and 6² to 9² from 256 positions on) the products are `conv_channels.rs`'s,
 /// which compute only the kept ones (256@14² at batch 8 on a Zen 4, 2026-12-03: the input
 /// gradient about 10% faster).
 pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<f32>> {

@@ -111,7 +111,9 @@ pub(super) fn padded_fits(p: &Conv3dParams) -> Option<usize> {
 /// Whether the grid's gradients serve `p` (`conv_direct::grad_input` and
 /// `conv_weight_wide.rs`, or the GEMMs below for non-finite operands): the grid fits, enough
 /// channels per group, and at most a fifth more columns than the output has (at 7², 9
-/// wide columns for 7, both direct gradients were slower than im2col's GEMMs).
+/// wide columns for 7, both direct gradients were slower than im2col's GEMMs when this
+/// was measured; since the channel products, the input gradient there is faster direct
+/// from 256 positions on, `conv_direct::grad_input_applies`).
 pub(super) fn applies(p: &Conv3dParams) -> bool {
     grid_fits(p).is_some_and(|wp| {
         p.c_in / p.groups >= MIN_CHANNELS && wp.saturating_mul(5) <= p.output[2].saturating_mul(6)
