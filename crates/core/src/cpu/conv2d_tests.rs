@@ -97,7 +97,7 @@ fn images_sharing_a_gemm_match_the_definition() {
 
 /// The input gradient on planes whose wide rows are a fifth to a third longer than the
 /// output's: from 256 output positions on, the direct products
-/// (`conv_direct::grad_input_applies`), below that and with an infinite weight,
+/// (`conv_shifted::grad_input_applies`), below that and with an infinite weight,
 /// im2col's GEMM; each equal to the definition (with the infinite weight, NaN or the
 /// same infinity wherever the definition's is).
 #[test]
@@ -120,7 +120,11 @@ fn direct_input_gradient_on_short_rows_matches_the_definition() {
         };
         let p3 = super::conv_shifted::from_2d(&p);
         assert!(!super::conv_shifted::applies(&p3), "{p:?}");
-        assert_eq!(super::conv_direct::grad_input_applies(&p3), direct, "{p:?}");
+        assert_eq!(
+            super::conv_shifted::grad_input_applies(&p3),
+            direct,
+            "{p:?}"
+        );
         let value = |i: usize, s: usize| ((i * 7919 + s * 104729) % 2001) as f32 / 1000.0 - 1.0;
         let x: Vec<f32> = (0..p.input_len()).map(|i| value(i, 1)).collect();
         let mut w: Vec<f32> = (0..p.weight_len()).map(|i| value(i, 2)).collect();

@@ -3,9 +3,10 @@
 //! [`block`]'s products, and so are depthwise layers' on their phase grid
 //! (`conv2d_depthwise.rs`), and so is the input gradient ([`grad_input`]) wherever the
 //! grid's gradients serve (`conv_shifted::applies`, [`applies`] for thin groups, or
-//! [`grad_input_applies`] for 6² to 9² planes) and the weights are finite. With few input channels per group (a network's first layers:
-//! LeNet's 1 and 6, an RGB image's 3), the weight gradient is [`weight_block`]'s sums; with
-//! more, `conv_weight.rs`'s (16+ output channels) or `conv_weight_wide.rs`'s.
+//! `conv_shifted::grad_input_applies` for 6² to 9² planes) and the weights are finite.
+//! With few input channels per group (a network's first layers: LeNet's 1 and 6, an RGB
+//! image's 3), the weight gradient is [`weight_block`]'s sums; with more,
+//! `conv_weight.rs`'s (16+ output channels) or `conv_weight_wide.rs`'s.
 //!
 //! Each output column of the wide grid reads the input at its own number plus one offset
 //! per (channel, tap) pair, so a block of `OB` output channels × `L` consecutive columns
@@ -51,25 +52,6 @@ pub(super) const MAX_L: usize = 32;
 /// Weights of at most this many values take the direct weight gradient, whose partial
 /// sums are [`LANES`] times larger (4 MiB per thread here).
 pub(super) const MAX_DIRECT_WEIGHT: usize = 1 << 16;
-
-/// Whether [`grad_input`] serves a layer of 16+ channels per group whose wide rows are a
-/// fifth to a third longer than the output's (6² to 9² planes at padding 1), which
-/// `conv_shifted::applies` leaves to im2col's GEMM, for at least 256 output positions in
-/// all: the channel products compute only kept positions there, but each call lays out
-/// the whole weight again, which few positions do not repay. 512@7², two threads, Intel
-/// Xeon (2026-12-03, fastest of 3–4 alternating rounds), this against the GEMM: batch 8
-/// 8.35 ms against 10.29, batch 4 7.03 against 6.77, batch 2 5.22 against 4.77, batch 1
-/// 2.68 against 2.06. The caller checks that the weight is finite.
-pub(super) fn grad_input_applies(p: &Conv3dParams) -> bool {
-    grid_fits(p).is_some_and(|wp| {
-        p.c_in / p.groups >= MIN_CHANNELS
-            && wp.saturating_mul(3) <= p.output[2].saturating_mul(4)
-            && p.output
-                .iter()
-                .try_fold(p.n, |v, &d| v.checked_mul(d))
-                .is_none_or(|positions| positions >= 256)
-    })
-}
 
 /// Whether the direct products serve `p` (the forward and both gradients): the grid fits,
 /// fewer channels per group than the GEMMs need, at most half again as many columns as

@@ -113,10 +113,29 @@ pub(super) fn padded_fits(p: &Conv3dParams) -> Option<usize> {
 /// channels per group, and at most a fifth more columns than the output has (at 7², 9
 /// wide columns for 7, both direct gradients were slower than im2col's GEMMs when this
 /// was measured; since the channel products, the input gradient there is faster direct
-/// from 256 positions on, `conv_direct::grad_input_applies`).
+/// from 256 positions on, [`grad_input_applies`]).
 pub(super) fn applies(p: &Conv3dParams) -> bool {
     grid_fits(p).is_some_and(|wp| {
         p.c_in / p.groups >= MIN_CHANNELS && wp.saturating_mul(5) <= p.output[2].saturating_mul(6)
+    })
+}
+
+/// Whether `conv_direct::grad_input` serves a layer of 16+ channels per group whose wide
+/// rows are a fifth to a third longer than the output's (6² to 9² planes at padding 1),
+/// which [`applies`] leaves to im2col's GEMM, for at least 256 output positions in all:
+/// the channel products compute only kept positions there, but each call lays out
+/// the whole weight again, which few positions do not repay. 512@7², two threads, Intel
+/// Xeon (2026-12-03, fastest of 3–4 alternating rounds), this against the GEMM: batch 8
+/// 8.35 ms against 10.29, batch 4 7.03 against 6.77, batch 2 5.22 against 4.77, batch 1
+/// 2.68 against 2.06. The caller checks that the weight is finite.
+pub(super) fn grad_input_applies(p: &Conv3dParams) -> bool {
+    grid_fits(p).is_some_and(|wp| {
+        p.c_in / p.groups >= MIN_CHANNELS
+            && wp.saturating_mul(3) <= p.output[2].saturating_mul(4)
+            && p.output
+                .iter()
+                .try_fold(p.n, |v, &d| v.checked_mul(d))
+                .is_none_or(|positions| positions >= 256)
     })
 }
 
