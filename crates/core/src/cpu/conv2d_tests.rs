@@ -102,22 +102,10 @@ fn images_sharing_a_gemm_match_the_definition() {
 /// same infinity wherever the definition's is).
 #[test]
 fn direct_input_gradient_on_short_rows_matches_the_definition() {
+    use super::conv_shifted::tests::{assert_close, assert_same, stride_1};
     // (n, c_in, side, direct)
     for (n, c, side, direct) in [(6, 16, 7, true), (4, 16, 7, false), (5, 20, 8, true)] {
-        let p = Conv2dParams {
-            n,
-            c_in: c,
-            h: side,
-            w: side,
-            c_out: 18,
-            oh: side,
-            ow: side,
-            kernel: [3, 3],
-            stride: [1, 1],
-            padding: [1, 1],
-            dilation: [1, 1],
-            groups: 1,
-        };
+        let (p, x, mut w, gy) = stride_1((n, c, side, side, 18, [3, 3], [1, 1], [1, 1], 1));
         let p3 = super::conv_shifted::from_2d(&p);
         assert!(!super::conv_shifted::applies(&p3), "{p:?}");
         assert_eq!(
@@ -125,28 +113,18 @@ fn direct_input_gradient_on_short_rows_matches_the_definition() {
             direct,
             "{p:?}"
         );
-        let value = |i: usize, s: usize| ((i * 7919 + s * 104729) % 2001) as f32 / 1000.0 - 1.0;
-        let x: Vec<f32> = (0..p.input_len()).map(|i| value(i, 1)).collect();
-        let mut w: Vec<f32> = (0..p.weight_len()).map(|i| value(i, 2)).collect();
-        let gy: Vec<f32> = (0..p.output_len()).map(|i| value(i, 3)).collect();
-        for infinite in [false, true] {
-            if infinite {
-                w[5] = f32::INFINITY;
-            }
-            let got = grad_input(&gy, &w, &p).unwrap();
-            let want = &definition(&x, &w, &gy, &p)[1];
-            assert_eq!(got.len(), want.len());
-            for (i, (&g, &e)) in got.iter().zip(want.iter()).enumerate() {
-                let same = if e.is_finite() {
-                    (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs())
-                } else {
-                    g.is_nan() == e.is_nan() && (e.is_nan() || g as f64 == e)
-                };
-                assert!(
-                    same,
-                    "{p:?} infinite weight {infinite}: gx[{i}]: {g} vs {e}"
-                );
-            }
-        }
+        let name = format!("{p:?}");
+        assert_close(
+            &name,
+            &grad_input(&gy, &w, &p).unwrap(),
+            &definition(&x, &w, &gy, &p)[1],
+        );
+        w[5] = f32::INFINITY;
+        let name = format!("{name}, an infinite weight");
+        assert_same(
+            &name,
+            &grad_input(&gy, &w, &p).unwrap(),
+            &definition(&x, &w, &gy, &p)[1],
+        );
     }
 }

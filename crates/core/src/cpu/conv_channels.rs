@@ -594,9 +594,9 @@ unsafe fn accumulate<'w, const P: usize, const V: usize, const W: usize, const F
     *part = acc;
 }
 
-/// [`accumulate`] for `W` (2 or 4) vectors of 16 channels, in AVX-512's registers by hand: the
-/// compiler kept the 6 × 2 sums in memory and ran them one value at a time (20 times as
-/// long), as it did every shape of more than one vector per position.
+/// [`accumulate`] for `W` (2 or 4) vectors of 16 channels, in AVX-512's registers by
+/// hand: the compiler kept the 6 × 2 sums in memory and ran them one value at a time (20
+/// times as long), as it did every shape of more than one vector per position.
 ///
 /// # Safety
 /// As [`accumulate`], on a processor with AVX-512F; each weight slice holds `16·W` values.
