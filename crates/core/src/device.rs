@@ -18,6 +18,8 @@ impl Device {
     /// The CPU reference backend (one shared instance per process).
     pub fn cpu() -> Device {
         static CPU: OnceLock<Device> = OnceLock::new();
+        // Made first on another thread, the device is still the main thread's to join.
+        crate::cpu::join_pool();
         CPU.get_or_init(|| Device::from_backend(Arc::new(CpuBackend::new())))
             .clone()
     }

@@ -100,7 +100,7 @@ pub(super) fn in_row(p: &Conv2dParams, oi: usize, ki: usize) -> Option<usize> {
 /// the column buffer's fill and scatter would otherwise run on one core between
 /// GEMMs that use all of them.
 fn spread(len: usize) -> bool {
-    rayon::current_thread_index().is_none() && len >= 1 << 16
+    !super::threads::nested() && len >= 1 << 16
 }
 
 /// Runs `f(c, chunk)` over the `cg` per-channel chunks of `buf`, each `per` long: in

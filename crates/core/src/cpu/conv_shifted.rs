@@ -281,7 +281,7 @@ pub(super) fn per_block<T: Send>(
     if channels == 0 {
         return Ok(());
     }
-    if rayon::current_thread_index().is_some() {
+    if super::threads::nested() {
         return f(0, buf);
     }
     let per = channels.div_ceil(rayon::current_num_threads().clamp(1, channels));

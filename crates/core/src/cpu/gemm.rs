@@ -70,7 +70,7 @@ pub fn gemm(
         b.len()
     );
     let threads = rayon::current_num_threads();
-    let nested = rayon::current_thread_index().is_some();
+    let nested = super::threads::nested();
     let cp = SendPtr(c.as_mut_ptr());
     let run = |i0: usize, i1: usize, j0: usize, j1: usize| {
         // SAFETY: bounds were checked above for the whole matrices; the sub-blocks lie

@@ -25,6 +25,7 @@ mod optim;
 mod pool2d;
 mod profile;
 mod reduce;
+mod threads;
 mod transpose;
 mod upsample2d;
 mod upsample_bilinear2d;
@@ -35,6 +36,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::backend::*;
 use crate::host;
 use crate::Result;
+
+pub(crate) use threads::join_pool;
+pub use threads::main_thread_joined;
 
 /// The CPU backend. Its storage is a `Vec<f32>`.
 #[derive(Debug)]
@@ -54,6 +58,7 @@ impl CpuBackend {
     /// host's limit): a larger result is an error naming the op, raised before anything
     /// is allocated. Wrap it with `Device::from_backend`.
     pub fn with_memory_limit(bytes: usize) -> Self {
+        threads::join_pool();
         CpuBackend {
             max_len: bytes.min(crate::host::memory_limit()) / 4,
             times: profile::OpTimes::from_env(),

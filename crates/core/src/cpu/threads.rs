@@ -1,0 +1,66 @@
+//! The program's main thread as one of the CPU backend's workers.
+//!
+//! Rayon runs a parallel loop called from outside its pool by handing the loop to a
+//! worker and putting the caller to sleep until the loop is done, and every worker spins
+//! a while before it sleeps. A program that drives the CPU backend from its main thread
+//! had three threads on two cores, and each op cost a hand-off and two wake-ups. On a
+//! 2-core Intel Xeon (2026-12-04) the face descriptor's batch-1 forward ran 9.9 to 13.4 ms
+//! that way (mostly 12 to 13; PyTorch, whose OpenMP threads include the caller, 7.2 to
+//! 7.5), with 5 000 to 12 000 involuntary context switches in a fifth of a second, and
+//! 9.0 to 10.0 ms with the main thread in the pool.
+//!
+//! So the first CPU device made on the main thread builds rayon's global pool with that
+//! thread as worker 0 (`use_current_thread`): its parallel loops split work onto the
+//! pool directly and it does its own share. Nothing changes where the pool already
+//! exists, on threads other than the main one, with one thread in all (a pool of the
+//! caller alone would leave work that other threads hand it waiting while the main
+//! thread waits on them), or with `FOVEA_CPU_JOIN_MAIN=0`: for a program whose main
+//! thread runs something else (an event loop) while other threads run the ops, which
+//! would then have one worker fewer.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Once;
+
+static JOINED: AtomicBool = AtomicBool::new(false);
+
+/// Makes the calling thread worker 0 of rayon's global pool, where it is the main thread
+/// and the module's note allows; once per process.
+pub(crate) fn join_pool() {
+    if std::thread::current().name() != Some("main") {
+        return;
+    }
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var("FOVEA_CPU_JOIN_MAIN").is_ok_and(|v| v == "0") {
+            return;
+        }
+        let threads = std::env::var("RAYON_NUM_THREADS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if threads < 2 {
+            return;
+        }
+        let built = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .use_current_thread()
+            .build_global();
+        JOINED.store(built.is_ok(), Ordering::Relaxed);
+    });
+}
+
+/// Whether the main thread is one of the pool's workers ([`join_pool`]).
+pub fn main_thread_joined() -> bool {
+    JOINED.load(Ordering::Relaxed)
+}
+
+/// Whether the calling thread runs one task of a parallel loop, whose siblings keep the
+/// other workers busy: a worker's, but for the main thread's own work as worker 0.
+pub(super) fn nested() -> bool {
+    match rayon::current_thread_index() {
+        None => false,
+        Some(0) => !main_thread_joined(),
+        Some(_) => true,
+    }
+}
