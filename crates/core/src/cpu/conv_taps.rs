@@ -61,6 +61,18 @@ fn live(len: usize, out: usize, k: usize, s: usize, pad: usize, d: usize) -> (us
     }
 }
 
+/// Where each of `q`'s kept taps lies in a plane of `p`'s kernel, `lo` from the start of
+/// each axis. Copied tap by tap through this list rather than row by row: a row of one
+/// tap (the face ResNet's 1×1 layer) made 65 536 calls of `memcpy`, which with the
+/// copying took three quarters of that convolution's time (0.30 ms against PyTorch's
+/// 0.04 for the whole layer, single-threaded, 2026-12-04).
+fn kept_taps(p: &Conv2dParams, q: &Conv2dParams, lo: [usize; 2]) -> Vec<usize> {
+    let ([_, kw], [qh, qw]) = (p.kernel, q.kernel);
+    (0..qh)
+        .flat_map(|r| (0..qw).map(move |c| (lo[0] + r) * kw + lo[1] + c))
+        .collect()
+}
+
 /// `w`'s taps that `q` keeps, `lo` from the start of each axis of `p`'s kernel.
 pub(super) fn crop_weight(
     w: &[f32],
@@ -68,11 +80,12 @@ pub(super) fn crop_weight(
     q: &Conv2dParams,
     lo: [usize; 2],
 ) -> Result<Vec<f32>> {
-    let ([kh, kw], [qh, qw]) = (p.kernel, q.kernel);
-    let mut out = host::with_capacity(q.weight_len())?;
-    for plane in w.chunks(kh * kw) {
-        for r in 0..qh {
-            out.extend_from_slice(&plane[(lo[0] + r) * kw + lo[1]..][..qw]);
+    let keep = kept_taps(p, q, lo);
+    let mut out = host::zeros(q.weight_len())?;
+    let planes = w.chunks_exact(p.kernel[0] * p.kernel[1]);
+    for (dst, plane) in out.chunks_exact_mut(keep.len()).zip(planes) {
+        for (d, &t) in dst.iter_mut().zip(&keep) {
+            *d = plane[t];
         }
     }
     Ok(out)
@@ -85,11 +98,12 @@ pub(super) fn uncrop_weight(
     q: &Conv2dParams,
     lo: [usize; 2],
 ) -> Result<Vec<f32>> {
-    let ([kh, kw], [qh, qw]) = (p.kernel, q.kernel);
+    let keep = kept_taps(p, q, lo);
     let mut out = host::zeros(p.weight_len())?;
-    for (dst, src) in out.chunks_mut(kh * kw).zip(g.chunks(qh * qw)) {
-        for (r, row) in src.chunks(qw).enumerate() {
-            dst[(lo[0] + r) * kw + lo[1]..][..qw].copy_from_slice(row);
+    let planes = out.chunks_exact_mut(p.kernel[0] * p.kernel[1]);
+    for (dst, src) in planes.zip(g.chunks_exact(keep.len())) {
+        for (&t, &v) in keep.iter().zip(src) {
+            dst[t] = v;
         }
     }
     Ok(out)
