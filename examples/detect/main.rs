@@ -122,25 +122,7 @@ pub fn epoch_bar(epoch: usize, epochs: usize, steps: usize) -> Result<ProgressBa
         .with_prefix(format!("{:2}/{epochs}", epoch + 1)))
 }
 
-/// The CPU backend allocates each step's activations afresh and frees them when the step
-/// ends; glibc hands freed memory at the top of its heap straight back to the system, so
-/// every step faulted its pages in again: a quarter of a training step's CPU time here
-/// (measured with perf). Keeping freed memory in the process removes that cost.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn keep_freed_memory() {
-    // SAFETY: mallopt only sets allocator parameters; called before any thread starts.
-    unsafe {
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-        // glibc's largest allowed value (32 MiB): bigger blocks still come from mmap.
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn keep_freed_memory() {}
-
 fn main() -> Result<()> {
-    keep_freed_memory();
     let a = Args::parse();
     anyhow::ensure!(
         a.size >= 32 && a.size.is_multiple_of(16),

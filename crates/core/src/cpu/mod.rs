@@ -59,6 +59,7 @@ impl CpuBackend {
     /// is allocated. Wrap it with `Device::from_backend`.
     pub fn with_memory_limit(bytes: usize) -> Self {
         threads::join_pool();
+        host::keep_freed_memory();
         CpuBackend {
             max_len: bytes.min(crate::host::memory_limit()) / 4,
             times: profile::OpTimes::from_env(),
