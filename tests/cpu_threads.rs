@@ -1,7 +1,8 @@
 //! The main thread joins the CPU backend's pool as worker 0 (`crates/core/src/cpu/threads.rs`),
 //! and what it computes there is what a thread outside the pool computes, bit for bit:
-//! the kernels split work by what the pool and the caller are, never by who takes a
-//! piece. Its own binary without the test harness, whose tests run off the main thread.
+//! the kernels cut work into pieces that each own their part of the output, and sum in a
+//! fixed order, so how the pool schedules the pieces changes nothing. Its own binary
+//! without the test harness, whose tests run off the main thread.
 
 use fovea::ops::Conv2dOptions;
 use fovea::{Device, Result, Tensor};
@@ -32,6 +33,11 @@ fn pass(dev: &Device, n: usize) -> Result<Vec<Vec<f32>>> {
 }
 
 fn main() -> Result<()> {
+    // Two threads where nothing says otherwise, so that a one-core machine joins too.
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        std::env::set_var("RAYON_NUM_THREADS", "2");
+    }
+    // rayon's reading: 0 or a value that does not parse is the machine's core count.
     let threads = std::env::var("RAYON_NUM_THREADS")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
@@ -42,7 +48,7 @@ fn main() -> Result<()> {
     assert_eq!(
         fovea::cpu::main_thread_joined(),
         threads >= 2 && !opted_out,
-        "the main thread joins a pool of {threads} threads unless told not to"
+        "the main thread joins a pool of RAYON_NUM_THREADS={threads} unless told not to"
     );
     for n in [1, 4] {
         let here = pass(&dev, n)?;

@@ -19,7 +19,7 @@ use super::conv_taps;
 use super::conv_weight;
 use super::gemm::{gemm, Layout};
 use super::reduce::all_finite;
-use super::{conv2d_depthwise, conv2d_strided};
+use super::{conv2d_depthwise, conv2d_strided, threads};
 use crate::backend::Conv2dParams;
 use crate::host;
 use crate::Result;
@@ -100,7 +100,7 @@ pub(super) fn in_row(p: &Conv2dParams, oi: usize, ki: usize) -> Option<usize> {
 /// the column buffer's fill and scatter would otherwise run on one core between
 /// GEMMs that use all of them.
 fn spread(len: usize) -> bool {
-    !super::threads::nested() && len >= 1 << 16
+    !threads::nested() && len >= 1 << 16
 }
 
 /// Runs `f(c, chunk)` over the `cg` per-channel chunks of `buf`, each `per` long: in
@@ -263,7 +263,7 @@ pub(super) fn per_image(
     if n >= rayon::current_num_threads() {
         out.par_chunks_mut(chunk)
             .enumerate()
-            .try_for_each(|(i, c)| f(i, c))
+            .try_for_each(|(i, c)| threads::task(|| f(i, c)))
     } else {
         out.chunks_mut(chunk)
             .enumerate()
@@ -290,7 +290,7 @@ pub(super) fn per_images(
         let per = n.div_ceil(threads).clamp(1, most.max(1));
         out.par_chunks_mut(per * chunk)
             .enumerate()
-            .try_for_each(|(i, c)| f(i * per, c.len() / chunk, c))
+            .try_for_each(|(i, c)| threads::task(|| f(i * per, c.len() / chunk, c)))
     } else {
         out.chunks_mut(chunk)
             .enumerate()
@@ -735,11 +735,13 @@ pub(super) fn per_image_sum<S>(
     let partial: Vec<Vec<f32>> = (0..n.div_ceil(span))
         .into_par_iter()
         .map(|s| {
-            let (mut acc, mut scratch) = (host::zeros(len)?, init()?);
-            for ni in s * span..((s + 1) * span).min(n) {
-                add(ni, &mut acc, &mut scratch)?;
-            }
-            Ok(acc)
+            threads::task(|| {
+                let (mut acc, mut scratch) = (host::zeros(len)?, init()?);
+                for ni in s * span..((s + 1) * span).min(n) {
+                    add(ni, &mut acc, &mut scratch)?;
+                }
+                Ok(acc)
+            })
         })
         .collect::<Result<_>>()?;
     let mut parts = partial.into_iter();

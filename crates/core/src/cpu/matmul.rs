@@ -31,7 +31,9 @@ pub fn matmul(a: &[f32], b: &[f32], p: &MatmulParams) -> Result<Vec<f32>> {
         gemm(m, k, n, a, la, b, lb, 0.0, c, Layout::rows(n));
     };
     if batch >= rayon::current_num_threads() {
-        out.par_chunks_mut(m * n).enumerate().for_each(one);
+        out.par_chunks_mut(m * n)
+            .enumerate()
+            .for_each(|c| super::threads::task(|| one(c)));
     } else {
         out.chunks_mut(m * n).enumerate().for_each(one);
     }

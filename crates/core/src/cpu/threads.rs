@@ -6,8 +6,9 @@
 //! had three threads on two cores, and each op cost a hand-off and two wake-ups. On a
 //! 2-core Intel Xeon (2026-12-04) the face descriptor's batch-1 forward ran 9.9 to 13.4 ms
 //! that way (mostly 12 to 13; PyTorch, whose OpenMP threads include the caller, 7.2 to
-//! 7.5), with 5 000 to 12 000 involuntary context switches in a fifth of a second, and
-//! 9.0 to 10.0 ms with the main thread in the pool.
+//! 7.5), with 5 000 to 12 000 involuntary context switches in a fifth of a second; with
+//! the main thread in the pool, 7.8 to 11.2 ms (median 10.7 against 12.5, eight
+//! alternating rounds, `benches/RESULTS-3.md`).
 //!
 //! So the first CPU device made on the main thread builds rayon's global pool with that
 //! thread as worker 0 (`use_current_thread`): its parallel loops split work onto the
@@ -18,6 +19,7 @@
 //! thread runs something else (an event loop) while other threads run the ops, which
 //! would then have one worker fewer.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 
@@ -47,6 +49,7 @@ pub(crate) fn join_pool() {
             .use_current_thread()
             .build_global();
         JOINED.store(built.is_ok(), Ordering::Relaxed);
+        IS_JOINED_MAIN.set(built.is_ok());
     });
 }
 
@@ -55,12 +58,29 @@ pub fn main_thread_joined() -> bool {
     JOINED.load(Ordering::Relaxed)
 }
 
-/// Whether the calling thread runs one task of a parallel loop, whose siblings keep the
-/// other workers busy: a worker's, but for the main thread's own work as worker 0.
-pub(super) fn nested() -> bool {
-    match rayon::current_thread_index() {
-        None => false,
-        Some(0) => !main_thread_joined(),
-        Some(_) => true,
+thread_local! {
+    /// On the main thread once it is worker 0 ([`join_pool`]).
+    static IS_JOINED_MAIN: Cell<bool> = const { Cell::new(false) };
+    /// Inside a [`task`].
+    static IN_TASK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` as one task of a parallel loop whose siblings keep the other workers busy
+/// (an image of a batch): what it calls is [`nested`], on the main thread too.
+pub(super) fn task<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            IN_TASK.set(self.0);
+        }
     }
+    let _restore = Restore(IN_TASK.replace(true));
+    f()
+}
+
+/// Whether the calling thread runs one task of a parallel loop, so that splitting its
+/// work again would only add hand-offs: inside a [`task`], or on a pool's worker, but
+/// for the joined main thread's own work, which is the caller's.
+pub(super) fn nested() -> bool {
+    IN_TASK.get() || (rayon::current_thread_index().is_some() && !IS_JOINED_MAIN.get())
 }

@@ -9,7 +9,8 @@
 //! error or a panic, makes the others' pending sums fail instead of waiting forever.
 
 use std::cell::RefCell;
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::time::Duration;
 
 use super::AllReduce;
 use crate::{Error, Result, Tensor};
@@ -79,6 +80,29 @@ impl Drop for Joined {
 /// A replica's values to sum and where the total goes.
 type Request = (Vec<f64>, Sender<Result<Vec<f64>>>);
 
+/// The next message, or `None` once every sender is gone. A caller that is one of
+/// rayon's workers (the program's main thread, which the CPU backend joins to the pool)
+/// runs the pool's pending work while it waits: blocked here, it would leave the
+/// replicas' CPU ops one worker fewer (one of two on a 2-core machine). Between looks it
+/// waits on the channel for a short while rather than spinning.
+fn receive(rx: &Receiver<Msg>) -> Option<Msg> {
+    loop {
+        match rayon::yield_now() {
+            None => return rx.recv().ok(),
+            Some(rayon::Yield::Executed) => match rx.try_recv() {
+                Ok(msg) => return Some(msg),
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => return None,
+            },
+            Some(rayon::Yield::Idle) => match rx.recv_timeout(Duration::from_micros(200)) {
+                Ok(msg) => return Some(msg),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return None,
+            },
+        }
+    }
+}
+
 /// Answers the replicas' sums until every one of them is done; returns the replicas in the
 /// order they finished (the first to fail is the cause of the others' failures).
 pub(crate) fn coordinate(rx: Receiver<Msg>, replicas: usize, world: &dyn AllReduce) -> Vec<usize> {
@@ -86,7 +110,7 @@ pub(crate) fn coordinate(rx: Receiver<Msg>, replicas: usize, world: &dyn AllRedu
     let mut done = Vec::new();
     while done.len() < replicas {
         // Every replica sends Done before dropping its sender, so this ends.
-        let Ok(msg) = rx.recv() else { break };
+        let Some(msg) = receive(&rx) else { break };
         match msg {
             Msg::Sum {
                 replica,
