@@ -105,9 +105,9 @@ fn refused(len: usize) -> Error {
 /// seen one freed, which the pool of kept buffers below makes rare, so whether a process
 /// ran its steps on fresh pages or on reused ones depended on when a buffer happened to
 /// leave the pool: the tiny face detector's batch-1 forward ran 22–27 ms in some
-/// processes and 11–15 in others (4 700 page faults per forward against 400; 2-core Intel
-/// Xeon, 2026-12-04), and in none of the slow ones with this. Once per process, where the
-/// allocator is glibc's, unless `FOVEA_CPU_KEEP_FREED=0`.
+/// processes and 11–15 in others (312 000 page faults in a process against 25 600;
+/// 2-core Intel Xeon, 2026-12-04), and in none of the slow ones with this. Once per
+/// process, where the allocator is glibc's, unless `FOVEA_CPU_KEEP_FREED=0`.
 pub(crate) fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

@@ -81,12 +81,9 @@ pub(super) fn crop_weight(
     lo: [usize; 2],
 ) -> Result<Vec<f32>> {
     let keep = kept_taps(p, q, lo);
-    let mut out = host::zeros(q.weight_len())?;
-    let planes = w.chunks_exact(p.kernel[0] * p.kernel[1]);
-    for (dst, plane) in out.chunks_exact_mut(keep.len()).zip(planes) {
-        for (d, &t) in dst.iter_mut().zip(&keep) {
-            *d = plane[t];
-        }
+    let mut out = host::with_capacity(q.weight_len())?;
+    for plane in w.chunks_exact(p.kernel[0] * p.kernel[1]) {
+        out.extend(keep.iter().map(|&t| plane[t]));
     }
     Ok(out)
 }

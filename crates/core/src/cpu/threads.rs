@@ -28,10 +28,11 @@ static JOINED: AtomicBool = AtomicBool::new(false);
 /// Makes the calling thread worker 0 of rayon's global pool, where it is the main thread
 /// and the module's note allows; once per process.
 pub(crate) fn join_pool() {
-    if std::thread::current().name() != Some("main") {
+    static ONCE: Once = Once::new();
+    // Every `Device::cpu()` asks: after the main thread's one try, a load and no more.
+    if ONCE.is_completed() || std::thread::current().name() != Some("main") {
         return;
     }
-    static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         if std::env::var("FOVEA_CPU_JOIN_MAIN").is_ok_and(|v| v == "0") {
             return;
