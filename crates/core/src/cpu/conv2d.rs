@@ -569,8 +569,10 @@ pub fn grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
     if conv_shifted::applies(&p3) {
         return conv_shifted::grad_input(gy, w, &p3);
     }
-    if (conv_direct::applies(&p3) || conv_shifted::grad_input_applies(&p3)) && all_finite(w) {
-        return conv_direct::grad_input(gy, w, &p3);
+    if conv_direct::applies(&p3) || conv_shifted::grad_input_applies(&p3) {
+        if let Some(gx) = conv_direct::grad_input(gy, w, &p3)? {
+            return Ok(gx);
+        }
     }
     let nb = images_per_gemm(p, &g);
     if nb > 1 {

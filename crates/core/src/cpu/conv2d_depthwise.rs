@@ -290,23 +290,26 @@ impl Grid {
 /// compiled on its own; an iterator over every `s`-th value cost four times the products
 /// it fed.
 fn gather(dst: &mut [f32], src: &[f32], s: usize) {
-    fn by<const S: usize>(dst: &mut [f32], src: &[f32], s: usize) {
-        let s = if S > 0 { S } else { s };
-        if let Some(last) = dst.len().checked_sub(1) {
-            let src = &src[..last * s + 1];
-            dst.iter_mut()
-                .enumerate()
-                .for_each(|(k, d)| *d = src[k * s]);
-        }
-    }
+    let Some(last) = dst.len().checked_sub(1) else {
+        return;
+    };
     if s == 2 {
-        by::<2>(dst, src, s)
+        // Pairs, which the compiler turns into shuffles of whole vectors: indexed by
+        // `2k` the loop stayed scalar, and a stride-2 forward from 28² spent 9% of its
+        // time here.
+        let (body, tail) = dst.split_at_mut(last);
+        body.iter_mut()
+            .zip(src.chunks_exact(2))
+            .for_each(|(d, pair)| *d = pair[0]);
+        tail[0] = src[2 * last];
     } else {
-        by::<0>(dst, src, s)
+        let src = &src[..last * s + 1];
+        dst.iter_mut()
+            .zip(src.iter().step_by(s))
+            .for_each(|(d, &v)| *d = v);
     }
 }
 
-/// `dst[k·s] = src[k]` for each `k` of `src`, as [`gather`].
 fn scatter(dst: &mut [f32], src: &[f32], s: usize) {
     fn by<const S: usize>(dst: &mut [f32], src: &[f32], s: usize) {
         let s = if S > 0 { S } else { s };

@@ -22,6 +22,8 @@
 
 use std::mem::MaybeUninit;
 
+use rayon::prelude::*;
+
 use super::by_cpu;
 use super::conv2d::{per_image_sum, per_images};
 use super::conv_channels::{self, Axis, Border, Plane};
@@ -30,6 +32,7 @@ use super::conv_shifted::{
     FORWARD_COLS, MIN_CHANNELS,
 };
 use super::conv_weight_wide;
+use super::reduce::all_finite;
 use crate::backend::Conv3dParams;
 use crate::host;
 use crate::Result;
@@ -81,7 +84,7 @@ pub(super) fn pair_offsets(wd: &Wide) -> Vec<usize> {
 
 /// The input gradient of a stride-1 convolution as the forward's direct products run
 /// backwards, for finite weights (an ∞ one would meet the zeros around the output gradient
-/// as 0·∞). Padded input position `q` gathers `w[o][c][t] · gy` at wide output column
+/// as 0·∞; `None` says the caller must take another way). Padded input position `q` gathers `w[o][c][t] · gy` at wide output column
 /// `q − off_t` over every (output channel, tap): with the output gradient placed `far`
 /// (the last tap's offset) into a zeroed buffer, at each output position's padded-input
 /// number, that is a read at `q + far − off_t`, one more product of [`block`] with the
@@ -91,11 +94,14 @@ pub(super) fn pair_offsets(wd: &Wide) -> Vec<usize> {
 /// and 6² to 9² from 256 positions on) the products are `conv_channels.rs`'s,
 /// which compute only the kept ones (256@14² at batch 8 on a Zen 4, 2026-12-03: the input
 /// gradient about 10% faster).
-pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<f32>> {
+pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Option<Vec<f32>>> {
     let wd = wide(p);
     let (taps, far) = (wd.taps.len(), wd.taps.iter().max().copied().unwrap_or(0));
     let ldg = far + wd.channel;
     let pairs = wd.og * taps;
+    if !all_finite(w) {
+        return Ok(None);
+    }
     let wt = swapped(&w[..p.weight_len()], (wd.og, wd.cg), taps)?;
     let offs: Vec<usize> = (0..wd.og)
         .flat_map(|o| wd.taps.iter().map(move |off| o * ldg + far - off))
@@ -158,8 +164,17 @@ pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<
         Ok(())
     })?;
     super::recycle_scratch(wt);
-    Ok(gx)
+    Ok(Some(gx))
 }
+
+/// Weights of at least this many values are swapped by all threads, in blocks of
+/// [`SWAP_BLOCK`] input channels. On one thread, row by row (rows `cg·taps` values apart:
+/// a cache line and a page per row), 512@7²'s swap took 3.1 ms at batch 8, 11% of its
+/// forward and input gradient's samples, while the other thread waited; 16 rows read
+/// together (576 bytes per output channel) took 2.0. (Its finiteness found in the same
+/// pass, value by value, made the copy slower than a pass of its own.)
+const PARALLEL_SWAP: usize = 1 << 16;
+const SWAP_BLOCK: usize = 16;
 
 /// The weight's rows of `taps` values in (input channel, output channel) order within each
 /// group of `og` output × `cg` input channels, where the weight has them the other way
@@ -175,11 +190,15 @@ fn swapped(w: &[f32], (og, cg): (usize, usize), taps: usize) -> Result<Vec<f32>>
         out: &mut [MaybeUninit<f32>],
     ) {
         let t = if T > 0 { T } else { t };
-        let group = og * cg * t;
-        for (w_g, out_g) in w.chunks_exact(group).zip(out.chunks_exact_mut(group)) {
-            for (c, out_c) in out_g.chunks_exact_mut(og * t).enumerate() {
-                for (o, dst) in out_c.chunks_exact_mut(t).enumerate() {
-                    let src = &w_g[(o * cg + c) * t..][..t];
+        // Input channels `c0..c0 + cb` of group `g`, which start row block `g·cg + c0` of
+        // the output: each output channel's rows for them are one read.
+        let block = |g: usize, c0: usize, out: &mut [MaybeUninit<f32>]| {
+            let w_g = &w[g * og * cg * t..][..og * cg * t];
+            let cb = out.len() / (og * t);
+            for o in 0..og {
+                let src = &w_g[(o * cg + c0) * t..][..cb * t];
+                for (c, src) in src.chunks_exact(t).enumerate() {
+                    let dst = &mut out[(c * og + o) * t..][..t];
                     if T > 0 {
                         let src: &[f32; T] = src.try_into().expect("T values");
                         let dst: &mut [MaybeUninit<f32>; T] = dst.try_into().expect("T values");
@@ -189,6 +208,21 @@ fn swapped(w: &[f32], (og, cg): (usize, usize), taps: usize) -> Result<Vec<f32>>
                     }
                 }
             }
+        };
+        let serial = out.len() < PARALLEL_SWAP || super::threads::nested();
+        let per_group = cg.div_ceil(SWAP_BLOCK);
+        let per_block = |(i, out): (usize, &mut [MaybeUninit<f32>])| {
+            block(i / per_group, i % per_group * SWAP_BLOCK, out)
+        };
+        // Blocks never straddle groups: each group is split on its own.
+        let blocks: Vec<&mut [MaybeUninit<f32>]> = out
+            .chunks_exact_mut(og * cg * t)
+            .flat_map(|g| g.chunks_mut(SWAP_BLOCK * og * t))
+            .collect();
+        if serial {
+            blocks.into_iter().enumerate().for_each(per_block);
+        } else {
+            blocks.into_par_iter().enumerate().for_each(per_block);
         }
     }
     let group = og * cg * taps;
@@ -607,13 +641,15 @@ mod tests {
     use super::*;
 
     /// The input gradient's weight layout: rows of each tap count the copies specialise
-    /// (1, 9, 25, 27) and one they do not (4), in one group and in three.
+    /// (1, 9, 25, 27) and one they do not (4), in one group and in three, and weights
+    /// large enough for the threads to share (with channels not a multiple of the
+    /// blocks).
     #[test]
     fn swapped_weights_put_input_channels_first() {
+        let shapes = [(1, 5, 3), (3, 2, 4), (1, 64, 120), (2, 40, 100)];
         for taps in [1, 4, 9, 25, 27] {
-            for (groups, og, cg) in [(1, 5, 3), (3, 2, 4)] {
+            for (groups, og, cg) in shapes {
                 let w: Vec<f32> = (0..groups * og * cg * taps).map(|i| i as f32).collect();
-                let got = swapped(&w, (og, cg), taps).unwrap();
                 let mut want = Vec::new();
                 for g in 0..groups {
                     for c in 0..cg {
@@ -623,7 +659,8 @@ mod tests {
                         }
                     }
                 }
-                assert_eq!(got, want, "{taps} taps, {groups} groups");
+                let got = swapped(&w, (og, cg), taps).unwrap();
+                assert_eq!(got, want, "{taps} taps, {groups} groups of {og} × {cg}");
             }
         }
     }
@@ -689,7 +726,11 @@ mod tests {
         let gy: Vec<f32> = (0..p.output_len()).map(|i| value(i, 3)).collect();
         let [y, gx, gw] = definition_3d(&x, &wt, &gy, &p);
         assert_close("3-D", &conv_shifted::forward(&x, &wt, &p).unwrap(), &y);
-        assert_close("3-D", &grad_input(&gy, &wt, &p).unwrap(), &gx);
+        let got = grad_input(&gy, &wt, &p).unwrap().expect("finite weights");
+        assert_close("3-D", &got, &gx);
+        let mut inf = wt.clone();
+        inf[7] = f32::INFINITY;
+        assert!(grad_input(&gy, &inf, &p).unwrap().is_none(), "an ∞ weight");
         assert_close("3-D", &grad_weight(&x, &gy, &p).unwrap(), &gw);
     }
 

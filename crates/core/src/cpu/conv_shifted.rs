@@ -36,7 +36,6 @@ use super::conv2d::{per_image, per_image_sum, per_images};
 use super::conv_channels::{self, Axis, Border, Plane};
 use super::conv_direct;
 use super::gemm::{gemm, Layout};
-use super::reduce::all_finite;
 use super::{conv_weight, conv_weight_wide};
 use crate::backend::{Conv2dParams, Conv3dParams};
 use crate::host;
@@ -545,8 +544,8 @@ pub(super) fn keep_columns(wide: &[f32], j: usize, wp: usize, ow: usize, y: &mut
 }
 
 pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<f32>> {
-    if all_finite(w) {
-        return conv_direct::grad_input(gy, w, p);
+    if let Some(gx) = conv_direct::grad_input(gy, w, p)? {
+        return Ok(gx);
     }
     let wd = wide(p);
     let mut gx = host::zeros(p.input_len())?;
