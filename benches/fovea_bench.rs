@@ -37,6 +37,10 @@ struct Opts {
     autocast_cpu: bool,
 }
 
+// A binary of the library crate, which cannot use the examples' `clap` (a dev-dependency)
+// without making it every user's dependency.
+const USAGE: &str = "usage: fovea-bench [--device cpu|gpu|best] [--batch N] [--matmul N] [--repeats N] [--warm-ms MS] [--only PART|PART...] [--style-size N] [--unet-size N] [--autocast-cpu] [--json]";
+
 fn parse() -> Result<Opts> {
     let mut o = Opts {
         device: "gpu".into(),
@@ -64,7 +68,11 @@ fn parse() -> Result<Opts> {
             "--style-size" => o.style_size = v()?.parse()?,
             "--unet-size" => o.unet_size = v()?.parse()?,
             "--autocast-cpu" => o.autocast_cpu = true,
-            _ => bail!("usage: fovea-bench [--device cpu|gpu|best] [--batch N] [--matmul N] [--repeats N] [--warm-ms MS] [--only SUBSTRING] [--style-size N] [--unet-size N] [--autocast-cpu] [--json]"),
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            _ => bail!("unknown flag {a:?}\n{USAGE}"),
         }
     }
     Ok(o)
