@@ -20,10 +20,6 @@
 //! for the baseline, and the one the processor supports is picked at run time (the
 //! project builds for baseline x86-64, which would otherwise leave 4-wide SSE here).
 
-use std::mem::MaybeUninit;
-
-use rayon::prelude::*;
-
 use super::by_cpu;
 use super::conv2d::{per_image_sum, per_images};
 use super::conv_channels::{self, Axis, Border, Plane};
@@ -33,6 +29,7 @@ use super::conv_shifted::{
 };
 use super::conv_weight_wide;
 use super::reduce::all_finite;
+use super::transpose;
 use crate::backend::Conv3dParams;
 use crate::host;
 use crate::Result;
@@ -84,8 +81,9 @@ pub(super) fn pair_offsets(wd: &Wide) -> Vec<usize> {
 
 /// The input gradient of a stride-1 convolution as the forward's direct products run
 /// backwards, for finite weights (an ∞ one would meet the zeros around the output gradient
-/// as 0·∞; `None` says the caller must take another way). Padded input position `q` gathers `w[o][c][t] · gy` at wide output column
-/// `q − off_t` over every (output channel, tap): with the output gradient placed `far`
+/// as 0·∞; for one, `None` sends the caller another way). Padded input position `q`
+/// gathers `w[o][c][t] · gy` at wide output column `q − off_t` over every (output
+/// channel, tap): with the output gradient placed `far`
 /// (the last tap's offset) into a zeroed buffer, at each output position's padded-input
 /// number, that is a read at `q + far − off_t`, one more product of [`block`] with the
 /// weight transposed to rows of input channels. As in the forward, runs of wide columns
@@ -102,7 +100,7 @@ pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Opti
     if !all_finite(w) {
         return Ok(None);
     }
-    let wt = swapped(&w[..p.weight_len()], (wd.og, wd.cg), taps)?;
+    let wt = transpose::swapped(&w[..p.weight_len()], (wd.og, wd.cg), taps)?;
     let offs: Vec<usize> = (0..wd.og)
         .flat_map(|o| wd.taps.iter().map(move |off| o * ldg + far - off))
         .collect();
@@ -165,82 +163,6 @@ pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Opti
     })?;
     super::recycle_scratch(wt);
     Ok(Some(gx))
-}
-
-/// Weights of at least this many values are swapped by all threads, in blocks of
-/// [`SWAP_BLOCK`] input channels. On one thread, row by row (rows `cg·taps` values apart:
-/// a cache line and a page per row), 512@7²'s swap took 3.1 ms at batch 8, 11% of its
-/// forward and input gradient's samples, while the other thread waited; 16 rows read
-/// together (576 bytes per output channel) took 2.0. (Its finiteness found in the same
-/// pass, value by value, made the copy slower than a pass of its own.)
-const PARALLEL_SWAP: usize = 1 << 16;
-const SWAP_BLOCK: usize = 16;
-
-/// The weight's rows of `taps` values in (input channel, output channel) order within each
-/// group of `og` output × `cg` input channels, where the weight has them the other way
-/// round. Rows of a length known only at run time were a `memcpy` call each (36 bytes for
-/// 3×3 taps): single-threaded at batch 4, 256@14² and 512@14² spent 5.1% of a forward and
-/// backward's samples (`perf`) in those calls, 3.2% with the rows copied as arrays here.
-fn swapped(w: &[f32], (og, cg): (usize, usize), taps: usize) -> Result<Vec<f32>> {
-    // Rows of a known length `T` (0: `t`, known at run time) are copied through arrays,
-    // whose constant length lets each copy compile to a few moves.
-    fn rows<const T: usize>(
-        w: &[f32],
-        (og, cg, t): (usize, usize, usize),
-        out: &mut [MaybeUninit<f32>],
-    ) {
-        let t = if T > 0 { T } else { t };
-        // Input channels `c0..c0 + cb` of group `g`, which start row block `g·cg + c0` of
-        // the output: each output channel's rows for them are one read.
-        let block = |g: usize, c0: usize, out: &mut [MaybeUninit<f32>]| {
-            let w_g = &w[g * og * cg * t..][..og * cg * t];
-            let cb = out.len() / (og * t);
-            for o in 0..og {
-                let src = &w_g[(o * cg + c0) * t..][..cb * t];
-                for (c, src) in src.chunks_exact(t).enumerate() {
-                    let dst = &mut out[(c * og + o) * t..][..t];
-                    if T > 0 {
-                        let src: &[f32; T] = src.try_into().expect("T values");
-                        let dst: &mut [MaybeUninit<f32>; T] = dst.try_into().expect("T values");
-                        dst.iter_mut().zip(src).for_each(|(d, &v)| _ = d.write(v));
-                    } else {
-                        dst.iter_mut().zip(src).for_each(|(d, &v)| _ = d.write(v));
-                    }
-                }
-            }
-        };
-        let serial = out.len() < PARALLEL_SWAP || super::threads::nested();
-        let per_group = cg.div_ceil(SWAP_BLOCK);
-        let per_block = |(i, out): (usize, &mut [MaybeUninit<f32>])| {
-            block(i / per_group, i % per_group * SWAP_BLOCK, out)
-        };
-        // Blocks never straddle groups: each group is split on its own.
-        let blocks: Vec<&mut [MaybeUninit<f32>]> = out
-            .chunks_exact_mut(og * cg * t)
-            .flat_map(|g| g.chunks_mut(SWAP_BLOCK * og * t))
-            .collect();
-        if serial {
-            blocks.into_iter().enumerate().for_each(per_block);
-        } else {
-            blocks.into_par_iter().enumerate().for_each(per_block);
-        }
-    }
-    let group = og * cg * taps;
-    assert!(
-        group > 0 && w.len().is_multiple_of(group),
-        "conv_direct: whole groups of weights"
-    );
-    // SAFETY: the weight is whole groups (checked above), and every group's `cg × og`
-    // rows of `taps` are written.
-    unsafe {
-        host::written(w.len(), |out| match taps {
-            1 => rows::<1>(w, (og, cg, taps), out),
-            9 => rows::<9>(w, (og, cg, taps), out),
-            25 => rows::<25>(w, (og, cg, taps), out),
-            27 => rows::<27>(w, (og, cg, taps), out),
-            _ => rows::<0>(w, (og, cg, taps), out),
-        })
-    }
 }
 
 /// The weight gradient of a thin-group convolution ([`applies`]) by the direct sums
@@ -639,31 +561,6 @@ mod tests {
     };
     use super::super::conv_shifted::{self, from_2d};
     use super::*;
-
-    /// The input gradient's weight layout: rows of each tap count the copies specialise
-    /// (1, 9, 25, 27) and one they do not (4), in one group and in three, and weights
-    /// large enough for the threads to share (with channels not a multiple of the
-    /// blocks).
-    #[test]
-    fn swapped_weights_put_input_channels_first() {
-        let shapes = [(1, 5, 3), (3, 2, 4), (1, 64, 120), (2, 40, 100)];
-        for taps in [1, 4, 9, 25, 27] {
-            for (groups, og, cg) in shapes {
-                let w: Vec<f32> = (0..groups * og * cg * taps).map(|i| i as f32).collect();
-                let mut want = Vec::new();
-                for g in 0..groups {
-                    for c in 0..cg {
-                        for o in 0..og {
-                            let at = ((g * og + o) * cg + c) * taps;
-                            want.extend_from_slice(&w[at..at + taps]);
-                        }
-                    }
-                }
-                let got = swapped(&w, (og, cg), taps).unwrap();
-                assert_eq!(got, want, "{taps} taps, {groups} groups of {og} × {cg}");
-            }
-        }
-    }
 
     /// Thin groups (fewer than 16 channels) take the direct products in the forward and
     /// both gradients: 1, 3 and 6 channels, groups, dilation, asymmetric and no

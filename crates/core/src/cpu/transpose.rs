@@ -6,7 +6,15 @@
 //! go through registers: 16 row loads, 64 shuffles, 16 stores. Single-threaded forwards
 //! on an Intel Xeon (2026-12-03, batch 4, fastest of four alternating rounds): channels
 //! outermost, 512@7² 8.00 → 7.66 ms and 256@14² 6.97 → 6.93; then the squares, 7.31 →
-//! 6.10 and 6.39 → 6.19 (a later set).
+//! 6.10 and 6.39 → 6.19 (a later set). The input gradient's weight, input channels
+//! first ([`swapped`]), is laid out here too.
+
+use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
+
+use crate::host;
+use crate::Result;
 
 /// `dst[c·dld + r] = src[r·ld + c]` for `r < rows`, `c < cols`.
 pub(super) fn transpose_into(
@@ -157,9 +165,110 @@ fn square(r: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64::__m512; 16]
     })
 }
 
+/// Weights of at least this many values are swapped by all threads, in blocks of
+/// [`SWAP_BLOCK`] input channels. On one thread, row by row (rows `cg·taps` values apart:
+/// a cache line and a page per row), 512@7²'s swap took 3.1 ms at batch 8, 11% of its
+/// forward and input gradient's samples, while the other thread waited; 16 rows read
+/// together (576 bytes per output channel) took 2.0. (Its finiteness found in the same
+/// pass, value by value, made the copy slower than a pass of its own.)
+const PARALLEL_SWAP: usize = 1 << 16;
+const SWAP_BLOCK: usize = 16;
+
+/// The weight's rows of `taps` values in (input channel, output channel) order within each
+/// group of `og` output × `cg` input channels, where the weight has them the other way
+/// round. Rows of a length known only at run time were a `memcpy` call each (36 bytes for
+/// 3×3 taps): single-threaded at batch 4, 256@14² and 512@14² spent 5.1% of a forward and
+/// backward's samples (`perf`) in those calls, 3.2% with the rows copied as arrays here.
+pub(super) fn swapped(w: &[f32], (og, cg): (usize, usize), taps: usize) -> Result<Vec<f32>> {
+    // Rows of a known length `T` (0: `t`, known at run time) are copied through arrays,
+    // whose constant length lets each copy compile to a few moves.
+    fn rows<const T: usize>(
+        w: &[f32],
+        (og, cg, t): (usize, usize, usize),
+        out: &mut [MaybeUninit<f32>],
+    ) {
+        let t = if T > 0 { T } else { t };
+        // Input channels `c0..c0 + cb` of group `g`, which start row block `g·cg + c0` of
+        // the output: each output channel's rows for them are one read.
+        let block = |g: usize, c0: usize, out: &mut [MaybeUninit<f32>]| {
+            let w_g = &w[g * og * cg * t..][..og * cg * t];
+            let cb = out.len() / (og * t);
+            for o in 0..og {
+                let src = &w_g[(o * cg + c0) * t..][..cb * t];
+                for (c, src) in src.chunks_exact(t).enumerate() {
+                    let dst = &mut out[(c * og + o) * t..][..t];
+                    if T > 0 {
+                        let src: &[f32; T] = src.try_into().expect("T values");
+                        let dst: &mut [MaybeUninit<f32>; T] = dst.try_into().expect("T values");
+                        dst.iter_mut().zip(src).for_each(|(d, &v)| _ = d.write(v));
+                    } else {
+                        dst.iter_mut().zip(src).for_each(|(d, &v)| _ = d.write(v));
+                    }
+                }
+            }
+        };
+        let serial = out.len() < PARALLEL_SWAP || super::threads::nested();
+        let per_group = cg.div_ceil(SWAP_BLOCK);
+        let per_block = |(i, out): (usize, &mut [MaybeUninit<f32>])| {
+            block(i / per_group, i % per_group * SWAP_BLOCK, out)
+        };
+        // Blocks never straddle groups: each group is split on its own.
+        let blocks: Vec<&mut [MaybeUninit<f32>]> = out
+            .chunks_exact_mut(og * cg * t)
+            .flat_map(|g| g.chunks_mut(SWAP_BLOCK * og * t))
+            .collect();
+        if serial {
+            blocks.into_iter().enumerate().for_each(per_block);
+        } else {
+            blocks.into_par_iter().enumerate().for_each(per_block);
+        }
+    }
+    let group = og * cg * taps;
+    assert!(
+        group > 0 && w.len().is_multiple_of(group),
+        "swapped: whole groups of weights"
+    );
+    // SAFETY: the weight is whole groups (checked above), and every group's `cg × og`
+    // rows of `taps` are written.
+    unsafe {
+        host::written(w.len(), |out| match taps {
+            1 => rows::<1>(w, (og, cg, taps), out),
+            9 => rows::<9>(w, (og, cg, taps), out),
+            25 => rows::<25>(w, (og, cg, taps), out),
+            27 => rows::<27>(w, (og, cg, taps), out),
+            _ => rows::<0>(w, (og, cg, taps), out),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The input gradient's weight layout: rows of each tap count the copies specialise
+    /// (1, 9, 25, 27) and one they do not (4), in one group and in three, and weights
+    /// large enough for the threads to share (with channels not a multiple of the
+    /// blocks).
+    #[test]
+    fn swapped_weights_put_input_channels_first() {
+        let shapes = [(1, 5, 3), (3, 2, 4), (1, 64, 120), (2, 40, 100)];
+        for taps in [1, 4, 9, 25, 27] {
+            for (groups, og, cg) in shapes {
+                let w: Vec<f32> = (0..groups * og * cg * taps).map(|i| i as f32).collect();
+                let mut want = Vec::new();
+                for g in 0..groups {
+                    for c in 0..cg {
+                        for o in 0..og {
+                            let at = ((g * og + o) * cg + c) * taps;
+                            want.extend_from_slice(&w[at..at + taps]);
+                        }
+                    }
+                }
+                let got = swapped(&w, (og, cg), taps).unwrap();
+                assert_eq!(got, want, "{taps} taps, {groups} groups of {og} × {cg}");
+            }
+        }
+    }
 
     /// Every value where the definition puts it, and nothing else written, for sizes
     /// around the squares' 16 and strides past the sizes.
