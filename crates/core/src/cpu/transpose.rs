@@ -209,7 +209,7 @@ pub(super) fn swapped(w: &[f32], (og, cg): (usize, usize), taps: usize) -> Resul
         };
         let serial = out.len() < PARALLEL_SWAP || super::threads::nested();
         let per_group = cg.div_ceil(SWAP_BLOCK);
-        let per_block = |(i, out): (usize, &mut [MaybeUninit<f32>])| {
+        let nth_block = |(i, out): (usize, &mut [MaybeUninit<f32>])| {
             block(i / per_group, i % per_group * SWAP_BLOCK, out)
         };
         // Blocks never straddle groups: each group is split on its own.
@@ -218,9 +218,9 @@ pub(super) fn swapped(w: &[f32], (og, cg): (usize, usize), taps: usize) -> Resul
             .flat_map(|g| g.chunks_mut(SWAP_BLOCK * og * t))
             .collect();
         if serial {
-            blocks.into_iter().enumerate().for_each(per_block);
+            blocks.into_iter().enumerate().for_each(nth_block);
         } else {
-            blocks.into_par_iter().enumerate().for_each(per_block);
+            blocks.into_par_iter().enumerate().for_each(nth_block);
         }
     }
     let group = og * cg * taps;
