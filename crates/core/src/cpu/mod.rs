@@ -8,6 +8,7 @@ mod cast;
 mod conv2d;
 mod conv2d_depthwise;
 mod conv2d_strided;
+mod conv2d_winograd;
 mod conv_channels;
 mod conv_direct;
 mod conv_shifted;

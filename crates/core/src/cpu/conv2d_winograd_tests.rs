@@ -1,0 +1,76 @@
+use super::*;
+use crate::cpu::conv2d::definition;
+use crate::cpu::conv_shifted::tests::{assert_close, assert_same, stride_1};
+
+/// (n, c_in, h, w, c_out, padding): odd and even planes (a last tile row or column
+/// cropped), padding 0 to 2, channels not a multiple of anything.
+const CASES: [(usize, usize, usize, usize, usize, usize); 4] = [
+    (2, 64, 9, 9, 70, 1),
+    (1, 65, 6, 11, 64, 0),
+    (3, 64, 5, 4, 66, 2),
+    (5, 64, 3, 3, 64, 1),
+];
+
+/// The forward and the input gradient, at every instruction set level (this build runs
+/// the level's transforms), equal to the definition.
+#[test]
+fn matches_the_definition() {
+    for (n, c, h, w, o, pad) in CASES {
+        let (p, x, wt, gy) = stride_1((n, c, h, w, o, [3, 3], [pad, pad], [1, 1], 1));
+        let want = definition(&x, &wt, &gy, &p);
+        let name = format!("{p:?}");
+        let y = forward(&x, &wt, &p).unwrap().expect("finite");
+        assert_close(&format!("{name} y"), &y, &want[0]);
+        let gx = grad_input(&gy, &wt, &p).unwrap().expect("finite");
+        assert_close(&format!("{name} gx"), &gx, &want[1]);
+    }
+}
+
+/// Many tile rows: the blocks stop at `MAX_TILES` tiles and start mid-image.
+#[test]
+fn blocks_split_images() {
+    let (p, x, wt, gy) = stride_1((2, 64, 40, 20, 64, [3, 3], [1, 1], [1, 1], 1));
+    assert!(p.n * p.oh.div_ceil(2) * p.ow.div_ceil(2) > MAX_TILES);
+    let want = definition(&x, &wt, &gy, &p);
+    let got = forward(&x, &wt, &p).unwrap().expect("finite");
+    assert_close(&format!("{p:?}"), &got, &want[0]);
+    let got = grad_input(&gy, &wt, &p).unwrap().expect("finite");
+    assert_close(&format!("{p:?} gx"), &got, &want[1]);
+}
+
+/// An infinity spreads NaN over its tiles here, so this path declines, and the
+/// convolution's forward and input gradient give the definition's infinities and NaNs.
+#[test]
+fn a_non_finite_value_goes_to_the_direct_products() {
+    let (p, mut x, mut wt, gy) = stride_1((4, 64, 16, 16, 64, [3, 3], [1, 1], [1, 1], 1));
+    assert_eq!(
+        applies(&p),
+        super::super::cpu_level() == super::super::Level::Avx512
+    );
+    x[40] = f32::INFINITY;
+    assert!(forward(&x, &wt, &p).unwrap().is_none());
+    let got = crate::cpu::conv2d::forward(&x, &wt, &p).unwrap();
+    assert_same(&format!("{p:?}"), &got, &definition(&x, &wt, &gy, &p)[0]);
+    wt[7] = f32::NEG_INFINITY;
+    assert!(grad_input(&gy, &wt, &p).unwrap().is_none());
+    let got = crate::cpu::conv2d::grad_input(&gy, &wt, &p).unwrap();
+    assert_same(&format!("{p:?} gx"), &got, &definition(&x, &wt, &gy, &p)[1]);
+}
+
+/// The rule: 256 tiles or more, planes of 8² or more, 64 channels or more, 3×3 at
+/// stride 1, padding at most 2 for the input gradient; only with AVX-512.
+#[test]
+fn the_rule() {
+    let avx512 = super::super::cpu_level() == super::super::Level::Avx512;
+    let case =
+        |n, c, side, o, pad| stride_1((n, c, side, side, o, [3, 3], [pad, pad], [1, 1], 1)).0;
+    assert_eq!(applies(&case(8, 256, 14, 256, 1)), avx512);
+    assert_eq!(grad_input_applies(&case(8, 256, 14, 256, 1)), avx512);
+    assert!(!applies(&case(1, 256, 14, 256, 1)), "49 tiles");
+    assert!(!applies(&case(8, 512, 7, 512, 1)), "7² planes");
+    assert!(!applies(&case(8, 32, 56, 64, 1)), "32 input channels");
+    assert!(!grad_input_applies(&case(8, 64, 56, 64, 3)), "padding 3");
+    let mut strided = case(8, 64, 56, 64, 1);
+    strided.stride = [2, 2];
+    assert!(!applies(&strided));
+}
