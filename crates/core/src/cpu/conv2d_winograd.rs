@@ -103,23 +103,9 @@ pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Opti
 /// The convolution `p` of `x` by the kernels `which` makes of `w`.
 fn run(x: &[f32], w: &[f32], p: &Conv2dParams, which: Kernels) -> Result<Option<Vec<f32>>> {
     let (ci, co) = (p.c_in, p.c_out);
-    let (th, tw) = (p.oh.div_ceil(2), p.ow.div_ceil(2));
+    let tw = p.ow.div_ceil(2);
     let u = kernels(w, (co, ci), which)?;
-    // Blocks of whole tile rows, counted across the batch (image-major), so that small
-    // planes share a GEMM and large ones are split between threads; as many blocks as a
-    // multiple of the threads, of about the same size.
-    let rows = p.n * th;
-    let threads = rayon::current_num_threads().max(1);
-    let most = (MAX_TILES / tw).max(1);
-    let count = rows
-        .div_ceil(most)
-        .next_multiple_of(threads)
-        .min(rows.max(1));
-    let per = rows.div_ceil(count).max(1);
-    let blocks: Vec<(usize, usize)> = (0..rows)
-        .step_by(per)
-        .map(|r0| (r0, (r0 + per).min(rows)))
-        .collect();
+    let blocks = blocks(p);
     let len = p.output_len();
     let mut out = host::with_capacity(len)?;
     let y = SendPtr(out.as_mut_ptr());
@@ -157,9 +143,24 @@ fn run(x: &[f32], w: &[f32], p: &Conv2dParams, which: Kernels) -> Result<Option<
     Ok(Some(out))
 }
 
+/// Blocks of whole tile rows, counted across the batch (image-major), so that small
+/// planes share a GEMM and large ones are split between threads: a multiple of the
+/// threads' count of blocks (unless there are fewer tile rows), their sizes at most one
+/// row apart, each of at most [`MAX_TILES`] tiles (but one tile row).
+fn blocks(p: &Conv2dParams) -> Vec<(usize, usize)> {
+    let (th, tw) = (p.oh.div_ceil(2), p.ow.div_ceil(2));
+    let rows = p.n * th;
+    let threads = rayon::current_num_threads().max(1);
+    let most = (MAX_TILES / tw.max(1)).max(1);
+    let count = rows.div_ceil(most).next_multiple_of(threads).min(rows);
+    (0..count)
+        .map(|b| (b * rows / count, (b + 1) * rows / count))
+        .collect()
+}
+
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
-// SAFETY: the blocks write disjoint outputs (see `forward`).
+// SAFETY: the blocks write disjoint outputs (see `run`).
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
@@ -469,8 +470,9 @@ fn tile_sums(m: &[f32], (o, co, tiles): (usize, usize, usize), ys: &mut [f32]) -
 }
 
 /// [`windows`] with AVX-512, 16 tiles of a row at a time: a window row's even and odd
-/// columns come out of two masked loads of the input row (the mask leaves the padding's
-/// lanes zero) by one shuffle each, and each position's 16 values go out in one store.
+/// columns, and the same two columns further on, come out of four masked loads of the
+/// input row (the masks leave the padding's lanes zero) by four shuffles, and each
+/// position's 16 values go out in one store.
 /// Loops over the 7 tiles of a 14² plane's row ran one value at a time; rows copied into
 /// a zero-padded buffer first stalled each vector load on the copy's smaller stores.
 ///

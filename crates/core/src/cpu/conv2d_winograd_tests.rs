@@ -26,11 +26,18 @@ fn matches_the_definition() {
     }
 }
 
-/// Many tile rows: the blocks stop at `MAX_TILES` tiles and start mid-image.
+/// Many tile rows: the blocks stop at `MAX_TILES` tiles and start mid-image; rows of 17
+/// tiles take a second, partly empty vector of 16 in the AVX-512 transforms.
 #[test]
 fn blocks_split_images() {
-    let (p, x, wt, gy) = stride_1((2, 64, 40, 20, 64, [3, 3], [1, 1], [1, 1], 1));
+    let (p, x, wt, gy) = stride_1((2, 64, 34, 33, 64, [3, 3], [1, 1], [1, 1], 1));
     assert!(p.n * p.oh.div_ceil(2) * p.ow.div_ceil(2) > MAX_TILES);
+    let th = p.oh.div_ceil(2);
+    assert!(
+        blocks(&p).iter().any(|&(r0, _)| r0 % th != 0),
+        "{:?}",
+        blocks(&p)
+    );
     let want = definition(&x, &wt, &gy, &p);
     let got = forward(&x, &wt, &p).unwrap().expect("finite");
     assert_close(&format!("{p:?}"), &got, &want[0]);
@@ -55,6 +62,28 @@ fn a_non_finite_value_goes_to_the_direct_products() {
     assert!(grad_input(&gy, &wt, &p).unwrap().is_none());
     let got = crate::cpu::conv2d::grad_input(&gy, &wt, &p).unwrap();
     assert_same(&format!("{p:?} gx"), &got, &definition(&x, &wt, &gy, &p)[1]);
+}
+
+/// Blocks tile every tile row once, a multiple of the threads' count of them where there
+/// are rows enough, at most one row apart in size.
+#[test]
+fn blocks_are_balanced() {
+    let threads = rayon::current_num_threads();
+    for (n, side) in [(8, 56), (1, 12), (3, 9), (8, 14), (1, 512)] {
+        let p = stride_1((n, 64, side, side, 64, [3, 3], [1, 1], [1, 1], 1)).0;
+        let b = blocks(&p);
+        let rows = p.n * p.oh.div_ceil(2);
+        assert_eq!((b[0].0, b[b.len() - 1].1), (0, rows), "{b:?}");
+        assert!(b.windows(2).all(|w| w[0].1 == w[1].0), "{b:?}");
+        assert!(b.len().is_multiple_of(threads) || b.len() == rows, "{b:?}");
+        let sizes: Vec<usize> = b.iter().map(|(r0, r1)| r1 - r0).collect();
+        let (lo, hi) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+        assert!(*lo >= 1 && hi - lo <= 1, "{b:?}");
+        assert!(
+            hi * p.ow.div_ceil(2) <= MAX_TILES.max(p.ow.div_ceil(2)),
+            "{b:?}"
+        );
+    }
 }
 
 /// The rule: 256 tiles or more, planes of 8² or more, 64 channels or more, 3×3 at
