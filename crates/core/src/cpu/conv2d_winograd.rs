@@ -114,12 +114,17 @@ fn run(x: &[f32], w: &[f32], p: &Conv2dParams, which: Kernels) -> Result<Option<
     let len = p.output_len();
     let mut out = host::with_capacity(len)?;
     let y = SendPtr(out.as_mut_ptr());
-    let block = |&(r0, r1): &(usize, usize)| -> Result<bool> {
+    // `m`: the sums, kept from block to block of a thread (the GEMMs overwrite them, so
+    // only a larger block needs a fresh, cleared buffer).
+    let block = |m: &mut Vec<f32>, &(r0, r1): &(usize, usize)| -> Result<bool> {
         threads::task(|| {
             let tiles = (r1 - r0) * tw;
             let v = windows(x, p, (r0, r1), tw)?;
-            let mut m = host::zeros(16 * co * tiles)?;
-            for (xi, m) in m.chunks_exact_mut(co * tiles).enumerate() {
+            let len = 16 * co * tiles;
+            if m.len() < len {
+                recycle_scratch(std::mem::replace(m, host::zeros(len)?));
+            }
+            for (xi, m) in m[..len].chunks_exact_mut(co * tiles).enumerate() {
                 let (u, v) = (&u[xi * co * ci..][..co * ci], &v[xi * ci * tiles..]);
                 let (lu, lv, lm) = (Layout::rows(ci), Layout::rows(tiles), Layout::rows(tiles));
                 gemm(co, ci, tiles, u, lu, v, lv, 0.0, m, lm);
@@ -127,15 +132,22 @@ fn run(x: &[f32], w: &[f32], p: &Conv2dParams, which: Kernels) -> Result<Option<
             recycle_scratch(v);
             // SAFETY: this block's tile rows are its own, so the outputs it writes are
             // written by no other block, and every output lies in one block's rows.
-            let finite = unsafe { outputs(&m, p, (r0, r1), tw, y) };
-            recycle_scratch(m);
-            Ok(finite)
+            Ok(unsafe { outputs(&m[..len], p, (r0, r1), tw, y) })
         })
     };
     let finite = if blocks.len() > 1 && !threads::nested() {
-        blocks.par_iter().map(block).collect::<Result<Vec<_>>>()?
+        blocks
+            .par_iter()
+            .map_init(Vec::new, block)
+            .collect::<Result<Vec<_>>>()?
     } else {
-        blocks.iter().map(block).collect::<Result<Vec<_>>>()?
+        let mut m = Vec::new();
+        let finite = blocks
+            .iter()
+            .map(|b| block(&mut m, b))
+            .collect::<Result<Vec<_>>>()?;
+        recycle_scratch(m);
+        finite
     };
     recycle_scratch(u);
     if !finite.iter().all(|&f| f) {
