@@ -24,12 +24,11 @@
 //! (`windows_zmm`, `outputs_zmm`), with portable loops as the other levels' build (the
 //! AVX2 level's measured in [`applies`]).
 
-use std::mem::MaybeUninit;
-
 use rayon::prelude::*;
 
 use super::gemm::{gemm, Layout};
-use super::{by_cpu, recycle_scratch, threads};
+use super::threads::{self, SendPtr};
+use super::{by_cpu, recycle_scratch};
 use crate::backend::Conv2dParams;
 use crate::host;
 use crate::Result;
@@ -175,12 +174,6 @@ fn blocks(p: &Conv2dParams) -> Vec<(usize, usize)> {
         .collect()
 }
 
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: the blocks write disjoint outputs (see `run`).
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-
 /// Which kernels a convolution's weight (`[outs][ins][3][3]` as PyTorch lays it out)
 /// gives: its own, or for the input gradient (a convolution of the output gradient) each
 /// input channel's kernels over the output channels, turned by half a circle.
@@ -196,7 +189,9 @@ enum Kernels {
 fn kernels(w: &[f32], (outs, ins): (usize, usize), which: Kernels) -> Result<Vec<f32>> {
     let plane = outs * ins;
     assert!(w.len() >= plane * 9, "conv2d_winograd: weights too short");
-    let out_at = |o: usize, out: SendMaybe| {
+    // Output `o`'s transformed kernels into `u` (16 rows along the inputs), through
+    // `taps`.
+    let one = |(taps, u): &mut (Vec<f32>, Vec<f32>), o: usize| {
         // Output `o`'s kernels tap by tap, each tap's along the inputs: input `i`'s tap
         // `t` at `first + i·step + t` (the taps in the other order for the input
         // gradient's, turned by half a circle).
@@ -204,7 +199,6 @@ fn kernels(w: &[f32], (outs, ins): (usize, usize), which: Kernels) -> Result<Vec
             Kernels::Forward => (o * ins * 9, 9),
             Kernels::Backward => (o * 9, outs * 9),
         };
-        let mut taps = vec![0.0f32; 9 * ins];
         #[cfg(target_arch = "x86_64")]
         let gathered = super::cpu_level() == super::Level::Avx512 && step * 16 <= i32::MAX as usize;
         #[cfg(not(target_arch = "x86_64"))]
@@ -214,7 +208,7 @@ fn kernels(w: &[f32], (outs, ins): (usize, usize), which: Kernels) -> Result<Vec
             // SAFETY: the processor has AVX-512F; every input's taps lie in `w` (its
             // length was checked against `outs · ins · 9`), and the offsets fit `i32`.
             unsafe {
-                taps_zmm(&w[first..], step, which == Kernels::Backward, &mut taps)
+                taps_zmm(&w[first..], step, which == Kernels::Backward, taps)
             };
         } else {
             for i in 0..ins {
@@ -224,26 +218,35 @@ fn kernels(w: &[f32], (outs, ins): (usize, usize), which: Kernels) -> Result<Vec
                 }
             }
         }
-        let mut u = vec![0.0f32; 16 * ins];
-        kernel_rows(&taps, &mut u);
-        for (k, u) in u.chunks_exact(ins).enumerate() {
-            // SAFETY: `ins` values from `k·plane + o·ins`, below `16·plane`, and output
-            // `o`'s alone (see below); `MaybeUninit<f32>` has `f32`'s layout.
+        kernel_rows(taps, u);
+    };
+    // Output `o`'s rows copied into the 16 matrices at `out`.
+    let out_at = |out: SendPtr, scratch: &mut (Vec<f32>, Vec<f32>), o: usize| {
+        one(scratch, o);
+        for (k, u) in scratch.1.chunks_exact(ins).enumerate() {
+            // SAFETY: `ins` values from `k·plane + o·ins`, below `16·plane` (the matrices
+            // `host::written` gives below), and output `o`'s alone.
             unsafe {
-                let dst = out.get().add(k * plane + o * ins).cast::<f32>();
+                let dst = out.get().add(k * plane + o * ins);
                 std::ptr::copy_nonoverlapping(u.as_ptr(), dst, ins);
             }
         }
     };
+    // Each task's own scratch: the taps and the transformed rows of one output.
+    let scratch = || (vec![0.0f32; 9 * ins], vec![0.0f32; 16 * ins]);
     // SAFETY: each output `o` writes the values at `o·ins..(o + 1)·ins` of each of the 16
     // matrices, so every value is written, once, by one thread.
     unsafe {
         host::written(16 * plane, |out| {
-            let out = SendMaybe(out.as_mut_ptr());
+            // `MaybeUninit<f32>` has `f32`'s layout.
+            let out = SendPtr(out.as_mut_ptr().cast());
             if threads::nested() {
-                (0..outs).for_each(|o| out_at(o, out))
+                let mut own = scratch();
+                (0..outs).for_each(|o| out_at(out, &mut own, o))
             } else {
-                (0..outs).into_par_iter().for_each(|o| out_at(o, out))
+                (0..outs)
+                    .into_par_iter()
+                    .for_each_init(scratch, |own, o| out_at(out, own, o))
             }
         })
     }
@@ -322,18 +325,6 @@ fn kernel_rows(taps: &[f32], u: &mut [f32]) {
         }
     }
     by_cpu!(rows(taps: &[f32], u: &mut [f32]), avx512: [16], avx2: [8], base: [4])
-}
-
-#[derive(Clone, Copy)]
-struct SendMaybe(*mut MaybeUninit<f32>);
-// SAFETY: the output channels given to different threads write disjoint values.
-unsafe impl Send for SendMaybe {}
-unsafe impl Sync for SendMaybe {}
-
-impl SendMaybe {
-    fn get(&self) -> *mut MaybeUninit<f32> {
-        self.0
-    }
 }
 
 /// The transformed windows `Bᵀ·d·B` of tile rows `r0..r1` (counted across the batch), as
@@ -468,13 +459,13 @@ unsafe fn outputs(
     #[cfg(target_arch = "x86_64")]
     if super::cpu_level() == super::Level::Avx512 {
         // SAFETY: the processor has AVX-512F; the caller's contract covers `y`.
-        return unsafe { outputs_zmm(m, p, (r0, r1, tw), y.0) };
+        return unsafe { outputs_zmm(m, p, (r0, r1, tw), y.get()) };
     }
     let mut ys = vec![0.0f32; 4 * tiles];
     let mut finite = true;
+    let th = p.oh.div_ceil(2);
     for o in 0..p.c_out {
         finite &= tile_sums(m, (o, p.c_out, tiles), &mut ys);
-        let th = p.oh.div_ceil(2);
         for r in r0..r1 {
             let (n, ty) = (r / th, r % th);
             let plane = (n * p.c_out + o) * p.oh * p.ow;
@@ -496,7 +487,7 @@ unsafe fn outputs(
                     };
                     // SAFETY: within the output (the caller's contract), and this
                     // block's own.
-                    unsafe { y.0.add(plane + oy * p.ow + ox).write(val) };
+                    unsafe { y.get().add(plane + oy * p.ow + ox).write(val) };
                 }
             }
         }
@@ -535,10 +526,7 @@ fn tile_sums(m: &[f32], (o, co, tiles): (usize, usize, usize), ys: &mut [f32]) -
         }
         *finite = nan == 0.0;
     }
-    let mut finite = true;
-    let f = &mut finite;
-    tile_sums_at(m, (o, co, tiles), ys, f);
-    fn tile_sums_at(m: &[f32], shape: (usize, usize, usize), ys: &mut [f32], finite: &mut bool) {
+    fn at_level(m: &[f32], shape: (usize, usize, usize), ys: &mut [f32], finite: &mut bool) {
         by_cpu!(
             run(m: &[f32], shape: (usize, usize, usize), ys: &mut [f32], finite: &mut bool),
             avx512: [16],
@@ -546,6 +534,8 @@ fn tile_sums(m: &[f32], (o, co, tiles): (usize, usize, usize), ys: &mut [f32]) -
             base: [4]
         )
     }
+    let mut finite = true;
+    at_level(m, (o, co, tiles), ys, &mut finite);
     finite
 }
 

@@ -2,6 +2,8 @@
 //! `matrixmultiply::sgemm`) that spreads one large product over the rayon pool when the
 //! caller is not already running in parallel.
 
+use super::threads::SendPtr;
+
 /// A matrix view: row stride and column stride in elements.
 #[derive(Clone, Copy, Debug)]
 pub struct Layout {
@@ -20,19 +22,6 @@ impl Layout {
     }
     fn span(&self, rows: usize, cols: usize) -> usize {
         (rows - 1) * self.rs + (cols - 1) * self.cs + 1
-    }
-}
-
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: the parts handed to different threads write disjoint rows or columns of C.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-
-impl SendPtr {
-    // A method, so closures capture the whole (Sync) wrapper rather than the raw field.
-    fn get(&self) -> *mut f32 {
-        self.0
     }
 }
 

@@ -85,3 +85,18 @@ pub(super) fn task<R>(f: impl FnOnce() -> R) -> R {
 pub(super) fn nested() -> bool {
     IN_TASK.get() || (rayon::current_thread_index().is_some() && !IS_JOINED_MAIN.get())
 }
+
+/// A pointer into an output that a parallel loop's tasks write in disjoint parts (a
+/// GEMM's blocks of C, a convolution's blocks of rows), handed to each task.
+#[derive(Clone, Copy)]
+pub(super) struct SendPtr(pub(super) *mut f32);
+// SAFETY: every user hands different tasks disjoint parts of what it points to.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    // A method, so closures capture the whole (Sync) wrapper rather than the raw field.
+    pub(super) fn get(&self) -> *mut f32 {
+        self.0
+    }
+}
