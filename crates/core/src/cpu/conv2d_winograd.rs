@@ -589,12 +589,16 @@ unsafe fn windows_zmm(
         for r in r0..r1 {
             let (n, ty) = (r / th, r % th);
             let plane = &x[(n * ci + c) * hw..][..hw];
-            let rows: [Option<&[f32]>; 4] = std::array::from_fn(|i| {
+            // A loop: built by `std::array::from_fn`, the rows came from a closure that
+            // stayed a call of its own (8% of a 256@14² forward's samples; two threads,
+            // batch 8: 5.00 → 4.74 ms, 128@28² 4.89 → 4.67).
+            let mut rows: [Option<&[f32]>; 4] = [None; 4];
+            for (i, row) in rows.iter_mut().enumerate() {
                 let ih = (2 * ty + i) as isize - ph;
-                (0..p.h as isize)
-                    .contains(&ih)
-                    .then(|| &plane[ih as usize * p.w..][..p.w])
-            });
+                if (0..p.h as isize).contains(&ih) {
+                    *row = Some(&plane[ih as usize * p.w..][..p.w]);
+                }
+            }
             let at = c * tiles + (r - r0) * tw;
             for (q, &(s0, masks)) in chunks.iter().enumerate() {
                 let tx0 = 16 * q;

@@ -64,13 +64,17 @@ const K_CHUNK: usize = 128;
 const _: () = assert!(K_CHUNK <= 1 << 16);
 
 /// An output plane on the wide grid: `oh` rows of `ow` kept columns, `wp` wide columns
-/// apart, and where known, which taps of its positions read zero padding.
+/// apart, and where known, which taps of its positions read zero padding. Wide column
+/// `c` of a run reads the input at its base plus `c`, or where `reads` is `[rs, cs]`,
+/// the output at row `r`, column `q` reads at its image's base plus `r·rs + q·cs` (a
+/// strided layer's padded input, read in place).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Plane {
     pub(super) wp: usize,
     pub(super) oh: usize,
     pub(super) ow: usize,
     pub(super) border: Option<Border>,
+    pub(super) reads: Option<[usize; 2]>,
 }
 
 /// Which taps of a product read real values: along each axis (depth, rows, columns),
@@ -229,7 +233,7 @@ impl Plane {
 /// 512@64² batch 1 97.5 → 66.3 (61.5), 256@128² batch 1 forward and backward 268 → 215
 /// (232); with blocks of 64 channels they lost (64@224² batch 2 32.9 → 41.6) or tied,
 /// and on a 1-D signal of 128 channels they were no faster (44.2 against 41.3).
-fn applies(og: usize, plane: Plane) -> bool {
+pub(super) fn applies(og: usize, plane: Plane) -> bool {
     let avx512 = super::cpu_level() == super::Level::Avx512;
     let per_cent = if avx512 { 105 } else { 110 };
     og >= 16
@@ -252,7 +256,7 @@ pub(super) fn products(
     out: &mut [f32],
     ld: usize,
 ) {
-    if applies(og, plane) {
+    if plane.reads.is_some() || applies(og, plane) {
         block(w, kdim, og, x, bases, offs, (cols, j, plane), out, ld);
     } else {
         conv_direct::block(w, kdim, og, x, bases, offs, cols, out, ld);
@@ -282,7 +286,11 @@ fn block(
     assert!(w.len() >= og * kdim, "conv_channels: weights too short");
     assert!(plane.wp > 0, "conv_channels: empty rows");
     let far = bases.iter().max().copied().unwrap_or(0) + offs.iter().max().copied().unwrap_or(0);
-    assert!(x.len() >= far + cols, "conv_channels: input too short");
+    let reach = match plane.reads {
+        None => cols,
+        Some([rs, cs]) => (plane.oh.max(1) - 1) * rs + (plane.ow.max(1) - 1) * cs + 1,
+    };
+    assert!(x.len() >= far + reach, "conv_channels: input too short");
     assert!(
         ld >= bases.len() * cols.next_multiple_of(MAX_L) && out.len() >= og * ld,
         "conv_channels: output rows too short"
@@ -368,7 +376,13 @@ fn blocks<const P: usize>(bases: &[usize], (cols, j, plane): (usize, usize, Plan
         .flat_map(|(r, &base)| {
             (0..cols)
                 .filter(move |&c| plane.keeps(j + c))
-                .map(move |c| ((j + c) / wp, (j + c) % wp, base + c, r * run + c))
+                .map(move |c| {
+                    let (row, col) = ((j + c) / wp, (j + c) % wp);
+                    let x = plane
+                        .reads
+                        .map_or(base + c, |[rs, cs]| base + row * rs + col * cs);
+                    (row, col, x, r * run + c)
+                })
         })
         .map(|(row, col, x, out)| (masks.taps(row, col), x, out))
         .collect();

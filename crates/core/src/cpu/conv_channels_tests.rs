@@ -26,6 +26,7 @@ fn kept_columns_match_the_wide_products_bit_for_bit() {
             wp,
             oh: 1,
             ow,
+            reads: None,
             border: None,
         };
         let runs: [(&[usize], usize, usize, Plane); 5] = [
@@ -94,6 +95,7 @@ fn border_positions_match_the_wide_products() {
         wp,
         oh: side,
         ow: side,
+        reads: None,
         border: Some(Border {
             axes: [Axis::forward(1, 1, (1, 0, 1)), forward, forward],
             a: 0,
@@ -154,6 +156,7 @@ fn border_classes_follow_the_taps_read() {
         wp: 9,
         oh: 7,
         ow: 7,
+        reads: None,
         border: Some(border),
     };
     let cols = 6 * 9 + 7;
@@ -170,6 +173,7 @@ fn border_classes_follow_the_taps_read() {
             cols,
             0,
             Plane {
+                reads: None,
                 border: None,
                 ..plane
             },
@@ -193,6 +197,7 @@ fn planes_dropping_a_twentieth_to_a_tenth_match_the_definition() {
         wp: 30,
         oh: 28,
         ow: 28,
+        reads: None,
         border: None,
     };
     let avx512 = super::super::cpu_level() == super::super::Level::Avx512;
@@ -223,6 +228,7 @@ fn many_channels_on_large_planes_match_the_definition() {
             wp: 63,
             oh: rows,
             ow: 61,
+            reads: None,
             border: None,
         };
         assert_eq!(applies(p3.c_out, plane), channel_products, "{p:?}");

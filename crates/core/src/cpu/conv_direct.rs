@@ -119,6 +119,7 @@ pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Opti
         wp: wd.wp,
         oh: h,
         ow: iw,
+        reads: None,
         border: Some(border),
     };
     let (per_in, per_out) = (p.c_in * wd.in_len, p.c_out * wd.out_len);

@@ -502,6 +502,7 @@ fn forward_images(
             wp: wd.wp,
             oh,
             ow,
+            reads: None,
             border: Some(border),
         };
         let products = |o0: usize, ob: usize, y: &mut [f32]| -> Result<()> {
