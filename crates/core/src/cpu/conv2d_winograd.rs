@@ -338,7 +338,11 @@ fn windows(x: &[f32], p: &Conv2dParams, (r0, r1): (usize, usize), tw: usize) -> 
         // `v` is written (each channel's row of each position, tile by tile).
         return unsafe {
             host::written(16 * p.c_in * tiles, |v| {
-                windows_zmm(x, p, (r0, r1, tw), v.as_mut_ptr().cast())
+                if tw <= 8 {
+                    windows_pairs_zmm(x, p, (r0, r1, tw), v.as_mut_ptr().cast())
+                } else {
+                    windows_zmm(x, p, (r0, r1, tw), v.as_mut_ptr().cast())
+                }
             })
         };
     }
@@ -557,23 +561,9 @@ unsafe fn windows_zmm(
     v: *mut f32,
 ) {
     use std::arch::x86_64::*;
-    let (ci, hw) = (p.c_in, p.h * p.w);
-    let th = p.oh.div_ceil(2);
     let tiles = (r1 - r0) * tw;
-    let ld = ci * tiles;
-    let (ph, pw) = (p.padding[0] as isize, p.padding[1] as isize);
-    let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    let odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    let width = p.w as isize;
-    // The lanes of 16 columns from input column `s` that lie in the row.
-    let inside = |s: isize| -> u16 {
-        let (lo, hi) = ((-s).clamp(0, 16), (width - s).clamp(0, 16));
-        if lo >= hi {
-            0
-        } else {
-            (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16
-        }
-    };
+    let ld = p.c_in * tiles;
+    let pw = p.padding[1] as isize;
     // Per chunk of 16 tiles: its first input column and the masks of its four loads,
     // the same for every row and channel.
     let chunks: Vec<(isize, [u16; 4])> = (0..tw)
@@ -581,24 +571,13 @@ unsafe fn windows_zmm(
         .map(|tx0| {
             // Window column `k` of tile `tx0` reads input column `2·tx0 + k − pw`.
             let s0 = 2 * tx0 as isize - pw;
-            (s0, [0, 16, 2, 18].map(|k| inside(s0 + k)))
+            (s0, [0, 16, 2, 18].map(|k| inside(p.w, s0 + k)))
         })
         .collect();
     let zero = _mm512_setzero_ps();
-    for c in 0..ci {
+    for c in 0..p.c_in {
         for r in r0..r1 {
-            let (n, ty) = (r / th, r % th);
-            let plane = &x[(n * ci + c) * hw..][..hw];
-            // A loop: built by `std::array::from_fn`, the rows came from a closure that
-            // stayed a call of its own (8% of a 256@14² forward's samples; two threads,
-            // batch 8: 5.00 → 4.74 ms, 128@28² 4.89 → 4.67).
-            let mut rows: [Option<&[f32]>; 4] = [None; 4];
-            for (i, row) in rows.iter_mut().enumerate() {
-                let ih = (2 * ty + i) as isize - ph;
-                if (0..p.h as isize).contains(&ih) {
-                    *row = Some(&plane[ih as usize * p.w..][..p.w]);
-                }
-            }
+            let rows = input_rows(x, p, c, r);
             let at = c * tiles + (r - r0) * tw;
             for (q, &(s0, masks)) in chunks.iter().enumerate() {
                 let tx0 = 16 * q;
@@ -617,32 +596,10 @@ unsafe fn windows_zmm(
                             _mm512_maskz_loadu_ps(masks[3], at.wrapping_add(18)),
                         )
                     };
-                    let (e, o) = (
-                        _mm512_permutex2var_ps(a, evens, b),
-                        _mm512_permutex2var_ps(a, odds, b),
-                    );
-                    let (e1, o1) = (
-                        _mm512_permutex2var_ps(a1, evens, b1),
-                        _mm512_permutex2var_ps(a1, odds, b1),
-                    );
-                    // d·B: columns 0 − 2, 1 + 2, 2 − 1 and 1 − 3 of each tile's window.
-                    *d = [
-                        _mm512_sub_ps(e, e1),
-                        _mm512_add_ps(o, e1),
-                        _mm512_sub_ps(e1, o),
-                        _mm512_sub_ps(o, o1),
-                    ];
+                    *d = row_times_b((a, b), (a1, b1));
                 }
-                let [d0, d1, d2, d3] = d;
-                for j in 0..4 {
-                    // Bᵀ·(d·B): rows 0 − 2, 1 + 2, 2 − 1 and 1 − 3.
-                    let out = [
-                        _mm512_sub_ps(d0[j], d2[j]),
-                        _mm512_add_ps(d1[j], d2[j]),
-                        _mm512_sub_ps(d2[j], d1[j]),
-                        _mm512_sub_ps(d1[j], d3[j]),
-                    ];
-                    for (i, val) in out.into_iter().enumerate() {
+                for (i, out) in b_transposed_times(d).into_iter().enumerate() {
+                    for (j, val) in out.into_iter().enumerate() {
                         // SAFETY: position `4i + j`'s row for channel `c`, tiles `at + tx0`
                         // on, `keep` of them: inside `v` (the caller's contract).
                         unsafe {
@@ -653,6 +610,149 @@ unsafe fn windows_zmm(
             }
         }
     }
+}
+
+/// [`windows_zmm`] for rows of at most 8 tiles (planes up to 16 outputs wide, 14²'s 7
+/// among them): two tile rows per vector, the first's tiles in lanes 0–7 and the
+/// second's in lanes 8–15, stored side by side (a block numbers its tiles row by row).
+/// One tile row per vector left half of each vector empty, and the transform took 13.6%
+/// of a 256@14² forward's samples (two threads, batch 8: 4.63 → 4.40 ms).
+///
+/// # Safety
+/// As [`windows_zmm`]; `tw` is at most 8.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn windows_pairs_zmm(
+    x: &[f32],
+    p: &Conv2dParams,
+    (r0, r1, tw): (usize, usize, usize),
+    v: *mut f32,
+) {
+    use std::arch::x86_64::*;
+    assert!(tw <= 8, "conv2d_winograd: rows of at most 8 tiles");
+    let tiles = (r1 - r0) * tw;
+    let ld = p.c_in * tiles;
+    let s0 = -(p.padding[1] as isize);
+    // The second row's `tw` tiles moved next to the first's.
+    let pack: [i32; 16] = std::array::from_fn(|i| if i < tw { i } else { i - tw + 8 } as i32);
+    // SAFETY: 16 values.
+    let pack = unsafe { _mm512_loadu_si512(pack.as_ptr().cast()) };
+    // Window column `k` of tile `t` reads input column `2t + k − pw`: columns 0 and 1
+    // are the even and odd values of 16 from `s0`, 2 and 3 those of 16 from `s0 + 2`.
+    let masks = [inside(p.w, s0), inside(p.w, s0 + 2)];
+    let zero = _mm512_setzero_ps();
+    let load = |row: Option<&[f32]>, k: usize| {
+        row.map_or(zero, |row| {
+            let at = row.as_ptr().wrapping_offset(s0 + 2 * k as isize);
+            // SAFETY: the mask keeps the load to the row's columns (a masked-off lane is
+            // not read).
+            unsafe { _mm512_maskz_loadu_ps(masks[k], at) }
+        })
+    };
+    for c in 0..p.c_in {
+        for r in (r0..r1).step_by(2) {
+            let two = r + 1 < r1;
+            let first = input_rows(x, p, c, r);
+            let second = if two {
+                input_rows(x, p, c, r + 1)
+            } else {
+                [None; 4]
+            };
+            let mut d = [[zero; 4]; 4];
+            for (d, (a, b)) in d.iter_mut().zip(first.into_iter().zip(second)) {
+                *d = row_times_b((load(a, 0), load(b, 0)), (load(a, 1), load(b, 1)));
+            }
+            let keep = ((1u32 << if two { 2 * tw } else { tw }) - 1) as u16;
+            let at = c * tiles + (r - r0) * tw;
+            for (i, out) in b_transposed_times(d).into_iter().enumerate() {
+                for (j, val) in out.into_iter().enumerate() {
+                    let val = _mm512_permutexvar_ps(pack, val);
+                    // SAFETY: position `4i + j`'s row for channel `c`, tiles `at` on,
+                    // `keep` of them: this block's, inside `v` (the caller's contract).
+                    unsafe { _mm512_mask_storeu_ps(v.add((4 * i + j) * ld + at), keep, val) };
+                }
+            }
+        }
+    }
+}
+
+/// Tile row `r`'s (counted across the batch) four input rows of channel `c`, where they
+/// lie in the plane.
+fn input_rows<'a>(x: &'a [f32], p: &Conv2dParams, c: usize, r: usize) -> [Option<&'a [f32]>; 4] {
+    let th = p.oh.div_ceil(2);
+    let (n, ty) = (r / th, r % th);
+    let hw = p.h * p.w;
+    let plane = &x[(n * p.c_in + c) * hw..][..hw];
+    // A loop: built by `std::array::from_fn`, the rows came from a closure that stayed a
+    // call of its own (8% of a 256@14² forward's samples; two threads, batch 8: 5.00 →
+    // 4.74 ms, 128@28² 4.89 → 4.67).
+    let mut rows = [None; 4];
+    for (i, row) in rows.iter_mut().enumerate() {
+        let ih = (2 * ty + i) as isize - p.padding[0] as isize;
+        if (0..p.h as isize).contains(&ih) {
+            *row = Some(&plane[ih as usize * p.w..][..p.w]);
+        }
+    }
+    rows
+}
+
+/// The lanes of 16 columns from input column `s` that lie in a row `width` long.
+fn inside(width: usize, s: isize) -> u16 {
+    let (lo, hi) = ((-s).clamp(0, 16), (width as isize - s).clamp(0, 16));
+    if lo >= hi {
+        0
+    } else {
+        (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16
+    }
+}
+
+/// One window row's `d·B` for 16 tiles, from two pairs of 16 loaded values: the even and
+/// odd lanes of the first pair (its first vector's, then its second's) hold the tiles'
+/// columns 0 and 1, those of the second pair columns 2 and 3.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn row_times_b(
+    (a, b): (std::arch::x86_64::__m512, std::arch::x86_64::__m512),
+    (a1, b1): (std::arch::x86_64::__m512, std::arch::x86_64::__m512),
+) -> [std::arch::x86_64::__m512; 4] {
+    use std::arch::x86_64::*;
+    let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    let (e, o) = (
+        _mm512_permutex2var_ps(a, evens, b),
+        _mm512_permutex2var_ps(a, odds, b),
+    );
+    let (e1, o1) = (
+        _mm512_permutex2var_ps(a1, evens, b1),
+        _mm512_permutex2var_ps(a1, odds, b1),
+    );
+    // Columns 0 − 2, 1 + 2, 2 − 1 and 1 − 3 of each tile's window.
+    [
+        _mm512_sub_ps(e, e1),
+        _mm512_add_ps(o, e1),
+        _mm512_sub_ps(e1, o),
+        _mm512_sub_ps(o, o1),
+    ]
+}
+
+/// `Bᵀ·(d·B)` from the four rows' [`row_times_b`]: position `4i + j` at `[i][j]`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn b_transposed_times(
+    [d0, d1, d2, d3]: [[std::arch::x86_64::__m512; 4]; 4],
+) -> [[std::arch::x86_64::__m512; 4]; 4] {
+    use std::arch::x86_64::*;
+    let mut out = [[_mm512_setzero_ps(); 4]; 4];
+    for j in 0..4 {
+        // Rows 0 − 2, 1 + 2, 2 − 1 and 1 − 3.
+        out[0][j] = _mm512_sub_ps(d0[j], d2[j]);
+        out[1][j] = _mm512_add_ps(d1[j], d2[j]);
+        out[2][j] = _mm512_sub_ps(d2[j], d1[j]);
+        out[3][j] = _mm512_sub_ps(d1[j], d3[j]);
+    }
+    out
 }
 
 /// [`outputs`] with AVX-512, 16 tiles of a row at a time, each output row's pairs
