@@ -71,7 +71,17 @@ pub(super) fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>
         border: None,
         reads: None,
     };
-    if conv_channels::applies(og, on_grid) {
+    // Each thread's share of the channels where there are fewer images than threads (as
+    // `conv_shifted::channel_blocks` splits them): the products read in place take every
+    // share, so each must be one the channel products serve.
+    let threads = rayon::current_num_threads();
+    let split = p.n < threads && !super::threads::nested();
+    let share = if split {
+        og.div_ceil(threads.min(og))
+    } else {
+        og
+    };
+    if conv_channels::applies(share, on_grid) {
         return forward_in_place(x, w, p, out);
     }
     let glen = g.len();
@@ -266,6 +276,12 @@ mod tests {
             // place (`forward_in_place`), onto 14² and onto a plane of more than one run
             ([28, 28], 3, 130, 1, [3, 3], [2, 2], [1, 1], [1, 1]),
             ([70, 66], 2, 128, 1, [3, 3], [2, 2], [1, 1], [1, 1]),
+            // and in place onto 7²-sized planes: two groups of 20, no padding, strides 3
+            // and 2, more pairs (135) than one chunk
+            ([14, 14], 8, 40, 2, [3, 3], [2, 2], [1, 1], [1, 1]),
+            ([15, 15], 3, 20, 1, [3, 3], [2, 2], [0, 0], [1, 1]),
+            ([20, 23], 3, 24, 1, [3, 3], [3, 2], [1, 1], [1, 1]),
+            ([14, 14], 15, 32, 1, [3, 3], [2, 2], [1, 1], [1, 1]),
         ];
         for (hw, c_in, c_out, groups, k, stride, padding, dilation) in cases {
             let [h, w] = hw;

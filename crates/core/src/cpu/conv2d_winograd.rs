@@ -633,8 +633,13 @@ unsafe fn windows_pairs_zmm(
     let tiles = (r1 - r0) * tw;
     let ld = p.c_in * tiles;
     let s0 = -(p.padding[1] as isize);
-    // The second row's `tw` tiles moved next to the first's.
-    let pack: [i32; 16] = std::array::from_fn(|i| if i < tw { i } else { i - tw + 8 } as i32);
+    // The second row's `tw` tiles moved next to the first's (the lanes past them, which
+    // the stores leave out, keep their own).
+    let pack: [i32; 16] = std::array::from_fn(|i| match i {
+        i if i < tw => i as i32,
+        i if i < 2 * tw => (i - tw + 8) as i32,
+        i => i as i32,
+    });
     // SAFETY: 16 values.
     let pack = unsafe { _mm512_loadu_si512(pack.as_ptr().cast()) };
     // Window column `k` of tile `t` reads input column `2t + k − pw`: columns 0 and 1
