@@ -5,9 +5,10 @@
 //! `conv_direct::block` runs them as it runs stride-1 layers. im2col copied each input
 //! value about `kh·kw / (sh·sw)` times (2.25 for 3×3 at stride 2) and its GEMM then
 //! packed the copy again; the grid is one copy of the input. Where the products are
-//! vectorized along channels (`conv_channels.rs`: small planes, or 128+ channels with
-//! AVX-512), each position's inputs are read at its own address, so they read the padded
-//! input in place instead ([`forward_in_place`]): two threads on an Intel Xeon (batch 8,
+//! vectorized along channels (`conv_channels.rs`: small planes, or with AVX-512 128+
+//! output channels, or 64+ on each side: see [`forward`]), each position's inputs are
+//! read at its own address, so they read the padded input in place instead
+//! ([`forward_in_place`]): two threads on an Intel Xeon (batch 8,
 //! 2026-12-04, fastest of four alternating rounds), 256@28² onto 14² 7.20 → 6.69 ms
 //! (PyTorch 6.32), 256@14² onto 512@7² 3.54 → 3.42 (3.10).
 //!
