@@ -28,7 +28,7 @@ use super::conv2d_depthwise::{grid_fits, zeroed_once, Grid};
 use super::conv_channels::{self, Axis, Border, Plane};
 use super::conv_direct::{self, fold_lanes, weight_block, LANES, MAX_DIRECT_WEIGHT, MAX_L};
 use super::conv_shifted::{
-    channel_blocks, from_2d, images_per_span, spread, wide, Runs, MIN_CHANNELS,
+    channel_blocks, from_2d, images_per_span, spread, thread_share, wide, Runs, MIN_CHANNELS,
 };
 use crate::backend::{Conv2dParams, Conv3dParams};
 use crate::host;
@@ -63,8 +63,10 @@ pub(super) fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>
         return Ok(out);
     }
     let g = Grid::of(p);
-    // The channel products take the padded input as it is; the wide columns (the
-    // products otherwise) need the grid.
+    // The channel products take the padded input as it is; the wide columns need the
+    // grid. Where there are fewer images than threads, each thread takes a share of the
+    // channels (`conv_shifted::channel_blocks`), and every share must be one the channel
+    // products serve.
     let on_grid = Plane {
         wp: g.wq,
         oh: p.oh,
@@ -72,16 +74,8 @@ pub(super) fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>
         border: None,
         reads: None,
     };
-    // Each thread's share of the channels where there are fewer images than threads (as
-    // `conv_shifted::channel_blocks` splits them): the products read in place take every
-    // share, so each must be one the channel products serve.
-    let threads = rayon::current_num_threads();
-    let split = p.n < threads && !super::threads::nested();
-    let share = if split {
-        og.div_ceil(threads.min(og))
-    } else {
-        og
-    };
+    let split = p.n < rayon::current_num_threads() && !super::threads::nested();
+    let share = if split { thread_share(og) } else { og };
     // Read in place, the channel products also beat the grid's wide columns with 64
     // channels on each side where the rule for the grid wants 128 (AVX-512, two threads,
     // 2026-12-04, fastest of three rounds): 64@112² onto 128 channels at batch 1 2.71 →
@@ -120,8 +114,7 @@ pub(super) fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>
                     acc.resize(ob * r.ld, 0.0);
                     let bases: Vec<usize> = (0..count).map(|i| i * p.c_in * glen + j).collect();
                     let w_b = &w_g[o0 * kdim..];
-                    let run = (cols, j, on_grid);
-                    conv_channels::products(w_b, kdim, ob, x_g, &bases, &offs, run, &mut acc, r.ld);
+                    conv_direct::block(w_b, kdim, ob, x_g, &bases, &offs, cols, &mut acc, r.ld);
                     r.keep(&acc, (g.wq, p.ow), y, ohw, |o, i| i * per_out + o * ohw);
                 }
                 Ok(())
@@ -255,6 +248,32 @@ mod tests {
     use super::super::conv_shifted::tests::{assert_close, assert_same, operands};
     use super::*;
 
+    /// ((h, w), c_in, c_out, groups, kernel, stride, padding, dilation)
+    #[rustfmt::skip]
+    type Case = ([usize; 2], usize, usize, usize, [usize; 2], [usize; 2], [usize; 2], [usize; 2]);
+
+    /// Three images of a [`Case`].
+    fn params((hw, c_in, c_out, groups, k, stride, padding, dilation): Case) -> Conv2dParams {
+        let [h, w] = hw;
+        let size = |a: usize, len: usize| {
+            (len + 2 * padding[a] - dilation[a] * (k[a] - 1) - 1) / stride[a] + 1
+        };
+        Conv2dParams {
+            n: 3,
+            c_in,
+            h,
+            w,
+            c_out,
+            oh: size(0, h),
+            ow: size(1, w),
+            kernel: k,
+            stride,
+            padding,
+            dilation,
+            groups,
+        }
+    }
+
     /// The forward and the weight gradient against the definition for strides that
     /// split rows and columns into phases, padding, dilation, groups, odd sizes, a 7×7
     /// stem-like kernel (147 pairs: more than one chunk of the direct products) and
@@ -264,7 +283,6 @@ mod tests {
     /// one), a product takes two (or three) images' short grids at once.
     #[test]
     fn matches_the_definition() {
-        // (h, w), c_in, c_out, groups, kernel, stride, padding, dilation
         let cases = [
             ([9, 11], 3, 5, 1, [3, 3], [2, 2], [1, 1], [1, 1]),
             ([14, 14], 4, 9, 1, [3, 3], [2, 2], [1, 1], [1, 1]),
@@ -290,25 +308,8 @@ mod tests {
             ([20, 23], 3, 24, 1, [3, 3], [3, 2], [1, 1], [1, 1]),
             ([14, 14], 15, 32, 1, [3, 3], [2, 2], [1, 1], [1, 1]),
         ];
-        for (hw, c_in, c_out, groups, k, stride, padding, dilation) in cases {
-            let [h, w] = hw;
-            let size = |a: usize, len: usize| {
-                (len + 2 * padding[a] - dilation[a] * (k[a] - 1) - 1) / stride[a] + 1
-            };
-            let p = Conv2dParams {
-                n: 3,
-                c_in,
-                h,
-                w,
-                c_out,
-                oh: size(0, h),
-                ow: size(1, w),
-                kernel: k,
-                stride,
-                padding,
-                dilation,
-                groups,
-            };
+        for case in cases {
+            let p = params(case);
             assert!(applies(&p), "{p:?} takes the grid");
             assert!(
                 grad_weight_applies(&p),
@@ -319,7 +320,7 @@ mod tests {
             assert_close(&format!("{p:?}: y"), &forward(&x, &wt, &p).unwrap(), &y0);
             let gw = grad_weight(&x, &gy, &p).unwrap();
             assert_close(&format!("{p:?}: gw"), &gw, &gw0);
-            x[w - 1] = f32::INFINITY;
+            x[p.w - 1] = f32::INFINITY;
             let [y0, _, gw0] = definition(&x, &wt, &gy, &p);
             let what = format!("{p:?} with an ∞ input");
             assert_same(&format!("{what}: y"), &forward(&x, &wt, &p).unwrap(), &y0);
@@ -334,20 +335,8 @@ mod tests {
     /// with AVX-512 these too read the padded input in place.
     #[test]
     fn wide_shares_match_the_definition() {
-        let p = Conv2dParams {
-            n: 3,
-            c_in: 64,
-            h: 64,
-            w: 63,
-            c_out: 66,
-            oh: 32,
-            ow: 32,
-            kernel: [3, 3],
-            stride: [2, 2],
-            padding: [1, 1],
-            dilation: [1, 1],
-            groups: 1,
-        };
+        let p = params(([64, 63], 64, 66, 1, [3, 3], [2, 2], [1, 1], [1, 1]));
+        assert_eq!((p.oh, p.ow), (32, 32));
         assert!(applies(&p), "{p:?} takes the grid");
         let (x, wt, gy) = operands(&p);
         let [y0, ..] = definition(&x, &wt, &gy, &p);

@@ -16,21 +16,25 @@ const CASES: [(usize, usize, usize, usize, usize, usize); 4] = [
 #[test]
 fn matches_the_definition() {
     for (n, c, h, w, o, pad) in CASES {
-        let (p, x, wt, gy) = stride_1((n, c, h, w, o, [3, 3], [pad, pad], [1, 1], 1));
-        let want = definition(&x, &wt, &gy, &p);
-        let name = format!("{p:?}");
-        let y = forward(&x, &wt, &p).unwrap().expect("finite");
-        assert_close(&format!("{name} y"), &y, &want[0]);
-        let gx = grad_input(&gy, &wt, &p).unwrap().expect("finite");
-        assert_close(&format!("{name} gx"), &gx, &want[1]);
+        assert_both_match(stride_1((n, c, h, w, o, [3, 3], [pad, pad], [1, 1], 1)));
     }
+}
+
+/// The forward and the input gradient of `p` here equal the definition's.
+fn assert_both_match((p, x, wt, gy): (Conv2dParams, Vec<f32>, Vec<f32>, Vec<f32>)) {
+    let want = definition(&x, &wt, &gy, &p);
+    let y = forward(&x, &wt, &p).unwrap().expect("finite");
+    assert_close(&format!("{p:?} y"), &y, &want[0]);
+    let gx = grad_input(&gy, &wt, &p).unwrap().expect("finite");
+    assert_close(&format!("{p:?} gx"), &gx, &want[1]);
 }
 
 /// Many tile rows: the blocks stop at `MAX_TILES` tiles and start mid-image; rows of 17
 /// tiles take a second, partly empty vector of 16 in the AVX-512 transforms.
 #[test]
 fn blocks_split_images() {
-    let (p, x, wt, gy) = stride_1((2, 64, 34, 33, 64, [3, 3], [1, 1], [1, 1], 1));
+    let case = stride_1((2, 64, 34, 33, 64, [3, 3], [1, 1], [1, 1], 1));
+    let p = case.0;
     assert!(p.n * p.oh.div_ceil(2) * p.ow.div_ceil(2) > MAX_TILES);
     let th = p.oh.div_ceil(2);
     assert!(
@@ -38,11 +42,7 @@ fn blocks_split_images() {
         "{:?}",
         blocks(&p)
     );
-    let want = definition(&x, &wt, &gy, &p);
-    let got = forward(&x, &wt, &p).unwrap().expect("finite");
-    assert_close(&format!("{p:?}"), &got, &want[0]);
-    let got = grad_input(&gy, &wt, &p).unwrap().expect("finite");
-    assert_close(&format!("{p:?} gx"), &got, &want[1]);
+    assert_both_match(case);
 }
 
 /// An infinity spreads NaN over its tiles here, so this path declines, and the

@@ -283,10 +283,15 @@ pub(super) fn per_block<T: Send>(
     if super::threads::nested() {
         return f(0, buf);
     }
-    let per = channels.div_ceil(rayon::current_num_threads().clamp(1, channels));
+    let per = thread_share(channels);
     buf.par_chunks_mut(per * len)
         .enumerate()
         .try_for_each(|(b, block)| f(b * per, block))
+}
+
+/// The channels each thread takes of `channels` where [`per_block`] splits them.
+pub(super) fn thread_share(channels: usize) -> usize {
+    channels.div_ceil(rayon::current_num_threads().clamp(1, channels.max(1)))
 }
 
 /// One image's input channels zero-padded (the image itself where nothing is padded).
