@@ -23,6 +23,7 @@ use rayon::prelude::*;
 use super::conv2d::{col_spans, in_row};
 use super::conv_direct::{block, fold_lanes, weight_block, LANES, MAX_L};
 use super::reduce::all_finite;
+use super::transpose::Weights;
 use crate::backend::Conv2dParams;
 use crate::host;
 use crate::Result;
@@ -371,7 +372,17 @@ pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
                     g.fill(p, &x[plane * hw..][..hw], grid);
                     zeroed_once(acc, og * ld);
                     let w_c = &w[ci * og * kk..][..og * kk];
-                    block(w_c, kk, og, grid, &[0], &g.offs, g.span, acc, ld);
+                    block(
+                        Weights::rows(w_c, kk),
+                        kk,
+                        og,
+                        grid,
+                        &[0],
+                        &g.offs,
+                        g.span,
+                        acc,
+                        ld,
+                    );
                     g.narrow(p, acc, ld, y);
                 },
             )
@@ -414,7 +425,17 @@ pub fn grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
             g.widen(p, gy_c, &mut ext[far..], ldg);
             zeroed_once(acc, ld);
             let w_c = &w[ci * og * kk..][..og * kk];
-            block(w_c, og * kk, 1, ext, &[0], &offs, g.len(), acc, ld);
+            block(
+                Weights::rows(w_c, og * kk),
+                og * kk,
+                1,
+                ext,
+                &[0],
+                &offs,
+                g.len(),
+                acc,
+                ld,
+            );
             g.unfill(p, acc, gx_c);
         },
     );

@@ -30,6 +30,7 @@ use super::conv_direct::{self, fold_lanes, weight_block, LANES, MAX_DIRECT_WEIGH
 use super::conv_shifted::{
     channel_blocks, from_2d, images_per_span, spread, thread_share, wide, Runs, MIN_CHANNELS,
 };
+use super::transpose::Weights;
 use crate::backend::{Conv2dParams, Conv3dParams};
 use crate::host;
 use crate::Result;
@@ -113,7 +114,7 @@ pub(super) fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>
                     let r = Runs::new(count, cols, j);
                     acc.resize(ob * r.ld, 0.0);
                     let bases: Vec<usize> = (0..count).map(|i| i * p.c_in * glen + j).collect();
-                    let w_b = &w_g[o0 * kdim..];
+                    let w_b = Weights::rows(&w_g[o0 * kdim..], kdim);
                     conv_direct::block(w_b, kdim, ob, x_g, &bases, &offs, cols, &mut acc, r.ld);
                     r.keep(&acc, (g.wq, p.ow), y, ohw, |o, i| i * per_out + o * ohw);
                 }
@@ -172,7 +173,7 @@ fn forward_in_place(x: &[f32], w: &[f32], p: &Conv2dParams, mut out: Vec<f32>) -
                     let r = Runs::new(count, cols, j);
                     acc.resize(ob * r.ld, 0.0);
                     let bases: Vec<usize> = (0..count).map(|i| i * per_padded).collect();
-                    let w_b = &w_g[o0 * wd.kdim..];
+                    let w_b = Weights::rows(&w_g[o0 * wd.kdim..], wd.kdim);
                     let run = (cols, j, plane);
                     conv_channels::products(
                         w_b, wd.kdim, ob, x_g, &bases, &offs, run, &mut acc, r.ld,

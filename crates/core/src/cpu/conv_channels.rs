@@ -53,7 +53,7 @@
 use super::by_cpu;
 use super::conv_direct::{self, Pairs, MAX_L};
 use super::reduce::all_finite;
-use super::transpose::panel_into;
+use super::transpose::Weights;
 
 /// (Channel, tap) pairs per pass: `V·W` weights each (16 KiB with 32), and with 3×3 taps
 /// the inputs of 14 channels, which stay in the first-level cache while every block of
@@ -246,7 +246,7 @@ pub(super) fn applies(og: usize, plane: Plane) -> bool {
 /// [`applies`], which write only the kept columns, else the wide columns'.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn products(
-    w: &[f32],
+    w: Weights,
     kdim: usize,
     og: usize,
     x: &[f32],
@@ -267,7 +267,7 @@ pub(super) fn products(
 /// as they were.
 #[allow(clippy::too_many_arguments)]
 fn block(
-    w: &[f32],
+    w: Weights,
     kdim: usize,
     og: usize,
     x: &[f32],
@@ -283,7 +283,7 @@ fn block(
         kdim,
         "conv_channels: one offset per weight column"
     );
-    assert!(w.len() >= og * kdim, "conv_channels: weights too short");
+    assert!(w.holds(og, kdim), "conv_channels: weights too short");
     assert!(plane.wp > 0, "conv_channels: empty rows");
     let far = bases.iter().max().copied().unwrap_or(0) + offs.iter().max().copied().unwrap_or(0);
     let reach = match plane.reads {
@@ -296,7 +296,7 @@ fn block(
         "conv_channels: output rows too short"
     );
     by_cpu!(
-        split(w: &[f32], kdim: usize, og: usize, x: &[f32], bases: &[usize], offs: &[usize],
+        split(w: Weights, kdim: usize, og: usize, x: &[f32], bases: &[usize], offs: &[usize],
             run: (usize, usize, Plane), out: &mut [f32], ld: usize),
         // 6 positions × 4 vectors of 16 channels (`accumulate_zmm`), then 6 × 2 and
         // 12 × 1 for what is left. 12 × 1 loads a weight vector and 12 inputs per 12
@@ -316,7 +316,7 @@ fn block(
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn split<const P: usize, const P1: usize, const V: usize, const W: usize, const FMA: bool>(
-    w: &[f32],
+    w: Weights,
     kdim: usize,
     og: usize,
     x: &[f32],
@@ -340,12 +340,12 @@ fn split<const P: usize, const P1: usize, const V: usize, const W: usize, const 
         panels::<P, V, W, FMA>(w, kdim, wide, x, bases, offs, run, out, ld);
     }
     if pair > 0 {
-        let (w, out) = (&w[wide * kdim..], &mut out[wide * ld..]);
+        let (w, out) = (w.rows_from(wide), &mut out[wide * ld..]);
         panels::<P, V, 2, FMA>(w, kdim, pair, x, bases, offs, run, out, ld);
     }
     let o = wide + pair;
     if o < og {
-        let (w, out) = (&w[o * kdim..], &mut out[o * ld..]);
+        let (w, out) = (w.rows_from(o), &mut out[o * ld..]);
         panels::<P1, V, 1, FMA>(w, kdim, og - o, x, bases, offs, run, out, ld);
     }
 }
@@ -422,7 +422,7 @@ fn blocks<const P: usize>(bases: &[usize], (cols, j, plane): (usize, usize, Plan
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn panels<const P: usize, const V: usize, const W: usize, const FMA: bool>(
-    w: &[f32],
+    w: Weights,
     kdim: usize,
     og: usize,
     x: &[f32],
@@ -466,7 +466,7 @@ fn panels<const P: usize, const V: usize, const W: usize, const FMA: bool>(
             let k0 = ci * K_CHUNK;
             let kc = pairs.offs().len();
             let wk = &mut packed[..kc * lanes];
-            panel_into(&w[o0 * kdim + k0..], kdim, (ov, kc), wk, lanes);
+            w.rows_from(o0).panel_into(k0, (ov, kc), wk, lanes);
             let wk = &*wk;
             // Only border blocks ask; the others run over every pair anyway.
             let skip = !classes.is_empty() && all_finite(wk);

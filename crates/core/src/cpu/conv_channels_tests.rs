@@ -21,6 +21,7 @@ fn kept_columns_match_the_wide_products_bit_for_bit() {
         let w: Vec<f32> = (0..og * kdim)
             .map(|i| ((i * 13 % 11) as f32 - 5.0) / 8.0)
             .collect();
+        let wl = Weights::rows(&w, kdim);
         // (bases, columns, first column, plane): `oh` matters only to the rule.
         let plane = |wp, ow| Plane {
             wp,
@@ -39,10 +40,10 @@ fn kept_columns_match_the_wide_products_bit_for_bit() {
         for (bases, cols, j, plane) in runs {
             let ld = bases.len() * cols.next_multiple_of(MAX_L) + 3;
             let mut want = vec![f32::NAN; og * ld];
-            conv_direct::block(&w, kdim, og, &x, bases, &offs, cols, &mut want, ld);
+            conv_direct::block(wl, kdim, og, &x, bases, &offs, cols, &mut want, ld);
             let mut got = vec![-7.0; og * ld];
             block(
-                &w,
+                wl,
                 kdim,
                 og,
                 &x,
@@ -112,11 +113,12 @@ fn border_positions_match_the_wide_products() {
             // their own) read as padding.
             w[3 * kdim] = f32::INFINITY;
         }
+        let wl = Weights::rows(&w, kdim);
         let mut want = vec![f32::NAN; og * ld];
-        conv_direct::block(&w, kdim, og, &x, &images, &offs, cols, &mut want, ld);
+        conv_direct::block(wl, kdim, og, &x, &images, &offs, cols, &mut want, ld);
         let mut got = vec![f32::NAN; og * ld];
         let run = (cols, 0, plane);
-        block(&w, kdim, og, &x, &images, &offs, run, &mut got, ld);
+        block(wl, kdim, og, &x, &images, &offs, run, &mut got, ld);
         let mut nans = 0;
         for (i, (&g, &v)) in got.iter().zip(&want).enumerate() {
             let c = i % ld % cols.next_multiple_of(MAX_L);

@@ -29,7 +29,7 @@ use super::conv_shifted::{
 };
 use super::conv_weight_wide;
 use super::reduce::all_finite;
-use super::transpose;
+use super::transpose::Weights;
 use crate::backend::Conv3dParams;
 use crate::host;
 use crate::Result;
@@ -100,7 +100,6 @@ pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Opti
     let (taps, far) = (wd.taps.len(), wd.taps.iter().max().copied().unwrap_or(0));
     let ldg = far + wd.channel;
     let pairs = wd.og * taps;
-    let wt = transpose::swapped(&w[..p.weight_len()], (wd.og, wd.cg), taps)?;
     let offs: Vec<usize> = (0..wd.og)
         .flat_map(|o| wd.taps.iter().map(move |off| o * ldg + far - off))
         .collect();
@@ -130,7 +129,11 @@ pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Opti
         let some = Conv3dParams { n: count, ..*p };
         let ext = conv_weight_wide::widened(gy, &some, &wd, far, wd.plane, ldg, MAX_L)?;
         for gi in 0..p.groups {
-            let w_g = &wt[gi * wd.cg * pairs..][..wd.cg * pairs];
+            let w_g = Weights::Swapped {
+                w: &w[gi * wd.og * wd.cg * taps..][..wd.og * wd.cg * taps],
+                taps,
+                ld: wd.cg * taps,
+            };
             let ext_g = &ext[gi * wd.og * ldg..];
             // `cb` channels from `c0`, into `gx` (image 0's channel `c0` onwards, the next
             // image's `per_in` further).
@@ -143,7 +146,7 @@ pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Opti
                         out.resize(cb * r.ld, 0.0);
                         let bases: Vec<usize> =
                             (0..count).map(|i| i * p.c_out * ldg + first + j).collect();
-                        let w_b = &w_g[c0 * pairs..];
+                        let w_b = w_g.rows_from(c0);
                         let border = Some(Border { a, ..border });
                         let run = (n, j, Plane { border, ..plane });
                         conv_channels::products(
@@ -162,7 +165,6 @@ pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Opti
         super::recycle_scratch(ext);
         Ok(())
     })?;
-    super::recycle_scratch(wt);
     Ok(Some(gx))
 }
 
@@ -206,7 +208,7 @@ pub(super) fn grad_weight(x: &[f32], gy: &[f32], p: &Conv3dParams) -> Result<Vec
     Ok(gw)
 }
 
-/// Adds the products of `og` output channels' weights (`w`, rows of `kdim`) and the
+/// Adds the products of `og` output channels' weights (`w`: `og` rows of `kdim` pairs) and the
 /// padded input `x` into `out` (`og` rows `ld` apart) for runs of wide columns `0..cols`,
 /// one run per entry of `bases`, where (channel, tap) pair `k` reads `x` at
 /// `bases[r] + offs[k] + column`; run `r`'s sums start at column `r · run` of `out`'s
@@ -218,7 +220,7 @@ pub(super) fn grad_weight(x: &[f32], gy: &[f32], p: &Conv3dParams) -> Result<Vec
 /// 10.7 ms for the forward and four 9.6 (fastest of six runs each, 2026-12-02).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn block(
-    w: &[f32],
+    w: Weights,
     kdim: usize,
     og: usize,
     x: &[f32],
@@ -233,7 +235,7 @@ pub(super) fn block(
         kdim,
         "conv_direct: one offset per weight column"
     );
-    assert!(w.len() >= og * kdim, "conv_direct: weights too short");
+    assert!(w.holds(og, kdim), "conv_direct: weights too short");
     let run = cols.next_multiple_of(MAX_L);
     let far = bases.iter().max().copied().unwrap_or(0) + offs.iter().max().copied().unwrap_or(0);
     assert!(x.len() >= far + run, "conv_direct: input without its slack");
@@ -242,7 +244,7 @@ pub(super) fn block(
         "conv_direct: output rows too short"
     );
     by_cpu!(
-        blocks(w: &[f32], kdim: usize, og: usize, x: &[f32], bases: &[usize], offs: &[usize],
+        blocks(w: Weights, kdim: usize, og: usize, x: &[f32], bases: &[usize], offs: &[usize],
             cols: usize, out: &mut [f32], ld: usize),
         avx512: [MAX_OB, 32, true],
         // AVX2: 6 × 2 sums of 8 (12 of its 16 registers) against 4 × 2 before (2026-12-02)
@@ -271,7 +273,7 @@ const GROUP: usize = 8;
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn blocks<const OB: usize, const L: usize, const FMA: bool>(
-    w: &[f32],
+    w: Weights,
     kdim: usize,
     og: usize,
     x: &[f32],
@@ -309,8 +311,9 @@ fn blocks<const OB: usize, const L: usize, const FMA: bool>(
         for &(o0, ob) in &channels {
             let dst = &mut packed[o0 * kc..][..ob * kc];
             for (k, wk) in dst.chunks_exact_mut(ob).enumerate() {
+                let (col, rs) = w.column(k0 + k);
                 for (o, v) in wk.iter_mut().enumerate() {
-                    *v = w[(o0 + o) * kdim + k0 + k];
+                    *v = col[(o0 + o) * rs];
                 }
             }
         }
@@ -701,6 +704,7 @@ mod tests {
             let w: Vec<f32> = (0..og * kdim)
                 .map(|i| ((i * 13 % 11) as f32 - 5.0) / 8.0)
                 .collect();
+            let wl = Weights::rows(&w, kdim);
             let runs: [(&[usize], usize); 6] = [
                 (&[0], 1),
                 (&[3], 37),
@@ -713,7 +717,7 @@ mod tests {
                 let run = cols.next_multiple_of(MAX_L);
                 let ld = bases.len() * run + 3;
                 let mut out = vec![f32::NAN; og * ld];
-                block(&w, kdim, og, &x, bases, &offs, cols, &mut out, ld);
+                block(wl, kdim, og, &x, bases, &offs, cols, &mut out, ld);
                 for (r, &base) in bases.iter().enumerate() {
                     for o in 0..og {
                         for c in 0..cols {

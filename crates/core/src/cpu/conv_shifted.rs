@@ -36,6 +36,7 @@ use super::conv2d::{per_image, per_image_sum, per_images};
 use super::conv_channels::{self, Axis, Border, Plane};
 use super::conv_direct;
 use super::gemm::{gemm, Layout};
+use super::transpose::Weights;
 use super::{conv_weight, conv_weight_wide};
 use crate::backend::{Conv2dParams, Conv3dParams};
 use crate::host;
@@ -516,7 +517,7 @@ fn forward_images(
                 let r = Runs::new(count, s.cols, s.j);
                 block.resize(ob * r.ld, 0.0);
                 let bases: Vec<usize> = (0..count).map(|i| i * per_in + s.at_in).collect();
-                let w_b = &w_g[o0 * wd.kdim..];
+                let w_b = Weights::rows(&w_g[o0 * wd.kdim..], wd.kdim);
                 let border = Some(Border { a: s.a, ..border });
                 let run = (s.cols, s.j, Plane { border, ..plane });
                 conv_channels::products(w_b, wd.kdim, ob, x_g, &bases, offs, run, &mut block, r.ld);

@@ -1,20 +1,14 @@
 //! Blocks of a row-major matrix copied transposed, as the products vectorized along
 //! channels pack their weights (`conv_channels.rs`): per pair, the weights of a panel's
-//! output channels side by side, from rows `kdim` values apart. Value by value, with the
+//! output channels side by side, from rows `kdim` values apart (or, for the input
+//! gradient, from the forward's weight read in place: [`Weights`]). Value by value, with the
 //! pairs outermost every read jumped a row (9 KiB or more); with the channels outermost
 //! the compiler made the writes scatters (`vscatterdps`). With AVX-512, 16 × 16 squares
 //! go through registers: 16 row loads, 64 shuffles, 16 stores. Single-threaded forwards
 //! on an Intel Xeon (2026-12-03, batch 4, fastest of four alternating rounds): channels
 //! outermost, 512@7² 8.00 → 7.66 ms and 256@14² 6.97 → 6.93; then the squares, 7.31 →
-//! 6.10 and 6.39 → 6.19 (a later set). The input gradient's weight, input channels
-//! first ([`swapped`]), is laid out here too.
-
-use std::mem::MaybeUninit;
-
-use rayon::prelude::*;
-
-use crate::host;
-use crate::Result;
+//! 6.10 and 6.39 → 6.19 (a later set). The input gradient reads the forward's weight
+//! with input channels first ([`Weights::Swapped`]).
 
 /// `dst[c·dld + r] = src[r·ld + c]` for `r < rows`, `c < cols`.
 pub(super) fn transpose_into(
@@ -65,7 +59,8 @@ pub(super) fn panel_into(
 }
 
 /// The whole 16 × 16 squares of [`transpose_into`]'s block, where the processor has
-/// AVX-512, and how far they reach (rows, columns); `(0, 0)` elsewhere.
+/// AVX-512, then the columns past them down those rows by gathers ([`narrow`]), and how
+/// far they reach (rows, columns); `(0, 0)` elsewhere.
 fn squares_done(
     src: &[f32],
     ld: usize,
@@ -79,7 +74,12 @@ fn squares_done(
         // SAFETY: the processor has AVX-512F; the squares lie within the bounds
         // `transpose_into` checked.
         unsafe { squares(src, ld, (r0, c0), dst, dld) };
-        return (r0, c0);
+        if c0 == cols || r0 == 0 || ld > i32::MAX as usize / 16 {
+            return (r0, c0);
+        }
+        // SAFETY: as for the squares; rows `..r0`, columns `c0..cols`.
+        unsafe { narrow(&src[c0..], ld, (r0, cols - c0), &mut dst[c0 * dld..], dld) };
+        return (r0, cols);
     }
     let _ = (src, ld, rows, cols, dst, dld);
     (0, 0)
@@ -111,6 +111,41 @@ unsafe fn squares(
                 for (i, y) in y.into_iter().enumerate() {
                     _mm512_storeu_ps(d.add(i * dld), y);
                 }
+            }
+        }
+    }
+}
+
+/// [`transpose_into`] over `rows` (a multiple of 16) × `cols` fewer than 16, each
+/// column of 16 rows one gather: the input gradient's panels take a kernel's 9 taps of
+/// each output channel at a time (`Weights::Swapped`), which value by value made them
+/// slower than a copy of the weight in that order first.
+///
+/// # Safety
+/// AVX-512F; `src` holds `(rows − 1)·ld + cols` values and `dst` `(cols − 1)·dld + rows`;
+/// `15·ld` fits an `i32`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn narrow(
+    src: &[f32],
+    ld: usize,
+    (rows, cols): (usize, usize),
+    dst: &mut [f32],
+    dld: usize,
+) {
+    use std::arch::x86_64::*;
+    let step = _mm512_set1_epi32(ld as i32);
+    let idx = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        step,
+    );
+    for r in (0..rows).step_by(16) {
+        for c in 0..cols {
+            // SAFETY: rows `r..r + 16` of column `c` and its transposed row lie within
+            // the bounds the caller checked.
+            unsafe {
+                let v = _mm512_i32gather_ps::<4>(idx, src.as_ptr().add(r * ld + c));
+                _mm512_storeu_ps(dst.as_mut_ptr().add(c * dld + r), v);
             }
         }
     }
@@ -183,79 +218,99 @@ fn square(r: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64::__m512; 16]
     })
 }
 
-/// Weights of at least this many values are swapped by all threads, in blocks of
-/// [`SWAP_BLOCK`] input channels. On one thread, row by row (rows `cg·taps` values apart:
-/// a cache line and a page per row), 512@7²'s swap took 3.1 ms at batch 8, 11% of its
-/// forward and input gradient's samples, while the other thread waited; 16 rows read
-/// together (576 bytes per output channel) took 2.0. (Its finiteness found in the same
-/// pass, value by value, made the copy slower than a pass of its own.)
-const PARALLEL_SWAP: usize = 1 << 16;
-const SWAP_BLOCK: usize = 16;
+/// A product's weights as rows of (channel, tap) pairs, as the direct products read them
+/// (`conv_direct::block`, `conv_channels.rs`).
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Weights<'a> {
+    /// Row `r`'s pair `k` at `w[r·ld + k]`: a forward's weight, output channels by pairs.
+    Rows { w: &'a [f32], ld: usize },
+    /// A forward's weight read as its input gradient's, in place: row `r` (an input
+    /// channel), pair `k = o·taps + t` (output channel `o`, tap `t`) at
+    /// `w[o·ld + r·taps + t]`, `ld` being the group's input channels times the taps. The
+    /// input gradient once copied the weight into this order first (9.4 MB for 512@7²;
+    /// 5–7% of its forward and input gradient's samples), and the panels then read the
+    /// copy. Read in place, with each panel's taps gathered ([`narrow`]), the input
+    /// gradient at batch 8 on two threads (an Intel Xeon, 2026-12-04, fastest of three
+    /// alternating rounds) took 512@7² 8.98 → 7.54 ms, 256@7² 2.29 → 1.88.
+    Swapped {
+        w: &'a [f32],
+        taps: usize,
+        ld: usize,
+    },
+}
 
-/// The weight's rows of `taps` values in (input channel, output channel) order within each
-/// group of `og` output × `cg` input channels, where the weight has them the other way
-/// round. Rows of a length known only at run time were a `memcpy` call each (36 bytes for
-/// 3×3 taps): single-threaded at batch 4, 256@14² and 512@14² spent 5.1% of a forward and
-/// backward's samples (`perf`) in those calls, 3.2% with the rows copied as arrays here.
-pub(super) fn swapped(w: &[f32], (og, cg): (usize, usize), taps: usize) -> Result<Vec<f32>> {
-    // Rows of a known length `T` (0: `t`, known at run time) are copied through arrays,
-    // whose constant length lets each copy compile to a few moves.
-    fn rows<const T: usize>(
-        w: &[f32],
-        (og, cg, t): (usize, usize, usize),
-        out: &mut [MaybeUninit<f32>],
+impl<'a> Weights<'a> {
+    /// [`Weights::Rows`]: row `r` at `w[r·ld..]`.
+    pub(super) fn rows(w: &'a [f32], ld: usize) -> Self {
+        Weights::Rows { w, ld }
+    }
+
+    /// Pair `k`'s values from row 0 on, and the distance between rows.
+    pub(super) fn column(&self, k: usize) -> (&'a [f32], usize) {
+        match *self {
+            Weights::Rows { w, ld } => (&w[k..], ld),
+            Weights::Swapped { w, taps, ld } => (&w[k / taps * ld + k % taps..], taps),
+        }
+    }
+
+    /// The rows from row `r` on.
+    pub(super) fn rows_from(self, r: usize) -> Weights<'a> {
+        match self {
+            Weights::Rows { w, ld } => Weights::Rows {
+                w: &w[r * ld..],
+                ld,
+            },
+            Weights::Swapped { w, taps, ld } => Weights::Swapped {
+                w: &w[r * taps..],
+                taps,
+                ld,
+            },
+        }
+    }
+
+    /// Whether `rows` rows of `pairs` pairs lie inside the weights.
+    pub(super) fn holds(&self, rows: usize, pairs: usize) -> bool {
+        if rows == 0 || pairs == 0 {
+            return true;
+        }
+        let (last, len) = match *self {
+            Weights::Rows { w, ld } => ((rows - 1) * ld + pairs, w.len()),
+            Weights::Swapped { w, taps, ld } => {
+                let (o, t) = ((pairs - 1) / taps, (pairs - 1) % taps);
+                (o * ld + (rows - 1) * taps + t + 1, w.len())
+            }
+        };
+        len >= last
+    }
+
+    /// Rows `..rows` × pairs `k0..k0 + kc` as a panel ([`panel_into`]): pair by pair,
+    /// `lanes` values, zeros past `rows`.
+    pub(super) fn panel_into(
+        &self,
+        k0: usize,
+        (rows, kc): (usize, usize),
+        dst: &mut [f32],
+        lanes: usize,
     ) {
-        let t = if T > 0 { T } else { t };
-        // Input channels `c0..c0 + cb` of group `g`, which start row block `g·cg + c0` of
-        // the output: each output channel's rows for them are one read.
-        let block = |g: usize, c0: usize, out: &mut [MaybeUninit<f32>]| {
-            let w_g = &w[g * og * cg * t..][..og * cg * t];
-            let cb = out.len() / (og * t);
-            for o in 0..og {
-                let src = &w_g[(o * cg + c0) * t..][..cb * t];
-                for (c, src) in src.chunks_exact(t).enumerate() {
-                    let dst = &mut out[(c * og + o) * t..][..t];
-                    if T > 0 {
-                        let src: &[f32; T] = src.try_into().expect("T values");
-                        let dst: &mut [MaybeUninit<f32>; T] = dst.try_into().expect("T values");
-                        dst.iter_mut().zip(src).for_each(|(d, &v)| _ = d.write(v));
-                    } else {
-                        dst.iter_mut().zip(src).for_each(|(d, &v)| _ = d.write(v));
+        match *self {
+            Weights::Rows { w, ld } => panel_into(&w[k0..], ld, (rows, kc), dst, lanes),
+            Weights::Swapped { w, taps, ld } => {
+                // One output channel's taps at a time: `rows` rows of them, `taps` apart.
+                let mut k = k0;
+                while k < k0 + kc {
+                    let (o, t) = (k / taps, k % taps);
+                    let n = (taps - t).min(k0 + kc - k);
+                    let src = &w[o * ld + t..];
+                    transpose_into(src, taps, (rows, n), &mut dst[(k - k0) * lanes..], lanes);
+                    k += n;
+                }
+                if rows < lanes {
+                    for row in dst[..kc * lanes].chunks_exact_mut(lanes) {
+                        row[rows..].fill(0.0);
                     }
                 }
             }
-        };
-        let serial = out.len() < PARALLEL_SWAP || super::threads::nested();
-        let per_group = cg.div_ceil(SWAP_BLOCK);
-        let nth_block = |(i, out): (usize, &mut [MaybeUninit<f32>])| {
-            block(i / per_group, i % per_group * SWAP_BLOCK, out)
-        };
-        // Blocks never straddle groups: each group is split on its own.
-        let blocks: Vec<&mut [MaybeUninit<f32>]> = out
-            .chunks_exact_mut(og * cg * t)
-            .flat_map(|g| g.chunks_mut(SWAP_BLOCK * og * t))
-            .collect();
-        if serial {
-            blocks.into_iter().enumerate().for_each(nth_block);
-        } else {
-            blocks.into_par_iter().enumerate().for_each(nth_block);
         }
-    }
-    let group = og * cg * taps;
-    assert!(
-        group > 0 && w.len().is_multiple_of(group),
-        "swapped: whole groups of weights"
-    );
-    // SAFETY: the weight is whole groups (checked above), and every group's `cg × og`
-    // rows of `taps` are written.
-    unsafe {
-        host::written(w.len(), |out| match taps {
-            1 => rows::<1>(w, (og, cg, taps), out),
-            9 => rows::<9>(w, (og, cg, taps), out),
-            25 => rows::<25>(w, (og, cg, taps), out),
-            27 => rows::<27>(w, (og, cg, taps), out),
-            _ => rows::<0>(w, (og, cg, taps), out),
-        })
     }
 }
 
@@ -263,27 +318,47 @@ pub(super) fn swapped(w: &[f32], (og, cg): (usize, usize), taps: usize) -> Resul
 mod tests {
     use super::*;
 
-    /// The input gradient's weight layout: rows of each tap count the copies specialise
-    /// (1, 9, 25, 27) and one they do not (4), in one group and in three, and weights
-    /// large enough for the threads to share (with channels not a multiple of the
-    /// blocks).
+    /// A weight read in place as its input gradient's (`Weights::Swapped`) gives what the
+    /// copy with input channels first would: every value, from any first row, as
+    /// columns and as panels (chunks that start and end inside a channel's taps, rows
+    /// fewer than the lanes), and the bounds that `holds` draws.
     #[test]
-    fn swapped_weights_put_input_channels_first() {
-        let shapes = [(1, 5, 3), (3, 2, 4), (1, 64, 120), (2, 40, 100)];
-        for taps in [1, 4, 9, 25, 27] {
-            for (groups, og, cg) in shapes {
-                let w: Vec<f32> = (0..groups * og * cg * taps).map(|i| i as f32).collect();
-                let mut want = Vec::new();
-                for g in 0..groups {
-                    for c in 0..cg {
-                        for o in 0..og {
-                            let at = ((g * og + o) * cg + c) * taps;
-                            want.extend_from_slice(&w[at..at + taps]);
-                        }
+    fn swapped_weights_read_input_channels_first() {
+        for (og, cg, taps) in [(3, 5, 9), (4, 20, 1), (2, 17, 27), (5, 33, 4)] {
+            let w: Vec<f32> = (0..og * cg * taps).map(|i| i as f32).collect();
+            // The copy: input channel `c`'s row holds pairs `o·taps + t`.
+            let want = |c: usize, k: usize| w[(k / taps * cg + c) * taps + k % taps];
+            let pairs = og * taps;
+            let view = Weights::Swapped {
+                w: &w,
+                taps,
+                ld: cg * taps,
+            };
+            assert!(view.holds(cg, pairs) && !view.rows_from(1).holds(cg, pairs));
+            for r0 in [0, 1, cg - 1] {
+                let v = view.rows_from(r0);
+                for k in 0..pairs {
+                    let (col, rs) = v.column(k);
+                    for r in 0..cg - r0 {
+                        assert_eq!(
+                            col[r * rs],
+                            want(r0 + r, k),
+                            "{og}×{cg}×{taps} row {r} pair {k}"
+                        );
                     }
                 }
-                let got = swapped(&w, (og, cg), taps).unwrap();
-                assert_eq!(got, want, "{taps} taps, {groups} groups of {og} × {cg}");
+                // Panels of 64 lanes, as AVX-512's widest: gathers over two row blocks and
+                // rows past them value by value.
+                let (rows, lanes) = (cg - r0, 64);
+                for (k0, kc) in [(0, pairs), (1, pairs - 1), (taps / 2, pairs / 2)] {
+                    let mut dst = vec![-1.0; kc * lanes];
+                    v.panel_into(k0, (rows, kc), &mut dst, lanes);
+                    for (i, &got) in dst.iter().enumerate() {
+                        let (k, r) = (k0 + i / lanes, i % lanes);
+                        let want = if r < rows { want(r0 + r, k) } else { 0.0 };
+                        assert_eq!(got, want, "{og}×{cg}×{taps} from {r0}: pair {k} lane {r}");
+                    }
+                }
             }
         }
     }
