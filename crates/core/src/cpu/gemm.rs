@@ -2,6 +2,8 @@
 //! `matrixmultiply::sgemm`) that spreads one large product over the rayon pool when the
 //! caller is not already running in parallel.
 
+use std::mem::MaybeUninit;
+
 use super::threads::SendPtr;
 
 /// A matrix view: row stride and column stride in elements.
@@ -39,15 +41,67 @@ pub fn gemm(
     c: &mut [f32],
     lc: Layout,
 ) {
+    assert!(
+        m == 0 || n == 0 || c.len() >= lc.span(m, n),
+        "gemm: C too short"
+    );
+    // SAFETY: C's span was checked above and is initialized.
+    unsafe { product(m, k, n, a, la, b, lb, beta, c.as_mut_ptr(), lc) }
+}
+
+/// `C = A·B` into a C not yet written: every element of its `m × n` is written (both
+/// GEMMs overwrite C without reading it where `beta` is 0), so a caller's fresh output
+/// needs no clearing first (matmul 1024³ cleared its 4 MiB on the calling thread while
+/// the other waited).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_into(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    la: Layout,
+    b: &[f32],
+    lb: Layout,
+    c: &mut [MaybeUninit<f32>],
+    lc: Layout,
+) {
+    assert!(
+        m == 0 || n == 0 || c.len() >= lc.span(m, n),
+        "gemm: C too short"
+    );
+    // SAFETY: C's span was checked above; with `beta` 0 it is written, never read.
+    unsafe { product(m, k, n, a, la, b, lb, 0.0, c.as_mut_ptr().cast(), lc) }
+}
+
+/// [`gemm`]'s product, split over the pool where it is large.
+///
+/// # Safety
+/// `c` points at `lc.span(m, n)` values, initialized unless `beta` is 0.
+#[allow(clippy::too_many_arguments)]
+unsafe fn product(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    la: Layout,
+    b: &[f32],
+    lb: Layout,
+    beta: f32,
+    c: *mut f32,
+    lc: Layout,
+) {
     if m == 0 || n == 0 {
         return;
     }
-    assert!(c.len() >= lc.span(m, n), "gemm: C too short");
     if k == 0 {
         for i in 0..m {
             for j in 0..n {
-                let v = &mut c[i * lc.rs + j * lc.cs];
-                *v = if beta == 0.0 { 0.0 } else { *v * beta };
+                // SAFETY: inside C's span (the caller's contract); read only where
+                // `beta` is not 0.
+                unsafe {
+                    let v = c.add(i * lc.rs + j * lc.cs);
+                    *v = if beta == 0.0 { 0.0 } else { *v * beta };
+                }
             }
         }
         return;
@@ -60,7 +114,7 @@ pub fn gemm(
     );
     let threads = rayon::current_num_threads();
     let nested = super::threads::nested();
-    let cp = SendPtr(c.as_mut_ptr());
+    let cp = SendPtr(c);
     let run = |i0: usize, i1: usize, j0: usize, j1: usize| {
         // SAFETY: bounds were checked above for the whole matrices; the sub-blocks lie
         // inside them and blocks given to different threads do not overlap in C.
@@ -212,6 +266,39 @@ mod tests {
                             let got = c[i * lc.rs + j * lc.cs];
                             assert_eq!(got, w, "{m}x{k}x{n} {ta} {tb} {tc} beta {beta} at {i},{j}");
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A C not yet written (here NaNs, which a read would carry into the result) comes out
+    /// as the product, row-major or transposed, past the packed blocks' edges, and as
+    /// zeros where `k` is 0.
+    #[test]
+    fn products_into_unwritten_c_match_naive() {
+        for &(m, k, n) in &[(13, 257, 33), (241, 31, 1025), (5, 0, 7), (300, 40, 300)] {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 5) % 11) as f32 - 5.0).collect();
+            let want = naive(m, k, n, &a, &b);
+            for lc in [Layout::rows(n), Layout::trans(m)] {
+                let mut c = vec![MaybeUninit::new(f32::NAN); m * n];
+                gemm_into(
+                    m,
+                    k,
+                    n,
+                    &a,
+                    Layout::rows(k),
+                    &b,
+                    Layout::rows(n),
+                    &mut c,
+                    lc,
+                );
+                for i in 0..m {
+                    for j in 0..n {
+                        // SAFETY: every value was initialized (to NaN, then the product).
+                        let got = unsafe { c[i * lc.rs + j * lc.cs].assume_init() };
+                        assert_eq!(got, want[i * n + j], "{m}x{k}x{n} {lc:?} at {i},{j}");
                     }
                 }
             }

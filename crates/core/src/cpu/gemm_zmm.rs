@@ -306,9 +306,12 @@ unsafe fn block<const AR: usize, const AP: usize>(
         }
         for (r, t) in tile.iter().enumerate().take(rows) {
             for (j, v) in t.iter().enumerate().take(cols) {
-                // SAFETY: inside the block.
-                let at = unsafe { &mut *c.add(r * rs + j * cs) };
-                *at = if beta == 0.0 { *v } else { v + beta * *at };
+                // SAFETY: inside the block; C is read only where `beta` is not 0 (with 0,
+                // it may not have been written yet).
+                unsafe {
+                    let at = c.add(r * rs + j * cs);
+                    *at = if beta == 0.0 { *v } else { v + beta * *at };
+                }
             }
         }
     }
