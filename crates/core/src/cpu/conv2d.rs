@@ -11,13 +11,15 @@
 //! (`conv2d_strided.rs`): the forward, and the weight gradient for fewer than 16 input
 //! channels per group.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::conv_direct;
 use super::conv_shifted;
 use super::conv_taps;
 use super::conv_weight;
-use super::gemm::{gemm, Layout};
+use super::gemm::{gemm, gemm_into, Layout};
 use super::reduce::all_finite;
 use super::{conv2d_depthwise, conv2d_strided, conv2d_winograd, threads};
 use crate::backend::Conv2dParams;
@@ -251,11 +253,11 @@ fn col2im(
 /// Runs `f(image, chunk)` over per-image chunks of `out`: in parallel across images when
 /// there are enough of them, otherwise one after another so each GEMM can use the pool.
 /// Stops at the first error (a scratch buffer the host refused).
-pub(super) fn per_image(
-    out: &mut [f32],
+pub(super) fn per_image<T: Send>(
+    out: &mut [T],
     chunk: usize,
     n: usize,
-    f: impl Fn(usize, &mut [f32]) -> Result<()> + Sync,
+    f: impl Fn(usize, &mut [T]) -> Result<()> + Sync,
 ) -> Result<()> {
     if chunk == 0 {
         return Ok(());
@@ -511,6 +513,9 @@ pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
     if conv2d_strided::applies(p) {
         return conv2d_strided::forward(x, w, p);
     }
+    if is_pointwise(p) {
+        return pointwise(x, w, p, &g);
+    }
     let nb = images_per_gemm(p, &g);
     if nb > 1 {
         return forward_batched(x, w, p, &g, nb);
@@ -522,21 +527,6 @@ pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
             let x_g = &x[(ni * p.c_in + gi * g.cg) * g.hw..][..g.cg * g.hw];
             let w_g = &w[gi * g.og * g.kdim..][..g.og * g.kdim];
             let y_g = &mut y_n[gi * g.og * g.ohw..][..g.og * g.ohw];
-            if is_pointwise(p) {
-                gemm(
-                    g.og,
-                    g.cg,
-                    g.ohw,
-                    w_g,
-                    Layout::rows(g.cg),
-                    x_g,
-                    Layout::rows(g.hw),
-                    0.0,
-                    y_g,
-                    Layout::rows(g.ohw),
-                );
-                continue;
-            }
             for r0 in (0..p.oh).step_by(g.rows_per_chunk) {
                 let r1 = (r0 + g.rows_per_chunk).min(p.oh);
                 let cols = (r1 - r0) * p.ow;
@@ -560,6 +550,32 @@ pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
         Ok(())
     })?;
     Ok(out)
+}
+
+/// A 1×1 layer's forward: per image and group, one GEMM on the input as it is, into an
+/// output allocated unwritten (every value is the GEMMs'). Cleared first, on the calling
+/// thread, it cost 8 × 256@56² → 64 3.93 ms against 3.71 now, and 8 × 64@56² → 256 (a
+/// 25.7 MB output) 3.94 against 2.87 (two threads, an Intel Xeon, 2026-12-04, fastest of
+/// four alternating rounds).
+fn pointwise(x: &[f32], w: &[f32], p: &Conv2dParams, g: &Geo) -> Result<Vec<f32>> {
+    let one = |ni: usize, y_n: &mut [MaybeUninit<f32>]| -> Result<()> {
+        for gi in 0..p.groups {
+            let x_g = &x[(ni * p.c_in + gi * g.cg) * g.hw..][..g.cg * g.hw];
+            let w_g = &w[gi * g.og * g.cg..][..g.og * g.cg];
+            let y_g = &mut y_n[gi * g.og * g.ohw..][..g.og * g.ohw];
+            let (lw, lx, ly) = (Layout::rows(g.cg), Layout::rows(g.hw), Layout::rows(g.ohw));
+            gemm_into(g.og, g.cg, g.ohw, w_g, lw, x_g, lx, y_g, ly);
+        }
+        Ok(())
+    };
+    // SAFETY: every image's every group is one product that writes all of its values
+    // (`gemm_into`); `one` cannot fail.
+    unsafe {
+        host::written(p.output_len(), |out| {
+            let done = per_image(out, p.c_out * g.ohw, p.n, one);
+            debug_assert!(done.is_ok());
+        })
+    }
 }
 
 pub fn grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {

@@ -128,3 +128,32 @@ fn direct_input_gradient_on_short_rows_matches_the_definition() {
         );
     }
 }
+
+/// 1×1 layers' forward (one GEMM per image and group, into an output not cleared first)
+/// against the definition: one image and several (the threads' path), two groups, and
+/// planes and channels past the GEMM's register blocks.
+#[test]
+fn pointwise_forward_matches_the_definition() {
+    use super::conv_shifted::tests::{assert_close, value};
+    for (n, c, side, o, groups) in [(1, 20, 7, 36, 1), (3, 8, 9, 6, 2), (2, 64, 17, 40, 1)] {
+        let p = Conv2dParams {
+            n,
+            c_in: c,
+            h: side,
+            w: side,
+            c_out: o,
+            oh: side,
+            ow: side,
+            kernel: [1, 1],
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+            groups,
+        };
+        assert!(is_pointwise(&p));
+        let x: Vec<f32> = (0..p.input_len()).map(|i| value(i, 1)).collect();
+        let w: Vec<f32> = (0..p.weight_len()).map(|i| value(i, 2)).collect();
+        let want = definition(&x, &w, &vec![0.0; p.output_len()], &p);
+        assert_close(&format!("{p:?}"), &forward(&x, &w, &p).unwrap(), &want[0]);
+    }
+}
