@@ -135,7 +135,16 @@ fn random_objects(
             let u = |rng: &mut Rng| 0.05 + 0.9 * rng.range(0, 1000) as f32 / 1000.0;
             let cx = ((q % s) as f32 + u(rng)) * cell;
             let cy = ((q / s) as f32 + u(rng)) * cell;
-            let (w, h) = (rng.range(3, 24) as f32, rng.range(3, 24) as f32);
+            // Shapes that two anchors fit equally well (8 × 6 against 6 × 10 and 12 × 8)
+            // are left out: which anchor takes them is a tie that rounding decides.
+            let (w, h) = loop {
+                let (w, h) = (rng.range(3, 24) as f32, rng.range(3, 24) as f32);
+                let mut fits: Vec<f32> = spec.anchors.iter().map(|&a| shape_fit(w, h, a)).collect();
+                fits.sort_by(|x, y| y.total_cmp(x));
+                if fits.len() < 2 || fits[0] - fits[1] > 1e-3 {
+                    break (w, h);
+                }
+            };
             bs.push([cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0]);
             ls.push(rng.range(0, spec.classes - 1));
         }
@@ -143,6 +152,12 @@ fn random_objects(
         labels.push(ls);
     }
     (boxes, labels)
+}
+
+/// The IoU of a `w × h` box and an anchor's shape on one centre.
+fn shape_fit(w: f32, h: f32, a: [f32; 2]) -> f32 {
+    let inter = w.min(a[0]) * h.min(a[1]);
+    inter / (w * h + a[0] * a[1] - inter)
 }
 
 /// The loss read straight off its definition, slot by slot, in f64: for every image,
