@@ -371,18 +371,8 @@ pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
                     zeroed_once(grid, g.len() + MAX_L);
                     g.fill(p, &x[plane * hw..][..hw], grid);
                     zeroed_once(acc, og * ld);
-                    let w_c = &w[ci * og * kk..][..og * kk];
-                    block(
-                        Weights::rows(w_c, kk),
-                        kk,
-                        og,
-                        grid,
-                        &[0],
-                        &g.offs,
-                        g.span,
-                        acc,
-                        ld,
-                    );
+                    let w_c = Weights::rows(&w[ci * og * kk..][..og * kk], kk);
+                    block(w_c, kk, og, grid, &[0], &g.offs, g.span, acc, ld);
                     g.narrow(p, acc, ld, y);
                 },
             )
@@ -424,18 +414,8 @@ pub fn grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
             zeroed_once(ext, og * ldg);
             g.widen(p, gy_c, &mut ext[far..], ldg);
             zeroed_once(acc, ld);
-            let w_c = &w[ci * og * kk..][..og * kk];
-            block(
-                Weights::rows(w_c, og * kk),
-                og * kk,
-                1,
-                ext,
-                &[0],
-                &offs,
-                g.len(),
-                acc,
-                ld,
-            );
+            let w_c = Weights::rows(&w[ci * og * kk..][..og * kk], og * kk);
+            block(w_c, og * kk, 1, ext, &[0], &offs, g.len(), acc, ld);
             g.unfill(p, acc, gx_c);
         },
     );

@@ -88,7 +88,11 @@ pub(super) fn grad_weight(x: &[f32], gy: &[f32], p: &Conv3dParams) -> Result<Vec
     let per_image = p.c_in * wd.channel + p.groups * wd.og.next_multiple_of(LANES) * wd.out_len;
     let offs = pair_offsets(wd);
     let far = offs.iter().max().copied().unwrap_or(0);
+    if p.n == 0 {
+        return host::zeros(p.weight_len());
+    }
     let (blocks, tiles) = (wd.og.div_ceil(LANES), tiles(wd.og, wd.kdim));
+    // Written by the first group of images, added to by the others.
     let mut gw = Vec::new();
     for (i, (part, x_b, gy_b)) in image_groups(x, gy, p, wd, per_image).enumerate() {
         let xp = spread(x_b, &part, wd, true, 0)?;
@@ -126,9 +130,6 @@ pub(super) fn grad_weight(x: &[f32], gy: &[f32], p: &Conv3dParams) -> Result<Vec
             let gw = unsafe { &mut *(gw.as_mut_slice() as *mut [f32] as *mut [MaybeUninit<f32>]) };
             place(gw, true);
         }
-    }
-    if p.n == 0 {
-        return host::zeros(p.weight_len());
     }
     Ok(gw)
 }
