@@ -5,10 +5,17 @@
 
 mod common;
 
+use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::{run_seed, Rng};
-use fovea::ops::{BatchNormOptions, Conv2dOptions, ConvTranspose2dOptions, Pool2dOptions};
+use fovea::ops::{
+    BatchNormOptions, Conv1dOptions, Conv2dOptions, Conv3dOptions, ConvTranspose2dOptions,
+    Pool1dOptions, Pool2dOptions, Pool3dOptions,
+};
 use fovea::{Device, Error, Result, Tensor};
 
 /// Sizes near and past what a `usize` counts and any device holds.
@@ -74,6 +81,18 @@ fn image(r: &mut Rng, dev: &Device) -> Tensor {
     }
 }
 
+/// A signal (`rank` 3) or volume (`rank` 5) for the 1-D and 3-D ops: mostly of that rank,
+/// sometimes not.
+fn volume(r: &mut Rng, rank: usize, dev: &Device) -> Tensor {
+    if r.chance(0.85) {
+        let s: Vec<usize> = (0..rank).map(|_| r.pick(&[0, 1, 2, 3, 4, 6, 7])).collect();
+        let t = Tensor::randn(&s, r.next(), dev);
+        maybe_half(r, t)
+    } else {
+        tensor(r, 6, dev)
+    }
+}
+
 /// A parameter (stride, padding, dilation, kernel, groups, scale): mostly small, now and
 /// then huge.
 fn small(r: &mut Rng) -> usize {
@@ -86,6 +105,10 @@ fn small(r: &mut Rng) -> usize {
 
 fn pair(r: &mut Rng) -> [usize; 2] {
     [small(r), small(r)]
+}
+
+fn triple(r: &mut Rng) -> [usize; 3] {
+    [small(r), small(r), small(r)]
 }
 
 fn dim(r: &mut Rng) -> isize {
@@ -354,6 +377,106 @@ fn call(r: &mut Rng, which: usize, dev: &Device) -> (String, Result<()>) {
                 ok(a.upsample2d(s)),
             )
         }
+        27 => {
+            let (x, w) = (volume(r, 3, dev), volume(r, 3, dev));
+            let o = Conv1dOptions {
+                stride: small(r),
+                padding: small(r),
+                output_padding: small(r),
+                dilation: small(r),
+                groups: small(r),
+            };
+            let bias = r.chance(0.3).then(|| tensor(r, 2, dev));
+            let transposed = r.chance(0.5);
+            let res = if transposed {
+                x.conv_transpose1d(&w, bias.as_ref(), o)
+            } else {
+                x.conv1d(&w, bias.as_ref(), o)
+            };
+            (
+                format!(
+                    "conv1d (transposed: {transposed}) x{:?} w{:?} {o:?}",
+                    x.shape(),
+                    w.shape()
+                ),
+                ok(res),
+            )
+        }
+        28 => {
+            let (x, w) = (volume(r, 5, dev), volume(r, 5, dev));
+            let o = Conv3dOptions {
+                stride: triple(r),
+                padding: triple(r),
+                output_padding: triple(r),
+                dilation: triple(r),
+                groups: small(r),
+            };
+            let bias = r.chance(0.3).then(|| tensor(r, 2, dev));
+            let transposed = r.chance(0.5);
+            let res = if transposed {
+                x.conv_transpose3d(&w, bias.as_ref(), o)
+            } else {
+                x.conv3d(&w, bias.as_ref(), o)
+            };
+            (
+                format!(
+                    "conv3d (transposed: {transposed}) x{:?} w{:?} {o:?}",
+                    x.shape(),
+                    w.shape()
+                ),
+                ok(res),
+            )
+        }
+        29 => {
+            let x = volume(r, 3, dev);
+            let o = Pool1dOptions {
+                kernel: small(r),
+                stride: small(r),
+                padding: small(r),
+                dilation: small(r),
+                ceil_mode: r.chance(0.5),
+            };
+            let size = small(r);
+            let (what, res) = match r.range(0, 4) {
+                0 => ("max_pool1d", x.max_pool1d(o)),
+                1 => ("avg_pool1d", x.avg_pool1d(o, r.chance(0.5))),
+                2 => ("adaptive_avg_pool1d", x.adaptive_avg_pool1d(size)),
+                3 => ("upsample_nearest1d", x.upsample_nearest1d(size)),
+                _ => (
+                    "interpolate_linear",
+                    x.interpolate_linear(size, r.chance(0.5)),
+                ),
+            };
+            (
+                format!("{what} x{:?} {o:?} size {size}", x.shape()),
+                ok(res),
+            )
+        }
+        30 => {
+            let x = volume(r, 5, dev);
+            let o = Pool3dOptions {
+                kernel: triple(r),
+                stride: triple(r),
+                padding: triple(r),
+                dilation: triple(r),
+                ceil_mode: r.chance(0.5),
+            };
+            let size = triple(r);
+            let (what, res) = match r.range(0, 4) {
+                0 => ("max_pool3d", x.max_pool3d(o)),
+                1 => ("avg_pool3d", x.avg_pool3d(o, r.chance(0.5))),
+                2 => ("adaptive_avg_pool3d", x.adaptive_avg_pool3d(size)),
+                3 => ("upsample_nearest3d", x.upsample_nearest3d(size)),
+                _ => (
+                    "interpolate_trilinear",
+                    x.interpolate_trilinear(size, r.chance(0.5)),
+                ),
+            };
+            (
+                format!("{what} x{:?} {o:?} size {size:?}", x.shape()),
+                ok(res),
+            )
+        }
         _ => {
             let s = rand_shape(r, 4);
             let v = r.pick(&[0.0, 1.5]);
@@ -369,17 +492,70 @@ fn call(r: &mut Rng, which: usize, dev: &Device) -> (String, Result<()>) {
     }
 }
 
+/// Ends the process with a replay line when one case runs past 20 s: an op that
+/// never returns (a scratch buffer sized by a stride of 2³² once kept CI busy for an hour)
+/// fails the run at once instead of holding it to its time limit.
+struct Watchdog {
+    case: Arc<Mutex<(Instant, usize, u64)>>,
+    done: Arc<AtomicBool>,
+}
+
+impl Watchdog {
+    fn start(test: &str) -> Watchdog {
+        let case = Arc::new(Mutex::new((Instant::now(), 0, 0)));
+        let done = Arc::new(AtomicBool::new(false));
+        let (c, d, test) = (case.clone(), done.clone(), test.to_string());
+        std::thread::spawn(move || {
+            while !d.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(200));
+                let (since, which, seed) = *c.lock().unwrap_or_else(|e| e.into_inner());
+                if since.elapsed() > Duration::from_secs(20) && !d.load(Ordering::Relaxed) {
+                    // Past the test harness's capture, which `exit` would discard.
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "{test}: op #{which} still running after 20 s \
+                         (replay it alone with FOVEA_CASE={which}:{seed})"
+                    );
+                    std::process::exit(101);
+                }
+            }
+        });
+        Watchdog { case, done }
+    }
+
+    fn now_running(&self, which: usize, seed: u64) {
+        *self.case.lock().unwrap_or_else(|e| e.into_inner()) = (Instant::now(), which, seed);
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Throws `calls` random calls at every op on `dev`: each is `Ok` with a tensor that holds
 /// what its shape says, or an `Err` that names its op, never a panic.
 fn never_panics(test: &str, dev: &Device, calls: usize) {
-    const OPS: usize = 28;
+    const OPS: usize = 32;
+    // FOVEA_CASE=op:seed replays one case from a failure report, its panic uncaught.
+    if let Some((which, seed)) = std::env::var("FOVEA_CASE").ok().and_then(|c| {
+        let (w, s) = c.split_once(':')?;
+        Some((w.parse().ok()?, s.parse().ok()?))
+    }) {
+        let (desc, outcome) = call(&mut Rng(seed), which, dev);
+        eprintln!("{desc}: {outcome:?}");
+        return;
+    }
     let mut r = Rng(run_seed(test));
     let mut panics = Vec::new();
     let (mut oks, mut errs) = (0, 0);
+    let watch = Watchdog::start(test);
     for i in 0..calls {
         let which = i % OPS;
-        let mut case_rng = Rng(r.next());
-        let outcome = catch_unwind(AssertUnwindSafe(|| call(&mut case_rng, which, dev)));
+        let case = r.next();
+        watch.now_running(which, case);
+        let outcome = catch_unwind(AssertUnwindSafe(|| call(&mut Rng(case), which, dev)));
         match outcome {
             Ok((_, Ok(()))) => oks += 1,
             Ok((desc, Err(e))) => {
@@ -392,8 +568,7 @@ fn never_panics(test: &str, dev: &Device, calls: usize) {
                 assert!(!msg.contains("INCONSISTENT"), "{desc}: {msg}");
             }
             Err(_) => panics.push(format!(
-                "op #{which} (replay its case with seed {})",
-                case_rng.0
+                "op #{which} (replay it alone with FOVEA_CASE={which}:{case})"
             )),
         }
     }

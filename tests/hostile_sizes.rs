@@ -6,7 +6,7 @@ mod common;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use fovea::ops::{Conv2dOptions, ConvTranspose2dOptions, Pool2dOptions};
+use fovea::ops::{Conv2dOptions, Conv3dOptions, ConvTranspose2dOptions, Pool2dOptions};
 use fovea::{Device, Result, Tensor};
 
 /// A result larger than the GPU binds to a shader is an error that names the op and its
@@ -532,4 +532,131 @@ fn a_transposed_convolution_of_no_channels_is_zeros() {
             dev.name()
         );
     }
+}
+
+/// A convolution whose groups have no input channels (found by the random bad-input test):
+/// every output value is an empty sum, so the output is the bias, on both devices. The
+/// CPU's strided kernel once asserted on its padded input of no values.
+#[test]
+fn a_convolution_of_no_input_channels_is_its_bias() {
+    let mut devices = vec![Device::cpu()];
+    devices.extend(common::gpu(
+        "a_convolution_of_no_input_channels_is_its_bias",
+    ));
+    for dev in devices {
+        let x = Tensor::ones(&[7, 0, 7, 7], &dev);
+        let w = Tensor::ones(&[6, 0, 4, 3], &dev);
+        let b = Tensor::arange(0.0, 6.0, 1.0, &dev).unwrap();
+        let opts = Conv2dOptions {
+            stride: [1, 2],
+            padding: [1, 3],
+            groups: 2,
+            ..Default::default()
+        };
+        let y = x.conv2d(&w, Some(&b), opts).unwrap();
+        assert_eq!(y.shape(), [7, 6, 6, 6], "on {}", dev.name());
+        let v = y.to_vec().unwrap();
+        for (i, plane) in v.chunks(36).enumerate() {
+            let want = (i % 6) as f32;
+            assert!(plane.iter().all(|&y| y == want), "on {}", dev.name());
+        }
+    }
+}
+
+/// Depthwise transposed convolutions with strides past any width (found by the random
+/// bad-input test, which the first kept busy for an hour): an output one column wide at a
+/// stride of 2³² has its CPU stride phases be that column alone, not a buffer of 2³² rows,
+/// and an empty batch lays out no phases at all.
+#[test]
+fn a_stride_past_the_width_costs_nothing_of_its_size() {
+    let dev = Device::cpu();
+    let x = Tensor::ones(&[1, 2, 3, 1], &dev);
+    let w = Tensor::full(&[2, 1, 2, 1], 0.5, &dev);
+    let opts = ConvTranspose2dOptions {
+        stride: [1, 1 << 32],
+        groups: 2,
+        ..Default::default()
+    };
+    let y = x.conv_transpose2d(&w, None, opts).unwrap();
+    assert_eq!(y.shape(), [1, 2, 4, 1]);
+    assert_eq!(
+        y.to_vec().unwrap(),
+        [0.5, 1.0, 1.0, 0.5, 0.5, 1.0, 1.0, 0.5]
+    );
+    // No images, output planes 2³² + 1 wide: nothing to lay out, let alone 2³¹ phases.
+    let x = Tensor::zeros(&[0, 4, 2, 3], &dev);
+    let w = Tensor::ones(&[4, 1, 3, 1], &dev);
+    let opts = ConvTranspose2dOptions {
+        stride: [9, 1 << 31],
+        dilation: [3, 9],
+        groups: 4,
+        ..Default::default()
+    };
+    let y = x.conv_transpose2d(&w, None, opts).unwrap();
+    assert_eq!(y.shape(), [0, 4, 16, (1 << 32) + 1]);
+}
+
+/// A depthwise convolution of planes no column wide, padded to three (found by the random
+/// bad-input test): all padding, so the output is the bias and the weight's gradient zero,
+/// on both devices. The CPU's grid once split the planes into rows of width 0.
+#[test]
+fn a_depthwise_convolution_of_planes_zero_wide_is_its_bias() {
+    let mut devices = vec![Device::cpu()];
+    devices.extend(common::gpu(
+        "a_depthwise_convolution_of_planes_zero_wide_is_its_bias",
+    ));
+    for dev in devices {
+        let x = Tensor::zeros(&[1, 4, 6, 0], &dev).requires_grad();
+        let w = Tensor::ones(&[4, 1, 1, 4], &dev).requires_grad();
+        let b = Tensor::full(&[4], 2.0, &dev);
+        let opts = Conv2dOptions {
+            padding: [0, 3],
+            groups: 4,
+            ..Default::default()
+        };
+        let y = x.conv2d(&w, Some(&b), opts).unwrap();
+        assert_eq!(y.shape(), [1, 4, 6, 3], "on {}", dev.name());
+        let v = y.to_vec().unwrap();
+        assert!(v.iter().all(|&v| v == 2.0), "on {}", dev.name());
+        y.sum().backward().unwrap();
+        let gw = w.grad().unwrap().to_vec().unwrap();
+        assert!(gw.iter().all(|&v| v == 0.0), "on {}", dev.name());
+    }
+}
+
+/// 3-D convolutions whose depth stride or dilation never steps (one output slice, one
+/// input slice, one tap) give what a stride and dilation of 1 give, however large (the
+/// random bad-input test once overflowed the depth gather's strides with them), empty
+/// inputs with vast planes among them.
+#[test]
+fn depth_steps_that_never_step_change_nothing() {
+    let dev = Device::cpu();
+    let x = Tensor::randn(&[1, 2, 3, 4, 4], 7, &dev);
+    let w = Tensor::randn(&[3, 2, 3, 2, 2], 8, &dev);
+    let with = |stride: usize, dilation: usize| Conv3dOptions {
+        stride: [stride, 1, 1],
+        dilation: [dilation, 1, 1],
+        ..Default::default()
+    };
+    let want = x.conv3d(&w, None, with(1, 1)).unwrap();
+    let got = x.conv3d(&w, None, with(1 << 40, 1)).unwrap();
+    assert_eq!(got.shape(), [1, 3, 1, 3, 3]);
+    assert_eq!(got.to_vec().unwrap(), want.to_vec().unwrap());
+
+    let one_tap = Tensor::randn(&[3, 2, 1, 2, 2], 9, &dev);
+    let want = x.conv3d(&one_tap, None, with(1, 1)).unwrap();
+    let got = x.conv3d(&one_tap, None, with(1, 1 << 40)).unwrap();
+    assert_eq!(got.to_vec().unwrap(), want.to_vec().unwrap());
+
+    let slice = Tensor::randn(&[1, 2, 1, 3, 3], 10, &dev);
+    let w = Tensor::randn(&[2, 3, 2, 2, 2], 11, &dev);
+    let want = slice.conv_transpose3d(&w, None, with(1, 1)).unwrap();
+    let got = slice.conv_transpose3d(&w, None, with(1 << 40, 1)).unwrap();
+    assert_eq!(got.shape(), [1, 3, 2, 4, 4]);
+    assert_eq!(got.to_vec().unwrap(), want.to_vec().unwrap());
+
+    let empty = Tensor::zeros(&[0, 2, 3, 1 << 28, 1 << 28], &dev);
+    let w = Tensor::ones(&[3, 2, 2, 1, 1], &dev);
+    let y = empty.conv3d(&w, None, with(1 << 40, 1)).unwrap();
+    assert_eq!(y.shape(), [0, 3, 1, 1 << 28, 1 << 28]);
 }

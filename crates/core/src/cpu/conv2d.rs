@@ -495,6 +495,11 @@ fn grad_weight_batched(
 
 pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
     let g = geo(p);
+    if g.kdim == 0 || p.output_len() == 0 {
+        // No outputs, or no input channels: every output value an empty sum, which the
+        // kernels' padded inputs (of no values) cannot be read for.
+        return host::zeros(p.output_len());
+    }
     if p.is_depthwise() {
         return conv2d_depthwise::forward(x, w, p);
     }
@@ -580,6 +585,11 @@ fn pointwise(x: &[f32], w: &[f32], p: &Conv2dParams, g: &Geo) -> Result<Vec<f32>
 
 pub fn grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
     let g = geo(p);
+    if p.output_len() == 0 || p.input_len() == 0 {
+        // Nothing flows back (and an empty batch's planes, which may be vast, are never
+        // laid out).
+        return host::zeros(p.input_len());
+    }
     if p.is_depthwise() {
         return conv2d_depthwise::grad_input(gy, w, p);
     }

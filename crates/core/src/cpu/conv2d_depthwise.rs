@@ -56,9 +56,11 @@ fn spans(p: &Conv2dParams) -> Vec<Option<Span>> {
 }
 
 /// A plane of `h` rows split into `s` phases of `wp` columns each; at stride 1 the plane
-/// itself.
+/// itself. Only the first `n` phases hold columns (`s` may be past the width: a stride
+/// of 2³² must not ask for a buffer of 2³² rows).
 struct Phases {
     s: usize,
+    n: usize,
     h: usize,
     w: usize,
     wp: usize,
@@ -69,6 +71,7 @@ impl Phases {
         let s = p.stride[1].max(1);
         Phases {
             s,
+            n: s.min(p.w),
             h: p.h,
             w: p.w,
             wp: p.w.div_ceil(s),
@@ -76,7 +79,7 @@ impl Phases {
     }
 
     fn len(&self) -> usize {
-        self.s * self.h * self.wp
+        self.n * self.h * self.wp
     }
 
     /// Offset of row `ih` of phase `r`.
@@ -93,7 +96,7 @@ impl Phases {
         buf.resize(self.len(), 0.0);
         for ih in 0..self.h {
             let row = &plane[ih * self.w..][..self.w];
-            for r in 0..self.s {
+            for r in 0..self.n {
                 let dst = &mut buf[self.row(r, ih)..][..self.wp];
                 for (d, &v) in dst.iter_mut().zip(row.iter().skip(r).step_by(self.s)) {
                     *d = v;
@@ -114,7 +117,7 @@ impl Phases {
         f(buf);
         for ih in 0..self.h {
             let row = &mut plane[ih * self.w..][..self.w];
-            for r in 0..self.s {
+            for r in 0..self.n {
                 let src = &buf[self.row(r, ih)..][..self.wp];
                 for (d, &v) in row.iter_mut().skip(r).step_by(self.s).zip(src) {
                     *d = v;
@@ -189,10 +192,13 @@ impl Grid {
             })
             .collect();
         let pw = p.padding[1];
-        let col_runs = (0..sw)
-            .map(|r| (r, (r + sw - pw % sw) % sw))
-            .filter(|&(_, iw0)| iw0 < p.w)
-            .map(|(r, iw0)| (iw0, r * phase + (iw0 + pw) / sw, (p.w - iw0).div_ceil(sw)))
+        // Column phase `r` starts at input column `(r − pw) mod sw`: by those columns,
+        // which are fewer than the phases where the stride is past the width.
+        let col_runs = (0..sw.min(p.w))
+            .map(|iw0| {
+                let r = (iw0 + pw % sw) % sw;
+                (iw0, r * phase + (iw0 + pw) / sw, (p.w - iw0).div_ceil(sw))
+            })
             .collect();
         Grid {
             sh,
@@ -235,7 +241,8 @@ impl Grid {
     /// Copies an input plane into its place on a zeroed grid. Each plane of a
     /// convolution takes the same places, so a grid filled before needs no zeroing.
     pub(super) fn fill(&self, p: &Conv2dParams, plane: &[f32], grid: &mut [f32]) {
-        for (ih, row) in plane.chunks(p.w).enumerate().take(p.h) {
+        // A plane of width 0 has no rows to copy (and `chunks` takes no 0).
+        for (ih, row) in plane.chunks(p.w.max(1)).enumerate().take(p.h) {
             for (iw0, at, len) in self.row_runs(p, ih) {
                 let dst = &mut grid[at..at + len];
                 if self.sw == 1 {
@@ -249,7 +256,7 @@ impl Grid {
 
     /// The inverse of [`Grid::fill`]: an input plane read from its place on the grid.
     fn unfill(&self, p: &Conv2dParams, grid: &[f32], plane: &mut [f32]) {
-        for (ih, row) in plane.chunks_mut(p.w).enumerate().take(p.h) {
+        for (ih, row) in plane.chunks_mut(p.w.max(1)).enumerate().take(p.h) {
             for (iw0, at, len) in self.row_runs(p, ih) {
                 let src = &grid[at..at + len];
                 if self.sw == 1 {

@@ -21,7 +21,8 @@ fn axis(p: &Bilinear2dParams, out: usize, len: usize, scale: f32) -> Vec<(usize,
 pub fn forward(x: &[f32], p: &Bilinear2dParams) -> Result<Vec<f32>> {
     let (hw, ohw) = (p.h * p.w, p.oh * p.ow);
     let mut out = host::zeros(p.planes * ohw)?;
-    if ohw == 0 {
+    // No planes: the taps of a vast plane are never laid out.
+    if ohw == 0 || p.planes == 0 {
         return Ok(out);
     }
     let rows = axis(p, p.oh, p.h, p.scale[0]);
@@ -43,7 +44,7 @@ pub fn forward(x: &[f32], p: &Bilinear2dParams) -> Result<Vec<f32>> {
 pub fn backward(gy: &[f32], p: &Bilinear2dParams) -> Result<Vec<f32>> {
     let (hw, ohw) = (p.h * p.w, p.oh * p.ow);
     let mut gx = host::zeros(p.planes * hw)?;
-    if hw == 0 {
+    if hw == 0 || p.planes == 0 {
         return Ok(gx);
     }
     let rows = axis(p, p.oh, p.h, p.scale[0]);

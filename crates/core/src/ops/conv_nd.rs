@@ -41,27 +41,33 @@ impl Tensor {
                 format!("depth taps of a non-5-D shape {:?}", self.shape()),
             ));
         };
-        let (hw, cg, od, kd) = (h * w, c / t.groups, t.od, t.kd);
-        let plane = dp * hw;
+        let (cg, od, kd) = (c / t.groups, t.od, t.kd);
+        // An empty input may have dimensions whose products overflow.
+        let hw = product("conv3d", self, &[h, w])?;
+        let plane = product("conv3d", self, &[dp, hw])?;
+        let strides = [
+            product("conv3d", self, &[c, plane])?,
+            product("conv3d", self, &[t.stride, hw])?,
+            product("conv3d", self, &[cg, plane])?,
+            product("conv3d", self, &[t.dilation, hw])?,
+        ];
+        let shape = vec![
+            product("conv3d", self, &[n, od])?,
+            product("conv3d", self, &[kd, c])?,
+            h,
+            w,
+        ];
         let taps = self.view_copy(
             "conv3d",
             StridedView {
                 shape: vec![n, od, t.groups, kd, cg, h, w],
-                strides: vec![
-                    c * plane,
-                    t.stride * hw,
-                    cg * plane,
-                    t.dilation * hw,
-                    plane,
-                    w,
-                    1,
-                ],
+                strides: vec![strides[0], strides[1], strides[2], strides[3], plane, w, 1],
                 offset: 0,
             },
         )?;
         Ok(Tensor::from_op(
             taps.f32_storage(),
-            vec![n * od, kd * c, h, w],
+            shape,
             self.device(),
             "conv3d",
             &[self],
@@ -190,6 +196,22 @@ fn check_nd(
     Ok(())
 }
 
+/// The product of `dims` (sizes taken from `x`'s shape and the options), or an error
+/// naming `op` and `x`'s shape where it overflows a `usize`.
+fn product(op: &'static str, x: &Tensor, dims: &[usize]) -> Result<usize> {
+    dims.iter()
+        .try_fold(1usize, |p, &d| p.checked_mul(d))
+        .ok_or_else(|| {
+            Error::op(
+                op,
+                format!(
+                    "sizes {dims:?} from input {:?} overflow a usize when multiplied",
+                    x.shape()
+                ),
+            )
+        })
+}
+
 /// Re-labels an error of the 2-D op that runs a 1-D or 3-D one with the op the user
 /// called and the shapes the user gave.
 fn as_op<'a>(op: &'static str, x: &'a Tensor, w: &'a Tensor) -> impl FnOnce(Error) -> Error + 'a {
@@ -267,7 +289,7 @@ impl Tensor {
         positive.push(o.groups);
         check_nd(OP, self, weight, 5, &positive)?;
         let (x, w, g) = (self.shape(), weight.shape(), o.groups);
-        if x[1] % g != 0 || w[0] % g != 0 || w[1] * g != x[1] {
+        if x[1] % g != 0 || w[0] % g != 0 || w[1].checked_mul(g) != Some(x[1]) {
             return Err(Error::op(
                 OP,
                 format!("weight {w:?} with groups={g} does not fit input {x:?} (input channels must be in/groups × groups and both channel counts divisible by groups)"),
@@ -318,16 +340,21 @@ impl Tensor {
         } else {
             self.clone()
         };
+        // A stride with one output slice, or a dilation with one tap, never steps: as 1,
+        // it cannot overflow the gather's strides.
         let cols = xp.depth_taps(Taps {
             kd,
-            dilation: dd,
-            stride: sd,
+            dilation: if kd > 1 { dd } else { 1 },
+            stride: if od > 1 { sd } else { 1 },
             od,
             groups: g,
         })?;
-        let w2 = weight
-            .permute(&[0, 2, 1, 3, 4])?
-            .reshape(&[w[0], kd * w[1], w[3], w[4]])?;
+        let w2 = weight.permute(&[0, 2, 1, 3, 4])?.reshape(&[
+            w[0],
+            product(OP, self, &[kd, w[1]])?,
+            w[3],
+            w[4],
+        ])?;
         let opts = Conv2dOptions {
             stride: [o.stride[1], o.stride[2]],
             padding: [o.padding[1], o.padding[2]],
@@ -415,8 +442,8 @@ impl Tensor {
             .checked_mul(sd)
             .and_then(|v| v.checked_add(dd.checked_mul(kd.saturating_sub(1))?))
             .and_then(|v| v.checked_add(opd + 1));
-        let od = match full {
-            Some(f) if x[2] > 0 && kd > 0 && f > 2 * pd => f - 2 * pd,
+        let (full, od) = match (full, pd.checked_mul(2)) {
+            (Some(f), Some(p2)) if x[2] > 0 && kd > 0 && f > p2 => (f, f - p2),
             _ => {
                 return Err(Error::op(
                     OP,
@@ -427,16 +454,20 @@ impl Tensor {
                 ))
             }
         };
-        let full = od + 2 * pd;
         let (n, c, d, h, wd, og) = (x[0], x[1], x[2], x[3], x[4], w[1]);
+        // One input slice is never stepped from: its stride as 1 interleaves nothing.
+        let sd = if d > 1 { sd } else { 1 };
         // Every input slice through one transposed 2-D convolution whose output channels
         // are (group, tap, channel): the kd output slices it feeds.
-        let slices = self
-            .permute(&[0, 2, 1, 3, 4])?
-            .reshape(&[n * d, c, h, wd])?;
-        let w2 = weight
-            .permute(&[0, 2, 1, 3, 4])?
-            .reshape(&[c, kd * og, w[3], w[4]])?;
+        let slices =
+            self.permute(&[0, 2, 1, 3, 4])?
+                .reshape(&[product(OP, self, &[n, d])?, c, h, wd])?;
+        let w2 = weight.permute(&[0, 2, 1, 3, 4])?.reshape(&[
+            c,
+            product(OP, weight, &[kd, og])?,
+            w[3],
+            w[4],
+        ])?;
         let opts = ConvTranspose2dOptions {
             stride: [o.stride[1], o.stride[2]],
             padding: [o.padding[1], o.padding[2]],
@@ -448,25 +479,37 @@ impl Tensor {
             .conv_transpose2d(&w2, None, opts)
             .map_err(as_op(OP, self, weight))?;
         let (oh, ow) = (y.shape()[2], y.shape()[3]);
+        let (planes, ohw) = (
+            product(OP, self, &[n, g, og])?,
+            product(OP, self, &[oh, ow])?,
+        );
+        super::check_output(
+            OP,
+            &[x, w],
+            &[n, product(OP, weight, &[g, og])?, od, oh, ow],
+            self.device(),
+        )?;
         // [N, D, g, kd, O/g, OH·OW] → [N, g, O/g, kd, D, OH·OW]
         let y = y
-            .reshape(&[n, d, g, kd, og, oh * ow])?
+            .reshape(&[n, d, g, kd, og, ohw])?
             .permute(&[0, 2, 4, 3, 1, 5])?;
         // The taps add up in f32 and the sum is rounded once, below.
         let y = y.float()?;
-        let zeros =
-            (sd > 1).then(|| Tensor::zeros(&[n * g * og, d, sd - 1, oh * ow], self.device()));
+        let zeros = match sd {
+            1 => None,
+            _ => Some(Tensor::try_zeros(&[planes, d, sd - 1, ohw], self.device())?),
+        };
         let mut out: Option<Tensor> = None;
         for t in 0..kd {
             // Tap t of input slice i lands on output depth i·sd + t·dd (before cropping):
             // interleave sd − 1 zero slices, then shift by t·dd.
-            let z = y.narrow(3, t, 1)?.reshape(&[n * g * og, d, 1, oh * ow])?;
+            let z = y.narrow(3, t, 1)?.reshape(&[planes, d, 1, ohw])?;
             let z = match &zeros {
                 Some(zs) => Tensor::cat(&[&z, zs], 2)?,
                 None => z,
             };
             let z = z
-                .reshape(&[n * g * og, d * sd, oh * ow])?
+                .reshape(&[planes, product(OP, self, &[d, sd])?, ohw])?
                 .narrow(1, 0, (d - 1) * sd + 1)?;
             let before = t * dd;
             let after = full - before - ((d - 1) * sd + 1);

@@ -1,7 +1,7 @@
 //! Bilinear interpolation (PyTorch's `F.interpolate(mode='bilinear')`, antialias off), by
 //! output size or by scale factor, with `align_corners` either way.
 
-use super::check_rank;
+use super::{check_output, check_rank};
 use crate::backend::Bilinear2dParams;
 use crate::{Error, Result, Tensor};
 
@@ -70,6 +70,7 @@ impl Tensor {
                 format!("needs a non-empty input and output size, got input {s:?} and output size {size:?}"),
             ));
         }
+        check_output(op, &[s], &[s[0], s[1], size[0], size[1]], self.device())?;
         let p = Bilinear2dParams {
             planes: s[0] * s[1],
             h: s[2],
