@@ -127,6 +127,14 @@ fn consistent(t: Tensor) -> Result<()> {
     }
 }
 
+/// [`consistent`] after a backward pass through `t` (the 1-D and 3-D convolutions are
+/// compositions whose backward does size arithmetic of its own).
+fn with_backward(t: Result<Tensor>) -> Result<()> {
+    let t = t?;
+    t.sum().backward()?;
+    consistent(t)
+}
+
 /// One random call of one op on `dev`, described for the failure report.
 fn call(r: &mut Rng, which: usize, dev: &Device) -> (String, Result<()>) {
     let ok = |t: Result<Tensor>| t.and_then(consistent);
@@ -378,7 +386,7 @@ fn call(r: &mut Rng, which: usize, dev: &Device) -> (String, Result<()>) {
             )
         }
         27 => {
-            let (x, w) = (volume(r, 3, dev), volume(r, 3, dev));
+            let (x, w) = (volume(r, 3, dev).requires_grad(), volume(r, 3, dev));
             let o = Conv1dOptions {
                 stride: small(r),
                 padding: small(r),
@@ -395,15 +403,15 @@ fn call(r: &mut Rng, which: usize, dev: &Device) -> (String, Result<()>) {
             };
             (
                 format!(
-                    "conv1d (transposed: {transposed}) x{:?} w{:?} {o:?}",
+                    "conv1d (transposed: {transposed}) x{:?} w{:?} {o:?}, then backward",
                     x.shape(),
                     w.shape()
                 ),
-                ok(res),
+                with_backward(res),
             )
         }
         28 => {
-            let (x, w) = (volume(r, 5, dev), volume(r, 5, dev));
+            let (x, w) = (volume(r, 5, dev).requires_grad(), volume(r, 5, dev));
             let o = Conv3dOptions {
                 stride: triple(r),
                 padding: triple(r),
@@ -420,11 +428,11 @@ fn call(r: &mut Rng, which: usize, dev: &Device) -> (String, Result<()>) {
             };
             (
                 format!(
-                    "conv3d (transposed: {transposed}) x{:?} w{:?} {o:?}",
+                    "conv3d (transposed: {transposed}) x{:?} w{:?} {o:?}, then backward",
                     x.shape(),
                     w.shape()
                 ),
-                ok(res),
+                with_backward(res),
             )
         }
         29 => {
@@ -492,9 +500,10 @@ fn call(r: &mut Rng, which: usize, dev: &Device) -> (String, Result<()>) {
     }
 }
 
-/// Ends the process with a replay line when one case runs past 20 s: an op that
-/// never returns (a scratch buffer sized by a stride of 2³² once kept CI busy for an hour)
-/// fails the run at once instead of holding it to its time limit.
+/// Ends the process with a replay line when one case runs past a minute
+/// (`FOVEA_CASE_TIMEOUT_S` sets another limit): an op that never returns (a scratch buffer
+/// sized by a stride of 2³² once kept CI busy for an hour) fails the run at once instead
+/// of holding it to its time limit.
 struct Watchdog {
     case: Arc<Mutex<(Instant, usize, u64)>>,
     done: Arc<AtomicBool>,
@@ -505,18 +514,23 @@ impl Watchdog {
         let case = Arc::new(Mutex::new((Instant::now(), 0, 0)));
         let done = Arc::new(AtomicBool::new(false));
         let (c, d, test) = (case.clone(), done.clone(), test.to_string());
+        let limit = std::env::var("FOVEA_CASE_TIMEOUT_S")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(60);
         std::thread::spawn(move || {
             while !d.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(200));
                 let (since, which, seed) = *c.lock().unwrap_or_else(|e| e.into_inner());
-                if since.elapsed() > Duration::from_secs(20) && !d.load(Ordering::Relaxed) {
-                    // Past the test harness's capture, which `exit` would discard.
+                if since.elapsed() > Duration::from_secs(limit) && !d.load(Ordering::Relaxed) {
+                    // Past the test harness's capture, which ending the process discards.
                     let _ = writeln!(
                         std::io::stderr(),
-                        "{test}: op #{which} still running after 20 s \
+                        "{test}: op #{which} still running after {limit} s \
                          (replay it alone with FOVEA_CASE={which}:{seed})"
                     );
-                    std::process::exit(101);
+                    // Not `exit`: its handlers could wait on the stuck call's threads.
+                    std::process::abort();
                 }
             }
         });
@@ -544,7 +558,8 @@ fn never_panics(test: &str, dev: &Device, calls: usize) {
         Some((w.parse().ok()?, s.parse().ok()?))
     }) {
         let (desc, outcome) = call(&mut Rng(seed), which, dev);
-        eprintln!("{desc}: {outcome:?}");
+        // Past the harness's capture, so that the replay shows without `--nocapture`.
+        let _ = writeln!(std::io::stderr(), "{test}: {desc}: {outcome:?}");
         return;
     }
     let mut r = Rng(run_seed(test));

@@ -393,21 +393,22 @@ fn the_gpu_refuses_sizes_before_building_host_values() {
         "{msg}"
     );
 
+    // Strides that never step (one output, or one input of a transposed convolution,
+    // along their axis) reach no backend (`Conv2dParams::normalized`): the GPU, which
+    // indexes strides below 2³⁰ only, gives what the CPU gives.
     let cpu = Device::cpu();
-    let strided = ConvTranspose2dOptions {
-        stride: [1_000_000, 1],
-        ..Default::default()
+    let strided = |stride: [usize; 2], side: usize, dev: &Device| {
+        let x = Tensor::ones(&[1, 1, side, side], dev);
+        let o = ConvTranspose2dOptions {
+            stride,
+            ..Default::default()
+        };
+        x.conv_transpose2d(&Tensor::ones(&[1, 1, 1, 1], dev), None, o)
     };
-    let conv_t = |dev: &Device| {
-        let x = Tensor::ones(&[1, 1, 1, 1], dev);
-        x.conv_transpose2d(&Tensor::ones(&[1, 1, 1, 1], dev), None, strided)
-    };
-    assert_eq!(conv_t(&cpu).unwrap().to_vec().unwrap(), vec![1.0]);
-    refused(
-        "conv_transpose2d",
-        conv_t(&gpu),
-        &["conv_transpose2d", "stride"],
-    );
+    for dev in [&cpu, &gpu] {
+        let y = strided([1_000_000, 1], 1, dev).unwrap();
+        assert_eq!(y.to_vec().unwrap(), vec![1.0], "on {}", dev.name());
+    }
     let far = Conv2dOptions {
         stride: [1 << 40, 1],
         ..Default::default()
@@ -417,7 +418,18 @@ fn the_gpu_refuses_sizes_before_building_host_values() {
         x.conv2d(&Tensor::ones(&[1, 1, 1, 1], dev), None, far)
     };
     assert_eq!(conv(&cpu).unwrap().shape(), &[1, 1, 1, 3]);
-    refused("conv2d", conv(&gpu), &["conv2d", "stride"]);
+    assert_eq!(conv(&gpu).unwrap().to_vec().unwrap(), vec![1.0; 3]);
+    // Strides that step, past what the GPU runs as phases of one dispatch (300² of them
+    // against 65 535 workgroups): refused there, computed on the CPU.
+    assert_eq!(
+        strided([300, 300], 2, &cpu).unwrap().shape(),
+        &[1, 1, 301, 301]
+    );
+    refused(
+        "conv_transpose2d",
+        strided([300, 300], 2, &gpu),
+        &["conv_transpose2d", "stride"],
+    );
     // The device computes on.
     let x = Tensor::ones(&[1, 1, 3, 3], &gpu);
     assert_eq!(x.sum().item().unwrap(), 9.0);
@@ -659,4 +671,34 @@ fn depth_steps_that_never_step_change_nothing() {
     let w = Tensor::ones(&[3, 2, 2, 1, 1], &dev);
     let y = empty.conv3d(&w, None, with(1 << 40, 1)).unwrap();
     assert_eq!(y.shape(), [0, 3, 1, 1 << 28, 1 << 28]);
+
+    // Three output slices 2⁶² apart over an empty batch: the backward's depth arithmetic
+    // (slices times the stride) overflowed.
+    let x = Tensor::zeros(&[0, 1, 5, 1, 1], &dev).requires_grad();
+    let w = Tensor::ones(&[1, 1, 2, 1, 1], &dev);
+    let o = Conv3dOptions {
+        padding: [1 << 62, 0, 0],
+        ..with(1 << 62, 1)
+    };
+    let y = x.conv3d(&w, None, o).unwrap();
+    assert_eq!(y.shape(), [0, 1, 3, 1, 1]);
+    y.sum().backward().unwrap();
+    assert_eq!(x.grad().unwrap().shape(), [0, 1, 5, 1, 1]);
+
+    // A dilation of 2⁶³ along a kernel one tap wide, forward and backward (the CPU's tap
+    // offsets negated it as an isize): what a dilation of 1 gives.
+    let grads = |dilation: usize| {
+        let x = Tensor::randn(&[2, 1, 6, 6, 4], 12, &dev).requires_grad();
+        let w = Tensor::randn(&[4, 1, 2, 6, 1], 13, &dev).requires_grad();
+        let o = Conv3dOptions {
+            stride: [4, 1, 1],
+            padding: [1, 3, 1],
+            dilation: [1, 1, dilation],
+            ..Default::default()
+        };
+        let y = x.conv3d(&w, None, o).unwrap();
+        y.sum().backward().unwrap();
+        [y, x.grad().unwrap(), w.grad().unwrap()].map(|t| t.to_vec().unwrap())
+    };
+    assert_eq!(grads(1 << 63), grads(1));
 }

@@ -347,6 +347,22 @@ impl Conv2dParams {
     pub fn macs(&self) -> usize {
         self.output_len() * (self.c_in / self.groups) * self.kernel[0] * self.kernel[1]
     }
+
+    /// The same convolution with each stride that never steps (one output along its
+    /// axis) and each dilation that never spreads (one tap) set to 1, so that no backend
+    /// does arithmetic on values that change nothing (a dilation of 2⁶³ under a kernel
+    /// one tap wide overflowed the CPU's tap offsets).
+    pub fn normalized(mut self) -> Self {
+        for (a, out) in [self.oh, self.ow].into_iter().enumerate() {
+            if out <= 1 {
+                self.stride[a] = 1;
+            }
+            if self.kernel[a] <= 1 {
+                self.dilation[a] = 1;
+            }
+        }
+        self
+    }
 }
 
 /// The shape arithmetic of a 3-D convolution (PyTorch semantics), per spatial axis
@@ -393,6 +409,20 @@ impl Conv3dParams {
     /// Elements of the weight tensor `[c_out, c_in / groups, kd, kh, kw]`.
     pub fn weight_len(&self) -> usize {
         self.c_out * (self.c_in / self.groups) * self.kernel.iter().product::<usize>()
+    }
+
+    /// The same convolution with strides that never step and dilations that never
+    /// spread set to 1 (see [`Conv2dParams::normalized`]).
+    pub fn normalized(mut self) -> Self {
+        for a in 0..3 {
+            if self.output[a] <= 1 {
+                self.stride[a] = 1;
+            }
+            if self.kernel[a] <= 1 {
+                self.dilation[a] = 1;
+            }
+        }
+        self
     }
 }
 

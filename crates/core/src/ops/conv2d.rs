@@ -229,7 +229,8 @@ impl Tensor {
             padding: opts.padding,
             dilation: opts.dilation,
             groups: g,
-        };
+        }
+        .normalized();
         check_bias(OP, self, bias, p.c_out)?;
         let s = self
             .backend()

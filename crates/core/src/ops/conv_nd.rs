@@ -72,6 +72,14 @@ impl Tensor {
             "conv3d",
             &[self],
             move |g| {
+                if g.numel() == 0 {
+                    // Nothing flows back, and an empty batch's depths times the stride
+                    // need not fit a usize.
+                    return Ok(vec![Some(Tensor::try_zeros(
+                        &[n, c, dp, h, w],
+                        g.device(),
+                    )?)]);
+                }
                 let g = g.reshape(&[n, od, t.groups, kd, cg * hw])?;
                 let mut sum: Option<Tensor> = None;
                 for tap in 0..kd {
@@ -330,7 +338,8 @@ impl Tensor {
                 padding: o.padding,
                 dilation: o.dilation,
                 groups: g,
-            };
+            }
+            .normalized();
             if self.backend().runs_conv3d(&p) {
                 return self.conv3d_native(weight, bias, p);
             }

@@ -126,7 +126,8 @@ impl Tensor {
             padding: opts.padding,
             dilation: opts.dilation,
             groups: g,
-        };
+        }
+        .normalized();
         check_bias(OP, self, bias, p.c_in)?;
         let s = self
             .backend()
