@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::{run_seed, Rng};
 use fovea::ops::{
     BatchNormOptions, Conv1dOptions, Conv2dOptions, Conv3dOptions, ConvTranspose2dOptions,
-    Pool1dOptions, Pool2dOptions, Pool3dOptions,
+    CrossEntropy2dOptions, PixelTargets, Pool1dOptions, Pool2dOptions, Pool3dOptions, Reduction,
 };
 use fovea::{Device, Error, Result, Tensor};
 
@@ -485,6 +485,149 @@ fn call(r: &mut Rng, which: usize, dev: &Device) -> (String, Result<()>) {
                 ok(res),
             )
         }
+        31 => {
+            let logits = image(r, dev);
+            let opts = CrossEntropy2dOptions {
+                weight: r
+                    .chance(0.3)
+                    .then(|| vec![r.pick(&[1.0, 0.0, -1.0, f32::NAN]); r.range(0, 7)]),
+                ignore_index: r.pick(&[-100, -1, 0, 2, i64::MAX]),
+                reduction: r.pick(&[Reduction::Mean, Reduction::Sum, Reduction::None]),
+            };
+            let ids = |r: &mut Rng, n: usize| -> Vec<i64> {
+                (0..n)
+                    .map(|_| r.pick(&[-100, -1, 0, 1, 2, 6, 1000]))
+                    .collect()
+            };
+            let s = logits.shape().to_vec();
+            let (what, res) = match r.range(0, 3) {
+                // Targets that fit the logits, so that the loss itself is reached.
+                0 if s.len() == 4 && s.iter().all(|&d| d < 8) => {
+                    let ids = ids(r, s[0] * s[2] * s[3]);
+                    let t = PixelTargets::new(ids, [s[0], s[2], s[3]]);
+                    (
+                        "fitting targets",
+                        t.and_then(|t| logits.cross_entropy2d(&t, &opts)),
+                    )
+                }
+                0 | 1 => {
+                    let n = r.range(0, 12);
+                    let t = PixelTargets::new(ids(r, n), [size(r), size(r), size(r)]);
+                    ("targets", t.and_then(|t| logits.cross_entropy2d(&t, &opts)))
+                }
+                2 => {
+                    let masks: Vec<Vec<u8>> = (0..r.range(0, 3))
+                        .map(|_| vec![r.pick(&[0, 1, 255]); r.range(0, 12)])
+                        .collect();
+                    let t = PixelTargets::from_masks(&masks, size(r), size(r));
+                    ("masks", t.and_then(|t| logits.cross_entropy2d(&t, &opts)))
+                }
+                _ => {
+                    let n = r.range(0, 12);
+                    let t = PixelTargets::new(ids(r, n), [size(r), size(r), size(r)]);
+                    let classes = small(r);
+                    ("one_hot", t.and_then(|t| t.one_hot(classes, -100, dev)))
+                }
+            };
+            (
+                format!("cross_entropy2d ({what}) logits {s:?} {opts:?}"),
+                ok(res),
+            )
+        }
+        32 => {
+            let (what, res) = match r.range(0, 2) {
+                0 => {
+                    let p = r.pick(&[0.0, 0.3, 1.0, -1.0, f32::NAN]);
+                    (
+                        format!("drop_path p {p}"),
+                        a.drop_path(p, r.chance(0.7), r.next()),
+                    )
+                }
+                1 => {
+                    let s = rand_shape(r, 4);
+                    (format!("sum_to_shape {s:?}"), a.sum_to_shape(&s))
+                }
+                _ => {
+                    let (d, start, end) = (dim(r), small(r), small(r));
+                    (format!("slice {d} {start}..{end}"), a.slice(d, start, end))
+                }
+            };
+            (format!("{what} of {:?}", a.shape()), ok(res))
+        }
+        33 => {
+            let x = image(r, dev);
+            let (what, res) = match r.range(0, 2) {
+                0 => {
+                    let o = Pool2dOptions {
+                        kernel: pair(r),
+                        stride: pair(r),
+                        padding: pair(r),
+                        ..Default::default()
+                    };
+                    let size = if r.chance(0.5) {
+                        pair(r)
+                    } else {
+                        [x.shape().get(2), x.shape().get(3)].map(|d| d.copied().unwrap_or(0))
+                    };
+                    let res = if r.chance(0.7) {
+                        x.max_pool2d_with_indices(o)
+                            .and_then(|(y, i)| y.max_unpool2d(&i, size))
+                    } else {
+                        x.max_unpool2d(&b, size)
+                    };
+                    (format!("max_unpool2d to {size:?} after {o:?}"), res)
+                }
+                1 => {
+                    let size = pair(r);
+                    let corners = r.chance(0.5);
+                    let res = x.interpolate_bilinear(size, corners);
+                    (format!("interpolate_bilinear to {size:?}"), res)
+                }
+                _ => {
+                    let f = [0, 1].map(|_| r.pick(&[0.5, 1.0, 2.5, 0.0, -1.0, 1e30, f64::NAN]));
+                    let res = x.interpolate_bilinear_scale(f, r.chance(0.5));
+                    (format!("interpolate_bilinear_scale by {f:?}"), res)
+                }
+            };
+            (format!("{what} x{:?}", x.shape()), ok(res))
+        }
+        34 => {
+            let (what, res) = match r.range(0, 3) {
+                0 => {
+                    let t: Vec<usize> = (0..r.range(0, 6))
+                        .map(|_| r.pick(&[0, 1, 2, 5, usize::MAX]))
+                        .collect();
+                    (format!("nll_loss targets {t:?}"), a.nll_loss(&t))
+                }
+                1 => {
+                    let pw = r.pick(&[1.0, 0.0, -2.0, f32::INFINITY, f32::NAN]);
+                    (
+                        format!("bce_with_logits_weighted {:?} pos_weight {pw}", b.shape()),
+                        a.bce_with_logits_weighted(&b, pw),
+                    )
+                }
+                2 => {
+                    let (d, eps) = (dim(r), r.pick(&[1e-8, 0.0, -1.0]));
+                    (
+                        format!("cosine_similarity with {:?} dim {d} eps {eps}", b.shape()),
+                        a.cosine_similarity(&b, d, eps),
+                    )
+                }
+                _ => {
+                    let c = tensor(r, 4, dev);
+                    let list: Vec<&Tensor> = [&a, &b, &c, &a][..r.range(0, 4)].to_vec();
+                    let d = dim(r);
+                    let shapes: Vec<&[usize]> = list.iter().map(|t| t.shape()).collect();
+                    let res = if r.chance(0.5) {
+                        Tensor::cat(&list, d)
+                    } else {
+                        Tensor::stack(&list, d)
+                    };
+                    (format!("cat or stack {shapes:?} along {d}"), res)
+                }
+            };
+            (format!("{what} on {:?}", a.shape()), ok(res))
+        }
         _ => {
             let s = rand_shape(r, 4);
             let v = r.pick(&[0.0, 1.5]);
@@ -551,7 +694,7 @@ impl Drop for Watchdog {
 /// Throws `calls` random calls at every op on `dev`: each is `Ok` with a tensor that holds
 /// what its shape says, or an `Err` that names its op, never a panic.
 fn never_panics(test: &str, dev: &Device, calls: usize) {
-    const OPS: usize = 32;
+    const OPS: usize = 36;
     // FOVEA_CASE=op:seed replays one case from a failure report, its panic uncaught.
     if let Some((which, seed)) = std::env::var("FOVEA_CASE").ok().and_then(|c| {
         let (w, s) = c.split_once(':')?;

@@ -6,7 +6,10 @@ mod common;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use fovea::ops::{Conv2dOptions, Conv3dOptions, ConvTranspose2dOptions, Pool2dOptions};
+use fovea::ops::{
+    Conv2dOptions, Conv3dOptions, ConvTranspose2dOptions, CrossEntropy2dOptions, PixelTargets,
+    Pool2dOptions,
+};
 use fovea::{Device, Result, Tensor};
 
 /// A result larger than the GPU binds to a shader is an error that names the op and its
@@ -701,4 +704,35 @@ fn depth_steps_that_never_step_change_nothing() {
         [y, x.grad().unwrap(), w.grad().unwrap()].map(|t| t.to_vec().unwrap())
     };
     assert_eq!(grads(1 << 63), grads(1));
+}
+
+/// Losses, targets and reductions with sizes past any memory (found by the random test
+/// once it called them): errors naming the op, where they multiplied unchecked, allocated
+/// a weight per class of empty logits (4 TiB: an abort), or panicked in a constructor.
+#[test]
+fn targets_and_losses_refuse_vast_sizes() {
+    let dev = Device::cpu_with_memory_limit(4 << 20);
+    let e = PixelTargets::new(vec![], [1 << 32, 1 << 32, 1]).unwrap_err();
+    assert!(e.to_string().contains("PixelTargets::new"), "{e}");
+    let e = PixelTargets::from_masks(&[vec![0u8]], 1 << 32, 1 << 32).unwrap_err();
+    assert!(e.to_string().contains("from_masks"), "{e}");
+    let logits = Tensor::zeros(&[0, 1 << 40, 1, 1], &dev);
+    let targets = PixelTargets::new(vec![], [0, 1, 1]).unwrap();
+    let opts = CrossEntropy2dOptions::default();
+    refused(
+        "cross_entropy2d",
+        logits.cross_entropy2d(&targets, &opts),
+        &["cross_entropy2d"],
+    );
+    let empty = Tensor::zeros(&[2_000_000, 0], &dev);
+    refused(
+        "drop_path",
+        empty.drop_path(0.5, true, 1),
+        &["rand", "[2000000, 1]"],
+    );
+    refused(
+        "sum_to_shape",
+        empty.sum_to_shape(&[2_000_000, 1]),
+        &["sum_to_shape", "[2000000, 1]"],
+    );
 }

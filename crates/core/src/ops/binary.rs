@@ -210,6 +210,11 @@ impl Tensor {
                         format!("shape {:?} does not broadcast to {shape:?}", self.shape()),
                     ));
                 }
+                // Summing a dimension of 0 makes it 1: an empty tensor's sums can be
+                // vast.
+                let mut next = t.shape().to_vec();
+                next[d] = 1;
+                check_output("sum_to_shape", &[self.shape()], &next, self.device())?;
                 t = t.reduce_dim(d, ReduceOp::Sum);
             }
         }

@@ -53,7 +53,7 @@ impl Tensor {
         }
         let mut shape = vec![1; self.rank()];
         shape[0] = self.shape()[0];
-        let keep = Tensor::rand(&shape, seed, self.device())
+        let keep = Tensor::try_rand(&shape, seed, self.device())?
             .zip_raw(&Tensor::scalar(p, self.device()), BinaryOp::Ge, "drop_path")?
             .mul_scalar(1.0 / (1.0 - p))
             .to_dtype(self.dtype())?;

@@ -33,7 +33,8 @@ pub struct PixelTargets {
 impl PixelTargets {
     /// Targets of `shape` `[N, H, W]` from ids in row-major order.
     pub fn new(ids: Vec<i64>, shape: [usize; 3]) -> Result<PixelTargets> {
-        if ids.len() != shape.iter().product::<usize>() {
+        let len = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if len != Some(ids.len()) {
             return Err(Error::op(
                 "PixelTargets::new",
                 format!("{} ids cannot fill shape {shape:?}", ids.len()),
@@ -45,17 +46,22 @@ impl PixelTargets {
     /// Targets from `H × W` masks of class ids (one per image of the batch), such as
     /// [`crate::data::DigitCanvas::mask`].
     pub fn from_masks<M: AsRef<[u8]>>(masks: &[M], h: usize, w: usize) -> Result<PixelTargets> {
+        let Some(hw) = h.checked_mul(w) else {
+            return Err(Error::op(
+                "PixelTargets::from_masks",
+                format!("masks of {h} × {w} pixels overflow a usize"),
+            ));
+        };
         if let Some((i, m)) = masks
             .iter()
             .enumerate()
-            .find(|(_, m)| m.as_ref().len() != h * w)
+            .find(|(_, m)| m.as_ref().len() != hw)
         {
             return Err(Error::op(
                 "PixelTargets::from_masks",
                 format!(
-                    "mask {i} has {} pixels, not {h} × {w} = {}",
+                    "mask {i} has {} pixels, not {h} × {w} = {hw}",
                     m.as_ref().len(),
-                    h * w
                 ),
             ));
         }
@@ -174,6 +180,8 @@ impl Tensor {
         const OP: &str = "cross_entropy2d";
         check_rank(OP, "logits", self, 4)?;
         let c = self.shape()[1];
+        // A weight per class is built below: the classes of empty logits may be vast.
+        super::check_output(OP, &[self.shape()], &[1, c, 1, 1], self.device())?;
         let ignore = opts.ignore_index;
         target.check(OP, self.shape(), ignore)?;
         if let Some(w) = &opts.weight {
