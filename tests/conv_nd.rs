@@ -10,7 +10,7 @@ mod common;
 use std::sync::Arc;
 
 use common::parity::parity;
-use common::{distinct, gradcheck, run_seed, Rng};
+use common::{distinct, gradcheck, rel_err, run_seed, Rng};
 use fovea::cpu::CpuBackend;
 use fovea::ops::{Conv1dOptions, Conv3dOptions, Pool1dOptions, Pool3dOptions};
 use fovea::{Device, Tensor};
@@ -349,5 +349,70 @@ fn bad_ranks_windows_and_groups_are_errors_naming_the_op() {
     assert!(
         e.starts_with("conv_transpose3d:") && e.contains("output_padding"),
         "{e}"
+    );
+}
+
+/// A stride along an axis with one output never steps, and the op hands the backends
+/// stride 1 there, over an input longer than that output reads (`Conv2dParams::normalized`):
+/// the output and both gradients are those of the same convolution over only the inputs it
+/// reads, for conv1d (on the 2-D kernels) and conv3d (on the CPU's own 3-D one), on both
+/// devices.
+#[test]
+fn a_stride_with_one_output_reads_only_its_inputs() {
+    let mut devices = vec![Device::cpu()];
+    devices.extend(common::gpu(
+        "a_stride_with_one_output_reads_only_its_inputs",
+    ));
+    for dev in &devices {
+        // 9 values, kernel 3, stride 16: one output, which reads the first 3.
+        let conv1d = |x: &Tensor, w: &Tensor, stride: usize| {
+            let o = Conv1dOptions {
+                stride,
+                ..Default::default()
+            };
+            x.conv1d(w, None, o)
+        };
+        reads_only_its_inputs(dev, &[2, 3, 9], &[4, 3, 3], 2, conv1d);
+        let conv3d = |x: &Tensor, w: &Tensor, stride: usize| {
+            let o = Conv3dOptions {
+                stride: [stride, 1, 1],
+                padding: [0, 1, 1],
+                ..Default::default()
+            };
+            x.conv3d(w, None, o)
+        };
+        reads_only_its_inputs(dev, &[1, 16, 9, 5, 5], &[16, 16, 3, 3, 3], 2, conv3d);
+    }
+}
+
+/// `conv` at stride 16 over `xs` (9 long along `axis`, a kernel 3 long there) against
+/// stride 1 over its first 3 values along `axis`.
+fn reads_only_its_inputs(
+    dev: &Device,
+    xs: &[usize],
+    ws: &[usize],
+    axis: usize,
+    conv: impl Fn(&Tensor, &Tensor, usize) -> fovea::Result<Tensor>,
+) {
+    let (x, w) = (Tensor::randn(xs, 5, dev), Tensor::randn(ws, 6, dev));
+    let run = |len: usize, stride: usize| {
+        let x = x.narrow(axis as isize, 0, len).unwrap().requires_grad();
+        let w = w.detach().requires_grad();
+        let y = conv(&x, &w, stride).unwrap();
+        y.mul(&y).unwrap().sum().backward().unwrap();
+        [y, x.grad().unwrap(), w.grad().unwrap()]
+    };
+    let ([y, gx, gw], [want_y, want_gx, want_gw]) = (run(9, 16), run(3, 1));
+    let on = dev.name();
+    assert_eq!(y.shape(), want_y.shape(), "on {on}");
+    let close = |a: &Tensor, b: &Tensor| rel_err(&a.to_vec().unwrap(), &b.to_vec().unwrap());
+    assert!(close(&y, &want_y) < 1e-5, "output on {on}");
+    assert!(close(&gw, &want_gw) < 1e-5, "weight gradient on {on}");
+    let read = gx.narrow(axis as isize, 0, 3).unwrap();
+    assert!(close(&read, &want_gx) < 1e-5, "input gradient on {on}");
+    let unread = gx.narrow(axis as isize, 3, 6).unwrap().to_vec().unwrap();
+    assert!(
+        unread.iter().all(|&v| v == 0.0),
+        "unread inputs' gradient on {on}"
     );
 }

@@ -295,7 +295,10 @@ pub struct MatmulParams {
 }
 
 /// The full shape arithmetic of a 2-D convolution (PyTorch semantics). Transposed
-/// convolution reuses it: its forward is this conv's input gradient.
+/// convolution reuses it: its forward is this conv's input gradient. The ops hand the
+/// backends [`Conv2dParams::normalized`] ones, whose stride along an axis with one output
+/// is 1 whatever the caller's was, so the input may be longer than that output reads:
+/// kernels size their loops and buffers from `h`, `w`, `oh` and `ow`, not the stride.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Conv2dParams {
     /// batch

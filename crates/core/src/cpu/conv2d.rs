@@ -58,7 +58,8 @@ fn geo(p: &Conv2dParams) -> Geo {
 }
 
 /// A 1×1 conv whose output grid is its input grid: the input planes are the im2col
-/// matrix already. (A transposed conv's output_padding can make the grids differ.)
+/// matrix already. (A transposed conv's output_padding, or a stride that never stepped
+/// and was set to 1 over a longer input, can make the grids differ.)
 fn is_pointwise(p: &Conv2dParams) -> bool {
     p.kernel == [1, 1] && p.stride == [1, 1] && p.padding == [0, 0] && p.oh == p.h && p.ow == p.w
 }

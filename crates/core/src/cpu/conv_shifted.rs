@@ -86,7 +86,12 @@ pub(super) fn grid_fits(p: &Conv3dParams) -> Option<usize> {
 /// and output (large padding with large dilation can make it vastly larger; im2col then
 /// stays cheaper). Gives the padded width.
 pub(super) fn padded_fits(p: &Conv3dParams) -> Option<usize> {
-    let nonempty = p.output_len() > 0 && p.input_len() > 0;
+    // Dimension by dimension: an empty batch's other dimensions may multiply past a usize.
+    let nonempty = [p.n, p.c_in, p.c_out]
+        .iter()
+        .chain(&p.input)
+        .chain(&p.output)
+        .all(|&d| d > 0);
     let groups_fit =
         p.groups > 0 && p.c_in.is_multiple_of(p.groups) && p.c_out.is_multiple_of(p.groups);
     let strided = p.stride.iter().all(|&s| s > 0);

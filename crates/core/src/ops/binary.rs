@@ -200,21 +200,29 @@ impl Tensor {
                 ),
             )
         })?;
+        let targets: Vec<usize> = (0..self.rank())
+            .map(|d| if d < lead { 1 } else { shape[d - lead] })
+            .collect();
+        if targets
+            .iter()
+            .zip(self.shape())
+            .any(|(&t, &s)| t != s && t != 1)
+        {
+            return Err(crate::Error::op(
+                "sum_to_shape",
+                format!("shape {:?} does not broadcast to {shape:?}", self.shape()),
+            ));
+        }
+        if self.numel() == 0 {
+            // Sums of nothing; summed one dimension at a time, an empty dimension made 1
+            // could leave a vast partial result (`[2·10⁶, 0]` to `[1, 1]`).
+            check_output("sum_to_shape", &[self.shape()], shape, self.device())?;
+            return Tensor::try_zeros(shape, self.device())?.to_dtype(self.dtype());
+        }
+        // Every partial sum is no larger than this tensor.
         let mut t = self.clone();
-        for d in (0..self.rank()).rev() {
-            let target = if d < lead { 1 } else { shape[d - lead] };
+        for (d, &target) in targets.iter().enumerate().rev() {
             if t.shape()[d] != target {
-                if target != 1 {
-                    return Err(crate::Error::op(
-                        "sum_to_shape",
-                        format!("shape {:?} does not broadcast to {shape:?}", self.shape()),
-                    ));
-                }
-                // Summing a dimension of 0 makes it 1: an empty tensor's sums can be
-                // vast.
-                let mut next = t.shape().to_vec();
-                next[d] = 1;
-                check_output("sum_to_shape", &[self.shape()], &next, self.device())?;
                 t = t.reduce_dim(d, ReduceOp::Sum);
             }
         }

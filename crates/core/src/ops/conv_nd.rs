@@ -7,9 +7,9 @@
 //! convolution per input depth slice (all in one launch) giving `kd` output slices each,
 //! then adds them into place along the depth. Gradients follow through the composition.
 //! A backend may run a 3-D convolution as one op of its own instead
-//! ([`crate::backend::Backend::runs_conv3d`]): the CPU does for stride 1 with enough
-//! channels, on its wide grid of padded depth slices (`cpu/conv_shifted.rs`), with no
-//! depth gather.
+//! ([`crate::backend::Backend::runs_conv3d`]): the CPU does for stride 1 (or strides
+//! that never step: one output along their axis) with enough channels, on its wide grid
+//! of padded depth slices (`cpu/conv_shifted.rs`), with no depth gather.
 
 use super::conv2d::{check_bias, conv_node};
 use super::{check_device, check_dtypes, check_rank, ConvTranspose2dOptions};

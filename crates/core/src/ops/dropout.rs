@@ -45,7 +45,8 @@ impl Tensor {
                 "needs a batch dimension, got a scalar",
             ));
         }
-        if !training || p == 0.0 {
+        // An empty batch drops nothing (and its mask, one value per sample, may be vast).
+        if !training || p == 0.0 || self.numel() == 0 {
             return Ok(self.clone());
         }
         if p == 1.0 {
