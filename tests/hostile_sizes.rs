@@ -704,6 +704,18 @@ fn depth_steps_that_never_step_change_nothing() {
         [y, x.grad().unwrap(), w.grad().unwrap()].map(|t| t.to_vec().unwrap())
     };
     assert_eq!(grads(1 << 63), grads(1));
+
+    // A depth padded past what the device holds (found by the random test): an error
+    // that names conv3d, not only the padding step inside it.
+    let dev = Device::cpu_with_memory_limit(4 << 20);
+    let x = Tensor::ones(&[3, 7, 7, 2, 7], &dev);
+    let w = Tensor::ones(&[2, 7, 1, 2, 7], &dev);
+    let o = Conv3dOptions {
+        padding: [1 << 32, 0, 0],
+        ..Default::default()
+    };
+    let e = x.conv3d(&w, None, o).unwrap_err().to_string();
+    assert!(e.starts_with("conv3d") && e.contains("padded"), "{e}");
 }
 
 /// Losses, targets and reductions with sizes past any memory (found by the random test

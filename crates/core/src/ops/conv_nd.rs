@@ -345,7 +345,9 @@ impl Tensor {
             }
         }
         let xp = if pd > 0 {
-            self.pad_dims(&[0, 0, pd, 0, 0], &[0, 0, pd, 0, 0], 0.0)?
+            // Named as the user's call: the padding is this op's own step.
+            self.pad_dims(&[0, 0, pd, 0, 0], &[0, 0, pd, 0, 0], 0.0)
+                .map_err(|e| Error::op(OP, format!("{e} (the input's depth padded by {pd})")))?
         } else {
             self.clone()
         };
