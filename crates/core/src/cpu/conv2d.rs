@@ -58,8 +58,7 @@ fn geo(p: &Conv2dParams) -> Geo {
 }
 
 /// A 1×1 conv whose output grid is its input grid: the input planes are the im2col
-/// matrix already. (A transposed conv's output_padding, or a stride that never stepped
-/// and was set to 1 over a longer input, can make the grids differ.)
+/// matrix already. (Output padding, or a stride set to 1 over a longer input, differ.)
 fn is_pointwise(p: &Conv2dParams) -> bool {
     p.kernel == [1, 1] && p.stride == [1, 1] && p.padding == [0, 0] && p.oh == p.h && p.ow == p.w
 }
@@ -497,8 +496,7 @@ fn grad_weight_batched(
 pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
     let g = geo(p);
     if g.kdim == 0 || p.output_len() == 0 {
-        // No outputs, or no input channels: every output value an empty sum, which the
-        // kernels' padded inputs (of no values) cannot be read for.
+        // No outputs, or no input channels (each output an empty sum): nothing to read.
         return host::zeros(p.output_len());
     }
     if p.is_depthwise() {
