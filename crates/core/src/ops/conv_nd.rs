@@ -510,6 +510,8 @@ impl Tensor {
             1 => None,
             _ => Some(Tensor::try_zeros(&[planes, d, sd - 1, ohw], self.device())?),
         };
+        // The input slices `sd` apart along the output depth, zeros between.
+        let spread = product(OP, self, &[d, sd])?;
         let mut out: Option<Tensor> = None;
         for t in 0..kd {
             // Tap t of input slice i lands on output depth i·sd + t·dd (before cropping):
@@ -520,7 +522,7 @@ impl Tensor {
                 None => z,
             };
             let z = z
-                .reshape(&[planes, product(OP, self, &[d, sd])?, ohw])?
+                .reshape(&[planes, spread, ohw])?
                 .narrow(1, 0, (d - 1) * sd + 1)?;
             let before = t * dd;
             let after = full - before - ((d - 1) * sd + 1);
