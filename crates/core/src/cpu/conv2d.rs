@@ -505,10 +505,8 @@ pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
     if let Some((q, lo)) = conv_taps::cropped(p) {
         return forward(x, &conv_taps::crop_weight(w, p, &q, lo)?, &q);
     }
-    if conv2d_winograd::applies(p) {
-        if let Some(y) = conv2d_winograd::forward(x, w, p)? {
-            return Ok(y);
-        }
+    if let Some(y) = conv2d_winograd::try_forward(x, w, p)? {
+        return Ok(y);
     }
     let p3 = conv_shifted::from_2d(p);
     if conv_shifted::forward_applies(&p3) {
@@ -595,10 +593,8 @@ pub fn grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
     if let Some((q, lo)) = conv_taps::cropped(p) {
         return grad_input(gy, &conv_taps::crop_weight(w, p, &q, lo)?, &q);
     }
-    if conv2d_winograd::grad_input_applies(p) {
-        if let Some(gx) = conv2d_winograd::grad_input(gy, w, p)? {
-            return Ok(gx);
-        }
+    if let Some(gx) = conv2d_winograd::try_grad_input(gy, w, p)? {
+        return Ok(gx);
     }
     let p3 = conv_shifted::from_2d(p);
     if conv_shifted::applies(&p3) {

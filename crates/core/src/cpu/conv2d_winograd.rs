@@ -26,6 +26,7 @@
 
 use rayon::prelude::*;
 
+use super::conv2d_winograd_rows as rows;
 use super::gemm::{gemm, Layout};
 use super::threads::{self, SendPtr};
 use super::{by_cpu, recycle_scratch};
@@ -86,6 +87,30 @@ fn backward(p: &Conv2dParams) -> Conv2dParams {
         ow: p.w,
         padding: p.padding.map(|pad| 2usize.saturating_sub(pad)),
         ..*p
+    }
+}
+
+/// `p`'s forward by whichever Winograd form serves it (3×3 kernels here, kernels one row
+/// high in `conv2d_winograd_rows.rs`), or None where none does or an output is not
+/// finite.
+pub(super) fn try_forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Option<Vec<f32>>> {
+    if applies(p) {
+        forward(x, w, p)
+    } else if rows::applies(p) {
+        rows::forward(x, w, p)
+    } else {
+        Ok(None)
+    }
+}
+
+/// `p`'s input gradient as [`try_forward`] gives its forward.
+pub(super) fn try_grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Option<Vec<f32>>> {
+    if grad_input_applies(p) {
+        grad_input(gy, w, p)
+    } else if rows::grad_input_applies(p) {
+        rows::grad_input(gy, w, p)
+    } else {
+        Ok(None)
     }
 }
 
@@ -178,7 +203,7 @@ fn blocks(p: &Conv2dParams) -> Vec<(usize, usize)> {
 /// gives: its own, or for the input gradient (a convolution of the output gradient) each
 /// input channel's kernels over the output channels, turned by half a circle.
 #[derive(Clone, Copy, PartialEq)]
-enum Kernels {
+pub(super) enum Kernels {
     Forward,
     Backward,
 }

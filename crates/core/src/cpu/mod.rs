@@ -9,6 +9,7 @@ mod conv2d;
 mod conv2d_depthwise;
 mod conv2d_strided;
 mod conv2d_winograd;
+mod conv2d_winograd_rows;
 mod conv_channels;
 mod conv_direct;
 mod conv_shifted;
