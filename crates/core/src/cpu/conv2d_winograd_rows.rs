@@ -43,7 +43,7 @@ use crate::host;
 use crate::Result;
 
 /// Transformed positions per tile (window values).
-const POINTS: usize = 5;
+pub(super) const POINTS: usize = 5;
 
 /// Values of one block's transformed windows and products together at most (1 MiB), so
 /// that both stay in the core's second-level cache between the transforms and the GEMMs.
@@ -123,11 +123,11 @@ pub(super) fn grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Opti
 /// One image row's run of tiles in a block: output row `row` (counted across the
 /// batch), tiles `q0..q1`, its windows from `off` in the block's.
 #[derive(Clone, Copy, Debug)]
-struct Segment {
-    row: usize,
-    q0: usize,
-    q1: usize,
-    off: usize,
+pub(super) struct Segment {
+    pub(super) row: usize,
+    pub(super) q0: usize,
+    pub(super) q1: usize,
+    pub(super) off: usize,
 }
 
 thread_local! {
@@ -185,12 +185,9 @@ fn run(x: &[f32], w: &[f32], p: &Conv2dParams, which: Kernels) -> Result<Option<
                 v[used * ci..].fill(0.0);
             }
             grow(&mut s.m, POINTS * rows * shape.cp)?;
-            products(
-                &s.v[..POINTS * windows * ci],
-                &u,
-                &shape,
-                &mut s.m[..POINTS * rows * shape.cp],
-            );
+            let taps: Vec<(usize, usize)> = (0..chunks).map(|j| (j, j)).collect();
+            let v = (&s.v[..POINTS * windows * ci], windows * ci);
+            products(v, &taps, &u, &shape, &mut s.m[..POINTS * rows * shape.cp]);
             let mut finite = true;
             for seg in &segments {
                 // SAFETY: this block's tiles are its own, so the outputs it writes are
@@ -219,7 +216,7 @@ fn run(x: &[f32], w: &[f32], p: &Conv2dParams, which: Kernels) -> Result<Option<
 }
 
 /// `buf` at least `len` long (its values are all written before they are read).
-fn grow(buf: &mut Vec<f32>, len: usize) -> Result<()> {
+pub(super) fn grow(buf: &mut Vec<f32>, len: usize) -> Result<()> {
     if buf.len() < len {
         recycle_scratch(std::mem::replace(buf, host::zeros(len)?));
     }
@@ -254,7 +251,7 @@ fn segments((g0, g1): (usize, usize), tiles: usize, chunks: usize) -> Vec<Segmen
 /// The transformed kernels `G·g`, as 5 matrices of (chunk, input) rows of the outputs
 /// (see [`Shape`]): the forward's of weight `w` (`outs × ins × k`), or the input
 /// gradient's (`w` is then `ins × outs × k`, see [`Kernels`]).
-fn kernels(w: &[f32], shape: &Shape, k: usize, which: Kernels) -> Result<Vec<f32>> {
+pub(super) fn kernels(w: &[f32], shape: &Shape, k: usize, which: Kernels) -> Result<Vec<f32>> {
     let (outs, ins, chunks) = (shape.co, shape.ci, shape.chunks);
     assert!(
         w.len() >= outs * ins * k && chunks == k.div_ceil(3),
@@ -352,6 +349,19 @@ fn transformed(
         let dst = &mut columns[(lo - first) * ci..];
         transpose_into(src, p.h * p.w, (ci, hi - lo), dst, ci);
     }
+    windows_of(columns, ci, (count, seg.off, windows), v);
+    Ok(())
+}
+
+/// The transforms `Bᵀ·d` of `count` windows, five columns of `ci` channels each, three
+/// columns apart in `columns` (channels side by side), into windows `off..` of `v` (5
+/// positions of `windows` windows).
+pub(super) fn windows_of(
+    columns: &[f32],
+    ci: usize,
+    (count, off, windows): (usize, usize, usize),
+    v: &mut [f32],
+) {
     #[inline(always)]
     fn run<const L: usize>(
         columns: &[f32],
@@ -390,8 +400,7 @@ fn transformed(
             base: [4]
         )
     }
-    at_level(columns, ci, (count, seg.off, windows), v);
-    Ok(())
+    at_level(columns, ci, (count, off, windows), v)
 }
 
 /// Segment `seg`'s outputs `Aᵀ·m` from the sums `m` (5 positions of `rows` GEMM rows of
@@ -400,7 +409,7 @@ fn transformed(
 ///
 /// # Safety
 /// `y` points to the output of `p`, and no other thread writes this segment's outputs.
-unsafe fn outputs(
+pub(super) unsafe fn outputs(
     m: &[f32],
     (rows, cp): (usize, usize),
     p: &Conv2dParams,
@@ -466,16 +475,16 @@ unsafe fn outputs(
 /// (`depth` = chunks × inputs rows of the transformed kernels), the outputs padded to
 /// `cp` (a multiple of 16) and split into `columns` (start, width) as the product
 /// takes them, the transformed kernels laid out block by block of columns.
-struct Shape {
+pub(super) struct Shape {
     ci: usize,
     co: usize,
     chunks: usize,
-    cp: usize,
+    pub(super) cp: usize,
     columns: Vec<(usize, usize)>,
 }
 
 impl Shape {
-    fn new(ci: usize, co: usize, chunks: usize) -> Shape {
+    pub(super) fn new(ci: usize, co: usize, chunks: usize) -> Shape {
         let cp = co.next_multiple_of(16);
         // With AVX-512 blocks of 64 outputs (4 vectors) and one of 16 to 48 after them;
         // the other levels 16.
@@ -503,46 +512,58 @@ impl Shape {
 }
 
 /// Rows of the product per register block.
-const ROWS: usize = 6;
+pub(super) const ROWS: usize = 6;
 
-/// `m[e] = v[e]·u[e]` for the five positions `e`: `v[e]` read in place as rows `ci`
-/// values apart, each `depth` long (so a row spans `chunks` windows), `u[e]` as
-/// [`kernels`] lays it out, `m[e]` rows of `cp` outputs. A register block is [`ROWS`]
-/// rows by one block of columns: per (chunk, input) pair, each row's value broadcast
-/// against the kernels' vectors. A general GEMM packed `v` first, a copy as large as the
-/// product's input for every position: 12% of a conv1d forward's time, with the GEMM
-/// itself 48% (`perf`, 8 × 64 × 4096, 9 taps).
-fn products(v: &[f32], u: &[f32], shape: &Shape, m: &mut [f32]) {
-    let (depth, cp) = (shape.depth(), shape.cp);
+/// `m[e] = v[e]·u[e]` for the five positions `e`: `v[e]` (`per_e` values from `e·per_e`)
+/// holds windows of `ci` values, and row `r` of the product reads, for each chunk `(j,
+/// off)` of `taps`, window `off + r` against chunk `j`'s rows of `u[e]` (laid out as
+/// [`kernels`] does); `m[e]` is rows of `cp` outputs. A register block is [`ROWS`] rows by
+/// one block of columns: per (chunk, input) pair, each row's value broadcast against the
+/// kernels' vectors. A general GEMM packed `v` first, a copy as large as the product's
+/// input for every position: 12% of a conv1d forward's time, with the GEMM itself 48%
+/// (`perf`, 8 × 64 × 4096, 9 taps).
+pub(super) fn products(
+    (v, per_e): (&[f32], usize),
+    taps: &[(usize, usize)],
+    u: &[f32],
+    shape: &Shape,
+    m: &mut [f32],
+) {
+    let (depth, cp, ci) = (shape.depth(), shape.cp, shape.ci);
     let rows = m.len() / (POINTS * cp);
     assert!(
         rows.is_multiple_of(ROWS)
-            && v.len() >= POINTS * (rows - 1 + shape.chunks) * shape.ci
+            && v.len() >= POINTS * per_e
+            && taps
+                .iter()
+                .all(|&(j, off)| j < shape.chunks && (off + rows) * ci <= per_e)
             && u.len() >= POINTS * depth * cp,
         "conv2d_winograd_rows: product operands too short"
     );
+    type Operands<'a> = (&'a [f32], usize, &'a [(usize, usize)], &'a [f32]);
     #[inline(always)]
     fn run<const R: usize, const C: usize, const FMA: bool>(
-        v: &[f32],
-        u: &[f32],
+        (v, per_e, taps, u): Operands,
         shape: &Shape,
         m: &mut [f32],
     ) {
-        let (depth, cp, ci) = (shape.depth(), shape.cp, shape.ci);
+        let (depth, cp) = (shape.depth(), shape.cp);
         let rows = m.len() / (POINTS * cp);
-        let windows = v.len() / (POINTS * ci);
         for e in 0..POINTS {
-            let (v, m) = (&v[e * windows * ci..], &mut m[e * rows * cp..][..rows * cp]);
+            let (v, m) = (
+                &v[e * per_e..][..per_e],
+                &mut m[e * rows * cp..][..rows * cp],
+            );
             for &(c0, width) in &shape.columns {
                 let u = &u[e * depth * cp + depth * c0..][..depth * width];
                 for r0 in (0..rows).step_by(R) {
-                    let a: [&[f32]; R] = std::array::from_fn(|r| &v[(r0 + r) * ci..][..depth]);
                     let out = &mut m[r0 * cp + c0..];
+                    let at = (v, taps, r0, shape.ci);
                     match width {
-                        w if w == C => block::<R, C, FMA>(a, u, out, cp),
-                        48 => block::<R, 48, FMA>(a, u, out, cp),
-                        32 => block::<R, 32, FMA>(a, u, out, cp),
-                        _ => block::<R, 16, FMA>(a, u, out, cp),
+                        w if w == C => block::<R, C, FMA>(at, u, out, cp),
+                        48 => block::<R, 48, FMA>(at, u, out, cp),
+                        32 => block::<R, 32, FMA>(at, u, out, cp),
+                        _ => block::<R, 16, FMA>(at, u, out, cp),
                     }
                 }
             }
@@ -550,20 +571,22 @@ fn products(v: &[f32], u: &[f32], shape: &Shape, m: &mut [f32]) {
     }
     #[inline(always)]
     fn block<const R: usize, const W: usize, const FMA: bool>(
-        a: [&[f32]; R],
+        (v, taps, r0, ci): (&[f32], &[(usize, usize)], usize, usize),
         u: &[f32],
         out: &mut [f32],
         cp: usize,
     ) {
         let mut acc = [[0.0f32; W]; R];
-        for (k, uk) in u.chunks_exact(W).enumerate() {
-            let uk = <&[f32; W]>::try_from(uk).expect("W values");
-            for (acc, a) in acc.iter_mut().zip(&a) {
-                // SAFETY: `u` holds `depth` rows of `W` (the caller slices it so), and
-                // each row of `a` is `depth` long.
-                let av = unsafe { *a.get_unchecked(k) };
-                for (s, &b) in acc.iter_mut().zip(uk) {
-                    *s = if FMA { av.mul_add(b, *s) } else { *s + av * b };
+        for &(j, off) in taps {
+            let a: [&[f32]; R] = std::array::from_fn(|r| &v[(off + r0 + r) * ci..][..ci]);
+            for (k, uk) in u[j * ci * W..][..ci * W].chunks_exact(W).enumerate() {
+                let uk = <&[f32; W]>::try_from(uk).expect("W values");
+                for (acc, a) in acc.iter_mut().zip(&a) {
+                    // SAFETY: `k` is below `ci`, the length of each row of `a`.
+                    let av = unsafe { *a.get_unchecked(k) };
+                    for (s, &b) in acc.iter_mut().zip(uk) {
+                        *s = if FMA { av.mul_add(b, *s) } else { *s + av * b };
+                    }
                 }
             }
         }
@@ -571,12 +594,15 @@ fn products(v: &[f32], u: &[f32], shape: &Shape, m: &mut [f32]) {
             out[r * cp..][..W].copy_from_slice(acc);
         }
     }
-    by_cpu!(
-        run(v: &[f32], u: &[f32], shape: &Shape, m: &mut [f32]),
-        avx512: [ROWS, 64, true],
-        avx2: [ROWS, 16, true],
-        base: [ROWS, 16, false]
-    )
+    fn at_level(operands: Operands, shape: &Shape, m: &mut [f32]) {
+        by_cpu!(
+            run(operands: Operands, shape: &Shape, m: &mut [f32]),
+            avx512: [ROWS, 64, true],
+            avx2: [ROWS, 16, true],
+            base: [ROWS, 16, false]
+        )
+    }
+    at_level((v, per_e, taps, u), shape, m)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod conv2d_depthwise;
 mod conv2d_strided;
 mod conv2d_winograd;
 mod conv2d_winograd_rows;
+mod conv3d_winograd;
 mod conv_channels;
 mod conv_direct;
 mod conv_shifted;
@@ -552,7 +553,7 @@ impl Backend for CpuBackend {
                     conv_operand(x, p.is_depthwise())?,
                     conv_operand(w, p.is_depthwise())?,
                 );
-                let mut y = conv_shifted::forward(&x, &w, p)?;
+                let mut y = conv3d_winograd::try_forward(&x, &w, p)?;
                 if let Some(b) = bias {
                     conv2d::add_bias(&mut y, data(b), p.output.iter().product());
                 }
@@ -564,7 +565,7 @@ impl Backend for CpuBackend {
         self.times.time(
             || conv3d_name("conv3d_grad_input", p),
             || {
-                store(conv_shifted::grad_input(
+                store(conv3d_winograd::try_grad_input(
                     &conv_operand(gy, p.is_depthwise())?,
                     &conv_operand(w, p.is_depthwise())?,
                     p,
