@@ -69,6 +69,9 @@ pub(super) fn applies(p: &Conv2dParams) -> bool {
         && p.dilation == [1, 1]
         && p.groups == 1
         && p.padding[0] == 0
+        // A stride set to 1 where its axis has one output leaves the sizes of another.
+        && p.oh == p.h
+        && p.w + 2 * p.padding[1] == p.ow + k - 1
         && p.c_in >= 32
         && p.c_out >= 32
         && tiles >= 8 * (k.div_ceil(3) - 1)
@@ -540,6 +543,11 @@ pub(super) fn products(
             && u.len() >= POINTS * depth * cp,
         "conv2d_winograd_rows: product operands too short"
     );
+    #[cfg(target_arch = "x86_64")]
+    if super::cpu_level() == super::Level::Avx512 {
+        // SAFETY: the processor has AVX-512F; the operands passed the checks above.
+        return unsafe { zmm::products((v, per_e), taps, u, shape, m) };
+    }
     type Operands<'a> = (&'a [f32], usize, &'a [(usize, usize)], &'a [f32]);
     #[inline(always)]
     fn run<const R: usize, const C: usize, const FMA: bool>(
@@ -597,13 +605,18 @@ pub(super) fn products(
     fn at_level(operands: Operands, shape: &Shape, m: &mut [f32]) {
         by_cpu!(
             run(operands: Operands, shape: &Shape, m: &mut [f32]),
-            avx512: [ROWS, 64, true],
+            // AVX-512 runs `zmm::products` (above).
+            avx512: [ROWS, 16, true],
             avx2: [ROWS, 16, true],
             base: [ROWS, 16, false]
         )
     }
     at_level((v, per_e, taps, u), shape, m)
 }
+
+#[cfg(target_arch = "x86_64")]
+#[path = "conv2d_winograd_rows_zmm.rs"]
+mod zmm;
 
 #[cfg(test)]
 #[path = "conv2d_winograd_rows_tests.rs"]

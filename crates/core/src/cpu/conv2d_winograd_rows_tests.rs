@@ -4,9 +4,11 @@ use crate::cpu::conv_shifted::tests::{assert_close, assert_same, stride_1};
 
 /// (n, c_in, h, w, c_out, k, padding): kernels of 2 to 11 taps (chunks of three padded
 /// with zero taps), outputs not a multiple of three (a last tile cropped), one row and
-/// several, padding from none to `k − 1`, channels not a multiple of anything.
-const CASES: [(usize, usize, usize, usize, usize, usize, usize); 7] = [
+/// several, padding from none to `k − 1`, channels not a multiple of anything, and more
+/// than 64 (AVX-512's blocks of 64 outputs and one of 16 after them).
+const CASES: [(usize, usize, usize, usize, usize, usize, usize); 8] = [
     (2, 16, 1, 40, 17, 9, 4),
+    (2, 64, 1, 45, 80, 9, 4),
     (1, 19, 1, 31, 16, 3, 0),
     (3, 16, 1, 23, 20, 7, 3),
     (2, 17, 3, 13, 16, 5, 2),
@@ -82,7 +84,16 @@ fn takes_the_rows_it_pays_for() {
         assert!(!applies(&p(c, k, w)), "{c} channels, {k} taps, {w} long");
     }
     let q = p(64, 9, 4096);
+    // A stride of 2 over two rows gives one, which the stride's normalisation sets to 1.
+    let collapsed = Conv2dParams {
+        h: 2,
+        stride: [2, 1],
+        ..q
+    }
+    .normalized();
+    assert_eq!((collapsed.stride, collapsed.oh), ([1, 1], 1));
     for other in [
+        collapsed,
         Conv2dParams {
             dilation: [1, 2],
             ..q

@@ -42,8 +42,8 @@ fn assert_both_match((p, x, wt, gy): (Conv3dParams, Vec<f32>, Vec<f32>, Vec<f32>
 
 /// Kernels 2 or 3 deep and 1 or 3 high, padding from none to `k − 1` on each axis, widths
 /// that are not a multiple of three (padded rows rounded up), one image and several,
-/// channels not a multiple of anything: at every instruction set level (this build runs
-/// the level's transforms).
+/// channels not a multiple of anything and more than 64: at every instruction set level
+/// (this build runs the level's transforms and products).
 #[test]
 fn matches_the_definition() {
     for c in [
@@ -51,6 +51,7 @@ fn matches_the_definition() {
         (1, 35, [3, 4, 9], 32, [2, 3, 3], [0, 1, 0]),
         (2, 32, [5, 3, 8], 40, [3, 1, 3], [2, 0, 1]),
         (1, 32, [2, 6, 13], 32, [3, 3, 3], [1, 2, 2]),
+        (2, 64, [3, 4, 7], 80, [3, 3, 3], [1, 1, 1]),
     ] {
         assert_both_match(case(c));
     }
@@ -70,7 +71,7 @@ fn blocks_split_rows() {
 /// convolution's forward and input gradient give the definition's infinities and NaNs.
 #[test]
 fn a_non_finite_value_goes_to_the_other_paths() {
-    let (p, mut x, mut wt, gy) = case((2, 32, [4, 6, 8], 32, [3, 3, 3], [1, 1, 1]));
+    let (p, mut x, mut wt, gy) = case((2, 32, [3, 12, 14], 32, [3, 3, 3], [1, 1, 1]));
     let here = super::super::cpu_level() != Level::Base;
     assert_eq!(applies(&p) && grad_input_applies(&p), here);
     x[40] = f32::INFINITY;
@@ -88,10 +89,11 @@ fn a_non_finite_value_goes_to_the_other_paths() {
 }
 
 /// What takes this path: kernels three wide and more than one deep, padded less than
-/// their size, 32+ channels; not 2-D kernels, strides, dilations or groups.
+/// their size, 32+ channels, 64+ tiles per slice (not 7², 21 tiles); not 2-D kernels,
+/// strides, dilations or groups.
 #[test]
 fn takes_the_kernels_it_serves() {
-    let q = case((1, 32, [4, 6, 8], 32, [3, 3, 3], [1, 1, 1])).0;
+    let q = case((1, 32, [4, 12, 14], 32, [3, 3, 3], [1, 1, 1])).0;
     assert_eq!(applies(&q), super::super::cpu_level() != Level::Base);
     for other in [
         Conv3dParams {
@@ -116,7 +118,41 @@ fn takes_the_kernels_it_serves() {
         },
         Conv3dParams { groups: 2, ..q },
         Conv3dParams { c_in: 16, ..q },
+        case((1, 32, [4, 7, 7], 32, [3, 3, 3], [1, 1, 1])).0,
+        collapsed(),
     ] {
         assert!(!applies(&other), "{other:?}");
     }
+}
+
+/// A stride of 2 over 4 rows unpadded gives one row, so the stride's normalisation sets it
+/// to 1, leaving sizes that stride 1 would not give.
+fn collapsed() -> Conv3dParams {
+    let q = case((1, 32, [4, 4, 8], 32, [3, 3, 3], [1, 0, 1])).0;
+    let p = Conv3dParams {
+        stride: [1, 2, 1],
+        output: [4, 1, 8],
+        ..q
+    }
+    .normalized();
+    assert_eq!(p.stride, [1; 3]);
+    p
+}
+
+/// Such a layer's forward and input gradient, which the other paths compute, equal the
+/// definition's (the input gradient here would have read past its slices).
+#[test]
+fn a_collapsed_stride_takes_the_other_paths() {
+    let p = collapsed();
+    assert!(!applies(&p) && !grad_input_applies(&p));
+    let x: Vec<f32> = (0..p.input_len()).map(|i| value(i, 1)).collect();
+    let wt: Vec<f32> = (0..p.weight_len()).map(|i| value(i, 2)).collect();
+    let gy: Vec<f32> = (0..p.output_len()).map(|i| value(i, 3)).collect();
+    let [y, gx, _] = definition_3d(&x, &wt, &gy, &p);
+    assert_close(&format!("{p:?} y"), &try_forward(&x, &wt, &p).unwrap(), &y);
+    assert_close(
+        &format!("{p:?} gx"),
+        &try_grad_input(&gy, &wt, &p).unwrap(),
+        &gx,
+    );
 }
