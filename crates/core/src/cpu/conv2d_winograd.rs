@@ -173,15 +173,31 @@ fn run(x: &[f32], w: &[f32], p: &Conv2dParams, which: Kernels) -> Result<Option<
         recycle_scratch(m);
         finite
     };
+    // SAFETY: the blocks cover every tile row of every image, and each tile writes its
+    // outputs in every output channel.
+    Ok(unsafe { finished(out, u, len, &finite) })
+}
+
+/// A Winograd path's result: `out` with its `len` values where every block's outputs
+/// were finite (`finite`), else None (the caller computes them another way); the
+/// transformed kernels `u` kept for reuse either way.
+///
+/// # Safety
+/// Where all are finite, the blocks wrote all `len` values of `out`.
+pub(super) unsafe fn finished(
+    mut out: Vec<f32>,
+    u: Vec<f32>,
+    len: usize,
+    finite: &[bool],
+) -> Option<Vec<f32>> {
     recycle_scratch(u);
     if !finite.iter().all(|&f| f) {
         recycle_scratch(out);
-        return Ok(None);
+        return None;
     }
-    // SAFETY: the blocks cover every tile row of every image, and each tile writes its
-    // outputs in every output channel.
+    // SAFETY: the caller's.
     unsafe { out.set_len(len) };
-    Ok(Some(out))
+    Some(out)
 }
 
 /// Blocks of whole tile rows, counted across the batch (image-major), so that small

@@ -34,7 +34,7 @@
 
 use rayon::prelude::*;
 
-use super::conv2d_winograd::Kernels;
+use super::conv2d_winograd::{finished, Kernels};
 use super::threads::{self, SendPtr};
 use super::transpose::transpose_into;
 use super::{by_cpu, recycle_scratch};
@@ -207,15 +207,9 @@ fn run(x: &[f32], w: &[f32], p: &Conv2dParams, which: Kernels) -> Result<Option<
     } else {
         blocks.iter().map(own).collect::<Result<Vec<_>>>()?
     };
-    recycle_scratch(u);
-    if !finite.iter().all(|&f| f) {
-        recycle_scratch(out);
-        return Ok(None);
-    }
     // SAFETY: the blocks cover every tile of every row, and each tile writes its outputs
     // in every output channel.
-    unsafe { out.set_len(len) };
-    Ok(Some(out))
+    Ok(unsafe { finished(out, u, len, &finite) })
 }
 
 /// `buf` at least `len` long (its values are all written before they are read).

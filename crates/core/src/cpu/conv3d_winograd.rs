@@ -23,7 +23,7 @@
 
 use rayon::prelude::*;
 
-use super::conv2d_winograd::Kernels;
+use super::conv2d_winograd::{finished, Kernels};
 use super::conv2d_winograd_rows::{
     self as rows, grow, kernels, products, windows_of, Segment, Shape, POINTS, ROWS,
 };
@@ -180,15 +180,9 @@ fn run(x: &[f32], w: &[f32], p: &Conv3dParams, which: Kernels) -> Result<Option<
     } else {
         (0..p.n).map(one).collect::<Result<Vec<_>>>()?
     };
-    recycle_scratch(u);
-    if !finite.iter().all(|&f| f) {
-        recycle_scratch(out);
-        return Ok(None);
-    }
     // SAFETY: every image wrote each output slice's kept tiles in every output channel,
     // which are all its outputs.
-    unsafe { out.set_len(len) };
-    Ok(Some(out))
+    Ok(unsafe { finished(out, u, len, &finite) })
 }
 
 /// Image `n`'s output (its input `x`), slice by slice; whether it was all finite.
