@@ -414,6 +414,11 @@ pub(super) unsafe fn outputs(
     (ys, yt): (&mut Vec<f32>, &mut Vec<f32>),
     y: SendPtr,
 ) -> Result<bool> {
+    #[cfg(target_arch = "x86_64")]
+    if super::cpu_level() == super::Level::Avx512 {
+        // SAFETY: the processor has AVX-512F; the caller's contract covers `y`.
+        return Ok(unsafe { zmm::outputs(m, (rows, cp), p, seg, y.get()) });
+    }
     let co = p.c_out;
     let tiles = seg.q1 - seg.q0;
     let first = 3 * seg.q0;

@@ -173,7 +173,7 @@ use sixteen;
 /// then 128-bit quarters twice.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn square(r: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64::__m512; 16] {
+pub(super) fn square(r: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64::__m512; 16] {
     use std::arch::x86_64::*;
     let t: [__m512; 16] = sixteen!(|i: usize| {
         let (a, b) = (r[i & !1], r[i | 1]);
