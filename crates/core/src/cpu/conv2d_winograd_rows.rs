@@ -26,11 +26,11 @@
 //! again by the other paths (`None`).
 //!
 //! conv1d of 64 channels on 4096, 9 taps, batch 8, two threads on an Intel Xeon
-//! (2026-12-05, `fovea-bench`, four alternating rounds, fastest): forward 7.22 ms against
-//! PyTorch's 8.72, forward and backward 23.4 against 29.6 (9.45 against 8.43 and 28.7
+//! (2026-12-05, `fovea-bench`, three alternating rounds, fastest): forward 6.55 ms against
+//! PyTorch's 9.10, forward and backward 23.9 against 38.3 (9.45 against 8.43 and 28.7
 //! against 28.3 by the direct products in the full set before). The product runs near the
-//! multiply-add peak (single-threaded 166 GFLOP/s of about 172); the transforms, the
-//! transposes around them and the copies out take the other 40% of the time.
+//! multiply-add peak (single-threaded 166 GFLOP/s of about 172); the input's transposes
+//! and transforms and the output transform (one pass with AVX-512) take the rest.
 
 use rayon::prelude::*;
 
