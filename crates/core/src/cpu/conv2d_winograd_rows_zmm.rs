@@ -1,8 +1,9 @@
-//! The rows' product (`conv2d_winograd_rows::products`) with AVX-512 intrinsics: written
-//! as portable loops, the compiler kept a block of 6 rows × 64 outputs in registers, but
-//! not one of 6 × 32 (the outputs past the last 64, or layers of 32 to 48), which it ran
-//! one value at a time with the sums on the stack: conv1d of 32 channels took 30 ms
-//! where it had taken 2.3, conv3d of 32 channels 570 ms against the direct products' 46.
+//! The rows' product and output transform (`conv2d_winograd_rows.rs`) with AVX-512
+//! intrinsics. The product written as portable loops: the compiler kept a block of 6
+//! rows × 64 outputs in registers, but not one of 6 × 32 (the outputs past the last 64,
+//! or layers of 32 to 48), which it ran one value at a time with the sums on the stack:
+//! conv1d of 32 channels took 30 ms where it had taken 2.3, conv3d of 32 channels 570 ms
+//! against the direct products' 46. The outputs: see [`outputs`].
 
 use std::arch::x86_64::*;
 
