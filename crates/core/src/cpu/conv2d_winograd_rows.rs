@@ -46,7 +46,7 @@ use crate::Result;
 pub(super) const POINTS: usize = 5;
 
 /// Values of one block's transformed windows and products together at most (1 MiB), so
-/// that both stay in the core's second-level cache between the transforms and the GEMMs.
+/// that both stay in the core's second-level cache between the transforms and the product.
 const BLOCK_VALUES: usize = 1 << 18;
 
 /// Whether the forward of `p` runs here: a kernel one row high of at least five taps,
@@ -71,7 +71,7 @@ pub(super) fn applies(p: &Conv2dParams) -> bool {
         && p.padding[0] == 0
         // A stride set to 1 where its axis has one output leaves the sizes of another.
         && p.oh == p.h
-        && p.w + 2 * p.padding[1] == p.ow + k - 1
+        && p.padding[1].checked_mul(2).and_then(|d| d.checked_add(p.w)) == p.ow.checked_add(k - 1)
         && p.c_in >= 32
         && p.c_out >= 32
         && tiles >= 8 * (k.div_ceil(3) - 1)
@@ -83,7 +83,8 @@ pub(super) fn applies(p: &Conv2dParams) -> bool {
 fn share(p: &Conv2dParams) -> f64 {
     let (k, q) = (p.kernel[1], p.ow.div_ceil(3));
     let j = k.div_ceil(3);
-    // Per row: `q + j − 1` GEMM rows of `5·j` products for `ow · k` direct ones.
+    // Per row: `q + j − 1` rows of the product, of `5·j` multiply-adds each, for `ow · k`
+    // direct ones.
     ((q + j - 1) * POINTS * j) as f64 / (p.ow * k) as f64
 }
 

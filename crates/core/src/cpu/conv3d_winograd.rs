@@ -49,7 +49,10 @@ pub(super) fn applies(p: &Conv3dParams) -> bool {
         && p.kernel[0] >= 2
         && (0..3).all(|a| p.padding[a] < p.kernel[a])
         // A stride set to 1 where its axis has one output leaves the sizes of another.
-        && (0..3).all(|a| p.input[a] + 2 * p.padding[a] == p.output[a] + p.kernel[a] - 1)
+        && (0..3).all(|a| {
+            let padded = p.padding[a].checked_mul(2).and_then(|d| d.checked_add(p.input[a]));
+            padded == p.output[a].checked_add(p.kernel[a] - 1)
+        })
         && p.stride == [1; 3]
         && p.dilation == [1; 3]
         && p.groups == 1
