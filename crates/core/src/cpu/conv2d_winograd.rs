@@ -75,9 +75,10 @@ pub(super) fn grad_input_applies(p: &Conv2dParams) -> bool {
     p.padding.iter().all(|&pad| pad <= 2) && applies(&backward(p))
 }
 
-/// The convolution that gives `p`'s input gradient from its output gradient: the
-/// kernels turned by half a circle (see [`Kernels`]), padding `2 − p` ([`grad_input_applies`]).
-fn backward(p: &Conv2dParams) -> Conv2dParams {
+/// The stride-1 convolution that gives `p`'s input gradient from its output gradient:
+/// the kernels turned by half a circle (see [`Kernels`]), padding `k − 1 − p` on each
+/// axis (`2 − p` for 3×3; [`grad_input_applies`]). The rows' form takes it too.
+pub(super) fn backward(p: &Conv2dParams) -> Conv2dParams {
     Conv2dParams {
         c_in: p.c_out,
         h: p.oh,
@@ -85,7 +86,9 @@ fn backward(p: &Conv2dParams) -> Conv2dParams {
         c_out: p.c_in,
         oh: p.h,
         ow: p.w,
-        padding: p.padding.map(|pad| 2usize.saturating_sub(pad)),
+        padding: std::array::from_fn(|a| {
+            (p.kernel[a].saturating_sub(1)).saturating_sub(p.padding[a])
+        }),
         ..*p
     }
 }

@@ -34,7 +34,7 @@
 
 use rayon::prelude::*;
 
-use super::conv2d_winograd::{finished, Kernels};
+use super::conv2d_winograd::{backward, finished, Kernels};
 use super::threads::{self, SendPtr};
 use super::transpose::transpose_into;
 use super::{by_cpu, recycle_scratch};
@@ -47,7 +47,7 @@ pub(super) const POINTS: usize = 5;
 
 /// Values of one block's transformed windows and products together at most (1 MiB), so
 /// that both stay in the core's second-level cache between the transforms and the product.
-const BLOCK_VALUES: usize = 1 << 18;
+pub(super) const BLOCK_VALUES: usize = 1 << 18;
 
 /// Whether the forward of `p` runs here: a kernel one row high of at least five taps,
 /// stride and dilation 1, one group, no padding of the height, 32 or more channels on
@@ -94,21 +94,6 @@ pub(super) fn grad_input_applies(p: &Conv2dParams) -> bool {
     p.padding[1] < p.kernel[1] && p.kernel[0] == 1 && applies(&backward(p))
 }
 
-/// The convolution that gives `p`'s input gradient from its output gradient: the
-/// kernels turned end to end, padding `k − 1 − p`.
-fn backward(p: &Conv2dParams) -> Conv2dParams {
-    Conv2dParams {
-        c_in: p.c_out,
-        h: p.oh,
-        w: p.ow,
-        c_out: p.c_in,
-        oh: p.h,
-        ow: p.w,
-        padding: [p.padding[0], (p.kernel[1] - 1).saturating_sub(p.padding[1])],
-        ..*p
-    }
-}
-
 /// The output of `p`'s convolution of `x` by `w`, or None where an output is not finite
 /// (the caller then computes it another way).
 pub(super) fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Option<Vec<f32>>> {
@@ -140,18 +125,25 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
 }
 
+/// `f` with this thread's buffers (nothing inside `f` may run a parallel loop, which
+/// could start another user of them on this thread).
+pub(super) fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with_borrow_mut(f)
+}
+
 /// A thread's buffers.
 #[derive(Default)]
-struct Scratch {
+pub(super) struct Scratch {
     /// A segment's input columns, each one's channels side by side.
     columns: Vec<f32>,
     /// The block's transformed windows: per position, window by window, channels inside.
     v: Vec<f32>,
-    /// The GEMMs' sums: per position, GEMM row by row, output channels inside.
-    m: Vec<f32>,
-    /// A segment's outputs, position by position, then channel by channel.
-    ys: Vec<f32>,
-    yt: Vec<f32>,
+    /// The product's sums: per position, row by row, output channels inside.
+    pub(super) m: Vec<f32>,
+    /// A segment's outputs, position by position, then channel by channel (the portable
+    /// route of [`outputs`]).
+    pub(super) ys: Vec<f32>,
+    pub(super) yt: Vec<f32>,
 }
 
 /// The convolution `p` (one row of `k` taps, stride 1) of `x` by the kernels `which`
@@ -169,7 +161,7 @@ fn run(x: &[f32], w: &[f32], p: &Conv2dParams, which: Kernels) -> Result<Option<
     let tiles = p.ow.div_ceil(3);
     let shape = Shape::new(ci, co, chunks);
     let u = kernels(w, &shape, p.kernel[1], which)?;
-    let blocks = blocks(p.n * p.oh * tiles, ci + co);
+    let blocks = blocks(p.n * p.oh * tiles, ci + co, rayon::current_num_threads());
     let len = p.output_len();
     let mut out = host::with_capacity(len)?;
     let y = SendPtr(out.as_mut_ptr());
@@ -202,7 +194,7 @@ fn run(x: &[f32], w: &[f32], p: &Conv2dParams, which: Kernels) -> Result<Option<
             Ok(finite)
         })
     };
-    let own = |b: &(usize, usize)| SCRATCH.with_borrow_mut(|s| block(s, b));
+    let own = |b: &(usize, usize)| with_scratch(|s| block(s, b));
     let finite = if blocks.len() > 1 && !threads::nested() {
         blocks.par_iter().map(own).collect::<Result<Vec<_>>>()?
     } else {
@@ -221,12 +213,14 @@ pub(super) fn grow(buf: &mut Vec<f32>, len: usize) -> Result<()> {
     Ok(())
 }
 
-/// Blocks of tiles counted across the batch's rows: a multiple of the threads' count
-/// (unless there are fewer tiles), each of at most [`BLOCK_VALUES`]' worth.
-fn blocks(total: usize, channels: usize) -> Vec<(usize, usize)> {
-    let threads = rayon::current_num_threads().max(1);
+/// `total` tiles in blocks: a multiple of `parts` (unless there are fewer tiles), each of
+/// at most [`BLOCK_VALUES`]' worth for `channels` input and output channels together.
+pub(super) fn blocks(total: usize, channels: usize, parts: usize) -> Vec<(usize, usize)> {
     let most = (BLOCK_VALUES / (POINTS * channels.max(1))).max(32);
-    let count = total.div_ceil(most).next_multiple_of(threads).min(total);
+    let count = total
+        .div_ceil(most)
+        .next_multiple_of(parts.max(1))
+        .min(total);
     (0..count)
         .map(|b| (b * total / count, (b + 1) * total / count))
         .collect()
@@ -286,23 +280,15 @@ pub(super) fn kernels(w: &[f32], shape: &Shape, k: usize, which: Kernels) -> Res
     };
     // Gathered per input, then placed: each input's rows are `outs` values apart in
     // every position's matrix.
+    let one = |i: usize| {
+        let mut rows = vec![0.0; POINTS * chunks * outs];
+        fill(i, &mut rows);
+        rows
+    };
     let gathered: Vec<Vec<f32>> = if threads::nested() {
-        (0..ins)
-            .map(|i| {
-                let mut rows = vec![0.0; POINTS * chunks * outs];
-                fill(i, &mut rows);
-                rows
-            })
-            .collect()
+        (0..ins).map(one).collect()
     } else {
-        (0..ins)
-            .into_par_iter()
-            .map(|i| {
-                let mut rows = vec![0.0; POINTS * chunks * outs];
-                fill(i, &mut rows);
-                rows
-            })
-            .collect()
+        (0..ins).into_par_iter().map(one).collect()
     };
     let (depth, cp) = (shape.depth(), shape.cp);
     for (i, rows) in gathered.iter().enumerate() {
@@ -401,8 +387,8 @@ pub(super) fn windows_of(
     at_level(columns, ci, (count, off, windows), v)
 }
 
-/// Segment `seg`'s outputs `Aᵀ·m` from the sums `m` (5 positions of `rows` GEMM rows of
-/// the output channels), written into `y` (the whole output) through `ys` and `yt`;
+/// Segment `seg`'s outputs `Aᵀ·m` from the sums `m` (5 positions of `rows` rows of the
+/// output channels), written into `y` (the whole output) through `ys` and `yt`;
 /// whether they were all finite.
 ///
 /// # Safety

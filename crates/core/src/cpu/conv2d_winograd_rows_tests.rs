@@ -42,7 +42,7 @@ fn blocks_split_rows() {
     let case = stride_1((1, 16, 5, 1400, 16, [1, 9], [0, 4], [1, 1], 1));
     let p = case.0;
     let tiles = p.ow.div_ceil(3);
-    let blocks = blocks(p.n * p.oh * tiles, p.c_in + p.c_out);
+    let blocks = blocks(p.n * p.oh * tiles, p.c_in + p.c_out, 2);
     assert!(blocks.iter().any(|&(g0, _)| g0 % tiles != 0), "{blocks:?}");
     assert!(blocks
         .iter()

@@ -25,7 +25,7 @@ use rayon::prelude::*;
 
 use super::conv2d_winograd::{finished, Kernels};
 use super::conv2d_winograd_rows::{
-    self as rows, grow, kernels, products, windows_of, Segment, Shape, POINTS, ROWS,
+    self as rows, blocks, grow, kernels, products, windows_of, Segment, Shape, POINTS, ROWS,
 };
 use super::threads::{self, SendPtr};
 use super::transpose::transpose_into;
@@ -33,9 +33,6 @@ use super::{recycle_scratch, Level};
 use crate::backend::{Conv2dParams, Conv3dParams};
 use crate::host;
 use crate::Result;
-
-/// Values of one block's products at most, as for the rows (`conv2d_winograd_rows.rs`).
-const BLOCK_VALUES: usize = 1 << 18;
 
 /// Whether the forward of `p` runs here: a kernel three taps wide and more than one
 /// deep, padding under the kernel on every axis, stride and dilation 1, one group, 32+
@@ -226,16 +223,12 @@ unsafe fn image(
         dilation: [1, 1],
         groups: 1,
     };
-    let most = (BLOCK_VALUES / (POINTS * (ci + p.c_out))).max(ROWS);
     let parts = if split {
-        rayon::current_num_threads().max(1)
+        rayon::current_num_threads()
     } else {
         1
     };
-    let count = g.tiles.div_ceil(most).next_multiple_of(parts).min(g.tiles);
-    let blocks: Vec<(usize, usize)> = (0..count)
-        .map(|b| (b * g.tiles / count, (b + 1) * g.tiles / count))
-        .collect();
+    let blocks = blocks(g.tiles, ci + p.c_out, parts);
     let mut finite = true;
     for dd in 0..od {
         let mut taps = Vec::with_capacity(kd * kh);
@@ -256,32 +249,35 @@ unsafe fn image(
             threads::task(|| {
                 let taps: Vec<(usize, usize)> = taps.iter().map(|&(j, o)| (j, o + t0)).collect();
                 let rows_b = (t1 - t0).next_multiple_of(ROWS);
-                let mut m = host::zeros(POINTS * rows_b * shape.cp)?;
-                products(v, &taps, u, shape, &mut m);
-                let (mut ys, mut yt) = (Vec::new(), Vec::new());
-                let (wq, mut ok) = (g.wp / 3, true);
-                for hh in t0 / wq..=(t1 - 1) / wq {
-                    let (q0, q1) = (
-                        t0.max(hh * wq) - hh * wq,
-                        t1.min(hh * wq + g.kept) - hh * wq,
-                    );
-                    if q0 >= q1.min(g.kept) {
-                        continue;
+                rows::with_scratch(|s| {
+                    let m_len = POINTS * rows_b * shape.cp;
+                    grow(&mut s.m, m_len)?;
+                    products(v, &taps, u, shape, &mut s.m[..m_len]);
+                    let (wq, mut ok) = (g.wp / 3, true);
+                    for hh in t0 / wq..=(t1 - 1) / wq {
+                        let (q0, q1) = (
+                            t0.max(hh * wq) - hh * wq,
+                            t1.min(hh * wq + g.kept) - hh * wq,
+                        );
+                        if q0 >= q1.min(g.kept) {
+                            continue;
+                        }
+                        let off = hh * wq + q0 - t0;
+                        let seg = Segment {
+                            row: (n * od + dd) * oh + hh,
+                            q0,
+                            q1,
+                            off,
+                        };
+                        let bufs = (&mut s.ys, &mut s.yt);
+                        // SAFETY: this image's slice `dd`, row `hh`: written by this block
+                        // alone (the caller's contract covers the image).
+                        ok &= unsafe {
+                            rows::outputs(&s.m, (rows_b, shape.cp), &flat, &seg, bufs, y)?
+                        };
                     }
-                    let off = hh * wq + q0 - t0;
-                    let seg = Segment {
-                        row: (n * od + dd) * oh + hh,
-                        q0,
-                        q1,
-                        off,
-                    };
-                    let bufs = (&mut ys, &mut yt);
-                    // SAFETY: this image's slice `dd`, row `hh`: written by this block
-                    // alone (the caller's contract covers the image).
-                    ok &= unsafe { rows::outputs(&m, (rows_b, shape.cp), &flat, &seg, bufs, y)? };
-                }
-                recycle_scratch(m);
-                Ok(ok)
+                    Ok(ok)
+                })
             })
         };
         let done = if split && blocks.len() > 1 {

@@ -25,10 +25,18 @@ fn case(
         dilation: [1; 3],
         groups: 1,
     };
-    let x = (0..p.input_len()).map(|i| value(i, 1)).collect();
-    let wt = (0..p.weight_len()).map(|i| value(i, 2)).collect();
-    let gy = (0..p.output_len()).map(|i| value(i, 3)).collect();
+    let (x, wt, gy) = operands(&p);
     (p, x, wt, gy)
+}
+
+/// The input, weight and output gradient for `p`.
+fn operands(p: &Conv3dParams) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let values = |len: usize, s: usize| (0..len).map(|i| value(i, s)).collect();
+    (
+        values(p.input_len(), 1),
+        values(p.weight_len(), 2),
+        values(p.output_len(), 3),
+    )
 }
 
 /// The forward and the input gradient of `p` here equal the definition's.
@@ -63,7 +71,9 @@ fn matches_the_definition() {
 fn blocks_split_rows() {
     let c = case((1, 32, [3, 41, 60], 32, [3, 3, 3], [1, 1, 1]));
     let g = Grid::new(&c.0);
-    assert!(g.tiles > BLOCK_VALUES / (POINTS * 64) && !(g.tiles / 2).is_multiple_of(g.wp / 3));
+    assert!(
+        g.tiles > rows::BLOCK_VALUES / (POINTS * 64) && !(g.tiles / 2).is_multiple_of(g.wp / 3)
+    );
     assert_both_match(c);
 }
 
@@ -145,9 +155,7 @@ fn collapsed() -> Conv3dParams {
 fn a_collapsed_stride_takes_the_other_paths() {
     let p = collapsed();
     assert!(!applies(&p) && !grad_input_applies(&p));
-    let x: Vec<f32> = (0..p.input_len()).map(|i| value(i, 1)).collect();
-    let wt: Vec<f32> = (0..p.weight_len()).map(|i| value(i, 2)).collect();
-    let gy: Vec<f32> = (0..p.output_len()).map(|i| value(i, 3)).collect();
+    let (x, wt, gy) = operands(&p);
     let [y, gx, _] = definition_3d(&x, &wt, &gy, &p);
     assert_close(&format!("{p:?} y"), &try_forward(&x, &wt, &p).unwrap(), &y);
     assert_close(
