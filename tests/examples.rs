@@ -562,6 +562,49 @@ fn every_example_answers_help_and_names_the_flag_of_a_bad_value() {
     assert!(!run.status.success());
 }
 
+/// A results location that cannot be written is refused before any work, naming the
+/// flag: a folder where a file is wanted, a file where a folder is, a picture format this
+/// build does not write. Nothing printed to stdout shows that nothing ran (each example
+/// prints its device or data first).
+#[test]
+fn every_example_refuses_an_unwritable_out_before_working() {
+    let tmp = std::env::temp_dir().join(format!("fovea-out-check-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let a_file = tmp.join("taken");
+    std::fs::write(&a_file, b"not a folder").unwrap();
+    let file_outs = ["style_transfer", "train_classifier", "train_lenet"];
+    let mut cases: Vec<(String, PathBuf)> = all_examples()
+        .into_iter()
+        .map(|name| {
+            let out = if file_outs.contains(&name.as_str()) {
+                tmp.clone()
+            } else {
+                a_file.join("results")
+            };
+            (name, out)
+        })
+        .collect();
+    cases.push(("style_transfer".into(), tmp.join("result.bmp")));
+    for (name, out) in &cases {
+        let run = Command::new(example(name))
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr),
+        );
+        assert!(
+            !run.status.success() && stderr.contains("--out") && stdout.is_empty(),
+            "{name} --out {} should fail at once naming --out:\n{stdout}\n{stderr}",
+            out.display()
+        );
+    }
+    assert_eq!(std::fs::read(&a_file).unwrap(), b"not a folder");
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
 #[test]
 fn a_headless_run_prints_no_window_system_errors() {
     let out = std::env::temp_dir()

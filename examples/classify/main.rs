@@ -106,6 +106,7 @@ fn build(name: &str, dev: &Device) -> Result<Box<dyn Module>> {
 
 fn main() -> Result<()> {
     let a = Args::parse();
+    common::output::ready_dir("--out", &a.out)?;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dev = Device::by_name(&a.device)?;
     let model = build(&a.model, &dev)?;

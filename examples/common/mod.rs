@@ -16,6 +16,7 @@ use plotters::prelude::*;
 
 pub mod amp;
 pub mod mnist;
+pub mod output;
 
 const FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 

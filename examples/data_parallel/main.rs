@@ -181,6 +181,7 @@ fn check(
 
 fn main() -> Result<()> {
     let a = Args::parse();
+    common::output::ready_dir("--out", &a.out)?;
     let w = world(&a)?;
     let (rank, size) = (w.rank(), w.size());
     if let Some(n) = a.allreduce_floats {

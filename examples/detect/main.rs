@@ -124,6 +124,7 @@ pub fn epoch_bar(epoch: usize, epochs: usize, steps: usize) -> Result<ProgressBa
 
 fn main() -> Result<()> {
     let a = Args::parse();
+    common::output::ready_dir("--out", &a.out)?;
     anyhow::ensure!(
         a.size >= 32 && a.size.is_multiple_of(16),
         "--size must be a multiple of 16 from 32 up, got {}",

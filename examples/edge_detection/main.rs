@@ -136,6 +136,7 @@ fn print_kernel(name: &str, k: &[f32]) {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    common::output::ready_dir("--out", &args.out)?;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let image_path = args
         .image

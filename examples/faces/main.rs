@@ -134,6 +134,7 @@ fn annotate(img: &RgbImage, faces: &[Face], labels: &[String], known: &[bool]) -
 
 fn main() -> Result<()> {
     let mut a = Args::parse();
+    common::output::ready_dir("--out", &a.out)?;
     defaults(&mut a)?;
     let dev = Device::by_name(&a.device)?;
     println!("device: {}", dev.name());

@@ -115,6 +115,7 @@ fn predict(net: &dyn Module, clips: &MovingDigits, dev: &Device) -> Result<Vec<u
 
 fn main() -> Result<()> {
     let a = Args::parse();
+    common::output::ready_dir("--out", &a.out)?;
     let dev = Device::by_name(&a.device)?;
     let opts = MovingOptions::default();
     let train = moving_digits(&digits("train")?, a.clips, &opts, a.seed)?;

@@ -190,6 +190,7 @@ fn side_by_side(test: &[DigitCanvas], pred: &[usize], side: usize, rows: usize) 
 
 fn main() -> Result<()> {
     let a = Args::parse();
+    common::output::ready_dir("--out", &a.out)?;
     let dev = Device::by_name(&a.device)?;
     let multiple = 1usize << a.depth.min(16);
     ensure!(

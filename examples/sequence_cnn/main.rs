@@ -105,6 +105,7 @@ fn accuracy(model: &dyn Module, data: &InMemoryDataset, dev: &Device) -> Result<
 
 fn main() -> Result<()> {
     let a = Args::parse();
+    common::output::ready_dir("--out", &a.out)?;
     let dev = Device::by_name(&a.device)?;
     let dir = common::mnist::bundled_dir();
     let (train, test) = (

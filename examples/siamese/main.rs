@@ -469,6 +469,7 @@ fn print_scores(what: &str, s: &Scores) {
 
 fn main() -> Result<()> {
     let a = Args::parse();
+    common::output::ready_dir("--out", &a.out)?;
     let mining: Mining = a.mining.parse()?;
     if !(0.0..1.0).contains(&a.scale) || !(0.0..60.0).contains(&a.shear) {
         anyhow::bail!(

@@ -13,6 +13,9 @@
 //! VGG16/VGG19 export in safetensors (ImageNet RGB normalisation, assumed for any other
 //! file unless `--preprocess` says otherwise).
 
+#[path = "../common/mod.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -136,6 +139,7 @@ fn save(x: &Tensor, pre: Preprocess, path: &Path) -> Result<()> {
 
 fn main() -> Result<()> {
     let a = Args::parse();
+    common::output::ready_file("--out", &a.out, true)?;
     let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
     let content_path = a
         .content

@@ -120,6 +120,7 @@ fn evaluate(model: &dyn Module, data: &InMemoryDataset, dev: &Device) -> Result<
 
 fn main() -> Result<()> {
     let a = Args::parse();
+    common::output::ready_file("--out", &a.out, false)?;
     let dev = Device::by_name(&a.device)?;
     let data = a.data.clone().unwrap_or_else(common::mnist::fashion_dir);
     let train = common::mnist::load_fashion(&data, "train")?.take(a.limit.unwrap_or(usize::MAX));

@@ -72,6 +72,7 @@ struct Args {
 
 fn main() -> Result<()> {
     let a = Args::parse();
+    common::output::ready_file("--out", &a.out, false)?;
     let dev = Device::by_name(&a.device)?;
     let data = a.data.clone().unwrap_or_else(common::mnist::bundled_dir);
     let train = common::mnist::load(&data, "train")?.take(a.limit);

@@ -16,6 +16,9 @@
 //! `cargo run --release --example transfer -- [--per-class N...] [--size N] [--test N]
 //!  [--blocks K] [--device cpu|gpu|best]`
 
+#[path = "../common/mod.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -221,6 +224,7 @@ fn bar(len: usize, what: &str) -> Result<ProgressBar> {
 
 fn main() -> Result<()> {
     let a = Args::parse();
+    common::output::ready_dir("--out", &a.out)?;
     if a.size < 32 {
         bail!(
             "--size {}: MobileNetV2 needs at least 32×32 inputs (it downsamples 32×)",

@@ -202,6 +202,7 @@ fn top9(acts: &[Vec<f32>], shape: [usize; 3], unit: usize, rf: &ReceptiveField) 
 
 fn main() -> Result<()> {
     let a = Args::parse();
+    common::output::ready_dir("--out", &a.out)?;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dev = Device::by_name(&a.device)?;
     let net = Net::load(&a.model, root, &dev)?;
