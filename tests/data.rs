@@ -340,6 +340,36 @@ fn gzipped_idx_files_are_read_no_further_than_their_header() {
     assert_eq!((idx.dims, idx.data), (vec![2, 3], vec![1, 2, 3, 4, 5, 6]));
 }
 
+/// A dataset built by hand that does not add up (values short of or past one item per
+/// label, a label not below its classes) is refused by the loader with what is wrong,
+/// before any batch: a short one panicked on a slice out of range in the first batch.
+#[test]
+fn a_loader_over_a_dataset_that_does_not_add_up_is_an_error() {
+    let dev = Device::cpu();
+    let fine = ramp_dataset(5);
+    let mut short = fine.clone();
+    short.values.truncate(4 * 30 + 7);
+    let mut long = fine.clone();
+    long.values.push(1.0);
+    let mut label = fine.clone();
+    label.labels[3] = 3;
+    for (data, want) in [
+        (
+            &short,
+            "5 labels of items shaped [2, 3, 5] need 5 × 30 values, got 127",
+        ),
+        (&long, "got 151"),
+        (&label, "label 3 of item 3 is not below its 3 classes"),
+    ] {
+        let err = DataLoader::new(data, 2, Some(1), &dev).err().expect(want);
+        assert!(err.to_string().contains(want), "{err}");
+    }
+    // What is cut from one keeps what it has, and the loader still says what is wrong.
+    assert_eq!(short.take(9).values.len(), 127);
+    assert!(DataLoader::new(&short.take(9), 2, None, &dev).is_err());
+    assert_eq!(DataLoader::new(&fine, 2, None, &dev).unwrap().count(), 3);
+}
+
 /// A dataset whose items hold no values is refused by the loader up front (its batches
 /// were cut into chunks of size zero, a panic).
 #[test]

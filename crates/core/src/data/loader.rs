@@ -21,6 +21,11 @@ pub trait Dataset: Send + Sync {
     fn background(&self) -> f32 {
         0.0
     }
+    /// An error where the items cannot be read as [`Dataset::item_shape`] says, which
+    /// [`DataLoader::new`] asks before any batch; nothing to check by default.
+    fn check(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Images and labels held in memory as f32.
@@ -190,10 +195,14 @@ impl InMemoryDataset {
     /// The first `n` items (for quick runs and tests).
     pub fn take(&self, n: usize) -> InMemoryDataset {
         let n = n.min(self.labels.len());
-        let size: usize = self.shape.iter().product();
+        let size = self.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        // A dataset that does not add up ([`Dataset::check`]) keeps what it has; the
+        // loader then names what is wrong.
+        let end = size.map_or(usize::MAX, |size| n.saturating_mul(size));
+        let end = end.min(self.values.len());
         InMemoryDataset {
             shape: self.shape.clone(),
-            values: self.values[..n * size].to_vec(),
+            values: self.values[..end].to_vec(),
             labels: self.labels[..n].to_vec(),
             classes: self.classes,
             background: self.background,
@@ -215,6 +224,38 @@ impl Dataset for InMemoryDataset {
     }
     fn background(&self) -> f32 {
         self.background
+    }
+    /// The fields are public, so a dataset built by hand may not add up: its values must
+    /// be one item's size per label, and its labels below `classes` (a short `values` made
+    /// the loader's batches panic on a slice out of range).
+    fn check(&self) -> Result<()> {
+        let op = "InMemoryDataset";
+        let size = crate::shape::checked_numel(op, &self.shape)?;
+        let (n, got) = (self.labels.len(), self.values.len());
+        if size.checked_mul(n) != Some(got) {
+            return Err(Error::op(
+                op,
+                format!(
+                    "{n} labels of items shaped {:?} need {n} × {size} values, got {got}",
+                    self.shape
+                ),
+            ));
+        }
+        if let Some((i, l)) = self
+            .labels
+            .iter()
+            .enumerate()
+            .find(|(_, &l)| l >= self.classes)
+        {
+            return Err(Error::op(
+                op,
+                format!(
+                    "label {l} of item {i} is not below its {} classes",
+                    self.classes
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -291,6 +332,7 @@ impl<'a> DataLoader<'a> {
         let mut batch_shape = vec![batch_size.min(dataset.len()).max(1)];
         batch_shape.extend(&item);
         crate::ops::check_output("DataLoader", &[&item], &batch_shape, device)?;
+        dataset.check()?;
         let order = match shuffle_seed {
             Some(seed) => rng::permutation(dataset.len(), seed),
             None => (0..dataset.len()).collect(),
