@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{run_seed, Rng};
+use fovea::nn::Conv2d;
 use fovea::ops::{
     BatchNormOptions, Conv1dOptions, Conv2dOptions, Conv3dOptions, ConvTranspose2dOptions,
     CrossEntropy2dOptions, PixelTargets, Pool1dOptions, Pool2dOptions, Pool3dOptions, Reduction,
@@ -631,11 +632,25 @@ fn call(r: &mut Rng, which: usize, dev: &Device) -> (String, Result<()>) {
         _ => {
             let s = rand_shape(r, 4);
             let v = r.pick(&[0.0, 1.5]);
-            let res = match r.range(0, 5) {
+            let res = match r.range(0, 6) {
                 0 => Tensor::try_full(&s, v, dev),
                 1 => Tensor::try_zeros(&s, dev),
                 2 => Tensor::try_rand(&s, 3, dev),
                 3 => Tensor::try_randn(&s, 4, dev),
+                4 => {
+                    // A layer's weights, sized by the caller's channels and kernel.
+                    let (cin, cout, kernel) = (size(r), size(r), pair(r));
+                    let opts = Conv2dOptions {
+                        groups: small(r),
+                        ..Default::default()
+                    };
+                    let layer = Conv2d::new(cin, cout, kernel, opts, r.chance(0.5), 5, dev);
+                    let res = layer.map(|l| l.weight);
+                    return (
+                        format!("Conv2d::new({cin}, {cout}, {kernel:?}, {opts:?})"),
+                        ok(res),
+                    );
+                }
                 _ => a.to_device(dev),
             };
             (format!("constructor of {s:?}"), ok(res))

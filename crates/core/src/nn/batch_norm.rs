@@ -56,6 +56,7 @@ pub struct BatchNorm2d {
 
 impl BatchNorm2d {
     /// A batch norm layer over `channels` (momentum 0.1, eps 1e-5), in training mode.
+    /// Panics like [`Tensor::full`] where the device cannot hold `channels` values.
     pub fn new(channels: usize, device: &Device) -> BatchNorm2d {
         BatchNorm2d {
             weight: Tensor::ones(&[channels], device).requires_grad(),

@@ -46,10 +46,21 @@ fn init_weights(
             format!("groups {g} must divide in {in_channels} and out {out_channels}, kernel {kernel:?} must be positive"),
         ));
     }
-    let bound = init::default_bound(weight_shape[1..].iter().product());
-    let weight = init::uniform(weight_shape, bound, seed, device).requires_grad();
-    let bias =
-        bias.then(|| init::uniform(&[out_channels], bound, seed ^ 0x5eed, device).requires_grad());
+    // Saturating: a fan-in past `usize` is refused below, as a weight no device holds.
+    let fan_in = weight_shape[1..]
+        .iter()
+        .fold(1usize, |f, &d| f.saturating_mul(d));
+    let bound = init::default_bound(fan_in);
+    // A layer too large for the device is the caller's error, named by the layer.
+    let uniform = |shape: &[usize], seed| {
+        init::try_uniform(shape, bound, seed, device)
+            .map(Tensor::requires_grad)
+            .map_err(|e| Error::op(layer, format!("weight {weight_shape:?}: {}", e.root())))
+    };
+    let weight = uniform(weight_shape, seed)?;
+    let bias = bias
+        .then(|| uniform(&[out_channels], seed ^ 0x5eed))
+        .transpose()?;
     Ok((weight, bias))
 }
 

@@ -1,12 +1,19 @@
 //! PyTorch's default initialisations, seeded.
 
-use crate::{Device, Tensor};
+use crate::{Device, Result, Tensor};
 
-/// Uniform values in `[-bound, bound)` from a counter-based stream.
+/// Uniform values in `[-bound, bound)` from a counter-based stream. Panics like
+/// [`Tensor::rand`] where the device cannot hold the shape; [`try_uniform`] returns an
+/// error instead.
 pub fn uniform(shape: &[usize], bound: f32, seed: u64, device: &Device) -> Tensor {
-    Tensor::rand(shape, seed, device)
+    try_uniform(shape, bound, seed, device).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`uniform`], with an error naming the shape where the device cannot hold it.
+pub fn try_uniform(shape: &[usize], bound: f32, seed: u64, device: &Device) -> Result<Tensor> {
+    Ok(Tensor::try_rand(shape, seed, device)?
         .affine(2.0 * bound, -bound)
-        .detach()
+        .detach())
 }
 
 /// PyTorch's default for conv and linear weights, `kaiming_uniform_(a = √5)`: the bound

@@ -12,7 +12,8 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// A linear layer with PyTorch's default initialisation from `seed`.
+    /// A linear layer with PyTorch's default initialisation from `seed`. Panics like
+    /// [`Tensor::full`] where the device cannot hold the weight.
     pub fn new(
         in_features: usize,
         out_features: usize,
