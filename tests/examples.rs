@@ -605,6 +605,45 @@ fn every_example_refuses_an_unwritable_out_before_working() {
     std::fs::remove_dir_all(&tmp).unwrap();
 }
 
+/// A count, width or size no machine holds, or a zero that would divide, is refused by
+/// clap with the flag's name and its range before any work: each of these had ended in a
+/// panic or an aborted allocation.
+#[test]
+fn counts_and_widths_out_of_range_are_refused_by_name() {
+    let huge = "99999999999";
+    let cases = [
+        ("data_parallel", "--replicas", huge),
+        ("data_parallel", "--allreduce-floats", huge),
+        ("detect", "--train", huge),
+        ("detect", "--width", huge),
+        ("detect", "--size", "99999999968"),
+        ("motion_cnn", "--batch", "0"),
+        ("motion_cnn", "--clips", huge),
+        ("segment", "--epochs", "0"),
+        ("segment", "--width", huge),
+        ("sequence_cnn", "--batch", "0"),
+        ("train_classifier", "--batch", "0"),
+        ("transfer", "--batch", "0"),
+        ("siamese", "--grid", huge),
+        ("siamese", "--per-class", huge),
+        ("siamese", "--pairs", huge),
+    ];
+    for (name, flag, value) in cases {
+        let run = Command::new(example(name))
+            .args([flag, value])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(
+            run.status.code() == Some(2)
+                && stderr.contains(&format!("'{value}' for '{flag} "))
+                && stderr.contains("is not in")
+                && run.stdout.is_empty(),
+            "{name} {flag} {value} should be refused by name:\n{stderr}"
+        );
+    }
+}
+
 #[test]
 fn a_headless_run_prints_no_window_system_errors() {
     let out = std::env::temp_dir()

@@ -15,6 +15,7 @@ use imageproc::rect::Rect;
 use plotters::prelude::*;
 
 pub mod amp;
+pub mod args;
 pub mod mnist;
 pub mod output;
 

@@ -14,7 +14,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Parser;
 use common::mnist;
 use fovea::data::DataLoader;
@@ -29,7 +29,7 @@ use fovea::{checkpoint, Device, DeviceExt, Tensor};
 #[command(long_about = None)]
 struct Args {
     /// Replicas in this process, one per device.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = common::args::within(1, 64))]
     replicas: usize,
     /// cpu, gpu or best: the kind of device every replica gets.
     #[arg(long, default_value = "best")]
@@ -41,7 +41,7 @@ struct Args {
     #[arg(long, default_value_t = 2)]
     epochs: usize,
     /// Digits per replica per step.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = common::args::within(1, 65_536))]
     batch: usize,
     /// SGD learning rate (momentum 0.9).
     #[arg(long, default_value_t = 0.05)]
@@ -54,7 +54,7 @@ struct Args {
     check_steps: usize,
     /// Time one all-reduce of this many floats (e.g. 11700000, ResNet-18's gradients)
     /// across the processes, then stop.
-    #[arg(long)]
+    #[arg(long, value_parser = common::args::within(1, 1 << 28))]
     allreduce_floats: Option<usize>,
     /// Start from these weights (any number of replicas and ranks can load them).
     #[arg(long)]
@@ -81,15 +81,12 @@ fn world(a: &Args) -> Result<Box<dyn AllReduce>> {
     #[cfg(feature = "mpi")]
     return Ok(Box::new(fovea::mpi::MpiWorld::init()?));
     #[cfg(not(feature = "mpi"))]
-    bail!(
+    anyhow::bail!(
         "--mpi needs the mpi feature: cargo build --release --features mpi --example data_parallel"
     )
 }
 
 fn devices(a: &Args) -> Result<Vec<Device>> {
-    if a.replicas == 0 {
-        bail!("--replicas must be at least 1");
-    }
     let first = Device::by_name(&a.device)?;
     if !first.is_gpu() {
         // Separate CPU devices: each replica's tensors stay apart, as on separate GPUs.

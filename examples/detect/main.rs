@@ -41,27 +41,27 @@ pub struct Args {
     #[arg(long)]
     epochs: Option<usize>,
     /// Training canvases per epoch (drawn anew each epoch from the training digits).
-    #[arg(long, default_value_t = 2500)]
+    #[arg(long, default_value_t = 2500, value_parser = common::args::within(1, 200_000))]
     train: usize,
     /// Held-out canvases (from the test digits) to measure on.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, value_parser = common::args::within(1, 100_000))]
     test: usize,
     /// Canvases per step [default: 4, or 8 with --localize or --landmarks]. Small
     /// batches learn more per canvas, which is what counts on a CPU; on a GPU larger
     /// batches (and more epochs) make better use of it.
-    #[arg(long)]
+    #[arg(long, value_parser = common::args::within(1, 65_536))]
     batch: Option<usize>,
     /// Adam's learning rate (cosine decay to 2% of it).
     #[arg(long, default_value_t = 3e-3)]
     lr: f32,
     /// Channels of the backbone's first layer (doubling to 8× at the end).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = common::args::within(1, 256))]
     width: usize,
     /// Anchor boxes per cell, chosen by k-means on the training boxes.
     #[arg(long, default_value_t = 3)]
     anchors: usize,
     /// Canvas side in pixels (a multiple of 16).
-    #[arg(long, default_value_t = 96)]
+    #[arg(long, default_value_t = 96, value_parser = common::args::within(32, 1024))]
     size: usize,
     /// cpu, gpu or best.
     #[arg(long, default_value = "best")]

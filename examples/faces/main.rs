@@ -48,7 +48,7 @@ struct Args {
     #[arg(long, default_value_t = 0.5)]
     score: f32,
     /// Detector input side (a multiple of 32).
-    #[arg(long, default_value_t = 416)]
+    #[arg(long, default_value_t = 416, value_parser = common::args::within(1, 2048))]
     input_size: usize,
     /// Where the annotated photos go.
     #[arg(long, default_value = "out/faces")]

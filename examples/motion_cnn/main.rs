@@ -35,10 +35,10 @@ struct Args {
     #[arg(long, default_value_t = 4)]
     epochs: usize,
     /// Training clips (test clips: a quarter as many).
-    #[arg(long, default_value_t = 4000)]
+    #[arg(long, default_value_t = 4000, value_parser = common::args::within(1, 100_000))]
     clips: usize,
     /// Clips per step.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = common::args::within(1, 65_536))]
     batch: usize,
     /// Peak learning rate (Adam, cosine decay).
     #[arg(long, default_value_t = 3e-3)]

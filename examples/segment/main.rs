@@ -40,16 +40,16 @@ use indicatif::{ProgressBar, ProgressStyle};
 #[command(long_about = None)]
 struct Args {
     /// Passes over freshly drawn training canvases.
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value_t = 12, value_parser = common::args::within(1, 100_000))]
     epochs: usize,
     /// Training canvases per epoch.
-    #[arg(long, default_value_t = 1200)]
+    #[arg(long, default_value_t = 1200, value_parser = common::args::within(1, 100_000))]
     train: usize,
     /// Test canvases (from the held-out digits).
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 300, value_parser = common::args::within(1, 100_000))]
     test: usize,
     /// Side of the square canvases in pixels (a multiple of 2^depth).
-    #[arg(long, default_value_t = 48)]
+    #[arg(long, default_value_t = 48, value_parser = common::args::within(1, 1024))]
     size: usize,
     /// Fewest and most digits on one canvas.
     #[arg(long, num_args = 2, default_values_t = [3, 6])]
@@ -59,7 +59,7 @@ struct Args {
     #[arg(long, num_args = 2)]
     digit_size: Option<Vec<usize>>,
     /// Channels of the U-Net's first level (the paper: 64).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = common::args::within(1, 256))]
     width: usize,
     /// Levels of the U-Net (the paper: 4).
     #[arg(long, default_value_t = 3)]
@@ -69,7 +69,7 @@ struct Args {
     bilinear: bool,
     /// Canvases per training step (small batches: more steps for the same arithmetic,
     /// which is what the digits' classes need most).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = common::args::within(1, 65_536))]
     batch: usize,
     /// Adam's learning rate (then a cosine decay over the run).
     #[arg(long, default_value_t = 3e-3)]

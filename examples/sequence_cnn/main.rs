@@ -33,7 +33,7 @@ struct Args {
     #[arg(long, default_value_t = 8)]
     epochs: usize,
     /// Digits per step.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = common::args::within(1, 65_536))]
     batch: usize,
     /// Peak learning rate (Adam, cosine decay).
     #[arg(long, default_value_t = 2e-3)]

@@ -55,7 +55,7 @@ struct Args {
     #[arg(long, default_value_t = 100)]
     steps: usize,
     /// Images per class in a batch (K; P is the 7 seen classes).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = common::args::within(1, 1000))]
     per_class: usize,
     /// Triplet mining: batch-all, batch-hard or semi-hard.
     #[arg(long, default_value = "batch-all")]
@@ -79,19 +79,19 @@ struct Args {
     #[arg(long, default_value_t = 0.2)]
     margin: f32,
     /// Embedding size.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = common::args::within(1, 65_536))]
     dim: usize,
     /// Channels of the encoder's first stage (then twice that).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = common::args::within(1, 512))]
     width: usize,
     /// Cells per side of the average pooling before the projection (1: global).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = common::args::within(1, 64))]
     grid: usize,
     /// Peak learning rate (Adam, cosine decay).
     #[arg(long, default_value_t = 2e-3)]
     lr: f32,
     /// Balanced pairs of unseen digits to verify.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, value_parser = common::args::within(1, 100_000))]
     pairs: usize,
     /// One-shot recognition episodes (one random reference per unseen class each).
     #[arg(long, default_value_t = 200)]

@@ -42,7 +42,7 @@ struct Args {
     #[arg(long, default_value_t = 6)]
     epochs: usize,
     /// Images per step.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = common::args::within(1, 65_536))]
     batch: usize,
     /// Peak learning rate (SGD with Nesterov momentum 0.9, cosine decay over the run).
     #[arg(long, default_value_t = 0.1)]

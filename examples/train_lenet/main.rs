@@ -34,7 +34,7 @@ struct Args {
     #[arg(long, default_value_t = 40)]
     epochs: usize,
     /// Digits per step (default: 64 for modern, 32 for classic).
-    #[arg(long)]
+    #[arg(long, value_parser = common::args::within(1, 65_536))]
     batch: Option<usize>,
     /// Peak learning rate, Adam with cosine decay (default: 2e-3 for modern, 4e-3 for
     /// classic).

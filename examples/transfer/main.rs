@@ -41,7 +41,7 @@ struct Args {
     #[arg(long, num_args = 1.., default_values_t = [50usize, 500])]
     per_class: Vec<usize>,
     /// Side of the square input the 28×28 garments are resized to (at least 32).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = common::args::within(1, 1024))]
     size: usize,
     /// Test images evaluated (the first N of the 10,000).
     #[arg(long, default_value_t = 2000)]
@@ -62,7 +62,7 @@ struct Args {
     #[arg(long, default_value_t = 1e-4)]
     backbone_lr: f32,
     /// Images per step.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = common::args::within(1, 65_536))]
     batch: usize,
     /// cpu, gpu or best.
     #[arg(long, default_value = "best")]
