@@ -1,6 +1,6 @@
 //! Data: augmentation and image files to and from tensors.
 
-use fovea::data::{load_image, save_image, DataLoader, InMemoryDataset, Resize};
+use fovea::data::{load_image, resize_exact, save_image, DataLoader, InMemoryDataset, Resize};
 use fovea::{Device, Error, Tensor};
 
 fn tmp(name: &str) -> std::path::PathBuf {
@@ -239,6 +239,23 @@ fn images_too_large_for_the_device_are_refused_before_decoding() {
 
 /// Gray values stay within the documented [0, 1], white included (luma's weights summed
 /// in f32 gave 1.0000001), and 16-bit pictures load at full precision.
+/// A resize whose buffers no host holds is an error naming both sizes (the `image` crate
+/// aborts on such an allocation); one that fits gives the asked size.
+#[test]
+fn resizes_past_the_hosts_memory_are_refused() {
+    let img = image::DynamicImage::new_rgb8(40, 30);
+    let err = resize_exact(&img, 1 << 20, 1 << 20)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("resize_exact") && err.contains("40×30") && err.contains("1048576×1048576"),
+        "{err}"
+    );
+    assert!(resize_exact(&img, 0, 5).is_err());
+    let small = resize_exact(&img, 8, 6).unwrap();
+    assert_eq!((small.width(), small.height()), (8, 6));
+}
+
 #[test]
 fn gray_images_stay_within_zero_and_one() {
     let dev = Device::cpu();

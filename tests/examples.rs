@@ -612,11 +612,13 @@ fn every_example_refuses_an_unwritable_out_before_working() {
 fn counts_and_widths_out_of_range_are_refused_by_name() {
     let huge = "99999999999";
     let cases = [
+        ("classify", "--resize", "100000"),
         ("data_parallel", "--replicas", huge),
         ("data_parallel", "--allreduce-floats", huge),
         ("detect", "--train", huge),
         ("detect", "--width", huge),
         ("detect", "--size", "99999999968"),
+        ("edge_detection", "--size", "4000000000"),
         ("motion_cnn", "--batch", "0"),
         ("motion_cnn", "--clips", huge),
         ("segment", "--epochs", "0"),
@@ -624,6 +626,7 @@ fn counts_and_widths_out_of_range_are_refused_by_name() {
         ("sequence_cnn", "--batch", "0"),
         ("train_classifier", "--batch", "0"),
         ("transfer", "--batch", "0"),
+        ("visualize", "--size", "100000"),
         ("siamese", "--grid", huge),
         ("siamese", "--per-class", huge),
         ("siamese", "--pairs", huge),

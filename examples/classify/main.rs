@@ -55,10 +55,10 @@ struct Args {
     #[arg(long, default_value_t = 5)]
     topk: usize,
     /// Short side after resizing (torchvision: 256).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=8192))]
     resize: u32,
     /// Centre crop fed to the network (torchvision: 224).
-    #[arg(long, default_value_t = 224)]
+    #[arg(long, default_value_t = 224, value_parser = clap::value_parser!(u32).range(1..=8192))]
     crop: u32,
     /// Where the contact sheet goes.
     #[arg(long, default_value = "out/classify")]

@@ -30,7 +30,7 @@ struct Args {
     #[arg(long)]
     image: Option<PathBuf>,
     /// Longer side of the resized photo, in pixels.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=8192))]
     size: u32,
     /// Gradient-descent steps of the learned filter.
     #[arg(long, default_value_t = 300)]

@@ -46,7 +46,7 @@ struct Args {
     #[arg(long)]
     images: Option<PathBuf>,
     /// Photos are resized (short side) and centre-cropped to this square.
-    #[arg(long, default_value_t = 224)]
+    #[arg(long, default_value_t = 224, value_parser = clap::value_parser!(u32).range(1..=8192))]
     size: u32,
     /// The photo whose feature maps are drawn (a file name in --images).
     #[arg(long, default_value = "chelsea.png")]

@@ -4,7 +4,6 @@
 use std::path::Path;
 
 use fovea_core::{Device, Error, Result, Tensor};
-use image::imageops::FilterType;
 use image::DynamicImage;
 
 /// The per-channel mean of ImageNet's RGB values in [0, 1].
@@ -29,7 +28,7 @@ pub fn preprocess(img: &DynamicImage, resize: u32, crop: u32, device: &Device) -
     } else {
         ((resize as u64 * w as u64 / h as u64) as u32, resize)
     };
-    let img = img.resize_exact(nw, nh, FilterType::Triangle).to_rgb32f();
+    let img = fovea_core::data::resize_exact(img, nw, nh)?.to_rgb32f();
     let offset = |len: u32| ((len - crop) as f64 / 2.0).round_ties_even() as u32;
     let (left, top) = (offset(nw), offset(nh));
     let c = crop as usize;

@@ -61,14 +61,9 @@ pub fn load_image(path: &Path, channels: usize, resize: Resize, device: &Device)
     let shape = [1, channels, oh as usize, ow as usize];
     check_output(OP, &[&[h as usize, w as usize]], &shape, device)
         .map_err(|e| format_err(e.to_string()))?;
-    // Resizing filters columns into a w × oh buffer of RGBA f32 first.
     let resized = (ow, oh) != (w, h);
-    let between = w as u128 * oh as u128 * 16;
-    if resized && between > crate::host::memory_limit() as u128 {
-        return Err(format_err(format!(
-            "resizing {w}×{h} to {ow}×{oh} needs {} of host memory, more than the CPU admits",
-            crate::host::fmt_bytes(between)
-        )));
+    if resized {
+        resize_fits(w, h, ow, oh).map_err(format_err)?;
     }
     let img = open()?.decode().map_err(unreadable)?;
     let img = if resized {
@@ -80,6 +75,28 @@ pub fn load_image(path: &Path, channels: usize, resize: Resize, device: &Device)
         .map_err(|e| format_err(e.in_op(OP, &[&shape]).to_string()))?;
     to_planes(&img, channels, &mut chw);
     Tensor::from_vec(chw, &shape, device)
+}
+
+/// `img` resized to exactly `width × height` with a triangle filter (`image`'s
+/// `resize_exact`), or an error naming both sizes where the resize's buffers would pass
+/// the CPU's memory limit: `image` aborts the process on an allocation it cannot make.
+pub fn resize_exact(img: &DynamicImage, width: u32, height: u32) -> Result<DynamicImage> {
+    let (w, h) = (img.width(), img.height());
+    resize_fits(w, h, width, height).map_err(|msg| Error::op("resize_exact", msg))?;
+    Ok(img.resize_exact(width, height, FilterType::Triangle))
+}
+
+/// Whether resizing `w × h` to `ow × oh` fits the host: `image` filters columns into a
+/// `w × oh` buffer of RGBA f32 first, then rows into the `ow × oh` result.
+fn resize_fits(w: u32, h: u32, ow: u32, oh: u32) -> std::result::Result<(), String> {
+    let bytes = (w as u128).max(ow as u128) * oh as u128 * 16;
+    if ow == 0 || oh == 0 || bytes > crate::host::memory_limit() as u128 {
+        return Err(format!(
+            "resizing {w}×{h} to {ow}×{oh} needs {} of host memory, more than the CPU admits (or a side is zero)",
+            crate::host::fmt_bytes(bytes)
+        ));
+    }
+    Ok(())
 }
 
 /// The size `image`'s `resize(side, side)` gives: the aspect ratio kept, the longer side
