@@ -2,7 +2,8 @@
 //! copied to tests/fixtures/): parameter counts and the full state_dict, names and shapes.
 
 use fovea::models::{
-    AlexNet, EfficientNet, GoogLeNet, MobileNetV2, MobileNetV3, ResNet, Vgg, VggConfig,
+    AlexNet, EfficientNet, GoogLeNet, LeNet5, MobileNetV2, MobileNetV3, ResNet, SiameseEncoder,
+    Vgg, VggConfig,
 };
 use fovea::nn::{summary, Module};
 use fovea::{Device, Error, Tensor};
@@ -182,4 +183,44 @@ fn vgg_layer_names_map_to_torchvision_indices() {
     let feats = v16.extract(&x, &["relu2_1", "relu1_1"]).unwrap();
     assert_eq!(feats[0].shape(), &[1, 128, 16, 16]);
     assert_eq!(feats[1].shape(), &[1, 64, 32, 32]);
+}
+
+/// The zoo's constructors return `Result`, so a size no device holds or an impossible
+/// setting is an error naming the layer, never a panic from inside (a classifier of 2⁴⁰
+/// classes panicked in its `Linear` before).
+#[test]
+fn the_zoos_constructors_refuse_impossible_sizes_with_errors() {
+    let dev = Device::cpu();
+    for classes in [1usize << 40, usize::MAX] {
+        let errors = [
+            ("LeNet5", LeNet5::new(classes, 0.5, 0, &dev).err()),
+            ("resnet18", ResNet::resnet18(classes, 0, &dev).err()),
+            ("MobileNetV2", MobileNetV2::new(classes, 1.0, 0, &dev).err()),
+            ("GoogLeNet", GoogLeNet::new(classes, false, 0, &dev).err()),
+            (
+                "SiameseEncoder",
+                SiameseEncoder::with_grid(1, 4, classes, 2, 0, &dev).err(),
+            ),
+        ];
+        for (name, err) in errors {
+            let msg = err.map(|e| e.to_string()).unwrap_or_default();
+            assert!(
+                msg.contains("Linear::new") && msg.contains(&classes.to_string()),
+                "{name} with {classes} outputs: {msg:?}"
+            );
+        }
+    }
+    for width in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        let msg = MobileNetV2::new(10, width, 0, &dev)
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            msg.as_deref()
+                .is_some_and(|m| m.contains("width multiplier")),
+            "width {width}: {msg:?}"
+        );
+    }
+    for p in [-0.5, 1.5, f32::NAN] {
+        assert!(LeNet5::new(10, p, 0, &dev).is_err(), "dropout {p}");
+    }
 }

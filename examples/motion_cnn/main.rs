@@ -94,7 +94,7 @@ fn model(seed: u64, dev: &Device) -> Result<Sequential> {
         .push(Relu)
         .push(AdaptiveAvgPool3d([1, 1, 1]))
         .push(Flatten)
-        .push(Linear::new(64, 8, true, seed + 3, dev)))
+        .push(Linear::try_new(64, 8, true, seed + 3, dev)?))
 }
 
 /// Predicted directions of every clip (eval mode).

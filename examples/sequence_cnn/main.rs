@@ -83,7 +83,7 @@ fn model(seed: u64, dev: &Device) -> Result<Sequential> {
         .push(Relu)
         .push(AdaptiveAvgPool1d(1))
         .push(Flatten)
-        .push(Linear::new(128, 10, true, seed + 3, dev)))
+        .push(Linear::try_new(128, 10, true, seed + 3, dev)?))
 }
 
 fn accuracy(model: &dyn Module, data: &InMemoryDataset, dev: &Device) -> Result<f64> {

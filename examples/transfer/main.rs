@@ -296,7 +296,7 @@ fn main() -> Result<()> {
             path.display(),
             t.elapsed().as_secs_f64()
         );
-        let head = Linear::new(1280, 10, true, 7, &dev);
+        let head = Linear::try_new(1280, 10, true, 7, &dev)?;
         let opts = AdamOptions {
             lr: a.lr,
             ..Default::default()
@@ -319,7 +319,7 @@ fn main() -> Result<()> {
 
         // The same head trained one epoch with the backbone run on every batch: the
         // epoch the cache replaces.
-        let head2 = Linear::new(1280, 10, true, 7, &dev);
+        let head2 = Linear::try_new(1280, 10, true, 7, &dev)?;
         let mut opt2 = Adam::new(head2.parameters(), opts);
         let uncached = Classifier {
             backbone: &backbone,
@@ -370,7 +370,7 @@ fn main() -> Result<()> {
             prep: Prep::new(a.size, &dev)?,
             net: MobileNetV2::new(1000, 1.0, 3, &dev)?,
         };
-        let head3 = Linear::new(1280, 10, true, 7, &dev);
+        let head3 = Linear::try_new(1280, 10, true, 7, &dev)?;
         let model = Classifier {
             backbone: &scratch,
             head: &head3,

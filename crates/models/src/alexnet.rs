@@ -55,12 +55,12 @@ impl AlexNet {
             .push(pool());
         let classifier = Sequential::new()
             .push(Dropout::new(0.5, seed + 10))
-            .push(Linear::new(256 * 6 * 6, 4096, true, seed + 11, dev))
+            .push(Linear::try_new(256 * 6 * 6, 4096, true, seed + 11, dev)?)
             .push(Relu)
             .push(Dropout::new(0.5, seed + 12))
-            .push(Linear::new(4096, 4096, true, seed + 13, dev))
+            .push(Linear::try_new(4096, 4096, true, seed + 13, dev)?)
             .push(Relu)
-            .push(Linear::new(4096, classes, true, seed + 14, dev));
+            .push(Linear::try_new(4096, classes, true, seed + 14, dev)?);
         Ok(AlexNet {
             features,
             avgpool: AdaptiveAvgPool2d([6, 6]),

@@ -198,7 +198,7 @@ impl EfficientNet {
         )?);
         let classifier = Sequential::new()
             .push(Dropout::new(sc.dropout, seed + 500))
-            .push(Linear::new(last, classes, true, seed + 501, dev));
+            .push(Linear::try_new(last, classes, true, seed + 501, dev)?);
         let model = EfficientNet {
             scaling: sc,
             features,

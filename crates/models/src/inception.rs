@@ -142,8 +142,8 @@ impl InceptionAux {
     fn new(c_in: usize, classes: usize, seed: u64, dev: &Device) -> Result<InceptionAux> {
         Ok(InceptionAux {
             conv: BasicConv2d::new(c_in, 128, 1, 1, 0, seed, dev)?,
-            fc1: Linear::new(2048, 1024, true, seed + 1, dev),
-            fc2: Linear::new(1024, classes, true, seed + 2, dev),
+            fc1: Linear::try_new(2048, 1024, true, seed + 1, dev)?,
+            fc2: Linear::try_new(1024, classes, true, seed + 2, dev)?,
             dropout: Dropout::new(0.7, seed + 3),
         })
     }
@@ -245,7 +245,7 @@ impl GoogLeNet {
             stem,
             inception,
             aux,
-            fc: Linear::new(1024, classes, true, seed + 300, dev),
+            fc: Linear::try_new(1024, classes, true, seed + 300, dev)?,
             dropout: Dropout::new(0.2, seed + 301),
             training: AtomicBool::new(true),
         };

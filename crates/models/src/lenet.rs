@@ -2,7 +2,7 @@
 
 use fovea_core::nn::{Conv2d, Dropout, Flatten, Linear, MaxPool2d, Module, Relu, Sequential};
 use fovea_core::ops::{Conv2dOptions, Pool2dOptions};
-use fovea_core::{Device, Result, Tensor};
+use fovea_core::{Device, Error, Result, Tensor};
 
 /// Modern LeNet-5 for 1×28×28 inputs: `features` (two 5×5 convs with ReLU and 2×2 max
 /// pooling; the first pads by 2 so 28×28 maps to the classic 32×32 geometry) and
@@ -18,6 +18,12 @@ impl LeNet5 {
     /// A LeNet-5 with `classes` outputs and dropout probability `dropout`, initialised
     /// from `seed`.
     pub fn new(classes: usize, dropout: f32, seed: u64, device: &Device) -> Result<LeNet5> {
+        if !(0.0..=1.0).contains(&dropout) {
+            return Err(Error::op(
+                "LeNet5",
+                format!("the dropout probability must lie in [0, 1], got {dropout}"),
+            ));
+        }
         let pad2 = Conv2dOptions {
             padding: [2, 2],
             ..Default::default()
@@ -39,12 +45,12 @@ impl LeNet5 {
             .push(MaxPool2d(Pool2dOptions::square(2)));
         let classifier = Sequential::new()
             .push(Flatten)
-            .push(Linear::new(16 * 5 * 5, 120, true, seed + 2, device))
+            .push(Linear::try_new(16 * 5 * 5, 120, true, seed + 2, device)?)
             .push(Relu)
             .push(Dropout::new(dropout, seed + 3))
-            .push(Linear::new(120, 84, true, seed + 4, device))
+            .push(Linear::try_new(120, 84, true, seed + 4, device)?)
             .push(Relu)
-            .push(Linear::new(84, classes, true, seed + 5, device));
+            .push(Linear::try_new(84, classes, true, seed + 5, device)?);
         Ok(LeNet5 {
             features,
             classifier,

@@ -233,7 +233,7 @@ impl LeNet5Classic {
                 seed + 40,
                 device,
             )?,
-            f6: Linear::new(120, 84, true, seed + 41, device),
+            f6: Linear::try_new(120, 84, true, seed + 41, device)?,
             output: RbfOutput::new(device)?,
         })
     }

@@ -9,7 +9,7 @@ use fovea_core::nn::{
     Hardswish, Linear, Module, Pass, Sequential, SqueezeExcitation, SummaryRow,
 };
 use fovea_core::ops::Conv2dOptions;
-use fovea_core::{Device, Result, Tensor};
+use fovea_core::{Device, Error, Result, Tensor};
 
 /// torchvision's `_make_divisible`: `v` rounded to the nearest multiple of `divisor`
 /// (at least `divisor`), but never more than 10% below `v`.
@@ -173,7 +173,8 @@ impl MobileNetV1 {
             });
             c = out;
         }
-        let classifier = Sequential::new().push(Linear::new(c, classes, true, seed + 501, dev));
+        let classifier =
+            Sequential::new().push(Linear::try_new(c, classes, true, seed + 501, dev)?);
         let model = MobileNetV1 {
             features,
             classifier,
@@ -337,6 +338,14 @@ impl MobileNetV2 {
         seed: u64,
         dev: &Device,
     ) -> Result<MobileNetV2> {
+        // torchvision rounds any width up to 8 channels; one that is not a positive
+        // number is a mistake, not a network.
+        if !(width.is_finite() && width > 0.0) {
+            return Err(Error::op(
+                "MobileNetV2",
+                format!("the width multiplier must be a positive number, got {width}"),
+            ));
+        }
         let relu6 = Activation::Relu6;
         let mut c = make_divisible(32.0 * width, 8);
         let last = make_divisible(1280.0 * width.max(1.0), 8);
@@ -371,7 +380,7 @@ impl MobileNetV2 {
         )?);
         let classifier = Sequential::new()
             .push(Dropout::new(0.2, seed + 500))
-            .push(Linear::new(last, classes, true, seed + 501, dev));
+            .push(Linear::try_new(last, classes, true, seed + 501, dev)?);
         let model = MobileNetV2 {
             features,
             classifier,
@@ -495,10 +504,10 @@ impl MobileNetV3 {
         }
         features = features.push(ConvNormAct::new(96, 576, 1, 1, 1, eps, hs, s + 10, dev)?);
         let classifier = Sequential::new()
-            .push(Linear::new(576, 1024, true, seed + 500, dev))
+            .push(Linear::try_new(576, 1024, true, seed + 500, dev)?)
             .push(Hardswish)
             .push(Dropout::new(0.2, seed + 501))
-            .push(Linear::new(1024, classes, true, seed + 502, dev));
+            .push(Linear::try_new(1024, classes, true, seed + 502, dev)?);
         let model = MobileNetV3 {
             features,
             classifier,

@@ -261,7 +261,7 @@ impl ResNet {
             maxpool,
             layers,
             avgpool: AdaptiveAvgPool2d([1, 1]),
-            fc: Linear::new(c_in, config.classes, true, seed + 999, dev),
+            fc: Linear::try_new(c_in, config.classes, true, seed + 999, dev)?,
         })
     }
 

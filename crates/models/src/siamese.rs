@@ -77,7 +77,7 @@ impl SiameseEncoder {
             .push(Flatten);
         Ok(SiameseEncoder {
             features,
-            embed: Linear::new(2 * width * grid * grid, dim, true, seed + 3, device),
+            embed: Linear::try_new(2 * width * grid * grid, dim, true, seed + 3, device)?,
             dim,
         })
     }

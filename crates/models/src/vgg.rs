@@ -116,13 +116,19 @@ impl Vgg {
         let mut classifier = Sequential::new();
         if let Some(classes) = classes {
             classifier = classifier
-                .push(Linear::new(512 * 7 * 7, 4096, true, seed + 100, device))
+                .push(Linear::try_new(
+                    512 * 7 * 7,
+                    4096,
+                    true,
+                    seed + 100,
+                    device,
+                )?)
                 .push(Relu)
                 .push(Dropout::new(0.5, seed + 101))
-                .push(Linear::new(4096, 4096, true, seed + 102, device))
+                .push(Linear::try_new(4096, 4096, true, seed + 102, device)?)
                 .push(Relu)
                 .push(Dropout::new(0.5, seed + 103))
-                .push(Linear::new(4096, classes, true, seed + 104, device));
+                .push(Linear::try_new(4096, classes, true, seed + 104, device)?);
         }
         Ok(Vgg {
             features,

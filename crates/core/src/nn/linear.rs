@@ -1,7 +1,7 @@
 //! Fully connected layer.
 
 use super::{init, join, Module};
-use crate::{Device, Result, Tensor};
+use crate::{Device, Error, Result, Tensor};
 
 /// `nn.Linear`: weight `[out, in]`, optional bias `[out]`.
 pub struct Linear {
@@ -13,7 +13,8 @@ pub struct Linear {
 
 impl Linear {
     /// A linear layer with PyTorch's default initialisation from `seed`. Panics like
-    /// [`Tensor::full`] where the device cannot hold the weight.
+    /// [`Tensor::full`] where the device cannot hold the weight; [`Linear::try_new`]
+    /// returns an error instead.
     pub fn new(
         in_features: usize,
         out_features: usize,
@@ -21,14 +22,37 @@ impl Linear {
         seed: u64,
         device: &Device,
     ) -> Linear {
+        Linear::try_new(in_features, out_features, bias, seed, device)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Linear::new`], with an error naming the layer and its weight's shape where the
+    /// device cannot hold it (a model's constructor that returns `Result` uses this).
+    pub fn try_new(
+        in_features: usize,
+        out_features: usize,
+        bias: bool,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Linear> {
         let bound = init::default_bound(in_features);
-        Linear {
-            weight: init::uniform(&[out_features, in_features], bound, seed, device)
-                .requires_grad(),
-            bias: bias.then(|| {
-                init::uniform(&[out_features], bound, seed ^ 0x5eed, device).requires_grad()
-            }),
-        }
+        let weight_shape = [out_features, in_features];
+        let uniform = |shape: &[usize], seed| {
+            init::try_uniform(shape, bound, seed, device)
+                .map(Tensor::requires_grad)
+                .map_err(|e| {
+                    Error::op(
+                        "Linear::new",
+                        format!("weight {weight_shape:?}: {}", e.root()),
+                    )
+                })
+        };
+        Ok(Linear {
+            weight: uniform(&weight_shape, seed)?,
+            bias: bias
+                .then(|| uniform(&[out_features], seed ^ 0x5eed))
+                .transpose()?,
+        })
     }
 }
 

@@ -79,9 +79,9 @@ impl WindowClassifier {
                 seed,
                 dev,
             )?,
-            fc1: Linear::new(FILTERS * 25, HIDDEN, true, seed + 1, dev),
-            fc2: Linear::new(HIDDEN, HIDDEN, true, seed + 2, dev),
-            fc3: Linear::new(HIDDEN, classes, true, seed + 3, dev),
+            fc1: Linear::try_new(FILTERS * 25, HIDDEN, true, seed + 1, dev)?,
+            fc2: Linear::try_new(HIDDEN, HIDDEN, true, seed + 2, dev)?,
+            fc3: Linear::try_new(HIDDEN, classes, true, seed + 3, dev)?,
         })
     }
 
