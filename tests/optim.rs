@@ -333,3 +333,75 @@ fn fused_optimizer_updates() {
         }
     }
 }
+
+/// A setting PyTorch's optimizers refuse (a NaN or negative learning rate, a beta of 1,
+/// Nesterov without momentum), or one a schedule set, is an error at the step that would
+/// use it, naming the optimizer and the setting, and the weights stay as they were.
+#[test]
+fn bad_settings_are_refused_before_any_weight_moves() {
+    let dev = Device::cpu();
+    let adam = |o: AdamOptions| -> Box<dyn Optimizer> {
+        let p = Tensor::from_vec(vec![1.0, 2.0], &[2], &dev)
+            .unwrap()
+            .requires_grad();
+        Box::new(Adam::new(vec![p], o))
+    };
+    let sgd = |o: SgdOptions| -> Box<dyn Optimizer> {
+        let p = Tensor::from_vec(vec![1.0, 2.0], &[2], &dev)
+            .unwrap()
+            .requires_grad();
+        Box::new(Sgd::new(vec![p], o))
+    };
+    let a = AdamOptions::default();
+    let s = SgdOptions::default();
+    let cases: Vec<(&str, Box<dyn Optimizer>)> = vec![
+        ("learning rate", adam(AdamOptions { lr: f32::NAN, ..a })),
+        ("learning rate", adam(AdamOptions { lr: -1e-3, ..a })),
+        ("beta1", adam(AdamOptions { beta1: 1.0, ..a })),
+        ("beta2", adam(AdamOptions { beta2: -0.1, ..a })),
+        ("eps", adam(AdamOptions { eps: -1.0, ..a })),
+        (
+            "weight decay",
+            adam(AdamOptions {
+                weight_decay: f32::NAN,
+                ..a
+            }),
+        ),
+        (
+            "learning rate",
+            sgd(SgdOptions {
+                lr: f32::INFINITY,
+                ..s
+            }),
+        ),
+        (
+            "momentum",
+            sgd(SgdOptions {
+                momentum: -0.9,
+                ..s
+            }),
+        ),
+        (
+            "Nesterov",
+            sgd(SgdOptions {
+                nesterov: true,
+                ..s
+            }),
+        ),
+    ];
+    for (setting, mut opt) in cases {
+        let p = opt.params()[0].clone();
+        p.mul_scalar(3.0).sum().backward().unwrap();
+        let err = opt.step().expect_err(setting).to_string();
+        assert!(err.contains(setting), "{setting}: {err}");
+        assert_eq!(
+            p.to_vec().unwrap(),
+            [1.0, 2.0],
+            "{setting}: the weights moved"
+        );
+    }
+    // A schedule that sets a NaN rate is caught at the next step too.
+    let mut opt = adam(a);
+    opt.set_lr(f32::NAN);
+    assert!(opt.step().is_err());
+}

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use super::{
-    check_with_state, flatten_groups, grad_of, saved_buffer, saved_header, value, write_with_state,
-    Optimizer, OptimizerState, ParamGroup,
+    check_settings, check_with_state, flatten_groups, grad_of, learning_rate, saved_buffer,
+    saved_header, value, write_with_state, Optimizer, OptimizerState, ParamGroup,
 };
 use crate::backend::AdamStep;
 use crate::checkpoint::NamedArrays;
@@ -92,8 +92,34 @@ impl Optimizer for Adam {
     /// One fused backend update per parameter (`Backend::adam_step`): a single dispatch on
     /// the GPU where the rule written as tensor ops took fifteen.
     fn step(&mut self) -> Result<()> {
-        self.t += 1;
         let o = self.opts;
+        check_settings(
+            "Adam",
+            &[
+                (
+                    "learning rate (finite, 0 or more)",
+                    o.lr,
+                    o.lr.is_finite() && o.lr >= 0.0,
+                ),
+                (
+                    "beta1 (from 0 up to 1)",
+                    o.beta1,
+                    (0.0..1.0).contains(&o.beta1),
+                ),
+                (
+                    "beta2 (from 0 up to 1)",
+                    o.beta2,
+                    (0.0..1.0).contains(&o.beta2),
+                ),
+                ("eps (0 or more)", o.eps, o.eps >= 0.0),
+                (
+                    "weight decay (0 or more)",
+                    o.weight_decay,
+                    o.weight_decay >= 0.0,
+                ),
+            ],
+        )?;
+        self.t += 1;
         for ((p, state), &factor) in self
             .params
             .iter()

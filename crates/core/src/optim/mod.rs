@@ -303,6 +303,26 @@ pub(crate) fn grad_of(p: &Tensor) -> Option<Tensor> {
     }
 }
 
+/// Refuses an optimizer's setting as PyTorch's constructors do (NaN fails every
+/// comparison), and an infinite learning rate besides: checked at each step, before any
+/// weight moves, so that a bad setting (or a schedule that made one) is an error rather
+/// than weights turned to NaN. `checks` pairs each setting's name with whether it holds.
+pub(crate) fn check_settings(op: &'static str, checks: &[(&str, f32, bool)]) -> Result<()> {
+    match checks.iter().find(|(.., ok)| !ok) {
+        Some((name, value, _)) => Err(Error::op(op, format!("invalid {name}: {value}"))),
+        None => Ok(()),
+    }
+}
+
+/// [`check_settings`]' entry for a learning rate: finite, 0 or more.
+pub(crate) fn learning_rate(lr: f32) -> (&'static str, f32, bool) {
+    (
+        "learning rate (finite, 0 or more)",
+        lr,
+        lr.is_finite() && lr >= 0.0,
+    )
+}
+
 /// `λ · Σ |p|` over the parameters: add it to the loss for L1 regularisation.
 pub fn l1_penalty(params: &[Tensor], lambda: f32) -> Result<Tensor> {
     let Some(first) = params.first() else {

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use super::{
-    check_with_state, flatten_groups, grad_of, saved_buffer, saved_header, write_with_state,
-    Optimizer, OptimizerState, ParamGroup,
+    check_settings, check_with_state, flatten_groups, grad_of, learning_rate, saved_buffer,
+    saved_header, write_with_state, Optimizer, OptimizerState, ParamGroup,
 };
 use crate::backend::SgdStep;
 use crate::checkpoint::NamedArrays;
@@ -72,6 +72,28 @@ impl Sgd {
 impl Optimizer for Sgd {
     /// One fused backend update per parameter (`Backend::sgd_step`).
     fn step(&mut self) -> Result<()> {
+        let o = self.opts;
+        check_settings(
+            "SGD",
+            &[
+                (
+                    "learning rate (finite, 0 or more)",
+                    o.lr,
+                    o.lr.is_finite() && o.lr >= 0.0,
+                ),
+                ("momentum (0 or more)", o.momentum, o.momentum >= 0.0),
+                (
+                    "weight decay (0 or more)",
+                    o.weight_decay,
+                    o.weight_decay >= 0.0,
+                ),
+                (
+                    "momentum for Nesterov (more than 0)",
+                    o.momentum,
+                    !o.nesterov || o.momentum > 0.0,
+                ),
+            ],
+        )?;
         for ((p, v), &factor) in self
             .params
             .iter()
