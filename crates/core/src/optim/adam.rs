@@ -96,11 +96,7 @@ impl Optimizer for Adam {
         check_settings(
             "Adam",
             &[
-                (
-                    "learning rate (finite, 0 or more)",
-                    o.lr,
-                    o.lr.is_finite() && o.lr >= 0.0,
-                ),
+                learning_rate(o.lr),
                 (
                     "beta1 (from 0 up to 1)",
                     o.beta1,

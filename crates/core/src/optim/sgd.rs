@@ -76,11 +76,7 @@ impl Optimizer for Sgd {
         check_settings(
             "SGD",
             &[
-                (
-                    "learning rate (finite, 0 or more)",
-                    o.lr,
-                    o.lr.is_finite() && o.lr >= 0.0,
-                ),
+                learning_rate(o.lr),
                 ("momentum (0 or more)", o.momentum, o.momentum >= 0.0),
                 (
                     "weight decay (0 or more)",
