@@ -404,4 +404,16 @@ fn bad_settings_are_refused_before_any_weight_moves() {
     let mut opt = adam(a);
     opt.set_lr(f32::NAN);
     assert!(opt.step().is_err());
+    // L-BFGS checks its settings when it is made.
+    for lr in [f32::NAN, f32::INFINITY, 0.0, -1.0] {
+        let p = Tensor::from_vec(vec![1.0], &[1], &dev)
+            .unwrap()
+            .requires_grad();
+        let o = LbfgsOptions {
+            lr,
+            ..Default::default()
+        };
+        let err = Lbfgs::new(vec![p], o).err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("lr")), "L-BFGS lr {lr}");
+    }
 }

@@ -82,12 +82,14 @@ fn max_abs(a: &[f64]) -> f64 {
 impl Lbfgs {
     /// An optimizer for `params`.
     pub fn new(params: Vec<Tensor>, opts: LbfgsOptions) -> Result<Lbfgs> {
-        if params.is_empty() || opts.max_iter == 0 || opts.history_size == 0 || opts.lr <= 0.0 {
+        // Written so that a NaN rate fails it too; an infinite one would only destroy.
+        let lr_ok = opts.lr.is_finite() && opts.lr > 0.0;
+        if params.is_empty() || opts.max_iter == 0 || opts.history_size == 0 || !lr_ok {
             return Err(Error::op(
                 "LBFGS",
                 format!(
                     "needs parameters ({} given), max_iter ≥ 1 ({}), history_size ≥ 1 ({}) \
-                     and lr > 0 ({})",
+                     and a finite lr > 0 ({})",
                     params.len(),
                     opts.max_iter,
                     opts.history_size,
