@@ -51,15 +51,11 @@ fn init_weights(
         .iter()
         .fold(1usize, |f, &d| f.saturating_mul(d));
     let bound = init::default_bound(fan_in);
-    // A layer too large for the device is the caller's error, named by the layer.
-    let uniform = |shape: &[usize], seed| {
-        init::try_uniform(shape, bound, seed, device)
-            .map(Tensor::requires_grad)
-            .map_err(|e| Error::op(layer, format!("weight {weight_shape:?}: {}", e.root())))
-    };
-    let weight = uniform(weight_shape, seed)?;
+    let param =
+        |shape: &[usize], seed| init::parameter(layer, weight_shape, shape, (bound, seed), device);
+    let weight = param(weight_shape, seed)?;
     let bias = bias
-        .then(|| uniform(&[out_channels], seed ^ 0x5eed))
+        .then(|| param(&[out_channels], seed ^ 0x5eed))
         .transpose()?;
     Ok((weight, bias))
 }

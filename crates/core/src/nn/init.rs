@@ -16,6 +16,21 @@ pub fn try_uniform(shape: &[usize], bound: f32, seed: u64, device: &Device) -> R
         .detach())
 }
 
+/// A layer's trainable parameter of `shape` from [`try_uniform`], with an error naming
+/// `layer` and its weight's shape (`weight`) where the device cannot hold it: the conv
+/// and linear layers' constructors share it.
+pub(crate) fn parameter(
+    layer: &'static str,
+    weight: &[usize],
+    shape: &[usize],
+    (bound, seed): (f32, u64),
+    device: &Device,
+) -> Result<Tensor> {
+    try_uniform(shape, bound, seed, device)
+        .map(Tensor::requires_grad)
+        .map_err(|e| crate::Error::op(layer, format!("weight {weight:?}: {}", e.root())))
+}
+
 /// PyTorch's default for conv and linear weights, `kaiming_uniform_(a = √5)`: the bound
 /// works out to `1 / √fan_in`. Biases use the same bound.
 pub fn default_bound(fan_in: usize) -> f32 {

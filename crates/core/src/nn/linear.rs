@@ -1,7 +1,7 @@
 //! Fully connected layer.
 
 use super::{init, join, Module};
-use crate::{Device, Error, Result, Tensor};
+use crate::{Device, Result, Tensor};
 
 /// `nn.Linear`: weight `[out, in]`, optional bias `[out]`.
 pub struct Linear {
@@ -37,20 +37,13 @@ impl Linear {
     ) -> Result<Linear> {
         let bound = init::default_bound(in_features);
         let weight_shape = [out_features, in_features];
-        let uniform = |shape: &[usize], seed| {
-            init::try_uniform(shape, bound, seed, device)
-                .map(Tensor::requires_grad)
-                .map_err(|e| {
-                    Error::op(
-                        "Linear::new",
-                        format!("weight {weight_shape:?}: {}", e.root()),
-                    )
-                })
+        let param = |shape: &[usize], seed| {
+            init::parameter("Linear::new", &weight_shape, shape, (bound, seed), device)
         };
         Ok(Linear {
-            weight: uniform(&weight_shape, seed)?,
+            weight: param(&weight_shape, seed)?,
             bias: bias
-                .then(|| uniform(&[out_features], seed ^ 0x5eed))
+                .then(|| param(&[out_features], seed ^ 0x5eed))
                 .transpose()?,
         })
     }
