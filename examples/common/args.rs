@@ -6,7 +6,7 @@
 use clap::builder::RangedU64ValueParser;
 
 /// A `usize` flag within `lo..=hi` ("invalid value '0' for '--batch <BATCH>': 0 is not
-/// in 1..=4096").
+/// in 1..=65536").
 pub fn within(lo: u64, hi: u64) -> RangedU64ValueParser<usize> {
     RangedU64ValueParser::new().range(lo..=hi)
 }

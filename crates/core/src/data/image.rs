@@ -89,10 +89,15 @@ pub fn resize_exact(img: &DynamicImage, width: u32, height: u32) -> Result<Dynam
 /// Whether resizing `w × h` to `ow × oh` fits the host: `image` filters columns into a
 /// `w × oh` buffer of RGBA f32 first, then rows into the `ow × oh` result.
 fn resize_fits(w: u32, h: u32, ow: u32, oh: u32) -> std::result::Result<(), String> {
-    let bytes = (w as u128).max(ow as u128) * oh as u128 * 16;
-    if ow == 0 || oh == 0 || bytes > crate::host::memory_limit() as u128 {
+    if ow == 0 || oh == 0 {
         return Err(format!(
-            "resizing {w}×{h} to {ow}×{oh} needs {} of host memory, more than the CPU admits (or a side is zero)",
+            "cannot resize {w}×{h} to {ow}×{oh}: a side is zero"
+        ));
+    }
+    let bytes = (w as u128).max(ow as u128) * oh as u128 * 16;
+    if bytes > crate::host::memory_limit() as u128 {
+        return Err(format!(
+            "resizing {w}×{h} to {ow}×{oh} needs {} of host memory, more than the CPU admits",
             crate::host::fmt_bytes(bytes)
         ));
     }

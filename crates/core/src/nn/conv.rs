@@ -52,7 +52,7 @@ fn init_weights(
         .fold(1usize, |f, &d| f.saturating_mul(d));
     let bound = init::default_bound(fan_in);
     let param =
-        |shape: &[usize], seed| init::parameter(layer, weight_shape, shape, (bound, seed), device);
+        |shape: &[usize], seed| init::parameter(layer, weight_shape, shape, bound, seed, device);
     let weight = param(weight_shape, seed)?;
     let bias = bias
         .then(|| param(&[out_channels], seed ^ 0x5eed))

@@ -23,7 +23,8 @@ pub(crate) fn parameter(
     layer: &'static str,
     weight: &[usize],
     shape: &[usize],
-    (bound, seed): (f32, u64),
+    bound: f32,
+    seed: u64,
     device: &Device,
 ) -> Result<Tensor> {
     try_uniform(shape, bound, seed, device)

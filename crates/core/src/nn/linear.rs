@@ -38,7 +38,7 @@ impl Linear {
         let bound = init::default_bound(in_features);
         let weight_shape = [out_features, in_features];
         let param = |shape: &[usize], seed| {
-            init::parameter("Linear::new", &weight_shape, shape, (bound, seed), device)
+            init::parameter("Linear::new", &weight_shape, shape, bound, seed, device)
         };
         Ok(Linear {
             weight: param(&weight_shape, seed)?,

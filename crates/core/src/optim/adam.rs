@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use super::{
-    check_settings, check_with_state, flatten_groups, grad_of, learning_rate, saved_buffer,
-    saved_header, value, write_with_state, Optimizer, OptimizerState, ParamGroup,
+    at_least_zero, check_settings, check_with_state, flatten_groups, grad_of, learning_rate,
+    saved_buffer, saved_header, value, write_with_state, Optimizer, OptimizerState, ParamGroup,
 };
 use crate::backend::AdamStep;
 use crate::checkpoint::NamedArrays;
@@ -98,21 +98,19 @@ impl Optimizer for Adam {
             &[
                 learning_rate(o.lr),
                 (
-                    "beta1 (from 0 up to 1)",
+                    "beta1",
+                    "from 0 up to 1",
                     o.beta1,
                     (0.0..1.0).contains(&o.beta1),
                 ),
                 (
-                    "beta2 (from 0 up to 1)",
+                    "beta2",
+                    "from 0 up to 1",
                     o.beta2,
                     (0.0..1.0).contains(&o.beta2),
                 ),
-                ("eps (0 or more)", o.eps, o.eps >= 0.0),
-                (
-                    "weight decay (0 or more)",
-                    o.weight_decay,
-                    o.weight_decay >= 0.0,
-                ),
+                at_least_zero("eps", o.eps),
+                at_least_zero("weight decay", o.weight_decay),
             ],
         )?;
         self.t += 1;

@@ -303,21 +303,34 @@ pub(crate) fn grad_of(p: &Tensor) -> Option<Tensor> {
     }
 }
 
+/// [`check_settings`]' entry: name, rule, value, whether it holds.
+pub(crate) type Setting = (&'static str, &'static str, f32, bool);
+
 /// Refuses an optimizer's setting as PyTorch's constructors do (NaN fails every
 /// comparison), and an infinite learning rate besides: checked at each step, before any
 /// weight moves, so that a bad setting (or a schedule that made one) is an error rather
-/// than weights turned to NaN. `checks` pairs each setting's name with whether it holds.
-pub(crate) fn check_settings(op: &'static str, checks: &[(&str, f32, bool)]) -> Result<()> {
+/// than weights turned to NaN; the first setting that breaks its rule is named.
+pub(crate) fn check_settings(op: &'static str, checks: &[Setting]) -> Result<()> {
     match checks.iter().find(|(.., ok)| !ok) {
-        Some((name, value, _)) => Err(Error::op(op, format!("invalid {name}: {value}"))),
+        Some((name, rule, value, _)) => Err(Error::op(
+            op,
+            format!("invalid {name} {value}: it must be {rule}"),
+        )),
         None => Ok(()),
     }
 }
 
+/// [`check_settings`]' entry for a setting that must be 0 or more (eps, momentum, weight
+/// decay).
+pub(crate) fn at_least_zero(name: &'static str, v: f32) -> Setting {
+    (name, "0 or more", v, v >= 0.0)
+}
+
 /// [`check_settings`]' entry for a learning rate: finite, 0 or more.
-pub(crate) fn learning_rate(lr: f32) -> (&'static str, f32, bool) {
+pub(crate) fn learning_rate(lr: f32) -> Setting {
     (
-        "learning rate (finite, 0 or more)",
+        "learning rate",
+        "finite, 0 or more",
         lr,
         lr.is_finite() && lr >= 0.0,
     )

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use super::{
-    check_settings, check_with_state, flatten_groups, grad_of, learning_rate, saved_buffer,
-    saved_header, write_with_state, Optimizer, OptimizerState, ParamGroup,
+    at_least_zero, check_settings, check_with_state, flatten_groups, grad_of, learning_rate,
+    saved_buffer, saved_header, write_with_state, Optimizer, OptimizerState, ParamGroup,
 };
 use crate::backend::SgdStep;
 use crate::checkpoint::NamedArrays;
@@ -77,14 +77,11 @@ impl Optimizer for Sgd {
             "SGD",
             &[
                 learning_rate(o.lr),
-                ("momentum (0 or more)", o.momentum, o.momentum >= 0.0),
+                at_least_zero("momentum", o.momentum),
+                at_least_zero("weight decay", o.weight_decay),
                 (
-                    "weight decay (0 or more)",
-                    o.weight_decay,
-                    o.weight_decay >= 0.0,
-                ),
-                (
-                    "momentum for Nesterov (more than 0)",
+                    "momentum",
+                    "more than 0 with Nesterov",
                     o.momentum,
                     !o.nesterov || o.momentum > 0.0,
                 ),
