@@ -26,6 +26,8 @@
 
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+use super::conv2d_winograd_panels as panels;
 use super::conv2d_winograd_rows as rows;
 use super::gemm::{gemm, Layout};
 use super::threads::{self, SendPtr};
@@ -99,6 +101,11 @@ pub(super) fn backward(p: &Conv2dParams) -> Conv2dParams {
 pub(super) fn try_forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Option<Vec<f32>>> {
     if applies(p) {
         forward(x, w, p)
+    } else if panels_apply(p, Kernels::Forward) {
+        #[cfg(target_arch = "x86_64")]
+        return panels::forward(x, w, p);
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("the panels' path is x86-64's")
     } else if rows::applies(p) {
         rows::forward(x, w, p)
     } else {
@@ -106,10 +113,30 @@ pub(super) fn try_forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Opti
     }
 }
 
+/// Whether `p`'s forward or input gradient takes `conv2d_winograd_panels.rs` (small
+/// planes).
+fn panels_apply(p: &Conv2dParams, which: Kernels) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return match which {
+        Kernels::Forward => panels::applies(p),
+        Kernels::Backward => panels::grad_input_applies(p),
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (p, which);
+        false
+    }
+}
+
 /// `p`'s input gradient as [`try_forward`] gives its forward.
 pub(super) fn try_grad_input(gy: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Option<Vec<f32>>> {
     if grad_input_applies(p) {
         grad_input(gy, w, p)
+    } else if panels_apply(p, Kernels::Backward) {
+        #[cfg(target_arch = "x86_64")]
+        return panels::grad_input(gy, w, p);
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("the panels' path is x86-64's")
     } else if rows::grad_input_applies(p) {
         rows::grad_input(gy, w, p)
     } else {
@@ -325,7 +352,12 @@ fn kernel_rows(taps: &[f32], u: &mut [f32]) {
 
 /// The transformed windows `Bᵀ·d·B` of tile rows `r0..r1` (counted across the batch), as
 /// 16 matrices of `ci` rows of `(r1 − r0)·tw` tiles.
-fn windows(x: &[f32], p: &Conv2dParams, (r0, r1): (usize, usize), tw: usize) -> Result<Vec<f32>> {
+pub(super) fn windows(
+    x: &[f32],
+    p: &Conv2dParams,
+    (r0, r1): (usize, usize),
+    tw: usize,
+) -> Result<Vec<f32>> {
     let tiles = (r1 - r0) * tw;
     assert!(x.len() >= p.input_len(), "conv2d_winograd: input too short");
     #[cfg(target_arch = "x86_64")]
@@ -334,11 +366,7 @@ fn windows(x: &[f32], p: &Conv2dParams, (r0, r1): (usize, usize), tw: usize) -> 
         // `v` is written (each channel's row of each position, tile by tile).
         return unsafe {
             host::written(16 * p.c_in * tiles, |v| {
-                if tw <= 8 {
-                    zmm::window_pairs(x, p, (r0, r1, tw), v.as_mut_ptr().cast())
-                } else {
-                    zmm::windows(x, p, (r0, r1, tw), v.as_mut_ptr().cast())
-                }
+                windows_zmm(x, p, (r0, r1), tw, v.as_mut_ptr().cast())
             })
         };
     }
@@ -347,6 +375,29 @@ fn windows(x: &[f32], p: &Conv2dParams, (r0, r1): (usize, usize), tw: usize) -> 
     let mut eo = vec![0.0f32; 4 * tw + 4];
     windows_into(x, p, (r0, r1, tw), &mut v, &mut db, &mut eo);
     Ok(v)
+}
+
+/// [`windows`] with AVX-512, into `v`.
+///
+/// # Safety
+/// AVX-512F; `x` holds `p`'s input and `v` has room for `16 · c_in · (r1 − r0) · tw`
+/// values.
+#[cfg(target_arch = "x86_64")]
+pub(super) unsafe fn windows_zmm(
+    x: &[f32],
+    p: &Conv2dParams,
+    (r0, r1): (usize, usize),
+    tw: usize,
+    v: *mut f32,
+) {
+    // SAFETY: the caller's.
+    unsafe {
+        if tw <= 8 {
+            zmm::window_pairs(x, p, (r0, r1, tw), v)
+        } else {
+            zmm::windows(x, p, (r0, r1, tw), v)
+        }
+    }
 }
 
 /// [`windows`] into `v`, with `db` (16 rows of the block's tiles) and `eo` (`4·tw + 4`
@@ -444,7 +495,7 @@ fn windows_into(
 ///
 /// # Safety
 /// `y` points to the output of `p`, and no other thread writes these tile rows' outputs.
-unsafe fn outputs(
+pub(super) unsafe fn outputs(
     m: &[f32],
     p: &Conv2dParams,
     (r0, r1): (usize, usize),

@@ -20,12 +20,12 @@ use std::arch::x86_64::*;
 use std::cell::RefCell;
 
 /// Rows of A per register block.
-const MR: usize = 12;
+pub(super) const MR: usize = 12;
 /// Columns of B per register block: two vectors of 16.
-const NR: usize = 32;
+pub(super) const NR: usize = 32;
 /// Depth of one packed slice: a 12-row A panel (12 KiB) stays in L1 beside the B rows
 /// it meets.
-const KC: usize = 256;
+pub(super) const KC: usize = 256;
 /// Columns of B packed at a time: 1 MiB at `KC`, inside the 2 MiB L2.
 const NC: usize = 1024;
 /// Rows of A packed at a time.
@@ -249,7 +249,7 @@ fn lanes(cols: usize) -> (__mmask16, __mmask16) {
 /// `MR × KC` values and `bp` `NR × kc`.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
-unsafe fn block<const AR: usize, const AP: usize>(
+pub(super) unsafe fn block<const AR: usize, const AP: usize>(
     ap: &[f32],
     bp: &[f32],
     kc: usize,

@@ -9,6 +9,8 @@ mod conv2d;
 mod conv2d_depthwise;
 mod conv2d_strided;
 mod conv2d_winograd;
+#[cfg(target_arch = "x86_64")]
+mod conv2d_winograd_panels;
 mod conv2d_winograd_rows;
 mod conv3d_winograd;
 mod conv_channels;

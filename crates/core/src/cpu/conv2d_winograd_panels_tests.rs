@@ -1,0 +1,113 @@
+use super::*;
+use crate::cpu::conv2d::{self, definition};
+use crate::cpu::conv_shifted::tests::{assert_close, assert_same, stride_1};
+
+/// (n, c_in, h, w, c_out, padding): full panels of 32 tiles (7², 4 tiles a row, and 3²),
+/// short ones (14²'s rows of 7 tiles, 4 to a panel; an odd count of tile rows), the
+/// widest rows this path takes (64 outputs, one tile row a panel), input channels past
+/// one 256-deep slice and not a multiple of 16, output channels not a multiple of the
+/// register block's 12 rows, padding 0 to 2.
+const CASES: [(usize, usize, usize, usize, usize, usize); 7] = [
+    (8, 64, 7, 7, 64, 1),
+    (3, 300, 7, 7, 70, 1),
+    (1, 64, 14, 14, 76, 1),
+    (2, 70, 9, 9, 64, 0),
+    (1, 64, 5, 60, 66, 2),
+    (5, 65, 3, 3, 64, 1),
+    (1, 64, 3, 64, 64, 1),
+];
+
+/// This path's forward and input gradient (run directly, whatever the rule says about
+/// these small shapes) equal the definition, where the processor has AVX-512; the test
+/// is one of the instruction set's, and says so where it is missing.
+#[test]
+fn matches_the_definition() {
+    if !std::arch::is_x86_feature_detected!("avx512f") {
+        assert!(!applies(
+            &stride_1((8, 512, 7, 7, 512, [3, 3], [1, 1], [1, 1], 1)).0
+        ));
+        eprintln!("no AVX-512 here: the panels' path is not built to run");
+        return;
+    }
+    for (n, c, h, w, o, pad) in CASES {
+        let (p, x, wt, gy) = stride_1((n, c, h, w, o, [3, 3], [pad, pad], [1, 1], 1));
+        let want = definition(&x, &wt, &gy, &p);
+        let y = forward(&x, &wt, &p).unwrap().expect("finite");
+        assert_close(&format!("{p:?} y"), &y, &want[0]);
+        let gx = grad_input(&gy, &wt, &p).unwrap().expect("finite");
+        assert_close(&format!("{p:?} gx"), &gx, &want[1]);
+    }
+}
+
+/// A convolution of 512@7² (ResNet's last stage; at batch 2, its 32 tiles enough) takes this path through the
+/// convolution's forward and input gradient where it runs, and the results are the
+/// definition's either way.
+#[test]
+fn the_deep_layers_take_it() {
+    let (p, x, wt, gy) = stride_1((2, 512, 7, 7, 512, [3, 3], [1, 1], [1, 1], 1));
+    assert!(
+        !winograd::applies(&p),
+        "the shared kernels' path keeps off 7² planes"
+    );
+    assert_eq!(applies(&p), super::super::cpu_level() == Level::Avx512);
+    let want = definition(&x, &wt, &gy, &p);
+    let y = conv2d::forward(&x, &wt, &p).unwrap();
+    assert_close(&format!("{p:?} y"), &y, &want[0]);
+    let gx = conv2d::grad_input(&gy, &wt, &p).unwrap();
+    assert_close(&format!("{p:?} gx"), &gx, &want[1]);
+}
+
+/// An infinity spreads NaN over its tiles here, so this path declines, and the
+/// convolution's forward and input gradient give the definition's infinities and NaNs.
+#[test]
+fn a_non_finite_value_goes_to_the_direct_products() {
+    let (p, mut x, mut wt, gy) = stride_1((2, 128, 7, 7, 128, [3, 3], [1, 1], [1, 1], 1));
+    x[40] = f32::INFINITY;
+    if applies(&p) {
+        assert!(forward(&x, &wt, &p).unwrap().is_none());
+    }
+    let got = conv2d::forward(&x, &wt, &p).unwrap();
+    assert_same(&format!("{p:?}"), &got, &definition(&x, &wt, &gy, &p)[0]);
+    wt[7] = f32::NEG_INFINITY;
+    if applies(&p) {
+        assert!(grad_input(&gy, &wt, &p).unwrap().is_none());
+    }
+    let got = conv2d::grad_input(&gy, &wt, &p).unwrap();
+    assert_same(&format!("{p:?} gx"), &got, &definition(&x, &wt, &gy, &p)[1]);
+}
+
+/// The rule: 3×3 at stride 1 and dilation 1, one group, 128 channels or more each side,
+/// the fewer channels times the tiles 12 288 or more, rows of at most 64 outputs,
+/// padding at most 2 for the input gradient; AVX-512 only.
+#[test]
+fn the_rule() {
+    let here = super::super::cpu_level() == Level::Avx512;
+    let case = |n, c, h, w, o, pad| stride_1((n, c, h, w, o, [3, 3], [pad, pad], [1, 1], 1)).0;
+    assert_eq!(applies(&case(8, 512, 7, 7, 512, 1)), here);
+    assert_eq!(grad_input_applies(&case(8, 512, 7, 7, 512, 1)), here);
+    assert_eq!(
+        applies(&case(1, 256, 14, 14, 256, 1)),
+        here,
+        "49 tiles of 256"
+    );
+    assert!(!applies(&case(1, 128, 14, 14, 128, 1)), "49 tiles of 128");
+    assert!(!applies(&case(1, 512, 7, 7, 512, 1)), "16 tiles");
+    assert_eq!(
+        applies(&case(1, 128, 9, 64, 128, 1)),
+        here,
+        "64 outputs wide"
+    );
+    assert!(!applies(&case(1, 128, 9, 65, 128, 1)), "65 outputs wide");
+    assert!(!applies(&case(8, 127, 7, 7, 512, 1)), "127 input channels");
+    assert!(!applies(&case(8, 512, 7, 7, 64, 1)), "64 output channels");
+    assert!(
+        !grad_input_applies(&case(8, 128, 7, 7, 128, 3)),
+        "padding 3"
+    );
+    let mut strided = case(8, 128, 14, 14, 128, 1);
+    strided.stride = [2, 2];
+    assert!(!applies(&strided));
+    let mut grouped = case(8, 128, 7, 7, 128, 1);
+    grouped.groups = 2;
+    assert!(!applies(&grouped));
+}
