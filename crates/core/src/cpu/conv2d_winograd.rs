@@ -270,29 +270,33 @@ fn kernels(w: &[f32], (outs, ins): (usize, usize), which: Kernels) -> Result<Vec
             Kernels::Forward => (o * ins * 9, 9),
             Kernels::Backward => (o * 9, outs * 9),
         };
-        #[cfg(target_arch = "x86_64")]
-        let gathered = super::cpu_level() == super::Level::Avx512 && step * 16 <= i32::MAX as usize;
-        #[cfg(not(target_arch = "x86_64"))]
-        let gathered = false;
-        if gathered {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: the processor has AVX-512F; every input's taps lie in `w` (its
-            // length was checked against `outs · ins · 9`), and the offsets fit `i32`.
-            unsafe {
-                zmm::taps(&w[first..], step, which == Kernels::Backward, taps)
-            };
-        } else {
-            for i in 0..ins {
-                for (t, &v) in w[first + i * step..][..9].iter().enumerate() {
-                    let t = if which == Kernels::Backward { 8 - t } else { t };
-                    taps[t * ins + i] = v;
-                }
+        for i in 0..ins {
+            for (t, &v) in w[first + i * step..][..9].iter().enumerate() {
+                let t = if which == Kernels::Backward { 8 - t } else { t };
+                taps[t * ins + i] = v;
             }
         }
         kernel_rows(taps, u);
     };
     // Output `o`'s rows copied into the 16 matrices at `out`.
     let out_at = |out: SendPtr, scratch: &mut (Vec<f32>, Vec<f32>), o: usize| {
+        #[cfg(target_arch = "x86_64")]
+        if super::cpu_level() == super::Level::Avx512 {
+            // SAFETY: the processor has AVX-512F; output `o`'s `ins` values of each of
+            // the 16 matrices (`plane` apart), below `16·plane` and its alone.
+            unsafe {
+                panels::kernels_to(
+                    w,
+                    (outs, ins),
+                    which,
+                    o,
+                    (0, ins),
+                    out.get().add(o * ins),
+                    plane,
+                )
+            };
+            return;
+        }
         one(scratch, o);
         for (k, u) in scratch.1.chunks_exact(ins).enumerate() {
             // SAFETY: `ins` values from `k·plane + o·ins`, below `16·plane` (the matrices

@@ -230,10 +230,6 @@ unsafe fn products(
     if a.len() < 16 * GROUP * panel {
         a = vec![0.0; 16 * GROUP * panel];
     }
-    let (first, step) = match which {
-        Kernels::Forward => (ci * 9, 9),
-        Kernels::Backward => (9, co * 9),
-    };
     for p0 in (0..ci).step_by(KC) {
         let kc = KC.min(ci - p0);
         // The first slice writes the sums, later ones add to them.
@@ -242,29 +238,11 @@ unsafe fn products(
             let g1 = (g0 + GROUP * MR).min(c1);
             for o in g0..g1 {
                 let (b, r) = ((o - g0) / MR, (o - g0) % MR);
-                for i0 in (p0..p0 + kc).step_by(16) {
-                    let count = 16.min(p0 + kc - i0);
-                    let at = o * first + i0 * step;
-                    assert!(w.len() >= at + (count - 1) * step + 9);
-                    if step == 9 {
-                        // The next output's taps, contiguous in the forward's weight:
-                        // the loads below otherwise waited on them line by line.
-                        let next = w.as_ptr().wrapping_add(at + first);
-                        for line in (0..count * 9).step_by(16) {
-                            _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(line).cast());
-                        }
-                    }
-                    // SAFETY: the `count` inputs' 9 taps lie inside `w` (asserted), and
-                    // `w.len() − at` values from `at`.
-                    let u = unsafe {
-                        transformed(w.as_ptr().add(at), (step, w.len() - at), which, count)
-                    };
-                    let keep = ((1u32 << count) - 1) as u16;
-                    for (k, u) in u.into_iter().enumerate() {
-                        let dst = &mut a[(k * GROUP + b) * panel + r * KC + i0 - p0..][..count];
-                        // SAFETY: `count` values, the lanes `keep` stores.
-                        unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), keep, u) };
-                    }
+                // SAFETY: position `k`'s row `r` of block `b` (`GROUP · MR · KC` values
+                // apart), `kc` values, inside `a`.
+                unsafe {
+                    let dst = a.as_mut_ptr().add(b * panel + r * KC);
+                    kernels_to(w, (co, ci), which, o, (p0, p0 + kc), dst, GROUP * panel);
                 }
             }
             let blocks = (g1 - g0).div_ceil(MR);
@@ -296,6 +274,53 @@ thread_local! {
     /// output channels keep an earlier call's values, which the register block reads but
     /// never stores.
     static PACKED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Output `o`'s transformed kernels for inputs `i0..i1`, from the weight `w` of `outs` ×
+/// `ins` kernels as `conv2d_winograd`'s [`Kernels`] reads it: position `k`'s for input
+/// `i` at `dst + k·ld + i − i0`.
+///
+/// # Safety
+/// AVX-512F; `dst` has room for the 16 positions' `i1 − i0` values `ld` apart.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn kernels_to(
+    w: &[f32],
+    (outs, ins): (usize, usize),
+    which: Kernels,
+    o: usize,
+    (i0, i1): (usize, usize),
+    dst: *mut f32,
+    ld: usize,
+) {
+    assert!(
+        o < outs && i0 <= i1 && i1 <= ins && w.len() >= outs * ins * 9,
+        "conv2d_winograd_panels: kernels past the weight"
+    );
+    // Input `i`'s taps at `first + i·step` (in the other order for the input gradient's).
+    let (first, step) = match which {
+        Kernels::Forward => (o * ins * 9, 9),
+        Kernels::Backward => (o * 9, outs * 9),
+    };
+    for i in (i0..i1).step_by(16) {
+        let count = 16.min(i1 - i);
+        let at = first + i * step;
+        if which == Kernels::Forward {
+            // The next output's taps, contiguous in the forward's weight: the loads below
+            // otherwise waited on them line by line.
+            let next = w.as_ptr().wrapping_add(at + ins * 9);
+            for line in (0..count * 9).step_by(16) {
+                _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(line).cast());
+            }
+        }
+        // SAFETY: the `count` inputs' 9 taps lie inside `w` (asserted above), and
+        // `w.len() − at` values from `at`.
+        let u = unsafe { transformed(w.as_ptr().add(at), (step, w.len() - at), which, count) };
+        let keep = ((1u32 << count) - 1) as u16;
+        for (k, u) in u.into_iter().enumerate() {
+            // SAFETY: `count` values of position `k`'s row, inside the caller's span.
+            unsafe { _mm512_mask_storeu_ps(dst.add(k * ld + i - i0), keep, u) };
+        }
+    }
 }
 
 /// The transformed kernels `G·g·Gᵀ` of `count` (at most 16) inputs whose 9 taps start

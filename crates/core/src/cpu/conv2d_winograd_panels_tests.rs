@@ -111,3 +111,56 @@ fn the_rule() {
     grouped.groups = 2;
     assert!(!applies(&grouped));
 }
+
+/// `G·g·Gᵀ` of every kernel, as `kernels_to` writes it, equals the definition's sums
+/// (computed in f64) for the forward's kernels and the input gradient's (turned by half
+/// a circle, input and output channels swapped), over a run of inputs that is not a
+/// multiple of 16 and starts past the first.
+#[test]
+fn kernels_to_transforms_every_kernel() {
+    if !std::arch::is_x86_feature_detected!("avx512f") {
+        assert!(!applies(
+            &stride_1((8, 512, 7, 7, 512, [3, 3], [1, 1], [1, 1], 1)).0
+        ));
+        eprintln!("no AVX-512 here: the kernels' transform is not built to run");
+        return;
+    }
+    const G: [[f64; 3]; 4] = [
+        [1.0, 0.0, 0.0],
+        [0.5, 0.5, 0.5],
+        [0.5, -0.5, 0.5],
+        [0.0, 0.0, 1.0],
+    ];
+    let (outs, ins, (i0, i1)) = (5, 41, (3, 40));
+    let w: Vec<f32> = (0..outs * ins * 9)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+        .collect();
+    for which in [Kernels::Forward, Kernels::Backward] {
+        for o in 0..outs {
+            let ld = 50;
+            let mut dst = vec![f32::NAN; 16 * ld];
+            // SAFETY: `dst` holds 16 rows of `ld ≥ i1 − i0` values.
+            unsafe { kernels_to(&w, (outs, ins), which, o, (i0, i1), dst.as_mut_ptr(), ld) };
+            for i in i0..i1 {
+                let tap = |t: usize| match which {
+                    Kernels::Forward => w[(o * ins + i) * 9 + t] as f64,
+                    Kernels::Backward => w[(i * outs + o) * 9 + 8 - t] as f64,
+                };
+                for k in 0..16 {
+                    let want: f64 = (0..9)
+                        .map(|t| G[k / 4][t / 3] * G[k % 4][t % 3] * tap(t))
+                        .sum();
+                    let got = dst[k * ld + i - i0] as f64;
+                    assert!(
+                        (got - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                        "{o} {i} {k}"
+                    );
+                }
+            }
+            assert!(
+                dst[i1 - i0..ld].iter().all(|v| v.is_nan()),
+                "wrote past the run"
+            );
+        }
+    }
+}

@@ -1,57 +1,11 @@
 //! The Winograd transforms with AVX-512 intrinsics (`conv2d_winograd.rs` keeps the
-//! portable loops the other instruction-set levels build): the kernels' taps gathered,
-//! the windows 16 tiles of a row at a time (two rows of up to 8 tiles per vector), the
-//! outputs 16 tiles at a time.
+//! portable loops the other instruction-set levels build; the kernels' are
+//! `conv2d_winograd_panels::kernels_to`): the windows 16 tiles of a row at a time (two
+//! rows of up to 8 tiles per vector), the outputs 16 tiles at a time.
 
 use std::arch::x86_64::*;
 
 use crate::backend::Conv2dParams;
-
-/// `taps[t·ins + i] = w[i·step + t]` (`w[i·step + 8 − t]` where `flip`) for the `ins =
-/// taps.len() / 9` inputs, 16 inputs per gather. Value by value it took 5.5% of a 14²
-/// forward's samples, more than the kernels' transform itself.
-///
-/// # Safety
-/// AVX-512F; `w` holds `(ins − 1)·step + 9` values, and `16·step` fits `i32`.
-#[target_feature(enable = "avx512f")]
-pub(super) unsafe fn taps(w: &[f32], step: usize, flip: bool, taps: &mut [f32]) {
-    let ins = taps.len() / 9;
-    assert!(
-        ins == 0 || w.len() >= (ins - 1) * step + 9,
-        "conv2d_winograd: taps past the weight"
-    );
-    let s = step as i32;
-    let lanes = _mm512_setr_epi32(
-        0,
-        s,
-        2 * s,
-        3 * s,
-        4 * s,
-        5 * s,
-        6 * s,
-        7 * s,
-        8 * s,
-        9 * s,
-        10 * s,
-        11 * s,
-        12 * s,
-        13 * s,
-        14 * s,
-        15 * s,
-    );
-    for i0 in (0..ins).step_by(16) {
-        let keep = ((1u32 << (ins - i0).min(16)) - 1) as u16;
-        for t in 0..9 {
-            let from = if flip { 8 - t } else { t };
-            // SAFETY: the kept lanes read `w[(i0 + l)·step + from]`, inputs below `ins`.
-            unsafe {
-                let base = w.as_ptr().add(i0 * step + from);
-                let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), keep, lanes, base);
-                _mm512_mask_storeu_ps(taps.as_mut_ptr().add(t * ins + i0), keep, v);
-            }
-        }
-    }
-}
 
 /// [`super::windows`] with AVX-512, 16 tiles of a row at a time: a window row's even and odd
 /// columns, and the same two columns further on, come out of four masked loads of the
