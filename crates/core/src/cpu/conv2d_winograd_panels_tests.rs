@@ -39,6 +39,24 @@ fn matches_the_definition() {
     }
 }
 
+/// A batch of more tiles than one pass takes (520 images of one tile each) runs in
+/// passes of whole images, the last one short, and equals the definition.
+#[test]
+fn large_batches_run_in_passes() {
+    let (p, x, wt, gy) = stride_1((520, 64, 2, 2, 64, [3, 3], [1, 1], [1, 1], 1));
+    assert!(p.n * p.oh.div_ceil(2) * p.ow.div_ceil(2) > MAX_TILES);
+    if !std::arch::is_x86_feature_detected!("avx512f") {
+        assert!(!applies(&p));
+        eprintln!("no AVX-512 here: the panels' path is not built to run");
+        return;
+    }
+    let want = definition(&x, &wt, &gy, &p);
+    let y = forward(&x, &wt, &p).unwrap().expect("finite");
+    assert_close(&format!("{p:?} y"), &y, &want[0]);
+    let gx = grad_input(&gy, &wt, &p).unwrap().expect("finite");
+    assert_close(&format!("{p:?} gx"), &gx, &want[1]);
+}
+
 /// A convolution of 512@7² (ResNet's last stage; at batch 2, its 32 tiles enough) takes this path through the
 /// convolution's forward and input gradient where it runs, and the results are the
 /// definition's either way.
