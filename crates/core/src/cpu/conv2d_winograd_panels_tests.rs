@@ -182,3 +182,46 @@ fn kernels_to_transforms_every_kernel() {
         }
     }
 }
+
+/// Eight shapes drawn at random (a fixed seed: batches of 1–3, 1–160 channels each side,
+/// planes 1–20 high and 1–66 wide, padding 0–2), this path's forward and input gradient
+/// and the convolution's own against the definition: the panels' edges, short panels,
+/// partial register blocks and slices wherever they fall.
+#[test]
+fn random_shapes_match_the_definition() {
+    if !std::arch::is_x86_feature_detected!("avx512f") {
+        assert!(!applies(
+            &stride_1((8, 512, 7, 7, 512, [3, 3], [1, 1], [1, 1], 1)).0
+        ));
+        eprintln!("no AVX-512 here: the panels' path is not built to run");
+        return;
+    }
+    let mut state: u64 = 0x5eed_f0ea;
+    let mut below = |m: usize| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 33) as usize) % m
+    };
+    let mut ran = 0;
+    while ran < 8 {
+        let (n, c, o) = (1 + below(3), 1 + below(160), 1 + below(160));
+        let (h, w, pad) = (1 + below(20), 1 + below(66), below(3));
+        if h + 2 * pad < 3 || w + 2 * pad < 3 || w + 2 * pad - 2 > 64 {
+            continue;
+        }
+        ran += 1;
+        let (p, x, wt, gy) = stride_1((n, c, h, w, o, [3, 3], [pad, pad], [1, 1], 1));
+        let want = definition(&x, &wt, &gy, &p);
+        let y = forward(&x, &wt, &p).unwrap().expect("finite");
+        assert_close(&format!("{p:?} y"), &y, &want[0]);
+        if winograd::backward(&p).ow <= 64 {
+            let gx = grad_input(&gy, &wt, &p).unwrap().expect("finite");
+            assert_close(&format!("{p:?} gx"), &gx, &want[1]);
+        }
+        let y = conv2d::forward(&x, &wt, &p).unwrap();
+        assert_close(&format!("{p:?} through conv2d"), &y, &want[0]);
+        let gx = conv2d::grad_input(&gy, &wt, &p).unwrap();
+        assert_close(&format!("{p:?} gx through conv2d"), &gx, &want[1]);
+    }
+}
