@@ -260,6 +260,11 @@ pub(super) enum Kernels {
 fn kernels(w: &[f32], (outs, ins): (usize, usize), which: Kernels) -> Result<Vec<f32>> {
     let plane = outs * ins;
     assert!(w.len() >= plane * 9, "conv2d_winograd: weights too short");
+    // With AVX-512 the transform writes each output's rows into the matrices directly.
+    #[cfg(target_arch = "x86_64")]
+    let direct = super::cpu_level() == super::Level::Avx512;
+    #[cfg(not(target_arch = "x86_64"))]
+    let direct = false;
     // Output `o`'s transformed kernels into `u` (16 rows along the inputs), through
     // `taps`.
     let one = |(taps, u): &mut (Vec<f32>, Vec<f32>), o: usize| {
@@ -281,7 +286,7 @@ fn kernels(w: &[f32], (outs, ins): (usize, usize), which: Kernels) -> Result<Vec
     // Output `o`'s rows copied into the 16 matrices at `out`.
     let out_at = |out: SendPtr, scratch: &mut (Vec<f32>, Vec<f32>), o: usize| {
         #[cfg(target_arch = "x86_64")]
-        if super::cpu_level() == super::Level::Avx512 {
+        if direct {
             // SAFETY: the processor has AVX-512F; output `o`'s `ins` values of each of
             // the 16 matrices (`plane` apart), below `16·plane` and its alone.
             unsafe {
@@ -307,8 +312,15 @@ fn kernels(w: &[f32], (outs, ins): (usize, usize), which: Kernels) -> Result<Vec
             }
         }
     };
-    // Each task's own scratch: the taps and the transformed rows of one output.
-    let scratch = || (vec![0.0f32; 9 * ins], vec![0.0f32; 16 * ins]);
+    // Each task's own scratch: the taps and the transformed rows of one output (none
+    // where `direct`).
+    let scratch = || {
+        if direct {
+            (Vec::new(), Vec::new())
+        } else {
+            (vec![0.0f32; 9 * ins], vec![0.0f32; 16 * ins])
+        }
+    };
     // SAFETY: each output `o` writes the values at `o·ins..(o + 1)·ins` of each of the 16
     // matrices, so every value is written, once, by one thread.
     unsafe {

@@ -62,8 +62,8 @@ pub(super) fn applies(p: &Conv2dParams) -> bool {
         && p.groups == 1
         && channels >= MIN_CHANNELS
         && channels.saturating_mul(tiles) >= MIN_WORK
-        && p.oh >= 2
-        && (2..=2 * NR).contains(&p.ow)
+        && p.oh >= 1
+        && (1..=2 * NR).contains(&p.ow)
         && super::cpu_level() == Level::Avx512
 }
 

@@ -6,8 +6,8 @@ use crate::cpu::conv_shifted::tests::{assert_close, assert_same, stride_1};
 /// short ones (14²'s rows of 7 tiles, 4 to a panel; an odd count of tile rows), the
 /// widest rows this path takes (64 outputs, one tile row a panel), input channels past
 /// one 256-deep slice and not a multiple of 16, output channels not a multiple of the
-/// register block's 12 rows, padding 0 to 2.
-const CASES: [(usize, usize, usize, usize, usize, usize); 7] = [
+/// register block's 12 rows, padding 0 to 2, planes of one output and of one row.
+const CASES: [(usize, usize, usize, usize, usize, usize); 9] = [
     (8, 64, 7, 7, 64, 1),
     (3, 300, 7, 7, 70, 1),
     (1, 64, 14, 14, 76, 1),
@@ -15,6 +15,8 @@ const CASES: [(usize, usize, usize, usize, usize, usize); 7] = [
     (1, 64, 5, 60, 66, 2),
     (5, 65, 3, 3, 64, 1),
     (1, 64, 3, 64, 64, 1),
+    (4, 64, 1, 1, 64, 1),
+    (2, 64, 1, 9, 64, 1),
 ];
 
 /// This path's forward and input gradient (run directly, whatever the rule says about
