@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::mem::MaybeUninit;
 use std::sync::{Mutex, OnceLock};
 
-use crate::{Error, Result};
+use crate::{memory_left, Error, Result};
 
 /// Bytes of host memory the CPU device admits for one tensor (and any one host buffer):
 /// `FOVEA_CPU_MEMORY_LIMIT` when set (bytes, or with a `K`, `M`, `G` or `T` suffix in
@@ -43,14 +43,7 @@ fn parse_bytes(s: &str) -> Option<usize> {
 /// The machine's memory, or the control group's limit when that is lower (a container).
 fn machine_memory() -> Option<usize> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kib: usize = info
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    let total = kib.checked_mul(1024)?;
+    let total = usize::try_from(memory_left::meminfo_bytes(&info, "MemTotal")?).ok()?;
     let cgroup = [
         "/sys/fs/cgroup/memory.max",
         "/sys/fs/cgroup/memory/memory.limit_in_bytes",
@@ -90,6 +83,55 @@ fn admit(len: usize) -> Result<Layout> {
         )));
     }
     Layout::array::<f32>(len).map_err(|_| refused(len))
+}
+
+/// Fails where a fresh buffer of `len` values is larger than the memory the system has
+/// left ([`memory_left::left`]), once the kept buffers and the allocator's free pages have
+/// gone back to it: the allocation itself would succeed (Linux overcommits), and writing
+/// it would get the process killed, its unsaved work with it. Only buffers the allocator
+/// maps afresh (past [`HEAP_BLOCKS`]) are checked; smaller ones come from its heap, whose
+/// freed memory stays in the process, and reading `/proc/meminfo` (about 20 µs) would be a
+/// noticeable share of their time. `FOVEA_CPU_CHECK_LEFT=0` turns the check off (say, for
+/// a program that means to swap).
+fn check_left(len: usize) -> Result<()> {
+    check_left_after(len, || {
+        release_kept();
+        trim_heap();
+    })
+}
+
+/// [`check_left`], calling `make_room` before it refuses.
+fn check_left_after(len: usize, make_room: impl FnOnce()) -> Result<()> {
+    static CHECK: OnceLock<bool> = OnceLock::new();
+    let bytes = len as u64 * 4;
+    if bytes <= HEAP_BLOCKS as u64
+        || !*CHECK.get_or_init(|| std::env::var("FOVEA_CPU_CHECK_LEFT").map_or(true, |v| v != "0"))
+    {
+        return Ok(());
+    }
+    let short = || memory_left::left().filter(|&left| bytes > left);
+    if short().is_none() {
+        return Ok(());
+    }
+    make_room();
+    let Some(left) = short() else {
+        return Ok(());
+    };
+    Err(Error::Backend(format!(
+        "{len} values ({}) are more than the {} of memory the system has left (MemAvailable, or a container's limit less its use); free some tensors or use a smaller batch (FOVEA_CPU_CHECK_LEFT=0 allocates anyway)",
+        fmt_bytes(bytes as u128),
+        fmt_bytes(left as u128)
+    )))
+}
+
+/// Hands the allocator's free heap pages back to the system ([`keep_freed_memory`] keeps
+/// them otherwise).
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory, under the allocator's own locks.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 fn refused(len: usize) -> Error {
@@ -233,6 +275,7 @@ fn allocate(len: usize) -> Result<Vec<f32>> {
     if let Some(v) = reuse(len) {
         return Ok(v);
     }
+    check_left(len)?;
     // SAFETY: `layout` has a non-zero size (len > 0). A non-null pointer from the global
     // allocator with exactly the layout a `Vec<f32>` of capacity `len` uses is what
     // `Vec::from_raw_parts` requires; the vector starts empty, so nothing is read yet.
@@ -327,6 +370,7 @@ pub(crate) fn with_capacity(len: usize) -> Result<Vec<f32>> {
     if let Some(v) = reuse(len) {
         return Ok(v);
     }
+    check_left(len)?;
     let mut v = Vec::new();
     v.try_reserve_exact(len).map_err(|_| refused(len))?;
     Ok(v)
@@ -367,6 +411,36 @@ mod tests {
         assert_eq!(filled(2, -0.0).unwrap()[1].to_bits(), (-0.0f32).to_bits());
         assert_eq!(copied(&[1.0, 2.0]).unwrap(), vec![1.0, 2.0]);
         assert!(zeros(0).unwrap().is_empty());
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_fresh_buffer_larger_than_the_memory_left_is_refused() {
+        // Other tests here count on the kept buffers: none are released.
+        let check = |len: usize| check_left_after(len, || {});
+        // The largest the limit admits: the machine's memory, more than it has left with
+        // this process running.
+        let len = memory_limit() / 4;
+        if std::env::var_os("FOVEA_CPU_MEMORY_LIMIT").is_none() {
+            let msg = check(len).unwrap_err().to_string();
+            assert!(
+                msg.contains("left") && msg.contains(&len.to_string()),
+                "{msg}"
+            );
+        }
+        // Twice what is left (other processes change it between reads), and a buffer
+        // past HEAP_BLOCKS well within it.
+        let left = memory_left::left().unwrap();
+        assert!(check((left / 2) as usize).is_err());
+        let some = (HEAP_BLOCKS / 4 + 1).min(left as usize / 8);
+        assert!(check(some).is_ok());
+        assert!(
+            check(HEAP_BLOCKS / 4).is_ok(),
+            "small buffers are not checked"
+        );
+        let mut made_room = false;
+        assert!(check_left_after((left / 2) as usize, || made_room = true).is_err());
+        assert!(made_room, "kept buffers go back before a refusal");
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod device;
 mod dtype;
 mod error;
 mod host;
+mod memory_left;
 pub mod nn;
 pub mod ops;
 pub mod optim;

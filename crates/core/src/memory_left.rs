@@ -1,0 +1,105 @@
+//! How much memory the system has left for this process: the kernel's estimate of what it
+//! can hand out without swapping (`MemAvailable` in `/proc/meminfo`), bounded by a control
+//! group's headroom where there is one (its limit less its use, the inactive file pages
+//! that the kernel reclaims first counted as free). Linux grants allocations it cannot
+//! back (overcommit) and kills the process that writes past its memory, so a tensor
+//! program that outgrows the machine lost its work without a word; `host` checks each
+//! large fresh buffer against this first.
+
+/// The bytes left, where the system says (Linux).
+pub(crate) fn left() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let machine = meminfo_bytes(&info, "MemAvailable")?;
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    // cgroup v2, then v1 (whose "no limit" is a vast number, which `min` passes over).
+    let group = [
+        ("", "memory.max", "memory.current", "inactive_file"),
+        (
+            "memory/",
+            "memory.limit_in_bytes",
+            "memory.usage_in_bytes",
+            "total_inactive_file",
+        ),
+    ]
+    .iter()
+    .find_map(|&(dir, max, current, key)| {
+        let file = |f: &str| read(&format!("/sys/fs/cgroup/{dir}{f}"));
+        let stat = file("memory.stat").unwrap_or_default();
+        headroom(&file(max)?, &file(current)?, &stat, key)
+    });
+    Some(group.map_or(machine, |g| g.min(machine)))
+}
+
+/// A `/proc/meminfo` field (`MemTotal`, `MemAvailable`) in bytes.
+pub(crate) fn meminfo_bytes(info: &str, field: &str) -> Option<u64> {
+    let kib: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    kib.checked_mul(1024)
+}
+
+/// A control group's limit less its use, its inactive file pages counted as free; none
+/// where it has no limit (`max`).
+fn headroom(max: &str, current: &str, stat: &str, inactive: &str) -> Option<u64> {
+    let max: u64 = max.trim().parse().ok()?;
+    let current: u64 = current.trim().parse().ok()?;
+    let cache = stat
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(inactive)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0u64);
+    Some(max.saturating_sub(current.saturating_sub(cache)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meminfo_fields_read_in_bytes() {
+        let info = "MemTotal:       24683784 kB\nMemFree:  100 kB\nMemAvailable:   24064212 kB\n";
+        assert_eq!(meminfo_bytes(info, "MemTotal"), Some(24683784 * 1024));
+        assert_eq!(meminfo_bytes(info, "MemAvailable"), Some(24064212 * 1024));
+        // A field is matched whole, not by a prefix of its name.
+        assert_eq!(meminfo_bytes(info, "Mem"), None);
+        assert_eq!(meminfo_bytes("MemAvailable: lots kB", "MemAvailable"), None);
+    }
+
+    #[test]
+    fn a_groups_headroom_counts_its_inactive_file_pages_as_free() {
+        let stat = "anon 900\nfile 500\ninactive_file 300\nactive_file 200\n";
+        assert_eq!(
+            headroom("2000\n", "1500\n", stat, "inactive_file"),
+            Some(800)
+        );
+        assert_eq!(headroom("max\n", "1500", stat, "inactive_file"), None);
+        // Over its limit (the kernel is reclaiming): nothing left.
+        assert_eq!(headroom("1000", "1500", "", "inactive_file"), Some(0));
+        let v1 = "cache 10\ntotal_inactive_file 100\n";
+        assert_eq!(
+            headroom("1000", "600", v1, "total_inactive_file"),
+            Some(500)
+        );
+    }
+
+    #[test]
+    fn linux_says_what_is_left_and_it_is_below_the_machines_memory() {
+        if !cfg!(target_os = "linux") {
+            assert_eq!(left(), None);
+            return;
+        }
+        let left = left().expect("MemAvailable is read");
+        let info = std::fs::read_to_string("/proc/meminfo").unwrap();
+        let total = meminfo_bytes(&info, "MemTotal").unwrap();
+        assert!(left > 0 && left < total, "{left} of {total}");
+    }
+}
