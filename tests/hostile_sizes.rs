@@ -138,6 +138,28 @@ fn results_past_the_memory_limit_are_errors_not_aborts() {
         );
         assert!(msg.contains(&limit), "{what}: {msg:?}");
     }
+    // Batch norms: an error naming the layer and its channels, or a panic saying the same.
+    let channels = (max + 1).to_string();
+    let named = |what: &str, msg: String| {
+        for n in ["BatchNorm2d::new", &channels, &limit] {
+            assert!(msg.contains(n), "{what}: {msg:?} does not name {n:?}");
+        }
+    };
+    let bn = fovea::nn::BatchNorm2d::try_new(max + 1, &dev);
+    named("try_new", bn.err().expect("refused").to_string());
+    let bn3 = fovea::nn::BatchNorm3d::try_new(max + 1, &dev);
+    named("BatchNorm3d", bn3.err().expect("refused").to_string());
+    named(
+        "new",
+        panic_message(|| fovea::nn::BatchNorm1d::new(max + 1, &dev)),
+    );
+    assert_eq!(
+        fovea::nn::BatchNorm2d::try_new(max, &dev)
+            .unwrap()
+            .weight
+            .numel(),
+        max
+    );
 
     let x = Tensor::ones(&[1, 1, 4, 4], &dev);
     let k = Tensor::ones(&[1, 1, 2, 2], &dev);

@@ -56,20 +56,35 @@ pub struct BatchNorm2d {
 
 impl BatchNorm2d {
     /// A batch norm layer over `channels` (momentum 0.1, eps 1e-5), in training mode.
-    /// Panics like [`Tensor::full`] where the device cannot hold `channels` values.
+    /// Panics like [`Tensor::full`] where the device cannot hold `channels` values;
+    /// [`BatchNorm2d::try_new`] returns an error instead.
     pub fn new(channels: usize, device: &Device) -> BatchNorm2d {
-        BatchNorm2d {
-            weight: Tensor::ones(&[channels], device).requires_grad(),
-            bias: Tensor::zeros(&[channels], device).requires_grad(),
-            running_mean: Tensor::zeros(&[channels], device),
-            running_var: Tensor::ones(&[channels], device),
-            num_batches_tracked: Tensor::zeros(&[], device),
+        BatchNorm2d::try_new(channels, device).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`BatchNorm2d::new`], with an error naming the layer and its channels where the
+    /// device cannot hold them (a model's constructor that returns `Result` uses this).
+    pub fn try_new(channels: usize, device: &Device) -> Result<BatchNorm2d> {
+        let full = |shape: &[usize], value| {
+            Tensor::try_full(shape, value, device).map_err(|e| {
+                Error::op(
+                    "BatchNorm2d::new",
+                    format!("{channels} channels: {}", e.root()),
+                )
+            })
+        };
+        Ok(BatchNorm2d {
+            weight: full(&[channels], 1.0)?.requires_grad(),
+            bias: full(&[channels], 0.0)?.requires_grad(),
+            running_mean: full(&[channels], 0.0)?,
+            running_var: full(&[channels], 1.0)?,
+            num_batches_tracked: full(&[], 0.0)?,
             momentum: 0.1,
             eps: 1e-5,
             training: AtomicBool::new(true),
             sync: AtomicBool::new(false),
             folded: Mutex::new(None),
-        }
+        })
     }
 }
 
@@ -233,9 +248,15 @@ macro_rules! batch_norm_nd {
         pub struct $name(pub BatchNorm2d);
 
         impl $name {
-            /// Over `channels` (momentum 0.1, eps 1e-5), in training mode.
+            /// Over `channels` (momentum 0.1, eps 1e-5), in training mode; panics where
+            /// the device cannot hold `channels` values, as [`BatchNorm2d::new`] does.
             pub fn new(channels: usize, device: &Device) -> $name {
                 $name(BatchNorm2d::new(channels, device))
+            }
+
+            /// [`Self::new`], with an error where the device cannot hold the channels.
+            pub fn try_new(channels: usize, device: &Device) -> Result<$name> {
+                BatchNorm2d::try_new(channels, device).map($name)
             }
         }
 
