@@ -4,10 +4,8 @@
 //! leaves the module untouched when anything is wrong.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::Path;
-
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
-
 use std::sync::atomic::Ordering;
 
 use crate::nn::Module;
@@ -30,45 +28,9 @@ pub fn save_with_metadata(
     metadata: HashMap<String, String>,
     path: &Path,
 ) -> Result<()> {
-    let host: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
-        .iter()
-        .map(|(n, t)| {
-            let values = t.to_vec()?;
-            // An f16 tensor's values widened exactly, so narrowing them again is exact.
-            let (dtype, bytes) = match t.dtype() {
-                crate::DType::F32 => (
-                    Dtype::F32,
-                    values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                ),
-                crate::DType::F16 => (
-                    Dtype::F16,
-                    values
-                        .iter()
-                        .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
-                        .collect(),
-                ),
-            };
-            Ok((n.clone(), dtype, t.shape().to_vec(), bytes))
-        })
-        .collect::<Result<_>>()?;
-    let views: Vec<(String, TensorView<'_>)> = host
-        .iter()
-        .map(|(n, dtype, s, d)| {
-            Ok((
-                n.clone(),
-                TensorView::new(*dtype, s.clone(), d).map_err(|e| Error::Format {
-                    path: path_str(path),
-                    msg: e.to_string(),
-                })?,
-            ))
-        })
-        .collect::<Result<_>>()?;
-    let metadata = (!metadata.is_empty()).then_some(metadata);
-    let bytes = safetensors::serialize(views, metadata).map_err(|e| Error::Format {
-        path: path_str(path),
-        msg: e.to_string(),
-    })?;
-    write_atomically(path, &bytes)
+    write_atomically_with(path, |w| {
+        crate::checkpoint_stream::write(w, tensors, metadata, path)
+    })
 }
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it over `path`: readers
@@ -81,22 +43,38 @@ pub fn save_with_metadata(
 /// killed mid-save left behind are removed by the next save to the same path, once their
 /// process is gone (told by `/proc`, so on Linux).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
+    write_atomically_with(path, |w| {
+        w.write_all(bytes).map_err(|source| Error::Io {
+            path: path_str(path),
+            source,
+        })
+    })
+}
+
+/// [`write_atomically`] of what `write` writes (buffered).
+fn write_atomically_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     remove_stale_temps(dir, name);
-    let (tmp, mut file) = create_temp(dir, name)?;
-    let written = file.write_all(bytes).and_then(|()| file.sync_all());
-    drop(file);
-    if let Err(source) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::Io {
+    let (tmp, file) = create_temp(dir, name)?;
+    let mut w = std::io::BufWriter::new(file);
+    let written = write(&mut w).and_then(|()| {
+        let at_tmp = |source| Error::Io {
             path: path_str(&tmp),
             source,
-        });
+        };
+        let file = w.into_inner().map_err(|e| at_tmp(e.into_error()))?;
+        file.sync_all().map_err(at_tmp)
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
@@ -201,55 +179,7 @@ pub fn load(path: &Path) -> Result<NamedArrays> {
 
 /// [`load`], plus the header's string metadata (empty when it has none).
 pub fn load_with_metadata(path: &Path) -> Result<(NamedArrays, HashMap<String, String>)> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path_str(path),
-        source,
-    })?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::Format {
-        path: path_str(path),
-        msg: format!("not a valid safetensors file: {e}"),
-    })?;
-    let mut out = HashMap::new();
-    for (name, view) in st.tensors() {
-        let d = view.data();
-        let values: Vec<f32> = match view.dtype() {
-            Dtype::F32 => d
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => d
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => d
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            // PyTorch saves counters such as batch norm's num_batches_tracked as int64.
-            Dtype::I64 => d
-                .chunks_exact(8)
-                .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
-                .collect(),
-            Dtype::I32 => d
-                .chunks_exact(4)
-                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32)
-                .collect(),
-            other => {
-                return Err(Error::Format {
-                    path: path_str(path),
-                    msg: format!(
-                        "tensor {name} has dtype {other:?}; fovea loads F32, F16, BF16, I64 and I32"
-                    ),
-                })
-            }
-        };
-        out.insert(name, (view.shape().to_vec(), values));
-    }
-    let metadata = SafeTensors::read_metadata(&bytes)
-        .ok()
-        .and_then(|(_, m)| m.metadata().clone())
-        .unwrap_or_default();
-    Ok((out, metadata))
+    crate::checkpoint_stream::read(path)
 }
 
 /// True when a file's tensor of `file` shape loads into a model tensor of `model` shape:

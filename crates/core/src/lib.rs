@@ -7,6 +7,7 @@ mod autocast;
 mod autograd;
 pub mod backend;
 pub mod checkpoint;
+mod checkpoint_stream;
 pub mod cpu;
 pub mod data;
 mod device;
