@@ -106,6 +106,22 @@ fn inference_activations_make_no_buffer_of_their_own() {
     assert_eq!(kept.to_vec().unwrap().len(), r.to_vec().unwrap().len());
 }
 
+/// A layer's random weight is scaled over the buffer it was drawn into: one buffer per
+/// weight, where a second one held it twice while the layer was made (a 16 GiB classifier
+/// then needed 32), and the same values as the op that makes a new buffer.
+#[test]
+fn a_layers_weight_is_drawn_and_scaled_in_one_buffer() {
+    let _turn = CPU_COUNTER.lock().unwrap_or_else(|e| e.into_inner());
+    let dev = Device::cpu();
+    let before = dev.stats().buffers_allocated;
+    let layer = fovea::nn::Linear::try_new(300, 200, false, 7, &dev).unwrap();
+    assert_eq!(dev.stats().buffers_allocated, before + 1);
+    let bound = fovea::nn::init::default_bound(300);
+    let fresh = Tensor::rand(&[200, 300], 7, &dev).affine(2.0 * bound, -bound);
+    assert_eq!(layer.weight.to_vec().unwrap(), fresh.to_vec().unwrap());
+    assert!(layer.weight.is_requires_grad());
+}
+
 /// A GPU device of the test's own on the default adapter: tests that count the buffer
 /// pool's bytes cannot share it with tests running beside them.
 fn private_gpu(test: &str) -> Option<Device> {

@@ -11,9 +11,9 @@ pub fn uniform(shape: &[usize], bound: f32, seed: u64, device: &Device) -> Tenso
 
 /// [`uniform`], with an error naming the shape where the device cannot hold it.
 pub fn try_uniform(shape: &[usize], bound: f32, seed: u64, device: &Device) -> Result<Tensor> {
-    Ok(Tensor::try_rand(shape, seed, device)?
-        .affine(2.0 * bound, -bound)
-        .detach())
+    Tensor::try_rand(shape, seed, device)?
+        .try_into_affine(2.0 * bound, -bound)
+        .map_err(|e| e.in_op("uniform", &[shape]))
 }
 
 /// A layer's trainable parameter of `shape` from [`try_uniform`], with an error naming

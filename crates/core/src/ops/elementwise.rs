@@ -90,6 +90,23 @@ impl Tensor {
         op_fn(&self)
     }
 
+    /// `mul · x + add` of a tensor given up by its caller, computed as [`Tensor::affine`]
+    /// computes it (over its own buffer where [`Self::consumed`] would), with no gradient,
+    /// and with a device's failure (out of memory) as an error rather than a panic: the
+    /// layers' fallible constructors scale their random weights with it, in place, where
+    /// a new buffer held the weight twice while it was made.
+    pub(crate) fn try_into_affine(mut self, mul: f32, add: f32) -> Result<Tensor> {
+        let op = UnaryOp::Affine { mul, add };
+        let (shape, device) = (self.shape().to_vec(), self.device().clone());
+        if let Some(storage) = self.sole_storage().filter(|s| s.dtype() == DType::F32) {
+            if device.backend().unary_in_place(storage, op)? {
+                return Ok(Tensor::leaf(storage.clone(), shape, &device));
+            }
+        }
+        let storage = device.backend().unary(&self.f32_storage(), op)?;
+        Ok(Tensor::leaf(storage, shape, &device))
+    }
+
     /// [`Tensor::relu`] of a tensor given up by its caller, over its own buffer where
     /// nothing else holds it or its data and no gradient flows through it (see
     /// `Backend::unary_in_place`; PyTorch's `relu_` for a temporary).
