@@ -156,6 +156,14 @@ fn an_image_folder_loads_as_a_labelled_dataset() {
         "one mean for three channels"
     );
 
+    // Six images that each fit what one tensor may hold but together do not: refused
+    // before any is decoded (each would be a quarter of the machine's memory).
+    let side = ((dev.max_len() / 12) as f64).sqrt() as u32;
+    let err = InMemoryDataset::from_image_folder(&root, side, side, 3).unwrap_err();
+    let msg = err.to_string();
+    let item = format!("6 images of [3, {side}, {side}]");
+    assert!(msg.contains(&item) && msg.contains("folder"), "{msg}");
+
     std::fs::write(root.join("dogs").join("broken.png"), b"\x89PNG garbage").unwrap();
     let err = InMemoryDataset::from_image_folder(&root, 2, 3, 3).unwrap_err();
     assert!(err.to_string().contains("broken.png"), "{err}");

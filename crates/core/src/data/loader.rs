@@ -128,10 +128,8 @@ impl InMemoryDataset {
                 msg: "no class sub-folders".into(),
             });
         }
-        let cpu = Device::cpu();
-        let size = super::Resize::Exact { width, height };
-        let (mut values, mut labels, mut names) = (Vec::new(), Vec::new(), Vec::new());
-        for (label, dir) in class_dirs.iter().enumerate() {
+        let mut classes = Vec::with_capacity(class_dirs.len());
+        for dir in &class_dirs {
             let images: Vec<_> = listing(dir)?
                 .into_iter()
                 .filter(|p| {
@@ -146,6 +144,25 @@ impl InMemoryDataset {
                     msg: "class folder holds no PNG or JPEG images".into(),
                 });
             }
+            classes.push(images);
+        }
+        // Every image's values reserved before the first is decoded: a folder too large
+        // for memory is refused at once, not after minutes of decoding (or killed).
+        let count: usize = classes.iter().map(Vec::len).sum();
+        let item = [channels, height as usize, width as usize];
+        let mut values = item
+            .iter()
+            .try_fold(count, |n, &d| n.checked_mul(d))
+            .ok_or_else(|| Error::Backend("more values than a usize counts".into()))
+            .and_then(crate::host::with_capacity)
+            .map_err(|e| Error::Format {
+                path: root.display().to_string(),
+                msg: format!("{count} images of {item:?} each: {e}"),
+            })?;
+        let cpu = Device::cpu();
+        let size = super::Resize::Exact { width, height };
+        let (mut labels, mut names) = (Vec::with_capacity(count), Vec::new());
+        for (label, (dir, images)) in class_dirs.iter().zip(classes).enumerate() {
             for path in images {
                 values.extend(super::load_image(&path, channels, size, &cpu)?.to_vec()?);
                 labels.push(label);
