@@ -157,7 +157,7 @@ fn an_image_folder_loads_as_a_labelled_dataset() {
     );
 
     // Six images that each fit what one tensor may hold but together do not: refused
-    // before any is decoded (each would be a quarter of the machine's memory).
+    // before any is decoded (each would be a quarter of that most).
     let side = ((dev.max_len() / 12) as f64).sqrt() as u32;
     let err = InMemoryDataset::from_image_folder(&root, side, side, 3).unwrap_err();
     let msg = err.to_string();

@@ -140,17 +140,17 @@ fn results_past_the_memory_limit_are_errors_not_aborts() {
     }
     // Batch norms: an error naming the layer and its channels, or a panic saying the same.
     let channels = (max + 1).to_string();
-    let named = |what: &str, msg: String| {
-        for n in ["BatchNorm2d::new", &channels, &limit] {
-            assert!(msg.contains(n), "{what}: {msg:?} does not name {n:?}");
+    let named = |layer: &str, msg: String| {
+        for n in [layer, &channels, &limit] {
+            assert!(msg.contains(n), "{layer}: {msg:?} does not name {n:?}");
         }
     };
     let bn = fovea::nn::BatchNorm2d::try_new(max + 1, &dev);
-    named("try_new", bn.err().expect("refused").to_string());
+    named("BatchNorm2d::new", bn.err().expect("refused").to_string());
     let bn3 = fovea::nn::BatchNorm3d::try_new(max + 1, &dev);
-    named("BatchNorm3d", bn3.err().expect("refused").to_string());
+    named("BatchNorm3d::new", bn3.err().expect("refused").to_string());
     named(
-        "new",
+        "BatchNorm1d::new",
         panic_message(|| fovea::nn::BatchNorm1d::new(max + 1, &dev)),
     );
     assert_eq!(
@@ -253,6 +253,11 @@ fn a_result_larger_than_the_memory_left_is_an_error_not_a_kill() {
     assert!(
         std::env::var("FOVEA_CPU_CHECK_LEFT").map_or(true, |v| v != "0"),
         "FOVEA_CPU_CHECK_LEFT=0 would have this test write the machine's whole memory"
+    );
+    let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    assert!(
+        info.contains("MemAvailable:"),
+        "without MemAvailable (Linux before 3.14) nothing is checked, and this test would write the machine's whole memory"
     );
     let dev = Device::cpu();
     // The most one tensor may hold; with a limit set by hand, far past any machine's

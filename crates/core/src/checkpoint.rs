@@ -28,8 +28,9 @@ pub fn save_with_metadata(
     metadata: HashMap<String, String>,
     path: &Path,
 ) -> Result<()> {
-    write_atomically_with(path, |w| {
-        crate::checkpoint_stream::write(w, tensors, metadata, path)
+    let header = crate::checkpoint_stream::header(tensors, metadata, path)?;
+    write_atomically_with(path, |w, tmp| {
+        crate::checkpoint_stream::write(w, &header, tmp)
     })
 }
 
@@ -43,18 +44,19 @@ pub fn save_with_metadata(
 /// killed mid-save left behind are removed by the next save to the same path, once their
 /// process is gone (told by `/proc`, so on Linux).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomically_with(path, |w| {
+    write_atomically_with(path, |w, tmp| {
         w.write_all(bytes).map_err(|source| Error::Io {
-            path: path_str(path),
+            path: path_str(tmp),
             source,
         })
     })
 }
 
-/// [`write_atomically`] of what `write` writes (buffered).
+/// [`write_atomically`] of what `write` writes (buffered) to the temporary file it is
+/// given the path of.
 fn write_atomically_with(
     path: &Path,
-    write: impl FnOnce(&mut dyn Write) -> Result<()>,
+    write: impl FnOnce(&mut dyn Write, &Path) -> Result<()>,
 ) -> Result<()> {
     let dir = path
         .parent()
@@ -64,7 +66,7 @@ fn write_atomically_with(
     remove_stale_temps(dir, name);
     let (tmp, file) = create_temp(dir, name)?;
     let mut w = std::io::BufWriter::new(file);
-    let written = write(&mut w).and_then(|()| {
+    let written = write(&mut w, &tmp).and_then(|()| {
         let at_tmp = |source| Error::Io {
             path: path_str(&tmp),
             source,

@@ -42,9 +42,18 @@ fn invalid(path: &Path, msg: impl std::fmt::Display) -> Error {
 /// Every tensor of the safetensors file at `path` as f32 (f16, bf16, i64 and i32
 /// converted), and the header's string metadata.
 pub(crate) fn read(path: &Path) -> Result<(Named, HashMap<String, String>)> {
-    let file = std::fs::File::open(path).map_err(io(path))?;
-    let size = file.metadata().map_err(io(path))?.len();
-    let mut r = std::io::BufReader::with_capacity(CHUNK, file);
+    let mut file = std::fs::File::open(path).map_err(io(path))?;
+    let meta = file.metadata().map_err(io(path))?;
+    // A pipe (`/dev/stdin`, `<(…)`) has no size to check the header against: read whole.
+    let (mut r, size): (Box<dyn Read>, u64) = if meta.is_file() {
+        let r = std::io::BufReader::with_capacity(CHUNK, file);
+        (Box::new(r), meta.len())
+    } else {
+        let mut all = Vec::new();
+        file.read_to_end(&mut all).map_err(io(path))?;
+        let size = all.len() as u64;
+        (Box::new(std::io::Cursor::new(all)), size)
+    };
     let short = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::UnexpectedEof => invalid(path, "shorter than its header says"),
         _ => io(path)(e),
@@ -134,20 +143,35 @@ fn decode(dtype: Dtype, bytes: &[u8], out: &mut Vec<f32>) {
     }
 }
 
-/// Writes `tensors` (each in its dtype, F32 or F16) and `metadata` to `w` as a
-/// safetensors file; io errors name `path`.
-pub(crate) fn write(
-    w: &mut dyn Write,
-    tensors: &[(String, Tensor)],
+/// What [`write`] writes: the header (its length first, padded as `safetensors` pads it)
+/// and the tensors in the file's order. Made before any file is opened, so that a
+/// checkpoint no reader would take (a duplicated name, a header past [`MAX_HEADER`]) is
+/// refused with the old file left as it was.
+pub(crate) struct Header<'t> {
+    bytes: Vec<u8>,
+    order: Vec<&'t Tensor>,
+}
+
+/// The [`Header`] of `tensors` (each in its dtype, F32 or F16) and `metadata`; errors
+/// name `path`.
+pub(crate) fn header<'t>(
+    tensors: &'t [(String, Tensor)],
     metadata: HashMap<String, String>,
     path: &Path,
-) -> Result<()> {
+) -> Result<Header<'t>> {
+    let refuse = |msg: String| Error::Format {
+        path: path.display().to_string(),
+        msg,
+    };
     let dtype = |t: &Tensor| match t.dtype() {
         DType::F32 => Dtype::F32,
         DType::F16 => Dtype::F16,
     };
     let mut order: Vec<&(String, Tensor)> = tensors.iter().collect();
     order.sort_by(|(a, x), (b, y)| dtype(y).cmp(&dtype(x)).then(a.cmp(b)));
+    if let Some(w) = order.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(refuse(format!("two tensors are named {:?}", w[0].0)));
+    }
     let mut offset = 0;
     let infos = order
         .iter()
@@ -167,21 +191,30 @@ pub(crate) fn write(
         })
         .collect();
     let metadata = (!metadata.is_empty()).then_some(metadata);
-    let meta = Metadata::new(metadata, infos).map_err(|e| Error::Format {
-        path: path.display().to_string(),
-        msg: e.to_string(),
-    })?;
-    let mut header = serde_json::to_vec(&meta).map_err(|e| Error::Format {
-        path: path.display().to_string(),
-        msg: e.to_string(),
-    })?;
-    header.resize(header.len().next_multiple_of(8), b' ');
+    let meta = Metadata::new(metadata, infos).map_err(|e| refuse(e.to_string()))?;
+    let mut json = serde_json::to_vec(&meta).map_err(|e| refuse(e.to_string()))?;
+    json.resize(json.len().next_multiple_of(8), b' ');
+    if json.len() as u64 > MAX_HEADER {
+        return Err(refuse(format!(
+            "a header of {} bytes (names and metadata) is more than the {MAX_HEADER} safetensors reads",
+            json.len()
+        )));
+    }
+    let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(json);
+    Ok(Header {
+        bytes,
+        order: order.into_iter().map(|(_, t)| t).collect(),
+    })
+}
+
+/// Writes `header` and its tensors' values to `w` as a safetensors file; io errors name
+/// `path` (the file being written).
+pub(crate) fn write(w: &mut dyn Write, header: &Header, path: &Path) -> Result<()> {
     let io = io(path);
-    w.write_all(&(header.len() as u64).to_le_bytes())
-        .and_then(|()| w.write_all(&header))
-        .map_err(&io)?;
+    w.write_all(&header.bytes).map_err(&io)?;
     let mut bytes = Vec::with_capacity(CHUNK);
-    for (_, t) in order {
+    for t in &header.order {
         let values = t.to_vec()?;
         for chunk in values.chunks(CHUNK / 4) {
             bytes.clear();
@@ -223,7 +256,8 @@ mod tests {
         let tensors = tensors();
         let metadata = HashMap::from([("step".to_string(), "12".to_string())]);
         let mut streamed = Vec::new();
-        write(&mut streamed, &tensors, metadata.clone(), Path::new("x")).unwrap();
+        let head = header(&tensors, metadata.clone(), Path::new("x")).unwrap();
+        write(&mut streamed, &head, Path::new("x")).unwrap();
         let host: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
             .iter()
             .map(|(n, t)| {
@@ -249,6 +283,47 @@ mod tests {
     }
 
     #[test]
+    fn checkpoints_no_reader_takes_are_refused_before_writing() {
+        let mut tensors = tensors();
+        let path = Path::new("model.safetensors");
+        tensors.push(tensors[0].clone());
+        let msg = header(&tensors, HashMap::new(), path)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(msg.contains("two tensors are named \"b.weight\""), "{msg}");
+        tensors.pop();
+        let long = HashMap::from([("notes".to_string(), "x".repeat(MAX_HEADER as usize))]);
+        let msg = header(&tensors, long, path).err().unwrap().to_string();
+        assert!(
+            msg.contains("a header of") && msg.contains("model.safetensors"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn a_pipe_is_read_whole() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = std::env::temp_dir().join(format!("fovea-pipe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("pipe");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid, NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let tensors = tensors();
+        let mut file = Vec::new();
+        let head = header(&tensors, HashMap::new(), &fifo).unwrap();
+        write(&mut file, &head, &fifo).unwrap();
+        let at = fifo.clone();
+        let writer = std::thread::spawn(move || std::fs::write(at, file).unwrap());
+        let (read_back, _) = read(&fifo).unwrap();
+        writer.join().unwrap();
+        assert_eq!(read_back["b.weight"].1, tensors[0].1.to_vec().unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_streamed_file_reads_back_and_damaged_ones_are_refused() {
         let dir = std::env::temp_dir().join(format!("fovea-stream-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -256,7 +331,8 @@ mod tests {
         let tensors = tensors();
         let mut file = Vec::new();
         let metadata = HashMap::from([("k".to_string(), "v".to_string())]);
-        write(&mut file, &tensors, metadata.clone(), &path).unwrap();
+        let head = header(&tensors, metadata.clone(), &path).unwrap();
+        write(&mut file, &head, &path).unwrap();
         std::fs::write(&path, &file).unwrap();
         let (read_back, meta) = read(&path).unwrap();
         assert_eq!(meta, metadata);

@@ -88,10 +88,13 @@ fn admit(len: usize) -> Result<Layout> {
 /// Fails where a fresh buffer of `len` values is larger than the memory the system has
 /// left ([`memory_left::left`]), once the kept buffers and the allocator's free pages have
 /// gone back to it: the allocation itself would succeed (Linux overcommits), and writing
-/// it would get the process killed, its unsaved work with it. Only buffers the allocator
-/// maps afresh (past [`HEAP_BLOCKS`]) are checked; smaller ones come from its heap, whose
-/// freed memory stays in the process, and reading `/proc/meminfo` (about 20 µs) would be a
-/// noticeable share of their time. `FOVEA_CPU_CHECK_LEFT=0` turns the check off (say, for
+/// it would get the process killed, its unsaved work with it. Only buffers past
+/// [`HEAP_BLOCKS`] are checked: glibc maps those afresh (with [`keep_freed_memory`]'s
+/// settings, and with its own defaults, whose threshold stops there), while smaller ones
+/// come from its heap, whose freed memory stays in the process, and reading
+/// `/proc/meminfo` (about 20 µs) would be a noticeable share of their time. What it
+/// cannot see: buffers allocated but not yet written (the system counts pages as they are
+/// written), so two threads allocating at once may both pass. `FOVEA_CPU_CHECK_LEFT=0` turns the check off (say, for
 /// a program that means to swap).
 fn check_left(len: usize) -> Result<()> {
     check_left_after(len, || {
@@ -118,7 +121,7 @@ fn check_left_after(len: usize, make_room: impl FnOnce()) -> Result<()> {
         return Ok(());
     };
     Err(Error::Backend(format!(
-        "{len} values ({}) are more than the {} of memory the system has left (MemAvailable, or a container's limit less its use); free some tensors or use a smaller batch (FOVEA_CPU_CHECK_LEFT=0 allocates anyway)",
+        "{len} values ({}) are more than the {} of memory the system has left (MemAvailable, or a control group's limit less its use); free some tensors or use a smaller batch (FOVEA_CPU_CHECK_LEFT=0 allocates anyway)",
         fmt_bytes(bytes as u128),
         fmt_bytes(left as u128)
     )))
@@ -341,6 +344,8 @@ pub(crate) unsafe fn written_pair(
     if len == 0 {
         return Ok((Vec::new(), Vec::new()));
     }
+    // Together: the first, unwritten, is not yet missing from what the system has left.
+    check_left(len.saturating_mul(2))?;
     let (mut a, mut b) = (allocate(len)?, allocate(len)?);
     fill(
         &mut a.spare_capacity_mut()[..len],
@@ -416,6 +421,10 @@ mod tests {
     #[test]
     #[cfg(target_os = "linux")]
     fn a_fresh_buffer_larger_than_the_memory_left_is_refused() {
+        assert!(
+            std::env::var("FOVEA_CPU_CHECK_LEFT").map_or(true, |v| v != "0"),
+            "FOVEA_CPU_CHECK_LEFT=0 turns off what this test checks"
+        );
         // Other tests here count on the kept buffers: none are released.
         let check = |len: usize| check_left_after(len, || {});
         // The largest the limit admits: the machine's memory, more than it has left with

@@ -6,28 +6,63 @@
 //! program that outgrows the machine lost its work without a word; `host` checks each
 //! large fresh buffer against this first.
 
+use std::path::{Path, PathBuf};
+
 /// The bytes left, where the system says (Linux).
 pub(crate) fn left() -> Option<u64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
     let machine = meminfo_bytes(&info, "MemAvailable")?;
-    let read = |p: &str| std::fs::read_to_string(p).ok();
-    // cgroup v2, then v1 (whose "no limit" is a vast number, which `min` passes over).
-    let group = [
-        ("", "memory.max", "memory.current", "inactive_file"),
-        (
-            "memory/",
-            "memory.limit_in_bytes",
-            "memory.usage_in_bytes",
-            "total_inactive_file",
-        ),
-    ]
-    .iter()
-    .find_map(|&(dir, max, current, key)| {
-        let file = |f: &str| read(&format!("/sys/fs/cgroup/{dir}{f}"));
-        let stat = file("memory.stat").unwrap_or_default();
-        headroom(&file(max)?, &file(current)?, &stat, key)
-    });
+    let read = |p: &Path| std::fs::read_to_string(p).ok();
+    let cgroup = read(Path::new("/proc/self/cgroup")).unwrap_or_default();
+    let group = groups(&cgroup, Path::new("/sys/fs/cgroup"))
+        .into_iter()
+        .filter_map(|(dir, [max, current, inactive])| {
+            let stat = read(&dir.join("memory.stat")).unwrap_or_default();
+            headroom(
+                &read(&dir.join(max))?,
+                &read(&dir.join(current))?,
+                &stat,
+                inactive,
+            )
+        })
+        .min();
     Some(group.map_or(machine, |g| g.min(machine)))
+}
+
+/// The folders of this process's memory control groups (`/proc/self/cgroup`, under
+/// `root`), its own first and then each parent up to the hierarchy's root, since a limit
+/// set on any of them applies (a systemd unit's `MemoryMax`, a container that shares the
+/// host's hierarchy); with each the names of its limit, usage and inactive-file fields:
+/// cgroup v2's, or v1's memory controller's (whose "no limit" is a vast number).
+fn groups(cgroup: &str, root: &Path) -> Vec<(PathBuf, [&'static str; 3])> {
+    const V2: [&str; 3] = ["memory.max", "memory.current", "inactive_file"];
+    const V1: [&str; 3] = [
+        "memory.limit_in_bytes",
+        "memory.usage_in_bytes",
+        "total_inactive_file",
+    ];
+    let mut dirs = Vec::new();
+    for line in cgroup.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let (base, files) = if id == "0" && controllers.is_empty() {
+            (root.to_path_buf(), V2)
+        } else if controllers.split(',').any(|c| c == "memory") {
+            (root.join("memory"), V1)
+        } else {
+            continue;
+        };
+        let mut at = Some(Path::new(path));
+        while let Some(p) = at {
+            let below = p.strip_prefix("/").unwrap_or(p);
+            dirs.push((base.join(below), files));
+            at = p.parent();
+        }
+    }
+    dirs
 }
 
 /// A `/proc/meminfo` field (`MemTotal`, `MemAvailable`) in bytes.
@@ -89,6 +124,43 @@ mod tests {
             headroom("1000", "600", v1, "total_inactive_file"),
             Some(500)
         );
+    }
+
+    #[test]
+    fn every_group_from_the_process_s_own_up_to_the_root_is_read() {
+        let root = Path::new("/sys/fs/cgroup");
+        let dirs = |cgroup| -> Vec<(String, &str)> {
+            groups(cgroup, root)
+                .into_iter()
+                .map(|(d, f)| (d.display().to_string(), f[0]))
+                .collect()
+        };
+        assert_eq!(
+            dirs("0::/user.slice/app.scope\n"),
+            [
+                ("/sys/fs/cgroup/user.slice/app.scope".into(), "memory.max"),
+                ("/sys/fs/cgroup/user.slice".into(), "memory.max"),
+                ("/sys/fs/cgroup/".into(), "memory.max"),
+            ]
+        );
+        // A private namespace's own group is its root; v1 names its memory controller.
+        assert_eq!(dirs("0::/\n"), [("/sys/fs/cgroup/".into(), "memory.max")]);
+        let v1 = "12:cpu,cpuacct:/a\n4:memory:/docker/abc\n";
+        assert_eq!(
+            dirs(v1),
+            [
+                (
+                    "/sys/fs/cgroup/memory/docker/abc".into(),
+                    "memory.limit_in_bytes"
+                ),
+                (
+                    "/sys/fs/cgroup/memory/docker".into(),
+                    "memory.limit_in_bytes"
+                ),
+                ("/sys/fs/cgroup/memory/".into(), "memory.limit_in_bytes"),
+            ]
+        );
+        assert!(dirs("garbage").is_empty());
     }
 
     #[test]

@@ -65,13 +65,14 @@ impl BatchNorm2d {
     /// [`BatchNorm2d::new`], with an error naming the layer and its channels where the
     /// device cannot hold them (a model's constructor that returns `Result` uses this).
     pub fn try_new(channels: usize, device: &Device) -> Result<BatchNorm2d> {
+        BatchNorm2d::named("BatchNorm2d::new", channels, device)
+    }
+
+    /// [`BatchNorm2d::try_new`] for the layer `layer` (the 1-D and 3-D ones wrap this).
+    fn named(layer: &'static str, channels: usize, device: &Device) -> Result<BatchNorm2d> {
         let full = |shape: &[usize], value| {
-            Tensor::try_full(shape, value, device).map_err(|e| {
-                Error::op(
-                    "BatchNorm2d::new",
-                    format!("{channels} channels: {}", e.root()),
-                )
-            })
+            Tensor::try_full(shape, value, device)
+                .map_err(|e| Error::op(layer, format!("{channels} channels: {}", e.root())))
         };
         Ok(BatchNorm2d {
             weight: full(&[channels], 1.0)?.requires_grad(),
@@ -251,12 +252,12 @@ macro_rules! batch_norm_nd {
             /// Over `channels` (momentum 0.1, eps 1e-5), in training mode; panics where
             /// the device cannot hold `channels` values, as [`BatchNorm2d::new`] does.
             pub fn new(channels: usize, device: &Device) -> $name {
-                $name(BatchNorm2d::new(channels, device))
+                $name::try_new(channels, device).unwrap_or_else(|e| panic!("{e}"))
             }
 
             /// [`Self::new`], with an error where the device cannot hold the channels.
             pub fn try_new(channels: usize, device: &Device) -> Result<$name> {
-                BatchNorm2d::try_new(channels, device).map($name)
+                BatchNorm2d::named(concat!($torch, "::new"), channels, device).map($name)
             }
         }
 

@@ -90,8 +90,9 @@ impl Tensor {
         op_fn(&self)
     }
 
-    /// `mul · x + add` of a tensor given up by its caller, computed as [`Tensor::affine`]
-    /// computes it (over its own buffer where [`Self::consumed`] would), with no gradient,
+    /// `mul · x + add` of a tensor given up by its caller, in f32, computed as
+    /// [`Tensor::affine`] computes an f32 tensor's (over its own buffer where
+    /// [`Self::consumed`] would), with no gradient,
     /// and with a device's failure (out of memory) as an error rather than a panic: the
     /// layers' fallible constructors scale their random weights with it, in place, where
     /// a new buffer held the weight twice while it was made.
