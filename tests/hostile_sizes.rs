@@ -244,46 +244,6 @@ fn results_past_any_memory_are_errors_on_the_default_cpu_device() {
     assert!(dev.max_len() < 1 << 50, "the CPU's limit {}", dev.max_len());
 }
 
-/// A result within what one CPU tensor may hold (the machine's memory) but larger than the
-/// memory the system has left is an error naming the op, not an allocation that Linux
-/// grants and then kills the process for writing.
-#[test]
-#[cfg(target_os = "linux")]
-fn a_result_larger_than_the_memory_left_is_an_error_not_a_kill() {
-    assert!(
-        std::env::var("FOVEA_CPU_CHECK_LEFT").map_or(true, |v| v != "0"),
-        "FOVEA_CPU_CHECK_LEFT=0 would have this test write the machine's whole memory"
-    );
-    let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    assert!(
-        info.contains("MemAvailable:"),
-        "without MemAvailable (Linux before 3.14) nothing is checked, and this test would write the machine's whole memory"
-    );
-    let dev = Device::cpu();
-    // The most one tensor may hold; with a limit set by hand, far past any machine's
-    // memory instead.
-    let len = match std::env::var_os("FOVEA_CPU_MEMORY_LIMIT") {
-        None => dev.max_len(),
-        Some(_) => 1 << 40,
-    };
-    let shape = format!("[{len}]");
-    let msg = refused(
-        "try_zeros",
-        Tensor::try_zeros(&[len], &dev),
-        &["full", &shape],
-    );
-    if len <= dev.max_len() {
-        assert!(msg.contains("left"), "{msg:?} does not say what is left");
-    }
-    // An op's result, a padded plane of about as many values.
-    let x = Tensor::ones(&[1, 1, 1, 1], &dev);
-    let side = (len as f64).sqrt() as usize - 1;
-    let (a, b) = (side / 2, side - side / 2);
-    refused("pad", x.pad(&[a, b, a, b], 0.0), &["pad", "[1, 1, 1, 1]"]);
-    // The device works on.
-    assert_eq!(x.add_scalar(1.0).sum().item().unwrap(), 2.0);
-}
-
 /// Shapes whose element count, or an output size, wraps past `usize::MAX` used to give
 /// tensors whose shape did not match their data (or a small, wrong output): now an error.
 #[test]

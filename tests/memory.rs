@@ -1,6 +1,6 @@
-//! Memory: what graphs hold (the CPU backend's live-byte counter) and how the GPU pool
-//! grows. In a file of their own: both counters are process-wide, and other tests would
-//! allocate beside them.
+//! Memory: what graphs hold (the CPU backend's live-byte counter), how the GPU pool
+//! grows, and results larger than the memory the system has left. In a file of their
+//! own: the counters are process-wide, and other tests would allocate beside them.
 
 mod common;
 
@@ -120,6 +120,60 @@ fn a_layers_weight_is_drawn_and_scaled_in_one_buffer() {
     let fresh = Tensor::rand(&[200, 300], 7, &dev).affine(2.0 * bound, -bound);
     assert_eq!(layer.weight.to_vec().unwrap(), fresh.to_vec().unwrap());
     assert!(layer.weight.is_requires_grad());
+}
+
+/// A result within what one CPU tensor may hold (the machine's memory) but larger than the
+/// memory the system has left is an error naming the op, not an allocation that Linux
+/// grants and then kills the process for writing.
+#[test]
+#[cfg(target_os = "linux")]
+fn a_result_larger_than_the_memory_left_is_an_error_not_a_kill() {
+    // A refusal gives the kept buffers back, which the counting tests here would see.
+    let _turn = CPU_COUNTER.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(
+        std::env::var("FOVEA_CPU_CHECK_LEFT").map_or(true, |v| v != "0"),
+        "FOVEA_CPU_CHECK_LEFT=0 would have this test write the machine's whole memory"
+    );
+    let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    assert!(
+        info.contains("MemAvailable:"),
+        "without MemAvailable (Linux before 3.14) nothing is checked, and this test would write the machine's whole memory"
+    );
+    let dev = Device::cpu();
+    // The most one tensor may hold; with a limit set by hand, far past any machine's
+    // memory instead.
+    let len = match std::env::var_os("FOVEA_CPU_MEMORY_LIMIT") {
+        None => dev.max_len(),
+        Some(_) => 1 << 40,
+    };
+    let refused = |what: &str, r: fovea::Result<Tensor>, names: &[&str]| {
+        let msg = r
+            .err()
+            .unwrap_or_else(|| panic!("{what}: made"))
+            .to_string();
+        for n in names {
+            assert!(msg.contains(n), "{what}: {msg:?} does not name {n:?}");
+        }
+        if len <= dev.max_len() {
+            assert!(
+                msg.contains("left"),
+                "{what}: {msg:?} does not say what is left"
+            );
+        }
+    };
+    let shape = format!("[{len}]");
+    refused(
+        "try_zeros",
+        Tensor::try_zeros(&[len], &dev),
+        &["full", &shape],
+    );
+    // An op's result, a padded plane of about as many values.
+    let x = Tensor::ones(&[1, 1, 1, 1], &dev);
+    let side = (len as f64).sqrt() as usize - 1;
+    let (a, b) = (side / 2, side - side / 2);
+    refused("pad", x.pad(&[a, b, a, b], 0.0), &["pad", "[1, 1, 1, 1]"]);
+    // The device works on.
+    assert_eq!(x.add_scalar(1.0).sum().item().unwrap(), 2.0);
 }
 
 /// A GPU device of the test's own on the default adapter: tests that count the buffer

@@ -94,8 +94,8 @@ fn admit(len: usize) -> Result<Layout> {
 /// come from its heap, whose freed memory stays in the process, and reading
 /// `/proc/meminfo` (about 20 µs) would be a noticeable share of their time. What it
 /// cannot see: buffers allocated but not yet written (the system counts pages as they are
-/// written), so two threads allocating at once may both pass. `FOVEA_CPU_CHECK_LEFT=0` turns the check off (say, for
-/// a program that means to swap).
+/// written), so two threads allocating at once may both pass. `FOVEA_CPU_CHECK_LEFT=0`
+/// turns the check off (say, for a program that means to swap).
 fn check_left(len: usize) -> Result<()> {
     check_left_after(len, || {
         release_kept();
@@ -106,7 +106,7 @@ fn check_left(len: usize) -> Result<()> {
 /// [`check_left`], calling `make_room` before it refuses.
 fn check_left_after(len: usize, make_room: impl FnOnce()) -> Result<()> {
     static CHECK: OnceLock<bool> = OnceLock::new();
-    let bytes = len as u64 * 4;
+    let bytes = (len as u64).saturating_mul(4);
     if bytes <= HEAP_BLOCKS as u64
         || !*CHECK.get_or_init(|| std::env::var("FOVEA_CPU_CHECK_LEFT").map_or(true, |v| v != "0"))
     {
