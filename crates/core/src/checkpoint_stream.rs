@@ -3,9 +3,10 @@
 //! written whole (`safetensors::serialize`), a save held every tensor's bytes and then the
 //! file they made beside the tensors, twice a checkpoint's size, so a model that filled
 //! the machine could not be saved at the end of its training. Here a load holds its
-//! values and the header, a save one tensor's values, and both one chunk of bytes. The
-//! files are byte for byte what `safetensors::serialize` writes (tensors by dtype, widest
-//! first, then by name; the header padded with spaces to 8 bytes).
+//! values and the header, a save one tensor's values, and both one chunk of bytes (a pipe,
+//! whose length is not known ahead, is read whole). The files are byte for byte what
+//! `safetensors::serialize` writes (tensors by dtype, widest first, then by name; the
+//! header padded with spaces to 8 bytes; string metadata in its map's order, as there).
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -167,11 +168,12 @@ pub(crate) fn header<'t>(
         DType::F32 => Dtype::F32,
         DType::F16 => Dtype::F16,
     };
+    let mut names = std::collections::HashSet::new();
+    if let Some((name, _)) = tensors.iter().find(|(n, _)| !names.insert(n)) {
+        return Err(refuse(format!("two tensors are named {name:?}")));
+    }
     let mut order: Vec<&(String, Tensor)> = tensors.iter().collect();
     order.sort_by(|(a, x), (b, y)| dtype(y).cmp(&dtype(x)).then(a.cmp(b)));
-    if let Some(w) = order.windows(2).find(|w| w[0].0 == w[1].0) {
-        return Err(refuse(format!("two tensors are named {:?}", w[0].0)));
-    }
     let mut offset = 0;
     let infos = order
         .iter()
@@ -286,13 +288,17 @@ mod tests {
     fn checkpoints_no_reader_takes_are_refused_before_writing() {
         let mut tensors = tensors();
         let path = Path::new("model.safetensors");
-        tensors.push(tensors[0].clone());
-        let msg = header(&tensors, HashMap::new(), path)
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(msg.contains("two tensors are named \"b.weight\""), "{msg}");
-        tensors.pop();
+        // Of one dtype, and of two (which sort apart).
+        for copy in [0, 1] {
+            let (name, t) = (tensors[0].0.clone(), tensors[copy].1.clone());
+            tensors.push((name, t));
+            let msg = header(&tensors, HashMap::new(), path)
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(msg.contains("two tensors are named \"b.weight\""), "{msg}");
+            tensors.pop();
+        }
         let long = HashMap::from([("notes".to_string(), "x".repeat(MAX_HEADER as usize))]);
         let msg = header(&tensors, long, path).err().unwrap().to_string();
         assert!(

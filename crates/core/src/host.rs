@@ -40,19 +40,13 @@ fn parse_bytes(s: &str) -> Option<usize> {
     (bytes.is_finite() && bytes >= 1.0).then(|| bytes.min(usize::MAX as f64) as usize)
 }
 
-/// The machine's memory, or the control group's limit when that is lower (a container).
+/// The machine's memory, or its control groups' lowest limit when that is lower (a
+/// container, a systemd unit's `MemoryMax`).
 fn machine_memory() -> Option<usize> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let total = usize::try_from(memory_left::meminfo_bytes(&info, "MemTotal")?).ok()?;
-    let cgroup = [
-        "/sys/fs/cgroup/memory.max",
-        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-    ]
-    .iter()
-    .filter_map(|p| std::fs::read_to_string(p).ok())
-    .filter_map(|s| s.trim().parse::<usize>().ok())
-    .min();
-    Some(cgroup.map_or(total, |c| c.min(total)))
+    let total = memory_left::meminfo_bytes(&info, "MemTotal")?;
+    let least = memory_left::group_limit().map_or(total, |g| g.min(total));
+    usize::try_from(least).ok()
 }
 
 /// A byte count for messages: `1.50 GiB`.
@@ -92,10 +86,11 @@ fn admit(len: usize) -> Result<Layout> {
 /// [`HEAP_BLOCKS`] are checked: glibc maps those afresh (with [`keep_freed_memory`]'s
 /// settings, and with its own defaults, whose threshold stops there), while smaller ones
 /// come from its heap, whose freed memory stays in the process, and reading
-/// `/proc/meminfo` (about 20 µs) would be a noticeable share of their time. What it
-/// cannot see: buffers allocated but not yet written (the system counts pages as they are
-/// written), so two threads allocating at once may both pass. `FOVEA_CPU_CHECK_LEFT=0`
-/// turns the check off (say, for a program that means to swap).
+/// `/proc/meminfo` and the control groups' files (about 50 µs on a 2-core VM) would be a
+/// noticeable share of their time. What it cannot see: buffers allocated but not yet
+/// written (the system counts pages as they are written), so two threads allocating at
+/// once may both pass. `FOVEA_CPU_CHECK_LEFT=0` turns the check off (say, for a program
+/// that means to swap).
 fn check_left(len: usize) -> Result<()> {
     check_left_after(len, || {
         release_kept();
@@ -345,6 +340,7 @@ pub(crate) unsafe fn written_pair(
         return Ok((Vec::new(), Vec::new()));
     }
     // Together: the first, unwritten, is not yet missing from what the system has left.
+    admit(len)?;
     check_left(len.saturating_mul(2))?;
     let (mut a, mut b) = (allocate(len)?, allocate(len)?);
     fill(

@@ -12,21 +12,35 @@ use std::path::{Path, PathBuf};
 pub(crate) fn left() -> Option<u64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
     let machine = meminfo_bytes(&info, "MemAvailable")?;
-    let read = |p: &Path| std::fs::read_to_string(p).ok();
-    let cgroup = read(Path::new("/proc/self/cgroup")).unwrap_or_default();
-    let group = groups(&cgroup, Path::new("/sys/fs/cgroup"))
-        .into_iter()
-        .filter_map(|(dir, [max, current, inactive])| {
+    let group = limited_groups()
+        .filter_map(|(dir, limit, [_, current, inactive])| {
+            let current = read(&dir.join(current))?;
             let stat = read(&dir.join("memory.stat")).unwrap_or_default();
-            headroom(
-                &read(&dir.join(max))?,
-                &read(&dir.join(current))?,
-                &stat,
-                inactive,
-            )
+            headroom(limit, &current, &stat, inactive)
         })
         .min();
     Some(group.map_or(machine, |g| g.min(machine)))
+}
+
+/// The lowest limit of this process's memory control groups, where one has a limit.
+pub(crate) fn group_limit() -> Option<u64> {
+    limited_groups().map(|(_, limit, _)| limit).min()
+}
+
+fn read(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok()
+}
+
+/// [`groups`] of this process that have a limit, with it: cgroup v1's "no limit" is a
+/// number near 2⁶³, v2's `max`.
+fn limited_groups() -> impl Iterator<Item = (PathBuf, u64, [&'static str; 3])> {
+    let cgroup = read(Path::new("/proc/self/cgroup")).unwrap_or_default();
+    groups(&cgroup, Path::new("/sys/fs/cgroup"))
+        .into_iter()
+        .filter_map(|(dir, files)| {
+            let limit: u64 = read(&dir.join(files[0]))?.trim().parse().ok()?;
+            (limit < 1 << 62).then_some((dir, limit, files))
+        })
 }
 
 /// The folders of this process's memory control groups (`/proc/self/cgroup`, under
@@ -77,10 +91,8 @@ pub(crate) fn meminfo_bytes(info: &str, field: &str) -> Option<u64> {
     kib.checked_mul(1024)
 }
 
-/// A control group's limit less its use, its inactive file pages counted as free; none
-/// where it has no limit (`max`).
-fn headroom(max: &str, current: &str, stat: &str, inactive: &str) -> Option<u64> {
-    let max: u64 = max.trim().parse().ok()?;
+/// A control group's `limit` less its use, its inactive file pages counted as free.
+fn headroom(limit: u64, current: &str, stat: &str, inactive: &str) -> Option<u64> {
     let current: u64 = current.trim().parse().ok()?;
     let cache = stat
         .lines()
@@ -92,7 +104,7 @@ fn headroom(max: &str, current: &str, stat: &str, inactive: &str) -> Option<u64>
                 .ok()
         })
         .unwrap_or(0u64);
-    Some(max.saturating_sub(current.saturating_sub(cache)))
+    Some(limit.saturating_sub(current.saturating_sub(cache)))
 }
 
 #[cfg(test)]
@@ -112,18 +124,12 @@ mod tests {
     #[test]
     fn a_groups_headroom_counts_its_inactive_file_pages_as_free() {
         let stat = "anon 900\nfile 500\ninactive_file 300\nactive_file 200\n";
-        assert_eq!(
-            headroom("2000\n", "1500\n", stat, "inactive_file"),
-            Some(800)
-        );
-        assert_eq!(headroom("max\n", "1500", stat, "inactive_file"), None);
+        assert_eq!(headroom(2000, "1500\n", stat, "inactive_file"), Some(800));
+        assert_eq!(headroom(2000, "lots", stat, "inactive_file"), None);
         // Over its limit (the kernel is reclaiming): nothing left.
-        assert_eq!(headroom("1000", "1500", "", "inactive_file"), Some(0));
+        assert_eq!(headroom(1000, "1500", "", "inactive_file"), Some(0));
         let v1 = "cache 10\ntotal_inactive_file 100\n";
-        assert_eq!(
-            headroom("1000", "600", v1, "total_inactive_file"),
-            Some(500)
-        );
+        assert_eq!(headroom(1000, "600", v1, "total_inactive_file"), Some(500));
     }
 
     #[test]
