@@ -81,31 +81,36 @@ impl Tensor {
     /// place), else as `op_fn` computes it. In inference an activation after a
     /// convolution then makes no new buffer and no second copy of the activation.
     fn consumed(mut self, op: UnaryOp, op_fn: impl FnOnce(&Tensor) -> Tensor) -> Tensor {
-        let (shape, device) = (self.shape().to_vec(), self.device().clone());
-        if let Some(storage) = self.sole_storage().filter(|s| s.dtype() == DType::F32) {
-            if let Ok(true) = device.backend().unary_in_place(storage, op) {
-                return Tensor::leaf(storage.clone(), shape, &device);
-            }
+        if let Ok(Some(y)) = self.over_own_buffer(op) {
+            return y;
         }
         op_fn(&self)
     }
 
-    /// `mul · x + add` of a tensor given up by its caller, in f32, computed as
-    /// [`Tensor::affine`] computes an f32 tensor's (over its own buffer where
-    /// [`Self::consumed`] would), with no gradient,
-    /// and with a device's failure (out of memory) as an error rather than a panic: the
+    /// `op` written over this tensor's f32 buffer where nothing else can see it and the
+    /// backend writes in place: the result, with no gradient; else `None`, the tensor
+    /// untouched.
+    fn over_own_buffer(&mut self, op: UnaryOp) -> Result<Option<Tensor>> {
+        let (shape, device) = (self.shape().to_vec(), self.device().clone());
+        let Some(storage) = self.sole_storage().filter(|s| s.dtype() == DType::F32) else {
+            return Ok(None);
+        };
+        let written = device.backend().unary_in_place(storage, op)?;
+        Ok(written.then(|| Tensor::leaf(storage.clone(), shape, &device)))
+    }
+
+    /// `mul · x + add` of an f32 tensor given up by its caller, with no gradient, as
+    /// [`Tensor::affine`] computes it (over its own buffer where [`Self::consumed`] would)
+    /// but with a device's failure (out of memory) as an error rather than a panic: the
     /// layers' fallible constructors scale their random weights with it, in place, where
     /// a new buffer held the weight twice while it was made.
     pub(crate) fn try_into_affine(mut self, mul: f32, add: f32) -> Result<Tensor> {
         let op = UnaryOp::Affine { mul, add };
-        let (shape, device) = (self.shape().to_vec(), self.device().clone());
-        if let Some(storage) = self.sole_storage().filter(|s| s.dtype() == DType::F32) {
-            if device.backend().unary_in_place(storage, op)? {
-                return Ok(Tensor::leaf(storage.clone(), shape, &device));
-            }
+        if let Some(y) = self.over_own_buffer(op)? {
+            return Ok(y);
         }
-        let storage = device.backend().unary(&self.f32_storage(), op)?;
-        Ok(Tensor::leaf(storage, shape, &device))
+        let storage = self.backend().unary(&self.f32_storage(), op)?;
+        Ok(Tensor::leaf(storage, self.shape().to_vec(), self.device()))
     }
 
     /// [`Tensor::relu`] of a tensor given up by its caller, over its own buffer where
