@@ -86,8 +86,8 @@ fn admit(len: usize) -> Result<Layout> {
 /// [`HEAP_BLOCKS`] are checked: glibc maps those afresh (with [`keep_freed_memory`]'s
 /// settings, and with its own defaults, whose threshold stops there), while smaller ones
 /// come from its heap, whose freed memory stays in the process, and reading
-/// `/proc/meminfo` and the control groups' files (about 50 µs on a 2-core VM) would be a
-/// noticeable share of their time. What it cannot see: buffers allocated but not yet
+/// `/proc/meminfo` and the limited control groups' use (about 13 µs on a 2-core VM) would
+/// be a noticeable share of their time. What it cannot see: buffers allocated but not yet
 /// written (the system counts pages as they are written), so two threads allocating at
 /// once may both pass. `FOVEA_CPU_CHECK_LEFT=0` turns the check off (say, for a program
 /// that means to swap).
@@ -269,11 +269,16 @@ fn reuse(len: usize) -> Option<Vec<f32>> {
 /// size, else a fresh allocation: an error where the size passes the memory limit or the
 /// system refuses it.
 fn allocate(len: usize) -> Result<Vec<f32>> {
+    allocate_after(len, check_left)
+}
+
+/// [`allocate`], with `check` in place of [`check_left`] before a fresh allocation.
+fn allocate_after(len: usize, check: impl FnOnce(usize) -> Result<()>) -> Result<Vec<f32>> {
     let layout = admit(len)?;
     if let Some(v) = reuse(len) {
         return Ok(v);
     }
-    check_left(len)?;
+    check(len)?;
     // SAFETY: `layout` has a non-zero size (len > 0). A non-null pointer from the global
     // allocator with exactly the layout a `Vec<f32>` of capacity `len` uses is what
     // `Vec::from_raw_parts` requires; the vector starts empty, so nothing is read yet.
@@ -339,10 +344,12 @@ pub(crate) unsafe fn written_pair(
     if len == 0 {
         return Ok((Vec::new(), Vec::new()));
     }
-    // Together: the first, unwritten, is not yet missing from what the system has left.
+    // Checked together, once: the first, unwritten, would not yet be missing from what
+    // the system has left when the second is checked.
     admit(len)?;
     check_left(len.saturating_mul(2))?;
-    let (mut a, mut b) = (allocate(len)?, allocate(len)?);
+    let unchecked = |len| allocate_after(len, |_| Ok(()));
+    let (mut a, mut b) = (unchecked(len)?, unchecked(len)?);
     fill(
         &mut a.spare_capacity_mut()[..len],
         &mut b.spare_capacity_mut()[..len],

@@ -7,6 +7,7 @@
 //! large fresh buffer against this first.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// The bytes left, where the system says (Linux).
 pub(crate) fn left() -> Option<u64> {
@@ -16,7 +17,7 @@ pub(crate) fn left() -> Option<u64> {
         .filter_map(|(dir, limit, [_, current, inactive])| {
             let current = read(&dir.join(current))?;
             let stat = read(&dir.join("memory.stat")).unwrap_or_default();
-            headroom(limit, &current, &stat, inactive)
+            headroom(*limit, &current, &stat, inactive)
         })
         .min();
     Some(group.map_or(machine, |g| g.min(machine)))
@@ -24,7 +25,7 @@ pub(crate) fn left() -> Option<u64> {
 
 /// The lowest limit of this process's memory control groups, where one has a limit.
 pub(crate) fn group_limit() -> Option<u64> {
-    limited_groups().map(|(_, limit, _)| limit).min()
+    limited_groups().map(|&(_, limit, _)| limit).min()
 }
 
 fn read(path: &Path) -> Option<String> {
@@ -32,15 +33,22 @@ fn read(path: &Path) -> Option<String> {
 }
 
 /// [`groups`] of this process that have a limit, with it: cgroup v1's "no limit" is a
-/// number near 2⁶³, v2's `max`.
-fn limited_groups() -> impl Iterator<Item = (PathBuf, u64, [&'static str; 3])> {
-    let cgroup = read(Path::new("/proc/self/cgroup")).unwrap_or_default();
-    groups(&cgroup, Path::new("/sys/fs/cgroup"))
-        .into_iter()
-        .filter_map(|(dir, files)| {
-            let limit: u64 = read(&dir.join(files[0]))?.trim().parse().ok()?;
-            (limit < 1 << 62).then_some((dir, limit, files))
+/// number near 2⁶³, v2's `max`. Found once per process (the limits of the groups are read
+/// then too): each check then reads only `MemAvailable` and the limited groups' use.
+fn limited_groups() -> impl Iterator<Item = &'static (PathBuf, u64, [&'static str; 3])> {
+    static LIMITED: OnceLock<Vec<(PathBuf, u64, [&'static str; 3])>> = OnceLock::new();
+    LIMITED
+        .get_or_init(|| {
+            let cgroup = read(Path::new("/proc/self/cgroup")).unwrap_or_default();
+            groups(&cgroup, Path::new("/sys/fs/cgroup"))
+                .into_iter()
+                .filter_map(|(dir, files)| {
+                    let limit: u64 = read(&dir.join(files[0]))?.trim().parse().ok()?;
+                    (limit < 1 << 62).then_some((dir, limit, files))
+                })
+                .collect()
         })
+        .iter()
 }
 
 /// The folders of this process's memory control groups (`/proc/self/cgroup`, under
