@@ -55,10 +55,16 @@ use super::conv_direct::{self, Pairs, MAX_L};
 use super::reduce::all_finite;
 use super::transpose::Weights;
 
-/// (Channel, tap) pairs per pass: `V·W` weights each (16 KiB with 32), and with 3×3 taps
-/// the inputs of 14 channels, which stay in the first-level cache while every block of
-/// positions reads them.
-const K_CHUNK: usize = 128;
+/// (Channel, tap) pairs per pass: `V·W` weights each (128 KiB with 64: 57 channels of a
+/// 3×3 kernel), which stay in the second-level cache while every block of positions
+/// reads them. Each pass loads and stores every block's sums and starts its loops again;
+/// passes of 128 pairs, whose panel fits the first-level cache, were slower (Zen 4 VM,
+/// two threads, batch 8, 2026-12-05, fastest of 40–60 calls, three alternating rounds):
+/// 256@14² onto 512@7² at stride 2 4.23–4.26 ms at 128 pairs, 4.11–4.16 at 256,
+/// 4.07–4.11 at 576, 4.07–4.22 at all 2304; 256@28² onto 14² 8.52–8.89 at 128, 8.27–8.33
+/// at 384 to 768; 128@28² onto 256@14² 4.42–4.48 at 128, 4.30–4.32 at 576. Passes of 384
+/// to 768 pairs read alike.
+const K_CHUNK: usize = 512;
 
 // Border blocks pick a chunk's pairs by `u16` index.
 const _: () = assert!(K_CHUNK <= 1 << 16);
