@@ -55,19 +55,29 @@ use super::conv_direct::{self, Pairs, MAX_L};
 use super::reduce::all_finite;
 use super::transpose::Weights;
 
-/// (Channel, tap) pairs per pass: `V·W` weights each (128 KiB with 64: 57 channels of a
-/// 3×3 kernel), which stay in the second-level cache while every block of positions
-/// reads them. Each pass loads and stores every block's sums and starts its loops again;
-/// passes of 128 pairs, whose panel fits the first-level cache, were slower (Zen 4 VM,
-/// two threads, batch 8, 2026-12-05, fastest of 40–60 calls, three alternating rounds):
-/// 256@14² onto 512@7² at stride 2 4.23–4.26 ms at 128 pairs, 4.11–4.16 at 256,
-/// 4.07–4.11 at 576, 4.07–4.22 at all 2304; 256@28² onto 14² 8.52–8.89 at 128, 8.27–8.33
-/// at 384 to 768; 128@28² onto 256@14² 4.42–4.48 at 128, 4.30–4.32 at 576. Passes of 384
-/// to 768 pairs read alike.
-const K_CHUNK: usize = 512;
+/// (Channel, tap) pairs per pass for panels of `lanes` channels: 512 for AVX-512's 64
+/// (a 128 KiB panel: 57 channels of a 3×3 kernel), which stays in the second-level cache
+/// while every block of positions reads it, else 128. Each pass loads and stores every
+/// block's sums and starts its loops again. On a Zen 4 VM (two threads, batch 8,
+/// 2026-12-05, fastest of 20–60 calls, three alternating rounds), 64 lanes at 128 pairs,
+/// a panel in the first-level cache, were slower: 256@14² onto 512@7² at stride 2
+/// 4.23–4.26 ms at 128 pairs, 4.11–4.16 at 256, 4.07–4.11 at 576, 4.07–4.22 at all 2304;
+/// 256@28² onto 14² 8.52–8.89 at 128, 8.27–8.33 at 384 to 768; 128@28² onto 256@14²
+/// 4.42–4.48 at 128, 4.30–4.32 at 576. With AVX2's 16 lanes (`FOVEA_CPU_LEVEL=avx2`)
+/// 512 pairs were the slower: onto 7² 5.77–5.85 against 5.87–6.00, onto 14² 9.42–9.47
+/// against 9.82–9.85, 512@7² at stride 1 10.30–10.62 against 10.61–10.69.
+fn pass_len(lanes: usize) -> usize {
+    if lanes >= 64 {
+        MAX_PASS
+    } else {
+        128
+    }
+}
 
-// Border blocks pick a chunk's pairs by `u16` index.
-const _: () = assert!(K_CHUNK <= 1 << 16);
+const MAX_PASS: usize = 512;
+
+// Border blocks pick a pass's pairs by `u16` index.
+const _: () = assert!(MAX_PASS <= 1 << 16);
 
 /// An output plane on the wide grid: `oh` rows of `ow` kept columns, `wp` wide columns
 /// apart, and where known, which taps of its positions read zero padding. Wide column
@@ -447,11 +457,13 @@ fn panels<const P: usize, const V: usize, const W: usize, const FMA: bool>(
     if slots.is_empty() {
         return;
     }
+    let lanes = V * W;
+    let pass = pass_len(lanes);
     // Per chunk, each class's pairs (indices into the chunk).
     let chunks: Vec<(Pairs, Vec<Vec<u16>>)> = (0..kdim)
-        .step_by(K_CHUNK)
+        .step_by(pass)
         .map(|k0| {
-            let chunk = &offs[k0..kdim.min(k0 + K_CHUNK)];
+            let chunk = &offs[k0..kdim.min(k0 + pass)];
             let picked = classes
                 .iter()
                 .map(|&c| {
@@ -463,13 +475,12 @@ fn panels<const P: usize, const V: usize, const W: usize, const FMA: bool>(
             (Pairs::new(chunk), picked)
         })
         .collect();
-    let lanes = V * W;
     let mut part = vec![[[0.0f32; V]; W]; slots.len()];
-    let mut packed = vec![0.0f32; K_CHUNK.min(kdim) * lanes];
+    let mut packed = vec![0.0f32; pass.min(kdim) * lanes];
     for o0 in (0..og).step_by(lanes) {
         let ov = lanes.min(og - o0);
         for (ci, (pairs, picked)) in chunks.iter().enumerate() {
-            let k0 = ci * K_CHUNK;
+            let k0 = ci * pass;
             let kc = pairs.offs().len();
             let wk = &mut packed[..kc * lanes];
             w.rows_from(o0).panel_into(k0, (ov, kc), wk, lanes);

@@ -72,15 +72,16 @@ fn kept_columns_match_the_wide_products_bit_for_bit() {
 
 /// Border positions that skip the taps reading padding give the bits of the wide
 /// products (which add those zero products) in every kept column: a 3×3 kernel
-/// with padding 1 on 7² planes, enough channels for two chunks of pairs (the second
-/// starting inside a channel's taps) over two images, 20 output channels. With an infinite
+/// with padding 1 on 7² planes, enough channels for two passes of the longest (the second
+/// starting inside a channel's taps) over two images, 70 output channels (the widest
+/// panels and narrower ones, whose passes are shorter). With an infinite
 /// weight no pair is skipped, so its 0·∞ reaches the border outputs as NaN there too.
 #[test]
 fn border_positions_match_the_wide_products() {
-    let (cg, og, side, wp) = (K_CHUNK / 9 + 4, 20, 7, 9);
+    let (cg, og, side, wp) = (MAX_PASS / 9 + 4, 70, 7, 9);
     assert!(
-        !K_CHUNK.is_multiple_of(9) && K_CHUNK < cg * 9,
-        "two chunks, split inside a channel"
+        !MAX_PASS.is_multiple_of(9) && MAX_PASS < cg * 9,
+        "two passes, split inside a channel"
     );
     let channel = wp * wp;
     let offs: Vec<usize> = (0..cg)
