@@ -62,7 +62,7 @@ use super::transpose::Weights;
 /// 2026-12-05, fastest of 20–60 calls, three alternating rounds), 64 lanes at 128 pairs,
 /// a panel in the first-level cache, were slower: 256@14² onto 512@7² at stride 2
 /// 4.23–4.26 ms at 128 pairs, 4.11–4.16 at 256, 4.07–4.11 at 576, 4.07–4.22 at all 2304;
-/// 256@28² onto 14² 8.52–8.89 at 128, 8.27–8.33 at 384 to 768; 128@28² onto 256@14²
+/// 256@28² onto 14² 8.52–9.13 at 128, 8.27–8.33 at 384 to 768; 128@28² onto 256@14²
 /// 4.42–4.48 at 128, 4.30–4.32 at 576. With AVX2's 16 lanes (`FOVEA_CPU_LEVEL=avx2`)
 /// 512 pairs were the slower: onto 7² 5.77–5.85 against 5.87–6.00, onto 14² 9.42–9.47
 /// against 9.82–9.85, 512@7² at stride 1 10.30–10.62 against 10.61–10.69.
