@@ -20,6 +20,7 @@ use super::conv_shifted;
 use super::conv_taps;
 use super::conv_weight;
 use super::gemm::{gemm, gemm_into, Layout};
+use super::panels_kept::PanelsKept;
 use super::reduce::all_finite;
 use super::{conv2d_depthwise, conv2d_strided, conv2d_winograd, threads};
 use crate::backend::Conv2dParams;
@@ -494,6 +495,17 @@ fn grad_weight_batched(
 }
 
 pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
+    forward_kept(x, w, p, None)
+}
+
+/// [`forward`], with what `w`'s storage keeps for the channel products where `w` is its
+/// values (`panels_kept.rs`).
+pub(super) fn forward_kept(
+    x: &[f32],
+    w: &[f32],
+    p: &Conv2dParams,
+    kept: Option<&PanelsKept>,
+) -> Result<Vec<f32>> {
     let g = geo(p);
     if g.kdim == 0 || p.output_len() == 0 {
         // No outputs, or no input channels (each output an empty sum): nothing to read.
@@ -510,10 +522,10 @@ pub fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
     }
     let p3 = conv_shifted::from_2d(p);
     if conv_shifted::forward_applies(&p3) {
-        return conv_shifted::forward(x, w, &p3);
+        return conv_shifted::forward(x, w, &p3, kept);
     }
     if conv2d_strided::applies(p) {
-        return conv2d_strided::forward(x, w, p);
+        return conv2d_strided::forward(x, w, p, kept);
     }
     if is_pointwise(p) {
         return pointwise(x, w, p, &g);

@@ -35,6 +35,7 @@ use super::conv_direct::{self, fold_lanes, weight_block, LANES, MAX_DIRECT_WEIGH
 use super::conv_shifted::{
     channel_blocks, from_2d, images_per_span, spread, thread_share, wide, Runs, MIN_CHANNELS,
 };
+use super::panels_kept::{self, PanelsKept};
 use super::transpose::Weights;
 use crate::backend::{Conv2dParams, Conv3dParams};
 use crate::host;
@@ -59,8 +60,14 @@ pub(super) fn applies(p: &Conv2dParams) -> bool {
 
 /// Per image, every channel's plane is filled into its grid (zeros where padded), and per
 /// group and block of output channels the direct products of the (channel, tap) pairs
-/// fill runs of wide columns whose kept ones are copied out.
-pub(super) fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>> {
+/// fill runs of wide columns whose kept ones are copied out. `kept`: what `w`'s storage
+/// keeps for the channel products, where `w` is its values.
+pub(super) fn forward(
+    x: &[f32],
+    w: &[f32],
+    p: &Conv2dParams,
+    kept: Option<&PanelsKept>,
+) -> Result<Vec<f32>> {
     let (hw, ohw) = (p.h * p.w, p.oh * p.ow);
     let (cg, og) = (p.c_in / p.groups, p.c_out / p.groups);
     let kdim = cg * p.kernel[0] * p.kernel[1];
@@ -89,7 +96,7 @@ pub(super) fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>
     // (32@56² onto 64 at batch 8 1.17 → 1.24, a 3-channel 7×7 stem 9.9 → 15.5).
     let wide_share = super::cpu_level() == super::Level::Avx512 && share >= 64 && cg >= 64;
     if conv_channels::applies(share, on_grid) || wide_share {
-        return forward_in_place(x, w, p, out);
+        return forward_in_place(x, w, p, out, kept);
     }
     let glen = g.len();
     let offs = pair_offsets(&g, cg);
@@ -139,7 +146,13 @@ pub(super) fn forward(x: &[f32], w: &[f32], p: &Conv2dParams) -> Result<Vec<f32>
 /// padded copy takes about as long (6.4%), but a block of positions reads each channel's
 /// taps from three rows of one plane instead of six rows of four, and the products ran at
 /// about 149 GFLOP/s a core against 138.
-fn forward_in_place(x: &[f32], w: &[f32], p: &Conv2dParams, mut out: Vec<f32>) -> Result<Vec<f32>> {
+fn forward_in_place(
+    x: &[f32],
+    w: &[f32],
+    p: &Conv2dParams,
+    mut out: Vec<f32>,
+    kept: Option<&PanelsKept>,
+) -> Result<Vec<f32>> {
     let p3 = from_2d(p);
     let wd = wide(&p3);
     let offs = conv_direct::pair_offsets(&wd);
@@ -164,6 +177,7 @@ fn forward_in_place(x: &[f32], w: &[f32], p: &Conv2dParams, mut out: Vec<f32>) -
     } else {
         1
     };
+    let laid = kept.and_then(|k| k.read(w, (p.groups, wd.og, wd.kdim)));
     per_images(&mut out, per_out, p.n, most, |n0, count, y| {
         let some = Conv3dParams { n: count, ..p3 };
         let xp = spread(&x[n0 * per_in..][..count * per_in], &some, &wd, true, 0)?;
@@ -178,7 +192,7 @@ fn forward_in_place(x: &[f32], w: &[f32], p: &Conv2dParams, mut out: Vec<f32>) -
                     let r = Runs::new(count, cols, j);
                     acc.resize(ob * r.ld, 0.0);
                     let bases: Vec<usize> = (0..count).map(|i| i * per_padded).collect();
-                    let w_b = Weights::rows(&w_g[o0 * wd.kdim..], wd.kdim);
+                    let w_b = panels_kept::rows(laid.as_deref(), w_g, (gi, o0, wd.kdim));
                     let run = (cols, j, plane);
                     conv_channels::products(
                         w_b, wd.kdim, ob, x_g, &bases, &offs, run, &mut acc, r.ld,
@@ -323,13 +337,21 @@ mod tests {
             );
             let (mut x, wt, gy) = operands(&p);
             let [y0, _, gw0] = definition(&x, &wt, &gy, &p);
-            assert_close(&format!("{p:?}: y"), &forward(&x, &wt, &p).unwrap(), &y0);
+            assert_close(
+                &format!("{p:?}: y"),
+                &forward(&x, &wt, &p, None).unwrap(),
+                &y0,
+            );
             let gw = grad_weight(&x, &gy, &p).unwrap();
             assert_close(&format!("{p:?}: gw"), &gw, &gw0);
             x[p.w - 1] = f32::INFINITY;
             let [y0, _, gw0] = definition(&x, &wt, &gy, &p);
             let what = format!("{p:?} with an ∞ input");
-            assert_same(&format!("{what}: y"), &forward(&x, &wt, &p).unwrap(), &y0);
+            assert_same(
+                &format!("{what}: y"),
+                &forward(&x, &wt, &p, None).unwrap(),
+                &y0,
+            );
             // The grid's weight gradient would meet the ∞ as 0·∞ in dropped columns; the
             // dispatcher leaves such inputs to im2col.
             let gw = conv2d::grad_weight(&x, &gy, &p).unwrap();
@@ -346,6 +368,10 @@ mod tests {
         assert!(applies(&p), "{p:?} takes the grid");
         let (x, wt, gy) = operands(&p);
         let [y0, ..] = definition(&x, &wt, &gy, &p);
-        assert_close(&format!("{p:?}: y"), &forward(&x, &wt, &p).unwrap(), &y0);
+        assert_close(
+            &format!("{p:?}: y"),
+            &forward(&x, &wt, &p, None).unwrap(),
+            &y0,
+        );
     }
 }

@@ -87,7 +87,7 @@ pub(super) fn try_forward(x: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<
             return Ok(y);
         }
     }
-    super::conv_shifted::forward(x, w, p)
+    super::conv_shifted::forward(x, w, p, None)
 }
 
 /// `p`'s input gradient as [`try_forward`] gives its forward.

@@ -230,6 +230,15 @@ impl Plane {
     }
 }
 
+/// The lanes of [`split`]'s widest panels on this processor (its `V·W`).
+pub(super) fn widest_lanes() -> usize {
+    match super::cpu_level() {
+        super::Level::Avx512 => 64,
+        super::Level::Avx2 => 16,
+        super::Level::Base => 8,
+    }
+}
+
 /// Whether a block of `og` output channels over `plane` takes these products: at least
 /// 16 channels (a panel's width with AVX2), and the wide columns' blocks of 16 computing
 /// at least a tenth more columns than the plane keeps (7² and 14² planes, not 28² or
@@ -482,9 +491,15 @@ fn panels<const P: usize, const V: usize, const W: usize, const FMA: bool>(
         for (ci, (pairs, picked)) in chunks.iter().enumerate() {
             let k0 = ci * pass;
             let kc = pairs.offs().len();
-            let wk = &mut packed[..kc * lanes];
-            w.rows_from(o0).panel_into(k0, (ov, kc), wk, lanes);
-            let wk = &*wk;
+            let from = w.rows_from(o0);
+            let wk = match from.laid_out(k0, (ov, kc), lanes) {
+                Some(wk) => wk,
+                None => {
+                    let wk = &mut packed[..kc * lanes];
+                    from.panel_into(k0, (ov, kc), wk, lanes);
+                    &*wk
+                }
+            };
             // Only border blocks ask; the others run over every pair anyway.
             let skip = !classes.is_empty() && all_finite(wk);
             let blocks = part

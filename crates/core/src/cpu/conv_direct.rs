@@ -626,7 +626,11 @@ mod tests {
         let wt: Vec<f32> = (0..p.weight_len()).map(|i| value(i, 2)).collect();
         let gy: Vec<f32> = (0..p.output_len()).map(|i| value(i, 3)).collect();
         let [y, gx, gw] = definition_3d(&x, &wt, &gy, &p);
-        assert_close("3-D", &conv_shifted::forward(&x, &wt, &p).unwrap(), &y);
+        assert_close(
+            "3-D",
+            &conv_shifted::forward(&x, &wt, &p, None).unwrap(),
+            &y,
+        );
         let got = grad_input(&gy, &wt, &p).unwrap().expect("finite weights");
         assert_close("3-D", &got, &gx);
         let mut inf = wt.clone();

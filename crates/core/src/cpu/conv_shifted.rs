@@ -36,7 +36,7 @@ use super::conv2d::{per_image, per_image_sum, per_images};
 use super::conv_channels::{self, Axis, Border, Plane};
 use super::conv_direct;
 use super::gemm::{gemm, Layout};
-use super::transpose::Weights;
+use super::panels_kept::{self, Laid, PanelsKept};
 use super::{conv_weight, conv_weight_wide};
 use crate::backend::{Conv2dParams, Conv3dParams};
 use crate::host;
@@ -373,17 +373,44 @@ pub(super) fn clear(values: &mut [MaybeUninit<f32>]) -> &mut [f32] {
     unsafe { &mut *(values as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
-pub(super) fn forward(x: &[f32], w: &[f32], p: &Conv3dParams) -> Result<Vec<f32>> {
+/// `kept`: what `w`'s storage keeps for the channel products, where `w` is its values.
+pub(super) fn forward(
+    x: &[f32],
+    w: &[f32],
+    p: &Conv3dParams,
+    kept: Option<&PanelsKept>,
+) -> Result<Vec<f32>> {
     let wd = wide(p);
     let offs = conv_direct::pair_offsets(&wd);
     let mut out = host::zeros(p.output_len())?;
     let (per_in, per_out) = (p.c_in * wd.in_len, p.c_out * wd.out_len);
     let most = images_per_run(p.output, wd.wp, wd.forward_cols);
+    let channels = conv_channels::applies(wd.og, plane(p, &wd));
+    let kept = kept.filter(|_| channels);
+    let laid = kept.and_then(|k| k.read(w, (p.groups, wd.og, wd.kdim)));
     per_images(&mut out, per_out, p.n, most, |n0, count, y| {
         let x = &x[n0 * per_in..][..count * per_in];
-        forward_images(x, count, w, p, &wd, &offs, y)
+        forward_images(x, count, (w, laid.as_deref()), p, &wd, &offs, y)
     })?;
     Ok(out)
+}
+
+/// The output plane of a forward's channel products, with its border.
+fn plane(p: &Conv3dParams, wd: &Wide) -> Plane {
+    let border = Border {
+        axes: [0, 1, 2].map(|a| {
+            let geometry = (p.stride[a], p.padding[a], p.dilation[a]);
+            Axis::forward(p.kernel[a], p.input[a], geometry)
+        }),
+        a: 0,
+    };
+    Plane {
+        wp: wd.wp,
+        oh: p.output[1],
+        ow: p.output[2],
+        reads: None,
+        border: Some(border),
+    }
 }
 
 /// How many images' planes one call of the direct products may take: as many as fill
@@ -487,7 +514,7 @@ pub(super) fn channel_blocks(
 fn forward_images(
     x: &[f32],
     count: usize,
-    w: &[f32],
+    (w, laid): (&[f32], Option<&Laid>),
     p: &Conv3dParams,
     wd: &Wide,
     offs: &[usize],
@@ -502,27 +529,15 @@ fn forward_images(
         let x_g = &xp[gi * wd.cg * wd.channel..];
         // `ob` channels from `o0`, into `y` (image 0's channel `o0` onwards, the next
         // image's `per_out` further).
-        let border = Border {
-            axes: [0, 1, 2].map(|a| {
-                let geometry = (p.stride[a], p.padding[a], p.dilation[a]);
-                Axis::forward(p.kernel[a], p.input[a], geometry)
-            }),
-            a: 0,
-        };
-        let plane = Plane {
-            wp: wd.wp,
-            oh,
-            ow,
-            reads: None,
-            border: Some(border),
-        };
+        let plane = plane(p, wd);
+        let border = plane.border.expect("a forward's plane has a border");
         let products = |o0: usize, ob: usize, y: &mut [f32]| -> Result<()> {
             let mut block = host::with_capacity(ob * Runs::row_len(count, wd.forward_cols))?;
             for s in wd.spans(p, wd.forward_cols) {
                 let r = Runs::new(count, s.cols, s.j);
                 block.resize(ob * r.ld, 0.0);
                 let bases: Vec<usize> = (0..count).map(|i| i * per_in + s.at_in).collect();
-                let w_b = Weights::rows(&w_g[o0 * wd.kdim..], wd.kdim);
+                let w_b = panels_kept::rows(laid, w_g, (gi, o0, wd.kdim));
                 let border = Some(Border { a: s.a, ..border });
                 let run = (s.cols, s.j, Plane { border, ..plane });
                 conv_channels::products(w_b, wd.kdim, ob, x_g, &bases, offs, run, &mut block, r.ld);

@@ -338,7 +338,7 @@ fn three_d_taps_on_the_padded_grid_match_the_definition() {
         let gy: Vec<f32> = (0..p.output_len()).map(|i| value(i, 3)).collect();
         let [y, gx, gw] = definition_3d(&x, &wt, &gy, &p);
         let name = format!("{p:?}");
-        assert_close(&name, &forward(&x, &wt, &p).unwrap(), &y);
+        assert_close(&name, &forward(&x, &wt, &p, None).unwrap(), &y);
         assert_close(&name, &grad_input(&gy, &wt, &p).unwrap(), &gx);
         assert_close(&name, &grad_weight(&x, &gy, &p).unwrap(), &gw);
     }

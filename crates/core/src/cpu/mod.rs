@@ -27,6 +27,7 @@ mod gram;
 mod layout;
 mod matmul;
 mod optim;
+mod panels_kept;
 mod pool2d;
 mod profile;
 mod reduce;
@@ -121,9 +122,13 @@ static BUFFERS: AtomicU64 = AtomicU64::new(0);
 
 /// A CPU tensor's values, counted in [`LIVE_BYTES`] while alive.
 struct HostBuffer {
+    /// Written only through [`HostBuffer::values_mut`], which forgets what was kept of
+    /// them.
     values: Vec<f32>,
     /// The values were widened from f16: autocast need not round them again.
     f16_exact: bool,
+    /// What the channel products keep of the values as a convolution's weight.
+    panels: panels_kept::PanelsKept,
 }
 
 /// Counts a new buffer of `bytes` in the live and peak bytes.
@@ -146,7 +151,15 @@ impl HostBuffer {
         HostBuffer {
             values: v,
             f16_exact: false,
+            panels: Default::default(),
         }
+    }
+
+    /// The values to write in place.
+    fn values_mut(&mut self) -> &mut Vec<f32> {
+        self.f16_exact = false;
+        self.panels.clear();
+        &mut self.values
     }
 }
 
@@ -401,10 +414,10 @@ impl Backend for CpuBackend {
         let Some(buf) = x.downcast_mut::<HostBuffer>() else {
             return Ok(false);
         };
-        buf.f16_exact = false;
+        let values = buf.values_mut();
         self.times.time(
             || format!("{op:?} in place"),
-            || elementwise::unary_in_place(&mut buf.values, op),
+            || elementwise::unary_in_place(values, op),
         );
         Ok(true)
     }
@@ -412,10 +425,10 @@ impl Backend for CpuBackend {
         let b = data(b);
         match a.downcast_mut::<HostBuffer>() {
             Some(buf) if buf.values.len() == b.len() => {
-                buf.f16_exact = false;
+                let values = buf.values_mut();
                 self.times.time(
                     || "Add in place".into(),
-                    || elementwise::add_in_place(&mut buf.values, b),
+                    || elementwise::add_in_place(values, b),
                 );
                 Ok(true)
             }
@@ -471,11 +484,16 @@ impl Backend for CpuBackend {
         self.times.time(
             || conv_name("conv2d", p),
             || {
-                let (x, w) = (
+                let (x, w_values) = (
                     conv_operand(x, p.is_depthwise())?,
                     conv_operand(w, p.is_depthwise())?,
                 );
-                let mut y = conv2d::forward(&x, &w, p)?;
+                // What the weight keeps is of its own values, not of a rounded copy.
+                let kept = match w_values {
+                    Cow::Borrowed(_) => w.downcast::<HostBuffer>().map(|b| &b.panels),
+                    Cow::Owned(_) => None,
+                };
+                let mut y = conv2d::forward_kept(&x, &w_values, p, kept)?;
                 if let Some(b) = bias {
                     conv2d::add_bias(&mut y, data(b), p.oh * p.ow);
                 }

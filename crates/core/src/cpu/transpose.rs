@@ -10,6 +10,9 @@
 //! 6.10 and 6.39 → 6.19 (a later set). The input gradient reads the forward's weight
 //! with input channels first ([`Weights::Swapped`]).
 
+use crate::Result;
+use rayon::prelude::*;
+
 /// `dst[c·dld + r] = src[r·ld + c]` for `r < rows`, `c < cols`.
 pub(super) fn transpose_into(
     src: &[f32],
@@ -56,6 +59,30 @@ pub(super) fn panel_into(
             row[rows..].fill(0.0);
         }
     }
+}
+
+/// Every panel of `lanes` rows of the `rows` × `pairs` row-major `w`, as [`panel_into`]
+/// lays out each, for [`Weights::Panels`]; the panels in parallel.
+pub(super) fn panels(
+    w: &[f32],
+    (rows, pairs): (usize, usize),
+    lanes: usize,
+) -> Result<Vec<Vec<f32>>> {
+    assert!(
+        w.len() >= rows * pairs,
+        "transpose: {rows} × {pairs} weights, but {} values",
+        w.len()
+    );
+    (0..rows.div_ceil(lanes))
+        .into_par_iter()
+        .map(|i| {
+            let r0 = i * lanes;
+            let mut panel = crate::host::zeros(pairs * lanes)?;
+            let rows = lanes.min(rows - r0);
+            panel_into(&w[r0 * pairs..], pairs, (rows, pairs), &mut panel, lanes);
+            Ok(panel)
+        })
+        .collect()
 }
 
 /// The whole 16 × 16 squares of [`transpose_into`]'s block, where the processor has
@@ -237,6 +264,15 @@ pub(super) enum Weights<'a> {
         taps: usize,
         ld: usize,
     },
+    /// [`Weights::Rows`] (`ld` pairs a row) with its panels of `lanes` rows laid out
+    /// already ([`panels`]; `rows` rows in all).
+    Panels {
+        w: &'a [f32],
+        ld: usize,
+        rows: usize,
+        panels: &'a [Vec<f32>],
+        lanes: usize,
+    },
 }
 
 impl<'a> Weights<'a> {
@@ -248,7 +284,7 @@ impl<'a> Weights<'a> {
     /// Pair `k`'s values from row 0 on, and the distance between rows.
     pub(super) fn column(&self, k: usize) -> (&'a [f32], usize) {
         match *self {
-            Weights::Rows { w, ld } => (&w[k..], ld),
+            Weights::Rows { w, ld } | Weights::Panels { w, ld, .. } => (&w[k..], ld),
             Weights::Swapped { w, taps, ld } => (&w[k / taps * ld + k % taps..], taps),
         }
     }
@@ -265,6 +301,45 @@ impl<'a> Weights<'a> {
                 taps,
                 ld,
             },
+            // Panels start every `lanes` rows; from elsewhere the rows are transposed.
+            Weights::Panels {
+                w,
+                ld,
+                rows,
+                panels,
+                lanes,
+            } => match r % lanes {
+                0 if r <= rows => Weights::Panels {
+                    w: &w[r * ld..],
+                    ld,
+                    rows: rows - r,
+                    panels: &panels[r / lanes..],
+                    lanes,
+                },
+                _ => Weights::rows(&w[r * ld..], ld),
+            },
+        }
+    }
+
+    /// What [`Weights::panel_into`] would write for the same arguments, where it is laid
+    /// out already: the first panel's pairs `k0..k0 + kc`, if its rows are `rows` (all of
+    /// them, or `lanes` of more) and its lanes `lanes`.
+    pub(super) fn laid_out(
+        &self,
+        k0: usize,
+        (rows, kc): (usize, usize),
+        lanes: usize,
+    ) -> Option<&'a [f32]> {
+        match *self {
+            Weights::Panels {
+                rows: all,
+                panels,
+                lanes: l,
+                ..
+            } if l == lanes && rows == all.min(lanes) => {
+                panels.first()?.get(k0 * lanes..)?.get(..kc * lanes)
+            }
+            _ => None,
         }
     }
 
@@ -274,7 +349,9 @@ impl<'a> Weights<'a> {
             return true;
         }
         let (last, len) = match *self {
-            Weights::Rows { w, ld } => ((rows - 1) * ld + pairs, w.len()),
+            Weights::Rows { w, ld } | Weights::Panels { w, ld, .. } => {
+                ((rows - 1) * ld + pairs, w.len())
+            }
             Weights::Swapped { w, taps, ld } => {
                 let (o, t) = ((pairs - 1) / taps, (pairs - 1) % taps);
                 (o * ld + (rows - 1) * taps + t + 1, w.len())
@@ -293,7 +370,9 @@ impl<'a> Weights<'a> {
         lanes: usize,
     ) {
         match *self {
-            Weights::Rows { w, ld } => panel_into(&w[k0..], ld, (rows, kc), dst, lanes),
+            Weights::Rows { w, ld } | Weights::Panels { w, ld, .. } => {
+                panel_into(&w[k0..], ld, (rows, kc), dst, lanes)
+            }
             Weights::Swapped { w, taps, ld } => {
                 // One output channel's taps at a time: `rows` rows of them, `taps` apart.
                 let mut k = k0;
@@ -389,6 +468,63 @@ mod tests {
                 };
                 assert_eq!(v, want, "{rows} × {cols}: row {r}, column {c}");
             }
+        }
+    }
+
+    /// Laid-out panels are [`panel_into`]'s, the last padded with zeros; read from a
+    /// panel's first row they give the pairs asked for, read from inside a panel or for
+    /// fewer rows than it holds they give nothing (the caller transposes), and either way
+    /// the rows read value by value are the weight's.
+    #[test]
+    fn laid_out_panels_are_the_transposes() {
+        let (rows, pairs, lanes) = (37, 11, 16);
+        let w: Vec<f32> = (0..rows * pairs).map(|i| i as f32 + 1.0).collect();
+        let laid = panels(&w, (rows, pairs), lanes).unwrap();
+        assert_eq!(laid.len(), 3);
+        for (i, panel) in laid.iter().enumerate() {
+            let r0 = i * lanes;
+            let mut want = vec![-1.0; pairs * lanes];
+            panel_into(
+                &w[r0 * pairs..],
+                pairs,
+                ((rows - r0).min(lanes), pairs),
+                &mut want,
+                lanes,
+            );
+            assert_eq!(panel, &want, "panel {i}");
+        }
+        let view = Weights::Panels {
+            w: &w,
+            ld: pairs,
+            rows,
+            panels: &laid,
+            lanes,
+        };
+        for r in [0, 1, 16, 32] {
+            let v = view.rows_from(r);
+            let whole = (rows - r).min(lanes);
+            let got = v.laid_out(3, (whole, 5), lanes);
+            if r % lanes == 0 {
+                assert_eq!(
+                    got,
+                    Some(&laid[r / lanes][3 * lanes..8 * lanes]),
+                    "from {r}"
+                );
+            } else {
+                assert_eq!(got, None, "from {r}");
+            }
+            assert_eq!(
+                v.laid_out(3, (whole - 1, 5), lanes),
+                None,
+                "from {r}, a row short"
+            );
+            assert_eq!(
+                v.laid_out(3, (whole, 5), lanes / 2),
+                None,
+                "from {r}, half the lanes"
+            );
+            assert_eq!(v.column(2).0[pairs], w[(r + 1) * pairs + 2], "from {r}");
+            assert!(v.holds(rows - r, pairs) && !v.holds(rows - r + 1, pairs));
         }
     }
 
