@@ -174,7 +174,7 @@ mod tests {
                 c_in: 24,
                 h: side,
                 w: side,
-                c_out: lanes + 5,
+                c_out: lanes.max(16) + 5,
                 oh: out,
                 ow: out,
                 kernel: [k, k],
