@@ -102,20 +102,28 @@ impl PanelsKept {
         if shape.1 < widest_lanes() {
             return None;
         }
-        let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if kept.shape != shape {
-            *kept = Kept {
-                shape,
-                ..Kept::default()
-            };
-        }
-        if kept.laid.is_none() {
-            kept.reads += 1;
-            if kept.reads > READS_BEFORE {
-                kept.laid = Laid::new(w, shape).ok().map(Arc::new);
+        let lock = || self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        {
+            let mut kept = lock();
+            if kept.shape != shape {
+                *kept = Kept {
+                    shape,
+                    ..Kept::default()
+                };
+            }
+            if let Some(laid) = &kept.laid {
+                return Some(laid.clone());
+            }
+            kept.reads = kept.reads.saturating_add(1);
+            if kept.reads <= READS_BEFORE {
+                return None;
             }
         }
-        kept.laid.clone()
+        // Laid out unlocked: the transposes run on the thread pool, where a thread
+        // waiting for them may take up another forward of this weight.
+        let laid = Arc::new(Laid::new(w, shape).ok()?);
+        let mut kept = lock();
+        (kept.shape == shape).then(|| kept.laid.get_or_insert(laid).clone())
     }
 
     /// Forgets the panels and the reads: the values are about to change.
