@@ -177,6 +177,7 @@ fn forward_in_place(
     } else {
         1
     };
+    let kept = kept.filter(|_| panels_kept::read_whole(p.n, wd.og));
     let laid = kept.and_then(|k| k.read(w, (p.groups, wd.og, wd.kdim)));
     per_images(&mut out, per_out, p.n, most, |n0, count, y| {
         let some = Conv3dParams { n: count, ..p3 };

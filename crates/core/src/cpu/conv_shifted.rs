@@ -386,7 +386,7 @@ pub(super) fn forward(
     let (per_in, per_out) = (p.c_in * wd.in_len, p.c_out * wd.out_len);
     let most = images_per_run(p.output, wd.wp, wd.forward_cols);
     let channels = conv_channels::applies(wd.og, plane(p, &wd));
-    let kept = kept.filter(|_| channels);
+    let kept = kept.filter(|_| channels && panels_kept::read_whole(p.n, wd.og));
     let laid = kept.and_then(|k| k.read(w, (p.groups, wd.og, wd.kdim)));
     per_images(&mut out, per_out, p.n, most, |n0, count, y| {
         let x = &x[n0 * per_in..][..count * per_in];

@@ -489,9 +489,11 @@ impl Backend for CpuBackend {
                     conv_operand(w, p.is_depthwise())?,
                 );
                 // What the weight keeps is of its own values, not of a rounded copy.
-                let kept = match w_values {
-                    Cow::Borrowed(_) => w.downcast::<HostBuffer>().map(|b| &b.panels),
-                    Cow::Owned(_) => None,
+                let kept = match &w_values {
+                    Cow::Borrowed(v) if std::ptr::eq(v.as_ptr(), data(w).as_ptr()) => {
+                        w.downcast::<HostBuffer>().map(|b| &b.panels)
+                    }
+                    _ => None,
                 };
                 let mut y = conv2d::forward_kept(&x, &w_values, p, kept)?;
                 if let Some(b) = bias {

@@ -57,6 +57,15 @@ impl Drop for Laid {
     }
 }
 
+/// Whether the products of a forward over `n` images would read `og` output channels'
+/// panels whole: where there are fewer images than threads, each thread takes a share
+/// of the channels (`conv_shifted::per_block`), and a share that starts inside a panel
+/// transposes its own (512 channels on 16 threads: shares of 32 against panels of 64).
+pub(super) fn read_whole(n: usize, og: usize) -> bool {
+    let split = n < rayon::current_num_threads() && !super::threads::nested();
+    !split || super::conv_shifted::thread_share(og).is_multiple_of(widest_lanes())
+}
+
 /// Group `g`'s weights (`w_g`: its `kdim` pairs a row) from row `o0` on, read from
 /// `laid` where there is one.
 pub(super) fn rows<'a>(
@@ -121,9 +130,16 @@ impl PanelsKept {
         }
         // Laid out unlocked: the transposes run on the thread pool, where a thread
         // waiting for them may take up another forward of this weight.
-        let laid = Arc::new(Laid::new(w, shape).ok()?);
+        let laid = Laid::new(w, shape).map(Arc::new);
         let mut kept = lock();
-        (kept.shape == shape).then(|| kept.laid.get_or_insert(laid).clone())
+        match laid {
+            Ok(laid) => (kept.shape == shape).then(|| kept.laid.get_or_insert(laid).clone()),
+            Err(_) => {
+                // No memory for them now: counted again from zero, not retried each read.
+                kept.reads = 0;
+                None
+            }
+        }
     }
 
     /// Forgets the panels and the reads: the values are about to change.
@@ -136,6 +152,14 @@ impl PanelsKept {
 impl PanelsKept {
     fn is_laid(&self) -> bool {
         self.0.lock().unwrap().laid.is_some()
+    }
+
+    /// Kept panels replaced by `other`'s, of the same shape: what the products read from
+    /// then on shows whether they read the kept panels.
+    fn lay_out_from(&self, other: &[f32]) {
+        let mut kept = self.0.lock().unwrap();
+        let laid = Laid::new(other, kept.shape).unwrap();
+        kept.laid = Some(Arc::new(laid));
     }
 }
 
@@ -169,49 +193,65 @@ mod tests {
         }
     }
 
-    /// Through the backend, a weight read again and again gives the same bits once its
-    /// panels are kept (a stride-2 forward read in place, a stride-1 one on a 7² plane
-    /// with too few channels for Winograd's), and a weight written in place is read anew.
+    /// Through the backend (a stride-2 forward read in place, with two groups; a stride-1
+    /// one on a 7² plane with too few channels for Winograd's; output channels ending in
+    /// a partly full widest panel): a weight read again and again gives the same bits
+    /// once its panels are kept; the products then read the kept panels (replaced by
+    /// another weight's, the output is that weight's); a weight written in place is read
+    /// anew.
     #[test]
     fn kept_panels_give_the_same_bits_and_follow_writes() {
         let lanes = widest_lanes();
+        // Channels in a last panel of more than three quarters of its lanes, which the
+        // widest panels take (`conv_channels::split`), and 16 or more, which the channel
+        // products need.
+        let og = (2 * lanes - lanes / 4 + 1).max(21);
         let value = |i: usize, s: usize| ((i * 7919 + s * 104729) % 2001) as f32 / 1000.0 - 1.0;
-        for (side, k, stride, pad, out) in [(14, 3, 2, 1, 7), (7, 3, 1, 1, 7)] {
+        for (side, k, stride, pad, out, groups) in [(14, 3, 2, 1, 7, 2), (7, 3, 1, 1, 7, 1)] {
             let p = Conv2dParams {
-                n: 3,
-                c_in: 24,
+                // As many images as threads, so that no thread takes a share of the
+                // channels starting inside a panel.
+                n: rayon::current_num_threads().max(3),
+                c_in: 24 * groups,
                 h: side,
                 w: side,
-                c_out: lanes.max(16) + 5,
+                c_out: og * groups,
                 oh: out,
                 ow: out,
                 kernel: [k, k],
                 stride: [stride, stride],
                 padding: [pad, pad],
                 dilation: [1, 1],
-                groups: 1,
+                groups,
             };
             let b = CpuBackend::new();
             let x = store((0..p.input_len()).map(|i| value(i, 1)).collect::<Vec<_>>()).unwrap();
-            let mut w =
-                store((0..p.weight_len()).map(|i| value(i, 2)).collect::<Vec<_>>()).unwrap();
-            let laid = |w: &Storage| w.downcast::<HostBuffer>().unwrap().panels.is_laid();
+            let values = |s: usize| (0..p.weight_len()).map(|i| value(i, s)).collect::<Vec<_>>();
+            let mut w = store(values(2)).unwrap();
+            fn kept(w: &Storage) -> &PanelsKept {
+                &w.downcast::<HostBuffer>().unwrap().panels
+            }
+            let same = |y: &Storage, want: &[f32]| {
+                let y = data(y);
+                y.len() == want.len() && y.iter().zip(want).all(|(a, b)| a.to_bits() == b.to_bits())
+            };
             let check = |w: &Storage| {
                 let want = conv2d::forward(data(&x), data(w), &p).unwrap();
                 for read in 0..=READS_BEFORE + 1 {
                     let y = b.conv2d(&x, w, None, &p).unwrap();
-                    let same = data(&y)
-                        .iter()
-                        .zip(&want)
-                        .all(|(a, b)| a.to_bits() == b.to_bits());
-                    assert!(same, "{p:?}: read {read}");
+                    assert!(same(&y, &want), "{p:?}: read {read}");
                 }
-                assert!(laid(w), "{p:?}: the panels kept");
+                assert!(kept(w).is_laid(), "{p:?}: the panels kept");
             };
             check(&w);
+            let other = values(3);
+            kept(&w).lay_out_from(&other);
+            let y = b.conv2d(&x, &w, None, &p).unwrap();
+            let want = conv2d::forward(data(&x), &other, &p).unwrap();
+            assert!(same(&y, &want), "{p:?}: the kept panels read");
             let step = store(vec![0.25f32; p.weight_len()]).unwrap();
             assert!(b.add_in_place(&mut w, &step).unwrap());
-            assert!(!laid(&w), "{p:?}: the panels forgotten");
+            assert!(!kept(&w).is_laid(), "{p:?}: the panels forgotten");
             check(&w);
         }
     }
