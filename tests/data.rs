@@ -134,6 +134,8 @@ fn bad_image_files_and_shapes_are_clear_errors() {
 fn an_image_folder_loads_as_a_labelled_dataset() {
     let dev = Device::cpu();
     let root = tmp("folder");
+    // A process of the same id before may have left its folder (with its empty class).
+    let _ = std::fs::remove_dir_all(&root);
     for (class, shade) in [("cats", 0.2f32), ("dogs", 0.8)] {
         std::fs::create_dir_all(root.join(class)).unwrap();
         for i in 0..3 {
@@ -171,6 +173,7 @@ fn an_image_folder_loads_as_a_labelled_dataset() {
     std::fs::remove_file(root.join("dogs").join("broken.png")).unwrap();
     let err = InMemoryDataset::from_image_folder(&root, 2, 3, 3).unwrap_err();
     assert!(err.to_string().contains("empty"), "{err}");
+    std::fs::remove_dir_all(&root).unwrap();
 }
 
 /// A PNG chunk: length, type, data and the CRC-32 of type and data.
