@@ -33,7 +33,7 @@ use super::conv2d_depthwise::{grid_fits, zeroed_once, Grid};
 use super::conv_channels::{self, Axis, Border, Plane};
 use super::conv_direct::{self, fold_lanes, weight_block, LANES, MAX_DIRECT_WEIGHT, MAX_L};
 use super::conv_shifted::{
-    channel_blocks, from_2d, images_per_span, spread, thread_share, wide, Runs, MIN_CHANNELS,
+    channel_blocks, from_2d, images_per_span, thread_share, wide, with_padded, Runs, MIN_CHANNELS,
 };
 use super::panels_kept::{self, PanelsKept};
 use super::transpose::Weights;
@@ -181,31 +181,32 @@ fn forward_in_place(
     let laid = kept.and_then(|k| k.read(w, (p.groups, wd.og, wd.kdim)));
     per_images(&mut out, per_out, p.n, most, |n0, count, y| {
         let some = Conv3dParams { n: count, ..p3 };
-        let xp = spread(&x[n0 * per_in..][..count * per_in], &some, &wd, true, 0)?;
-        let per_padded = p.c_in * wd.channel;
-        for gi in 0..p.groups {
-            let w_g = &w[gi * wd.og * wd.kdim..][..wd.og * wd.kdim];
-            let x_g = &xp[gi * wd.cg * wd.channel..];
-            let products = |o0: usize, ob: usize, y: &mut [f32]| -> Result<()> {
-                let mut acc = host::with_capacity(ob * Runs::row_len(count, RUN))?;
-                for j in (0..ohw).step_by(RUN) {
-                    let cols = RUN.min(ohw - j);
-                    let r = Runs::new(count, cols, j);
-                    acc.resize(ob * r.ld, 0.0);
-                    let bases: Vec<usize> = (0..count).map(|i| i * per_padded).collect();
-                    let w_b = panels_kept::rows(laid.as_deref(), w_g, (gi, o0, wd.kdim));
-                    let run = (cols, j, plane);
-                    conv_channels::products(
-                        w_b, wd.kdim, ob, x_g, &bases, &offs, run, &mut acc, r.ld,
-                    );
-                    r.keep(&acc, (p.ow, p.ow), y, ohw, |o, i| i * per_out + o * ohw);
-                }
-                Ok(())
-            };
-            channel_blocks(&mut y[gi * wd.og * ohw..], count, wd.og, ohw, products)?;
-        }
-        super::recycle_scratch(xp);
-        Ok(())
+        let x = &x[n0 * per_in..][..count * per_in];
+        with_padded(x, &some, &wd, 0, |xp| {
+            let per_padded = p.c_in * wd.channel;
+            for gi in 0..p.groups {
+                let w_g = &w[gi * wd.og * wd.kdim..][..wd.og * wd.kdim];
+                let x_g = &xp[gi * wd.cg * wd.channel..];
+                let products = |o0: usize, ob: usize, y: &mut [f32]| -> Result<()> {
+                    let mut acc = host::with_capacity(ob * Runs::row_len(count, RUN))?;
+                    for j in (0..ohw).step_by(RUN) {
+                        let cols = RUN.min(ohw - j);
+                        let r = Runs::new(count, cols, j);
+                        acc.resize(ob * r.ld, 0.0);
+                        let bases: Vec<usize> = (0..count).map(|i| i * per_padded).collect();
+                        let w_b = panels_kept::rows(laid.as_deref(), w_g, (gi, o0, wd.kdim));
+                        let run = (cols, j, plane);
+                        conv_channels::products(
+                            w_b, wd.kdim, ob, x_g, &bases, &offs, run, &mut acc, r.ld,
+                        );
+                        r.keep(&acc, (p.ow, p.ow), y, ohw, |o, i| i * per_out + o * ohw);
+                    }
+                    Ok(())
+                };
+                channel_blocks(&mut y[gi * wd.og * ohw..], count, wd.og, ohw, products)?;
+            }
+            Ok(())
+        })
     })?;
     Ok(out)
 }

@@ -28,6 +28,7 @@
 //! (`benches/RESULTS-3.md`).
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
@@ -336,6 +337,62 @@ pub(super) fn spread(
     })
 }
 
+/// The most values of a padded input a thread keeps between calls ([`with_padded`]):
+/// 16 MiB.
+const MAX_KEPT_PADDED: usize = 1 << 22;
+
+thread_local! {
+    /// This thread's padded input from its last [`with_padded`].
+    static PADDED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `f` given the compact input channels `src` zero-padded as [`spread`] makes them (with
+/// `slack` zeros after), in a buffer this thread keeps for its next call. From the shared
+/// pool of freed buffers, a thread was often handed the one the other thread had just
+/// filled, and its first writes waited for that core's lines: the stride-2 forward onto
+/// 512@7² at batch 8 spent 6.8% of its samples in the copy's `memcpy` that way, 1.3% with
+/// each thread's own buffer (`perf`, Zen 4, 2026-12-05).
+pub(super) fn with_padded<R>(
+    src: &[f32],
+    p: &Conv3dParams,
+    wd: &Wide,
+    slack: usize,
+    f: impl FnOnce(&[f32]) -> Result<R>,
+) -> Result<R> {
+    let channels = src.len() / wd.in_len.max(1);
+    let body = channels * wd.channel;
+    let len = body + slack;
+    if len > MAX_KEPT_PADDED {
+        let xp = spread(src, p, wd, true, slack)?;
+        let r = f(&xp);
+        super::recycle_scratch(xp);
+        return r;
+    }
+    // Taken, not borrowed: a nested call on this thread finds it empty and makes its own.
+    let mut xp = PADDED.take();
+    if xp.capacity() < len {
+        drop(std::mem::take(&mut xp));
+        xp = host::with_capacity(len)?;
+    }
+    // Grown with zeros only where it was shorter; every channel is cleared below.
+    xp.resize(len, 0.0);
+    xp[body..].fill(0.0);
+    let (row, compact) = (p.input[2], wd.in_len);
+    per_block(&mut xp[..body], wd.channel.max(1), |c0, block| {
+        for (c, channel) in block.chunks_mut(wd.channel.max(1)).enumerate() {
+            channel.fill(0.0);
+            let values = &src[(c0 + c) * compact..][..compact];
+            for (values, at) in values.chunks(row).zip(rows_of(p, wd, true)) {
+                channel[at..at + row].copy_from_slice(values);
+            }
+        }
+        Ok(())
+    })?;
+    let r = f(&xp);
+    PADDED.set(xp);
+    r
+}
+
 /// `channels` channels of `len` values and `slack` zeros after them, each channel
 /// cleared and then given its values by `fill(c, channel)`, in blocks of channels split
 /// between the threads ([`per_block`]). A channel is cleared just before it is filled,
@@ -390,7 +447,10 @@ pub(super) fn forward(
     let laid = kept.and_then(|k| k.read(w, (p.groups, wd.og, wd.kdim)));
     per_images(&mut out, per_out, p.n, most, |n0, count, y| {
         let x = &x[n0 * per_in..][..count * per_in];
-        forward_images(x, count, (w, laid.as_deref()), p, &wd, &offs, y)
+        // The direct products read whole blocks of columns past the last one.
+        with_padded(x, p, &wd, conv_direct::MAX_L, |xp| {
+            forward_images(xp, count, (w, laid.as_deref()), p, &wd, &offs, y)
+        })
     })?;
     Ok(out)
 }
@@ -508,11 +568,11 @@ pub(super) fn channel_blocks(
     }
 }
 
-/// `count` images' output: per group and run of wide columns, the direct products of the
-/// (channel, tap) pairs at offsets `offs` fill a block (the images' runs side by side)
-/// whose kept columns are then copied out.
+/// `count` images' output from their padded input `xp`: per group and run of wide
+/// columns, the direct products of the (channel, tap) pairs at offsets `offs` fill a
+/// block (the images' runs side by side) whose kept columns are then copied out.
 fn forward_images(
-    x: &[f32],
+    xp: &[f32],
     count: usize,
     (w, laid): (&[f32], Option<&Laid>),
     p: &Conv3dParams,
@@ -520,8 +580,6 @@ fn forward_images(
     offs: &[usize],
     y: &mut [f32],
 ) -> Result<()> {
-    // The direct products read whole blocks of columns past the last one.
-    let xp = spread(x, p, wd, true, conv_direct::MAX_L)?;
     let [_, oh, ow] = p.output;
     let (per_in, per_out) = (p.c_in * wd.channel, p.c_out * wd.out_len);
     for gi in 0..p.groups {
@@ -550,7 +608,6 @@ fn forward_images(
         let y_g = &mut y[gi * wd.og * wd.out_len..];
         channel_blocks(y_g, count, wd.og, wd.out_len, products)?;
     }
-    super::recycle_scratch(xp);
     Ok(())
 }
 

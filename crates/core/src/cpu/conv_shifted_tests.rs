@@ -450,3 +450,41 @@ fn weight_gradients_take_the_padded_input_sums() {
         assert!(got == want, "{p:?}");
     }
 }
+
+/// A thread's kept padded input, reused by smaller inputs with other padding (each with
+/// values far from the last), holds exactly what `spread` makes: nothing of an earlier
+/// input left in the padding, the slack or past the planes.
+#[test]
+fn kept_padded_inputs_are_made_afresh() {
+    let cases = [
+        (8, [1, 16, 16], [0, 2, 2], 0),
+        (3, [2, 9, 11], [1, 2, 1], 40),
+        (2, [1, 4, 5], [0, 1, 1], 32),
+    ];
+    for (round, (c_in, input, padding, slack)) in cases.into_iter().enumerate() {
+        let kernel = [1, 3, 3];
+        let output = [0, 1, 2].map(|a| input[a] + 2 * padding[a] + 1 - kernel[a]);
+        let p = Conv3dParams {
+            n: 2,
+            c_in,
+            c_out: 4,
+            input,
+            output,
+            kernel,
+            stride: [1; 3],
+            padding,
+            dilation: [1; 3],
+            groups: 1,
+        };
+        let wd = wide(&p);
+        let src: Vec<f32> = (0..p.input_len())
+            .map(|i| value(i, round) + 10.0 * round as f32)
+            .collect();
+        let want = spread(&src, &p, &wd, true, slack).unwrap();
+        with_padded(&src, &p, &wd, slack, |xp| {
+            assert_eq!(xp, &want[..], "{p:?}, slack {slack}");
+            Ok(())
+        })
+        .unwrap();
+    }
+}
