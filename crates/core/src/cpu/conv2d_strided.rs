@@ -28,7 +28,6 @@
 //! four forwards alone took about as long as the GEMM and col2im, which already run at
 //! the direct products' rate.
 
-use super::conv2d::{per_image_sum, per_images};
 use super::conv2d_depthwise::{grid_fits, zeroed_once, Grid};
 use super::conv_channels::{self, Axis, Border, Plane};
 use super::conv_direct::{self, fold_lanes, weight_block, LANES, MAX_DIRECT_WEIGHT, MAX_L};
@@ -36,6 +35,7 @@ use super::conv_shifted::{
     channel_blocks, from_2d, images_per_span, thread_share, wide, with_padded, Runs, MIN_CHANNELS,
 };
 use super::panels_kept::{self, PanelsKept};
+use super::per_image::{per_image_sum, per_images};
 use super::transpose::Weights;
 use crate::backend::{Conv2dParams, Conv3dParams};
 use crate::host;

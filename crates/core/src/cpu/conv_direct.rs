@@ -21,13 +21,13 @@
 //! project builds for baseline x86-64, which would otherwise leave 4-wide SSE here).
 
 use super::by_cpu;
-use super::conv2d::{per_image_sum, per_images};
 use super::conv_channels::{self, Axis, Border, Plane};
 use super::conv_shifted::{
     channel_blocks, grid_fits, images_per_run, rows_of, spread, wide, Runs, Wide, CHUNK_VALUES,
     FORWARD_COLS, MIN_CHANNELS,
 };
 use super::conv_weight_wide;
+use super::per_image::{per_image_sum, per_images};
 use super::reduce::all_finite;
 use super::transpose::Weights;
 use crate::backend::Conv3dParams;

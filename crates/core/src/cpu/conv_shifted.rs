@@ -33,11 +33,11 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::conv2d::{per_image, per_image_sum, per_images};
 use super::conv_channels::{self, Axis, Border, Plane};
 use super::conv_direct;
 use super::gemm::{gemm, Layout};
 use super::panels_kept::{self, Laid, PanelsKept};
+use super::per_image::{per_image, per_image_sum, per_images};
 use super::{conv_weight, conv_weight_wide};
 use crate::backend::{Conv2dParams, Conv3dParams};
 use crate::host;

@@ -28,6 +28,7 @@ mod layout;
 mod matmul;
 mod optim;
 mod panels_kept;
+mod per_image;
 mod pool2d;
 mod profile;
 mod reduce;
