@@ -10,10 +10,10 @@
 //! which a step reusing a weight (a Siamese or triplet network's branches) does not
 //! reach. The panels take as much memory again as the weight.
 //!
-//! Laying the panels out where every call read them (no keeping) was slower, not faster:
-//! panels written by one core and read by the other in the same call took the forward
-//! from 4.10 to 4.22–5.30 ms; kept, 4.10 → 3.94 (two threads, fastest of 100 calls,
-//! three alternating rounds).
+//! Laying the panels out once per call for both threads (no keeping) was slower, not
+//! faster: panels written by one core and read by the other in the same call took that
+//! forward from 4.10–4.24 ms to 4.22–5.30; kept, 4.14–4.28 → 4.05–4.08 (two threads,
+//! fastest of 60–100 calls, three alternating rounds).
 
 use super::conv_channels::widest_lanes;
 use super::transpose::{self, Weights};

@@ -322,8 +322,8 @@ impl<'a> Weights<'a> {
     }
 
     /// What [`Weights::panel_into`] would write for the same arguments, where it is laid
-    /// out already: the first panel's pairs `k0..k0 + kc`, if its rows are `rows` (all of
-    /// them, or `lanes` of more) and its lanes `lanes`.
+    /// out already: the first panel's pairs `k0..k0 + kc`, if it has `rows` rows (all the
+    /// rows left, or the first `lanes` of more) and `lanes` lanes.
     pub(super) fn laid_out(
         &self,
         k0: usize,
