@@ -323,18 +323,34 @@ pub(super) fn spread(
     padded: bool,
     slack: usize,
 ) -> Result<Vec<f32>> {
-    let (compact, row, wide) = if padded {
-        (wd.in_len, p.input[2], wd.channel)
+    let (compact, wide) = if padded {
+        (wd.in_len, wd.channel)
     } else {
-        (wd.out_len, p.output[2], wd.widened_len(p))
+        (wd.out_len, wd.widened_len(p))
     };
     let channels = src.len() / compact.max(1);
     channels_made(channels, wide, slack, |c, dst| {
-        let values = &src[c * compact..][..compact];
-        for (values, at) in values.chunks(row).zip(rows_of(p, wd, padded)) {
-            dst[at..at + row].copy_from_slice(values);
-        }
+        place_rows(src, c, (p, wd, padded), dst)
     })
+}
+
+/// Compact channel `c` of `src` copied row by row into `dst`, a cleared channel, where
+/// [`rows_of`] puts its rows (the input's with `padded`, else the output's).
+fn place_rows(
+    src: &[f32],
+    c: usize,
+    (p, wd, padded): (&Conv3dParams, &Wide, bool),
+    dst: &mut [f32],
+) {
+    let (compact, row) = if padded {
+        (wd.in_len, p.input[2])
+    } else {
+        (wd.out_len, p.output[2])
+    };
+    let values = &src[c * compact..][..compact];
+    for (values, at) in values.chunks(row).zip(rows_of(p, wd, padded)) {
+        dst[at..at + row].copy_from_slice(values);
+    }
 }
 
 /// The most values of a padded input a thread keeps between calls ([`with_padded`]):
@@ -378,14 +394,10 @@ pub(super) fn with_padded<R>(
     // Grown with zeros only where it was shorter; every channel is cleared below.
     xp.resize(len, 0.0);
     xp[body..].fill(0.0);
-    let (row, compact) = (p.input[2], wd.in_len);
     per_block(&mut xp[..body], wd.channel.max(1), |c0, block| {
         for (c, channel) in block.chunks_mut(wd.channel.max(1)).enumerate() {
             channel.fill(0.0);
-            let values = &src[(c0 + c) * compact..][..compact];
-            for (values, at) in values.chunks(row).zip(rows_of(p, wd, true)) {
-                channel[at..at + row].copy_from_slice(values);
-            }
+            place_rows(src, c0 + c, (p, wd, true), channel);
         }
         Ok(())
     })?;

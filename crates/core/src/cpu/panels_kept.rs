@@ -3,8 +3,10 @@
 //! panel they read by transposing the weight (`transpose.rs`), in every call and on every
 //! thread: each of two threads transposing all of a 256 → 512 3×3 weight took 5% of its
 //! stride-2 forward onto 7² at batch 8 (`perf`, Zen 4, 2026-12-05). A weight read again
-//! and again unchanged (inference, frozen layers, the VGG under style transfer, a
-//! benchmark's repeated calls) now has its panels laid out once. A training step's weight
+//! and again unchanged (inference, frozen layers, a benchmark's repeated calls) now has
+//! its panels laid out once. Only the layers these products serve gain: the stride-2
+//! forwards read in place and the small planes' stride-1 forwards, not the 3×3 layers
+//! Winograd's kernels take (style transfer's VGG). A training step's weight
 //! is new after every update and read by one forward, so it is never laid out: the
 //! panels are made by the forward after [`READS_BEFORE`] others have read the weight,
 //! which a step reusing a weight (a Siamese or triplet network's branches) does not
