@@ -188,18 +188,14 @@ fn forward_in_place(
                 let w_g = &w[gi * wd.og * wd.kdim..][..wd.og * wd.kdim];
                 let x_g = &xp[gi * wd.cg * wd.channel..];
                 let products = |o0: usize, ob: usize, y: &mut [f32]| -> Result<()> {
-                    let mut acc = host::with_capacity(ob * Runs::row_len(count, RUN))?;
+                    let bases: Vec<usize> = (0..count).map(|i| i * per_padded).collect();
+                    let w_b = panels_kept::rows(laid.as_deref(), w_g, (gi, o0, wd.kdim));
                     for j in (0..ohw).step_by(RUN) {
-                        let cols = RUN.min(ohw - j);
-                        let r = Runs::new(count, cols, j);
-                        acc.resize(ob * r.ld, 0.0);
-                        let bases: Vec<usize> = (0..count).map(|i| i * per_padded).collect();
-                        let w_b = panels_kept::rows(laid.as_deref(), w_g, (gi, o0, wd.kdim));
-                        let run = (cols, j, plane);
-                        conv_channels::products(
-                            w_b, wd.kdim, ob, x_g, &bases, &offs, run, &mut acc, r.ld,
+                        let run = (RUN.min(ohw - j), j, plane);
+                        let (y, to) = (&mut y[j..], (ohw, per_out));
+                        conv_channels::into_planes(
+                            w_b, wd.kdim, ob, x_g, &bases, &offs, run, y, to,
                         );
-                        r.keep(&acc, (p.ow, p.ow), y, ohw, |o, i| i * per_out + o * ohw);
                     }
                     Ok(())
                 };

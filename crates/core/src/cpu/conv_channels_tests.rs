@@ -51,7 +51,7 @@ fn kept_columns_match_the_wide_products_bit_for_bit() {
                 &offs,
                 (cols, j, plane),
                 &mut got,
-                ld,
+                (ld, cols.next_multiple_of(MAX_L)),
             );
             let run = cols.next_multiple_of(MAX_L);
             for (i, (&g, &v)) in got.iter().zip(&want).enumerate() {
@@ -123,7 +123,8 @@ fn border_positions_match_the_wide_products() {
         conv_direct::block(wl, kdim, og, &x, &images, &offs, cols, &mut want, ld);
         let mut got = vec![f32::NAN; og * ld];
         let run = (cols, 0, plane);
-        block(wl, kdim, og, &x, &images, &offs, run, &mut got, ld);
+        let to = (ld, cols.next_multiple_of(MAX_L));
+        block(wl, kdim, og, &x, &images, &offs, run, &mut got, to);
         let mut nans = 0;
         for (i, (&g, &v)) in got.iter().zip(&want).enumerate() {
             let c = i % ld % cols.next_multiple_of(MAX_L);
@@ -167,7 +168,7 @@ fn border_classes_follow_the_taps_read() {
         border: Some(border),
     };
     let cols = 6 * 9 + 7;
-    let b = blocks::<12>(&[0, 1000], (cols, 0, plane));
+    let b = blocks::<12>(&[0, 1000], (cols, 0, plane), 64);
     assert_eq!(b.slots.len(), 108);
     assert_eq!(b.class.iter().filter(|c| c.is_none()).count(), 5);
     assert_eq!(b.class.iter().flatten().count(), 4);
@@ -185,6 +186,7 @@ fn border_classes_follow_the_taps_read() {
                 ..plane
             },
         ),
+        64,
     );
     assert!(plain.class.iter().all(|c| c.is_none()) && plain.classes.is_empty());
 }
@@ -253,5 +255,63 @@ fn many_channels_on_large_planes_match_the_definition() {
         });
         assert_close(&name, &got_y, &y);
         assert_close(&name, &got_gx, &gx);
+    }
+}
+
+/// Written straight into output planes (`into_planes`: a strided layer's plane read in
+/// place, every column kept, runs starting inside it), each image's channels hold the
+/// bits the runs' block holds for them, and the gaps between channels and between images
+/// stay as they were: 3 images, 70 channels (the widest panels and narrower ones).
+#[test]
+fn output_planes_hold_the_runs_bits() {
+    let (cg, og, side, stride) = (5, 70, 6, 2);
+    let (ow, wp) = (side / stride, side + 2);
+    let channel = wp * wp;
+    let offs: Vec<usize> = (0..cg)
+        .flat_map(|c| (0..9).map(move |t| c * channel + t / 3 * wp + t % 3))
+        .collect();
+    let kdim = offs.len();
+    let bases: Vec<usize> = (0..3).map(|i| i * cg * channel).collect();
+    let x: Vec<f32> = (0..3 * cg * channel + 2 * MAX_L)
+        .map(|i| ((i * 29 % 17) as f32 - 8.0) / 4.0)
+        .collect();
+    let w: Vec<f32> = (0..og * kdim)
+        .map(|i| ((i * 13 % 11) as f32 - 5.0) / 8.0)
+        .collect();
+    let wl = Weights::rows(&w, kdim);
+    let axis = Axis::forward(3, side, (stride, 1, 1));
+    let plane = Plane {
+        wp: ow,
+        oh: ow,
+        ow,
+        reads: Some([stride * wp, stride]),
+        border: Some(Border {
+            axes: [Axis::forward(1, 1, (1, 0, 1)), axis, axis],
+            a: 0,
+        }),
+    };
+    let ohw = ow * ow;
+    let (ld, image) = (ohw + 2, og * (ohw + 2) + 5);
+    for (j, cols) in [(0, ohw), (4, ohw - 4), (2, 3)] {
+        let run = cols.next_multiple_of(MAX_L);
+        let runs_ld = bases.len() * run;
+        let mut want = vec![f32::NAN; og * runs_ld];
+        let mut got = vec![-7.0f32; bases.len() * image];
+        let (x, b, offs, span) = (&x[..], &bases[..], &offs[..], (cols, j, plane));
+        block(wl, kdim, og, x, b, offs, span, &mut want, (runs_ld, run));
+        into_planes(wl, kdim, og, x, b, offs, span, &mut got[j..], (ld, image));
+        for (i, &g) in got.iter().enumerate() {
+            let (r, o, c) = (i / image, i % image / ld, i % image % ld);
+            let want = if o < og && (j..j + cols).contains(&c) {
+                want[o * runs_ld + r * run + c - j]
+            } else {
+                -7.0
+            };
+            assert_eq!(
+                g.to_bits(),
+                want.to_bits(),
+                "run {j}+{cols}: image {r}, channel {o}, column {c}"
+            );
+        }
     }
 }

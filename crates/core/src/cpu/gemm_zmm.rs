@@ -21,6 +21,8 @@ use std::cell::RefCell;
 
 /// Rows of A per register block.
 pub(super) const MR: usize = 12;
+// A step of a packed A panel fits one masked vector (`pack_a`).
+const _: () = assert!(MR <= 16);
 /// Columns of B per register block: two vectors of 16.
 pub(super) const NR: usize = 32;
 /// Depth of one packed slice: a 12-row A panel (12 KiB) stays in L1 beside the B rows
@@ -186,7 +188,9 @@ enum Panel {
 /// rows past `mc` are zeros.
 ///
 /// # Safety
-/// Every element of the `mc × kc` block lies inside A's allocation.
+/// The processor has AVX-512F; every element of the `mc × kc` block lies inside A's
+/// allocation.
+#[target_feature(enable = "avx512f")]
 unsafe fn pack_a(
     ap: &mut [f32],
     a: *const f32,
@@ -211,10 +215,19 @@ unsafe fn pack_a(
                 }
             }
             Panel::Steps if rs == 1 => {
+                // One masked load and store per step: a `memcpy` call per step's 12
+                // values took 2.4% of a stride-2 convolution's forward and backward
+                // (256@14² onto 512@7², whose input gradient reads the weight
+                // transposed).
+                let mask: __mmask16 = (1 << rows) - 1;
                 for (p, dst) in panel.chunks_exact_mut(MR).take(kc).enumerate() {
-                    // SAFETY: step `p` holds the block's `rows` contiguous values.
-                    let src = unsafe { std::slice::from_raw_parts(a.add(i0 + p * cs), rows) };
-                    dst[..rows].copy_from_slice(src);
+                    // SAFETY: step `p` holds the block's `rows` (at most `MR`, 12)
+                    // contiguous values, which the mask keeps; the store writes `dst`'s
+                    // first `rows`.
+                    unsafe {
+                        let v = _mm512_maskz_loadu_ps(mask, a.add(i0 + p * cs));
+                        _mm512_mask_storeu_ps(dst.as_mut_ptr(), mask, v);
+                    }
                 }
             }
             Panel::Steps => {

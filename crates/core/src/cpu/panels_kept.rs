@@ -18,6 +18,7 @@
 //! fastest of 60–100 calls, three alternating rounds).
 
 use super::conv_channels::widest_lanes;
+use super::reduce::all_finite;
 use super::transpose::{self, Weights};
 use crate::Result;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -25,12 +26,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 /// Forwards that read a weight before the one that lays out its panels.
 const READS_BEFORE: u32 = 3;
 
-/// A weight's widest panels, group by group ([`Weights::Panels`]).
+/// A weight's widest panels, group by group ([`Weights::Panels`]), and whether all its
+/// values are finite: the products' border blocks skip the taps that read padding only
+/// for finite weights, and checking each panel's weights in every call took 1.5% of the
+/// stride-2 forward onto 512@7² (3.96 → 3.91 ms, Zen 4, 2026-12-05).
 pub(super) struct Laid {
     groups: Vec<Vec<Vec<f32>>>,
     og: usize,
     kdim: usize,
     lanes: usize,
+    finite: bool,
 }
 
 impl Laid {
@@ -47,6 +52,7 @@ impl Laid {
             og,
             kdim,
             lanes,
+            finite: all_finite(w),
         })
     }
 }
@@ -82,6 +88,7 @@ pub(super) fn rows<'a>(
             rows: l.og,
             panels,
             lanes: l.lanes,
+            finite: l.finite,
         }
         .rows_from(o0),
         _ => Weights::rows(&w_g[o0 * kdim..], kdim),
@@ -200,7 +207,7 @@ mod tests {
     /// a partly full widest panel): a weight read again and again gives the same bits
     /// once its panels are kept; the products then read the kept panels (replaced by
     /// another weight's, the output is that weight's); a weight written in place is read
-    /// anew.
+    /// anew; a weight with an infinity gives the NaNs it should.
     #[test]
     fn kept_panels_give_the_same_bits_and_follow_writes() {
         let lanes = widest_lanes();
@@ -255,6 +262,13 @@ mod tests {
             assert!(b.add_in_place(&mut w, &step).unwrap());
             assert!(!kept(&w).is_laid(), "{p:?}: the panels forgotten");
             check(&w);
+            // An infinite weight on a tap that the border's outputs read padding with:
+            // kept panels must not let those outputs skip it (∞·0 is NaN).
+            let mut inf = values(4);
+            inf[0] = f32::INFINITY;
+            let inf = store(inf).unwrap();
+            check(&inf);
+            assert!(data(&b.conv2d(&x, &inf, None, &p).unwrap())[0].is_nan());
         }
     }
 }

@@ -265,13 +265,15 @@ pub(super) enum Weights<'a> {
         ld: usize,
     },
     /// [`Weights::Rows`] (`ld` pairs a row) with its panels of `lanes` rows laid out
-    /// already ([`panels`]; `rows` rows in all).
+    /// already ([`panels`]; `rows` rows in all); `finite` where the whole weight is known
+    /// to be finite.
     Panels {
         w: &'a [f32],
         ld: usize,
         rows: usize,
         panels: &'a [Vec<f32>],
         lanes: usize,
+        finite: bool,
     },
 }
 
@@ -308,6 +310,7 @@ impl<'a> Weights<'a> {
                 rows,
                 panels,
                 lanes,
+                finite,
             } => match r % lanes {
                 0 if r <= rows => Weights::Panels {
                     w: &w[r * ld..],
@@ -315,6 +318,7 @@ impl<'a> Weights<'a> {
                     rows: rows - r,
                     panels: &panels[r / lanes..],
                     lanes,
+                    finite,
                 },
                 _ => Weights::rows(&w[r * ld..], ld),
             },
@@ -341,6 +345,12 @@ impl<'a> Weights<'a> {
             }
             _ => None,
         }
+    }
+
+    /// Whether every value is known to be finite without reading them (kept panels know
+    /// it from when they were laid out).
+    pub(super) fn known_finite(&self) -> bool {
+        matches!(self, Weights::Panels { finite: true, .. })
     }
 
     /// Whether `rows` rows of `pairs` pairs lie inside the weights.
@@ -499,6 +509,7 @@ mod tests {
             rows,
             panels: &laid,
             lanes,
+            finite: true,
         };
         for r in [0, 1, 16, 32] {
             let v = view.rows_from(r);
@@ -525,7 +536,9 @@ mod tests {
             );
             assert_eq!(v.column(2).0[pairs], w[(r + 1) * pairs + 2], "from {r}");
             assert!(v.holds(rows - r, pairs) && !v.holds(rows - r + 1, pairs));
+            assert_eq!(v.known_finite(), r % lanes == 0, "from {r}");
         }
+        assert!(!Weights::rows(&w, pairs).known_finite());
     }
 
     /// Panels of fewer rows than lanes get zeros past them; full ones are the transpose.
