@@ -227,24 +227,28 @@ fn col2im(
     let spans = col_spans(p);
     per_channel(&mut gx_g[..g.cg * g.hw], g.hw, |c, plane| {
         let rows = &col[c * per..(c + 1) * per];
+        let stride = p.stride[1];
         for ki in 0..kh {
-            for (kj, &span) in spans.iter().enumerate() {
-                let Some((lo, hi, s0)) = span else {
-                    continue;
-                };
-                let row = &rows[(ki * kw + kj) * at.ld + at.off..][..cols];
-                for r in r0..r1 {
-                    let Some(ih) = in_row(p, r, ki) else { continue };
-                    let src = &row[(r - r0) * p.ow..(r - r0 + 1) * p.ow];
-                    let dst = &mut plane[ih * p.w..(ih + 1) * p.w];
-                    let src = &src[lo..hi];
-                    if p.stride[1] == 1 {
+            // An input row at a time, each tap along it added in turn, so the row's
+            // place is found once for the kernel's width.
+            for r in r0..r1 {
+                let Some(ih) = in_row(p, r, ki) else { continue };
+                let dst = &mut plane[ih * p.w..(ih + 1) * p.w];
+                for (kj, &span) in spans.iter().enumerate() {
+                    let Some((lo, hi, s0)) = span else {
+                        continue;
+                    };
+                    let row = &rows[(ki * kw + kj) * at.ld + at.off..][..cols];
+                    let src = &row[(r - r0) * p.ow..][lo..hi];
+                    if stride == 1 {
                         // Whole spans at unit stride, so the adds vectorise.
                         let dst = &mut dst[s0..s0 + src.len()];
                         dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s);
                     } else {
-                        let taps = dst[s0..].iter_mut().step_by(p.stride[1]);
-                        taps.zip(src).for_each(|(d, &s)| *d += s);
+                        let dst = &mut dst[s0..][..(src.len() - 1) * stride + 1];
+                        for (i, &s) in src.iter().enumerate() {
+                            dst[i * stride] += s;
+                        }
                     }
                 }
             }
