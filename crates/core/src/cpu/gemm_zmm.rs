@@ -25,10 +25,15 @@ pub(super) const MR: usize = 12;
 const _: () = assert!(MR <= 16);
 /// Columns of B per register block: two vectors of 16.
 pub(super) const NR: usize = 32;
-/// Depth of one packed slice: a 12-row A panel (12 KiB) stays in L1 beside the B rows
-/// it meets.
-pub(super) const KC: usize = 256;
-/// Columns of B packed at a time: 1 MiB at `KC`, inside the 2 MiB L2.
+/// Depth of one packed slice: a 12-row A panel (24 KiB) stays in L1 beside the B rows
+/// it meets. Each slice reads and writes all of C once more: at 256, C's traffic (2 MiB
+/// a thread for 1024³, four times over) bound the product whenever the shared L3 was
+/// busy: on a 2-core Zen 4 VM (2026-12-05, alternating runs) matmul 1024³ took 11.8–13.2
+/// ms at 256 against 10.6–11.5 at 512 in such a spell, 10.24–10.29 against 9.86–10.64
+/// in a quiet one; 2048³ 89.8–90.4 against 81.6–82.9.
+pub(super) const KC: usize = 512;
+/// Columns of B packed at a time: 2 MiB at `KC` (panels of 512 columns, 1 MiB, were no
+/// faster on 1024³ and slower on 2048³: 84.1–84.5 ms).
 const NC: usize = 1024;
 /// Rows of A packed at a time.
 const MC: usize = 20 * MR;
