@@ -321,21 +321,13 @@ fn forward_batched(x: &[f32], w: &[f32], p: &Conv2dParams, g: &Geo, nb: usize) -
         let n1 = (n0 + nb).min(p.n);
         let cols = (n1 - n0) * g.ohw;
         side_by_side_columns(x, p, g, (n0, n1), &mut col);
-        y.clear();
-        let len = p.c_out * cols;
-        gemm_into(
-            p.c_out,
-            g.kdim,
-            cols,
-            w,
-            Layout::rows(g.kdim),
-            &col,
-            Layout::rows(cols),
-            &mut y.spare_capacity_mut()[..len],
-            Layout::rows(cols),
-        );
-        // SAFETY: `gemm_into` wrote all `c_out × cols` values.
-        unsafe { y.set_len(len) };
+        let (lw, lc) = (Layout::rows(g.kdim), Layout::rows(cols));
+        // SAFETY: `gemm_into` writes all `c_out × cols` values.
+        unsafe {
+            refill(&mut y, p.c_out * cols, |y| {
+                gemm_into(p.c_out, g.kdim, cols, w, lw, &col, lc, y, lc)
+            })
+        };
         into_images(&y, p, g, &mut out[n0 * image_out..n1 * image_out]);
     }
     Ok(out)
@@ -365,20 +357,32 @@ fn side_by_side(
     dst: &mut Vec<f32>,
 ) {
     let cols = (n1 - n0) * g.ohw;
-    let len = p.c_out * cols;
-    dst.clear();
-    dst.reserve(len);
-    let rows = &mut dst.spare_capacity_mut()[..len];
-    rows.par_chunks_mut(cols).enumerate().for_each(|(o, row)| {
-        for (i, plane) in row.chunks_mut(g.ohw).enumerate() {
-            let src = &gy[((n0 + i) * p.c_out + o) * g.ohw..][..g.ohw];
-            for (d, &v) in plane.iter_mut().zip(src) {
-                d.write(v);
+    let fill = |rows: &mut [MaybeUninit<f32>]| {
+        rows.par_chunks_mut(cols).enumerate().for_each(|(o, row)| {
+            for (i, plane) in row.chunks_mut(g.ohw).enumerate() {
+                let src = &gy[((n0 + i) * p.c_out + o) * g.ohw..][..g.ohw];
+                for (d, &v) in plane.iter_mut().zip(src) {
+                    d.write(v);
+                }
             }
-        }
-    });
-    // SAFETY: each of the `c_out` rows of `cols` values was written, plane by plane.
-    unsafe { dst.set_len(len) };
+        })
+    };
+    // SAFETY: each of the `c_out` rows of `cols` values is written, plane by plane.
+    unsafe { refill(dst, p.c_out * cols, fill) };
+}
+
+/// `buf` holding the `len` values `fill` writes, without clearing them first (a GEMM's
+/// output, a copy): clearing the input gradient's columns took 1% of a stride-2 layer's
+/// forward and backward, on one thread.
+///
+/// # Safety
+/// `fill` must write every value of the slice it is given.
+unsafe fn refill(buf: &mut Vec<f32>, len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) {
+    buf.clear();
+    buf.reserve(len);
+    fill(&mut buf.spare_capacity_mut()[..len]);
+    // SAFETY: `fill` wrote all `len` values (the caller's promise).
+    unsafe { buf.set_len(len) };
 }
 
 /// [`grad_input`] with `nb` images in each GEMM (see [`images_per_gemm`]).
@@ -397,23 +401,13 @@ fn grad_input_batched(
         let n1 = (n0 + nb).min(p.n);
         let cols = (n1 - n0) * g.ohw;
         side_by_side(gy, p, g, (n0, n1), &mut gy_b);
-        // Written by the product, not cleared first: clearing took 1% of a stride-2
-        // layer's forward and backward, on one thread.
-        col.clear();
-        let len = g.kdim * cols;
-        gemm_into(
-            g.kdim,
-            p.c_out,
-            cols,
-            w,
-            Layout::trans(g.kdim),
-            &gy_b,
-            Layout::rows(cols),
-            &mut col.spare_capacity_mut()[..len],
-            Layout::rows(cols),
-        );
-        // SAFETY: `gemm_into` wrote all `kdim × cols` values.
-        unsafe { col.set_len(len) };
+        let (lw, lc) = (Layout::trans(g.kdim), Layout::rows(cols));
+        // SAFETY: `gemm_into` writes all `kdim × cols` values.
+        unsafe {
+            refill(&mut col, g.kdim * cols, |c| {
+                gemm_into(g.kdim, p.c_out, cols, w, lw, &gy_b, lc, c, lc)
+            })
+        };
         let images = &mut gx[n0 * image_in..n1 * image_in];
         images
             .par_chunks_mut(image_in)
